@@ -1,0 +1,605 @@
+#!/usr/bin/env bash
+# Throwaway test services for snap's integration tests:
+#   * a PostgreSQL cluster on 127.0.0.1 (trust auth, fsync off), and
+#   * an S3-compatible server on 127.0.0.1 with a bucket "snap-test".
+#
+# Usage:
+#   source scripts/services.sh start   # start (or reuse) the services and export the variables
+#   source scripts/services.sh stop    # stop them, remove their temp dirs, unset the variables
+#   scripts/services.sh start|stop|status
+#   eval "$(scripts/services.sh env)"  # export the variables of services started earlier
+#
+# Exported by `start` (and printed by `env`):
+#   SNAP_TEST_PG_HOST SNAP_TEST_PG_PORT SNAP_TEST_PG_USER SNAP_TEST_PG_BIN
+#   SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET
+#   AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_DEFAULT_REGION
+#
+# Knobs:
+#   SNAP_TEST_STATE  state file with pids, dirs and variables (default /tmp/snap-test-services.env)
+#   SNAP_TEST_TOOLS  where the moto virtualenv is kept between runs
+#                    (default $HOME/.cache/snap-test-tools)
+#   SNAP_TEST_FRESH=1  make `start` restart services instead of reusing healthy ones
+#
+# S3 server: moto (PyPI "moto[server]", pinned in _SNAP_MOTO_SPEC, installed into a venv under
+# $SNAP_TEST_TOOLS and reused on later runs). moto 5.x honours conditional writes: PutObject
+# with `If-None-Match: *` on an existing key and PutObject with a stale `If-Match` ETag both
+# answer 412, which is what object_store's PutMode::Create / PutMode::Update rely on. `start`
+# re-checks this on every run and prints a WARNING line if it ever stops being true. The
+# fallback considered (s3s-fs from crates.io) is not needed and therefore not implemented:
+# moto needs no Rust build, so a cold start stays well inside CI's time budget.
+# moto checks the condition and stores the object without a lock, so with its threaded server
+# two racing conditional PUTs could both win; it is therefore started through a small launcher
+# (_snap_write_moto_launcher) that handles one request at a time, making conditional writes
+# atomic as on real S3.
+#
+# Everything a service prints goes to log files in its temp dir (/tmp/snap-test.XXXXXX);
+# `start` prints one line per service with its address. The file works when sourced into a
+# shell running `set -euo pipefail` and leaves that shell's options alone.
+
+_SNAP_MOTO_SPEC='moto[server]==5.2.5'
+_SNAP_S3_BUCKET='snap-test'
+_SNAP_EXPORTED_VARS='SNAP_TEST_PG_HOST SNAP_TEST_PG_PORT SNAP_TEST_PG_USER SNAP_TEST_PG_BIN
+SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+AWS_DEFAULT_REGION'
+
+_snap_say() { printf 'services: %s\n' "$*"; }
+_snap_warn() { printf 'services: WARNING: %s\n' "$*" >&2; }
+_snap_err() { printf 'services: ERROR: %s\n' "$*" >&2; }
+
+_snap_state_file() { printf '%s\n' "${SNAP_TEST_STATE:-/tmp/snap-test-services.env}"; }
+
+_snap_tools_dir() { printf '%s\n' "${SNAP_TEST_TOOLS:-${HOME:-/tmp}/.cache/snap-test-tools}"; }
+
+# Appends KEY=VALUE (shell-quoted) to the state file; later lines override earlier ones.
+_snap_state_set() {
+    printf '%s=%q\n' "$1" "$2" >>"$(_snap_state_file)"
+}
+
+# Appends `export KEY=VALUE` to the state file and exports it into the current shell.
+_snap_state_export() {
+    printf 'export %s=%q\n' "$1" "$2" >>"$(_snap_state_file)"
+    export "$1=$2"
+}
+
+# Runs a command as root: directly when we are root, else through passwordless sudo.
+_snap_as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    else
+        sudo -n "$@"
+    fi
+}
+
+# apt-get install, with `apt-get update` only when the first try fails.
+_snap_apt_install() {
+    local log
+    log=$(mktemp /tmp/snap-test-apt.XXXXXX.log) || return 1
+    _snap_say "installing Debian packages: $* (log: $log)"
+    if _snap_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >"$log" 2>&1; then
+        rm -f "$log"
+        return 0
+    fi
+    if _snap_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$log" 2>&1 &&
+        _snap_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$log" 2>&1; then
+        rm -f "$log"
+        return 0
+    fi
+    _snap_err "apt-get install $* failed; last lines of $log:"
+    tail -n 20 "$log" >&2
+    return 1
+}
+
+# Prints the newest /usr/lib/postgresql/N/bin that has initdb, pg_ctl and psql.
+_snap_pg_find_bin() {
+    local d best='' best_v=0 v
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/psql" ] || continue
+        v=${d#/usr/lib/postgresql/}
+        v=${v%/bin}
+        v=${v%%.*}
+        case $v in '' | *[!0-9]*) continue ;; esac
+        if [ "$v" -gt "$best_v" ]; then
+            best_v=$v
+            best=$d
+        fi
+    done
+    [ -n "$best" ] || return 1
+    printf '%s\n' "$best"
+}
+
+# Prints a free TCP port on 127.0.0.1 in 20000-32000 (below Linux's ephemeral range, so no
+# outgoing connection grabs it meanwhile; never 5432/5433). Extra arguments are ports to avoid.
+_snap_pick_port() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 - "$@" <<'EOF'
+import random, socket, sys
+avoid = {5432, 5433} | {int(a) for a in sys.argv[1:] if a.isdigit()}
+for _ in range(500):
+    port = random.randint(20000, 32000)
+    if port in avoid:
+        continue
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    sys.exit(0)
+sys.exit(1)
+EOF
+        return
+    fi
+    local port i a skip
+    for i in $(seq 1 500); do
+        port=$((20000 + (RANDOM * 32768 + RANDOM + i) % 12001))
+        skip=0
+        for a in 5432 5433 "$@"; do [ "$port" = "$a" ] && skip=1; done
+        [ "$skip" = 0 ] || continue
+        # Connection refused means nobody listens there.
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            printf '%s\n' "$port"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# True when pid $1 is alive and its command line contains $2 (guards against reused pids).
+_snap_pid_is() {
+    local pid=$1 what=$2 cmd
+    case $pid in '' | *[!0-9]*) return 1 ;; esac
+    kill -0 "$pid" 2>/dev/null || return 1
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    case $cmd in *"$what"*) return 0 ;; *) return 1 ;; esac
+}
+
+# Sends TERM to pid $1 (if it is a $2 process), waits up to ~10 s, then KILL.
+_snap_kill() {
+    local pid=$1 what=$2
+    _snap_pid_is "$pid" "$what" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        _snap_pid_is "$pid" "$what" || return 0
+        sleep 0.1
+    done
+    _snap_warn "$what (pid $pid) did not stop on TERM; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Runs a command as the owner of the PostgreSQL cluster ($1 = postgres or self).
+_snap_as_pg_owner() {
+    local owner=$1
+    shift
+    if [ "$owner" = self ]; then
+        "$@"
+    elif command -v runuser >/dev/null 2>&1; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        (cd / && su postgres -s /bin/sh -c "$(printf '%q ' "$@")")
+    fi
+}
+
+# Where the moto venv lives.
+_snap_venv_dir() { printf '%s/moto-venv\n' "$(_snap_tools_dir)"; }
+
+# HTTP request to the S3 server, signed with AWS SigV4 as test/test in us-east-1. moto does
+# not check signatures, but it answers 403 to some anonymous requests (DELETE, conditional
+# PUT), so requests are signed: with curl's --aws-sigv4 (curl >= 7.75) when available, else
+# with botocore from the moto venv.
+# Usage: _snap_http METHOD URL [BODY [HEADER...]]; prints the status code (000 on no answer).
+_snap_http() {
+    local method=$1 url=$2 body=${3-} code
+    shift 2
+    if [ $# -gt 0 ]; then shift; fi
+    if [ -z "${_SNAP_CURL_SIGV4:-}" ]; then
+        _SNAP_CURL_SIGV4=no
+        if [ "${SNAP_TEST_NO_CURL:-0}" != 1 ] && command -v curl >/dev/null 2>&1 &&
+            curl --help all 2>/dev/null | grep -q -- '--aws-sigv4'; then
+            _SNAP_CURL_SIGV4=yes
+        fi
+    fi
+    if [ "$_SNAP_CURL_SIGV4" = yes ]; then
+        local args=(-s -o /dev/null -w '%{http_code}' --max-time 10 -X "$method"
+            --aws-sigv4 'aws:amz:us-east-1:s3' --user 'test:test')
+        if [ "$method" = PUT ] || [ "$method" = POST ]; then
+            args+=(-H 'Content-Type: application/octet-stream' --data-binary "$body")
+        fi
+        local h
+        for h in "$@"; do args+=(-H "$h"); done
+        code=$(curl "${args[@]}" "$url" 2>/dev/null) || true
+        printf '%s\n' "${code:-000}"
+        return 0
+    fi
+    "$(_snap_venv_dir)/bin/python" - "$method" "$url" "$body" "$@" <<'EOF' 2>/dev/null || echo 000
+import sys, urllib.error, urllib.request
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+method, url, body, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+data = body.encode() if method in ("PUT", "POST") else b""
+headers = {"Content-Type": "application/octet-stream"} if method in ("PUT", "POST") else {}
+for h in extra:
+    k, _, v = h.partition(":")
+    headers[k.strip()] = v.strip()
+req = AWSRequest(method=method, url=url, data=data, headers=headers)
+S3SigV4Auth(Credentials("test", "test"), "s3", "us-east-1").add_auth(req)
+out = urllib.request.Request(url, data=data if method in ("PUT", "POST") else None,
+                             method=method, headers=dict(req.headers.items()))
+try:
+    with urllib.request.urlopen(out, timeout=10) as r:
+        print(r.status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print("000")
+EOF
+}
+
+# Makes sure a venv with moto exists; prints its path. Reused when the pinned spec matches.
+_snap_moto_venv() {
+    local tools venv log py
+    tools=$(_snap_tools_dir)
+    venv=$(_snap_venv_dir)
+    if [ -x "$venv/bin/moto_server" ] && [ -x "$venv/bin/python" ] &&
+        [ "$(cat "$venv/.snap-spec" 2>/dev/null)" = "$_SNAP_MOTO_SPEC" ]; then
+        printf '%s\n' "$venv"
+        return 0
+    fi
+    mkdir -p "$tools" || return 1
+    log="$tools/moto-install.log"
+    if ! command -v python3 >/dev/null 2>&1; then
+        _snap_apt_install python3 python3-venv python3-pip >&2 || return 1
+    fi
+    py=$(command -v python3)
+    local rc=0
+    (
+        # Serialise concurrent installs into the same tools dir.
+        if command -v flock >/dev/null 2>&1; then flock 9; fi
+        if [ -x "$venv/bin/moto_server" ] &&
+            [ "$(cat "$venv/.snap-spec" 2>/dev/null)" = "$_SNAP_MOTO_SPEC" ]; then
+            exit 0
+        fi
+        printf 'services: installing %s into %s (log: %s)\n' "$_SNAP_MOTO_SPEC" "$venv" "$log" >&2
+        rm -rf "$venv"
+        if ! "$py" -m venv "$venv" >"$log" 2>&1; then
+            # Debian's own python3 needs python3-venv for ensurepip.
+            rm -rf "$venv"
+            _snap_apt_install python3-venv >&2 || exit 1
+            "$py" -m venv "$venv" >>"$log" 2>&1 || exit 1
+        fi
+        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+            "$venv/bin/python" -m pip install -q "$_SNAP_MOTO_SPEC" >>"$log" 2>&1 || exit 1
+        printf '%s\n' "$_SNAP_MOTO_SPEC" >"$venv/.snap-spec"
+    ) 9>"$tools/.lock" || rc=$?
+    if [ "$rc" -ne 0 ] || [ ! -x "$venv/bin/moto_server" ]; then
+        _snap_err "could not install $_SNAP_MOTO_SPEC into $venv; last lines of $log:"
+        tail -n 20 "$log" >&2 2>/dev/null
+        return 1
+    fi
+    printf '%s\n' "$venv"
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+_snap_start_pg() {
+    local root=$1 bin owner pgdir data port attempt ok=0 pid
+    bin=$(_snap_pg_find_bin) || true
+    if [ -z "$bin" ]; then
+        _snap_apt_install postgresql || return 1
+        bin=$(_snap_pg_find_bin) || true
+        if [ -z "$bin" ]; then
+            _snap_err "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin after install"
+            return 1
+        fi
+    fi
+
+    # initdb/postgres refuse to run as root: as root, run them as the postgres OS user;
+    # as any other user (postgres included), run them as ourselves.
+    if [ "$(id -u)" -eq 0 ]; then
+        owner=postgres
+        if ! id postgres >/dev/null 2>&1; then
+            useradd --system --user-group --no-create-home --home-dir /nonexistent \
+                --shell /usr/sbin/nologin postgres || return 1
+        fi
+    else
+        owner=self
+    fi
+
+    pgdir="$root/pg"
+    data="$pgdir/data"
+    mkdir -p "$pgdir" || return 1
+    if [ "$owner" = postgres ]; then
+        chown postgres: "$pgdir" || return 1
+    fi
+    chmod 700 "$pgdir" || return 1
+    _snap_state_set SNAP_SVC_PG_OWNER "$owner"
+    _snap_state_set SNAP_SVC_PG_BIN "$bin"
+    _snap_state_set SNAP_SVC_PG_DATA "$data"
+
+    if ! _snap_as_pg_owner "$owner" "$bin/initdb" -D "$data" --auth=trust -U postgres \
+        -E UTF8 --locale=C --no-sync >"$pgdir/initdb.log" 2>&1; then
+        _snap_err "initdb failed; last lines of $pgdir/initdb.log:"
+        tail -n 20 "$pgdir/initdb.log" >&2
+        return 1
+    fi
+
+    # A port can be taken between probing and binding: retry with another one.
+    for attempt in 1 2 3; do
+        port=$(_snap_pick_port) || {
+            _snap_err "no free TCP port found on 127.0.0.1"
+            return 1
+        }
+        if _snap_as_pg_owner "$owner" "$bin/pg_ctl" -D "$data" -l "$pgdir/postgres.log" -w -t 60 \
+            -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+            start >>"$pgdir/pg_ctl.log" 2>&1; then
+            ok=1
+            break
+        fi
+        _snap_warn "PostgreSQL did not start on port $port (attempt $attempt)"
+    done
+    pid=$(head -n 1 "$data/postmaster.pid" 2>/dev/null) || true
+    _snap_state_set SNAP_SVC_PG_PID "${pid:-}"
+    if [ "$ok" != 1 ]; then
+        _snap_err "PostgreSQL failed to start; last lines of $pgdir/postgres.log:"
+        tail -n 20 "$pgdir/postgres.log" >&2 2>/dev/null
+        return 1
+    fi
+    if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -t 30; then
+        _snap_err "PostgreSQL started but does not accept connections on 127.0.0.1:$port"
+        return 1
+    fi
+
+    _snap_state_export SNAP_TEST_PG_HOST 127.0.0.1
+    _snap_state_export SNAP_TEST_PG_PORT "$port"
+    _snap_state_export SNAP_TEST_PG_USER postgres
+    _snap_state_export SNAP_TEST_PG_BIN "$bin"
+    _snap_say "postgresql $("$bin/postgres" --version | awk '{print $3}') at 127.0.0.1:$port (user postgres, trust auth; log $pgdir/postgres.log)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# S3 (moto)
+
+# Writes the S3 server launcher to $1: moto_server's own main(), but with the WSGI app
+# wrapped in a lock so that requests are handled one at a time. Stock moto checks
+# `If-None-Match: *` / `If-Match` and then stores the object without holding a lock, so with
+# its threaded server two racing conditional PUTs can both win (seen here: 2 of 16 racing
+# creates succeeded); serialised, exactly one wins, as on real S3. Falls back to the stock
+# server (with a line in moto.log) if moto's internals ever move.
+_snap_write_moto_launcher() {
+    cat >"$1" <<'EOF'
+import sys
+import threading
+
+try:
+    from moto import server as moto_server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+except ImportError as e:  # moto internals moved: run the stock server
+    print(f"snap: cannot serialise moto requests ({e}); running stock moto_server", flush=True)
+    from moto.server import main
+    sys.exit(main())
+
+_lock = threading.Lock()
+
+
+class SerialDispatcher(DomainDispatcherApplication):
+    """moto's WSGI app, one request at a time (makes conditional writes atomic)."""
+
+    def __call__(self, environ, start_response):
+        with _lock:
+            # Build the whole response inside the lock.
+            return list(super().__call__(environ, start_response))
+
+
+moto_server.DomainDispatcherApplication = SerialDispatcher
+print("snap: moto with serialised requests", flush=True)
+sys.exit(moto_server.main(sys.argv[1:]))
+EOF
+}
+
+_snap_start_s3() {
+    local root=$1 venv s3dir port pid url code probe ver
+    venv=$(_snap_moto_venv) || return 1
+    s3dir="$root/s3"
+    mkdir -p "$s3dir" || return 1
+    port=$(_snap_pick_port "${SNAP_TEST_PG_PORT:-}") || {
+        _snap_err "no free TCP port found on 127.0.0.1"
+        return 1
+    }
+    url="http://127.0.0.1:$port"
+    _snap_write_moto_launcher "$s3dir/snap_moto_server.py" || return 1
+    # In a subshell that execs, so $! is the server's own pid; SIGHUP ignored so it survives
+    # the terminal of a `scripts/services.sh start`; TMPDIR so large uploads spill into $s3dir.
+    (
+        trap '' HUP
+        cd "$s3dir" || exit 1
+        TMPDIR="$s3dir" exec "$venv/bin/python" "$s3dir/snap_moto_server.py" -H 127.0.0.1 -p "$port"
+    ) </dev/null >"$s3dir/moto.log" 2>&1 &
+    pid=$!
+    _snap_state_set SNAP_SVC_S3_PID "$pid"
+
+    code=000
+    for _ in $(seq 1 600); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            break
+        fi
+        code=$(_snap_http GET "$url/")
+        [ "$code" = 200 ] && break
+        sleep 0.1
+    done
+    if [ "$code" != 200 ]; then
+        _snap_err "the S3 server (moto) did not answer on $url (last status $code); last lines of $s3dir/moto.log:"
+        tail -n 20 "$s3dir/moto.log" >&2 2>/dev/null
+        return 1
+    fi
+
+    code=$(_snap_http PUT "$url/$_SNAP_S3_BUCKET" '')
+    case $code in
+    200 | 409) ;;
+    *)
+        _snap_err "could not create bucket $_SNAP_S3_BUCKET at $url (HTTP $code)"
+        return 1
+        ;;
+    esac
+
+    # Conditional writes, as object_store's PutMode::Create (If-None-Match: *) and
+    # PutMode::Update (If-Match: <etag>) send them.
+    probe="$url/$_SNAP_S3_BUCKET/.snap-services-probe-$$"
+    code=$(_snap_http PUT "$probe" 'first')
+    if [ "$code" != 200 ]; then
+        _snap_err "PUT of a probe object to $probe failed (HTTP $code)"
+        return 1
+    fi
+    code=$(_snap_http PUT "$probe" 'second' 'If-None-Match: *')
+    if [ "$code" != 412 ]; then
+        _snap_warn "S3 server at $url does not honour 'If-None-Match: *' on PutObject (HTTP $code, expected 412); conditional-write tests will fail"
+    fi
+    code=$(_snap_http PUT "$probe" 'third' 'If-Match: "0123456789abcdef0123456789abcdef"')
+    if [ "$code" != 412 ]; then
+        _snap_warn "S3 server at $url does not honour a stale 'If-Match' on PutObject (HTTP $code, expected 412)"
+    fi
+    _snap_http DELETE "$probe" >/dev/null
+
+    _snap_state_export SNAP_TEST_S3_ENDPOINT "$url"
+    _snap_state_export SNAP_TEST_S3_BUCKET "$_SNAP_S3_BUCKET"
+    _snap_state_export AWS_ACCESS_KEY_ID test
+    _snap_state_export AWS_SECRET_ACCESS_KEY test
+    _snap_state_export AWS_REGION us-east-1
+    _snap_state_export AWS_DEFAULT_REGION us-east-1
+    ver=${_SNAP_MOTO_SPEC##*==}
+    _snap_say "s3 (moto $ver) at $url bucket $_SNAP_S3_BUCKET (log $s3dir/moto.log)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+# True when the state file describes services that are alive and answering.
+_snap_healthy() {
+    local state
+    state=$(_snap_state_file)
+    [ -f "$state" ] || return 1
+    (
+        # shellcheck disable=SC1090
+        . "$state" || exit 1
+        [ -n "${SNAP_TEST_PG_PORT:-}" ] && [ -n "${SNAP_TEST_S3_ENDPOINT:-}" ] || exit 1
+        _snap_pid_is "${SNAP_SVC_PG_PID:-}" postgres || exit 1
+        _snap_pid_is "${SNAP_SVC_S3_PID:-}" snap_moto_server || exit 1
+        "$SNAP_TEST_PG_BIN/pg_isready" -q -h "$SNAP_TEST_PG_HOST" -p "$SNAP_TEST_PG_PORT" -t 5 || exit 1
+        [ "$(_snap_http GET "$SNAP_TEST_S3_ENDPOINT/$SNAP_TEST_S3_BUCKET")" = 200 ] || exit 1
+    ) >/dev/null 2>&1
+}
+
+# Starts both services (or reuses healthy ones), exporting the SNAP_TEST_* variables.
+# On failure it cleans up whatever it had started and returns non-zero.
+# Sets SNAP_TEST_SERVICES_REUSED=1 when it reused running services, else 0.
+snap_services_start() {
+    local state root t0
+    state=$(_snap_state_file)
+    t0=$(date +%s)
+    SNAP_TEST_SERVICES_REUSED=0
+    if [ "${SNAP_TEST_FRESH:-0}" != 1 ] && _snap_healthy; then
+        # shellcheck disable=SC1090
+        . <(grep '^export ' "$state")
+        SNAP_TEST_SERVICES_REUSED=1
+        _snap_say "postgresql at $SNAP_TEST_PG_HOST:$SNAP_TEST_PG_PORT (already running, reused)"
+        _snap_say "s3 at $SNAP_TEST_S3_ENDPOINT bucket $SNAP_TEST_S3_BUCKET (already running, reused)"
+        return 0
+    fi
+    if [ -f "$state" ]; then
+        _snap_say "cleaning up services of an earlier run ($state)"
+        snap_services_stop >/dev/null || true
+    fi
+
+    root=$(mktemp -d /tmp/snap-test.XXXXXX) || return 1
+    # The postgres user has to reach $root/pg.
+    chmod 755 "$root" || return 1
+    : >"$state" || return 1
+    _snap_state_set SNAP_SVC_ROOT "$root"
+
+    if ! _snap_start_pg "$root" || ! _snap_start_s3 "$root"; then
+        _snap_err "starting test services failed; stopping what was started"
+        snap_services_stop >/dev/null || true
+        return 1
+    fi
+    _snap_say "ready in $(($(date +%s) - t0)) s (state $state)"
+}
+
+# Stops the services recorded in the state file and removes their temp dirs. Works after a
+# start that failed half way, and when nothing is running.
+snap_services_stop() {
+    local state var
+    state=$(_snap_state_file)
+    if [ -f "$state" ]; then
+        (
+            SNAP_SVC_ROOT='' SNAP_SVC_PG_OWNER='' SNAP_SVC_PG_BIN='' SNAP_SVC_PG_DATA=''
+            SNAP_SVC_PG_PID='' SNAP_SVC_S3_PID=''
+            # shellcheck disable=SC1090
+            . "$state"
+            if [ -n "$SNAP_SVC_PG_DATA" ] && [ -f "$SNAP_SVC_PG_DATA/postmaster.pid" ]; then
+                [ -n "$SNAP_SVC_PG_PID" ] ||
+                    SNAP_SVC_PG_PID=$(head -n 1 "$SNAP_SVC_PG_DATA/postmaster.pid" 2>/dev/null) || true
+                if [ -n "$SNAP_SVC_PG_BIN" ]; then
+                    _snap_as_pg_owner "${SNAP_SVC_PG_OWNER:-self}" "$SNAP_SVC_PG_BIN/pg_ctl" \
+                        -D "$SNAP_SVC_PG_DATA" -m fast -t 20 -w stop >/dev/null 2>&1 || true
+                fi
+            fi
+            _snap_kill "$SNAP_SVC_PG_PID" postgres
+            _snap_kill "$SNAP_SVC_S3_PID" snap_moto_server
+            case $SNAP_SVC_ROOT in
+            /tmp/snap-test.*) rm -rf "$SNAP_SVC_ROOT" || true ;;
+            esac
+        ) || true
+        rm -f "$state"
+        _snap_say "stopped test services"
+    else
+        _snap_say "no test services recorded in $state"
+    fi
+    for var in $_SNAP_EXPORTED_VARS; do unset "$var"; done
+    unset SNAP_TEST_SERVICES_REUSED
+    return 0
+}
+
+# Prints `export VAR=value` lines for the services recorded in the state file.
+snap_services_env() {
+    local state
+    state=$(_snap_state_file)
+    if [ ! -f "$state" ]; then
+        _snap_err "no test services recorded in $state; run scripts/services.sh start"
+        return 1
+    fi
+    grep '^export ' "$state"
+}
+
+snap_services_status() {
+    if _snap_healthy; then
+        _snap_say "running:"
+        snap_services_env
+    else
+        _snap_say "not running"
+        return 1
+    fi
+}
+
+_snap_services_main() {
+    case "${1:-}" in
+    start) snap_services_start ;;
+    stop) snap_services_stop ;;
+    env) snap_services_env ;;
+    status) snap_services_status ;;
+    '') return 0 ;; # sourced without a command: only define the functions
+    *)
+        printf 'usage: %s start|stop|env|status\n' "${BASH_SOURCE[0]}" >&2
+        return 2
+        ;;
+    esac
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    set -uo pipefail
+    _snap_services_main "$@"
+    exit $?
+else
+    _snap_services_main "$@"
+fi

@@ -1,0 +1,1033 @@
+//! The backup pipeline.
+//!
+//! ```text
+//! walk sources ──► tree of entries ──► parent match (unchanged files reuse content)
+//!                                            │ changed/new files, streams
+//!                                            ▼
+//!   read (memmap2 windows / read) ──► FastCDC cut ──► batch ──rayon──► keyed BLAKE3
+//!        ──► seen? (saver pending set, catalog) ──rayon──► zstd ──► XChaCha20-Poly1305
+//!        ──► BlobSaver (open packs) ──thread──► store ──► index ──► catalog
+//!   trees bottom-up ──► tree blobs ──► snapshot object
+//! ```
+//!
+//! Only this module and `restore` spawn rayon work. Write order follows
+//! format-spec §14: packs, then index objects, then the snapshot.
+
+use crate::chunker::Chunker;
+use crate::compress;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::{Snapshot, SourceInfo, Summary};
+use crate::format::tree::{ChunkProfile, EntryKind, Tree, TreeEntry, STREAMS_DIR};
+use crate::format::{BlobKind, Id};
+use crate::pack::BlobSaver;
+use crate::repo::{hostname, now_rfc3339, username, Repository};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bytes of chunk data hashed, compressed and sealed per parallel batch.
+const BATCH_BYTES: usize = 16 << 20;
+/// Files up to this size are read with `read`; larger ones are memory-mapped.
+const SMALL_FILE: u64 = 4 << 20;
+/// Memory-map window for large files, bytes.
+const MAP_WINDOW: usize = 32 << 20;
+/// Read buffer for streams, bytes.
+const STREAM_WINDOW: usize = 16 << 20;
+
+/// Live counters a front end may display; updated as work proceeds.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Content bytes processed so far.
+    pub bytes: AtomicU64,
+    /// Files (or streams) finished so far.
+    pub files: AtomicU64,
+    /// Total content bytes expected, when known (0 = unknown).
+    pub total_bytes: AtomicU64,
+    /// Total files expected, when known.
+    pub total_files: AtomicU64,
+}
+
+/// Where a stream's bytes come from.
+pub enum StreamInput {
+    /// The process's standard input.
+    Stdin,
+    /// The standard output of `sh -c COMMAND`.
+    Command(String),
+    /// A program and its arguments, run directly (no shell).
+    Program(Vec<String>),
+}
+
+/// One stream to store under `@streams/NAME`.
+pub struct StreamSource {
+    /// File name under `@streams` (no `/`).
+    pub name: String,
+    /// Kind recorded in the snapshot ("stdin", "command", "pg", "mongo").
+    pub kind: String,
+    /// Input.
+    pub input: StreamInput,
+    /// Facts recorded with the source in the snapshot.
+    pub details: BTreeMap<String, String>,
+}
+
+/// What to back up and how.
+#[derive(Default)]
+pub struct BackupOptions {
+    /// File trees (absolute or relative; stored under their absolute paths).
+    pub paths: Vec<PathBuf>,
+    /// Streams.
+    pub streams: Vec<StreamSource>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    pub host: Option<String>,
+    /// Glob patterns to exclude: without `/` they match a base name,
+    /// with `/` the whole absolute path.
+    pub excludes: Vec<String>,
+    /// Parent snapshot id; `None` picks the latest with the same host and paths.
+    pub parent: Option<Id>,
+    /// Read every file even when the parent says it is unchanged.
+    pub force: bool,
+    /// Snapshot description.
+    pub description: Option<String>,
+    /// Live counters.
+    pub progress: Arc<Progress>,
+}
+
+/// Result of a backup.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    /// The new snapshot's id.
+    pub id: Id,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// Source entries that could not be read (each one line).
+    pub warnings: Vec<String>,
+}
+
+enum Buf {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buf::Owned(v) => v,
+            Buf::Mapped(m) => m,
+        }
+    }
+}
+
+struct Piece {
+    slot: usize,
+    buf: Arc<Buf>,
+    start: usize,
+    len: usize,
+}
+
+impl Piece {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+/// Chunks content into blobs and saves the new ones, in parallel batches.
+struct Batcher<'r> {
+    repo: &'r Repository,
+    saver: BlobSaver,
+    pieces: Vec<Piece>,
+    bytes: usize,
+    /// Content ids per slot (one slot per file or stream).
+    contents: Vec<Vec<Id>>,
+    progress: Arc<Progress>,
+}
+
+impl<'r> Batcher<'r> {
+    fn new_slot(&mut self) -> usize {
+        self.contents.push(Vec::new());
+        self.contents.len() - 1
+    }
+
+    fn push(&mut self, slot: usize, buf: &Arc<Buf>, start: usize, len: usize) -> Result<()> {
+        self.pieces.push(Piece {
+            slot,
+            buf: buf.clone(),
+            start,
+            len,
+        });
+        self.bytes += len;
+        if self.bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Cuts `buf[start..]` and queues the chunks; returns bytes consumed.
+    fn cut_and_push(
+        &mut self,
+        slot: usize,
+        chunker: &Chunker,
+        buf: &Arc<Buf>,
+        start: usize,
+        at_eof: bool,
+    ) -> Result<usize> {
+        let mut cuts = Vec::new();
+        let used = chunker.cuts(&buf[start..], at_eof, &mut cuts);
+        for (off, len) in cuts {
+            self.push(slot, buf, start + off, len)?;
+        }
+        Ok(used)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pieces.is_empty() {
+            return Ok(());
+        }
+        let key = self.repo.key();
+        let ids: Vec<Id> = self
+            .pieces
+            .par_iter()
+            .map(|p| key.blob_id(p.data()))
+            .collect();
+        let mut new = vec![false; ids.len()];
+        {
+            let cat = self.repo.catalog();
+            let mut seen = HashSet::with_capacity(ids.len());
+            for (i, id) in ids.iter().enumerate() {
+                if !seen.insert(*id) || self.saver.is_pending(id) || cat.contains(id)? {
+                    continue;
+                }
+                new[i] = true;
+            }
+        }
+        let level = self.repo.config().compression_level;
+        let sealed: Vec<Option<Vec<u8>>> = self
+            .pieces
+            .par_iter()
+            .zip(ids.par_iter())
+            .zip(new.par_iter())
+            .map(|((p, id), &is_new)| {
+                is_new.then(|| {
+                    let mut enc = Vec::new();
+                    compress::encode(p.data(), level, &mut enc);
+                    key.seal_blob(BlobKind::Data, id, &enc)
+                })
+            })
+            .collect();
+        for ((p, id), s) in self.pieces.iter().zip(&ids).zip(&sealed) {
+            if let Some(s) = s {
+                self.saver.add(BlobKind::Data, *id, s, p.len as u32)?;
+            }
+            self.contents[p.slot].push(*id);
+        }
+        self.progress
+            .bytes
+            .fetch_add(self.bytes as u64, Ordering::Relaxed);
+        self.pieces.clear();
+        self.bytes = 0;
+        self.catalog_written()
+    }
+
+    fn catalog_written(&mut self) -> Result<()> {
+        let written = self.saver.take_written();
+        if !written.is_empty() {
+            let mut cat = self.repo.catalog();
+            for (id, idx) in &written {
+                cat.add_index(id, idx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a tree blob (deduplicated) and returns its id.
+    fn save_tree(&mut self, tree: &Tree) -> Result<Id> {
+        let plain = tree.encode();
+        let key = self.repo.key();
+        let id = key.blob_id(&plain);
+        if self.saver.is_pending(&id) || self.repo.catalog().contains(&id)? {
+            return Ok(id);
+        }
+        let mut enc = Vec::new();
+        compress::encode(&plain, self.repo.config().compression_level, &mut enc);
+        let sealed = key.seal_blob(BlobKind::Tree, &id, &enc);
+        self.saver
+            .add(BlobKind::Tree, id, &sealed, plain.len() as u32)?;
+        Ok(id)
+    }
+
+    /// Reads one file into slots; returns bytes read.
+    fn read_file(&mut self, slot: usize, path: &Path) -> std::io::Result<u64> {
+        let mut file = std::fs::File::open(path)?;
+        let size = file.metadata()?.len();
+        let chunker = self.repo.files_chunker().clone();
+        if size <= SMALL_FILE {
+            let mut v = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut v)?;
+            let n = v.len() as u64;
+            if n > 0 {
+                let buf = Arc::new(Buf::Owned(v));
+                self.cut_and_push(slot, &chunker, &buf, 0, true)
+                    .map_err(std::io::Error::other)?;
+            }
+            return Ok(n);
+        }
+        let page = 4096u64;
+        let mut pos = 0u64;
+        while pos < size {
+            let aligned = pos & !(page - 1);
+            let len = (size - aligned).min(MAP_WINDOW as u64) as usize;
+            // SAFETY: the mapping is read-only and private to this process; a
+            // file truncated by another process while mapped can raise SIGBUS,
+            // which aborts the backup before any snapshot is written.
+            #[allow(unsafe_code)]
+            let map = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(aligned)
+                    .len(len)
+                    .map(&file)?
+            };
+            let at_eof = aligned + len as u64 == size;
+            let buf = Arc::new(Buf::Mapped(map));
+            let used = self
+                .cut_and_push(slot, &chunker, &buf, (pos - aligned) as usize, at_eof)
+                .map_err(std::io::Error::other)?;
+            if used == 0 {
+                break;
+            }
+            pos += used as u64;
+        }
+        Ok(pos)
+    }
+
+    /// Reads a stream to its end into `slot`; returns bytes read.
+    fn read_stream(&mut self, slot: usize, r: &mut dyn Read) -> Result<u64> {
+        let chunker = self.repo.streams_chunker().clone();
+        let mut carry: Vec<u8> = Vec::new();
+        let mut total = 0u64;
+        loop {
+            let mut v = Vec::with_capacity(STREAM_WINDOW.max(carry.len() * 2));
+            v.extend_from_slice(&carry);
+            let mut eof = false;
+            while v.len() < STREAM_WINDOW {
+                let want = STREAM_WINDOW - v.len();
+                let n = r
+                    .take(want as u64)
+                    .read_to_end(&mut v)
+                    .map_err(|e| Error::io("reading stream", e))?;
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+                total += n as u64;
+            }
+            if v.is_empty() {
+                break;
+            }
+            let buf = Arc::new(Buf::Owned(v));
+            let used = self.cut_and_push(slot, &chunker, &buf, 0, eof)?;
+            carry = buf[used..].to_vec();
+            if eof {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// An in-memory directory being assembled.
+#[derive(Default)]
+struct DirNode {
+    meta: Option<TreeEntry>,
+    children: BTreeMap<Vec<u8>, Node>,
+}
+
+enum Node {
+    Dir(DirNode),
+    Leaf(TreeEntry),
+}
+
+/// Builds a tree entry from `lstat` metadata.
+pub fn entry_from_metadata(name: &[u8], md: &std::fs::Metadata) -> TreeEntry {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_fifo() {
+        EntryKind::Fifo
+    } else if ft.is_char_device() {
+        EntryKind::CharDevice
+    } else if ft.is_block_device() {
+        EntryKind::BlockDevice
+    } else if ft.is_socket() {
+        EntryKind::Socket
+    } else {
+        EntryKind::File
+    };
+    let mut e = TreeEntry::new(name.to_vec(), kind);
+    e.mode = md.mode() & 0o7777;
+    e.uid = md.uid();
+    e.gid = md.gid();
+    e.mtime_ns = md
+        .mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(md.mtime_nsec());
+    e.ctime_ns = md
+        .ctime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(md.ctime_nsec());
+    e.inode = md.ino();
+    e.dev = md.dev();
+    e.nlink = md.nlink();
+    e.size = if kind == EntryKind::File { md.len() } else { 0 };
+    if matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
+        e.rdev = md.rdev();
+    }
+    e
+}
+
+fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(names) = xattr::list(path) {
+        for n in names {
+            if let Ok(Some(v)) = xattr::get(path, &n) {
+                out.push((n.as_bytes().to_vec(), v));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+struct Walker {
+    excludes: globset::GlobSet,
+    base_excludes: globset::GlobSet,
+    warnings: Vec<String>,
+    dirs: u64,
+}
+
+impl Walker {
+    fn excluded(&self, path: &Path) -> bool {
+        self.excludes.is_match(path)
+            || path
+                .file_name()
+                .is_some_and(|n| self.base_excludes.is_match(n))
+    }
+
+    /// Walks `path` (already lstat'ed as `md`) into a node.
+    fn walk(&mut self, path: &Path, md: std::fs::Metadata) -> Option<Node> {
+        let name = path
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .unwrap_or_default();
+        let mut e = entry_from_metadata(&name, &md);
+        match e.kind {
+            EntryKind::Symlink => match std::fs::read_link(path) {
+                Ok(t) => e.link_target = t.into_os_string().into_vec(),
+                Err(err) => {
+                    self.warnings.push(format!("{}: {err}", path.display()));
+                    return None;
+                }
+            },
+            EntryKind::File | EntryKind::Dir => e.xattrs = read_xattrs(path),
+            _ => {}
+        }
+        if e.kind != EntryKind::Dir {
+            return Some(Node::Leaf(e));
+        }
+        self.dirs += 1;
+        let mut dir = DirNode::default();
+        let rd = match std::fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(err) => {
+                self.warnings.push(format!("{}: {err}", path.display()));
+                return None;
+            }
+        };
+        for de in rd {
+            let de = match de {
+                Ok(d) => d,
+                Err(err) => {
+                    self.warnings.push(format!("{}: {err}", path.display()));
+                    continue;
+                }
+            };
+            let child = de.path();
+            if self.excluded(&child) {
+                continue;
+            }
+            let cmd = match std::fs::symlink_metadata(&child) {
+                Ok(m) => m,
+                Err(err) => {
+                    self.warnings.push(format!("{}: {err}", child.display()));
+                    continue;
+                }
+            };
+            if let Some(n) = self.walk(&child, cmd) {
+                dir.children.insert(de.file_name().as_bytes().to_vec(), n);
+            }
+        }
+        dir.meta = Some(e);
+        Some(Node::Dir(dir))
+    }
+}
+
+use std::os::unix::ffi::OsStringExt;
+
+fn build_globs(patterns: &[String]) -> Result<(globset::GlobSet, globset::GlobSet)> {
+    let mut full = globset::GlobSetBuilder::new();
+    let mut base = globset::GlobSetBuilder::new();
+    for p in patterns {
+        let g = globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::usage(format!("invalid --exclude pattern {p:?}: {e}")))?;
+        if p.contains('/') {
+            full.add(g);
+        } else {
+            base.add(g);
+        }
+    }
+    let err = |e: globset::Error| Error::usage(format!("invalid --exclude pattern: {e}"));
+    Ok((full.build().map_err(err)?, base.build().map_err(err)?))
+}
+
+/// A file whose content must be read.
+struct FileJob {
+    path: PathBuf,
+    /// Route from the root to the leaf, for writing results back.
+    route: Vec<Vec<u8>>,
+}
+
+/// Matches nodes against the parent tree; unchanged files take the parent's
+/// content, others become jobs. Returns counts (new, changed, unchanged).
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    repo: &Repository,
+    dir: &mut DirNode,
+    fs_path: &Path,
+    route: &mut Vec<Vec<u8>>,
+    parent: Option<&Tree>,
+    force: bool,
+    jobs: &mut Vec<FileJob>,
+    counts: &mut (u64, u64, u64),
+) -> Result<()> {
+    for (name, node) in dir.children.iter_mut() {
+        let pe = parent.and_then(|t| t.get(name));
+        let child_path = fs_path.join(OsStr::from_bytes(name));
+        route.push(name.clone());
+        match node {
+            Node::Dir(d) => {
+                let sub = match pe.and_then(|e| e.subtree) {
+                    Some(id) if !force => match repo.read_tree(&id) {
+                        Ok(t) => Some(t),
+                        Err(_) => None,
+                    },
+                    _ => None,
+                };
+                plan(
+                    repo,
+                    d,
+                    &child_path,
+                    route,
+                    sub.as_ref(),
+                    force,
+                    jobs,
+                    counts,
+                )?;
+            }
+            Node::Leaf(e) if e.kind == EntryKind::File => {
+                let unchanged = !force
+                    && pe.is_some_and(|p| {
+                        p.kind == EntryKind::File
+                            && p.size == e.size
+                            && p.mtime_ns == e.mtime_ns
+                            && p.ctime_ns == e.ctime_ns
+                            && p.inode == e.inode
+                            && p.profile == ChunkProfile::Files
+                    });
+                let reusable = unchanged && {
+                    let cat = repo.catalog();
+                    let p = pe.map(|p| p.content.as_slice()).unwrap_or_default();
+                    let mut ok = true;
+                    for id in p {
+                        if !cat.contains(id)? {
+                            ok = false;
+                            break;
+                        }
+                    }
+                    ok
+                };
+                if reusable {
+                    e.content = pe.map(|p| p.content.clone()).unwrap_or_default();
+                    counts.2 += 1;
+                } else {
+                    if pe.is_some() {
+                        counts.1 += 1;
+                    } else {
+                        counts.0 += 1;
+                    }
+                    if e.size > 0 {
+                        jobs.push(FileJob {
+                            path: child_path,
+                            route: route.clone(),
+                        });
+                    }
+                }
+            }
+            Node::Leaf(_) => {}
+        }
+        route.pop();
+    }
+    Ok(())
+}
+
+fn leaf_mut<'a>(root: &'a mut DirNode, route: &[Vec<u8>]) -> Option<&'a mut TreeEntry> {
+    let (last, dirs) = route.split_last()?;
+    let mut cur = root;
+    for d in dirs {
+        match cur.children.get_mut(d)? {
+            Node::Dir(dn) => cur = dn,
+            Node::Leaf(_) => return None,
+        }
+    }
+    match cur.children.get_mut(last)? {
+        Node::Leaf(e) => Some(e),
+        Node::Dir(_) => None,
+    }
+}
+
+/// Stores the trees bottom-up; returns the directory's tree id.
+fn store_trees(b: &mut Batcher<'_>, dir: DirNode, total: &mut u64) -> Result<Id> {
+    let mut tree = Tree::default();
+    for (name, node) in dir.children {
+        match node {
+            Node::Leaf(e) => {
+                *total += e.size;
+                tree.entries.push(e);
+            }
+            Node::Dir(d) => {
+                let mut meta = d
+                    .meta
+                    .clone()
+                    .unwrap_or_else(|| TreeEntry::new(name.clone(), EntryKind::Dir));
+                meta.name = name;
+                let id = store_trees(b, d, total)?;
+                meta.subtree = Some(id);
+                tree.entries.push(meta);
+            }
+        }
+    }
+    tree.sort();
+    b.save_tree(&tree)
+}
+
+/// Runs one `sh -c` command or program; returns its child process.
+fn spawn_source(input: &StreamInput) -> Result<Option<std::process::Child>> {
+    use std::process::{Command, Stdio};
+    let mut cmd = match input {
+        StreamInput::Stdin => return Ok(None),
+        StreamInput::Command(c) => {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(c);
+            cmd
+        }
+        StreamInput::Program(argv) => {
+            let (p, args) = argv
+                .split_first()
+                .ok_or_else(|| Error::usage("empty command"))?;
+            let mut cmd = Command::new(p);
+            cmd.args(args);
+            cmd
+        }
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().map(Some).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Source,
+            format!("cannot run {}", describe(input)),
+            e,
+        )
+    })
+}
+
+fn describe(input: &StreamInput) -> String {
+    match input {
+        StreamInput::Stdin => "standard input".into(),
+        StreamInput::Command(c) => format!("command `{c}`"),
+        StreamInput::Program(a) => format!("`{}`", a.join(" ")),
+    }
+}
+
+/// Backs up `opts`' paths and streams into one snapshot.
+///
+/// Errors: [`ErrorKind::Source`] when a stream's command fails (no snapshot
+/// is written), [`ErrorKind::Usage`] for bad options, backend and I/O errors.
+/// Unreadable files are skipped and listed in `warnings`.
+pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let time = now_rfc3339();
+    if opts.paths.is_empty() && opts.streams.is_empty() {
+        return Err(Error::usage(
+            "nothing to back up: give paths, --stdin or --command",
+        ));
+    }
+    let (excludes, base_excludes) = build_globs(&opts.excludes)?;
+    let mut walker = Walker {
+        excludes,
+        base_excludes,
+        warnings: Vec::new(),
+        dirs: 0,
+    };
+    // 1. Walk every path into one in-memory tree rooted at "/".
+    let mut root = DirNode::default();
+    let mut abs_paths: Vec<String> = Vec::new();
+    for p in &opts.paths {
+        let abs = std::path::absolute(p)
+            .map_err(|e| Error::io(format!("resolving {}", p.display()), e))?;
+        let md = std::fs::symlink_metadata(&abs).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::Io
+            };
+            Error::with_source(kind, format!("cannot back up {}", p.display()), e)
+        })?;
+        let comps: Vec<Vec<u8>> = abs
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect();
+        if comps.first().is_some_and(|c| c == STREAMS_DIR.as_bytes()) {
+            return Err(Error::usage(format!(
+                "{} collides with the reserved folder /{STREAMS_DIR}",
+                abs.display()
+            )));
+        }
+        abs_paths.push(abs.to_string_lossy().into_owned());
+        let Some(node) = walker.walk(&abs, md) else {
+            continue;
+        };
+        if comps.is_empty() {
+            if let Node::Dir(d) = node {
+                for (k, v) in d.children {
+                    root.children.insert(k, v);
+                }
+            }
+            continue;
+        }
+        let mut cur = &mut root;
+        let mut prefix = PathBuf::from("/");
+        for c in &comps[..comps.len() - 1] {
+            prefix.push(OsStr::from_bytes(c));
+            let entry = cur.children.entry(c.clone()).or_insert_with(|| {
+                let meta = std::fs::symlink_metadata(&prefix)
+                    .ok()
+                    .map(|m| entry_from_metadata(c, &m));
+                Node::Dir(DirNode {
+                    meta,
+                    children: BTreeMap::new(),
+                })
+            });
+            cur = match entry {
+                Node::Dir(d) => d,
+                Node::Leaf(_) => {
+                    return Err(Error::usage(format!(
+                        "{} is both a file and a folder among the paths",
+                        prefix.display()
+                    )))
+                }
+            };
+        }
+        cur.children.insert(comps[comps.len() - 1].clone(), node);
+    }
+    abs_paths.sort();
+    abs_paths.dedup();
+    let hostname = opts.host.clone().unwrap_or_else(hostname);
+
+    // 2. Parent snapshot: given, or the latest with the same host and paths.
+    let parent_id = match opts.parent {
+        Some(id) => Some(id),
+        None if !abs_paths.is_empty() => repo
+            .snapshots()?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| s.hostname == hostname && s.paths == abs_paths)
+            .map(|(id, _)| id),
+        None => None,
+    };
+    let parent_tree = match parent_id {
+        Some(id) if !opts.force => {
+            let s = repo.read_snapshot(&id).or_else(|_| {
+                repo.snapshots()?
+                    .into_iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, s)| s)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::NotFound,
+                            format!("parent snapshot {} not found", id.short()),
+                        )
+                    })
+            })?;
+            repo.read_tree(&s.tree).ok()
+        }
+        _ => None,
+    };
+
+    // 3. Plan: which files need reading.
+    let mut jobs = Vec::new();
+    let mut counts = (0u64, 0u64, 0u64);
+    plan(
+        repo,
+        &mut root,
+        Path::new("/"),
+        &mut Vec::new(),
+        parent_tree.as_ref(),
+        opts.force,
+        &mut jobs,
+        &mut counts,
+    )?;
+    opts.progress
+        .total_files
+        .store(jobs.len() as u64, Ordering::Relaxed);
+
+    let config = repo.config();
+    let saver = BlobSaver::new(
+        repo.store().clone(),
+        repo.key().clone(),
+        config.pack_size as usize,
+        config.open_packs as usize,
+    );
+    let mut b = Batcher {
+        repo,
+        saver,
+        pieces: Vec::new(),
+        bytes: 0,
+        contents: Vec::new(),
+        progress: opts.progress.clone(),
+    };
+    let result = run_content(&mut b, &mut root, &jobs, &opts, &mut walker.warnings);
+    let (bytes_read, stream_entries, sources) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // Index what was already stored so the next backup can reuse it;
+            // no snapshot is written.
+            if b.saver.finish().is_ok() {
+                let _ = b.catalog_written();
+            }
+            return Err(e);
+        }
+    };
+    if !stream_entries.is_empty() {
+        let mut sd = DirNode::default();
+        let mut meta = TreeEntry::new(STREAMS_DIR.as_bytes().to_vec(), EntryKind::Dir);
+        meta.mode = 0o700;
+        meta.mtime_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        sd.meta = Some(meta);
+        for e in stream_entries {
+            sd.children.insert(e.name.clone(), Node::Leaf(e));
+        }
+        root.children
+            .insert(STREAMS_DIR.as_bytes().to_vec(), Node::Dir(sd));
+    }
+    let mut total_bytes = 0;
+    let tree = store_trees(&mut b, root, &mut total_bytes)?;
+    b.saver.finish()?;
+    b.catalog_written()?;
+
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let stats = b.saver.stats;
+    let mut snapshot = Snapshot {
+        version: 1,
+        time,
+        hostname,
+        username: username(),
+        paths: abs_paths,
+        streams: sources.iter().map(|s| s.name.clone()).collect(),
+        tags,
+        parent: parent_id,
+        tree,
+        description: opts.description.clone(),
+        sources,
+        summary: Summary {
+            files_new: counts.0,
+            files_changed: counts.1,
+            files_unchanged: counts.2,
+            dirs: walker.dirs,
+            bytes_read,
+            total_bytes,
+            blobs_added: stats.blobs,
+            bytes_added_raw: stats.raw_bytes,
+            bytes_added_stored: stats.stored_bytes,
+            errors: walker.warnings.len() as u64,
+            seconds: 0.0,
+        },
+    };
+    snapshot.summary.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        warnings: walker.warnings,
+    })
+}
+
+type ContentResult = (u64, Vec<TreeEntry>, Vec<SourceInfo>);
+
+fn run_content(
+    b: &mut Batcher<'_>,
+    root: &mut DirNode,
+    jobs: &[FileJob],
+    opts: &BackupOptions,
+    warnings: &mut Vec<String>,
+) -> Result<ContentResult> {
+    let mut bytes_read = 0u64;
+    let mut slots = Vec::with_capacity(jobs.len());
+    let mut failed = Vec::new();
+    for (j, job) in jobs.iter().enumerate() {
+        let slot = b.new_slot();
+        slots.push(slot);
+        match b.read_file(slot, &job.path) {
+            Ok(n) => {
+                bytes_read += n;
+                if let Some(e) = leaf_mut(root, &job.route) {
+                    e.size = n;
+                }
+            }
+            Err(err) => {
+                if err.raw_os_error() == Some(libc::ENOSPC) {
+                    return Err(Error::io(format!("reading {}", job.path.display()), err));
+                }
+                warnings.push(format!("{}: {err}", job.path.display()));
+                failed.push(j);
+            }
+        }
+        b.progress.files.fetch_add(1, Ordering::Relaxed);
+    }
+    // Streams.
+    let mut stream_slots = Vec::new();
+    let mut sources = Vec::new();
+    for s in &opts.streams {
+        if s.name.is_empty() || s.name.contains('/') || s.name == "." || s.name == ".." {
+            return Err(Error::usage(format!("invalid stream name {:?}", s.name)));
+        }
+        let slot = b.new_slot();
+        let child = spawn_source(&s.input)?;
+        let n = match child {
+            None => {
+                let stdin = std::io::stdin();
+                let mut lock = stdin.lock();
+                b.read_stream(slot, &mut lock)?
+            }
+            Some(mut child) => {
+                let mut stdout = child
+                    .stdout
+                    .take()
+                    .ok_or_else(|| Error::new(ErrorKind::Source, "no stdout"))?;
+                let mut stderr = child.stderr.take();
+                let err_thread = std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    if let Some(e) = stderr.as_mut() {
+                        let _ = e.read_to_end(&mut buf);
+                    }
+                    buf
+                });
+                let r = b.read_stream(slot, &mut stdout);
+                drop(stdout);
+                let status = child
+                    .wait()
+                    .map_err(|e| Error::io("waiting for source command", e))?;
+                let err_out = err_thread.join().unwrap_or_default();
+                if !status.success() {
+                    let tail: Vec<&str> = std::str::from_utf8(&err_out)
+                        .unwrap_or("")
+                        .lines()
+                        .rev()
+                        .take(5)
+                        .collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    let code = status
+                        .code()
+                        .map(|c| format!("exit code {c}"))
+                        .unwrap_or_else(|| "a signal".into());
+                    let mut msg = format!(
+                        "source {:?}: {} failed with {code}; no snapshot was recorded",
+                        s.name,
+                        describe(&s.input)
+                    );
+                    if !tail.is_empty() {
+                        msg.push_str(&format!(": {}", tail.join(" / ")));
+                    }
+                    return Err(Error::new(ErrorKind::Source, msg));
+                }
+                r?
+            }
+        };
+        bytes_read += n;
+        stream_slots.push((slot, n));
+        sources.push(SourceInfo {
+            name: s.name.clone(),
+            kind: s.kind.clone(),
+            command: match &s.input {
+                StreamInput::Stdin => None,
+                StreamInput::Command(c) => Some(c.clone()),
+                StreamInput::Program(a) => Some(a.join(" ")),
+            },
+            details: s.details.clone(),
+        });
+        b.progress.files.fetch_add(1, Ordering::Relaxed);
+    }
+    b.flush()?;
+    // Write results back.
+    let mut contents = std::mem::take(&mut b.contents);
+    for (j, job) in jobs.iter().enumerate() {
+        if failed.contains(&j) {
+            remove_leaf(root, &job.route);
+            continue;
+        }
+        if let Some(e) = leaf_mut(root, &job.route) {
+            e.content = std::mem::take(&mut contents[slots[j]]);
+        }
+    }
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let mut stream_entries = Vec::new();
+    for (s, (slot, n)) in opts.streams.iter().zip(stream_slots) {
+        let mut e = TreeEntry::new(s.name.as_bytes().to_vec(), EntryKind::File);
+        e.mode = 0o600;
+        e.mtime_ns = now;
+        e.size = n;
+        e.profile = ChunkProfile::Streams;
+        e.content = std::mem::take(&mut contents[slot]);
+        stream_entries.push(e);
+    }
+    Ok((bytes_read, stream_entries, sources))
+}
+
+fn remove_leaf(root: &mut DirNode, route: &[Vec<u8>]) {
+    let Some((last, dirs)) = route.split_last() else {
+        return;
+    };
+    let mut cur = root;
+    for d in dirs {
+        match cur.children.get_mut(d) {
+            Some(Node::Dir(dn)) => cur = dn,
+            _ => return,
+        }
+    }
+    cur.children.remove(last);
+}

@@ -1,0 +1,258 @@
+//! The catalog: a SQLite cache of the repository's index and snapshot list
+//! (format-spec §13, non-normative).
+//!
+//! Derived state only: it mirrors `index/` and `snapshots/` objects and is
+//! rebuilt from them when missing, stale or of another schema version, so
+//! deleting it never loses data. Lookups go to SQLite, so the index never has
+//! to fit in memory.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::IndexFile;
+use crate::format::snapshot::Snapshot;
+use crate::format::{BlobKind, Id};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Bumped whenever the schema changes; a mismatch drops and rebuilds.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Where a blob is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// Data or tree.
+    pub kind: BlobKind,
+    /// Pack holding the blob.
+    pub pack: Id,
+    /// Offset of the sealed blob in the pack, bytes.
+    pub offset: u32,
+    /// Length of the sealed blob, bytes.
+    pub length: u32,
+    /// Plaintext length, bytes.
+    pub raw_len: u32,
+}
+
+/// An open catalog database.
+pub struct Catalog {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS indexes(id BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS packs(pack_no INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, size INTEGER NOT NULL, index_id BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, pack_no INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_len INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots(id BLOB PRIMARY KEY, time_ms INTEGER NOT NULL, json TEXT NOT NULL) WITHOUT ROWID;
+";
+
+impl Catalog {
+    /// Opens (creating, mode 0600) the catalog at `path` for repository
+    /// `repo_id`; a catalog of another schema version or repository is wiped.
+    pub fn open(path: &Path, repo_id: &str) -> Result<Catalog> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating cache directory {}", dir.display()), e))?;
+        }
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::io(format!("creating catalog {}", path.display()), e))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "cache_size", -16000)?; // 16 MiB page cache
+        conn.execute_batch(SCHEMA)?;
+        let mut cat = Catalog { conn };
+        let ver: Option<String> = cat.meta("schema")?;
+        let rid: Option<String> = cat.meta("repository")?;
+        if ver.as_deref() != Some(&SCHEMA_VERSION.to_string()) || rid.as_deref() != Some(repo_id) {
+            cat.reset()?;
+            cat.set_meta("schema", &SCHEMA_VERSION.to_string())?;
+            cat.set_meta("repository", repo_id)?;
+        }
+        Ok(cat)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets everything (the next sync reloads from the repository).
+    pub fn reset(&mut self) -> Result<()> {
+        self.conn.execute_batch(
+            "BEGIN; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; COMMIT;",
+        )?;
+        Ok(())
+    }
+
+    /// Ids of the index objects already loaded.
+    pub fn index_ids(&self) -> Result<HashSet<Id>> {
+        let mut st = self.conn.prepare("SELECT id FROM indexes")?;
+        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = HashSet::new();
+        for r in rows {
+            if let Some(id) = Id::from_slice(&r?) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads one index object in a single transaction. Blobs already known
+    /// (stored twice) keep their first location.
+    pub fn add_index(&mut self, index_id: &Id, idx: &IndexFile) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins_pack = tx
+                .prepare_cached("INSERT OR IGNORE INTO packs(id,size,index_id) VALUES(?1,?2,?3)")?;
+            let mut get_pack = tx.prepare_cached("SELECT pack_no FROM packs WHERE id=?1")?;
+            let mut ins_blob = tx.prepare_cached(
+                "INSERT OR IGNORE INTO blobs(id,kind,pack_no,offset,length,raw_len) VALUES(?1,?2,?3,?4,?5,?6)",
+            )?;
+            for p in &idx.packs {
+                ins_pack.execute(params![&p.id.0[..], p.size as i64, &index_id.0[..]])?;
+                let pack_no: i64 = get_pack.query_row([&p.id.0[..]], |r| r.get(0))?;
+                for b in &p.blobs {
+                    ins_blob.execute(params![
+                        &b.id.0[..],
+                        b.kind.to_byte(),
+                        pack_no,
+                        b.offset,
+                        b.length,
+                        b.raw_len
+                    ])?;
+                }
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO indexes(id) VALUES(?1)",
+                [&index_id.0[..]],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Where blob `id` is stored, if any pack holds it.
+    pub fn lookup(&self, id: &Id) -> Result<Option<BlobLocation>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT b.kind, p.id, b.offset, b.length, b.raw_len FROM blobs b JOIN packs p ON p.pack_no=b.pack_no WHERE b.id=?1",
+        )?;
+        let row = st
+            .query_row([&id.0[..]], |r| {
+                Ok((
+                    r.get::<_, u8>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, u32>(4)?,
+                ))
+            })
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((k, p, offset, length, raw_len)) => Ok(Some(BlobLocation {
+                kind: BlobKind::from_byte(k).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Catalog,
+                        "catalog holds an unknown blob kind; run `snap cache rebuild`",
+                    )
+                })?,
+                pack: Id::from_slice(&p).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Catalog,
+                        "catalog holds a malformed pack id; run `snap cache rebuild`",
+                    )
+                })?,
+                offset,
+                length,
+                raw_len,
+            })),
+        }
+    }
+
+    /// Whether blob `id` is in some indexed pack.
+    pub fn contains(&self, id: &Id) -> Result<bool> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT 1 FROM blobs WHERE id=?1")?;
+        Ok(st.exists([&id.0[..]])?)
+    }
+
+    /// Number of blobs known.
+    pub fn blob_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM blobs", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Ids of the snapshots known.
+    pub fn snapshot_ids(&self) -> Result<HashSet<Id>> {
+        let mut st = self.conn.prepare("SELECT id FROM snapshots")?;
+        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = HashSet::new();
+        for r in rows {
+            if let Some(id) = Id::from_slice(&r?) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a snapshot.
+    pub fn add_snapshot(&self, id: &Id, snap: &Snapshot) -> Result<()> {
+        let json = serde_json::to_string(snap)
+            .map_err(|e| Error::with_source(ErrorKind::Catalog, "encoding snapshot", e))?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO snapshots(id,time_ms,json) VALUES(?1,?2,?3)",
+            params![&id.0[..], snap.time_ms(), json],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a snapshot that no longer exists in the repository.
+    pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM snapshots WHERE id=?1", [&id.0[..]])?;
+        Ok(())
+    }
+
+    /// All snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, json FROM snapshots ORDER BY time_ms, id")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, json) = r?;
+            let id = Id::from_slice(&id).ok_or_else(|| {
+                Error::new(ErrorKind::Catalog, "catalog holds a malformed snapshot id")
+            })?;
+            let s: Snapshot = serde_json::from_str(&json).map_err(|e| {
+                Error::with_source(ErrorKind::Catalog, "catalog holds a malformed snapshot", e)
+            })?;
+            out.push((id, s));
+        }
+        Ok(out)
+    }
+}

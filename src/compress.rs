@@ -1,0 +1,149 @@
+//! Blob compression (format-spec §5): one leading byte says how the rest is
+//! stored (0 = raw, 1 = zstd frame).
+
+use crate::error::{Error, Result};
+
+/// Compression byte: payload stored as is.
+pub const RAW: u8 = 0;
+/// Compression byte: payload is one zstd frame.
+pub const ZSTD: u8 = 1;
+
+/// Shannon entropy of a sample above which data is treated as incompressible
+/// (bits per byte); JPEG, gzip and ciphertext sit near 8.0.
+const ENTROPY_LIMIT: f64 = 7.2;
+/// Bytes sampled for the entropy estimate.
+const SAMPLE: usize = 16 << 10;
+
+/// Cheap check, before paying for zstd: order-0 entropy of up to 16 KiB taken
+/// as four spread-out slices.
+pub fn looks_incompressible(data: &[u8]) -> bool {
+    if data.len() < 512 {
+        return false;
+    }
+    let mut hist = [0u32; 256];
+    let mut n = 0u32;
+    if data.len() <= SAMPLE {
+        for &b in data {
+            hist[b as usize] += 1;
+        }
+        n = data.len() as u32;
+    } else {
+        let part = SAMPLE / 4;
+        for k in 0..4 {
+            let start = (data.len() - part) * k / 3;
+            for &b in &data[start..start + part] {
+                hist[b as usize] += 1;
+            }
+            n += part as u32;
+        }
+    }
+    let n = n as f64;
+    let h: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
+    h > ENTROPY_LIMIT
+}
+
+/// Encodes a blob plaintext into `out` (cleared first): compressed with zstd
+/// at `level` unless it looks incompressible or compression saves < 3%.
+/// Reuses one zstd context per thread.
+pub fn encode(data: &[u8], level: i32, out: &mut Vec<u8>) {
+    thread_local! {
+        static CCTX: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    out.clear();
+    if !looks_incompressible(data) {
+        let bound = zstd::zstd_safe::compress_bound(data.len());
+        out.resize(1 + bound, 0);
+        out[0] = ZSTD;
+        let n = CCTX.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.as_ref().map(|(l, _)| *l) != Some(level) {
+                *c = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
+            }
+            c.as_mut()?.1.compress_to_buffer(data, &mut out[1..]).ok()
+        });
+        if let Some(n) = n {
+            if n + n / 32 < data.len() {
+                out.truncate(1 + n);
+                return;
+            }
+        }
+        out.clear();
+    }
+    out.push(RAW);
+    out.extend_from_slice(data);
+}
+
+/// Decodes a blob's encoded bytes; `raw_len` is the expected plaintext length
+/// from the index, bounded by [`crate::format::MAX_BLOB_SIZE`]. Data must
+/// already be authenticated (opened envelope).
+pub fn decode(encoded: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+    if raw_len > crate::format::MAX_BLOB_SIZE {
+        return Err(Error::corrupt(format!(
+            "blob length {raw_len} exceeds the 64 MiB limit"
+        )));
+    }
+    let (&tag, body) = encoded
+        .split_first()
+        .ok_or_else(|| Error::corrupt("empty blob payload"))?;
+    let out = match tag {
+        RAW => body.to_vec(),
+        ZSTD => {
+            // Bounded: output beyond raw_len is an error, not an allocation.
+            zstd::bulk::decompress(body, raw_len)
+                .map_err(|e| Error::corrupt(format!("blob does not decompress: {e}")))?
+        }
+        t => return Err(Error::corrupt(format!("unknown compression byte {t}"))),
+    };
+    if out.len() != raw_len {
+        return Err(Error::corrupt(format!(
+            "blob decompressed to {} bytes, index says {raw_len}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn roundtrip(data in proptest::collection::vec(any::<u8>(), 0..5000), rep in 1usize..4) {
+            let d: Vec<u8> = data.iter().cycle().take(data.len() * rep).copied().collect();
+            let mut enc = Vec::new();
+            encode(&d, 3, &mut enc);
+            prop_assert_eq!(decode(&enc, d.len()).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn random_data_is_stored_raw_and_text_compressed() {
+        let mut r = vec![0u8; 100_000];
+        crate::crypto::random_bytes(&mut r);
+        let mut enc = Vec::new();
+        encode(&r, 3, &mut enc);
+        assert_eq!(enc[0], RAW);
+        let text = b"the quick brown fox jumps over the lazy dog ".repeat(2000);
+        encode(&text, 3, &mut enc);
+        assert_eq!(enc[0], ZSTD);
+        assert!(enc.len() < text.len() / 10);
+    }
+
+    #[test]
+    fn decode_bounds_output() {
+        let text = vec![0u8; 10_000];
+        let mut enc = Vec::new();
+        encode(&text, 3, &mut enc);
+        assert!(decode(&enc, 9_999).is_err());
+    }
+}

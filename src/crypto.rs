@@ -1,0 +1,258 @@
+//! Keys, keyed ids and the sealed envelope (format-spec §3, §4, §11).
+//!
+//! Envelope: `nonce[24] || ciphertext || tag[16]`, XChaCha20-Poly1305 under the
+//! master encryption key with a random 192-bit nonce and associated data that
+//! binds the envelope to its role (a blob's kind and id, or a fixed label).
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::keyfile::{Kdf, KeyFile};
+use crate::format::{BlobKind, Id};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Nonce length of the envelope, bytes.
+pub const NONCE_LEN: usize = 24;
+/// Poly1305 tag length, bytes.
+pub const TAG_LEN: usize = 16;
+/// Bytes an envelope adds to its plaintext.
+pub const ENVELOPE_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// Associated data of a sealed pack header.
+pub const AAD_PACK_HEADER: &[u8] = b"snap/pack-header/v1";
+/// Associated data of a sealed index object.
+pub const AAD_INDEX: &[u8] = b"snap/index/v1";
+/// Associated data of a sealed snapshot object.
+pub const AAD_SNAPSHOT: &[u8] = b"snap/snapshot/v1";
+/// Associated data of the sealed master key in a key file.
+pub const AAD_KEY: &[u8] = b"snap/key/v1";
+/// Associated data of a sealed lease object.
+pub const AAD_LOCK: &[u8] = b"snap/lock/v1";
+
+/// Length of the master key, bytes: encryption key 32 || id key 32 ||
+/// chunker seed 32.
+pub const MASTER_KEY_LEN: usize = 96;
+
+/// The repository's master key. Zeroized on drop; never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey {
+    enc: [u8; 32],
+    id: [u8; 32],
+    chunker_seed: [u8; 32],
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+/// Fills `buf` from the OS random source.
+pub fn random_bytes(buf: &mut [u8]) {
+    // getrandom only fails if the OS has no entropy source at all.
+    getrandom::fill(buf).expect("operating system random source unavailable");
+}
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> MasterKey {
+        let mut k = MasterKey {
+            enc: [0; 32],
+            id: [0; 32],
+            chunker_seed: [0; 32],
+        };
+        random_bytes(&mut k.enc);
+        random_bytes(&mut k.id);
+        random_bytes(&mut k.chunker_seed);
+        k
+    }
+
+    /// From the 96-byte serialisation.
+    pub fn from_bytes(b: &[u8]) -> Option<MasterKey> {
+        if b.len() != MASTER_KEY_LEN {
+            return None;
+        }
+        let mut k = MasterKey {
+            enc: [0; 32],
+            id: [0; 32],
+            chunker_seed: [0; 32],
+        };
+        k.enc.copy_from_slice(&b[..32]);
+        k.id.copy_from_slice(&b[32..64]);
+        k.chunker_seed.copy_from_slice(&b[64..]);
+        Some(k)
+    }
+
+    /// The 96-byte serialisation; the caller must zeroize it.
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut v = zeroize::Zeroizing::new(Vec::with_capacity(MASTER_KEY_LEN));
+        v.extend_from_slice(&self.enc);
+        v.extend_from_slice(&self.id);
+        v.extend_from_slice(&self.chunker_seed);
+        v
+    }
+
+    /// The secret seed the chunker's gear table is derived from.
+    pub fn chunker_seed(&self) -> &[u8; 32] {
+        &self.chunker_seed
+    }
+
+    /// Blob id: keyed BLAKE3-256 of the plaintext under the id key, so ids
+    /// reveal nothing about content to the storage owner.
+    pub fn blob_id(&self, plaintext: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(&self.id, plaintext).as_bytes())
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&self.enc.into())
+    }
+
+    /// Seals `plaintext` into a new envelope with a random nonce.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce);
+        seal_with(&self.cipher(), &nonce, aad, plaintext)
+    }
+
+    /// Seals a blob: associated data is the kind byte followed by the id.
+    pub fn seal_blob(&self, kind: BlobKind, id: &Id, plaintext: &[u8]) -> Vec<u8> {
+        self.seal(&blob_aad(kind, id), plaintext)
+    }
+
+    /// Opens an envelope; [`ErrorKind::Corrupt`] if it is truncated or its tag
+    /// does not verify (wrong key, tampering, or a blob under the wrong id).
+    pub fn open(&self, aad: &[u8], envelope: &[u8], what: &str) -> Result<Vec<u8>> {
+        open_with(&self.cipher(), aad, envelope).ok_or_else(|| {
+            Error::corrupt(format!(
+                "{what} failed authentication (corrupt or tampered data)"
+            ))
+        })
+    }
+
+    /// Opens a sealed blob; see [`MasterKey::open`].
+    pub fn open_blob(&self, kind: BlobKind, id: &Id, envelope: &[u8]) -> Result<Vec<u8>> {
+        self.open(
+            &blob_aad(kind, id),
+            envelope,
+            &format!("blob {}", id.short()),
+        )
+    }
+}
+
+fn blob_aad(kind: BlobKind, id: &Id) -> [u8; 33] {
+    let mut aad = [0u8; 33];
+    aad[0] = kind.to_byte();
+    aad[1..].copy_from_slice(&id.0);
+    aad
+}
+
+/// Seals with an explicit nonce (test vectors use this; real code uses a
+/// random nonce via [`MasterKey::seal`]).
+pub fn seal_with(
+    cipher: &XChaCha20Poly1305,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(plaintext.len() + ENVELOPE_OVERHEAD);
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(plaintext);
+    let tag = cipher
+        .encrypt_inout_detached(&XNonce::from(*nonce), aad, (&mut out[NONCE_LEN..]).into())
+        .expect("plaintext within XChaCha20-Poly1305 limits");
+    out.extend_from_slice(tag.as_slice());
+    out
+}
+
+fn open_with(cipher: &XChaCha20Poly1305, aad: &[u8], envelope: &[u8]) -> Option<Vec<u8>> {
+    if envelope.len() < ENVELOPE_OVERHEAD {
+        return None;
+    }
+    let (nonce, rest) = envelope.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+    let nonce = &nonce;
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut buf = ct.to_vec();
+    let tag = chacha20poly1305::Tag::try_from(tag).ok()?;
+    cipher
+        .decrypt_inout_detached(&XNonce::from(*nonce), aad, buf.as_mut_slice().into(), &tag)
+        .ok()?;
+    Some(buf)
+}
+
+/// Argon2id parameters for new key files: 64 MiB, 3 passes, 1 lane
+/// (RFC 9106 second recommended option, lower memory). `SNAP_TEST_FAST_KDF=1`
+/// selects 8 MiB / 1 pass for test suites only.
+pub fn default_kdf_params() -> (u32, u32, u32) {
+    if std::env::var_os("SNAP_TEST_FAST_KDF").is_some() {
+        (8 * 1024, 1, 1)
+    } else {
+        (64 * 1024, 3, 1)
+    }
+}
+
+fn derive_kek(password: &[u8], kdf: &Kdf) -> Result<zeroize::Zeroizing<[u8; 32]>> {
+    let salt = hex::decode(&kdf.salt).map_err(|_| Error::corrupt("key file salt is not hex"))?;
+    let params = argon2::Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(32))
+        .map_err(|e| Error::corrupt(format!("key file kdf parameters: {e}")))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = zeroize::Zeroizing::new([0u8; 32]);
+    a.hash_password_into(password, &salt, out.as_mut())
+        .map_err(|e| Error::corrupt(format!("key derivation failed: {e}")))?;
+    Ok(out)
+}
+
+/// Wraps `master` under `password` into a new key file.
+pub fn wrap_master_key(
+    master: &MasterKey,
+    password: &[u8],
+    created: String,
+    hostname: String,
+    username: String,
+) -> Result<KeyFile> {
+    let (m, t, p) = default_kdf_params();
+    let mut salt = [0u8; 32];
+    random_bytes(&mut salt);
+    let kdf = Kdf {
+        algorithm: "argon2id".into(),
+        m_cost_kib: m,
+        t_cost: t,
+        p_cost: p,
+        salt: hex::encode(salt),
+    };
+    let kek = derive_kek(password, &kdf)?;
+    let cipher = XChaCha20Poly1305::new(&(*kek).into());
+    let mut nonce = [0u8; NONCE_LEN];
+    random_bytes(&mut nonce);
+    let sealed = seal_with(&cipher, &nonce, AAD_KEY, &master.to_bytes());
+    Ok(KeyFile {
+        version: 1,
+        created,
+        hostname,
+        username,
+        kdf,
+        sealed_master: hex::encode(sealed),
+    })
+}
+
+/// Unwraps a key file with `password`: `Ok(None)` if the password does not
+/// open it, an error if the key file itself is malformed.
+pub fn unwrap_master_key(kf: &KeyFile, password: &[u8]) -> Result<Option<MasterKey>> {
+    let kek = derive_kek(password, &kf.kdf)?;
+    let cipher = XChaCha20Poly1305::new(&(*kek).into());
+    let sealed = hex::decode(&kf.sealed_master)
+        .map_err(|_| Error::corrupt("key file sealed_master is not hex"))?;
+    match open_with(&cipher, AAD_KEY, &sealed) {
+        None => Ok(None),
+        Some(mut plain) => {
+            let k = MasterKey::from_bytes(&plain);
+            plain.zeroize();
+            k.map(Some).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    "key file holds a master key of the wrong length",
+                )
+            })
+        }
+    }
+}

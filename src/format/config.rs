@@ -1,0 +1,106 @@
+//! The repository `config` object (format-spec §2): plaintext JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// FastCDC size bounds of one chunking profile, bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkSizes {
+    /// Minimum chunk size, bytes (64 ..= 1 MiB, even).
+    pub min: u32,
+    /// Requested average chunk size, bytes (a power of two, 256 ..= 4 MiB).
+    pub avg: u32,
+    /// Maximum chunk size, bytes (1 KiB ..= 16 MiB, even).
+    pub max: u32,
+}
+
+impl ChunkSizes {
+    /// Checks the bounds FastCDC 2020 requires.
+    pub fn validate(&self) -> Result<(), String> {
+        let (min, avg, max) = (self.min as usize, self.avg as usize, self.max as usize);
+        if !(64..=1 << 20).contains(&min)
+            || !(256..=4 << 20).contains(&avg)
+            || !(1024..=16 << 20).contains(&max)
+            || !avg.is_power_of_two()
+            || min % 2 != 0
+            || max % 2 != 0
+            || !(min < avg && avg < max)
+        {
+            return Err(format!(
+                "invalid chunk sizes min {min} avg {avg} max {max}: need 64 <= min < avg < max <= 16 MiB, avg a power of two"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Named chunking profiles (format-spec §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunking {
+    /// Profile for files in trees.
+    pub files: ChunkSizes,
+    /// Profile for streams (dumps, stdin, commands).
+    pub streams: ChunkSizes,
+}
+
+/// The `config` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Repository format version (1).
+    pub version: u32,
+    /// Random repository id, 64 hex digits; names the local catalog.
+    pub id: String,
+    /// Chunking profiles.
+    pub chunking: Chunking,
+    /// Target pack size, bytes (default 16 MiB).
+    pub pack_size: u32,
+    /// Number of packs filled at once (blobs are spread over them by id).
+    pub open_packs: u32,
+    /// zstd level for blobs (default 3).
+    pub compression_level: i32,
+}
+
+impl Config {
+    /// Default chunking for files: min 64 KiB, avg 256 KiB, max 2 MiB.
+    pub const FILES: ChunkSizes = ChunkSizes {
+        min: 64 << 10,
+        avg: 256 << 10,
+        max: 2 << 20,
+    };
+    /// Default chunking for streams: min 4 KiB, avg 16 KiB, max 128 KiB.
+    pub const STREAMS: ChunkSizes = ChunkSizes {
+        min: 4 << 10,
+        avg: 16 << 10,
+        max: 128 << 10,
+    };
+
+    /// JSON bytes (pretty, trailing newline).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Parses and validates.
+    pub fn decode(buf: &[u8]) -> Result<Config, super::DecodeError> {
+        let err = |detail: String| super::DecodeError {
+            what: "config",
+            offset: 0,
+            detail,
+        };
+        let c: Config = serde_json::from_slice(buf).map_err(|e| err(e.to_string()))?;
+        if c.version != super::FORMAT_VERSION {
+            return Err(err(format!("unsupported repository version {}", c.version)));
+        }
+        c.chunking.files.validate().map_err(err)?;
+        c.chunking.streams.validate().map_err(err)?;
+        if !(1 << 20..=1 << 30).contains(&c.pack_size)
+            || !(1..=64).contains(&c.open_packs)
+            || !(-7..=22).contains(&c.compression_level)
+        {
+            return Err(err(
+                "pack_size, open_packs or compression_level out of range".into(),
+            ));
+        }
+        Ok(c)
+    }
+}

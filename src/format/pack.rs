@@ -1,0 +1,133 @@
+//! Pack layout and pack header (format-spec §6).
+//!
+//! A pack is `blob_1 || … || blob_n || sealed_header || header_len`, where
+//! each blob is a sealed envelope (§4), `sealed_header` seals the encoded
+//! [`PackHeader`] and `header_len` is the sealed header's length as a u32 LE.
+
+use super::{BlobKind, DecodeError, Id, Reader};
+
+/// Version byte of the pack header plaintext.
+pub const PACK_HEADER_VERSION: u8 = 1;
+
+/// Size of one encoded [`PackEntry`] in bytes: kind 1 + id 32 + offset 4 +
+/// length 4 + raw length 4.
+pub const PACK_ENTRY_SIZE: usize = 1 + 32 + 4 + 4 + 4;
+
+/// Size of the trailing header length field in bytes.
+pub const HEADER_LEN_SIZE: usize = 4;
+
+/// One blob inside a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    /// Data chunk or tree.
+    pub kind: BlobKind,
+    /// Keyed BLAKE3 id of the blob's plaintext.
+    pub id: Id,
+    /// Offset of the sealed blob in the pack, bytes.
+    pub offset: u32,
+    /// Length of the sealed blob (nonce + ciphertext + tag), bytes.
+    pub length: u32,
+    /// Length of the blob's plaintext after decompression, bytes.
+    pub raw_len: u32,
+}
+
+/// The list of blobs in a pack, in pack order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PackHeader {
+    /// Entries in the order the blobs appear in the pack.
+    pub entries: Vec<PackEntry>,
+}
+
+impl PackEntry {
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(self.kind.to_byte());
+        out.extend_from_slice(&self.id.0);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.length.to_le_bytes());
+        out.extend_from_slice(&self.raw_len.to_le_bytes());
+    }
+
+    pub(crate) fn decode_from(r: &mut Reader<'_>) -> Result<PackEntry, DecodeError> {
+        let k = r.u8()?;
+        let kind = BlobKind::from_byte(k).ok_or_else(|| r.err(format!("unknown blob kind {k}")))?;
+        Ok(PackEntry {
+            kind,
+            id: r.id()?,
+            offset: r.u32()?,
+            length: r.u32()?,
+            raw_len: r.u32()?,
+        })
+    }
+}
+
+impl PackHeader {
+    /// Plaintext: version u8, count u32 LE, then `count` entries of
+    /// [`PACK_ENTRY_SIZE`] bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + self.entries.len() * PACK_ENTRY_SIZE);
+        out.push(PACK_HEADER_VERSION);
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for e in &self.entries {
+            e.encode_into(&mut out);
+        }
+        out
+    }
+
+    /// Decodes and validates a header against the size of the pack's blob
+    /// area (`data_len` bytes): entries must be contiguous from offset 0 and
+    /// end exactly at `data_len`.
+    pub fn decode(buf: &[u8], data_len: u64) -> Result<PackHeader, DecodeError> {
+        let mut r = Reader::new("pack header", buf);
+        let v = r.u8()?;
+        if v != PACK_HEADER_VERSION {
+            return Err(r.err(format!("unsupported version {v}")));
+        }
+        let n = r.count(PACK_ENTRY_SIZE)?;
+        let mut entries = Vec::with_capacity(n);
+        let mut next: u64 = 0;
+        for _ in 0..n {
+            let e = PackEntry::decode_from(&mut r)?;
+            if e.offset as u64 != next {
+                return Err(r.err(format!(
+                    "blob {} at offset {} but expected {next}",
+                    e.id.short(),
+                    e.offset
+                )));
+            }
+            next += e.length as u64;
+            entries.push(e);
+        }
+        r.finish()?;
+        if next != data_len {
+            return Err(DecodeError {
+                what: "pack header",
+                offset: buf.len(),
+                detail: format!("blobs cover {next} bytes but the pack holds {data_len}"),
+            });
+        }
+        Ok(PackHeader { entries })
+    }
+}
+
+/// Splits a whole pack into (blob area length, sealed header), checking the
+/// trailing length field.
+pub fn split_pack(pack: &[u8]) -> Result<(usize, &[u8]), DecodeError> {
+    let err = |detail: String| DecodeError {
+        what: "pack",
+        offset: pack.len(),
+        detail,
+    };
+    if pack.len() < HEADER_LEN_SIZE {
+        return Err(err("shorter than its header length field".into()));
+    }
+    let (rest, len_bytes) = pack.split_at(pack.len() - HEADER_LEN_SIZE);
+    let hlen = u32::from_le_bytes(len_bytes.try_into().unwrap_or_default()) as usize;
+    if hlen > rest.len() {
+        return Err(err(format!(
+            "header length {hlen} exceeds the {} bytes before it",
+            rest.len()
+        )));
+    }
+    let data_len = rest.len() - hlen;
+    Ok((data_len, &rest[data_len..]))
+}

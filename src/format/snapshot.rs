@@ -1,0 +1,103 @@
+//! Snapshot objects (format-spec §10): JSON, sealed.
+
+use super::Id;
+use serde::{Deserialize, Serialize};
+
+/// Totals of one backup, stored in its snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Files with no entry in the parent snapshot.
+    pub files_new: u64,
+    /// Files whose metadata differed from the parent, so were read again.
+    pub files_changed: u64,
+    /// Files reused from the parent without reading.
+    pub files_unchanged: u64,
+    /// Directories stored.
+    pub dirs: u64,
+    /// Content bytes read from the sources.
+    pub bytes_read: u64,
+    /// Logical size of all file and stream content in the snapshot, bytes.
+    pub total_bytes: u64,
+    /// Blobs added to the repository by this backup.
+    pub blobs_added: u64,
+    /// Bytes of new blobs before compression.
+    pub bytes_added_raw: u64,
+    /// Bytes added to the repository after dedup, compression and sealing
+    /// (packs and index objects).
+    pub bytes_added_stored: u64,
+    /// Source entries that could not be read and were skipped.
+    pub errors: u64,
+    /// Wall time of the backup in seconds.
+    pub seconds: f64,
+}
+
+/// One snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Format version of this object (1).
+    pub version: u32,
+    /// Start of the backup, UTC, RFC 3339 with milliseconds.
+    pub time: String,
+    /// Host name the backup ran on.
+    pub hostname: String,
+    /// User name the backup ran as.
+    pub username: String,
+    /// Absolute source paths, sorted (empty for a pure stream).
+    pub paths: Vec<String>,
+    /// Stream names stored under the reserved `@streams` folder.
+    #[serde(default)]
+    pub streams: Vec<String>,
+    /// Free-form tags, sorted.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Snapshot this one was compared against for unchanged files.
+    pub parent: Option<Id>,
+    /// Root tree.
+    pub tree: Id,
+    /// Optional description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Sources that produced streams (command lines), for the record.
+    #[serde(default)]
+    pub sources: Vec<SourceInfo>,
+    /// Totals.
+    pub summary: Summary,
+}
+
+/// A stream source recorded in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// Stream name under `@streams`.
+    pub name: String,
+    /// Source kind: "stdin", "command", "pg", "mongo".
+    pub kind: String,
+    /// The command line run, if any.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Extra facts (database name, server version, dump format …).
+    #[serde(default)]
+    pub details: std::collections::BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    /// Serialises to the JSON plaintext (compact, fields in declaration order).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses the JSON plaintext.
+    pub fn decode(buf: &[u8]) -> Result<Snapshot, super::DecodeError> {
+        serde_json::from_slice(buf).map_err(|e| super::DecodeError {
+            what: "snapshot",
+            offset: e.column(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Start time as Unix milliseconds (0 if unparsable).
+    pub fn time_ms(&self) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(&self.time)
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,48 @@
+//! snap: a content-addressed, deduplicating, encrypted snapshot store.
+//!
+//! # Code map
+//!
+//! ```text
+//! cli/      clap front end; one function per subcommand; progress display
+//! repo      Repository façade: init/open, keys, catalog sync, blob/tree reads
+//! backup    write pipeline: walk → chunk → hash → seen? → compress → seal → pack
+//! restore   read pipeline: tree walk → ranged pack reads → open → write files
+//! pack      PackBuilder (pure) and BlobSaver (open packs, upload thread, index)
+//! chunker   FastCDC 2020 with a keyed gear table
+//! compress  zstd / raw blob payloads with a cheap incompressibility test
+//! crypto    master key, keyed BLAKE3 ids, XChaCha20-Poly1305 envelope, Argon2id
+//! format/   byte layouts (format-spec.md), pure, no I/O
+//! catalog   SQLite cache of index + snapshots (derived, rebuildable)
+//! store     object_store facade (local directory, S3)
+//! ```
+//!
+//! # Architecture invariants
+//!
+//! - `format/` does no I/O and no crypto.
+//! - Nothing reaches the backend unsealed except `config` and key files
+//!   (whose secret part is sealed under the password-derived key).
+//! - Write order: packs, then index objects naming them, then snapshots.
+//!   A snapshot never names a blob that is not in a stored, indexed pack.
+//! - The catalog is a cache: deleting it loses no data.
+//! - Only `backup` and `restore` spawn rayon work.
+//! - Bytes read from the repository are authenticated before use and never
+//!   cause a panic; lengths are bounded before allocation.
+
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod backup;
+pub mod catalog;
+pub mod chunker;
+pub mod compress;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod pack;
+pub mod repo;
+pub mod restore;
+pub mod store;
+
+pub use error::{Error, ErrorKind, Result};
+pub use format::Id;
+pub use repo::Repository;

@@ -1,0 +1,49 @@
+//! The `snap` binary: parse the command line, run it, map errors to exit codes.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let json = std::env::args().any(|a| a == "--json");
+    match cli::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // A closed pipe (e.g. `snap restore … --stdout | head`) is not an error.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                    || c.to_string().contains("Broken pipe")
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let code = cli::exit_code(&e);
+            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>();
+            // anyhow's chain repeats the snap::Error message with its own sources; keep the outermost
+            // context and the first snap message.
+            let line = dedup_chain(&msg);
+            if json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"type": "error", "code": code, "message": line})
+                );
+            } else {
+                eprintln!("snap: error: {line}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn dedup_chain(parts: &[String]) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for p in parts {
+        if out.iter().any(|o| o.contains(p.as_str())) {
+            continue;
+        }
+        out.push(p);
+    }
+    out.join(": ")
+}

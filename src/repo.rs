@@ -1,0 +1,422 @@
+//! The repository façade: init/open, keys, catalog sync, reading blobs and
+//! trees, storing snapshots.
+
+use crate::catalog::{BlobLocation, Catalog};
+use crate::chunker::Chunker;
+use crate::compress;
+use crate::crypto::{self, MasterKey, AAD_INDEX, AAD_SNAPSHOT};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::config::{Chunking, Config};
+use crate::format::index::IndexFile;
+use crate::format::keyfile::KeyFile;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
+use crate::format::{Id, MAX_METADATA_SIZE};
+use crate::store::{ObjectKind, Store};
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Options for [`Repository::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Chunking profiles.
+    pub chunking: Chunking,
+    /// Target pack size, bytes.
+    pub pack_size: u32,
+    /// Packs filled at once.
+    pub open_packs: u32,
+    /// zstd level.
+    pub compression_level: i32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunking: Chunking {
+                files: Config::FILES,
+                streams: Config::STREAMS,
+            },
+            pack_size: 16 << 20,
+            open_packs: 4,
+            compression_level: 3,
+        }
+    }
+}
+
+/// An open repository.
+pub struct Repository {
+    store: Arc<Store>,
+    config: Config,
+    key: MasterKey,
+    key_id: String,
+    catalog: Mutex<Catalog>,
+    files_chunker: Chunker,
+    streams_chunker: Chunker,
+}
+
+/// Host name of this machine (`/proc/sys/kernel/hostname`, else `$HOSTNAME`,
+/// else "unknown").
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// User name running snap.
+pub fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Current time, RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Default cache directory: `$XDG_CACHE_HOME/snap` or `~/.cache/snap`.
+pub fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(|| std::env::temp_dir().join("snap-cache"))
+        .join("snap")
+}
+
+impl Repository {
+    /// Creates a repository at `location` and a first key file for
+    /// `password`. Fails with [`ErrorKind::Usage`] if one already exists.
+    pub fn init(location: &str, password: &[u8], opts: &InitOptions) -> Result<Id> {
+        let store = Store::open(location, true)?;
+        match store.get("config") {
+            Ok(_) => {
+                return Err(Error::usage(format!(
+                    "repository {location} already exists"
+                )))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        opts.chunking.files.validate().map_err(Error::usage)?;
+        opts.chunking.streams.validate().map_err(Error::usage)?;
+        let mut rid = [0u8; 32];
+        crypto::random_bytes(&mut rid);
+        let config = Config {
+            version: crate::format::FORMAT_VERSION,
+            id: hex::encode(rid),
+            chunking: opts.chunking,
+            pack_size: opts.pack_size,
+            open_packs: opts.open_packs,
+            compression_level: opts.compression_level,
+        };
+        let master = MasterKey::generate();
+        let kf = crypto::wrap_master_key(&master, password, now_rfc3339(), hostname(), username())?;
+        let kbytes = kf.encode();
+        let kid = Id::of_object(&kbytes);
+        // Key before config: a repository is "initialised" once config exists.
+        store.put_new(&ObjectKind::Key.key(&kid.to_hex()), Bytes::from(kbytes))?;
+        if !store.put_new("config", Bytes::from(config.encode()))? {
+            return Err(Error::usage(format!(
+                "repository {location} already exists"
+            )));
+        }
+        Ok(Id::from_hex(&config.id).unwrap_or_default())
+    }
+
+    /// Opens a repository: reads `config`, finds a key file that `password`
+    /// opens ([`ErrorKind::WrongPassword`] if none), opens the catalog in
+    /// `cache_dir` and syncs it.
+    pub fn open(
+        location: &str,
+        password: &[u8],
+        cache_dir: &std::path::Path,
+    ) -> Result<Repository> {
+        let store = Store::open(location, false)?;
+        let config = Self::read_config(&store)?;
+        let (key, key_id) = Self::unlock(&store, password)?;
+        Self::open_with(store, config, key, key_id, cache_dir)
+    }
+
+    /// Reads and parses the `config` object.
+    pub fn read_config(store: &Store) -> Result<Config> {
+        let raw = match store.get("config") {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::new(
+                    ErrorKind::NoRepository,
+                    format!(
+                        "{} is not a snap repository (no config); create it with `snap init`",
+                        store.location()
+                    ),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Config::decode(&raw)?)
+    }
+
+    /// Tries every key file with `password`.
+    pub fn unlock(store: &Store, password: &[u8]) -> Result<(MasterKey, String)> {
+        let keys = store.list("keys/")?;
+        if keys.is_empty() {
+            return Err(Error::corrupt(format!(
+                "repository {} has no key files",
+                store.location()
+            )));
+        }
+        for k in &keys {
+            let raw = store.get(&ObjectKind::Key.key(&k.name))?;
+            let kf = match KeyFile::decode(&raw) {
+                Ok(kf) => kf,
+                Err(e) => {
+                    eprintln!("warning: skipping key file {}: {e}", k.name);
+                    continue;
+                }
+            };
+            if let Some(mk) = crypto::unwrap_master_key(&kf, password)? {
+                return Ok((mk, k.name.clone()));
+            }
+        }
+        Err(Error::new(
+            ErrorKind::WrongPassword,
+            format!(
+                "wrong password: no key file in {} opens with it",
+                store.location()
+            ),
+        ))
+    }
+
+    /// Opens with an already unlocked key.
+    pub fn open_with(
+        store: Store,
+        config: Config,
+        key: MasterKey,
+        key_id: String,
+        cache_dir: &std::path::Path,
+    ) -> Result<Repository> {
+        let cat_path = cache_dir.join(&config.id).join("catalog.sqlite");
+        let catalog = Catalog::open(&cat_path, &config.id)?;
+        let files_chunker = Chunker::new(key.chunker_seed(), config.chunking.files);
+        let streams_chunker = Chunker::new(key.chunker_seed(), config.chunking.streams);
+        let repo = Repository {
+            store: Arc::new(store),
+            config,
+            key,
+            key_id,
+            catalog: Mutex::new(catalog),
+            files_chunker,
+            streams_chunker,
+        };
+        repo.sync_catalog()?;
+        Ok(repo)
+    }
+
+    /// The storage facade.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The repository config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// Name of the key file that opened the repository.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Chunker for file content.
+    pub fn files_chunker(&self) -> &Chunker {
+        &self.files_chunker
+    }
+
+    /// Chunker for streams.
+    pub fn streams_chunker(&self) -> &Chunker {
+        &self.streams_chunker
+    }
+
+    /// Locks the catalog for a sequence of calls.
+    pub fn catalog(&self) -> MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the catalog up to date with `index/` and `snapshots/`: loads
+    /// only objects it has not seen; if an index it holds has vanished
+    /// (prune, repair), rebuilds from scratch. Returns the number of index
+    /// objects downloaded.
+    pub fn sync_catalog(&self) -> Result<usize> {
+        let listed: Vec<Id> = self
+            .store
+            .list("index/")?
+            .into_iter()
+            .filter_map(|l| Id::from_hex(&l.name))
+            .collect();
+        let mut cat = self.catalog();
+        let known = cat.index_ids()?;
+        let listed_set: std::collections::HashSet<Id> = listed.iter().copied().collect();
+        if known.iter().any(|k| !listed_set.contains(k)) {
+            cat.reset()?;
+        }
+        let known = cat.index_ids()?;
+        let mut loaded = 0;
+        for id in listed.iter().filter(|id| !known.contains(id)) {
+            let idx = self.read_index(id)?;
+            cat.add_index(id, &idx)?;
+            loaded += 1;
+        }
+        // Snapshots.
+        let listed: std::collections::HashSet<Id> = self
+            .store
+            .list("snapshots/")?
+            .into_iter()
+            .filter_map(|l| Id::from_hex(&l.name))
+            .collect();
+        let known = cat.snapshot_ids()?;
+        for id in known.difference(&listed) {
+            cat.remove_snapshot(id)?;
+        }
+        for id in listed.difference(&known) {
+            match self.read_snapshot(id) {
+                Ok(s) => cat.add_snapshot(id, &s)?,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Reads, verifies (name = BLAKE3 of bytes) and opens an index object.
+    pub fn read_index(&self, id: &Id) -> Result<IndexFile> {
+        let plain = self.read_sealed(ObjectKind::Index, id, AAD_INDEX)?;
+        IndexFile::decode(&plain).map_err(|e| Error::corrupt(format!("index {}: {e}", id.short())))
+    }
+
+    /// Reads, verifies and opens a snapshot object.
+    pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let plain = self.read_sealed(ObjectKind::Snapshot, id, AAD_SNAPSHOT)?;
+        Snapshot::decode(&plain)
+            .map_err(|e| Error::corrupt(format!("snapshot {}: {e}", id.short())))
+    }
+
+    fn read_sealed(&self, kind: ObjectKind, id: &Id, aad: &[u8]) -> Result<Vec<u8>> {
+        let key = kind.key(&id.to_hex());
+        let raw = self.store.get(&key)?;
+        if raw.len() > MAX_METADATA_SIZE {
+            return Err(Error::corrupt(format!(
+                "{key} is larger than the 256 MiB limit"
+            )));
+        }
+        if Id::of_object(&raw) != *id {
+            return Err(Error::corrupt(format!(
+                "{key} does not match its name (corrupt or replaced); run `snap check`"
+            )));
+        }
+        self.key.open(aad, &raw, &key)
+    }
+
+    /// Stores a snapshot object (after its trees and blobs are indexed) and
+    /// records it in the catalog.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        let sealed = self.key.seal(AAD_SNAPSHOT, &snap.encode());
+        let id = Id::of_object(&sealed);
+        self.store
+            .put_new(&ObjectKind::Snapshot.key(&id.to_hex()), Bytes::from(sealed))?;
+        self.catalog().add_snapshot(&id, snap)?;
+        Ok(id)
+    }
+
+    /// Where a blob is stored; [`ErrorKind::NotFound`] if no index names it.
+    pub fn locate(&self, id: &Id) -> Result<BlobLocation> {
+        self.catalog().lookup(id)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("blob {} is not in any index; run `snap check`", id.short()),
+            )
+        })
+    }
+
+    /// Reads one blob's plaintext, verified against its id.
+    pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        let sealed = self.store.get_range(
+            &ObjectKind::Pack.key(&loc.pack.to_hex()),
+            loc.offset as u64..loc.offset as u64 + loc.length as u64,
+        )?;
+        self.decode_blob(id, &loc, &sealed)
+    }
+
+    /// Opens, decompresses and verifies a sealed blob read from `loc`.
+    pub fn decode_blob(&self, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+        let enc = self
+            .key
+            .open_blob(loc.kind, id, sealed)
+            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
+        let plain = compress::decode(&enc, loc.raw_len as usize)
+            .map_err(|e| e.context(format!("blob {} in pack {}", id.short(), loc.pack.short())))?;
+        if self.key.blob_id(&plain) != *id {
+            return Err(Error::corrupt(format!(
+                "blob {} in pack {} does not match its id",
+                id.short(),
+                loc.pack.short()
+            )));
+        }
+        Ok(plain)
+    }
+
+    /// Reads and decodes a tree blob.
+    pub fn read_tree(&self, id: &Id) -> Result<Tree> {
+        let plain = self.read_blob(id)?;
+        Tree::decode(&plain).map_err(|e| Error::corrupt(format!("tree {}: {e}", id.short())))
+    }
+
+    /// All snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        self.catalog().snapshots()
+    }
+
+    /// Resolves "latest", "latest~N", a full id or a unique hex prefix.
+    pub fn resolve_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        let snaps = self.snapshots()?;
+        if let Some(rest) = spec.strip_prefix("latest") {
+            let back: usize = if rest.is_empty() {
+                0
+            } else {
+                rest.strip_prefix('~')
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| {
+                        Error::usage(format!("invalid snapshot {spec:?}: use latest or latest~N"))
+                    })?
+            };
+            return snaps
+                .into_iter()
+                .rev()
+                .nth(back)
+                .ok_or_else(|| Error::new(ErrorKind::NotFound, "no snapshot in the repository"));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let matches: Vec<_> = snaps
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
+            .collect();
+        let n = matches.len();
+        let mut it = matches.into_iter();
+        match (it.next(), n) {
+            (Some(m), 1) => Ok(m),
+            (None, _) => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no snapshot matches {spec:?}"),
+            )),
+            _ => Err(Error::usage(format!(
+                "{n} snapshots match {spec:?}; give more digits"
+            ))),
+        }
+    }
+}
