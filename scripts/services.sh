@@ -93,7 +93,9 @@ _snap_apt_install() {
 _snap_pg_find_bin() {
     local d best='' best_v=0 v
     for d in /usr/lib/postgresql/*/bin; do
-        [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/psql" ] || continue
+        if [ ! -x "$d/initdb" ] || [ ! -x "$d/pg_ctl" ] || [ ! -x "$d/psql" ]; then
+            continue
+        fi
         v=${d#/usr/lib/postgresql/}
         v=${v%/bin}
         v=${v%%.*}
@@ -146,25 +148,27 @@ EOF
     return 1
 }
 
-# True when pid $1 is alive and its command line contains $2 (guards against reused pids).
+# True when pid $1 is alive and its command line contains $2 (a path of this run's temp dir,
+# so a reused pid or another PostgreSQL on the machine is never taken for ours).
 _snap_pid_is() {
     local pid=$1 what=$2 cmd
     case $pid in '' | *[!0-9]*) return 1 ;; esac
+    [ -n "$what" ] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
     cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
     case $cmd in *"$what"*) return 0 ;; *) return 1 ;; esac
 }
 
-# Sends TERM to pid $1 (if it is a $2 process), waits up to ~10 s, then KILL.
+# Sends signal $3 (default TERM) to pid $1 if it is a $2 process, waits up to ~10 s, then KILL.
 _snap_kill() {
-    local pid=$1 what=$2
+    local pid=$1 what=$2 sig=${3:-TERM}
     _snap_pid_is "$pid" "$what" || return 0
-    kill -TERM "$pid" 2>/dev/null || true
+    kill "-$sig" "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
         _snap_pid_is "$pid" "$what" || return 0
         sleep 0.1
     done
-    _snap_warn "$what (pid $pid) did not stop on TERM; killing it"
+    _snap_warn "pid $pid ($what) did not stop on $sig; killing it"
     kill -KILL "$pid" 2>/dev/null || true
 }
 
@@ -483,9 +487,10 @@ _snap_healthy() {
     (
         # shellcheck disable=SC1090
         . "$state" || exit 1
-        [ -n "${SNAP_TEST_PG_PORT:-}" ] && [ -n "${SNAP_TEST_S3_ENDPOINT:-}" ] || exit 1
-        _snap_pid_is "${SNAP_SVC_PG_PID:-}" postgres || exit 1
-        _snap_pid_is "${SNAP_SVC_S3_PID:-}" snap_moto_server || exit 1
+        [ -n "${SNAP_TEST_PG_PORT:-}" ] || exit 1
+        [ -n "${SNAP_TEST_S3_ENDPOINT:-}" ] || exit 1
+        _snap_pid_is "${SNAP_SVC_PG_PID:-}" "-D ${SNAP_SVC_PG_DATA:-}" || exit 1
+        _snap_pid_is "${SNAP_SVC_S3_PID:-}" "${SNAP_SVC_ROOT:-}/s3/snap_moto_server.py" || exit 1
         "$SNAP_TEST_PG_BIN/pg_isready" -q -h "$SNAP_TEST_PG_HOST" -p "$SNAP_TEST_PG_PORT" -t 5 || exit 1
         [ "$(_snap_http GET "$SNAP_TEST_S3_ENDPOINT/$SNAP_TEST_S3_BUCKET")" = 200 ] || exit 1
     ) >/dev/null 2>&1
@@ -498,10 +503,12 @@ snap_services_start() {
     local state root t0
     state=$(_snap_state_file)
     t0=$(date +%s)
+    # shellcheck disable=SC2034 # read by scripts/test.sh
     SNAP_TEST_SERVICES_REUSED=0
     if [ "${SNAP_TEST_FRESH:-0}" != 1 ] && _snap_healthy; then
         # shellcheck disable=SC1090
         . <(grep '^export ' "$state")
+        # shellcheck disable=SC2034 # read by scripts/test.sh
         SNAP_TEST_SERVICES_REUSED=1
         _snap_say "postgresql at $SNAP_TEST_PG_HOST:$SNAP_TEST_PG_PORT (already running, reused)"
         _snap_say "s3 at $SNAP_TEST_S3_ENDPOINT bucket $SNAP_TEST_S3_BUCKET (already running, reused)"
@@ -545,8 +552,13 @@ snap_services_stop() {
                         -D "$SNAP_SVC_PG_DATA" -m fast -t 20 -w stop >/dev/null 2>&1 || true
                 fi
             fi
-            _snap_kill "$SNAP_SVC_PG_PID" postgres
-            _snap_kill "$SNAP_SVC_S3_PID" snap_moto_server
+            if [ -n "$SNAP_SVC_PG_DATA" ]; then
+                # SIGINT is PostgreSQL's "fast shutdown".
+                _snap_kill "$SNAP_SVC_PG_PID" "-D $SNAP_SVC_PG_DATA" INT
+            fi
+            if [ -n "$SNAP_SVC_ROOT" ]; then
+                _snap_kill "$SNAP_SVC_S3_PID" "$SNAP_SVC_ROOT/s3/snap_moto_server.py"
+            fi
             case $SNAP_SVC_ROOT in
             /tmp/snap-test.*) rm -rf "$SNAP_SVC_ROOT" || true ;;
             esac
