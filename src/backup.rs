@@ -527,10 +527,7 @@ fn plan(
         match node {
             Node::Dir(d) => {
                 let sub = match pe.and_then(|e| e.subtree) {
-                    Some(id) if !force => match repo.read_tree(&id) {
-                        Ok(t) => Some(t),
-                        Err(_) => None,
-                    },
+                    Some(id) if !force => repo.read_tree(&id).ok(),
                     _ => None,
                 };
                 plan(

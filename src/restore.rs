@@ -264,7 +264,7 @@ pub fn restore(
         .total_files
         .store(files.len() as u64, Ordering::Relaxed);
     // Largest files first so the long ones start early.
-    files.sort_by(|a, b| b.entry.size.cmp(&a.entry.size));
+    files.sort_by_key(|f| std::cmp::Reverse(f.entry.size));
     let results: Vec<Result<u64>> = files
         .par_iter()
         .map(|t| {
