@@ -30,7 +30,7 @@ pub struct Cli {
 
 #[derive(Args, Debug)]
 pub struct Global {
-    /// Repository: a directory path or s3://bucket/prefix.
+    /// Repository: a directory path or s3://bucket/prefix [default: ~/.local/share/snap/repo].
     #[arg(short = 'r', long, env = "SNAP_REPO", global = true)]
     pub repo: Option<String>,
     /// Read the password from the first line of this file (else SNAP_PASSWORD, else a prompt on a TTY).
@@ -77,9 +77,18 @@ pub fn run(cli: Cli) -> Result<u8> {
 }
 
 pub fn repo_location(g: &Global) -> Result<String> {
-    g.repo
+    Ok(g.repo
         .clone()
-        .ok_or_else(|| Error::usage("no repository given: use --repo or set SNAP_REPO").into())
+        .unwrap_or_else(|| default_repo().to_string_lossy().into_owned()))
+}
+
+/// The default repository when neither `--repo` nor `SNAP_REPO` is given:
+/// `$XDG_DATA_HOME/snap/repo` (usually `~/.local/share/snap/repo`).
+pub fn default_repo() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("/var/lib"))
+        .join("snap")
+        .join("repo")
 }
 
 pub fn password(g: &Global, confirm: bool) -> Result<zeroize::Zeroizing<String>> {
