@@ -1,28 +1,28 @@
-//! The backup pipeline.
+//! The backup driver: walk the sources into an in-memory tree, match it
+//! against the parent snapshot, feed changed files and streams through
+//! [`crate::ingest`], then store the trees bottom-up and the snapshot.
 //!
 //! ```text
-//! walk sources ──► tree of entries ──► parent match (unchanged files reuse content)
-//!                                            │ changed/new files, streams
-//!                                            ▼
-//!   read (memmap2 windows / read) ──► FastCDC cut ──► batch ──rayon──► keyed BLAKE3
-//!        ──► seen? (saver pending set, catalog) ──rayon──► zstd ──► XChaCha20-Poly1305
-//!        ──► BlobSaver (open packs) ──thread──► store ──► index ──► catalog
-//!   trees bottom-up ──► tree blobs ──► snapshot object
+//! walk paths ──► tree of entries ──► parent match (unchanged files keep their content ids)
+//!                                          │ new and changed files, streams
+//!                                          ▼
+//!                         ingest: read → chunk → hash → seen? → zstd → seal → packs
+//!                                          │ content ids
+//!                                          ▼
+//!                    trees bottom-up ──► tree blobs ──► index ──► snapshot object
 //! ```
 //!
-//! Only this module and `restore` spawn rayon work. Write order follows
-//! format-spec §14: packs, then index objects, then the snapshot.
+//! Write order follows format-spec §14: packs, then index objects, then the
+//! snapshot.
 
-use crate::chunker::Chunker;
-use crate::compress;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Snapshot, SourceInfo, Summary};
 use crate::format::tree::{ChunkProfile, EntryKind, Tree, TreeEntry, STREAMS_DIR};
-use crate::format::{BlobKind, Id};
+use crate::format::Id;
+use crate::ingest::{self, Ingested, Reader};
 use crate::pack::BlobSaver;
 use crate::repo::{hostname, now_rfc3339, username, Repository};
-use rayon::prelude::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -31,15 +31,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Bytes of chunk data hashed, compressed and sealed per parallel batch.
-const BATCH_BYTES: usize = 16 << 20;
-/// Files up to this size are read with `read`; larger ones are memory-mapped.
-const SMALL_FILE: u64 = 4 << 20;
-/// Memory-map window for large files, bytes.
-const MAP_WINDOW: usize = 32 << 20;
-/// Read buffer for streams, bytes.
-const STREAM_WINDOW: usize = 16 << 20;
 
 /// Live counters a front end may display; updated as work proceeds.
 #[derive(Debug, Default)]
@@ -109,237 +100,6 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Source entries that could not be read (each one line).
     pub warnings: Vec<String>,
-}
-
-enum Buf {
-    Owned(Vec<u8>),
-    Mapped(memmap2::Mmap),
-}
-
-impl std::ops::Deref for Buf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Buf::Owned(v) => v,
-            Buf::Mapped(m) => m,
-        }
-    }
-}
-
-struct Piece {
-    slot: usize,
-    buf: Arc<Buf>,
-    start: usize,
-    len: usize,
-}
-
-impl Piece {
-    fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.start + self.len]
-    }
-}
-
-/// Chunks content into blobs and saves the new ones, in parallel batches.
-struct Batcher<'r> {
-    repo: &'r Repository,
-    saver: BlobSaver,
-    pieces: Vec<Piece>,
-    bytes: usize,
-    /// Content ids per slot (one slot per file or stream).
-    contents: Vec<Vec<Id>>,
-    progress: Arc<Progress>,
-}
-
-impl<'r> Batcher<'r> {
-    fn new_slot(&mut self) -> usize {
-        self.contents.push(Vec::new());
-        self.contents.len() - 1
-    }
-
-    fn push(&mut self, slot: usize, buf: &Arc<Buf>, start: usize, len: usize) -> Result<()> {
-        self.pieces.push(Piece {
-            slot,
-            buf: buf.clone(),
-            start,
-            len,
-        });
-        self.bytes += len;
-        if self.bytes >= BATCH_BYTES {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Cuts `buf[start..]` and queues the chunks; returns bytes consumed.
-    fn cut_and_push(
-        &mut self,
-        slot: usize,
-        chunker: &Chunker,
-        buf: &Arc<Buf>,
-        start: usize,
-        at_eof: bool,
-    ) -> Result<usize> {
-        let mut cuts = Vec::new();
-        let used = chunker.cuts(&buf[start..], at_eof, &mut cuts);
-        for (off, len) in cuts {
-            self.push(slot, buf, start + off, len)?;
-        }
-        Ok(used)
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if self.pieces.is_empty() {
-            return Ok(());
-        }
-        let key = self.repo.key();
-        let ids: Vec<Id> = self
-            .pieces
-            .par_iter()
-            .map(|p| key.blob_id(p.data()))
-            .collect();
-        let mut new = vec![false; ids.len()];
-        {
-            let cat = self.repo.catalog();
-            let mut seen = HashSet::with_capacity(ids.len());
-            for (i, id) in ids.iter().enumerate() {
-                if !seen.insert(*id) || self.saver.is_pending(id) || cat.contains(id)? {
-                    continue;
-                }
-                new[i] = true;
-            }
-        }
-        let level = self.repo.config().compression_level;
-        let sealed: Vec<Option<Vec<u8>>> = self
-            .pieces
-            .par_iter()
-            .zip(ids.par_iter())
-            .zip(new.par_iter())
-            .map(|((p, id), &is_new)| {
-                is_new.then(|| {
-                    let mut enc = Vec::new();
-                    compress::encode(p.data(), level, &mut enc);
-                    key.seal_blob(BlobKind::Data, id, &enc)
-                })
-            })
-            .collect();
-        for ((p, id), s) in self.pieces.iter().zip(&ids).zip(&sealed) {
-            if let Some(s) = s {
-                self.saver.add(BlobKind::Data, *id, s, p.len as u32)?;
-            }
-            self.contents[p.slot].push(*id);
-        }
-        self.progress
-            .bytes
-            .fetch_add(self.bytes as u64, Ordering::Relaxed);
-        self.pieces.clear();
-        self.bytes = 0;
-        self.catalog_written()
-    }
-
-    fn catalog_written(&mut self) -> Result<()> {
-        let written = self.saver.take_written();
-        if !written.is_empty() {
-            let mut cat = self.repo.catalog();
-            for (id, idx) in &written {
-                cat.add_index(id, idx)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Stores a tree blob (deduplicated) and returns its id.
-    fn save_tree(&mut self, tree: &Tree) -> Result<Id> {
-        let plain = tree.encode();
-        let key = self.repo.key();
-        let id = key.blob_id(&plain);
-        if self.saver.is_pending(&id) || self.repo.catalog().contains(&id)? {
-            return Ok(id);
-        }
-        let mut enc = Vec::new();
-        compress::encode(&plain, self.repo.config().compression_level, &mut enc);
-        let sealed = key.seal_blob(BlobKind::Tree, &id, &enc);
-        self.saver
-            .add(BlobKind::Tree, id, &sealed, plain.len() as u32)?;
-        Ok(id)
-    }
-
-    /// Reads one file into slots; returns bytes read.
-    fn read_file(&mut self, slot: usize, path: &Path) -> std::io::Result<u64> {
-        let mut file = std::fs::File::open(path)?;
-        let size = file.metadata()?.len();
-        let chunker = self.repo.files_chunker().clone();
-        if size <= SMALL_FILE {
-            let mut v = Vec::with_capacity(size as usize);
-            file.read_to_end(&mut v)?;
-            let n = v.len() as u64;
-            if n > 0 {
-                let buf = Arc::new(Buf::Owned(v));
-                self.cut_and_push(slot, &chunker, &buf, 0, true)
-                    .map_err(std::io::Error::other)?;
-            }
-            return Ok(n);
-        }
-        let page = 4096u64;
-        let mut pos = 0u64;
-        while pos < size {
-            let aligned = pos & !(page - 1);
-            let len = (size - aligned).min(MAP_WINDOW as u64) as usize;
-            // SAFETY: the mapping is read-only and private to this process; a
-            // file truncated by another process while mapped can raise SIGBUS,
-            // which aborts the backup before any snapshot is written.
-            #[allow(unsafe_code)]
-            let map = unsafe {
-                memmap2::MmapOptions::new()
-                    .offset(aligned)
-                    .len(len)
-                    .map(&file)?
-            };
-            let at_eof = aligned + len as u64 == size;
-            let buf = Arc::new(Buf::Mapped(map));
-            let used = self
-                .cut_and_push(slot, &chunker, &buf, (pos - aligned) as usize, at_eof)
-                .map_err(std::io::Error::other)?;
-            if used == 0 {
-                break;
-            }
-            pos += used as u64;
-        }
-        Ok(pos)
-    }
-
-    /// Reads a stream to its end into `slot`; returns bytes read.
-    fn read_stream(&mut self, slot: usize, r: &mut dyn Read) -> Result<u64> {
-        let chunker = self.repo.streams_chunker().clone();
-        let mut carry: Vec<u8> = Vec::new();
-        let mut total = 0u64;
-        loop {
-            let mut v = Vec::with_capacity(STREAM_WINDOW.max(carry.len() * 2));
-            v.extend_from_slice(&carry);
-            let mut eof = false;
-            while v.len() < STREAM_WINDOW {
-                let want = STREAM_WINDOW - v.len();
-                let n = r
-                    .take(want as u64)
-                    .read_to_end(&mut v)
-                    .map_err(|e| Error::io("reading stream", e))?;
-                if n == 0 {
-                    eof = true;
-                    break;
-                }
-                total += n as u64;
-            }
-            if v.is_empty() {
-                break;
-            }
-            let buf = Arc::new(Buf::Owned(v));
-            let used = self.cut_and_push(slot, &chunker, &buf, 0, eof)?;
-            carry = buf[used..].to_vec();
-            if eof {
-                break;
-            }
-        }
-        Ok(total)
-    }
 }
 
 /// An in-memory directory being assembled.
@@ -603,7 +363,12 @@ fn leaf_mut<'a>(root: &'a mut DirNode, route: &[Vec<u8>]) -> Option<&'a mut Tree
 }
 
 /// Stores the trees bottom-up; returns the directory's tree id.
-fn store_trees(b: &mut Batcher<'_>, dir: DirNode, total: &mut u64) -> Result<Id> {
+fn store_trees(
+    repo: &Repository,
+    saver: &mut BlobSaver,
+    dir: DirNode,
+    total: &mut u64,
+) -> Result<Id> {
     let mut tree = Tree::default();
     for (name, node) in dir.children {
         match node {
@@ -617,14 +382,14 @@ fn store_trees(b: &mut Batcher<'_>, dir: DirNode, total: &mut u64) -> Result<Id>
                     .clone()
                     .unwrap_or_else(|| TreeEntry::new(name.clone(), EntryKind::Dir));
                 meta.name = name;
-                let id = store_trees(b, d, total)?;
+                let id = store_trees(repo, saver, d, total)?;
                 meta.subtree = Some(id);
                 tree.entries.push(meta);
             }
         }
     }
     tree.sort();
-    b.save_tree(&tree)
+    ingest::save_tree(repo, saver, &tree)
 }
 
 /// Runs one `sh -c` command or program; returns its child process.
@@ -808,47 +573,61 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         config.pack_size as usize,
         config.open_packs as usize,
     );
-    let mut b = Batcher {
-        repo,
-        saver,
-        pieces: Vec::new(),
-        bytes: 0,
-        contents: Vec::new(),
-        progress: opts.progress.clone(),
+    let mut warnings = std::mem::take(&mut walker.warnings);
+    let ((bytes_read, job_slots, stream_slots, sources), ingested) =
+        ingest::run(repo, saver, &opts.progress.bytes, |reader| {
+            read_content(reader, &jobs, &opts, &mut warnings)
+        })?;
+    let Ingested {
+        mut saver,
+        mut contents,
+    } = ingested;
+    let mut take = |slot: usize| {
+        contents
+            .get_mut(slot)
+            .map(std::mem::take)
+            .unwrap_or_default()
     };
-    let result = run_content(&mut b, &mut root, &jobs, &opts, &mut walker.warnings);
-    let (bytes_read, stream_entries, sources) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            // Index what was already stored so the next backup can reuse it;
-            // no snapshot is written.
-            if b.saver.finish().is_ok() {
-                let _ = b.catalog_written();
+    for (job, slot) in jobs.iter().zip(job_slots) {
+        match slot {
+            Some(slot) => {
+                let content = take(slot);
+                if let Some(e) = leaf_mut(&mut root, &job.route) {
+                    e.content = content;
+                }
             }
-            return Err(e);
+            None => remove_leaf(&mut root, &job.route),
         }
-    };
-    if !stream_entries.is_empty() {
+    }
+    if !stream_slots.is_empty() {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
         let mut sd = DirNode::default();
         let mut meta = TreeEntry::new(STREAMS_DIR.as_bytes().to_vec(), EntryKind::Dir);
         meta.mode = 0o700;
-        meta.mtime_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        meta.mtime_ns = now;
         sd.meta = Some(meta);
-        for e in stream_entries {
+        for (s, (slot, n)) in opts.streams.iter().zip(stream_slots) {
+            let mut e = TreeEntry::new(s.name.as_bytes().to_vec(), EntryKind::File);
+            e.mode = 0o600;
+            e.mtime_ns = now;
+            e.size = n;
+            e.profile = ChunkProfile::Streams;
+            e.content = take(slot);
             sd.children.insert(e.name.clone(), Node::Leaf(e));
         }
         root.children
             .insert(STREAMS_DIR.as_bytes().to_vec(), Node::Dir(sd));
     }
     let mut total_bytes = 0;
-    let tree = store_trees(&mut b, root, &mut total_bytes)?;
-    b.saver.finish()?;
-    b.catalog_written()?;
+    let tree = store_trees(repo, &mut saver, root, &mut total_bytes)?;
+    saver.finish()?;
+    ingest::catalog_written(repo, &mut saver)?;
+    walker.warnings = warnings;
 
     let mut tags = opts.tags.clone();
     tags.sort();
     tags.dedup();
-    let stats = b.saver.stats;
+    let stats = saver.stats;
     let mut snapshot = Snapshot {
         version: 1,
         time,
@@ -884,97 +663,47 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     })
 }
 
-type ContentResult = (u64, Vec<TreeEntry>, Vec<SourceInfo>);
+/// Bytes read, per-job slots (`None`: unreadable, skipped), per-stream
+/// (slot, bytes), and the stream sources to record.
+type ContentResult = (u64, Vec<Option<usize>>, Vec<(usize, u64)>, Vec<SourceInfo>);
 
-fn run_content(
-    b: &mut Batcher<'_>,
-    root: &mut DirNode,
+fn read_content(
+    reader: &mut Reader<'_>,
     jobs: &[FileJob],
     opts: &BackupOptions,
     warnings: &mut Vec<String>,
 ) -> Result<ContentResult> {
     let mut bytes_read = 0u64;
     let mut slots = Vec::with_capacity(jobs.len());
-    let mut failed = Vec::new();
-    for (j, job) in jobs.iter().enumerate() {
-        let slot = b.new_slot();
-        slots.push(slot);
-        match b.read_file(slot, &job.path) {
+    for job in jobs {
+        let slot = reader.new_slot();
+        match reader.read_file(slot, &job.path) {
             Ok(n) => {
                 bytes_read += n;
-                if let Some(e) = leaf_mut(root, &job.route) {
-                    e.size = n;
-                }
+                slots.push(Some(slot));
             }
             Err(err) => {
+                // A failure of the pipeline itself (not of this file) aborts.
+                if let Some(inner) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+                    return Err(Error::new(inner.kind(), inner.to_string()));
+                }
                 if err.raw_os_error() == Some(libc::ENOSPC) {
                     return Err(Error::io(format!("reading {}", job.path.display()), err));
                 }
                 warnings.push(format!("{}: {err}", job.path.display()));
-                failed.push(j);
+                slots.push(None);
             }
         }
-        b.progress.files.fetch_add(1, Ordering::Relaxed);
+        opts.progress.files.fetch_add(1, Ordering::Relaxed);
     }
-    // Streams.
     let mut stream_slots = Vec::new();
     let mut sources = Vec::new();
     for s in &opts.streams {
         if s.name.is_empty() || s.name.contains('/') || s.name == "." || s.name == ".." {
             return Err(Error::usage(format!("invalid stream name {:?}", s.name)));
         }
-        let slot = b.new_slot();
-        let child = spawn_source(&s.input)?;
-        let n = match child {
-            None => {
-                let stdin = std::io::stdin();
-                let mut lock = stdin.lock();
-                b.read_stream(slot, &mut lock)?
-            }
-            Some(mut child) => {
-                let mut stdout = child
-                    .stdout
-                    .take()
-                    .ok_or_else(|| Error::new(ErrorKind::Source, "no stdout"))?;
-                let mut stderr = child.stderr.take();
-                let err_thread = std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    if let Some(e) = stderr.as_mut() {
-                        let _ = e.read_to_end(&mut buf);
-                    }
-                    buf
-                });
-                let r = b.read_stream(slot, &mut stdout);
-                drop(stdout);
-                let status = child
-                    .wait()
-                    .map_err(|e| Error::io("waiting for source command", e))?;
-                let err_out = err_thread.join().unwrap_or_default();
-                if !status.success() {
-                    let tail: Vec<&str> = std::str::from_utf8(&err_out)
-                        .unwrap_or("")
-                        .lines()
-                        .rev()
-                        .take(5)
-                        .collect();
-                    let tail: Vec<&str> = tail.into_iter().rev().collect();
-                    let code = status
-                        .code()
-                        .map(|c| format!("exit code {c}"))
-                        .unwrap_or_else(|| "a signal".into());
-                    let mut msg = format!(
-                        "source {:?}: {} failed with {code}; no snapshot was recorded",
-                        s.name,
-                        describe(&s.input)
-                    );
-                    if !tail.is_empty() {
-                        msg.push_str(&format!(": {}", tail.join(" / ")));
-                    }
-                    return Err(Error::new(ErrorKind::Source, msg));
-                }
-                r?
-            }
-        };
+        let slot = reader.new_slot();
+        let n = read_source(reader, slot, s)?;
         bytes_read += n;
         stream_slots.push((slot, n));
         sources.push(SourceInfo {
@@ -987,32 +716,59 @@ fn run_content(
             },
             details: s.details.clone(),
         });
-        b.progress.files.fetch_add(1, Ordering::Relaxed);
+        opts.progress.files.fetch_add(1, Ordering::Relaxed);
     }
-    b.flush()?;
-    // Write results back.
-    let mut contents = std::mem::take(&mut b.contents);
-    for (j, job) in jobs.iter().enumerate() {
-        if failed.contains(&j) {
-            remove_leaf(root, &job.route);
-            continue;
+    Ok((bytes_read, slots, stream_slots, sources))
+}
+
+/// Reads one stream source into `slot`. A command that exits non-zero is an
+/// [`ErrorKind::Source`] error naming it, its exit code and its last stderr lines.
+fn read_source(reader: &mut Reader<'_>, slot: usize, s: &StreamSource) -> Result<u64> {
+    let Some(mut child) = spawn_source(&s.input)? else {
+        let stdin = std::io::stdin();
+        let mut lock = stdin.lock();
+        return reader.read_stream(slot, &mut lock);
+    };
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::new(ErrorKind::Source, "no stdout"))?;
+    let mut stderr = child.stderr.take();
+    let err_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_end(&mut buf);
         }
-        if let Some(e) = leaf_mut(root, &job.route) {
-            e.content = std::mem::take(&mut contents[slots[j]]);
+        buf
+    });
+    let r = reader.read_stream(slot, &mut stdout);
+    drop(stdout);
+    if r.is_err() {
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::io("waiting for source command", e))?;
+    let err_out = err_thread.join().unwrap_or_default();
+    if !status.success() && r.is_ok() {
+        let text = String::from_utf8_lossy(&err_out);
+        let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = &tail[tail.len().saturating_sub(5)..];
+        let code = status
+            .code()
+            .map(|c| format!("exit code {c}"))
+            .unwrap_or_else(|| "a signal".into());
+        let mut msg = format!(
+            "source {:?}: {} failed with {code}; no snapshot was recorded",
+            s.name,
+            describe(&s.input)
+        );
+        if !tail.is_empty() {
+            msg.push_str(&format!(": {}", tail.join(" / ")));
         }
+        return Err(Error::new(ErrorKind::Source, msg));
     }
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let mut stream_entries = Vec::new();
-    for (s, (slot, n)) in opts.streams.iter().zip(stream_slots) {
-        let mut e = TreeEntry::new(s.name.as_bytes().to_vec(), EntryKind::File);
-        e.mode = 0o600;
-        e.mtime_ns = now;
-        e.size = n;
-        e.profile = ChunkProfile::Streams;
-        e.content = std::mem::take(&mut contents[slot]);
-        stream_entries.push(e);
-    }
-    Ok((bytes_read, stream_entries, sources))
+    r
 }
 
 fn remove_leaf(root: &mut DirNode, route: &[Vec<u8>]) {

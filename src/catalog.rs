@@ -67,7 +67,7 @@ impl Catalog {
         conn.busy_timeout(std::time::Duration::from_secs(60))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "cache_size", -16000)?; // 16 MiB page cache
+        conn.pragma_update(None, "cache_size", -8000)?; // 8 MiB page cache
         conn.execute_batch(SCHEMA)?;
         let mut cat = Catalog { conn };
         let ver: Option<String> = cat.meta("schema")?;

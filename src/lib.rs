@@ -5,7 +5,8 @@
 //! ```text
 //! cli/      clap front end; one function per subcommand; progress display
 //! repo      Repository façade: init/open, keys, catalog sync, blob/tree reads
-//! backup    write pipeline: walk → chunk → hash → seen? → compress → seal → pack
+//! backup    walk sources, match the parent, assemble trees and the snapshot
+//! ingest    content pipeline: read → chunk → hash → seen? → compress → seal → pack
 //! restore   read pipeline: tree walk → ranged pack reads → open → write files
 //! pack      PackBuilder (pure) and BlobSaver (open packs, upload thread, index)
 //! chunker   FastCDC 2020 with a keyed gear table
@@ -24,7 +25,7 @@
 //! - Write order: packs, then index objects naming them, then snapshots.
 //!   A snapshot never names a blob that is not in a stored, indexed pack.
 //! - The catalog is a cache: deleting it loses no data.
-//! - Only `backup` and `restore` spawn rayon work.
+//! - Only `ingest` and `restore` spawn rayon work.
 //! - Bytes read from the repository are authenticated before use and never
 //!   cause a panic; lengths are bounded before allocation.
 
@@ -38,6 +39,7 @@ pub mod compress;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod ingest;
 pub mod pack;
 pub mod repo;
 pub mod restore;

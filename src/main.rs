@@ -5,7 +5,20 @@ mod cli;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// Keeps glibc from holding freed multi-MiB buffers (packs, batches) in
+/// per-thread arenas: buffers of 1 MiB and more are mapped and unmapped.
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator parameters; called before any
+    // other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = cli::Cli::parse();
     let json = std::env::args().any(|a| a == "--json");
     match cli::run(cli) {

@@ -118,7 +118,8 @@ impl BlobSaver {
         pack_size: usize,
         open_packs: usize,
     ) -> BlobSaver {
-        let (tx, rx) = mpsc::sync_channel::<FinishedPack>(1);
+        // Rendezvous: at most one finished pack waits beside the one uploading.
+        let (tx, rx) = mpsc::sync_channel::<FinishedPack>(0);
         let (done_tx, done_rx) = mpsc::channel();
         let st = store.clone();
         let uploader = std::thread::Builder::new()

@@ -1,0 +1,373 @@
+//! Content ingestion: bytes of files and streams in, blob ids out.
+//!
+//! Two stages overlap. The calling thread reads files (small ones with
+//! `read`, large ones through memmap2 windows) and streams into batches of
+//! about [`BATCH_BYTES`]; a processor thread takes each batch and, on the
+//! rayon pool, cuts it into chunks (FastCDC), hashes them (keyed BLAKE3),
+//! drops chunks already stored (saver's pending set, then the catalog),
+//! compresses (zstd) and seals (XChaCha20-Poly1305) the new ones, and hands
+//! them to the [`BlobSaver`] in order. So reading, chunking and the CPU-heavy
+//! stages keep both cores busy, and memory stays bounded by a few batches.
+
+use crate::chunker::Chunker;
+use crate::compress;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::tree::{ChunkProfile, Tree};
+use crate::format::{BlobKind, Id};
+use crate::pack::BlobSaver;
+use crate::repo::Repository;
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+/// Bytes of content per batch handed to the processor.
+pub const BATCH_BYTES: usize = 8 << 20;
+/// Files up to this size are read with `read`; larger ones are memory-mapped.
+pub const SMALL_FILE: u64 = 1 << 20;
+/// Memory-map window for large files, bytes.
+pub const MAP_WINDOW: usize = 8 << 20;
+/// Read buffer for streams, bytes.
+pub const STREAM_WINDOW: usize = 8 << 20;
+
+enum Buf {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buf::Owned(v) => v,
+            Buf::Mapped(m) => m,
+        }
+    }
+}
+
+/// A run of content for one slot. With `cut` set, the processor cuts it
+/// into chunks (it is a whole small file); otherwise it is one chunk.
+struct Piece {
+    slot: usize,
+    buf: Arc<Buf>,
+    start: usize,
+    len: usize,
+    cut: Option<ChunkProfile>,
+}
+
+#[derive(Default)]
+struct Batch {
+    pieces: Vec<Piece>,
+    bytes: usize,
+}
+
+/// What the processor hands back: the saver and each slot's blob ids.
+pub struct Ingested {
+    /// The saver, still open (trees go in next).
+    pub saver: BlobSaver,
+    /// Blob ids per slot, in content order.
+    pub contents: Vec<Vec<Id>>,
+}
+
+/// The reading side. Create with [`run`].
+pub struct Reader<'r> {
+    repo: &'r Repository,
+    tx: Option<SyncSender<Batch>>,
+    batch: Batch,
+    next_slot: usize,
+}
+
+/// Runs `read` with a [`Reader`] while a processor thread saves blobs through
+/// `saver`. Returns what `read` returned and the processor's result; if the
+/// processor fails, its error wins.
+pub fn run<T>(
+    repo: &Repository,
+    saver: BlobSaver,
+    progress: &AtomicU64,
+    read: impl FnOnce(&mut Reader<'_>) -> Result<T>,
+) -> Result<(T, Ingested)> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Batch>(1);
+        let handle = std::thread::Builder::new()
+            .name("snap-ingest".into())
+            .spawn_scoped(scope, move || processor(repo, saver, rx, progress))
+            .map_err(|e| Error::io("starting the ingest thread", e))?;
+        let mut reader = Reader {
+            repo,
+            tx: Some(tx),
+            batch: Batch::default(),
+            next_slot: 0,
+        };
+        let r = read(&mut reader).and_then(|t| reader.flush().map(|_| t));
+        drop(reader);
+        let processed = handle
+            .join()
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Io, "ingest thread panicked")));
+        match (r, processed) {
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(mut ing)) => {
+                // Index what was already stored so the next backup can reuse
+                // it; no snapshot is written.
+                if ing.saver.finish().is_ok() {
+                    let _ = catalog_written(repo, &mut ing.saver);
+                }
+                Err(e)
+            }
+            (Ok(t), Ok(ing)) => Ok((t, ing)),
+        }
+    })
+}
+
+fn stopped() -> Error {
+    Error::new(ErrorKind::Backend, "the ingest stage stopped")
+}
+
+impl Reader<'_> {
+    /// A new content slot (one per file or stream).
+    pub fn new_slot(&mut self) -> usize {
+        self.next_slot += 1;
+        self.next_slot - 1
+    }
+
+    fn push(&mut self, p: Piece) -> Result<()> {
+        self.batch.bytes += p.len;
+        self.batch.pieces.push(p);
+        if self.batch.bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.pieces.is_empty() {
+            return Ok(());
+        }
+        let b = std::mem::take(&mut self.batch);
+        self.tx
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(b)
+            .map_err(|_| stopped())
+    }
+
+    /// Cuts `buf[start..]` here (for large files and streams, whose windows
+    /// must be cut in order); returns bytes consumed.
+    fn cut_here(
+        &mut self,
+        slot: usize,
+        chunker: &Chunker,
+        buf: &Arc<Buf>,
+        start: usize,
+        at_eof: bool,
+    ) -> Result<usize> {
+        let mut cuts = Vec::new();
+        let used = chunker.cuts(&buf[start..], at_eof, &mut cuts);
+        for (off, len) in cuts {
+            self.push(Piece {
+                slot,
+                buf: buf.clone(),
+                start: start + off,
+                len,
+                cut: None,
+            })?;
+        }
+        Ok(used)
+    }
+
+    /// Reads one file into `slot`; returns bytes read. I/O errors are the
+    /// file's (the caller reports and skips it); a stopped processor comes
+    /// back as an `Other` I/O error wrapping the cause.
+    pub fn read_file(&mut self, slot: usize, path: &Path) -> std::io::Result<u64> {
+        let mut file = std::fs::File::open(path)?;
+        let size = file.metadata()?.len();
+        if size <= SMALL_FILE {
+            let mut v = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut v)?;
+            let n = v.len();
+            if n > 0 {
+                self.push(Piece {
+                    slot,
+                    buf: Arc::new(Buf::Owned(v)),
+                    start: 0,
+                    len: n,
+                    cut: Some(ChunkProfile::Files),
+                })
+                .map_err(std::io::Error::other)?;
+            }
+            return Ok(n as u64);
+        }
+        let chunker = self.repo.files_chunker().clone();
+        let page = 4096u64;
+        let mut pos = 0u64;
+        while pos < size {
+            let aligned = pos & !(page - 1);
+            let len = (size - aligned).min(MAP_WINDOW as u64) as usize;
+            // SAFETY: a read-only private mapping; a file truncated by another
+            // process while mapped can raise SIGBUS, which aborts the backup
+            // before any snapshot is written (the repository stays valid).
+            #[allow(unsafe_code)]
+            let map = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(aligned)
+                    .len(len)
+                    .map(&file)?
+            };
+            let _ = map.advise(memmap2::Advice::Sequential);
+            let at_eof = aligned + len as u64 == size;
+            let buf = Arc::new(Buf::Mapped(map));
+            let used = self
+                .cut_here(slot, &chunker, &buf, (pos - aligned) as usize, at_eof)
+                .map_err(std::io::Error::other)?;
+            if used == 0 {
+                break;
+            }
+            pos += used as u64;
+        }
+        Ok(pos)
+    }
+
+    /// Reads a stream to its end into `slot` with the streams chunking
+    /// profile; returns bytes read.
+    pub fn read_stream(&mut self, slot: usize, r: &mut dyn Read) -> Result<u64> {
+        let chunker = self.repo.streams_chunker().clone();
+        let mut carry: Vec<u8> = Vec::new();
+        let mut total = 0u64;
+        loop {
+            let mut v = Vec::with_capacity(STREAM_WINDOW.max(carry.len() * 2));
+            v.extend_from_slice(&carry);
+            let mut eof = false;
+            while v.len() < STREAM_WINDOW {
+                let want = STREAM_WINDOW - v.len();
+                let n = r
+                    .take(want as u64)
+                    .read_to_end(&mut v)
+                    .map_err(|e| Error::io("reading stream", e))?;
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+                total += n as u64;
+            }
+            if v.is_empty() {
+                break;
+            }
+            let buf = Arc::new(Buf::Owned(v));
+            let used = self.cut_here(slot, &chunker, &buf, 0, eof)?;
+            carry = buf[used..].to_vec();
+            if eof {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}
+
+fn processor(
+    repo: &Repository,
+    mut saver: BlobSaver,
+    rx: Receiver<Batch>,
+    progress: &AtomicU64,
+) -> Result<Ingested> {
+    let mut contents: Vec<Vec<Id>> = Vec::new();
+    for batch in rx {
+        process(repo, &mut saver, &batch, &mut contents)?;
+        progress.fetch_add(batch.bytes as u64, Ordering::Relaxed);
+        catalog_written(repo, &mut saver)?;
+    }
+    Ok(Ingested { saver, contents })
+}
+
+/// Adds the index objects the saver wrote to the catalog.
+pub fn catalog_written(repo: &Repository, saver: &mut BlobSaver) -> Result<()> {
+    let written = saver.take_written();
+    if !written.is_empty() {
+        let mut cat = repo.catalog();
+        for (id, idx) in &written {
+            cat.add_index(id, idx)?;
+        }
+    }
+    Ok(())
+}
+
+fn process(
+    repo: &Repository,
+    saver: &mut BlobSaver,
+    batch: &Batch,
+    contents: &mut Vec<Vec<Id>>,
+) -> Result<()> {
+    let key = repo.key();
+    // Cut (whole small files) and hash, in parallel; order is kept.
+    let chunks: Vec<Vec<(usize, usize, Id)>> = batch
+        .pieces
+        .par_iter()
+        .map(|p| {
+            let data = &p.buf[p.start..p.start + p.len];
+            match p.cut {
+                None => vec![(p.start, p.len, key.blob_id(data))],
+                Some(profile) => {
+                    let chunker = match profile {
+                        ChunkProfile::Files => repo.files_chunker(),
+                        ChunkProfile::Streams => repo.streams_chunker(),
+                    };
+                    let mut cuts = Vec::new();
+                    chunker.cuts(data, true, &mut cuts);
+                    cuts.into_iter()
+                        .map(|(o, l)| (p.start + o, l, key.blob_id(&data[o..o + l])))
+                        .collect()
+                }
+            }
+        })
+        .collect();
+    // Which chunks are new: not pending in the saver, not in the catalog,
+    // not earlier in this batch.
+    let mut new: Vec<(usize, usize, usize, Id)> = Vec::new();
+    {
+        let cat = repo.catalog();
+        let mut seen = HashSet::new();
+        for (pi, cs) in chunks.iter().enumerate() {
+            for &(start, len, id) in cs {
+                if !seen.insert(id) || saver.is_pending(&id) || cat.contains(&id)? {
+                    continue;
+                }
+                new.push((pi, start, len, id));
+            }
+        }
+    }
+    let level = repo.config().compression_level;
+    let sealed: Vec<Vec<u8>> = new
+        .par_iter()
+        .map_init(Vec::new, |enc, &(pi, start, len, id)| {
+            let p = &batch.pieces[pi];
+            compress::encode(&p.buf[start..start + len], level, enc);
+            key.seal_blob(BlobKind::Data, &id, enc)
+        })
+        .collect();
+    for (&(_, _, len, id), s) in new.iter().zip(&sealed) {
+        saver.add(BlobKind::Data, id, s, len as u32)?;
+    }
+    for (p, cs) in batch.pieces.iter().zip(chunks) {
+        if contents.len() <= p.slot {
+            contents.resize_with(p.slot + 1, Vec::new);
+        }
+        contents[p.slot].extend(cs.into_iter().map(|(_, _, id)| id));
+    }
+    Ok(())
+}
+
+/// Stores a tree blob unless already stored; returns its id.
+pub fn save_tree(repo: &Repository, saver: &mut BlobSaver, tree: &Tree) -> Result<Id> {
+    let plain = tree.encode();
+    let key = repo.key();
+    let id = key.blob_id(&plain);
+    if saver.is_pending(&id) || repo.catalog().contains(&id)? {
+        return Ok(id);
+    }
+    let mut enc = Vec::new();
+    compress::encode(&plain, repo.config().compression_level, &mut enc);
+    let sealed = key.seal_blob(BlobKind::Tree, &id, &enc);
+    saver.add(BlobKind::Tree, id, &sealed, plain.len() as u32)?;
+    Ok(id)
+}
