@@ -52,7 +52,7 @@ fn pg_dump_command_roundtrip_into_fresh_database() {
 
     // restore latest --stdout | psql into a fresh database
     pg.createdb(&dst);
-    let restore = s
+    let mut restore = s
         .cmd(["restore", "latest", "--stdout"])
         .stdout(Stdio::piped())
         .spawn()
@@ -74,7 +74,7 @@ fn pg_dump_command_roundtrip_into_fresh_database() {
             "-d",
             &dst,
         ])
-        .stdin(restore.stdout.unwrap())
+        .stdin(restore.stdout.take().unwrap())
         .stdout(Stdio::null())
         .output()
         .unwrap();
