@@ -5,6 +5,7 @@
 mod common;
 use common::cli::Snap;
 use common::services;
+use std::io::Write;
 use std::process::Stdio;
 
 /// Content fingerprint of every pgbench table: row count and md5 of all rows.
@@ -52,13 +53,14 @@ fn pg_dump_command_roundtrip_into_fresh_database() {
 
     // restore latest --stdout | psql into a fresh database
     pg.createdb(&dst);
-    let mut restore = s
-        .cmd(["restore", "latest", "--stdout"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let restored = s.cmd(["restore", "latest", "--stdout"]).output().unwrap();
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
     let port = pg.port.to_string();
-    let psql = pg
+    let mut psql = pg
         .command("psql")
         .args([
             "-X",
@@ -74,10 +76,17 @@ fn pg_dump_command_roundtrip_into_fresh_database() {
             "-d",
             &dst,
         ])
-        .stdin(restore.stdout.take().unwrap())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    psql.stdin
+        .take()
+        .unwrap()
+        .write_all(&restored.stdout)
+        .unwrap();
+    let psql = psql.wait_with_output().unwrap();
     assert!(
         psql.status.success(),
         "psql: {}",
