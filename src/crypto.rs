@@ -114,9 +114,33 @@ impl MasterKey {
         seal_with(&self.cipher(), &nonce, aad, plaintext)
     }
 
+    /// Seals `plaintext` with an explicit 24-byte nonce. For test vectors;
+    /// real code uses random nonces ([`MasterKey::seal`]): a nonce MUST NOT
+    /// be reused under one key.
+    pub fn seal_with_nonce(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        seal_with(&self.cipher(), nonce, aad, plaintext)
+    }
+
     /// Seals a blob: associated data is the kind byte followed by the id.
     pub fn seal_blob(&self, kind: BlobKind, id: &Id, plaintext: &[u8]) -> Vec<u8> {
         self.seal(&blob_aad(kind, id), plaintext)
+    }
+
+    /// Seals a blob with an explicit nonce. For test vectors; real code uses
+    /// random nonces ([`MasterKey::seal_blob`]).
+    pub fn seal_blob_with_nonce(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        kind: BlobKind,
+        id: &Id,
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        seal_with(&self.cipher(), nonce, &blob_aad(kind, id), plaintext)
     }
 
     /// Opens an envelope; [`ErrorKind::Corrupt`] if it is truncated or its tag
@@ -139,7 +163,9 @@ impl MasterKey {
     }
 }
 
-fn blob_aad(kind: BlobKind, id: &Id) -> [u8; 33] {
+/// Associated data of a sealed blob (format-spec §4): the kind byte
+/// (0 data, 1 tree) followed by the blob's 32-byte id.
+pub fn blob_aad(kind: BlobKind, id: &Id) -> [u8; 33] {
     let mut aad = [0u8; 33];
     aad[0] = kind.to_byte();
     aad[1..].copy_from_slice(&id.0);
@@ -220,11 +246,27 @@ pub fn wrap_master_key(
         p_cost: p,
         salt: hex::encode(salt),
     };
-    let kek = derive_kek(password, &kdf)?;
-    let cipher = XChaCha20Poly1305::new(&(*kek).into());
     let mut nonce = [0u8; NONCE_LEN];
     random_bytes(&mut nonce);
-    let sealed = seal_with(&cipher, &nonce, AAD_KEY, &master.to_bytes());
+    wrap_master_key_with(master, password, kdf, &nonce, created, hostname, username)
+}
+
+/// Wraps `master` with explicit KDF parameters, salt and nonce. For test
+/// vectors; real code uses [`wrap_master_key`] (random salt and nonce).
+///
+/// Errors: [`ErrorKind::Corrupt`] if `kdf` is not valid Argon2id input.
+pub fn wrap_master_key_with(
+    master: &MasterKey,
+    password: &[u8],
+    kdf: Kdf,
+    nonce: &[u8; NONCE_LEN],
+    created: String,
+    hostname: String,
+    username: String,
+) -> Result<KeyFile> {
+    let kek = derive_kek(password, &kdf)?;
+    let cipher = XChaCha20Poly1305::new(&(*kek).into());
+    let sealed = seal_with(&cipher, nonce, AAD_KEY, &master.to_bytes());
     Ok(KeyFile {
         version: 1,
         created,
