@@ -250,6 +250,12 @@ impl<'r> Batcher<'r> {
     /// Stores a tree blob (deduplicated) and returns its id.
     fn save_tree(&mut self, tree: &Tree) -> Result<Id> {
         let plain = tree.encode();
+        if plain.len() > crate::format::MAX_TREE_SIZE {
+            return Err(Error::usage(format!(
+                "a folder's listing encodes to {} bytes, more than the 256 MiB tree limit; back up fewer or smaller files per folder",
+                plain.len()
+            )));
+        }
         let key = self.repo.key();
         let id = key.blob_id(&plain);
         if self.saver.is_pending(&id) || self.repo.catalog().contains(&id)? {
@@ -920,7 +926,12 @@ fn run_content(
     let mut stream_slots = Vec::new();
     let mut sources = Vec::new();
     for s in &opts.streams {
-        if s.name.is_empty() || s.name.contains('/') || s.name == "." || s.name == ".." {
+        if s.name.is_empty()
+            || s.name.contains(['/', '\0'])
+            || s.name.len() > crate::format::tree::MAX_NAME_LEN
+            || s.name == "."
+            || s.name == ".."
+        {
             return Err(Error::usage(format!("invalid stream name {:?}", s.name)));
         }
         let slot = b.new_slot();
