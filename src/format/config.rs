@@ -80,7 +80,9 @@ impl Config {
         v
     }
 
-    /// Parses and validates.
+    /// Parses and validates (format-spec §2.1): version 1, `id` of 64
+    /// lower-case hex digits, chunk sizes, pack size 1 MiB ..= 1 GiB,
+    /// 1 ..= 64 open packs, zstd level −7 ..= 22.
     pub fn decode(buf: &[u8]) -> Result<Config, super::DecodeError> {
         let err = |detail: String| super::DecodeError {
             what: "config",
@@ -90,6 +92,11 @@ impl Config {
         let c: Config = serde_json::from_slice(buf).map_err(|e| err(e.to_string()))?;
         if c.version != super::FORMAT_VERSION {
             return Err(err(format!("unsupported repository version {}", c.version)));
+        }
+        // The id names a local cache directory: never let a hostile config
+        // steer that path (`../..`).
+        if c.id.len() != 64 || !c.id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(err("repository id is not 64 lower-case hex digits".into()));
         }
         c.chunking.files.validate().map_err(err)?;
         c.chunking.streams.validate().map_err(err)?;
@@ -134,9 +141,18 @@ mod tests {
         let mut bad = c.clone();
         bad.version = 2;
         assert!(Config::decode(&bad.encode()).is_err());
-        let mut bad = c;
+        let mut bad = c.clone();
         bad.open_packs = 0;
         assert!(Config::decode(&bad.encode()).is_err());
+        for id in [
+            "../../../tmp/x".to_string(),
+            "AB".repeat(32),
+            "ab".repeat(31),
+        ] {
+            let mut bad = c.clone();
+            bad.id = id;
+            assert!(Config::decode(&bad.encode()).is_err());
+        }
     }
 
     proptest! {
