@@ -561,3 +561,86 @@ fn committed_bytes_decode(file: &Value) {
     let cfg = Config::decode(v["config"]["json"].as_str().unwrap().as_bytes()).unwrap();
     assert_eq!(cfg.chunking.files, Config::FILES);
 }
+
+/// The cut-point pseudo-code of format-spec §9.3, written independently of
+/// the `fastcdc` crate, with the mask table of §9.2.
+fn spec_cut(d: &[u8], g: &[u64; 256], min: usize, avg: usize, max: usize) -> usize {
+    const MASKS: [(u32, u64); 17] = [
+        (7, 0x0000000018035100),
+        (8, 0x0000001800035300),
+        (9, 0x0000019000353000),
+        (10, 0x0000590003530000),
+        (11, 0x0000d90003530000),
+        (12, 0x0000d90103530000),
+        (13, 0x0000d90303530000),
+        (14, 0x0000d90313530000),
+        (15, 0x0000d90f03530000),
+        (16, 0x0000d90303537000),
+        (17, 0x0000d90703537000),
+        (18, 0x0000d90707537000),
+        (19, 0x0000d91707537000),
+        (20, 0x0000d91747537000),
+        (21, 0x0000d91767537000),
+        (22, 0x0000d93767537000),
+        (23, 0x0000d93777537000),
+    ];
+    let mask = |i: u32| MASKS.iter().find(|m| m.0 == i).unwrap().1;
+    let b = avg.trailing_zeros();
+    let (ms, ml) = (mask(b + 1), mask(b - 1));
+    let len = d.len();
+    if len <= min {
+        return len;
+    }
+    let n = len.min(max);
+    let center = avg.min(n);
+    let mut h: u64 = 0;
+    for (i, &byte) in d.iter().enumerate().take(2 * (n / 2)).skip(min) {
+        h = (h << 1).wrapping_add(g[byte as usize]);
+        let m = if i < 2 * (center / 2) { ms } else { ml };
+        if h & m == 0 {
+            return i;
+        }
+    }
+    n
+}
+
+#[test]
+fn spec_pseudocode_matches_library_chunker() {
+    let seed: [u8; 32] = seq(64, 32).try_into().unwrap();
+    let g = gear_table(&seed);
+    for (label, n) in [("a", 300_000), ("b", 4097), ("c", 1025), ("d", 5)] {
+        let input = xof(label, n);
+        for sizes in [
+            ChunkSizes {
+                min: 256,
+                avg: 1024,
+                max: 4096,
+            },
+            ChunkSizes {
+                min: 64,
+                avg: 256,
+                max: 1024,
+            },
+            Config::STREAMS,
+            Config::FILES,
+        ] {
+            let c = Chunker::new(&seed, sizes);
+            let mut lib = Vec::new();
+            c.cuts(&input, true, &mut lib);
+            let mut spec = Vec::new();
+            let mut pos = 0;
+            while pos < input.len() {
+                let l = spec_cut(
+                    &input[pos..],
+                    &g,
+                    sizes.min as usize,
+                    sizes.avg as usize,
+                    sizes.max as usize,
+                );
+                spec.push((pos, l));
+                pos += l;
+            }
+            assert_eq!(lib, spec, "input {label}, sizes {sizes:?}");
+        }
+    }
+}
