@@ -699,7 +699,12 @@ fn read_content(
     let mut stream_slots = Vec::new();
     let mut sources = Vec::new();
     for s in &opts.streams {
-        if s.name.is_empty() || s.name.contains('/') || s.name == "." || s.name == ".." {
+        if s.name.is_empty()
+            || s.name.contains(['/', '\0'])
+            || s.name.len() > crate::format::tree::MAX_NAME_LEN
+            || s.name == "."
+            || s.name == ".."
+        {
             return Err(Error::usage(format!("invalid stream name {:?}", s.name)));
         }
         let slot = reader.new_slot();

@@ -85,9 +85,16 @@ pub fn encode(data: &[u8], level: i32, out: &mut Vec<u8>) {
 /// from the index, bounded by [`crate::format::MAX_BLOB_SIZE`]. Data must
 /// already be authenticated (opened envelope).
 pub fn decode(encoded: &[u8], raw_len: usize) -> Result<Vec<u8>> {
-    if raw_len > crate::format::MAX_BLOB_SIZE {
+    decode_limited(encoded, raw_len, crate::format::MAX_BLOB_SIZE)
+}
+
+/// [`decode`] with an explicit plaintext limit in bytes (tree blobs may
+/// reach [`crate::format::MAX_TREE_SIZE`]).
+pub fn decode_limited(encoded: &[u8], raw_len: usize, limit: usize) -> Result<Vec<u8>> {
+    if raw_len > limit {
         return Err(Error::corrupt(format!(
-            "blob length {raw_len} exceeds the 64 MiB limit"
+            "blob length {raw_len} exceeds the {} MiB limit",
+            limit >> 20
         )));
     }
     let (&tag, body) = encoded

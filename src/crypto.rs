@@ -114,9 +114,33 @@ impl MasterKey {
         seal_with(&self.cipher(), &nonce, aad, plaintext)
     }
 
+    /// Seals `plaintext` with an explicit 24-byte nonce. For test vectors;
+    /// real code uses random nonces ([`MasterKey::seal`]): a nonce MUST NOT
+    /// be reused under one key.
+    pub fn seal_with_nonce(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        seal_with(&self.cipher(), nonce, aad, plaintext)
+    }
+
     /// Seals a blob: associated data is the kind byte followed by the id.
     pub fn seal_blob(&self, kind: BlobKind, id: &Id, plaintext: &[u8]) -> Vec<u8> {
         self.seal(&blob_aad(kind, id), plaintext)
+    }
+
+    /// Seals a blob with an explicit nonce. For test vectors; real code uses
+    /// random nonces ([`MasterKey::seal_blob`]).
+    pub fn seal_blob_with_nonce(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        kind: BlobKind,
+        id: &Id,
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        seal_with(&self.cipher(), nonce, &blob_aad(kind, id), plaintext)
     }
 
     /// Opens an envelope; [`ErrorKind::Corrupt`] if it is truncated or its tag
@@ -139,7 +163,9 @@ impl MasterKey {
     }
 }
 
-fn blob_aad(kind: BlobKind, id: &Id) -> [u8; 33] {
+/// Associated data of a sealed blob (format-spec §4): the kind byte
+/// (0 data, 1 tree) followed by the blob's 32-byte id.
+pub fn blob_aad(kind: BlobKind, id: &Id) -> [u8; 33] {
     let mut aad = [0u8; 33];
     aad[0] = kind.to_byte();
     aad[1..].copy_from_slice(&id.0);
@@ -220,11 +246,27 @@ pub fn wrap_master_key(
         p_cost: p,
         salt: hex::encode(salt),
     };
-    let kek = derive_kek(password, &kdf)?;
-    let cipher = XChaCha20Poly1305::new(&(*kek).into());
     let mut nonce = [0u8; NONCE_LEN];
     random_bytes(&mut nonce);
-    let sealed = seal_with(&cipher, &nonce, AAD_KEY, &master.to_bytes());
+    wrap_master_key_with(master, password, kdf, &nonce, created, hostname, username)
+}
+
+/// Wraps `master` with explicit KDF parameters, salt and nonce. For test
+/// vectors; real code uses [`wrap_master_key`] (random salt and nonce).
+///
+/// Errors: [`ErrorKind::Corrupt`] if `kdf` is not valid Argon2id input.
+pub fn wrap_master_key_with(
+    master: &MasterKey,
+    password: &[u8],
+    kdf: Kdf,
+    nonce: &[u8; NONCE_LEN],
+    created: String,
+    hostname: String,
+    username: String,
+) -> Result<KeyFile> {
+    let kek = derive_kek(password, &kdf)?;
+    let cipher = XChaCha20Poly1305::new(&(*kek).into());
+    let sealed = seal_with(&cipher, nonce, AAD_KEY, &master.to_bytes());
     Ok(KeyFile {
         version: 1,
         created,
@@ -254,5 +296,88 @@ pub fn unwrap_master_key(kf: &KeyFile, password: &[u8]) -> Result<Option<MasterK
                 )
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::{split_pack, PackHeader};
+    use crate::pack::PackBuilder;
+    use proptest::prelude::*;
+
+    fn key() -> MasterKey {
+        let b: Vec<u8> = (0..MASTER_KEY_LEN as u8).collect();
+        MasterKey::from_bytes(&b).unwrap()
+    }
+
+    /// Opens every part of a whole pack as a reader would; `Err` if anything
+    /// fails authentication or decoding.
+    fn verify_pack(key: &MasterKey, pack: &[u8]) -> Result<usize> {
+        let (data_len, sealed) = split_pack(pack)?;
+        let header = key.open(AAD_PACK_HEADER, sealed, "pack header")?;
+        let header = PackHeader::decode(&header, data_len as u64)?;
+        for e in &header.entries {
+            let s = &pack[e.offset as usize..(e.offset + e.length) as usize];
+            key.open_blob(e.kind, &e.id, s)?;
+        }
+        Ok(header.entries.len())
+    }
+
+    proptest! {
+        #[test]
+        fn flipped_byte_in_sealed_blob_is_detected(
+            plain in proptest::collection::vec(any::<u8>(), 0..300),
+            pos in any::<usize>(),
+            bit in 0u8..8,
+        ) {
+            let k = key();
+            let id = k.blob_id(&plain);
+            let mut s = k.seal_blob(BlobKind::Data, &id, &plain);
+            prop_assert_eq!(k.open_blob(BlobKind::Data, &id, &s).unwrap(), plain.clone());
+            // Wrong kind or id in the associated data is detected.
+            prop_assert!(k.open_blob(BlobKind::Tree, &id, &s).is_err());
+            prop_assert!(k.open_blob(BlobKind::Data, &Id([0; 32]), &s).is_err());
+            let i = pos % s.len();
+            s[i] ^= 1 << bit;
+            prop_assert!(k.open_blob(BlobKind::Data, &id, &s).is_err());
+            s[i] ^= 1 << bit;
+            s.truncate(i);
+            prop_assert!(k.open_blob(BlobKind::Data, &id, &s).is_err());
+        }
+
+        #[test]
+        fn flipped_byte_in_pack_is_detected(
+            blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..6),
+            pos in any::<usize>(),
+            bit in 0u8..8,
+        ) {
+            let k = key();
+            let mut b = PackBuilder::default();
+            for (i, p) in blobs.iter().enumerate() {
+                let kind = if i % 2 == 0 { BlobKind::Data } else { BlobKind::Tree };
+                let id = k.blob_id(p);
+                b.add(kind, id, &k.seal_blob(kind, &id, p), p.len() as u32);
+            }
+            let pack = b.finish(&k);
+            prop_assert_eq!(verify_pack(&k, &pack.bytes).unwrap(), blobs.len());
+            prop_assert_eq!(Id::of_object(&pack.bytes), pack.id);
+            let mut bad = pack.bytes.to_vec();
+            let i = pos % bad.len();
+            bad[i] ^= 1 << bit;
+            prop_assert!(verify_pack(&k, &bad).is_err(), "flip at {} of {} undetected", i, bad.len());
+            prop_assert_ne!(Id::of_object(&bad), pack.id);
+        }
+    }
+
+    #[test]
+    fn wrong_key_or_label_fails() {
+        let k = key();
+        let s = k.seal(AAD_INDEX, b"index");
+        assert_eq!(k.open(AAD_INDEX, &s, "x").unwrap(), b"index");
+        assert!(k.open(AAD_SNAPSHOT, &s, "x").is_err());
+        let other = MasterKey::generate();
+        assert!(other.open(AAD_INDEX, &s, "x").is_err());
+        assert!(k.open(AAD_INDEX, &s[..ENVELOPE_OVERHEAD - 1], "x").is_err());
     }
 }

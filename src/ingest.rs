@@ -360,6 +360,12 @@ fn process(
 /// Stores a tree blob unless already stored; returns its id.
 pub fn save_tree(repo: &Repository, saver: &mut BlobSaver, tree: &Tree) -> Result<Id> {
     let plain = tree.encode();
+    if plain.len() > crate::format::MAX_TREE_SIZE {
+        return Err(Error::usage(format!(
+            "a folder's listing encodes to {} bytes, more than the 256 MiB tree limit; back up fewer or smaller files per folder",
+            plain.len()
+        )));
+    }
     let key = repo.key();
     let id = key.blob_id(&plain);
     if saver.is_pending(&id) || repo.catalog().contains(&id)? {

@@ -359,7 +359,11 @@ impl Repository {
             .key
             .open_blob(loc.kind, id, sealed)
             .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
-        let plain = compress::decode(&enc, loc.raw_len as usize)
+        let limit = match loc.kind {
+            crate::format::BlobKind::Data => crate::format::MAX_BLOB_SIZE,
+            crate::format::BlobKind::Tree => crate::format::MAX_TREE_SIZE,
+        };
+        let plain = compress::decode_limited(&enc, loc.raw_len as usize, limit)
             .map_err(|e| e.context(format!("blob {} in pack {}", id.short(), loc.pack.short())))?;
         if self.key.blob_id(&plain) != *id {
             return Err(Error::corrupt(format!(

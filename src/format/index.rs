@@ -80,3 +80,66 @@ impl IndexFile {
         Ok(IndexFile { supersedes, packs })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn index() -> impl Strategy<Value = IndexFile> {
+        (
+            proptest::collection::vec(any::<[u8; 32]>(), 0..5),
+            proptest::collection::vec(
+                (
+                    any::<[u8; 32]>(),
+                    any::<u64>(),
+                    crate::format::pack::tests::entries(),
+                ),
+                0..6,
+            ),
+        )
+            .prop_map(|(s, p)| IndexFile {
+                supersedes: s.into_iter().map(Id).collect(),
+                packs: p
+                    .into_iter()
+                    .map(|(id, size, (blobs, _))| IndexPack {
+                        id: Id(id),
+                        size,
+                        blobs,
+                    })
+                    .collect(),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(idx in index()) {
+            let enc = idx.encode();
+            prop_assert_eq!(IndexFile::decode(&enc).unwrap(), idx);
+        }
+
+        #[test]
+        fn decode_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = IndexFile::decode(&buf);
+        }
+
+        #[test]
+        fn decode_survives_mutation(idx in index(), pos in any::<usize>(), byte in any::<u8>()) {
+            let mut enc = idx.encode();
+            let i = pos % enc.len();
+            enc[i] = byte;
+            let _ = IndexFile::decode(&enc);
+            enc.truncate(i);
+            let _ = IndexFile::decode(&enc);
+        }
+    }
+
+    #[test]
+    fn rejects_trailing_bytes_and_other_versions() {
+        let mut enc = IndexFile::default().encode();
+        assert_eq!(enc, [1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        enc.push(0);
+        assert!(IndexFile::decode(&enc).is_err());
+        assert!(IndexFile::decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+}

@@ -3,6 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Length of the Argon2id salt, bytes.
+pub const SALT_LEN: usize = 32;
+
+/// Length of the sealed master key: nonce 24 + master key 96 + tag 16, bytes.
+pub const SEALED_MASTER_LEN: usize = 24 + 96 + 16;
+
+fn is_hex_of_len(s: &str, bytes: usize) -> bool {
+    s.len() == 2 * bytes && s.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
 /// Argon2id parameters and salt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kdf {
@@ -43,8 +53,10 @@ impl KeyFile {
         v
     }
 
-    /// Parses and bounds the KDF parameters (m ≤ 4 GiB, t ≤ 100, p ≤ 64) so a
-    /// hostile key file cannot make the client allocate without bound.
+    /// Parses and bounds the KDF parameters (8·p ≤ m ≤ 4 GiB, 1 ≤ t ≤ 100,
+    /// 1 ≤ p ≤ 64) so a hostile key file cannot make the client allocate
+    /// without bound; checks the salt (32 bytes) and `sealed_master`
+    /// (136 bytes) are hex of the right length (format-spec §11).
     pub fn decode(buf: &[u8]) -> Result<KeyFile, super::DecodeError> {
         let err = |detail: String| super::DecodeError {
             what: "key file",
@@ -59,8 +71,19 @@ impl KeyFile {
             || k.kdf.m_cost_kib > 4 << 20
             || !(1..=100).contains(&k.kdf.t_cost)
             || !(1..=64).contains(&k.kdf.p_cost)
+            || k.kdf.m_cost_kib < 8 * k.kdf.p_cost
         {
             return Err(err("kdf parameters out of range".into()));
+        }
+        // Checked here so that a malformed key file is skipped like any other
+        // undecodable one instead of failing key derivation later.
+        if !is_hex_of_len(&k.kdf.salt, SALT_LEN) {
+            return Err(err(format!("salt is not {SALT_LEN} bytes of hex")));
+        }
+        if !is_hex_of_len(&k.sealed_master, SEALED_MASTER_LEN) {
+            return Err(err(format!(
+                "sealed_master is not {SEALED_MASTER_LEN} bytes of hex"
+            )));
         }
         Ok(k)
     }

@@ -18,9 +18,15 @@ pub use id::Id;
 /// Repository format version written by this build (format-spec §1).
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Largest blob plaintext accepted when reading (64 MiB, format-spec §12):
-/// bounds decompression and allocation for data from the repository.
+/// Largest data blob plaintext accepted when reading (64 MiB, format-spec
+/// §12): bounds decompression and allocation for data from the repository.
 pub const MAX_BLOB_SIZE: usize = 64 << 20;
+
+/// Largest tree blob plaintext written or read (256 MiB, format-spec §12).
+/// Trees hold every content id of their files (32 bytes per chunk), so they
+/// may outgrow [`MAX_BLOB_SIZE`]; a writer refuses a larger tree rather than
+/// store a snapshot no reader accepts.
+pub const MAX_TREE_SIZE: usize = 256 << 20;
 
 /// Largest pack accepted (4 GiB - 1 byte: offsets are u32, format-spec §6).
 pub const MAX_PACK_SIZE: u64 = u32::MAX as u64;

@@ -131,3 +131,79 @@ pub fn split_pack(pack: &[u8]) -> Result<(usize, &[u8]), DecodeError> {
     let data_len = rest.len() - hlen;
     Ok((data_len, &rest[data_len..]))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Arbitrary header entries with contiguous offsets, and the blob area
+    /// length they cover.
+    pub(crate) fn entries() -> impl Strategy<Value = (Vec<PackEntry>, u64)> {
+        proptest::collection::vec(
+            (
+                any::<bool>(),
+                any::<[u8; 32]>(),
+                41u32..100_000,
+                any::<u32>(),
+            ),
+            0..40,
+        )
+        .prop_map(|v| {
+            let mut off = 0u32;
+            let es = v
+                .into_iter()
+                .map(|(tree, id, length, raw_len)| {
+                    let e = PackEntry {
+                        kind: if tree { BlobKind::Tree } else { BlobKind::Data },
+                        id: Id(id),
+                        offset: off,
+                        length,
+                        raw_len,
+                    };
+                    off += length;
+                    e
+                })
+                .collect();
+            (es, off as u64)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn header_roundtrip((entries, data_len) in entries()) {
+            let h = PackHeader { entries };
+            let enc = h.encode();
+            prop_assert_eq!(enc.len(), 5 + h.entries.len() * PACK_ENTRY_SIZE);
+            prop_assert_eq!(PackHeader::decode(&enc, data_len).unwrap(), h.clone());
+            // Any other blob area length is rejected.
+            prop_assert!(PackHeader::decode(&enc, data_len + 1).is_err());
+        }
+
+        #[test]
+        fn header_decode_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..600), len in any::<u64>()) {
+            let _ = PackHeader::decode(&buf, len);
+            let _ = split_pack(&buf);
+        }
+
+        #[test]
+        fn header_decode_survives_mutation((entries, data_len) in entries(), pos in any::<usize>(), byte in any::<u8>()) {
+            let mut enc = PackHeader { entries }.encode();
+            let i = pos % enc.len();
+            enc[i] = byte;
+            let _ = PackHeader::decode(&enc, data_len);
+        }
+    }
+
+    #[test]
+    fn split_pack_checks_header_length() {
+        assert!(split_pack(&[1, 2, 3]).is_err());
+        let mut p = vec![9u8; 10];
+        p.extend_from_slice(&4u32.to_le_bytes());
+        let (data_len, header) = split_pack(&p).unwrap();
+        assert_eq!((data_len, header), (6, &[9u8; 4][..]));
+        let mut p = vec![9u8; 10];
+        p.extend_from_slice(&11u32.to_le_bytes());
+        assert!(split_pack(&p).is_err());
+    }
+}

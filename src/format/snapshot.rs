@@ -101,3 +101,107 @@ impl Snapshot {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<char>(), 0..12).prop_map(|v| v.into_iter().collect())
+    }
+
+    fn snapshot() -> impl Strategy<Value = Snapshot> {
+        (
+            (
+                text(),
+                text(),
+                text(),
+                proptest::collection::vec(text(), 0..3),
+            ),
+            (
+                proptest::collection::vec(text(), 0..3),
+                proptest::collection::vec(text(), 0..3),
+            ),
+            (
+                proptest::option::of(any::<[u8; 32]>()),
+                any::<[u8; 32]>(),
+                proptest::option::of(text()),
+            ),
+            proptest::collection::vec(
+                (
+                    text(),
+                    text(),
+                    proptest::option::of(text()),
+                    proptest::collection::btree_map(text(), text(), 0..3),
+                ),
+                0..3,
+            ),
+            (proptest::array::uniform10(any::<u64>()), 0u64..10_000_000),
+        )
+            .prop_map(
+                |(
+                    (time, hostname, username, paths),
+                    (streams, tags),
+                    (parent, tree, description),
+                    sources,
+                    (n, ms),
+                )| Snapshot {
+                    version: 1,
+                    time,
+                    hostname,
+                    username,
+                    paths,
+                    streams,
+                    tags,
+                    parent: parent.map(Id),
+                    tree: Id(tree),
+                    description,
+                    sources: sources
+                        .into_iter()
+                        .map(|(name, kind, command, details)| SourceInfo {
+                            name,
+                            kind,
+                            command,
+                            details,
+                        })
+                        .collect(),
+                    summary: Summary {
+                        files_new: n[0],
+                        files_changed: n[1],
+                        files_unchanged: n[2],
+                        dirs: n[3],
+                        bytes_read: n[4],
+                        total_bytes: n[5],
+                        blobs_added: n[6],
+                        bytes_added_raw: n[7],
+                        bytes_added_stored: n[8],
+                        errors: n[9],
+                        // Writers round to milliseconds.
+                        seconds: ms as f64 / 1000.0,
+                    },
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(s in snapshot()) {
+            let enc = s.encode();
+            prop_assert_eq!(Snapshot::decode(&enc).unwrap(), s);
+        }
+
+        #[test]
+        fn decode_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Snapshot::decode(&buf);
+        }
+
+        #[test]
+        fn decode_survives_mutation(s in snapshot(), pos in any::<usize>(), byte in any::<u8>()) {
+            let mut enc = s.encode();
+            let i = pos % enc.len();
+            enc[i] = byte;
+            let _ = Snapshot::decode(&enc);
+        }
+    }
+}

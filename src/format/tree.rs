@@ -291,3 +291,160 @@ impl Tree {
         Ok(Tree { entries })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0),
+            1..24,
+        )
+        .prop_filter("not . or ..", |n| n != b"." && n != b"..")
+    }
+
+    fn entry() -> impl Strategy<Value = TreeEntry> {
+        let kind = prop_oneof![
+            Just(EntryKind::File),
+            Just(EntryKind::Dir),
+            Just(EntryKind::Symlink),
+            Just(EntryKind::Fifo),
+            Just(EntryKind::CharDevice),
+            Just(EntryKind::BlockDevice),
+            Just(EntryKind::Socket),
+        ];
+        (
+            kind,
+            (
+                any::<u32>(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<i64>(),
+                any::<i64>(),
+            ),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+            ),
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::btree_map(
+                proptest::collection::vec(any::<u8>(), 0..16),
+                proptest::collection::vec(any::<u8>(), 0..32),
+                0..4,
+            ),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..5),
+            any::<[u8; 32]>(),
+        )
+            .prop_map(
+                |(
+                    kind,
+                    (mode, uid, gid, mtime_ns, ctime_ns),
+                    (inode, dev, nlink, size, rdev),
+                    streams,
+                    link,
+                    xattrs,
+                    content,
+                    sub,
+                )| {
+                    TreeEntry {
+                        name: Vec::new(),
+                        kind,
+                        mode,
+                        uid,
+                        gid,
+                        mtime_ns,
+                        ctime_ns,
+                        inode,
+                        dev,
+                        nlink,
+                        size,
+                        rdev,
+                        profile: if streams {
+                            ChunkProfile::Streams
+                        } else {
+                            ChunkProfile::Files
+                        },
+                        link_target: link,
+                        xattrs: xattrs.into_iter().collect(),
+                        content: content.into_iter().map(Id).collect(),
+                        subtree: (kind == EntryKind::Dir).then_some(Id(sub)),
+                    }
+                },
+            )
+    }
+
+    pub(crate) fn tree() -> impl Strategy<Value = Tree> {
+        proptest::collection::btree_map(name(), entry(), 0..12).prop_map(|m| Tree {
+            entries: m
+                .into_iter()
+                .map(|(n, mut e)| {
+                    e.name = n;
+                    e
+                })
+                .collect(),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(t in tree()) {
+            let enc = t.encode();
+            prop_assert_eq!(Tree::decode(&enc).unwrap(), t);
+        }
+
+        #[test]
+        fn decode_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Tree::decode(&buf);
+        }
+
+        #[test]
+        fn decode_survives_mutation(t in tree(), pos in any::<usize>(), byte in any::<u8>()) {
+            let mut enc = t.encode();
+            let i = pos % enc.len();
+            enc[i] = byte;
+            let _ = Tree::decode(&enc);
+            enc.truncate(i);
+            let _ = Tree::decode(&enc);
+        }
+    }
+
+    fn one(name: &[u8]) -> Vec<u8> {
+        Tree {
+            entries: vec![TreeEntry::new(name, EntryKind::File)],
+        }
+        .encode()
+    }
+
+    #[test]
+    fn rejects_bad_names_and_order() {
+        for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b"] {
+            assert!(Tree::decode(&one(bad)).is_err(), "{bad:?} accepted");
+        }
+        assert!(Tree::decode(&one(b"\xff\xfe")).is_ok());
+        let mut t = Tree {
+            entries: vec![
+                TreeEntry::new(&b"b"[..], EntryKind::File),
+                TreeEntry::new(&b"a"[..], EntryKind::File),
+            ],
+        };
+        assert!(Tree::decode(&t.encode()).is_err(), "unsorted accepted");
+        t.sort();
+        assert!(Tree::decode(&t.encode()).is_ok());
+        t.entries[1].name = b"a".to_vec();
+        assert!(Tree::decode(&t.encode()).is_err(), "duplicate accepted");
+        // A directory without a subtree is rejected.
+        assert!(Tree::decode(
+            &Tree {
+                entries: vec![TreeEntry::new(&b"d"[..], EntryKind::Dir)]
+            }
+            .encode()
+        )
+        .is_err());
+    }
+}
