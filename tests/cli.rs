@@ -357,3 +357,68 @@ fn unreadable_file_gives_exit_3() {
     assert!(ls.contains("readable"), "{ls}");
     assert!(!ls.contains("locked"), "{ls}");
 }
+
+#[test]
+fn exclude_tag_host_and_snapshot_selection() {
+    let s = Snap::new();
+    s.init();
+    let src = s.path("src");
+    std::fs::create_dir_all(src.join("cache")).unwrap();
+    std::fs::create_dir_all(src.join("keep")).unwrap();
+    std::fs::write(src.join("keep/a.txt"), b"a").unwrap();
+    std::fs::write(src.join("keep/b.log"), b"b").unwrap();
+    std::fs::write(src.join("cache/c.txt"), b"c").unwrap();
+    let cache_glob = format!("{}/cache", src.display());
+    s.ok([
+        os("backup"),
+        src.as_os_str(),
+        os("--exclude"),
+        os("*.log"),
+        os("--exclude"),
+        os(&cache_glob),
+        os("--tag"),
+        os("nightly"),
+        os("--tag"),
+        os("app"),
+        os("--host"),
+        os("db-1"),
+        os("--description"),
+        os("before upgrade"),
+    ]);
+    let ls = s.ok(["ls", "latest"]);
+    assert!(ls.contains("keep/a.txt"), "{ls}");
+    assert!(!ls.contains("b.log"), "{ls}");
+    assert!(!ls.contains("cache"), "{ls}");
+    let v: serde_json::Value = serde_json::from_str(&s.ok(["--json", "snapshots"])).unwrap();
+    assert_eq!(v[0]["tags"], serde_json::json!(["app", "nightly"]));
+    assert_eq!(v[0]["hostname"], "db-1");
+    assert_eq!(v[0]["description"], "before upgrade");
+    // Table output names the snapshot; ids resolve by prefix and latest~N.
+    let first = v[0]["id"].as_str().unwrap().to_string();
+    assert!(s.ok(["snapshots"]).contains(&first[..8]));
+    s.ok([os("backup"), src.as_os_str()]);
+    let target = s.path("out");
+    s.ok([
+        os("restore"),
+        os("latest~1"),
+        os("--target"),
+        target.as_os_str(),
+    ]);
+    assert!(restored_path(&target, &src).join("keep/a.txt").exists());
+    assert!(!restored_path(&target, &src).join("keep/b.log").exists());
+    let target2 = s.path("out2");
+    s.ok([
+        os("restore"),
+        os(&first[..10]),
+        os("--target"),
+        target2.as_os_str(),
+        os("--include"),
+        os("*.txt"),
+    ]);
+    assert!(restored_path(&target2, &src).join("keep/a.txt").exists());
+    // A different host does not pick that snapshot as parent: all files are new.
+    let sum = s.backup_json([src.as_os_str(), os("--host"), os("other")]);
+    assert_eq!(sum["summary"]["files_unchanged"].as_u64(), Some(0));
+    let sum = s.backup_json([src.as_os_str(), os("--host"), os("other")]);
+    assert!(sum["summary"]["files_unchanged"].as_u64().unwrap() >= 2);
+}
