@@ -486,6 +486,7 @@ fn server_gone_mid_backup() {
         "backup through a dead server succeeded"
     );
     let last = err.lines().last().unwrap_or("");
+    eprintln!("error after the cut: {last}");
     assert!(
         last.starts_with("snap: error: ") && last.contains(&s.repo),
         "unclear error: {err}"
