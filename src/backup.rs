@@ -653,6 +653,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
             errors: walker.warnings.len() as u64,
             seconds: 0.0,
         },
+        original: None,
     };
     snapshot.summary.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     let id = repo.save_snapshot(&snapshot)?;

@@ -67,6 +67,29 @@ impl MasterKey {
         k
     }
 
+    /// A key with this key's id key and chunker seed but a fresh random
+    /// encryption key (`snap init --copy-chunker-params-from`).
+    pub fn with_fresh_encryption_key(&self) -> MasterKey {
+        let mut k = self.clone();
+        random_bytes(&mut k.enc);
+        k
+    }
+
+    /// Whether `other` computes the same blob ids and chunk boundaries
+    /// (same id key and chunker seed; compared in constant time).
+    pub fn same_ids(&self, other: &MasterKey) -> bool {
+        let mut diff = 0u8;
+        for (a, b) in self
+            .id
+            .iter()
+            .chain(&self.chunker_seed)
+            .zip(other.id.iter().chain(&other.chunker_seed))
+        {
+            diff |= a ^ b;
+        }
+        diff == 0
+    }
+
     /// From the 96-byte serialisation.
     pub fn from_bytes(b: &[u8]) -> Option<MasterKey> {
         if b.len() != MASTER_KEY_LEN {

@@ -1,6 +1,7 @@
 //! Pack building: a pure [`PackBuilder`] and the [`BlobSaver`] that spreads
-//! sealed blobs over several open packs, uploads full packs on a background
-//! thread and writes index objects for them (format-spec §6, §7, §14).
+//! sealed blobs over several open packs, uploads full packs concurrently
+//! (up to [`Store::upload_concurrency`] in flight, as tasks on the store's
+//! runtime) and writes index objects for them (format-spec §6, §7, §14).
 
 use crate::crypto::{MasterKey, AAD_INDEX, AAD_PACK_HEADER};
 use crate::error::{Error, Result};
@@ -12,7 +13,6 @@ use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 /// Accumulates sealed blobs into one pack; no I/O.
 #[derive(Default)]
@@ -56,22 +56,10 @@ impl PackBuilder {
 
     /// Seals the header and appends it and its length; resets the builder.
     pub fn finish(&mut self, key: &MasterKey) -> FinishedPack {
-        let mut nonce = [0u8; crate::crypto::NONCE_LEN];
-        crate::crypto::random_bytes(&mut nonce);
-        self.finish_with_nonce(key, &nonce)
-    }
-
-    /// [`PackBuilder::finish`] with an explicit header nonce. For test
-    /// vectors; real code uses random nonces.
-    pub fn finish_with_nonce(
-        &mut self,
-        key: &MasterKey,
-        nonce: &[u8; crate::crypto::NONCE_LEN],
-    ) -> FinishedPack {
         let entries = std::mem::take(&mut self.entries);
         let mut buf = std::mem::take(&mut self.buf);
         let header = PackHeader { entries };
-        let sealed = key.seal_with_nonce(nonce, AAD_PACK_HEADER, &header.encode());
+        let sealed = key.seal(AAD_PACK_HEADER, &header.encode());
         buf.extend_from_slice(&sealed);
         buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         FinishedPack {
@@ -95,15 +83,17 @@ pub struct SaveStats {
     pub packs: u64,
 }
 
-/// Packs uploaded per index object.
+/// Packs uploaded per index object (default of [`BlobSaver::set_index_every`]).
 const PACKS_PER_INDEX: usize = 64;
 
 type UploadResult = Result<IndexPack>;
 
 /// Saves sealed blobs into packs and indexes them.
 ///
-/// Write order (format-spec §14): a pack is stored before any index names it;
+/// Write order (format-spec §14): a pack is stored before any index names it
+/// (a pack enters an index only after its upload returned success);
 /// blobs enter the catalog only after their index object is stored.
+/// Memory: the open packs plus at most `upload_concurrency` finished packs.
 pub struct BlobSaver {
     store: Arc<Store>,
     key: MasterKey,
@@ -111,9 +101,14 @@ pub struct BlobSaver {
     open: Vec<PackBuilder>,
     /// Blobs in open, uploading or uploaded-but-unindexed packs.
     pending: HashSet<Id>,
-    tx: Option<mpsc::SyncSender<FinishedPack>>,
+    done_tx: mpsc::Sender<UploadResult>,
     done_rx: mpsc::Receiver<UploadResult>,
-    uploader: Option<JoinHandle<()>>,
+    /// Uploads spawned and not yet collected.
+    in_flight: usize,
+    max_in_flight: usize,
+    index_every: usize,
+    /// First upload error seen; later calls report it again.
+    failed: Option<Error>,
     uploaded: Vec<IndexPack>,
     /// Index objects written, with their contents, for the caller to catalog.
     pub written_indexes: Vec<(Id, IndexFile)>,
@@ -130,29 +125,8 @@ impl BlobSaver {
         pack_size: usize,
         open_packs: usize,
     ) -> BlobSaver {
-        // Rendezvous: at most one finished pack waits beside the one uploading.
-        let (tx, rx) = mpsc::sync_channel::<FinishedPack>(0);
         let (done_tx, done_rx) = mpsc::channel();
-        let st = store.clone();
-        let uploader = std::thread::Builder::new()
-            .name("snap-upload".into())
-            .spawn(move || {
-                for p in rx {
-                    let size = p.bytes.len() as u64;
-                    let r = st
-                        .put_new(&ObjectKind::Pack.key(&p.id.to_hex()), p.bytes)
-                        .map(|_| IndexPack {
-                            id: p.id,
-                            size,
-                            blobs: p.entries,
-                        });
-                    let failed = r.is_err();
-                    if done_tx.send(r).is_err() || failed {
-                        break;
-                    }
-                }
-            })
-            .ok();
+        let max_in_flight = store.upload_concurrency().max(1);
         BlobSaver {
             store,
             key,
@@ -161,13 +135,24 @@ impl BlobSaver {
                 .map(|_| PackBuilder::default())
                 .collect(),
             pending: HashSet::new(),
-            tx: Some(tx),
+            done_tx,
             done_rx,
-            uploader,
+            in_flight: 0,
+            max_in_flight,
+            index_every: PACKS_PER_INDEX,
+            failed: None,
             uploaded: Vec::new(),
             written_indexes: Vec::new(),
             stats: SaveStats::default(),
         }
+    }
+
+    /// Writes an index object every `packs` uploaded packs (default 64).
+    /// Smaller values make an interrupted run lose less (packs not yet named
+    /// by an index are uploaded again by the next run) at the cost of more,
+    /// smaller index objects.
+    pub fn set_index_every(&mut self, packs: usize) {
+        self.index_every = packs.max(1);
     }
 
     /// Whether this saver already holds blob `id` (not yet in the catalog).
@@ -191,42 +176,74 @@ impl BlobSaver {
             self.send(p)?;
         }
         self.collect(false)?;
-        if self.uploaded.len() >= PACKS_PER_INDEX {
+        if self.uploaded.len() >= self.index_every {
             self.write_index()?;
         }
         Ok(())
     }
 
     fn send(&mut self, p: FinishedPack) -> Result<()> {
+        // Keep at most `max_in_flight` uploads running.
+        while self.in_flight >= self.max_in_flight {
+            self.collect_one()?;
+        }
+        if let Some(e) = &self.failed {
+            return Err(Error::new(e.kind(), e.to_string()));
+        }
         self.stats.packs += 1;
         self.stats.stored_bytes += p.bytes.len() as u64;
-        if let Some(tx) = &self.tx {
-            if tx.send(p).is_err() {
-                // The uploader stopped after an error; report it.
-                self.collect(true)?;
-                return Err(Error::new(
-                    crate::error::ErrorKind::Backend,
-                    "pack upload stopped",
-                ));
-            }
-        }
+        let size = p.bytes.len() as u64;
+        let fut = self
+            .store
+            .put_new_async(ObjectKind::Pack.key(&p.id.to_hex()), p.bytes);
+        let tx = self.done_tx.clone();
+        let (id, blobs) = (p.id, p.entries);
+        self.store.spawn(async move {
+            let r = fut.await.map(|_| IndexPack { id, size, blobs });
+            let _ = tx.send(r);
+        });
+        self.in_flight += 1;
         Ok(())
     }
 
+    fn record(&mut self, r: UploadResult) {
+        self.in_flight -= 1;
+        match r {
+            Ok(p) => self.uploaded.push(p),
+            Err(e) => {
+                if self.failed.is_none() {
+                    self.failed = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Waits for one upload to finish.
+    fn collect_one(&mut self) -> Result<()> {
+        let r = self.done_rx.recv().map_err(|_| {
+            Error::new(
+                crate::error::ErrorKind::Backend,
+                "pack upload task vanished",
+            )
+        })?;
+        self.record(r);
+        Ok(())
+    }
+
+    /// Records finished uploads; with `block`, waits for all of them.
     fn collect(&mut self, block: bool) -> Result<()> {
-        loop {
-            let r = if block {
-                match self.done_rx.recv() {
-                    Ok(r) => r,
-                    Err(_) => return Ok(()),
-                }
-            } else {
-                match self.done_rx.try_recv() {
-                    Ok(r) => r,
-                    Err(_) => return Ok(()),
-                }
-            };
-            self.uploaded.push(r?);
+        if block {
+            while self.in_flight > 0 {
+                self.collect_one()?;
+            }
+        } else {
+            while let Ok(r) = self.done_rx.try_recv() {
+                self.record(r);
+            }
+        }
+        match &self.failed {
+            Some(e) => Err(Error::new(e.kind(), e.to_string())),
+            None => Ok(()),
         }
     }
 
@@ -250,19 +267,26 @@ impl BlobSaver {
     /// Flushes every open pack, waits for uploads and writes the last index
     /// object. After `Ok`, every added blob is in a stored pack named by a
     /// stored index object.
+    ///
+    /// On an upload error, the packs that did arrive are still indexed (so a
+    /// later run can reuse their blobs) before the error is returned.
     pub fn finish(&mut self) -> Result<()> {
+        let mut first_err = None;
         for i in 0..self.open.len() {
             if !self.open[i].is_empty() {
                 let p = self.open[i].finish(&self.key);
-                self.send(p)?;
+                if let Err(e) = self.send(p) {
+                    first_err.get_or_insert(e);
+                    break;
+                }
             }
         }
-        self.tx = None;
-        if let Some(h) = self.uploader.take() {
-            let _ = h.join();
+        let r = self.collect(true);
+        let w = self.write_index();
+        match (first_err, r, w) {
+            (Some(e), _, _) | (None, Err(e), _) | (None, Ok(()), Err(e)) => Err(e),
+            _ => Ok(()),
         }
-        self.collect(true)?;
-        self.write_index()
     }
 
     /// Takes the index objects written since the last call (for the catalog);
@@ -282,9 +306,10 @@ impl BlobSaver {
 
 impl Drop for BlobSaver {
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.uploader.take() {
-            let _ = h.join();
+        // Let spawned uploads finish rather than leave half-written state
+        // behind the caller's back (their packs are simply unindexed).
+        while self.in_flight > 0 && self.done_rx.recv().is_ok() {
+            self.in_flight -= 1;
         }
     }
 }

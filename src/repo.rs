@@ -12,7 +12,7 @@ use crate::format::keyfile::KeyFile;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::format::{Id, MAX_METADATA_SIZE};
-use crate::store::{ObjectKind, Store};
+use crate::store::{ObjectKind, Store, StoreOptions};
 use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +28,12 @@ pub struct InitOptions {
     pub open_packs: u32,
     /// zstd level.
     pub compression_level: i32,
+    /// How to reach the storage.
+    pub store: StoreOptions,
+    /// Take the id key and chunker seed from this master key (so blob ids
+    /// match another repository's and copies between them dedup exactly);
+    /// the encryption key is always fresh. `None`: all keys random.
+    pub ids_from: Option<MasterKey>,
 }
 
 impl Default for InitOptions {
@@ -40,6 +46,8 @@ impl Default for InitOptions {
             pack_size: 16 << 20,
             open_packs: 4,
             compression_level: 3,
+            store: StoreOptions::default(),
+            ids_from: None,
         }
     }
 }
@@ -89,7 +97,7 @@ impl Repository {
     /// Creates a repository at `location` and a first key file for
     /// `password`. Fails with [`ErrorKind::Usage`] if one already exists.
     pub fn init(location: &str, password: &[u8], opts: &InitOptions) -> Result<Id> {
-        let store = Store::open(location, true)?;
+        let store = Store::open_with(location, true, &opts.store)?;
         match store.get("config") {
             Ok(_) => {
                 return Err(Error::usage(format!(
@@ -111,7 +119,10 @@ impl Repository {
             open_packs: opts.open_packs,
             compression_level: opts.compression_level,
         };
-        let master = MasterKey::generate();
+        let master = match &opts.ids_from {
+            Some(k) => k.with_fresh_encryption_key(),
+            None => MasterKey::generate(),
+        };
         let kf = crypto::wrap_master_key(&master, password, now_rfc3339(), hostname(), username())?;
         let kbytes = kf.encode();
         let kid = Id::of_object(&kbytes);
@@ -133,7 +144,17 @@ impl Repository {
         password: &[u8],
         cache_dir: &std::path::Path,
     ) -> Result<Repository> {
-        let store = Store::open(location, false)?;
+        Self::open_opts(location, password, cache_dir, &StoreOptions::default())
+    }
+
+    /// [`Repository::open`] with explicit storage options.
+    pub fn open_opts(
+        location: &str,
+        password: &[u8],
+        cache_dir: &std::path::Path,
+        store_opts: &StoreOptions,
+    ) -> Result<Repository> {
+        let store = Store::open_with(location, false, store_opts)?;
         let config = Self::read_config(&store)?;
         let (key, key_id) = Self::unlock(&store, password)?;
         Self::open_with(store, config, key, key_id, cache_dir)

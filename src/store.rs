@@ -2,14 +2,30 @@
 //! `object_store` (LocalFileSystem for paths, AmazonS3 for `s3://` URLs).
 //!
 //! Objects are written whole and never rewritten: content-named objects use
-//! `PutMode::Create`, and "already exists" means "already stored".
+//! `PutMode::Create` (on S3 a conditional `PUT` with `If-None-Match: *`), and
+//! "already exists" means "already stored". Objects larger than
+//! [`StoreOptions::multipart_threshold`] go to S3 as multipart uploads (these
+//! cannot be conditional; only content-named packs are that large, so an
+//! overwrite would store the same bytes).
+//!
+//! Every request is counted per object kind ([`StoreStats`]); with
+//! `SNAP_STATS=1` the counters are printed to stderr as one JSON line when the
+//! store is dropped. Optional [`RateLimiter`]s cap upload and download rates.
+
+mod limit;
+mod stats;
+
+pub use limit::RateLimiter;
+pub use stats::{KindCounters, StoreStats};
 
 use crate::error::{Error, ErrorKind, Result};
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The object kinds of a repository and their key prefixes (format-spec §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +72,75 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// How a [`Store`] talks to its backend.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// S3 endpoint URL for S3-compatible servers; `None`: `AWS_ENDPOINT_URL_S3`,
+    /// `AWS_ENDPOINT_URL` or `AWS_ENDPOINT` from the environment, else AWS.
+    pub s3_endpoint: Option<String>,
+    /// Allow a plain `http://` endpoint that is not a loopback address.
+    pub s3_allow_http: bool,
+    /// Uploads kept in flight at once by pack writers (1..=64).
+    pub upload_concurrency: usize,
+    /// Upload rate cap, bytes per second.
+    pub limit_upload: Option<u64>,
+    /// Download rate cap, bytes per second.
+    pub limit_download: Option<u64>,
+    /// Objects larger than this many bytes go to S3 as multipart uploads.
+    pub multipart_threshold: usize,
+    /// Part size of multipart uploads, bytes (S3 needs at least 5 MiB).
+    pub multipart_part_size: usize,
+    /// How long object_store keeps retrying one failed request (exponential
+    /// backoff from 100 ms, at most 10 retries).
+    pub retry_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            s3_endpoint: None,
+            s3_allow_http: false,
+            upload_concurrency: 6,
+            limit_upload: None,
+            limit_download: None,
+            multipart_threshold: 32 << 20,
+            multipart_part_size: 8 << 20,
+            retry_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// True for `http(s)://` URLs whose host is `localhost` or a loopback IP.
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hostport = authority.rsplit('@').next().unwrap_or("");
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        hostport.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// State shared by a [`Store`] and the futures it spawns.
+struct Shared {
+    inner: Arc<dyn ObjectStore>,
+    location: String,
+    local: bool,
+    opts: StoreOptions,
+    stats: StoreStats,
+    up: Option<RateLimiter>,
+    down: Option<RateLimiter>,
+}
+
 /// Synchronous facade over an `ObjectStore` plus the Tokio runtime it needs.
 pub struct Store {
-    inner: Arc<dyn ObjectStore>,
+    shared: Arc<Shared>,
     rt: tokio::runtime::Runtime,
-    location: String,
     local_root: Option<std::path::PathBuf>,
 }
 
@@ -82,64 +162,86 @@ fn backend_err(what: String, e: object_store::Error) -> Error {
     }
 }
 
-impl Store {
-    /// Opens the store for a repository location: a filesystem path or
-    /// `s3://bucket[/prefix]`. With `create`, a missing local directory is
-    /// created. S3 settings come from `AWS_*` environment variables
-    /// (`AWS_ENDPOINT_URL` for S3-compatible servers; plain http is allowed
-    /// only for loopback endpoints or with `AWS_ALLOW_HTTP=true`).
-    pub fn open(location: &str, create: bool) -> Result<Store> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_name("snap-io")
-            .build()
-            .map_err(|e| Error::io("starting the I/O runtime", e))?;
-        if let Some(rest) = location.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("snap-io")
+        .build()
+        .map_err(|e| Error::io("starting the I/O runtime", e))
+}
+
+fn s3_store(location: &str, rest: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::usage(format!(
+            "repository {location:?} names no bucket"
+        )));
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let endpoint = opts
+        .s3_endpoint
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .or_else(|| env("AWS_ENDPOINT"));
+    let mut b = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+        .with_retry(object_store::RetryConfig {
+            max_retries: 10,
+            retry_timeout: opts.retry_timeout,
+            ..Default::default()
+        })
+        // AWS_ALLOW_HTTP from the environment does not count: see below.
+        .with_allow_http(false);
+    if let Some(ep) = &endpoint {
+        let lower = ep.to_ascii_lowercase();
+        if !lower.starts_with("http://") && !lower.starts_with("https://") {
+            return Err(Error::usage(format!(
+                "s3 endpoint {ep:?} must start with https:// (or http:// for a local server)"
+            )));
+        }
+        b = b.with_endpoint(ep.clone());
+        if lower.starts_with("http://") {
+            if !is_loopback_url(ep) && !opts.s3_allow_http {
                 return Err(Error::usage(format!(
-                    "repository {location:?} names no bucket"
+                    "s3 endpoint {ep} is plain http and not a loopback address: use https, or pass --s3-allow-http to send data and credentials unencrypted"
                 )));
             }
-            let mut b = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
-                .with_retry(object_store::RetryConfig {
-                    max_retries: 8,
-                    retry_timeout: std::time::Duration::from_secs(120),
-                    ..Default::default()
-                });
-            let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
-            if let Some(ep) = &endpoint {
-                b = b.with_endpoint(ep.clone());
-                let loopback = ep.starts_with("http://127.")
-                    || ep.starts_with("http://localhost")
-                    || ep.starts_with("http://[::1]");
-                if loopback {
-                    b = b.with_allow_http(true);
-                }
-                if ep.starts_with("http://") {
-                    b = b.with_virtual_hosted_style_request(false);
-                }
-            }
-            let s3 = b.build().map_err(|e| {
-                Error::with_source(ErrorKind::Usage, format!("s3 repository {location}"), e)
-            })?;
-            let inner: Arc<dyn ObjectStore> = if prefix.trim_matches('/').is_empty() {
-                Arc::new(s3)
-            } else {
-                Arc::new(object_store::prefix::PrefixStore::new(
-                    s3,
-                    prefix.trim_matches('/'),
-                ))
-            };
-            return Ok(Store {
-                inner,
-                rt,
-                location: location.to_string(),
-                local_root: None,
-            });
+            b = b
+                .with_allow_http(true)
+                .with_virtual_hosted_style_request(false);
+        }
+    }
+    let s3 = b.build().map_err(|e| {
+        Error::with_source(ErrorKind::Usage, format!("s3 repository {location}"), e)
+    })?;
+    let prefix = prefix.trim_matches('/');
+    Ok(if prefix.is_empty() {
+        Arc::new(s3)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+    })
+}
+
+impl Store {
+    /// Opens the store for a repository location with default
+    /// [`StoreOptions`]; see [`Store::open_with`].
+    pub fn open(location: &str, create: bool) -> Result<Store> {
+        Self::open_with(location, create, &StoreOptions::default())
+    }
+
+    /// Opens the store for a repository location: a filesystem path or
+    /// `s3://bucket[/prefix]`. With `create`, a missing local directory is
+    /// created. S3 credentials and region come from the standard `AWS_*`
+    /// environment variables; the endpoint from `opts.s3_endpoint` or
+    /// `AWS_ENDPOINT_URL`. Plain http is allowed only for loopback endpoints
+    /// or with `opts.s3_allow_http` ([`ErrorKind::Usage`] otherwise).
+    pub fn open_with(location: &str, create: bool, opts: &StoreOptions) -> Result<Store> {
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let inner = s3_store(location, rest, opts)?;
+            return Self::build(inner, location, false, None, opts);
         }
         let path = std::path::PathBuf::from(location);
         if create {
@@ -156,32 +258,42 @@ impl Store {
                 Error::with_source(ErrorKind::Io, format!("opening repository {location}"), e)
             })?
             .with_fsync(true);
+        Self::build(Arc::new(fs), location, true, Some(path), opts)
+    }
+
+    fn build(
+        inner: Arc<dyn ObjectStore>,
+        location: &str,
+        local: bool,
+        local_root: Option<std::path::PathBuf>,
+        opts: &StoreOptions,
+    ) -> Result<Store> {
+        let mut opts = opts.clone();
+        opts.upload_concurrency = opts.upload_concurrency.clamp(1, 64);
+        opts.multipart_part_size = opts.multipart_part_size.max(5 << 20);
         Ok(Store {
-            inner: Arc::new(fs),
-            rt,
-            location: location.to_string(),
-            local_root: Some(path),
+            shared: Arc::new(Shared {
+                inner,
+                location: location.to_string(),
+                local,
+                up: opts.limit_upload.map(RateLimiter::new),
+                down: opts.limit_download.map(RateLimiter::new),
+                opts,
+                stats: StoreStats::default(),
+            }),
+            rt: runtime()?,
+            local_root,
         })
     }
 
     /// Wraps an arbitrary `ObjectStore` (tests: `InMemory`, fault injection).
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, location: &str) -> Result<Store> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("starting the I/O runtime", e))?;
-        Ok(Store {
-            inner,
-            rt,
-            location: location.to_string(),
-            local_root: None,
-        })
+        Self::build(inner, location, false, None, &StoreOptions::default())
     }
 
     /// The location string this store was opened with.
     pub fn location(&self) -> &str {
-        &self.location
+        &self.shared.location
     }
 
     /// The local directory, for local repositories.
@@ -189,78 +301,96 @@ impl Store {
         self.local_root.as_deref()
     }
 
+    /// The options this store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.shared.opts
+    }
+
+    /// Uploads a pack writer should keep in flight.
+    pub fn upload_concurrency(&self) -> usize {
+        self.shared.opts.upload_concurrency
+    }
+
+    /// Request and byte counters so far.
+    pub fn stats(&self) -> &StoreStats {
+        &self.shared.stats
+    }
+
+    /// Runs a future on this store's runtime without waiting for it.
+    pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.spawn(f)
+    }
+
     /// Writes a new object at `key`. Returns `false` if an object already
     /// exists there (for content-named objects: already stored). Durable on
     /// return (local: file and directory fsynced).
     pub fn put_new(&self, key: &str, data: Bytes) -> Result<bool> {
-        let path = Path::from(key);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        let r = self.rt.block_on(
-            self.inner
-                .put_opts(&path, PutPayload::from_bytes(data), opts),
-        );
-        match r {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(backend_err(
-                format!("writing {key} to {}", self.location),
-                e,
-            )),
-        }
+        self.rt.block_on(self.put_new_async(key.to_string(), data))
+    }
+
+    /// [`Store::put_new`] as a `'static` future, for [`Store::spawn`].
+    pub fn put_new_async(
+        &self,
+        key: String,
+        data: Bytes,
+    ) -> impl Future<Output = Result<bool>> + Send + 'static {
+        let sh = self.shared.clone();
+        async move { sh.put(key, data, true).await }
     }
 
     /// Writes `key`, replacing any object there (leases only).
     pub fn put_overwrite(&self, key: &str, data: Bytes) -> Result<()> {
-        let path = Path::from(key);
+        let sh = self.shared.clone();
         self.rt
-            .block_on(self.inner.put(&path, PutPayload::from_bytes(data)))
+            .block_on(sh.put(key.to_string(), data, false))
             .map(|_| ())
-            .map_err(|e| backend_err(format!("writing {key} to {}", self.location), e))
     }
 
     /// Reads a whole object; [`ErrorKind::NotFound`] if it does not exist.
     pub fn get(&self, key: &str) -> Result<Bytes> {
-        let path = Path::from(key);
-        self.rt
-            .block_on(async { self.inner.get(&path).await?.bytes().await })
-            .map_err(|e| backend_err(format!("reading {key} from {}", self.location), e))
+        let sh = self.shared.clone();
+        self.rt.block_on(sh.get(key.to_string(), None))
     }
 
     /// Reads bytes `range` of an object; a short object is an error.
     pub fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
-        let path = Path::from(key);
-        let want = range.end - range.start;
-        let b = self
-            .rt
-            .block_on(self.inner.get_range(&path, range.clone()))
-            .map_err(|e| {
-                backend_err(
-                    format!(
-                        "reading {key} bytes {}..{} from {}",
-                        range.start, range.end, self.location
-                    ),
-                    e,
-                )
-            })?;
-        if b.len() as u64 != want {
-            return Err(Error::corrupt(format!(
-                "{key} is truncated: wanted bytes {}..{}",
-                range.start, range.end
-            )));
-        }
-        Ok(b)
+        let sh = self.shared.clone();
+        self.rt.block_on(sh.get(key.to_string(), Some(range)))
+    }
+
+    /// [`Store::get_range`] as a `'static` future, for [`Store::spawn`].
+    pub fn get_range_async(
+        &self,
+        key: String,
+        range: std::ops::Range<u64>,
+    ) -> impl Future<Output = Result<Bytes>> + Send + 'static {
+        let sh = self.shared.clone();
+        async move { sh.get(key, Some(range)).await }
+    }
+
+    /// Waits for a spawned task; a panicked task is a backend error.
+    pub fn wait<T>(&self, h: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+        self.rt.block_on(h).unwrap_or_else(|e| {
+            Err(Error::new(
+                ErrorKind::Backend,
+                format!("an I/O task of {} failed: {e}", self.location()),
+            ))
+        })
     }
 
     /// Lists the objects under `prefix` (recursively).
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let sh = &self.shared;
+        StoreStats::inc(&sh.stats.kind(prefix).list, 1);
         let path = Path::from(prefix);
         let metas: Vec<object_store::ObjectMeta> = self
             .rt
-            .block_on(self.inner.list(Some(&path)).try_collect())
-            .map_err(|e| backend_err(format!("listing {prefix} in {}", self.location), e))?;
+            .block_on(sh.inner.list(Some(&path)).try_collect())
+            .map_err(|e| backend_err(format!("listing {prefix} in {}", sh.location), e))?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {
@@ -276,11 +406,13 @@ impl Store {
 
     /// Deletes an object; deleting a missing object is not an error.
     pub fn delete(&self, key: &str) -> Result<()> {
+        let sh = &self.shared;
+        StoreStats::inc(&sh.stats.kind(key).delete, 1);
         let path = Path::from(key);
-        match self.rt.block_on(self.inner.delete(&path)) {
+        match self.rt.block_on(sh.inner.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(backend_err(
-                format!("deleting {key} from {}", self.location),
+                format!("deleting {key} from {}", sh.location),
                 e,
             )),
         }
@@ -288,10 +420,134 @@ impl Store {
 
     /// Size of an object in bytes.
     pub fn size(&self, key: &str) -> Result<u64> {
+        let sh = &self.shared;
+        StoreStats::inc(&sh.stats.kind(key).head, 1);
         let path = Path::from(key);
         self.rt
-            .block_on(self.inner.head(&path))
+            .block_on(sh.inner.head(&path))
             .map(|m| m.size)
-            .map_err(|e| backend_err(format!("reading {key} from {}", self.location), e))
+            .map_err(|e| backend_err(format!("reading {key} from {}", sh.location), e))
+    }
+}
+
+impl Shared {
+    async fn put(&self, key: String, data: Bytes, create: bool) -> Result<bool> {
+        let c = self.stats.kind(&key);
+        let len = data.len();
+        let path = Path::from(key.as_str());
+        let what = || format!("writing {key} to {}", self.location);
+        if create && !self.local && len > self.opts.multipart_threshold {
+            // Multipart uploads cannot be conditional; only content-named
+            // objects (packs) are this large, so a repeat stores equal bytes.
+            let upload = self
+                .inner
+                .put_multipart(&path)
+                .await
+                .map_err(|e| backend_err(what(), e))?;
+            let part = self.opts.multipart_part_size;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, part);
+            let mut off = 0;
+            while off < len {
+                let end = (off + part).min(len);
+                if let Some(l) = &self.up {
+                    l.take((end - off) as u64).await;
+                }
+                if let Err(e) = w.wait_for_capacity(4).await {
+                    let _ = w.abort().await;
+                    return Err(backend_err(what(), e));
+                }
+                w.put(data.slice(off..end));
+                StoreStats::inc(&c.multipart_parts, 1);
+                off = end;
+            }
+            w.finish().await.map_err(|e| backend_err(what(), e))?;
+            StoreStats::inc(&c.put, 1);
+            StoreStats::inc(&c.bytes_up, len as u64);
+            return Ok(true);
+        }
+        if let Some(l) = &self.up {
+            l.take(len as u64).await;
+        }
+        let opts = PutOptions {
+            mode: if create {
+                PutMode::Create
+            } else {
+                PutMode::Overwrite
+            },
+            ..Default::default()
+        };
+        StoreStats::inc(&c.put, 1);
+        match self
+            .inner
+            .put_opts(&path, PutPayload::from_bytes(data), opts)
+            .await
+        {
+            Ok(_) => {
+                StoreStats::inc(&c.bytes_up, len as u64);
+                Ok(true)
+            }
+            Err(object_store::Error::AlreadyExists { .. }) if create => {
+                StoreStats::inc(&c.put_existing, 1);
+                Ok(false)
+            }
+            Err(e) => Err(backend_err(what(), e)),
+        }
+    }
+
+    async fn get(&self, key: String, range: Option<std::ops::Range<u64>>) -> Result<Bytes> {
+        let c = self.stats.kind(&key);
+        StoreStats::inc(&c.get, 1);
+        let path = Path::from(key.as_str());
+        let what = || match &range {
+            Some(r) => format!(
+                "reading {key} bytes {}..{} from {}",
+                r.start, r.end, self.location
+            ),
+            None => format!("reading {key} from {}", self.location),
+        };
+        let opts = object_store::GetOptions {
+            range: range.clone().map(Into::into),
+            ..Default::default()
+        };
+        let res = self
+            .inner
+            .get_opts(&path, opts)
+            .await
+            .map_err(|e| backend_err(what(), e))?;
+        let cap = (res.range.end - res.range.start) as usize;
+        let mut stream = res.into_stream();
+        let mut buf = Vec::with_capacity(cap.min(1 << 30));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| backend_err(what(), e))?;
+            StoreStats::inc(&c.bytes_down, chunk.len() as u64);
+            if let Some(l) = &self.down {
+                l.take(chunk.len() as u64).await;
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if let Some(r) = &range {
+            if buf.len() as u64 != r.end - r.start {
+                return Err(Error::corrupt(format!(
+                    "{key} is truncated: wanted bytes {}..{}",
+                    r.start, r.end
+                )));
+            }
+        }
+        Ok(Bytes::from(buf))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if std::env::var("SNAP_STATS").is_ok_and(|v| !v.is_empty() && v != "0") {
+            eprintln!(
+                "{}",
+                serde_json::json!({
+                    "type": "store_stats",
+                    "location": self.shared.location,
+                    "requests": self.shared.stats.to_json(),
+                })
+            );
+        }
     }
 }

@@ -108,7 +108,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     if g.json {
         println!(
             "{}",
-            serde_json::json!({"type": "summary", "snapshot": out.id.to_hex(), "summary": s, "warnings": out.warnings})
+            serde_json::json!({"type": "summary", "snapshot": out.id.to_hex(), "summary": s, "warnings": out.warnings, "requests": repo.store().stats().to_json()})
         );
     } else {
         eprintln!(

@@ -1,6 +1,6 @@
 //! `snap init`: create a repository.
 
-use super::{password, repo_location, Global};
+use super::{cache_dir, from_password, password, repo_location, store_options, Global};
 use anyhow::Result;
 use clap::Args;
 use snap::format::config::{ChunkSizes, Chunking};
@@ -21,6 +21,12 @@ pub struct InitArgs {
     /// zstd compression level for blobs (1..=19).
     #[arg(long, default_value_t = 3)]
     compression: i32,
+    /// Take chunking sizes, chunker seed and blob-id key from this repository (the encryption key stays new), so `snap copy` between the two deduplicates exactly.
+    #[arg(long, value_name = "REPO")]
+    copy_chunker_params_from: Option<String>,
+    /// Password file of the --copy-chunker-params-from repository (else SNAP_FROM_PASSWORD, else a prompt).
+    #[arg(long, env = "SNAP_FROM_PASSWORD_FILE")]
+    from_password_file: Option<std::path::PathBuf>,
 }
 
 fn parse_sizes(s: &str) -> std::result::Result<ChunkSizes, String> {
@@ -45,11 +51,26 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<u8> {
     if !(1..=1024).contains(&a.pack_size_mib) {
         return Err(Error::usage("--pack-size-mib must be 1..=1024").into());
     }
-    let mut opts = InitOptions::default();
+    let mut opts = InitOptions {
+        store: store_options(g)?,
+        ..InitOptions::default()
+    };
     opts.chunking = Chunking {
         files: a.chunk_files.unwrap_or(opts.chunking.files),
         streams: a.chunk_streams.unwrap_or(opts.chunking.streams),
     };
+    if let Some(from) = &a.copy_chunker_params_from {
+        if a.chunk_files.is_some() || a.chunk_streams.is_some() {
+            return Err(Error::usage(
+                "--copy-chunker-params-from sets the chunk sizes; drop --chunk-files/--chunk-streams",
+            )
+            .into());
+        }
+        let src_pw = from_password(a.from_password_file.as_deref())?;
+        let src = Repository::open_opts(from, src_pw.as_bytes(), &cache_dir(g), &opts.store)?;
+        opts.chunking = src.config().chunking;
+        opts.ids_from = Some(src.key().clone());
+    }
     opts.pack_size = a.pack_size_mib << 20;
     opts.compression_level = a.compression;
     let id = Repository::init(&loc, pw.as_bytes(), &opts)?;

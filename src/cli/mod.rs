@@ -1,6 +1,7 @@
 //! The `snap` command line: clap definitions and one function per subcommand.
 
 mod backup;
+mod copy;
 mod init;
 mod ls;
 mod progress;
@@ -10,6 +11,7 @@ mod snapshots;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use snap::repo::default_cache_dir;
+use snap::store::StoreOptions;
 use snap::{Error, ErrorKind, Repository};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -45,6 +47,46 @@ pub struct Global {
     /// Never draw a progress bar.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// S3 endpoint URL for S3-compatible stores [default: AWS_ENDPOINT_URL, else AWS].
+    #[arg(long, env = "SNAP_S3_ENDPOINT", global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Allow a plain-http S3 endpoint that is not a loopback address (data stays encrypted; request signatures and metadata do not).
+    #[arg(long, global = true)]
+    pub s3_allow_http: bool,
+    /// Seconds to keep retrying a failed S3 request (exponential backoff) before giving up.
+    #[arg(
+        long,
+        env = "SNAP_S3_RETRY_TIMEOUT",
+        global = true,
+        default_value_t = 120,
+        value_name = "SECS"
+    )]
+    pub s3_retry_timeout: u64,
+    /// Pack uploads kept in flight at once (1..=64; each holds one pack, ~16 MiB, in memory).
+    #[arg(
+        long,
+        env = "SNAP_UPLOAD_CONCURRENCY",
+        global = true,
+        default_value_t = 6,
+        value_name = "N"
+    )]
+    pub upload_concurrency: usize,
+    /// Cap uploads to this many KiB/s (averaged over objects).
+    #[arg(
+        long,
+        env = "SNAP_LIMIT_UPLOAD",
+        global = true,
+        value_name = "KIB_PER_SEC"
+    )]
+    pub limit_upload: Option<u64>,
+    /// Cap downloads to this many KiB/s.
+    #[arg(
+        long,
+        env = "SNAP_LIMIT_DOWNLOAD",
+        global = true,
+        value_name = "KIB_PER_SEC"
+    )]
+    pub limit_download: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +101,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// List the entries of a snapshot.
     Ls(ls::LsArgs),
+    /// Copy snapshots from another repository, sending only missing data (re-encrypted).
+    Copy(copy::CopyArgs),
 }
 
 /// Exit status for "backup finished, some sources unreadable".
@@ -73,6 +117,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Snapshots => snapshots::run(g),
         Command::Restore(a) => restore::run(g, a),
         Command::Ls(a) => ls::run(g, a),
+        Command::Copy(a) => copy::run(g, a),
     }
 }
 
@@ -117,14 +162,67 @@ pub fn password(g: &Global, confirm: bool) -> Result<zeroize::Zeroizing<String>>
     .into())
 }
 
+/// Password of a second (source) repository: the first line of `file`, else
+/// `SNAP_FROM_PASSWORD`, else a prompt on a TTY.
+pub fn from_password(file: Option<&std::path::Path>) -> Result<zeroize::Zeroizing<String>> {
+    if let Some(f) = file {
+        let s = std::fs::read_to_string(f)
+            .with_context(|| format!("reading source password file {}", f.display()))?;
+        return Ok(zeroize::Zeroizing::new(
+            s.lines().next().unwrap_or("").to_string(),
+        ));
+    }
+    if let Ok(p) = std::env::var("SNAP_FROM_PASSWORD") {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        return Ok(zeroize::Zeroizing::new(rpassword::prompt_password(
+            "source repository password: ",
+        )?));
+    }
+    Err(Error::usage(
+        "no source password given: set SNAP_FROM_PASSWORD, use --from-password-file, or run on a terminal",
+    )
+    .into())
+}
+
 pub fn cache_dir(g: &Global) -> PathBuf {
     g.cache_dir.clone().unwrap_or_else(default_cache_dir)
 }
 
+/// Storage options from the global flags.
+pub fn store_options(g: &Global) -> Result<StoreOptions> {
+    if !(1..=64).contains(&g.upload_concurrency) {
+        return Err(Error::usage("--upload-concurrency must be 1..=64").into());
+    }
+    let kib = |v: Option<u64>, flag: &str| -> Result<Option<u64>> {
+        match v {
+            Some(0) => Err(Error::usage(format!("{flag} must be at least 1 KiB/s")).into()),
+            Some(k) => Ok(Some(k.saturating_mul(1024))),
+            None => Ok(None),
+        }
+    };
+    Ok(StoreOptions {
+        s3_endpoint: g.s3_endpoint.clone(),
+        s3_allow_http: g.s3_allow_http,
+        upload_concurrency: g.upload_concurrency,
+        limit_upload: kib(g.limit_upload, "--limit-upload")?,
+        limit_download: kib(g.limit_download, "--limit-download")?,
+        retry_timeout: std::time::Duration::from_secs(g.s3_retry_timeout),
+        ..StoreOptions::default()
+    })
+}
+
 pub fn open(g: &Global) -> Result<Repository> {
     let loc = repo_location(g)?;
+    let opts = store_options(g)?;
     let pw = password(g, false)?;
-    Ok(Repository::open(&loc, pw.as_bytes(), &cache_dir(g))?)
+    Ok(Repository::open_opts(
+        &loc,
+        pw.as_bytes(),
+        &cache_dir(g),
+        &opts,
+    )?)
 }
 
 /// Bytes in binary units with two decimals ("1.50 MiB").

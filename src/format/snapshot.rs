@@ -62,6 +62,13 @@ pub struct Snapshot {
     pub sources: Vec<SourceInfo>,
     /// Totals.
     pub summary: Summary,
+    /// For a snapshot made by `snap copy`: the id of the snapshot it was
+    /// copied from in the source repository (or that snapshot's own
+    /// `original`, so copies of copies name the first one). Absent in
+    /// snapshots made by `backup`. Lets a repeated copy skip snapshots that
+    /// already arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
 }
 
 /// A stream source recorded in a snapshot.
