@@ -98,16 +98,16 @@ pub fn resolve_key<'a>(keys: &'a [KeyInfo], spec: &str) -> Result<&'a KeyInfo> {
 pub fn remove_key(store: &Store, id: &str, current: &str) -> Result<()> {
     let keys = list_keys(store)?;
     let k = resolve_key(&keys, id)?;
-    if k.id == current {
-        return Err(Error::usage(format!(
-            "key {} is the one in use; open the repository with another password to remove it",
-            &k.id[..8]
-        )));
-    }
     if keys.len() <= 1 {
         return Err(Error::usage(
             "refusing to remove the last key file: the repository could never be opened again",
         ));
+    }
+    if k.id == current {
+        return Err(Error::usage(format!(
+            "key {} is the one in use; open the repository with another password to remove it",
+            &k.id[..k.id.len().min(8)]
+        )));
     }
     store.delete(&ObjectKind::Key.key(&k.id))
 }

@@ -113,7 +113,7 @@ pub fn run(g: &Global, a: &KeyArgs) -> Result<u8> {
             let repo = open(g)?;
             let code = keys::recovery_code(repo.config(), repo.key())?;
             eprintln!(
-                "warning: this recovery code IS the repository's master key: anyone holding it can read \
+                "warning: this recovery code is a secret: it is the repository's master key: anyone holding it can read \
 every snapshot. Store it offline; it stays valid after password changes."
             );
             if g.json {
