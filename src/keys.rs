@@ -1,5 +1,5 @@
 //! Key management: several passwords for one repository, and the printable
-//! recovery code (format-spec §16).
+//! recovery code (format-spec, section "Recovery code").
 //!
 //! Every key file `keys/<id>` wraps the same master key under a different
 //! password ([`crypto::wrap_master_key`]). A recovery code carries the master
