@@ -4,7 +4,6 @@ mod common;
 use common::cli::Snap;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
 use std::path::Path;
 
 fn json(s: &str) -> Value {
