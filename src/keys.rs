@@ -112,11 +112,17 @@ pub fn remove_key(store: &Store, id: &str, current: &str) -> Result<()> {
     store.delete(&ObjectKind::Key.key(&k.id))
 }
 
+/// The recovery code checksum of `body` (version, repository id prefix and
+/// master key). The hasher state saw the master key, so it is zeroized.
 fn checksum(body: &[u8]) -> [u8; RECOVERY_CHECK_LEN] {
+    use zeroize::Zeroize;
     let mut h = blake3::Hasher::new_derive_key(RECOVERY_CONTEXT);
     h.update(body);
     let mut out = [0u8; RECOVERY_CHECK_LEN];
-    h.finalize_xof().fill(&mut out);
+    let mut xof = h.finalize_xof();
+    xof.fill(&mut out);
+    xof.zeroize();
+    h.zeroize();
     out
 }
 
@@ -218,4 +224,64 @@ pub fn verify_master(store: &Store, master: &MasterKey) -> Result<bool> {
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config {
+            version: crate::format::FORMAT_VERSION,
+            id: "ab".repeat(32),
+            chunking: crate::format::config::Chunking {
+                files: Config::FILES,
+                streams: Config::STREAMS,
+            },
+            pack_size: 16 << 20,
+            open_packs: 4,
+            compression_level: 3,
+        }
+    }
+
+    #[test]
+    fn roundtrip_and_every_single_substitution_is_rejected() {
+        let cfg = config();
+        let mk = MasterKey::generate();
+        let code = recovery_code(&cfg, &mk).unwrap();
+        assert_eq!(code.len(), 184 + 45);
+        let back = parse_recovery_code(&cfg, &code).unwrap();
+        assert_eq!(*back.to_bytes(), *mk.to_bytes());
+        let clean: Vec<u8> = code.bytes().filter(|&b| b != b'-').collect();
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        for pos in 0..clean.len() {
+            for &c in alphabet {
+                if c == clean[pos] {
+                    continue;
+                }
+                let mut bad = clean.clone();
+                bad[pos] = c;
+                let s = String::from_utf8(bad).unwrap();
+                assert!(
+                    parse_recovery_code(&cfg, &s).is_err(),
+                    "substitution at {pos} accepted"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_repository_and_length_are_named() {
+        let cfg = config();
+        let code = recovery_code(&cfg, &MasterKey::generate()).unwrap();
+        let mut other = config();
+        other.id = "cd".repeat(32);
+        let e = parse_recovery_code(&other, &code).unwrap_err();
+        assert!(
+            e.to_string().contains("belongs to repository abababab"),
+            "{e}"
+        );
+        let e = parse_recovery_code(&cfg, &code[..code.len() - 1]).unwrap_err();
+        assert!(e.to_string().contains("characters"), "{e}");
+    }
 }

@@ -169,6 +169,28 @@ fn recovery_code_of_another_repository_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("belongs to repository"), "{err}");
     assert_eq!(keys_json(&b).len(), 1);
+
+    // The same code imports into its own repository from --code-file, and
+    // the JSON export carries the same code.
+    let v: serde_json::Value = serde_json::from_str(&a.ok(["--json", "key", "export"])).unwrap();
+    assert_eq!(v["code"].as_str().unwrap(), code.trim());
+    let f = a.path("code.txt");
+    std::fs::write(&f, &code).unwrap();
+    let mut a = a;
+    a.env.push(("SNAP_NEW_PASSWORD".into(), "second".into()));
+    a.ok([
+        OsStr::new("key"),
+        OsStr::new("import"),
+        OsStr::new("--code-file"),
+        f.as_os_str(),
+    ]);
+    assert_eq!(keys_json(&a).len(), 2);
+    a.password = "second".into();
+    assert_eq!(
+        a.snapshot_ids().len(),
+        0,
+        "the imported key opens the repository"
+    );
 }
 
 #[test]

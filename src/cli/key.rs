@@ -105,8 +105,18 @@ pub fn run(g: &Global, a: &KeyArgs) -> Result<u8> {
             let old = repo.key_id().to_string();
             repo.store()
                 .delete(&snap::store::ObjectKind::Key.key(&old))?;
-            report(g, "added", &id);
-            report(g, "removed", &old);
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "key", "action": "passwd", "id": id, "removed": old})
+                );
+            } else {
+                println!(
+                    "added key {}, removed key {}",
+                    &id[..8],
+                    &old[..old.len().min(8)]
+                );
+            }
             Ok(0)
         }
         KeyCmd::Export => {
@@ -117,10 +127,14 @@ pub fn run(g: &Global, a: &KeyArgs) -> Result<u8> {
 every snapshot. Store it offline; it stays valid after password changes."
             );
             if g.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"type": "recovery_code", "repository": repo.config().id, "code": code.as_str()})
-                );
+                // Built by hand (the code is base32 and `-` only) so that no
+                // unzeroized copy is left in a serde_json value.
+                let line = Zeroizing::new(format!(
+                    "{{\"type\":\"recovery_code\",\"repository\":\"{}\",\"code\":\"{}\"}}",
+                    repo.config().id,
+                    code.as_str()
+                ));
+                println!("{}", line.as_str());
             } else {
                 println!("{}", code.as_str());
             }
@@ -191,17 +205,22 @@ fn import(g: &Global, code_file: Option<&std::path::Path>, n: &NewPassword) -> R
     let loc = repo_location(g)?;
     let store = Store::open(&loc, false)?;
     let config = Repository::read_config(&store)?;
-    let mut code = Zeroizing::new(String::new());
+    // Capacity up front so reading never reallocates (and leaves copies of
+    // the code behind); input is bounded to MAX_CODE_INPUT bytes.
+    const MAX_CODE_INPUT: u64 = 16 << 10;
+    let mut code = Zeroizing::new(String::with_capacity(MAX_CODE_INPUT as usize + 1));
     match code_file {
         Some(f) => {
-            *code = std::fs::read_to_string(f)
-                .with_context(|| format!("reading recovery code file {}", f.display()))?
+            std::fs::File::open(f)
+                .and_then(|file| file.take(MAX_CODE_INPUT).read_to_string(&mut code))
+                .with_context(|| format!("reading recovery code file {}", f.display()))?;
         }
         None => {
             if std::io::stdin().is_terminal() {
                 eprintln!("paste the recovery code, then press Ctrl-D:");
             }
             std::io::stdin()
+                .take(MAX_CODE_INPUT)
                 .read_to_string(&mut code)
                 .context("reading the recovery code from standard input")?;
         }
