@@ -212,3 +212,45 @@ fn new_password_is_never_taken_from_arguments() {
     ]);
     assert_eq!(keys_json(&s).len(), 2);
 }
+
+/// Key add/remove and recovery-code import against the S3 test server.
+#[test]
+fn keys_on_s3() {
+    let Some(s3) = common::services::s3() else {
+        return;
+    };
+    let mut s = Snap::new();
+    s.repo = s3.repo_url(&common::services::unique_name("keys_"));
+    s.env = s3.env();
+    s.password = "s3-A".into();
+    s.init();
+    let src = s.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f.txt"), b"on s3").unwrap();
+    s.ok([OsStr::new("backup"), src.as_os_str()]);
+    let key_a = current_key(&keys_json(&s));
+    let code = s.ok(["key", "export"]);
+
+    s.env.push(("SNAP_NEW_PASSWORD".into(), "s3-B".into()));
+    s.ok(["key", "add"]);
+    s.password = "s3-B".into();
+    s.ok(["key", "remove", &key_a]);
+    assert_eq!(keys_json(&s).len(), 1);
+    s.password = "s3-A".into();
+    let (c, _) = s.fail(["snapshots"]);
+    assert_eq!(c, 12);
+
+    // Recover with the code: password C, then dump the file.
+    s.env.pop();
+    s.env.push(("SNAP_NEW_PASSWORD".into(), "s3-C".into()));
+    let out = s.run_stdin(["key", "import"], code.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.password = "s3-C".into();
+    let f = format!("{}/f.txt", src.display());
+    assert_eq!(s.run(["dump", "latest", &f]).stdout, b"on s3");
+    assert_eq!(keys_json(&s).len(), 2);
+}
