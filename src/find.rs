@@ -372,6 +372,9 @@ pub struct StatsWalker<'a> {
     repo: &'a Repository,
     trees: HashMap<Id, Rc<Tree>>,
     totals: HashMap<Id, (u64, u64)>,
+    /// Catalog answers per blob: (is tree, sealed length, plaintext length),
+    /// `None` if no index names the blob.
+    sizes: HashMap<Id, Option<(bool, u32, u32)>>,
 }
 
 impl<'a> StatsWalker<'a> {
@@ -381,6 +384,7 @@ impl<'a> StatsWalker<'a> {
             repo,
             trees: HashMap::new(),
             totals: HashMap::new(),
+            sizes: HashMap::new(),
         }
     }
 
@@ -445,15 +449,26 @@ impl<'a> StatsWalker<'a> {
         }
         let cat = self.repo.catalog();
         for id in &blobs {
-            match cat.lookup(id)? {
-                Some(loc) => {
+            let size = match self.sizes.get(id) {
+                Some(v) => *v,
+                None => {
+                    let v = cat
+                        .lookup(id)?
+                        .map(|l| (l.kind == BlobKind::Tree, l.length, l.raw_len));
+                    self.sizes.insert(*id, v);
+                    v
+                }
+            };
+            match size {
+                Some((is_tree, length, raw_len)) => {
                     s.blobs += 1;
-                    match loc.kind {
-                        BlobKind::Tree => s.tree_blobs += 1,
-                        _ => s.data_blobs += 1,
+                    if is_tree {
+                        s.tree_blobs += 1;
+                    } else {
+                        s.data_blobs += 1;
                     }
-                    s.raw_size += loc.raw_len as u64;
-                    s.stored_size += loc.length as u64;
+                    s.raw_size += raw_len as u64;
+                    s.stored_size += length as u64;
                 }
                 None => s.missing_blobs += 1,
             }

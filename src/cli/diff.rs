@@ -55,7 +55,11 @@ pub fn run(g: &Global, a: &DiffArgs) -> Result<u8> {
             (Some(x), None) => human(x),
             (None, None) => String::new(),
         };
-        println!("{}  {}  ({size})", i.change.marker(), i.path);
+        if i.kind == snap::format::tree::EntryKind::File {
+            println!("{}  {}  ({size})", i.change.marker(), i.path);
+        } else {
+            println!("{}  {}", i.change.marker(), i.path);
+        }
     }
     println!(
         "{} -> {}: {added} added ({}), {removed} removed ({}), {modified} modified, {meta} metadata changed",
