@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// Bumped whenever the schema changes; a mismatch drops and rebuilds.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS indexes(id BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS packs(pack_no INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, size INTEGER NOT NULL, index_id BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, pack_no INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_len INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots(id BLOB PRIMARY KEY, time_ms INTEGER NOT NULL, json TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trees_indexed(tree BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tree_entries(tree BLOB NOT NULL, name BLOB NOT NULL, kind INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, subtree BLOB, PRIMARY KEY(tree, name)) WITHOUT ROWID;
 ";
 
 impl Catalog {
@@ -98,7 +100,7 @@ impl Catalog {
     /// Forgets everything (the next sync reloads from the repository).
     pub fn reset(&mut self) -> Result<()> {
         self.conn.execute_batch(
-            "BEGIN; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; COMMIT;",
+            "BEGIN; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM trees_indexed; DELETE FROM tree_entries; COMMIT;",
         )?;
         Ok(())
     }
@@ -255,4 +257,117 @@ impl Catalog {
         }
         Ok(out)
     }
+
+    /// Whether tree `id` (and, by construction, every tree below it) is in
+    /// the path index.
+    pub fn tree_indexed(&self, id: &Id) -> Result<bool> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT 1 FROM trees_indexed WHERE tree=?1")?;
+        Ok(st.exists([&id.0[..]])?)
+    }
+
+    /// Adds one tree's entries to the path index. Callers add a tree only
+    /// after all its subtrees, so "indexed" implies "fully indexed below".
+    pub fn index_tree(&mut self, id: &Id, entries: &[IndexedEntry]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO tree_entries(tree,name,kind,size,mtime_ns,subtree) VALUES(?1,?2,?3,?4,?5,?6)",
+            )?;
+            for e in entries {
+                ins.execute(params![
+                    &id.0[..],
+                    &e.name,
+                    e.kind,
+                    e.size as i64,
+                    e.mtime_ns,
+                    e.subtree.as_ref().map(|s| s.0.to_vec())
+                ])?;
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO trees_indexed(tree) VALUES(?1)",
+                [&id.0[..]],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The indexed entries of tree `id`, sorted by name (empty if the tree
+    /// is not indexed).
+    pub fn tree_entries(&self, id: &Id) -> Result<Vec<IndexedEntry>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT name, kind, size, mtime_ns, subtree FROM tree_entries WHERE tree=?1 ORDER BY name",
+        )?;
+        let rows = st.query_map([&id.0[..]], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, u8>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (name, kind, size, mtime_ns, sub) = r?;
+            let subtree = match sub {
+                None => None,
+                Some(b) => Some(Id::from_slice(&b).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Catalog,
+                        "catalog path index holds a malformed tree id; run `snap cache rebuild`",
+                    )
+                })?),
+            };
+            out.push(IndexedEntry {
+                name,
+                kind,
+                size: size as u64,
+                mtime_ns,
+                subtree,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of trees in the path index.
+    pub fn indexed_tree_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM trees_indexed", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// Totals over all indexed blobs: (count, sealed bytes, plaintext bytes).
+    pub fn blob_totals(&self) -> Result<(u64, u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT count(*), coalesce(sum(length),0), coalesce(sum(raw_len),0) FROM blobs",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            },
+        )?)
+    }
+}
+
+/// One entry of the catalog's path index (a tree's entry without content ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedEntry {
+    /// Name bytes.
+    pub name: Vec<u8>,
+    /// Entry kind byte (format-spec §8.1).
+    pub kind: u8,
+    /// Size, bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Subtree of a directory.
+    pub subtree: Option<Id>,
 }

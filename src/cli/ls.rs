@@ -1,8 +1,9 @@
 //! `snap ls`: list a snapshot's entries.
 
-use super::{open, Global};
+use super::{mtime_str, open, Global};
 use anyhow::Result;
 use clap::Args;
+use snap::format::tree::TreeEntry;
 use snap::{Error, ErrorKind};
 
 #[derive(Args, Debug)]
@@ -11,6 +12,31 @@ pub struct LsArgs {
     snapshot: String,
     /// Folder inside the snapshot to list [default: all].
     path: Option<String>,
+    /// Long listing: mode, owner, size, modification time.
+    #[arg(long, short = 'l')]
+    long: bool,
+}
+
+fn mode_string(e: &TreeEntry) -> String {
+    use snap::format::tree::EntryKind::*;
+    let t = match e.kind {
+        File => '-',
+        Dir => 'd',
+        Symlink => 'l',
+        Fifo => 'p',
+        CharDevice => 'c',
+        BlockDevice => 'b',
+        Socket => 's',
+    };
+    let mut s = String::with_capacity(10);
+    s.push(t);
+    for shift in [6, 3, 0] {
+        let bits = (e.mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
 }
 
 pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
@@ -26,26 +52,62 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
         prefix = format!("/{}", p.trim_matches('/'));
     }
     let mut stack = vec![(start, prefix)];
-    let mut out = Vec::new();
+    let mut out: Vec<(String, TreeEntry)> = Vec::new();
     while let Some((tid, pre)) = stack.pop() {
         let t = repo.read_tree(&tid)?;
-        for e in t.entries.iter().rev() {
+        for mut e in t.entries.into_iter().rev() {
             let path = format!("{pre}/{}", String::from_utf8_lossy(&e.name));
             if let Some(s) = e.subtree {
                 stack.push((s, path.clone()));
             }
-            out.push((path, e.kind, e.size, e.mode));
+            e.content = Vec::new();
+            out.push((path, e));
         }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    for (p, k, size, mode) in out {
-        if g.json {
+    if g.json {
+        let v: Vec<_> = out
+            .iter()
+            .map(|(p, e)| {
+                let mut j =
+                    serde_json::json!({"path": p, "type": e.kind, "size": e.size, "mode": e.mode});
+                if a.long {
+                    if let Some(o) = j.as_object_mut() {
+                        o.insert("uid".into(), e.uid.into());
+                        o.insert("gid".into(), e.gid.into());
+                        o.insert("mtime".into(), mtime_str(e.mtime_ns).into());
+                        o.insert("mtime_ns".into(), e.mtime_ns.into());
+                        if !e.link_target.is_empty() {
+                            o.insert(
+                                "link_target".into(),
+                                String::from_utf8_lossy(&e.link_target).into(),
+                            );
+                        }
+                    }
+                }
+                j
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    for (p, e) in &out {
+        if a.long {
+            let link = if e.link_target.is_empty() {
+                String::new()
+            } else {
+                format!(" -> {}", String::from_utf8_lossy(&e.link_target))
+            };
             println!(
-                "{}",
-                serde_json::json!({"path": p, "type": k, "size": size, "mode": mode})
+                "{} {:>6} {:>6} {:>12}  {}  {p}{link}",
+                mode_string(e),
+                e.uid,
+                e.gid,
+                e.size,
+                mtime_str(e.mtime_ns)
             );
         } else {
-            println!("{:?}\t{:o}\t{}\t{}", k, mode, size, p);
+            println!("{p}");
         }
     }
     Ok(0)

@@ -1,12 +1,19 @@
 //! The `snap` command line: clap definitions and one function per subcommand.
 
 mod backup;
+mod cache;
 mod copy;
+mod diff;
+mod dump;
+mod find;
 mod init;
+mod key;
 mod ls;
 mod progress;
 mod restore;
 mod snapshots;
+mod stats;
+mod tag;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -103,6 +110,20 @@ enum Command {
     Ls(ls::LsArgs),
     /// Copy snapshots from another repository, sending only missing data (re-encrypted).
     Copy(copy::CopyArgs),
+    /// Manage passwords (key files) and the recovery code.
+    Key(key::KeyArgs),
+    /// Find files and folders by name or path glob across snapshots.
+    Find(find::FindArgs),
+    /// Show what changed between two snapshots.
+    Diff(diff::DiffArgs),
+    /// Write one file (or stream) of a snapshot to standard output.
+    Dump(dump::DumpArgs),
+    /// Sizes, deduplication and compression of snapshots.
+    Stats(stats::StatsArgs),
+    /// Add, remove or set snapshot tags.
+    Tag(tag::TagArgs),
+    /// Manage the local catalog cache.
+    Cache(cache::CacheArgs),
 }
 
 /// Exit status for "backup finished, some sources unreadable".
@@ -118,6 +139,13 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Restore(a) => restore::run(g, a),
         Command::Ls(a) => ls::run(g, a),
         Command::Copy(a) => copy::run(g, a),
+        Command::Key(a) => key::run(g, a),
+        Command::Find(a) => find::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Dump(a) => dump::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
+        Command::Tag(a) => tag::run(g, a),
+        Command::Cache(a) => cache::run(g, a),
     }
 }
 
@@ -239,6 +267,14 @@ pub fn human(n: u64) -> String {
     } else {
         format!("{v:.2} {}", U[i])
     }
+}
+
+/// A modification time in nanoseconds since the Unix epoch as
+/// "YYYY-MM-DD HH:MM:SS" UTC.
+pub fn mtime_str(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// Maps an error to the documented exit code.

@@ -32,7 +32,8 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn to_byte(self) -> u8 {
+    /// The kind byte (format-spec §8.1).
+    pub fn to_byte(self) -> u8 {
         match self {
             EntryKind::File => 1,
             EntryKind::Dir => 2,
@@ -43,7 +44,8 @@ impl EntryKind {
             EntryKind::Socket => 7,
         }
     }
-    fn from_byte(b: u8) -> Option<EntryKind> {
+    /// Parses a kind byte.
+    pub fn from_byte(b: u8) -> Option<EntryKind> {
         Some(match b {
             1 => EntryKind::File,
             2 => EntryKind::Dir,

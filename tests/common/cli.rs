@@ -90,6 +90,28 @@ impl Snap {
         self.cmd(args).output().expect("running snap")
     }
 
+    /// Runs with `input` on standard input and returns the raw output.
+    pub fn run_stdin<I, S>(&self, args: I, input: &[u8]) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        use std::io::Write;
+        let mut c = self.cmd(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("running snap");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let data = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("waiting for snap");
+        writer.join().expect("stdin writer");
+        out
+    }
+
     /// Runs, asserts exit code 0, returns stdout.
     pub fn ok<I, S>(&self, args: I) -> String
     where

@@ -1,0 +1,89 @@
+//! `snap stats`: logical vs stored size, dedup and compression ratios.
+
+use super::{human, open, Global};
+use anyhow::Result;
+use clap::Args;
+use snap::find::{Stats, StatsWalker};
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Snapshots to measure [default: all].
+    snapshots: Vec<String>,
+}
+
+fn print(label: &str, s: &Stats) {
+    println!(
+        "{label}: {} files, logical {}, unique raw {}, stored {}, {} blobs ({} data, {} tree); dedup {:.2}x, compression {:.2}x{}",
+        s.files,
+        human(s.logical_size),
+        human(s.raw_size),
+        human(s.stored_size),
+        s.blobs,
+        s.data_blobs,
+        s.tree_blobs,
+        s.dedup_ratio,
+        s.compression_ratio,
+        if s.missing_blobs > 0 {
+            format!("; {} blobs missing from the index (run `snap check`)", s.missing_blobs)
+        } else {
+            String::new()
+        }
+    );
+}
+
+pub fn run(g: &Global, a: &StatsArgs) -> Result<u8> {
+    let repo = open(g)?;
+    let snaps = if a.snapshots.is_empty() {
+        repo.snapshots()?
+    } else {
+        let mut v = Vec::new();
+        for s in &a.snapshots {
+            let r = repo.resolve_snapshot(s)?;
+            if !v.iter().any(|(id, _)| *id == r.0) {
+                v.push(r);
+            }
+        }
+        v
+    };
+    let mut w = StatsWalker::new(&repo);
+    let mut per = Vec::with_capacity(snaps.len());
+    for (id, s) in &snaps {
+        per.push((*id, s.time.clone(), w.compute(&[s.tree])?));
+    }
+    let roots: Vec<_> = snaps.iter().map(|(_, s)| s.tree).collect();
+    let total = w.compute(&roots)?;
+    let (blobs, stored, raw) = repo.catalog().blob_totals()?;
+    if g.json {
+        let v: Vec<_> = per
+            .iter()
+            .map(|(id, time, s)| {
+                let mut j = serde_json::to_value(s).unwrap_or_default();
+                if let Some(o) = j.as_object_mut() {
+                    o.insert("id".into(), id.to_hex().into());
+                    o.insert("short_id".into(), id.short().into());
+                    o.insert("time".into(), time.clone().into());
+                }
+                j
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "snapshots": v,
+                "total": total,
+                "repository": {"blobs": blobs, "stored_size": stored, "raw_size": raw},
+            }))?
+        );
+        return Ok(0);
+    }
+    for (id, time, s) in &per {
+        print(&format!("{} {time}", id.short()), s);
+    }
+    print(&format!("all {} snapshots", snaps.len()), &total);
+    println!(
+        "repository: {blobs} blobs indexed, {} stored, {} raw",
+        human(stored),
+        human(raw)
+    );
+    Ok(0)
+}
