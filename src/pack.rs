@@ -56,10 +56,22 @@ impl PackBuilder {
 
     /// Seals the header and appends it and its length; resets the builder.
     pub fn finish(&mut self, key: &MasterKey) -> FinishedPack {
+        let mut nonce = [0u8; crate::crypto::NONCE_LEN];
+        crate::crypto::random_bytes(&mut nonce);
+        self.finish_with_nonce(key, &nonce)
+    }
+
+    /// [`PackBuilder::finish`] with an explicit header nonce: for test
+    /// vectors only; real packs use a random nonce.
+    pub fn finish_with_nonce(
+        &mut self,
+        key: &MasterKey,
+        nonce: &[u8; crate::crypto::NONCE_LEN],
+    ) -> FinishedPack {
         let entries = std::mem::take(&mut self.entries);
         let mut buf = std::mem::take(&mut self.buf);
         let header = PackHeader { entries };
-        let sealed = key.seal(AAD_PACK_HEADER, &header.encode());
+        let sealed = key.seal_with_nonce(nonce, AAD_PACK_HEADER, &header.encode());
         buf.extend_from_slice(&sealed);
         buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         FinishedPack {

@@ -234,7 +234,17 @@ fn stats_dedup_and_tags_and_ls() {
     let total = &v["total"];
     assert_eq!(total["logical_size"].as_u64().unwrap(), 2 * logical);
     assert_eq!(total["files"], 4);
-    assert_eq!(total["blobs"], per[0]["blobs"], "same tree: no extra blobs");
+    // Same content: no new data blobs. Only the trees on the way to `src`
+    // may differ, because other processes touch /tmp (its mtime is recorded).
+    let depth = src.components().count() as u64;
+    let (tb, pb) = (
+        total["blobs"].as_u64().unwrap(),
+        per[0]["blobs"].as_u64().unwrap(),
+    );
+    assert!(
+        tb >= pb && tb <= pb + depth,
+        "same tree: {tb} blobs in total, {pb} in one snapshot"
+    );
     let dedup = total["dedup_ratio"].as_f64().unwrap();
     assert!(dedup > 1.9 && dedup < 2.0, "dedup {dedup}");
     assert!(per[0]["dedup_ratio"].as_f64().unwrap() <= 1.0 + 1e-9);

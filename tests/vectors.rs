@@ -348,6 +348,7 @@ fn build() -> Value {
         parent: Some(Id::of_object(b"a parent snapshot")),
         tree: tree_id,
         description: Some("test vector \u{e9}\u{1f600}".into()),
+        original: None,
         sources: vec![SourceInfo {
             name: "stream.sql".into(),
             kind: "command".into(),

@@ -164,6 +164,7 @@ mod tests {
                     parent: parent.map(Id),
                     tree: Id(tree),
                     description,
+                    original: parent.map(|p| Id(p.map(|b| b ^ 0x5a))),
                     sources: sources
                         .into_iter()
                         .map(|(name, kind, command, details)| SourceInfo {
