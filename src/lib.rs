@@ -38,9 +38,12 @@ pub mod compress;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod lease;
 pub mod pack;
+pub mod prune;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

@@ -24,6 +24,8 @@ pub enum ObjectKind {
     Key,
     /// `locks/<id>`
     Lock,
+    /// `marks/<id>`: packs pending deletion (two-phase prune).
+    Mark,
 }
 
 impl ObjectKind {
@@ -35,6 +37,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Key => "keys",
             ObjectKind::Lock => "locks",
+            ObjectKind::Mark => "marks",
         }
     }
 

@@ -1,9 +1,11 @@
 //! The `snap` command line: clap definitions and one function per subcommand.
 
 mod backup;
+mod forget;
 mod init;
 mod ls;
 mod progress;
+mod prune;
 mod restore;
 mod snapshots;
 
@@ -59,6 +61,10 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// List the entries of a snapshot.
     Ls(ls::LsArgs),
+    /// Remove snapshots by id or by a retention policy.
+    Forget(forget::ForgetArgs),
+    /// Delete data no snapshot needs (safe while backups run).
+    Prune(prune::PruneArgs),
 }
 
 /// Exit status for "backup finished, some sources unreadable".
@@ -73,6 +79,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Snapshots => snapshots::run(g),
         Command::Restore(a) => restore::run(g, a),
         Command::Ls(a) => ls::run(g, a),
+        Command::Forget(a) => forget::run(g, a),
+        Command::Prune(a) => prune::run(g, a),
     }
 }
 
