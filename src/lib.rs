@@ -33,6 +33,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod check;
 pub mod chunker;
 pub mod compress;
 pub mod crypto;
@@ -41,6 +42,7 @@ pub mod format;
 pub mod lease;
 pub mod pack;
 pub mod prune;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;

@@ -1,11 +1,15 @@
 //! The `snap` command line: clap definitions and one function per subcommand.
 
 mod backup;
+mod cache;
+mod check;
 mod forget;
 mod init;
+mod locks;
 mod ls;
 mod progress;
 mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 
@@ -65,6 +69,18 @@ enum Command {
     Forget(forget::ForgetArgs),
     /// Delete data no snapshot needs (safe while backups run).
     Prune(prune::PruneArgs),
+    /// Verify the repository (structure; pack data with --read-data).
+    Check(check::CheckArgs),
+    /// List the leases of running (or crashed) snap processes.
+    Locks,
+    /// Remove expired leases (--all: every lease).
+    Unlock(locks::UnlockArgs),
+    /// Repair the index or snapshots after damage.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
+    /// Manage the local catalog cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 /// Exit status for "backup finished, some sources unreadable".
@@ -81,6 +97,11 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Ls(a) => ls::run(g, a),
         Command::Forget(a) => forget::run(g, a),
         Command::Prune(a) => prune::run(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Locks => locks::run(g),
+        Command::Unlock(a) => locks::run_unlock(g, a),
+        Command::Repair(c) => repair::run(g, c),
+        Command::Cache(c) => cache::run(g, c),
     }
 }
 
