@@ -217,10 +217,8 @@ impl LeaseGuard {
             shared: shared.clone(),
             thread: None,
         };
-        let others = match list_leases(&store, key) {
-            Ok(o) => o,
-            Err(e) => return Err(e), // guard drop removes the lease
-        };
+        // On error the guard's drop removes the lease.
+        let others = list_leases(&store, key)?;
         let now = Utc::now();
         for o in others.iter().filter(|o| o.name != name && o.is_live(now)) {
             let conflict = match &o.lease {
