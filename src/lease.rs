@@ -106,10 +106,12 @@ impl Lease {
     /// "backup by pid 123 on host x since …" for messages.
     pub fn describe(&self) -> String {
         format!(
-            "{:?} by pid {} on host {} since {}",
-            self.operation, self.pid, self.host, self.start
+            "{} by pid {} on host {} since {}",
+            format!("{:?}", self.operation).to_lowercase(),
+            self.pid,
+            self.host,
+            self.start
         )
-        .to_lowercase()
     }
 }
 
