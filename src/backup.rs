@@ -89,6 +89,10 @@ pub struct BackupOptions {
     pub description: Option<String>,
     /// Live counters.
     pub progress: Arc<Progress>,
+    /// Called just before the snapshot object is written; an error aborts
+    /// the backup without a snapshot (the CLI checks that its lease is still
+    /// valid, format-spec "Leases and two-phase prune").
+    pub before_commit: Option<Box<dyn Fn() -> Result<()> + Send + Sync>>,
 }
 
 /// Result of a backup.
@@ -656,6 +660,9 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         original: None,
     };
     snapshot.summary.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    if let Some(check) = &opts.before_commit {
+        check()?;
+    }
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupOutcome {
         id,

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// Bumped whenever the schema changes; a mismatch drops and rebuilds.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS blobs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, pac
 CREATE TABLE IF NOT EXISTS snapshots(id BLOB PRIMARY KEY, time_ms INTEGER NOT NULL, json TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trees_indexed(tree BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tree_entries(tree BLOB NOT NULL, name BLOB NOT NULL, kind INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, subtree BLOB, PRIMARY KEY(tree, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS marked(id BLOB PRIMARY KEY) WITHOUT ROWID;
 ";
 
 impl Catalog {
@@ -82,14 +83,16 @@ impl Catalog {
         Ok(cat)
     }
 
-    fn meta(&self, key: &str) -> Result<Option<String>> {
+    /// A value of the meta table (schema, repository, check position …).
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
             .optional()?)
     }
 
-    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+    /// Sets a value of the meta table.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)",
             [key, value],
@@ -100,7 +103,7 @@ impl Catalog {
     /// Forgets everything (the next sync reloads from the repository).
     pub fn reset(&mut self) -> Result<()> {
         self.conn.execute_batch(
-            "BEGIN; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM trees_indexed; DELETE FROM tree_entries; COMMIT;",
+            "BEGIN; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; COMMIT;",
         )?;
         Ok(())
     }
@@ -126,8 +129,14 @@ impl Catalog {
             let mut ins_pack = tx
                 .prepare_cached("INSERT OR IGNORE INTO packs(id,size,index_id) VALUES(?1,?2,?3)")?;
             let mut get_pack = tx.prepare_cached("SELECT pack_no FROM packs WHERE id=?1")?;
+            // A blob stored twice keeps its first location unless that one is
+            // in a pack marked for deletion.
             let mut ins_blob = tx.prepare_cached(
-                "INSERT OR IGNORE INTO blobs(id,kind,pack_no,offset,length,raw_len) VALUES(?1,?2,?3,?4,?5,?6)",
+                "INSERT INTO blobs(id,kind,pack_no,offset,length,raw_len) VALUES(?1,?2,?3,?4,?5,?6) \
+                 ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, pack_no=excluded.pack_no, \
+                 offset=excluded.offset, length=excluded.length, raw_len=excluded.raw_len \
+                 WHERE blobs.pack_no IN (SELECT p.pack_no FROM packs p JOIN marked m ON m.id=p.id) \
+                 AND excluded.pack_no NOT IN (SELECT p.pack_no FROM packs p JOIN marked m ON m.id=p.id)",
             )?;
             for p in &idx.packs {
                 ins_pack.execute(params![&p.id.0[..], p.size as i64, &index_id.0[..]])?;
@@ -190,12 +199,45 @@ impl Catalog {
         }
     }
 
-    /// Whether blob `id` is in some indexed pack.
+    /// Whether blob `id` is in some indexed pack that is not marked for
+    /// deletion (a backup must store blobs again rather than reference a
+    /// marked pack; format-spec "Leases and two-phase prune").
     pub fn contains(&self, id: &Id) -> Result<bool> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT 1 FROM blobs b JOIN packs p ON p.pack_no=b.pack_no WHERE b.id=?1 \
+             AND NOT EXISTS (SELECT 1 FROM marked m WHERE m.id=p.id)",
+        )?;
+        Ok(st.exists([&id.0[..]])?)
+    }
+
+    /// Replaces the set of packs marked for deletion.
+    pub fn set_marked(&mut self, packs: &HashSet<Id>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM marked", [])?;
+        {
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO marked(id) VALUES(?1)")?;
+            for p in packs {
+                ins.execute([&p.0[..]])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every indexed pack as (id, size in bytes).
+    pub fn packs(&self) -> Result<Vec<(Id, u64)>> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT 1 FROM blobs WHERE id=?1")?;
-        Ok(st.exists([&id.0[..]])?)
+            .prepare("SELECT id, size FROM packs ORDER BY id")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, size) = r?;
+            if let Some(id) = Id::from_slice(&id) {
+                out.push((id, size as u64));
+            }
+        }
+        Ok(out)
     }
 
     /// Number of blobs known.

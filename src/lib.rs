@@ -34,6 +34,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod check;
 pub mod chunker;
 pub mod compress;
 pub mod copy;
@@ -43,9 +44,13 @@ pub mod find;
 pub mod format;
 pub mod ingest;
 pub mod keys;
+pub mod lease;
 pub mod pack;
+pub mod prune;
+pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

@@ -280,18 +280,50 @@ impl Repository {
             .into_iter()
             .filter_map(|l| Id::from_hex(&l.name))
             .collect();
+        // Marks first: blobs loaded below prefer copies in unmarked packs.
+        let marks = crate::lease::list_marks(&self.store, &self.key)?;
+        let marked: std::collections::HashSet<Id> =
+            marks.iter().flat_map(|(_, m)| m.pack_ids()).collect();
         let mut cat = self.catalog();
+        cat.set_marked(&marked)?;
         let known = cat.index_ids()?;
         let listed_set: std::collections::HashSet<Id> = listed.iter().copied().collect();
-        if known.iter().any(|k| !listed_set.contains(k)) {
-            cat.reset()?;
-        }
-        let known = cat.index_ids()?;
-        let mut loaded = 0;
+        let mut fresh: Vec<(Id, IndexFile)> = Vec::new();
         for id in listed.iter().filter(|id| !known.contains(id)) {
-            let idx = self.read_index(id)?;
-            cat.add_index(id, &idx)?;
-            loaded += 1;
+            match self.read_index(id) {
+                Ok(idx) => fresh.push((*id, idx)),
+                // Deleted by a concurrent prune after listing: superseded.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let supersedes_known = fresh
+            .iter()
+            .any(|(_, idx)| idx.supersedes.iter().any(|s| known.contains(s)));
+        let loaded = fresh.len();
+        if known.iter().any(|k| !listed_set.contains(k)) || supersedes_known {
+            // Rebuild: every listed index not superseded by another listed one.
+            cat.reset()?;
+            cat.set_marked(&marked)?;
+            for id in listed.iter().filter(|id| known.contains(id)) {
+                match self.read_index(id) {
+                    Ok(idx) => fresh.push((*id, idx)),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let superseded: std::collections::HashSet<Id> = fresh
+            .iter()
+            .flat_map(|(_, idx)| idx.supersedes.iter().copied())
+            .collect();
+        for (id, idx) in &fresh {
+            if superseded.contains(id) {
+                // Remembered as loaded with no packs, so it is not read again.
+                cat.add_index(id, &IndexFile::default())?;
+            } else {
+                cat.add_index(id, idx)?;
+            }
         }
         // Snapshots.
         let listed: std::collections::HashSet<Id> = self

@@ -40,6 +40,8 @@ pub enum ObjectKind {
     Key,
     /// `locks/<id>`
     Lock,
+    /// `marks/<id>`: packs pending deletion (two-phase prune).
+    Mark,
 }
 
 impl ObjectKind {
@@ -51,6 +53,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Key => "keys",
             ObjectKind::Lock => "locks",
+            ObjectKind::Mark => "marks",
         }
     }
 

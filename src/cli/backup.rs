@@ -4,6 +4,7 @@ use super::{human, open, progress, Global, EXIT_PARTIAL};
 use anyhow::Result;
 use clap::Args;
 use snap::backup::{BackupOptions, Progress, StreamInput, StreamSource};
+use snap::lease::{LeaseGuard, Operation};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,6 +44,16 @@ pub struct BackupArgs {
 
 pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     let repo = open(g)?;
+    // The lease is written before the catalog loads the prune marks (second
+    // sync), so a concurrent prune either sees this lease as a blocker or
+    // this backup sees its mark (format-spec "Leases and two-phase prune").
+    let lease = Arc::new(LeaseGuard::acquire(
+        repo.store().clone(),
+        repo.key(),
+        Operation::Backup,
+        "",
+    )?);
+    repo.sync_catalog()?;
     let mut streams = Vec::new();
     if a.stdin {
         streams.push(StreamSource {
@@ -97,9 +108,14 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
             force: a.force,
             description: a.description.clone(),
             progress: progress.clone(),
+            before_commit: Some({
+                let l = lease.clone();
+                Box::new(move || l.check_valid())
+            }),
         },
     );
     bar.finish();
+    drop(lease);
     let out = out?;
     for w in &out.warnings {
         eprintln!("warning: skipped {w}");

@@ -2,14 +2,19 @@
 
 mod backup;
 mod cache;
+mod check;
 mod copy;
 mod diff;
 mod dump;
 mod find;
+mod forget;
 mod init;
 mod key;
+mod locks;
 mod ls;
 mod progress;
+mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 mod stats;
@@ -124,6 +129,19 @@ enum Command {
     Tag(tag::TagArgs),
     /// Manage the local catalog cache.
     Cache(cache::CacheArgs),
+    /// Remove snapshots by id or by a retention policy.
+    Forget(forget::ForgetArgs),
+    /// Delete data no snapshot needs (safe while backups run).
+    Prune(prune::PruneArgs),
+    /// Verify the repository (structure; pack data with --read-data).
+    Check(check::CheckArgs),
+    /// List the leases of running (or crashed) snap processes.
+    Locks,
+    /// Remove expired leases (--all: every lease).
+    Unlock(locks::UnlockArgs),
+    /// Repair the index or snapshots after damage.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
 }
 
 /// Exit status for "backup finished, some sources unreadable".
@@ -146,6 +164,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Stats(a) => stats::run(g, a),
         Command::Tag(a) => tag::run(g, a),
         Command::Cache(a) => cache::run(g, a),
+        Command::Forget(a) => forget::run(g, a),
+        Command::Prune(a) => prune::run(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Locks => locks::run(g),
+        Command::Unlock(a) => locks::run_unlock(g, a),
+        Command::Repair(c) => repair::run(g, c),
     }
 }
 

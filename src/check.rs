@@ -1,0 +1,372 @@
+//! `snap check`: repository structure and (optionally) data verification.
+//!
+//! Structure: every snapshot's trees decode, every blob they reference is in
+//! the index, every indexed pack exists with its indexed size. Data
+//! (`read_data`): each selected pack is downloaded; its name must equal the
+//! BLAKE3 of its bytes, its header must open and match the index, and every
+//! blob must open, decompress and hash to its keyed id. Damaged packs are
+//! reported with the snapshots and paths that depend on them.
+
+use crate::catalog::BlobLocation;
+use crate::error::{Error, Result};
+use crate::format::index::IndexPack;
+use crate::format::pack::{split_pack, PackEntry, PackHeader, HEADER_LEN_SIZE};
+use crate::format::tree::EntryKind;
+use crate::format::{Id, MAX_METADATA_SIZE};
+use crate::prune::{list_packs, load_indexes};
+use crate::repo::Repository;
+use crate::store::ObjectKind;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+/// Which packs `read_data` covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subset {
+    /// Every pack.
+    All,
+    /// Part `n` (1-based) of `m`: packs whose id's first 4 bytes (u32 LE)
+    /// modulo `m` equal `n - 1`.
+    Part(u32, u32),
+}
+
+impl Subset {
+    /// Whether pack `id` is in the subset.
+    pub fn contains(&self, id: &Id) -> bool {
+        match *self {
+            Subset::All => true,
+            Subset::Part(n, m) => {
+                let v = u32::from_le_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]);
+                v % m == n - 1
+            }
+        }
+    }
+}
+
+/// One problem found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    /// The damaged or missing pack, if the problem is about one (hex).
+    pub pack: Option<String>,
+    /// One-line description.
+    pub message: String,
+    /// Snapshots (hex ids) that depend on the damaged data.
+    pub snapshots: Vec<String>,
+    /// Paths (inside those snapshots) that depend on it, "<snapshot short>:/path".
+    pub paths: Vec<String>,
+}
+
+/// Result of a check.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CheckReport {
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Distinct trees read.
+    pub trees: u64,
+    /// Indexed packs.
+    pub packs: u64,
+    /// Packs whose data was read.
+    pub packs_read: u64,
+    /// Bytes of packs read.
+    pub bytes_read: u64,
+    /// Blobs verified by reading.
+    pub blobs_read: u64,
+    /// The subset read, e.g. "3/10" (empty: no data read).
+    pub subset: String,
+    /// Problems found (empty: clean).
+    pub problems: Vec<Problem>,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// Reads a pack's header with two ranged reads (length field, then header)
+/// and validates it against the pack `size` in bytes.
+pub fn read_pack_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<PackEntry>> {
+    let key = ObjectKind::Pack.key(&id.to_hex());
+    if size < HEADER_LEN_SIZE as u64 {
+        return Err(Error::corrupt(format!("pack {} is too short", id.short())));
+    }
+    let lb = repo
+        .store()
+        .get_range(&key, size - HEADER_LEN_SIZE as u64..size)?;
+    let hlen = u32::from_le_bytes([lb[0], lb[1], lb[2], lb[3]]) as u64;
+    if hlen + HEADER_LEN_SIZE as u64 > size || hlen as usize > MAX_METADATA_SIZE {
+        return Err(Error::corrupt(format!(
+            "pack {} has an impossible header length {hlen}",
+            id.short()
+        )));
+    }
+    let start = size - HEADER_LEN_SIZE as u64 - hlen;
+    let sealed = repo
+        .store()
+        .get_range(&key, start..size - HEADER_LEN_SIZE as u64)?;
+    let plain = repo.key().open(
+        crate::crypto::AAD_PACK_HEADER,
+        &sealed,
+        &format!("header of pack {}", id.short()),
+    )?;
+    Ok(PackHeader::decode(&plain, start)?.entries)
+}
+
+/// Verifies a whole downloaded pack. Returns (entries from its header, if it
+/// opened; ids of blobs that failed; problems as messages).
+pub fn verify_pack(
+    repo: &Repository,
+    id: &Id,
+    bytes: &[u8],
+) -> (Option<Vec<PackEntry>>, Vec<Id>, Vec<String>) {
+    let mut msgs = Vec::new();
+    let mut bad = Vec::new();
+    if Id::of_object(bytes) != *id {
+        msgs.push(format!(
+            "pack {} does not match its name (BLAKE3 of its bytes differs)",
+            id.short()
+        ));
+    }
+    let entries = match split_pack(bytes)
+        .map_err(Error::from)
+        .and_then(|(data_len, sealed)| {
+            let plain = repo.key().open(
+                crate::crypto::AAD_PACK_HEADER,
+                sealed,
+                &format!("header of pack {}", id.short()),
+            )?;
+            Ok(PackHeader::decode(&plain, data_len as u64)?.entries)
+        }) {
+        Ok(e) => e,
+        Err(e) => {
+            msgs.push(format!("pack {}: {e}", id.short()));
+            return (None, bad, msgs);
+        }
+    };
+    for e in &entries {
+        let loc = BlobLocation {
+            kind: e.kind,
+            pack: *id,
+            offset: e.offset,
+            length: e.length,
+            raw_len: e.raw_len,
+        };
+        let s = e.offset as usize;
+        let r = bytes
+            .get(s..s + e.length as usize)
+            .ok_or_else(|| Error::corrupt("blob outside the pack"))
+            .and_then(|sealed| repo.decode_blob(&e.id, &loc, sealed));
+        if let Err(err) = r {
+            msgs.push(format!("pack {}: blob {}: {err}", id.short(), e.id.short()));
+            bad.push(e.id);
+        }
+    }
+    (Some(entries), bad, msgs)
+}
+
+/// For each damaged blob set, the snapshots and paths that use them.
+/// Returns (snapshot hex ids, "<short>:/path" list).
+pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, Vec<String>)> {
+    let snaps = repo.snapshots()?;
+    let mut memo: HashMap<Id, bool> = HashMap::new();
+    fn affected(repo: &Repository, t: Id, bad: &HashSet<Id>, memo: &mut HashMap<Id, bool>) -> bool {
+        if let Some(v) = memo.get(&t) {
+            return *v;
+        }
+        let v = if bad.contains(&t) {
+            true
+        } else {
+            match repo.read_tree(&t) {
+                Err(_) => true,
+                Ok(tree) => {
+                    let mut any = false;
+                    for e in &tree.entries {
+                        if e.content.iter().any(|c| bad.contains(c)) {
+                            any = true;
+                        }
+                        if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
+                            if affected(repo, s, bad, memo) {
+                                any = true;
+                            }
+                        }
+                    }
+                    any
+                }
+            }
+        };
+        memo.insert(t, v);
+        v
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn collect(
+        repo: &Repository,
+        t: Id,
+        path: &str,
+        short: &str,
+        bad: &HashSet<Id>,
+        memo: &mut HashMap<Id, bool>,
+        out: &mut Vec<String>,
+    ) {
+        if bad.contains(&t) {
+            out.push(format!("{short}:{}/ (directory listing)", path));
+            return;
+        }
+        let Ok(tree) = repo.read_tree(&t) else {
+            out.push(format!("{short}:{}/ (directory listing)", path));
+            return;
+        };
+        for e in &tree.entries {
+            let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+            if e.content.iter().any(|c| bad.contains(c)) {
+                out.push(format!("{short}:{p}"));
+            }
+            if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
+                if affected(repo, s, bad, memo) {
+                    collect(repo, s, &p, short, bad, memo, out);
+                }
+            }
+        }
+    }
+    let mut ids = Vec::new();
+    let mut paths = Vec::new();
+    for (id, s) in &snaps {
+        if affected(repo, s.tree, bad, &mut memo) {
+            ids.push(id.to_hex());
+            collect(repo, s.tree, "", &id.short(), bad, &mut memo, &mut paths);
+        }
+    }
+    Ok((ids, paths))
+}
+
+/// Runs a check; `read_data` selects the packs whose data is verified.
+pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport> {
+    let started = Instant::now();
+    let mut rep = CheckReport::default();
+    repo.sync_catalog()?;
+    let (_, packs) = load_indexes(repo)?;
+    let existing = list_packs(repo)?;
+    rep.packs = packs.len() as u64;
+    let mut bad_blobs: HashSet<Id> = HashSet::new();
+    let mut pack_problems: Vec<(Id, String, HashSet<Id>)> = Vec::new();
+    // Indexed packs exist with their size.
+    for p in &packs {
+        match existing.get(&p.id) {
+            None => pack_problems.push((
+                p.id,
+                format!("pack {} is in the index but missing", p.id.short()),
+                p.blobs.iter().map(|b| b.id).collect(),
+            )),
+            Some(&sz) if sz != p.size => pack_problems.push((
+                p.id,
+                format!(
+                    "pack {} has {sz} bytes but the index says {}",
+                    p.id.short(),
+                    p.size
+                ),
+                p.blobs.iter().map(|b| b.id).collect(),
+            )),
+            _ => {}
+        }
+    }
+    // Trees and references.
+    let snaps = repo.snapshots()?;
+    rep.snapshots = snaps.len() as u64;
+    let mut seen: HashSet<Id> = HashSet::new();
+    let mut other: Vec<Problem> = Vec::new();
+    for (sid, s) in &snaps {
+        let mut stack = vec![(s.tree, String::new())];
+        while let Some((t, path)) = stack.pop() {
+            if !seen.insert(t) {
+                continue;
+            }
+            rep.trees += 1;
+            let tree = match repo.read_tree(&t) {
+                Ok(tr) => tr,
+                Err(e) => {
+                    other.push(Problem {
+                        pack: repo.catalog().lookup(&t)?.map(|l| l.pack.to_hex()),
+                        message: format!(
+                            "snapshot {}: directory {}/ (tree {}): {e}",
+                            sid.short(),
+                            path,
+                            t.short()
+                        ),
+                        snapshots: vec![sid.to_hex()],
+                        paths: vec![format!("{}:{}/", sid.short(), path)],
+                    });
+                    continue;
+                }
+            };
+            let cat = repo.catalog();
+            for e in &tree.entries {
+                let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+                for c in &e.content {
+                    if cat.lookup(c)?.is_none() {
+                        other.push(Problem {
+                            pack: None,
+                            message: format!(
+                                "snapshot {}: {p}: blob {} is not in the index",
+                                sid.short(),
+                                c.short()
+                            ),
+                            snapshots: vec![sid.to_hex()],
+                            paths: vec![format!("{}:{p}", sid.short())],
+                        });
+                        break;
+                    }
+                }
+                if let (EntryKind::Dir, Some(st)) = (e.kind, e.subtree) {
+                    stack.push((st, p));
+                }
+            }
+        }
+    }
+    // Data.
+    if let Some(sub) = read_data {
+        rep.subset = match sub {
+            Subset::All => "all".into(),
+            Subset::Part(n, m) => format!("{n}/{m}"),
+        };
+        let by_id: HashMap<Id, &IndexPack> = packs.iter().map(|p| (p.id, p)).collect();
+        for p in packs.iter().filter(|p| sub.contains(&p.id)) {
+            if !existing.contains_key(&p.id) {
+                continue;
+            }
+            let bytes = repo.store().get(&ObjectKind::Pack.key(&p.id.to_hex()))?;
+            rep.packs_read += 1;
+            rep.bytes_read += bytes.len() as u64;
+            let (entries, bad, mut msgs) = verify_pack(repo, &p.id, &bytes);
+            rep.blobs_read += entries.as_ref().map_or(0, |e| e.len() as u64);
+            let mut affected: HashSet<Id> = bad.into_iter().collect();
+            match &entries {
+                None => affected.extend(p.blobs.iter().map(|b| b.id)),
+                Some(e) => {
+                    let mut a = e.clone();
+                    let mut b = by_id
+                        .get(&p.id)
+                        .map(|x| x.blobs.clone())
+                        .unwrap_or_default();
+                    a.sort_by_key(|x| x.offset);
+                    b.sort_by_key(|x| x.offset);
+                    if a != b {
+                        msgs.push(format!(
+                            "pack {}: header does not match the index; run `snap repair index`",
+                            p.id.short()
+                        ));
+                    }
+                }
+            }
+            if !msgs.is_empty() {
+                pack_problems.push((p.id, msgs.join("; "), affected));
+            }
+        }
+    }
+    for (pid, msg, blobs) in pack_problems {
+        bad_blobs.extend(blobs.iter().copied());
+        let (snaps, paths) = dependents(repo, &blobs)?;
+        rep.problems.push(Problem {
+            pack: Some(pid.to_hex()),
+            message: msg,
+            snapshots: snaps,
+            paths,
+        });
+    }
+    rep.problems.extend(other);
+    rep.seconds = started.elapsed().as_secs_f64();
+    Ok(rep)
+}

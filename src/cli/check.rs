@@ -1,0 +1,108 @@
+//! `snap check`: verify structure and, with --read-data, pack contents.
+
+use super::{human, open, Global};
+use anyhow::Result;
+use clap::Args;
+use snap::check::Subset;
+use snap::Error;
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Download and verify every pack.
+    #[arg(long)]
+    read_data: bool,
+    /// Verify part of the packs: `N/M` (part N of M), `M` or `P%` (the next
+    /// part of M, resp. 100/P, parts: successive runs cover every pack in turn).
+    #[arg(long, value_name = "N/M|M|P%")]
+    read_data_subset: Option<String>,
+}
+
+fn parse_subset(g: &Global, repo: &snap::Repository, s: &str) -> Result<Subset> {
+    let bad = || {
+        Error::usage(format!(
+            "--read-data-subset {s:?}: use N/M, M or P% (e.g. 2/10, 10, 5%)"
+        ))
+    };
+    let (part, m) = if let Some(p) = s.strip_suffix('%') {
+        let p: f64 = p.parse().map_err(|_| bad())?;
+        if !(p > 0.0 && p <= 100.0) {
+            return Err(bad().into());
+        }
+        (None, (100.0 / p).ceil() as u32)
+    } else if let Some((n, m)) = s.split_once('/') {
+        let m: u32 = m.parse().map_err(|_| bad())?;
+        let n: Option<u32> = if n.is_empty() {
+            None
+        } else {
+            Some(n.parse().map_err(|_| bad())?)
+        };
+        (n, m)
+    } else {
+        (None, s.parse().map_err(|_| bad())?)
+    };
+    if m == 0 || part.is_some_and(|n| n == 0 || n > m) {
+        return Err(bad().into());
+    }
+    let _ = g;
+    let n = match part {
+        Some(n) => n,
+        None => {
+            // Next part of M, remembered in the catalog's meta table.
+            let key = format!("check.next_part.{m}");
+            let cat = repo.catalog();
+            let n: u32 = cat
+                .meta(&key)?
+                .and_then(|v| v.parse().ok())
+                .filter(|n| (1..=m).contains(n))
+                .unwrap_or(1);
+            cat.set_meta(&key, &(n % m + 1).to_string())?;
+            n
+        }
+    };
+    Ok(Subset::Part(n, m))
+}
+
+pub fn run(g: &Global, a: &CheckArgs) -> Result<u8> {
+    let repo = open(g)?;
+    let sub = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => Some(parse_subset(g, &repo, s)?),
+        (None, true) => Some(Subset::All),
+        (None, false) => None,
+    };
+    let rep = snap::check::check(&repo, sub)?;
+    if g.json {
+        let mut v = serde_json::to_value(&rep)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("type".into(), "check".into());
+            o.insert("ok".into(), rep.problems.is_empty().into());
+        }
+        println!("{v}");
+    } else {
+        for p in &rep.problems {
+            println!("error: {}", p.message);
+            if !p.snapshots.is_empty() {
+                let short: Vec<&str> = p.snapshots.iter().map(|s| &s[..8]).collect();
+                println!("  affects snapshots: {}", short.join(" "));
+            }
+            for path in p.paths.iter().take(50) {
+                println!("  affects {path}");
+            }
+            if p.paths.len() > 50 {
+                println!("  … and {} more paths", p.paths.len() - 50);
+            }
+        }
+        println!(
+            "checked {} snapshots, {} trees, {} packs; read {} packs ({}, {} blobs{}) in {:.2} s: {}",
+            rep.snapshots,
+            rep.trees,
+            rep.packs,
+            rep.packs_read,
+            human(rep.bytes_read),
+            rep.blobs_read,
+            if rep.subset.is_empty() { String::new() } else { format!(", subset {}", rep.subset) },
+            rep.seconds,
+            if rep.problems.is_empty() { "no errors".to_string() } else { format!("{} errors", rep.problems.len()) }
+        );
+    }
+    Ok(if rep.problems.is_empty() { 0 } else { 1 })
+}

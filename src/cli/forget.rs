@@ -1,0 +1,207 @@
+//! `snap forget`: remove snapshots by id or by a retention policy
+//! (restic's `forget` semantics, see `snap::retention`), optionally pruning.
+
+use super::{
+    open,
+    prune::{PruneArgs, PruneCommon},
+    Global,
+};
+use anyhow::Result;
+use chrono::DateTime;
+use clap::Args;
+use snap::format::snapshot::Snapshot;
+use snap::retention::{self, Item, Policy, Span};
+use snap::store::ObjectKind;
+use snap::{Error, Id};
+use std::collections::BTreeMap;
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshots to forget (ids or unique prefixes); no policy is applied.
+    ids: Vec<String>,
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_hourly: u32,
+    /// Keep the newest snapshot of each of the last N days that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_daily: u32,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_weekly: u32,
+    /// Keep the newest snapshot of each of the last N months that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_monthly: u32,
+    /// Keep the newest snapshot of each of the last N years that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_yearly: u32,
+    /// Keep snapshots newer than the group's newest minus this (e.g. 14d, 2w, 1y6m, 36h).
+    #[arg(long, value_name = "DURATION")]
+    keep_within: Option<String>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long, value_name = "TAG")]
+    keep_tag: Vec<String>,
+    /// Group snapshots by these fields before applying the policy (host, paths, tags; comma separated).
+    #[arg(long, default_value = "host,paths")]
+    group_by: String,
+    /// Only consider snapshots with this tag (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Only consider snapshots of this host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Only consider snapshots containing this path (repeatable).
+    #[arg(long = "path")]
+    paths: Vec<String>,
+    /// Show what would be removed and why the rest is kept; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run `snap prune` afterwards.
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    prune_args: PruneCommon,
+}
+
+fn group_key(s: &Snapshot, by: &[&str]) -> String {
+    let mut parts = Vec::new();
+    for f in by {
+        match *f {
+            "host" => parts.push(format!("host {}", s.hostname)),
+            "paths" => {
+                let mut p: Vec<String> = s.paths.clone();
+                p.extend(s.streams.iter().map(|n| format!("@{n}")));
+                p.sort();
+                parts.push(format!("paths [{}]", p.join(", ")));
+            }
+            "tags" => parts.push(format!("tags [{}]", s.tags.join(", "))),
+            _ => {}
+        }
+    }
+    parts.join(", ")
+}
+
+pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
+    let by: Vec<&str> = a
+        .group_by
+        .split(',')
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(bad) = by.iter().find(|f| !["host", "paths", "tags"].contains(f)) {
+        return Err(Error::usage(format!(
+            "--group-by {bad:?} is not one of host, paths, tags"
+        ))
+        .into());
+    }
+    let policy = Policy {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+        yearly: a.keep_yearly,
+        within: match &a.keep_within {
+            Some(s) => Some(Span::parse(s).map_err(Error::usage)?),
+            None => None,
+        },
+        tags: a.keep_tag.clone(),
+    };
+    if a.ids.is_empty() && policy.is_empty() {
+        return Err(Error::usage(
+            "no snapshot ids and no policy given: use --keep-last, --keep-daily, … or name snapshots",
+        )
+        .into());
+    }
+    if !a.ids.is_empty() && !policy.is_empty() {
+        return Err(Error::usage("give either snapshot ids or a policy, not both").into());
+    }
+    let repo = open(g)?;
+    let mut remove: Vec<(Id, Snapshot)> = Vec::new();
+    let mut groups_json = Vec::new();
+    if !a.ids.is_empty() {
+        for spec in &a.ids {
+            let (id, s) = repo.resolve_snapshot(spec)?;
+            if !remove.iter().any(|(r, _)| *r == id) {
+                remove.push((id, s));
+            }
+        }
+    } else {
+        let snaps: Vec<(Id, Snapshot)> = repo
+            .snapshots()?
+            .into_iter()
+            .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
+            .filter(|(_, s)| a.tags.iter().all(|t| s.tags.contains(t)))
+            .filter(|(_, s)| a.paths.iter().all(|p| s.paths.contains(p)))
+            .collect();
+        let mut groups: BTreeMap<String, Vec<(Id, Snapshot)>> = BTreeMap::new();
+        for (id, s) in snaps {
+            groups.entry(group_key(&s, &by)).or_default().push((id, s));
+        }
+        for (gk, members) in groups {
+            let items: Vec<Item> = members
+                .iter()
+                .map(|(_, s)| Item {
+                    time: DateTime::from_timestamp_millis(s.time_ms()).unwrap_or_default(),
+                    tags: s.tags.clone(),
+                })
+                .collect();
+            let decisions = retention::apply(&policy, &items);
+            if !g.json {
+                println!("snapshots for {gk}:");
+            }
+            let mut keep_j = Vec::new();
+            let mut rm_j = Vec::new();
+            for ((id, s), d) in members.iter().zip(&decisions) {
+                if d.keep {
+                    if !g.json {
+                        println!(
+                            "  keep   {}  {}  {}",
+                            id.short(),
+                            s.time,
+                            d.reasons.join(", ")
+                        );
+                    }
+                    keep_j.push(serde_json::json!({"id": id.to_hex(), "time": s.time, "reasons": d.reasons}));
+                } else {
+                    if !g.json {
+                        println!("  remove {}  {}", id.short(), s.time);
+                    }
+                    rm_j.push(serde_json::json!({"id": id.to_hex(), "time": s.time}));
+                    remove.push((*id, s.clone()));
+                }
+            }
+            groups_json.push(serde_json::json!({"group": gk, "keep": keep_j, "remove": rm_j}));
+        }
+    }
+    if !a.dry_run {
+        for (id, _) in &remove {
+            repo.store()
+                .delete(&ObjectKind::Snapshot.key(&id.to_hex()))?;
+            repo.catalog().remove_snapshot(id)?;
+        }
+    }
+    let removed: Vec<String> = remove.iter().map(|(id, _)| id.to_hex()).collect();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"type": "forget", "dry_run": a.dry_run, "groups": groups_json, "removed": removed})
+        );
+    } else {
+        println!(
+            "{} {} snapshot(s)",
+            if a.dry_run { "would remove" } else { "removed" },
+            removed.len()
+        );
+    }
+    if a.prune {
+        let pa = PruneArgs {
+            common: a.prune_args.clone(),
+            dry_run: a.dry_run,
+        };
+        return super::prune::run_with(g, &repo, &pa);
+    }
+    Ok(0)
+}

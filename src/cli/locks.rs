@@ -1,0 +1,66 @@
+//! `snap locks` lists leases; `snap unlock` removes expired (or all) leases.
+
+use super::{open, Global};
+use anyhow::Result;
+use clap::Args;
+use snap::lease::list_leases;
+use snap::store::ObjectKind;
+
+pub fn run(g: &Global) -> Result<u8> {
+    let repo = open(g)?;
+    let now = chrono::Utc::now();
+    let leases = list_leases(repo.store(), repo.key())?;
+    if g.json {
+        let v: Vec<_> = leases
+            .iter()
+            .map(|l| match &l.lease {
+                Ok(x) => serde_json::json!({"name": l.name, "live": l.is_live(now), "lease": x}),
+                Err(e) => serde_json::json!({"name": l.name, "live": true, "error": e.to_string()}),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    for l in &leases {
+        match &l.lease {
+            Ok(x) => println!(
+                "{}  {:<8}  {:<9?}  host {} pid {}  started {}  expires {}",
+                &l.name[..8.min(l.name.len())],
+                if l.is_live(now) { "live" } else { "expired" },
+                x.operation,
+                x.host,
+                x.pid,
+                x.start,
+                x.expires
+            ),
+            Err(e) => println!("{}  unreadable: {e}", &l.name[..8.min(l.name.len())]),
+        }
+    }
+    println!("{} leases", leases.len());
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove every lease, including live ones (only when no snap process runs).
+    #[arg(long)]
+    all: bool,
+}
+
+pub fn run_unlock(g: &Global, a: &UnlockArgs) -> Result<u8> {
+    let repo = open(g)?;
+    let now = chrono::Utc::now();
+    let mut n = 0;
+    for l in list_leases(repo.store(), repo.key())? {
+        if a.all || !l.is_live(now) {
+            repo.store().delete(&ObjectKind::Lock.key(&l.name))?;
+            n += 1;
+        }
+    }
+    if g.json {
+        println!("{}", serde_json::json!({"type": "unlock", "removed": n}));
+    } else {
+        println!("removed {n} leases");
+    }
+    Ok(0)
+}

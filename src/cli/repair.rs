@@ -1,0 +1,92 @@
+//! `snap repair index|snapshots` under an exclusive lease.
+
+use super::{open, Global};
+use anyhow::Result;
+use clap::Subcommand;
+use snap::lease::{LeaseGuard, Operation};
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the pack headers (replaces every index object).
+    Index {
+        /// Download and verify every pack; salvage the good blobs of damaged
+        /// packs into new packs and delete the damaged packs.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Rewrite snapshots that reference lost data without the lost files.
+    Snapshots {
+        /// List what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub fn run(g: &Global, c: &RepairCommand) -> Result<u8> {
+    let repo = open(g)?;
+    let _lease = LeaseGuard::acquire(
+        repo.store().clone(),
+        repo.key(),
+        Operation::Exclusive,
+        match c {
+            RepairCommand::Index { .. } => "repair index",
+            RepairCommand::Snapshots { .. } => "repair snapshots",
+        },
+    )?;
+    match c {
+        RepairCommand::Index { read_data } => {
+            let r = snap::repair::repair_index(&repo, *read_data)?;
+            if g.json {
+                let mut v = serde_json::to_value(&r)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("type".into(), "repair_index".into());
+                }
+                println!("{v}");
+            } else {
+                for p in &r.packs_salvaged {
+                    println!(
+                        "salvaged damaged pack {} (its good blobs were copied, the pack deleted)",
+                        &p[..8]
+                    );
+                }
+                for p in &r.packs_unreadable {
+                    println!("pack {} is unreadable and left out of the index", &p[..8]);
+                }
+                println!(
+                    "indexed {} of {} packs; replaced {} index objects; {} blobs lost",
+                    r.packs_indexed, r.packs, r.indexes_replaced, r.blobs_lost
+                );
+            }
+        }
+        RepairCommand::Snapshots { dry_run } => {
+            let r = snap::repair::repair_snapshots(&repo, *dry_run)?;
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "repair_snapshots", "dry_run": dry_run, "snapshots": r})
+                );
+            } else {
+                for s in &r {
+                    if *dry_run {
+                        println!("snapshot {} would lose:", &s.old[..8]);
+                    } else {
+                        println!(
+                            "snapshot {} rewritten as {}, lost:",
+                            &s.old[..8],
+                            &s.new[..8]
+                        );
+                    }
+                    for l in &s.lost {
+                        println!("  {l}");
+                    }
+                }
+                println!(
+                    "{} snapshots {}",
+                    r.len(),
+                    if *dry_run { "need repair" } else { "repaired" }
+                );
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,422 @@
+//! Prune: remove packs no snapshot needs, repack mostly-unused packs and
+//! rewrite the index, safely while backups run (two-phase deletion with
+//! marks and leases, format-spec "Leases and two-phase prune").
+//!
+//! One run of [`prune`]:
+//! 1. lists leases, then re-syncs the catalog (snapshots and indexes), so
+//!    that every backup whose lease has gone has its snapshot visible;
+//! 2. computes the referenced blobs by walking every snapshot's trees;
+//! 3. deletes the packs of *ripe* marks (grace over, no blocker lease live)
+//!    that are still unneeded; packs that became needed are unmarked;
+//! 4. marks packs that hold no referenced blob, and repacks packs whose
+//!    unused share exceeds `max_unused` (the old pack is marked);
+//! 5. writes the mark (pending), lists the live leases and completes the
+//!    mark with them as blockers;
+//! 6. writes one index superseding every index it read, deletes those
+//!    indexes, then deletes the ripe packs and their marks.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::tree::EntryKind;
+use crate::format::{BlobKind, Id};
+use crate::lease::{self, Mark};
+use crate::pack::BlobSaver;
+use crate::repo::Repository;
+use crate::store::ObjectKind;
+use bytes::Bytes;
+use chrono::Utc;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Options for [`prune`].
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Repack a pack when more than this fraction (0..=1) of its bytes is
+    /// unused.
+    pub max_unused: f64,
+    /// Minimum age of a mark before its packs are deleted.
+    pub grace: Duration,
+    /// Compute and report only; write and delete nothing.
+    pub dry_run: bool,
+    /// Name of the caller's own lease (never a blocker of its own marks).
+    pub own_lease: Option<String>,
+}
+
+/// What a prune did (or would do, with `dry_run`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PruneReport {
+    /// Snapshots walked.
+    pub snapshots: u64,
+    /// Distinct blobs referenced by them.
+    pub blobs_referenced: u64,
+    /// Packs deleted (from ripe marks).
+    pub packs_deleted: u64,
+    /// Bytes of the packs deleted.
+    pub bytes_freed: u64,
+    /// Packs newly marked for deletion (unused or repacked).
+    pub packs_marked: u64,
+    /// Bytes of the newly marked packs.
+    pub bytes_marked: u64,
+    /// Marked packs found needed again and unmarked.
+    pub packs_unmarked: u64,
+    /// Packs whose used blobs were copied into new packs.
+    pub packs_repacked: u64,
+    /// Blobs copied by repacking.
+    pub blobs_repacked: u64,
+    /// Bytes written by repacking (packs and index objects).
+    pub bytes_repacked: u64,
+    /// Marks still waiting for their grace period or a blocker lease.
+    pub marks_waiting: u64,
+    /// Index objects replaced by the new one.
+    pub indexes_superseded: u64,
+    /// Bytes of `data/` before the run.
+    pub data_bytes_before: u64,
+    /// Bytes of `data/` after the run (estimated with `dry_run`).
+    pub data_bytes_after: u64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// Every blob (tree and data) reachable from the given snapshot root trees.
+/// Fails ([`ErrorKind::Corrupt`] / [`ErrorKind::NotFound`]) if a tree cannot
+/// be read: then the set would be incomplete and deleting anything unsafe.
+pub fn referenced_blobs(repo: &Repository, roots: &[Id]) -> Result<HashSet<Id>> {
+    let mut seen: HashSet<Id> = HashSet::new();
+    let mut stack: Vec<Id> = Vec::new();
+    for r in roots {
+        if seen.insert(*r) {
+            stack.push(*r);
+        }
+    }
+    while let Some(t) = stack.pop() {
+        let tree = repo.read_tree(&t).map_err(|e| {
+            e.context(format!(
+                "tree {} is unreadable; run `snap check` and `snap repair snapshots` before pruning",
+                t.short()
+            ))
+        })?;
+        for e in &tree.entries {
+            for c in &e.content {
+                seen.insert(*c);
+            }
+            if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
+                if seen.insert(s) {
+                    stack.push(s);
+                }
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// All index objects: (listed ids, effective packs by id). An index named in
+/// another listed index's `supersedes` is skipped.
+pub fn load_indexes(repo: &Repository) -> Result<(Vec<Id>, Vec<IndexPack>)> {
+    let listed: Vec<Id> = repo
+        .store()
+        .list("index/")?
+        .into_iter()
+        .filter_map(|l| Id::from_hex(&l.name))
+        .collect();
+    let mut files = Vec::new();
+    for id in &listed {
+        match repo.read_index(id) {
+            Ok(f) => files.push((*id, f)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let superseded: HashSet<Id> = files
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    let mut seen = HashSet::new();
+    let mut packs = Vec::new();
+    let mut ids = Vec::new();
+    for (id, f) in files {
+        ids.push(id);
+        if superseded.contains(&id) {
+            continue;
+        }
+        for p in f.packs {
+            if seen.insert(p.id) {
+                packs.push(p);
+            }
+        }
+    }
+    Ok((ids, packs))
+}
+
+/// Writes one index object naming `packs` and superseding `old`; returns its
+/// id and stored size in bytes.
+pub fn write_index(repo: &Repository, packs: Vec<IndexPack>, old: Vec<Id>) -> Result<(Id, u64)> {
+    let idx = IndexFile {
+        supersedes: old,
+        packs,
+    };
+    let sealed = repo.key().seal(crate::crypto::AAD_INDEX, &idx.encode());
+    let id = Id::of_object(&sealed);
+    let n = sealed.len() as u64;
+    repo.store()
+        .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))?;
+    Ok((id, n))
+}
+
+/// Packs under `data/` with their sizes in bytes.
+pub fn list_packs(repo: &Repository) -> Result<HashMap<Id, u64>> {
+    Ok(repo
+        .store()
+        .list("data/")?
+        .into_iter()
+        .filter_map(|l| Some((Id::from_hex(&l.name)?, l.size)))
+        .collect())
+}
+
+/// Runs one prune; see the module documentation for the steps.
+pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    let started = Instant::now();
+    let mut rep = PruneReport::default();
+    let store = repo.store().clone();
+    let key = repo.key().clone();
+
+    // 1. Leases and marks first, then snapshots and indexes.
+    let now = Utc::now();
+    let leases = lease::list_leases(&store, &key)?;
+    let live: HashSet<String> = leases
+        .iter()
+        .filter(|l| l.is_live(now))
+        .map(|l| l.name.clone())
+        .collect();
+    let marks = lease::list_marks(&store, &key)?;
+    repo.sync_catalog()?;
+    let snaps = repo.snapshots()?;
+    let (index_ids, packs) = load_indexes(repo)?;
+    let existing = list_packs(repo)?;
+    rep.data_bytes_before = existing.values().sum();
+
+    let mut ripe: Vec<(String, Mark)> = Vec::new();
+    let mut waiting: Vec<(String, Mark)> = Vec::new();
+    for (name, m) in marks {
+        let grace_over = now
+            >= m.time() + chrono::Duration::from_std(opts.grace).unwrap_or(chrono::Duration::MAX);
+        let blocked = match &m.blockers {
+            None => true,
+            Some(b) => b.iter().any(|n| live.contains(n)),
+        };
+        if grace_over && !blocked {
+            ripe.push((name, m));
+        } else {
+            waiting.push((name, m));
+        }
+    }
+
+    // 2. Referenced blobs.
+    rep.snapshots = snaps.len() as u64;
+    let roots: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
+    let referenced = referenced_blobs(repo, &roots)?;
+    rep.blobs_referenced = referenced.len() as u64;
+
+    // 3. Ripe marks: delete what is still unneeded.
+    let ripe_packs: HashSet<Id> = ripe.iter().flat_map(|(_, m)| m.pack_ids()).collect();
+    let waiting_packs: HashSet<Id> = waiting.iter().flat_map(|(_, m)| m.pack_ids()).collect();
+    let by_id: HashMap<Id, &IndexPack> = packs.iter().map(|p| (p.id, p)).collect();
+    let mut covered: HashSet<Id> = HashSet::new();
+    for p in &packs {
+        if !ripe_packs.contains(&p.id) {
+            covered.extend(p.blobs.iter().map(|b| b.id));
+        }
+    }
+    let mut delete: HashSet<Id> = HashSet::new();
+    for x in &ripe_packs {
+        let needed = by_id.get(x).is_some_and(|p| {
+            p.blobs
+                .iter()
+                .any(|b| referenced.contains(&b.id) && !covered.contains(&b.id))
+        });
+        if needed {
+            rep.packs_unmarked += 1;
+            if let Some(p) = by_id.get(x) {
+                covered.extend(p.blobs.iter().map(|b| b.id));
+            }
+        } else if existing.contains_key(x) || by_id.contains_key(x) {
+            delete.insert(*x);
+            rep.packs_deleted += 1;
+            rep.bytes_freed += existing
+                .get(x)
+                .copied()
+                .or_else(|| by_id.get(x).map(|p| p.size))
+                .unwrap_or(0);
+        }
+    }
+
+    // 4. Classify the other packs. Each referenced blob is owned by the first
+    //    unmarked pack holding it.
+    let candidates: Vec<&IndexPack> = packs
+        .iter()
+        .filter(|p| !delete.contains(&p.id) && !waiting_packs.contains(&p.id))
+        .collect();
+    let mut owner: HashMap<Id, Id> = HashMap::new();
+    for p in &candidates {
+        for b in &p.blobs {
+            if referenced.contains(&b.id) {
+                owner.entry(b.id).or_insert(p.id);
+            }
+        }
+    }
+    let mut to_mark: Vec<Id> = Vec::new();
+    let mut to_repack: Vec<&IndexPack> = Vec::new();
+    for p in &candidates {
+        let used: u64 = p
+            .blobs
+            .iter()
+            .filter(|b| owner.get(&b.id) == Some(&p.id))
+            .map(|b| b.length as u64)
+            .sum();
+        if used == 0 {
+            to_mark.push(p.id);
+        } else {
+            // Unused = blobs no snapshot needs from this pack; the header is
+            // overhead every pack has, not waste.
+            let all: u64 = p.blobs.iter().map(|b| b.length as u64).sum();
+            let unused = (all - used) as f64 / p.size.max(1) as f64;
+            if unused > opts.max_unused {
+                to_repack.push(p);
+            }
+        }
+    }
+    // Packs in data/ that no index names (left by an interrupted backup, or
+    // being written right now: the mark protocol makes marking them safe).
+    let indexed: HashSet<Id> = packs.iter().map(|p| p.id).collect();
+    for id in existing.keys() {
+        if !indexed.contains(id) && !ripe_packs.contains(id) && !waiting_packs.contains(id) {
+            to_mark.push(*id);
+        }
+    }
+    rep.marks_waiting = waiting.len() as u64;
+
+    if opts.dry_run {
+        rep.packs_repacked = to_repack.len() as u64;
+        rep.packs_marked = (to_mark.len() + to_repack.len()) as u64;
+        rep.bytes_marked = to_mark
+            .iter()
+            .chain(to_repack.iter().map(|p| &p.id))
+            .map(|id| existing.get(id).copied().unwrap_or(0))
+            .sum();
+        rep.data_bytes_after = rep.data_bytes_before - rep.bytes_freed.min(rep.data_bytes_before);
+        rep.seconds = started.elapsed().as_secs_f64();
+        return Ok(rep);
+    }
+
+    // Repack: copy owned blobs (verified) into new packs.
+    let mut new_packs: Vec<IndexPack> = Vec::new();
+    let mut new_index_ids: Vec<Id> = Vec::new();
+    if !to_repack.is_empty() {
+        let cfg = repo.config();
+        let mut saver = BlobSaver::new(store.clone(), key.clone(), cfg.pack_size as usize, 1);
+        for p in &to_repack {
+            let raw = store.get(&ObjectKind::Pack.key(&p.id.to_hex()))?;
+            for b in p.blobs.iter().filter(|b| owner.get(&b.id) == Some(&p.id)) {
+                let (s, e) = (b.offset as usize, b.offset as usize + b.length as usize);
+                let sealed = raw.get(s..e).ok_or_else(|| {
+                    Error::corrupt(format!(
+                        "pack {} is shorter than its index says; run `snap check`",
+                        p.id.short()
+                    ))
+                })?;
+                let loc = crate::catalog::BlobLocation {
+                    kind: b.kind,
+                    pack: p.id,
+                    offset: b.offset,
+                    length: b.length,
+                    raw_len: b.raw_len,
+                };
+                repo.decode_blob(&b.id, &loc, sealed)?;
+                saver.add(b.kind, b.id, sealed, b.raw_len)?;
+                rep.blobs_repacked += 1;
+            }
+            rep.packs_repacked += 1;
+            to_mark.push(p.id);
+        }
+        saver.finish()?;
+        rep.bytes_repacked = saver.stats.stored_bytes;
+        for (id, idx) in saver.take_written() {
+            new_index_ids.push(id);
+            new_packs.extend(idx.packs);
+        }
+    }
+
+    // 5. New mark: pending, then completed with the live leases.
+    if !to_mark.is_empty() {
+        let name = lease::new_mark_name();
+        let mut m = Mark {
+            version: 1,
+            time: lease::now(),
+            packs: to_mark.iter().map(|p| p.to_hex()).collect(),
+            blockers: None,
+        };
+        lease::store_mark(&store, &key, &name, &m)?;
+        let now = Utc::now();
+        let blockers: Vec<String> = lease::list_leases(&store, &key)?
+            .into_iter()
+            .filter(|l| l.is_live(now) && Some(&l.name) != opts.own_lease.as_ref())
+            .map(|l| l.name)
+            .collect();
+        m.blockers = Some(blockers);
+        lease::store_mark(&store, &key, &name, &m)?;
+        rep.packs_marked = to_mark.len() as u64;
+        rep.bytes_marked = to_mark
+            .iter()
+            .map(|id| existing.get(id).copied().unwrap_or(0))
+            .sum();
+    }
+    // Pending marks left by an interrupted prune: complete them now (any
+    // lease not listed now was written after the mark became visible).
+    for (name, m) in &waiting {
+        if m.blockers.is_none() {
+            let now = Utc::now();
+            let blockers: Vec<String> = lease::list_leases(&store, &key)?
+                .into_iter()
+                .filter(|l| l.is_live(now) && Some(&l.name) != opts.own_lease.as_ref())
+                .map(|l| l.name)
+                .collect();
+            let mut m = m.clone();
+            m.blockers = Some(blockers);
+            lease::store_mark(&store, &key, name, &m)?;
+        }
+    }
+
+    // 6. New index, then deletions.
+    if !delete.is_empty() || !new_packs.is_empty() || index_ids.len() > 1 {
+        let mut all: Vec<IndexPack> = packs
+            .iter()
+            .filter(|p| !delete.contains(&p.id))
+            .cloned()
+            .collect();
+        all.extend(new_packs);
+        let mut old = index_ids.clone();
+        old.extend(new_index_ids.iter().copied());
+        rep.indexes_superseded = old.len() as u64;
+        write_index(repo, all, old.clone())?;
+        for id in &old {
+            store.delete(&ObjectKind::Index.key(&id.to_hex()))?;
+        }
+    }
+    for id in &delete {
+        store.delete(&ObjectKind::Pack.key(&id.to_hex()))?;
+    }
+    for (name, _) in &ripe {
+        store.delete(&ObjectKind::Mark.key(name))?;
+    }
+    repo.sync_catalog()?;
+    rep.data_bytes_after = list_packs(repo)?.values().sum();
+    rep.seconds = started.elapsed().as_secs_f64();
+    Ok(rep)
+}
+
+/// Kind name for messages.
+pub fn kind_name(k: BlobKind) -> &'static str {
+    match k {
+        BlobKind::Data => "data",
+        BlobKind::Tree => "tree",
+    }
+}

@@ -1,0 +1,277 @@
+//! `snap repair index` and `snap repair snapshots` (run under an exclusive
+//! lease by the CLI).
+
+use crate::check::{read_pack_header, verify_pack};
+use crate::compress;
+use crate::error::{ErrorKind, Result};
+use crate::format::index::IndexPack;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{EntryKind, Tree};
+use crate::format::{BlobKind, Id};
+use crate::pack::BlobSaver;
+use crate::prune::{list_packs, write_index};
+use crate::repo::Repository;
+use crate::store::ObjectKind;
+use std::collections::HashSet;
+
+/// What `repair index` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct IndexRepair {
+    /// Packs listed in `data/`.
+    pub packs: u64,
+    /// Packs indexed in the new index.
+    pub packs_indexed: u64,
+    /// Packs whose header could not be read (left in place, unindexed).
+    pub packs_unreadable: Vec<String>,
+    /// Damaged packs (with `read_data`) whose good blobs were copied into new
+    /// packs; the damaged pack was deleted.
+    pub packs_salvaged: Vec<String>,
+    /// Blobs lost in damaged packs.
+    pub blobs_lost: u64,
+    /// Index objects replaced.
+    pub indexes_replaced: u64,
+}
+
+/// Rebuilds the index from the pack headers. With `read_data`, every pack is
+/// downloaded and verified; damaged packs are salvaged (good blobs copied,
+/// pack deleted after the new index is stored).
+pub fn repair_index(repo: &Repository, read_data: bool) -> Result<IndexRepair> {
+    let mut rep = IndexRepair::default();
+    let store = repo.store().clone();
+    let old: Vec<Id> = store
+        .list("index/")?
+        .into_iter()
+        .filter_map(|l| Id::from_hex(&l.name))
+        .collect();
+    let existing = list_packs(repo)?;
+    rep.packs = existing.len() as u64;
+    let mut packs: Vec<IndexPack> = Vec::new();
+    let mut saver = BlobSaver::new(
+        store.clone(),
+        repo.key().clone(),
+        repo.config().pack_size as usize,
+        1,
+    );
+    let mut damaged: Vec<Id> = Vec::new();
+    let mut ids: Vec<(&Id, &u64)> = existing.iter().collect();
+    ids.sort();
+    for (id, &size) in ids {
+        if !read_data {
+            match read_pack_header(repo, id, size) {
+                Ok(entries) => packs.push(IndexPack {
+                    id: *id,
+                    size,
+                    blobs: entries,
+                }),
+                Err(e) => {
+                    eprintln!("warning: {e}");
+                    rep.packs_unreadable.push(id.to_hex());
+                }
+            }
+            continue;
+        }
+        let bytes = store.get(&ObjectKind::Pack.key(&id.to_hex()))?;
+        let (entries, bad, msgs) = verify_pack(repo, id, &bytes);
+        match entries {
+            None => {
+                eprintln!("warning: {}", msgs.join("; "));
+                rep.packs_unreadable.push(id.to_hex());
+            }
+            Some(entries) if msgs.is_empty() => packs.push(IndexPack {
+                id: *id,
+                size,
+                blobs: entries,
+            }),
+            Some(entries) => {
+                eprintln!("warning: {}", msgs.join("; "));
+                let bad: HashSet<Id> = bad.into_iter().collect();
+                rep.blobs_lost += bad.len() as u64;
+                for e in entries.iter().filter(|e| !bad.contains(&e.id)) {
+                    let s = e.offset as usize;
+                    if let Some(sealed) = bytes.get(s..s + e.length as usize) {
+                        saver.add(e.kind, e.id, sealed, e.raw_len)?;
+                    }
+                }
+                damaged.push(*id);
+                rep.packs_salvaged.push(id.to_hex());
+            }
+        }
+    }
+    saver.finish()?;
+    let mut written = Vec::new();
+    for (wid, idx) in saver.take_written() {
+        written.push(wid);
+        packs.extend(idx.packs);
+    }
+    rep.packs_indexed = packs.len() as u64;
+    let mut supersede = old.clone();
+    supersede.extend(written.iter().copied());
+    rep.indexes_replaced = old.len() as u64;
+    write_index(repo, packs, supersede.clone())?;
+    for id in &supersede {
+        store.delete(&ObjectKind::Index.key(&id.to_hex()))?;
+    }
+    for id in &damaged {
+        store.delete(&ObjectKind::Pack.key(&id.to_hex()))?;
+    }
+    repo.catalog().reset()?;
+    repo.sync_catalog()?;
+    Ok(rep)
+}
+
+/// One repaired snapshot.
+#[derive(Debug, serde::Serialize)]
+pub struct SnapshotRepair {
+    /// Old snapshot id (hex), removed.
+    pub old: String,
+    /// New snapshot id (hex).
+    pub new: String,
+    /// Paths dropped because their data is lost.
+    pub lost: Vec<String>,
+}
+
+struct Rewriter<'a> {
+    repo: &'a Repository,
+    saver: BlobSaver,
+    lost: Vec<String>,
+}
+
+impl Rewriter<'_> {
+    fn available(&self, id: &Id) -> Result<bool> {
+        Ok(self.repo.catalog().lookup(id)?.is_some())
+    }
+
+    /// Rewrites tree `t` at `path`; `None` if the tree itself is lost.
+    fn tree(&mut self, t: Id, path: &str) -> Result<Option<Id>> {
+        let tree = match self.repo.read_tree(&t) {
+            Ok(tr) => tr,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
+                self.lost.push(format!("{path}/"));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Tree::default();
+        let mut changed = false;
+        for mut e in tree.entries {
+            let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+            let mut ok = true;
+            for c in &e.content {
+                if !self.available(c)? {
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok {
+                self.lost.push(p);
+                changed = true;
+                continue;
+            }
+            if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
+                match self.tree(s, &p)? {
+                    None => {
+                        changed = true;
+                        continue;
+                    }
+                    Some(n) if n != s => {
+                        e.subtree = Some(n);
+                        changed = true;
+                    }
+                    Some(_) => {}
+                }
+            }
+            out.entries.push(e);
+        }
+        if !changed {
+            return Ok(Some(t));
+        }
+        let plain = out.encode();
+        let key = self.repo.key();
+        let id = key.blob_id(&plain);
+        if !self.saver.is_pending(&id) && !self.repo.catalog().contains(&id)? {
+            let mut enc = Vec::new();
+            compress::encode(&plain, self.repo.config().compression_level, &mut enc);
+            let sealed = key.seal_blob(BlobKind::Tree, &id, &enc);
+            self.saver
+                .add(BlobKind::Tree, id, &sealed, plain.len() as u32)?;
+        }
+        Ok(Some(id))
+    }
+}
+
+/// Rewrites every snapshot that references lost data (blobs no index names,
+/// unreadable trees) without the lost entries; the new snapshot gets the tag
+/// `repaired` and a note in its description, the old one is removed.
+pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<Vec<SnapshotRepair>> {
+    repo.sync_catalog()?;
+    let mut rw = Rewriter {
+        repo,
+        saver: BlobSaver::new(
+            repo.store().clone(),
+            repo.key().clone(),
+            repo.config().pack_size as usize,
+            1,
+        ),
+        lost: Vec::new(),
+    };
+    let mut changed: Vec<(Id, Snapshot, Vec<String>)> = Vec::new();
+    for (id, s) in repo.snapshots()? {
+        rw.lost.clear();
+        let root = rw.tree(s.tree, "")?;
+        if rw.lost.is_empty() {
+            continue;
+        }
+        let mut ns = s.clone();
+        ns.tree = match root {
+            Some(r) => r,
+            None => {
+                // The root itself is lost: an empty tree.
+                let plain = Tree::default().encode();
+                let tid = repo.key().blob_id(&plain);
+                let mut enc = Vec::new();
+                compress::encode(&plain, repo.config().compression_level, &mut enc);
+                let sealed = repo.key().seal_blob(BlobKind::Tree, &tid, &enc);
+                rw.saver
+                    .add(BlobKind::Tree, tid, &sealed, plain.len() as u32)?;
+                tid
+            }
+        };
+        if !ns.tags.iter().any(|t| t == "repaired") {
+            ns.tags.push("repaired".into());
+            ns.tags.sort();
+        }
+        let note = format!("repaired: {} lost entries removed", rw.lost.len());
+        ns.description = Some(match &s.description {
+            Some(d) => format!("{d}; {note}"),
+            None => note,
+        });
+        changed.push((id, ns, rw.lost.clone()));
+    }
+    let mut out = Vec::new();
+    if dry_run {
+        for (id, _, lost) in changed {
+            out.push(SnapshotRepair {
+                old: id.to_hex(),
+                new: String::new(),
+                lost,
+            });
+        }
+        return Ok(out);
+    }
+    rw.saver.finish()?;
+    for (iid, idx) in rw.saver.take_written() {
+        repo.catalog().add_index(&iid, &idx)?;
+    }
+    for (id, ns, lost) in changed {
+        let nid = repo.save_snapshot(&ns)?;
+        repo.store()
+            .delete(&ObjectKind::Snapshot.key(&id.to_hex()))?;
+        repo.catalog().remove_snapshot(&id)?;
+        out.push(SnapshotRepair {
+            old: id.to_hex(),
+            new: nid.to_hex(),
+            lost,
+        });
+    }
+    Ok(out)
+}
