@@ -38,6 +38,8 @@ const BATCH_BYTES: usize = 16 << 20;
 const SMALL_FILE: u64 = 4 << 20;
 /// Memory-map window for large files, bytes.
 const MAP_WINDOW: usize = 32 << 20;
+/// Tag added to snapshots recorded with `allow_partial` after a source failed.
+pub const PARTIAL_TAG: &str = "partial";
 /// Read buffer for streams, bytes.
 const STREAM_WINDOW: usize = 16 << 20;
 
@@ -98,6 +100,14 @@ pub struct BackupOptions {
     pub description: Option<String>,
     /// Live counters.
     pub progress: Arc<Progress>,
+    /// When a stream source fails, record the snapshot anyway without that
+    /// stream, marked `partial` (tag `partial`, `partial: true`, the source
+    /// in `failed_sources`) instead of failing the whole backup.
+    pub allow_partial: bool,
+    /// Sources that already failed before the backup started (e.g. a
+    /// database that could not be reached); only meaningful with
+    /// `allow_partial`, they make the snapshot partial.
+    pub failed_sources: Vec<SourceInfo>,
 }
 
 /// Result of a backup.
@@ -307,9 +317,13 @@ impl<'r> Batcher<'r> {
         Ok(pos)
     }
 
-    /// Reads a stream to its end into `slot`; returns bytes read.
-    fn read_stream(&mut self, slot: usize, r: &mut dyn Read) -> Result<u64> {
-        let chunker = self.repo.streams_chunker().clone();
+    /// Reads a stream to its end into `slot`, cutting with the chunker of
+    /// `profile`; returns bytes read.
+    fn read_stream(&mut self, slot: usize, r: &mut dyn Read, profile: ChunkProfile) -> Result<u64> {
+        let chunker = match profile {
+            ChunkProfile::Files => self.repo.files_chunker().clone(),
+            ChunkProfile::Streams => self.repo.streams_chunker().clone(),
+        };
         let mut carry: Vec<u8> = Vec::new();
         let mut total = 0u64;
         loop {
@@ -817,7 +831,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         progress: opts.progress.clone(),
     };
     let result = run_content(&mut b, &mut root, &jobs, &opts, &mut walker.warnings);
-    let (bytes_read, stream_entries, sources) = match result {
+    let (bytes_read, stream_entries, sources, failed_sources) = match result {
         Ok(r) => r,
         Err(e) => {
             // Index what was already stored so the next backup can reuse it;
@@ -845,7 +859,11 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     b.saver.finish()?;
     b.catalog_written()?;
 
+    let partial = !failed_sources.is_empty();
     let mut tags = opts.tags.clone();
+    if partial {
+        tags.push(PARTIAL_TAG.into());
+    }
     tags.sort();
     tags.dedup();
     let stats = b.saver.stats;
@@ -861,6 +879,8 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         tree,
         description: opts.description.clone(),
         sources,
+        partial,
+        failed_sources,
         summary: Summary {
             files_new: counts.0,
             files_changed: counts.1,
@@ -884,7 +904,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     })
 }
 
-type ContentResult = (u64, Vec<TreeEntry>, Vec<SourceInfo>);
+type ContentResult = (u64, Vec<TreeEntry>, Vec<SourceInfo>, Vec<SourceInfo>);
 
 fn run_content(
     b: &mut Batcher<'_>,
@@ -919,74 +939,46 @@ fn run_content(
     // Streams.
     let mut stream_slots = Vec::new();
     let mut sources = Vec::new();
+    let mut streams_ok = Vec::new();
+    let mut failed_sources = opts.failed_sources.clone();
     for s in &opts.streams {
         if s.name.is_empty() || s.name.contains('/') || s.name == "." || s.name == ".." {
             return Err(Error::usage(format!("invalid stream name {:?}", s.name)));
         }
         let slot = b.new_slot();
-        let child = spawn_source(&s.input)?;
-        let n = match child {
-            None => {
-                let stdin = std::io::stdin();
-                let mut lock = stdin.lock();
-                b.read_stream(slot, &mut lock)?
-            }
-            Some(mut child) => {
-                let mut stdout = child
-                    .stdout
-                    .take()
-                    .ok_or_else(|| Error::new(ErrorKind::Source, "no stdout"))?;
-                let mut stderr = child.stderr.take();
-                let err_thread = std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    if let Some(e) = stderr.as_mut() {
-                        let _ = e.read_to_end(&mut buf);
-                    }
-                    buf
+        let n = match read_source(b, slot, s) {
+            Ok(n) => n,
+            Err(e) if opts.allow_partial && e.kind() == ErrorKind::Source => {
+                let mut details = s.details.clone();
+                details.insert("error".into(), e.to_string());
+                failed_sources.push(SourceInfo {
+                    name: s.name.clone(),
+                    kind: s.kind.clone(),
+                    command: command_line(&s.input),
+                    details,
                 });
-                let r = b.read_stream(slot, &mut stdout);
-                drop(stdout);
-                let status = child
-                    .wait()
-                    .map_err(|e| Error::io("waiting for source command", e))?;
-                let err_out = err_thread.join().unwrap_or_default();
-                if !status.success() {
-                    let tail: Vec<&str> = std::str::from_utf8(&err_out)
-                        .unwrap_or("")
-                        .lines()
-                        .rev()
-                        .take(5)
-                        .collect();
-                    let tail: Vec<&str> = tail.into_iter().rev().collect();
-                    let code = status
-                        .code()
-                        .map(|c| format!("exit code {c}"))
-                        .unwrap_or_else(|| "a signal".into());
-                    let mut msg = format!(
-                        "source {:?}: {} failed with {code}; no snapshot was recorded",
-                        s.name,
-                        describe(&s.input)
-                    );
-                    if !tail.is_empty() {
-                        msg.push_str(&format!(": {}", tail.join(" / ")));
-                    }
-                    return Err(Error::new(ErrorKind::Source, msg));
-                }
-                r?
+                b.progress.files.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
+            Err(e) if e.kind() == ErrorKind::Source => {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    format!(
+                        "{e}; no snapshot was recorded (--allow-partial records one without it)"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
         };
         bytes_read += n;
         stream_slots.push((slot, n));
         sources.push(SourceInfo {
             name: s.name.clone(),
             kind: s.kind.clone(),
-            command: match &s.input {
-                StreamInput::Stdin => None,
-                StreamInput::Command(c) => Some(c.clone()),
-                StreamInput::Program(a) => Some(a.join(" ")),
-            },
+            command: command_line(&s.input),
             details: s.details.clone(),
         });
+        streams_ok.push(s);
         b.progress.files.fetch_add(1, Ordering::Relaxed);
     }
     b.flush()?;
@@ -1003,7 +995,7 @@ fn run_content(
     }
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let mut stream_entries = Vec::new();
-    for (s, (slot, n)) in opts.streams.iter().zip(stream_slots) {
+    for (s, (slot, n)) in streams_ok.into_iter().zip(stream_slots) {
         let mut e = TreeEntry::new(s.name.as_bytes().to_vec(), EntryKind::File);
         e.mode = 0o600;
         e.mtime_ns = now;
@@ -1012,7 +1004,79 @@ fn run_content(
         e.content = std::mem::take(&mut contents[slot]);
         stream_entries.push(e);
     }
-    Ok((bytes_read, stream_entries, sources))
+    Ok((bytes_read, stream_entries, sources, failed_sources))
+}
+
+/// The command line recorded for a source, if it ran one.
+fn command_line(input: &StreamInput) -> Option<String> {
+    match input {
+        StreamInput::Stdin => None,
+        StreamInput::Command(c) => Some(c.clone()),
+        StreamInput::Program(a) => Some(a.join(" ")),
+    }
+}
+
+/// Reads one stream source into `slot`; returns its length in bytes.
+///
+/// Errors: [`ErrorKind::Source`] naming the source, the program, its exit
+/// code and the last lines of its stderr when it cannot be run, exits
+/// unsuccessfully (even after writing output) or its output cannot be read.
+fn read_source(b: &mut Batcher<'_>, slot: usize, s: &StreamSource) -> Result<u64> {
+    let child = spawn_source(&s.input).map_err(|e| e.context(format!("source {:?}", s.name)))?;
+    let Some(mut child) = child else {
+        let stdin = std::io::stdin();
+        let mut lock = stdin.lock();
+        return b.read_stream(slot, &mut lock, ChunkProfile::Streams);
+    };
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::new(ErrorKind::Source, "no stdout"))?;
+    let mut stderr = child.stderr.take();
+    let err_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let r = b.read_stream(slot, &mut stdout, ChunkProfile::Streams);
+    drop(stdout);
+    let status = child
+        .wait()
+        .map_err(|e| Error::io("waiting for source command", e))?;
+    let err_out = err_thread.join().unwrap_or_default();
+    if !status.success() {
+        let text = String::from_utf8_lossy(&err_out);
+        let tail: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .rev()
+            .take(5)
+            .collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let code = status
+            .code()
+            .map(|c| format!("exit code {c}"))
+            .unwrap_or_else(|| "a signal".into());
+        let mut msg = format!(
+            "source {:?}: {} failed with {code}",
+            s.name,
+            describe(&s.input)
+        );
+        if !tail.is_empty() {
+            msg.push_str(&format!(": {}", tail.join(" / ")));
+        }
+        return Err(Error::new(ErrorKind::Source, msg));
+    }
+    r.map_err(|e| match e.kind() {
+        ErrorKind::Io => Error::new(
+            ErrorKind::Source,
+            format!("source {:?}: reading its output: {e}", s.name),
+        ),
+        _ => e,
+    })
 }
 
 fn remove_leaf(root: &mut DirNode, route: &[Vec<u8>]) {
@@ -1027,4 +1091,286 @@ fn remove_leaf(root: &mut DirNode, route: &[Vec<u8>]) {
         }
     }
     cur.children.remove(last);
+}
+
+/// Path components from the snapshot root to an entry.
+type Route = Vec<Vec<u8>>;
+
+/// Receives the entries of a snapshot built from something other than the
+/// filesystem (an archive); see [`backup_entries`].
+pub struct EntrySink<'r> {
+    b: Batcher<'r>,
+    root: DirNode,
+    /// (route, slot) of every file with content.
+    files: Vec<(Route, usize)>,
+    /// (route, target route) of hard links, resolved at the end.
+    links: Vec<(Route, Route)>,
+    bytes_read: u64,
+    counts: (u64, u64),
+}
+
+/// Splits a relative `/`-separated path into components, rejecting empty
+/// paths, `..` and NUL; `.` components and a leading `/` are dropped.
+fn split_route(path: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                return Err(Error::usage(format!(
+                    "entry {:?} leaves the archive with `..`",
+                    String::from_utf8_lossy(path)
+                )))
+            }
+            c if c.contains(&0) || c.len() > crate::format::tree::MAX_NAME_LEN => {
+                return Err(Error::usage(format!(
+                    "entry {:?} has an invalid name",
+                    String::from_utf8_lossy(path)
+                )))
+            }
+            c => out.push(c.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+impl EntrySink<'_> {
+    /// Adds one entry at `path` (relative, `/`-separated; `.` components
+    /// ignored; `..` is an error). `entry.name` is replaced by the last
+    /// component. Missing parent folders are created (mode 0o755, time 0);
+    /// a later folder entry for the same path sets its metadata, a later
+    /// non-folder entry replaces an earlier one (archive semantics).
+    ///
+    /// For [`EntryKind::File`], `content` is read to its end (its length
+    /// becomes `entry.size`), chunked with the streams profile under
+    /// `@streams/` and the files profile elsewhere, so that content already
+    /// stored by `snap backup` deduplicates. Errors: usage errors for bad
+    /// paths, I/O errors from `content`, backend errors.
+    pub fn add(
+        &mut self,
+        path: &[u8],
+        mut entry: TreeEntry,
+        content: Option<&mut dyn Read>,
+    ) -> Result<()> {
+        let route = split_route(path)?;
+        let Some((last, dirs)) = route.split_last() else {
+            // The archive's root folder itself: nothing to record.
+            return Ok(());
+        };
+        entry.name = last.clone();
+        let mut cur = &mut self.root;
+        for d in dirs {
+            let node = cur.children.entry(d.clone()).or_insert_with(|| {
+                let mut meta = TreeEntry::new(d.clone(), EntryKind::Dir);
+                meta.mode = 0o755;
+                Node::Dir(DirNode {
+                    meta: Some(meta),
+                    children: BTreeMap::new(),
+                })
+            });
+            if let Node::Leaf(_) = node {
+                let mut meta = TreeEntry::new(d.clone(), EntryKind::Dir);
+                meta.mode = 0o755;
+                *node = Node::Dir(DirNode {
+                    meta: Some(meta),
+                    children: BTreeMap::new(),
+                });
+            }
+            let Node::Dir(dn) = node else {
+                unreachable!("replaced by a folder above")
+            };
+            cur = dn;
+        }
+        if entry.kind == EntryKind::Dir {
+            self.counts.1 += 1;
+            match cur.children.get_mut(last) {
+                Some(Node::Dir(dn)) => dn.meta = Some(entry),
+                _ => {
+                    cur.children.insert(
+                        last.clone(),
+                        Node::Dir(DirNode {
+                            meta: Some(entry),
+                            children: BTreeMap::new(),
+                        }),
+                    );
+                }
+            }
+            return Ok(());
+        }
+        if entry.kind == EntryKind::File {
+            self.counts.0 += 1;
+            let stream = route.len() == 2 && route[0] == STREAMS_DIR.as_bytes();
+            entry.profile = if stream {
+                ChunkProfile::Streams
+            } else {
+                ChunkProfile::Files
+            };
+            let slot = self.b.new_slot();
+            let n = match content {
+                Some(r) => self.b.read_stream(slot, r, entry.profile)?,
+                None => 0,
+            };
+            entry.size = n;
+            self.bytes_read += n;
+            self.files.push((route.clone(), slot));
+            self.b.progress.files.fetch_add(1, Ordering::Relaxed);
+        }
+        cur.children.insert(last.clone(), Node::Leaf(entry));
+        Ok(())
+    }
+
+    /// Adds a hard link at `path` to the file added earlier at `target`
+    /// (both relative): the link gets the target's content and size.
+    /// Errors: as [`EntrySink::add`]; a link whose target is not a file
+    /// added before is an error when the snapshot is finished.
+    pub fn add_hardlink(&mut self, path: &[u8], entry: TreeEntry, target: &[u8]) -> Result<()> {
+        let route = split_route(path)?;
+        let troute = split_route(target)?;
+        let mut e = entry;
+        e.kind = EntryKind::File;
+        self.add(path, e, None)?;
+        self.links.push((route, troute));
+        Ok(())
+    }
+}
+
+/// Backs up a tree supplied entry by entry by `fill` (e.g. from a tar
+/// archive) into one snapshot. Of `opts`, only `tags`, `host`,
+/// `description` and `progress` are used. Files under `@streams/` become
+/// the snapshot's streams (recorded as sources of kind `import`). The
+/// snapshot's `paths` is empty and `sources` holds one entry of kind
+/// `source_kind` named `source_name` for the archive itself.
+///
+/// Errors: whatever `fill` returns (no snapshot is written then), backend
+/// and I/O errors.
+pub fn backup_entries<F>(
+    repo: &Repository,
+    opts: BackupOptions,
+    source_name: &str,
+    source_kind: &str,
+    fill: F,
+) -> Result<BackupOutcome>
+where
+    F: FnOnce(&mut EntrySink<'_>) -> Result<()>,
+{
+    let started = Instant::now();
+    let time = now_rfc3339();
+    let config = repo.config();
+    let saver = BlobSaver::new(
+        repo.store().clone(),
+        repo.key().clone(),
+        config.pack_size as usize,
+        config.open_packs as usize,
+    );
+    let mut sink = EntrySink {
+        b: Batcher {
+            repo,
+            saver,
+            pieces: Vec::new(),
+            bytes: 0,
+            contents: Vec::new(),
+            progress: opts.progress.clone(),
+        },
+        root: DirNode::default(),
+        files: Vec::new(),
+        links: Vec::new(),
+        bytes_read: 0,
+        counts: (0, 0),
+    };
+    let filled = fill(&mut sink).and_then(|_| sink.b.flush());
+    if let Err(e) = filled {
+        if sink.b.saver.finish().is_ok() {
+            let _ = sink.b.catalog_written();
+        }
+        return Err(e);
+    }
+    let mut contents = std::mem::take(&mut sink.b.contents);
+    for (route, slot) in &sink.files {
+        if let Some(e) = leaf_mut(&mut sink.root, route) {
+            e.content = std::mem::take(&mut contents[*slot]);
+        }
+    }
+    for (route, target) in &sink.links {
+        let (content, size) = match leaf_mut(&mut sink.root, target) {
+            Some(t) if t.kind == EntryKind::File => (t.content.clone(), t.size),
+            _ => {
+                return Err(Error::usage(format!(
+                    "hard link {:?} points to {:?}, which is not a file earlier in the archive",
+                    String::from_utf8_lossy(&route.join(&b'/')),
+                    String::from_utf8_lossy(&target.join(&b'/'))
+                )))
+            }
+        };
+        if let Some(e) = leaf_mut(&mut sink.root, route) {
+            e.content = content;
+            e.size = size;
+        }
+    }
+    let mut sources = vec![SourceInfo {
+        name: source_name.to_string(),
+        kind: source_kind.to_string(),
+        command: None,
+        details: BTreeMap::new(),
+    }];
+    let mut streams = Vec::new();
+    if let Some(Node::Dir(sd)) = sink.root.children.get(STREAMS_DIR.as_bytes()) {
+        for (name, n) in &sd.children {
+            if let Node::Leaf(e) = n {
+                if e.kind == EntryKind::File {
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    streams.push(name.clone());
+                    sources.push(SourceInfo {
+                        name,
+                        kind: "import".into(),
+                        command: None,
+                        details: BTreeMap::new(),
+                    });
+                }
+            }
+        }
+    }
+    let mut b = sink.b;
+    let mut total_bytes = 0;
+    let tree = store_trees(&mut b, sink.root, &mut total_bytes)?;
+    b.saver.finish()?;
+    b.catalog_written()?;
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let stats = b.saver.stats;
+    let mut snapshot = Snapshot {
+        version: 1,
+        time,
+        hostname: opts.host.clone().unwrap_or_else(hostname),
+        username: username(),
+        paths: Vec::new(),
+        streams,
+        tags,
+        parent: None,
+        tree,
+        description: opts.description.clone(),
+        sources,
+        partial: false,
+        failed_sources: Vec::new(),
+        summary: Summary {
+            files_new: sink.counts.0,
+            files_changed: 0,
+            files_unchanged: 0,
+            dirs: sink.counts.1,
+            bytes_read: sink.bytes_read,
+            total_bytes,
+            blobs_added: stats.blobs,
+            bytes_added_raw: stats.raw_bytes,
+            bytes_added_stored: stats.stored_bytes,
+            errors: 0,
+            seconds: 0.0,
+        },
+    };
+    snapshot.summary.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        warnings: Vec::new(),
+    })
 }

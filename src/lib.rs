@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod archive;
 pub mod backup;
 pub mod catalog;
 pub mod chunker;
@@ -41,6 +42,7 @@ pub mod format;
 pub mod pack;
 pub mod repo;
 pub mod restore;
+pub mod sources;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

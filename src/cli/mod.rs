@@ -1,6 +1,8 @@
 //! The `snap` command line: clap definitions and one function per subcommand.
 
 mod backup;
+mod export;
+mod import_tar;
 mod init;
 mod ls;
 mod progress;
@@ -59,6 +61,11 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// List the entries of a snapshot.
     Ls(ls::LsArgs),
+    /// Write a snapshot as a tar or zip archive (restorable without snap).
+    Export(export::ExportArgs),
+    /// Create a snapshot from a tar archive.
+    #[command(name = "import-tar")]
+    ImportTar(import_tar::ImportTarArgs),
 }
 
 /// Exit status for "backup finished, some sources unreadable".
@@ -73,6 +80,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Snapshots => snapshots::run(g),
         Command::Restore(a) => restore::run(g, a),
         Command::Ls(a) => ls::run(g, a),
+        Command::Export(a) => export::run(g, a),
+        Command::ImportTar(a) => import_tar::run(g, a),
     }
 }
 
