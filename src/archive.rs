@@ -286,7 +286,7 @@ fn export_zip(repo: &Repository, root: &Id, w: &mut dyn Write) -> Result<ExportS
 /// (see [`backup_entries`]): regular files, folders, symlinks, hard links,
 /// FIFOs and device nodes with their mode, uid/gid and mtime (PAX
 /// fractional mtimes included). Global and other metadata headers are
-/// skipped. `name` labels the archive in the snapshot's `sources`.
+/// skipped. `name` labels the archive in error messages.
 ///
 /// Errors: [`ErrorKind::Usage`] for a malformed archive or an entry with
 /// `..` in its path (nothing is recorded then), repository errors.
@@ -297,7 +297,7 @@ pub fn import_tar(
     opts: BackupOptions,
 ) -> Result<BackupOutcome> {
     let bad = |e: std::io::Error| Error::usage(format!("reading the tar archive {name}: {e}"));
-    backup_entries(repo, opts, name, "tar", |sink| {
+    backup_entries(repo, opts, |sink| {
         let mut ar = tar::Archive::new(r);
         for entry in ar.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;

@@ -1238,18 +1238,11 @@ impl EntrySink<'_> {
 /// archive) into one snapshot. Of `opts`, only `tags`, `host`,
 /// `description` and `progress` are used. Files under `@streams/` become
 /// the snapshot's streams (recorded as sources of kind `import`). The
-/// snapshot's `paths` is empty and `sources` holds one entry of kind
-/// `source_kind` named `source_name` for the archive itself.
+/// snapshot's `paths` is empty.
 ///
 /// Errors: whatever `fill` returns (no snapshot is written then), backend
 /// and I/O errors.
-pub fn backup_entries<F>(
-    repo: &Repository,
-    opts: BackupOptions,
-    source_name: &str,
-    source_kind: &str,
-    fill: F,
-) -> Result<BackupOutcome>
+pub fn backup_entries<F>(repo: &Repository, opts: BackupOptions, fill: F) -> Result<BackupOutcome>
 where
     F: FnOnce(&mut EntrySink<'_>) -> Result<()>,
 {
@@ -1306,12 +1299,7 @@ where
             e.size = size;
         }
     }
-    let mut sources = vec![SourceInfo {
-        name: source_name.to_string(),
-        kind: source_kind.to_string(),
-        command: None,
-        details: BTreeMap::new(),
-    }];
+    let mut sources = Vec::new();
     let mut streams = Vec::new();
     if let Some(Node::Dir(sd)) = sink.root.children.get(STREAMS_DIR.as_bytes()) {
         for (name, n) in &sd.children {

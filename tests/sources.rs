@@ -438,12 +438,13 @@ fn mongo_with_stand_in_tools() {
         &id,
         &"--mongo",
         &"mongodb://10.0.0.5:27017",
+        &"--drop",
         &"--target",
         &target,
     ]));
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
-        "mongorestore\t--archive\t--uri=mongodb://10.0.0.5:27017\n"
+        "mongorestore\t--archive\t--uri=mongodb://10.0.0.5:27017\t--drop\n"
     );
     let d = tree_diff(&app, &restored_path(&target, &app));
     assert!(d.is_empty(), "{d:?}");

@@ -17,7 +17,7 @@ pub struct ImportTarArgs {
     /// Host name to record [default: this machine's].
     #[arg(long)]
     host: Option<String>,
-    /// A description stored with the snapshot.
+    /// A description stored with the snapshot [default: "imported from FILE"].
     #[arg(long)]
     description: Option<String>,
 }
@@ -29,7 +29,11 @@ pub fn run(g: &Global, a: &ImportTarArgs) -> Result<u8> {
     let opts = BackupOptions {
         tags: a.tags.clone(),
         host: a.host.clone(),
-        description: a.description.clone(),
+        description: Some(
+            a.description
+                .clone()
+                .unwrap_or_else(|| format!("imported from {}", a.file.display())),
+        ),
         progress: progress.clone(),
         ..Default::default()
     };

@@ -45,6 +45,10 @@ pub struct RestoreArgs {
     /// `mongorestore --archive --uri=URI`.
     #[arg(long, value_name = "URI", conflicts_with = "stdout")]
     mongo: Option<String>,
+    /// With --mongo: drop each collection before restoring it
+    /// (`mongorestore --drop`).
+    #[arg(long, requires = "mongo")]
+    drop: bool,
     /// Only restore paths matching this glob (repeatable).
     #[arg(long = "include")]
     include: Vec<String>,
@@ -250,6 +254,9 @@ fn restore_mongo(
     let (conn, secret) = sources::mongo_connect_args(uri)?;
     let mut argv = vec!["mongorestore".to_string(), "--archive".to_string()];
     argv.extend(conn);
+    if a.drop {
+        argv.push("--drop".into());
+    }
     let (n, _) = sources::pipe_into(
         &argv,
         &format!("restoring stream {name:?} with mongorestore"),
