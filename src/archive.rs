@@ -115,7 +115,17 @@ fn walk(
     Ok(())
 }
 
+/// Maps an I/O error from the archive writer to an [`Error`]: a repository
+/// error raised while reading content passes through unchanged.
 fn write_err(e: std::io::Error) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+        if let Some(inner) = e.into_inner() {
+            if let Ok(err) = inner.downcast::<Error>() {
+                return *err;
+            }
+        }
+        return Error::new(ErrorKind::Io, "writing the archive");
+    }
     Error::io("writing the archive", e)
 }
 

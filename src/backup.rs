@@ -688,9 +688,9 @@ fn describe(input: &StreamInput) -> String {
 pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = now_rfc3339();
-    if opts.paths.is_empty() && opts.streams.is_empty() {
+    if opts.paths.is_empty() && opts.streams.is_empty() && opts.failed_sources.is_empty() {
         return Err(Error::usage(
-            "nothing to back up: give paths, --stdin or --command",
+            "nothing to back up: give paths, --stdin, --command, --pg or --mongo",
         ));
     }
     let (excludes, base_excludes) = build_globs(&opts.excludes)?;

@@ -139,6 +139,21 @@ fn pg_and_files_two_generations_restore() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(&out.stdout[..5], b"PGDMP");
+    let dumpfile = s.path("first.dump");
+    std::fs::write(&dumpfile, &out.stdout).unwrap();
+    let list = pg
+        .command("pg_restore")
+        .arg("-l")
+        .arg(&dumpfile)
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("Compression: 0") || list.contains("Compression: none"),
+        "{list}"
+    );
+    assert!(list.contains("Format: CUSTOM"), "{list}");
     let globals = s
         .cmd(args(&[
             &"restore",
