@@ -32,6 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Tag added to snapshots recorded with `allow_partial` after a source failed.
+pub const PARTIAL_TAG: &str = "partial";
+
 /// Live counters a front end may display; updated as work proceeds.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -93,6 +96,14 @@ pub struct BackupOptions {
     /// the backup without a snapshot (the CLI checks that its lease is still
     /// valid, format-spec "Leases and two-phase prune").
     pub before_commit: Option<Box<dyn Fn() -> Result<()> + Send + Sync>>,
+    /// When a stream source fails, record the snapshot anyway without that
+    /// stream, marked `partial` (tag `partial`, `partial: true`, the source
+    /// in `failed_sources`) instead of failing the whole backup.
+    pub allow_partial: bool,
+    /// Sources that already failed before the backup started (e.g. a
+    /// database that could not be reached); only meaningful with
+    /// `allow_partial`, they make the snapshot partial.
+    pub failed_sources: Vec<SourceInfo>,
 }
 
 /// Result of a backup.
@@ -443,9 +454,9 @@ fn describe(input: &StreamInput) -> String {
 pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = now_rfc3339();
-    if opts.paths.is_empty() && opts.streams.is_empty() {
+    if opts.paths.is_empty() && opts.streams.is_empty() && opts.failed_sources.is_empty() {
         return Err(Error::usage(
-            "nothing to back up: give paths, --stdin or --command",
+            "nothing to back up: give paths, --stdin, --command, --pg or --mongo",
         ));
     }
     let (excludes, base_excludes) = build_globs(&opts.excludes)?;
@@ -578,7 +589,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         config.open_packs as usize,
     );
     let mut warnings = std::mem::take(&mut walker.warnings);
-    let ((bytes_read, job_slots, stream_slots, sources), ingested) =
+    let ((bytes_read, job_slots, stream_slots, sources, failed_sources), ingested) =
         ingest::run(repo, saver, &opts.progress.bytes, |reader| {
             read_content(reader, &jobs, &opts, &mut warnings)
         })?;
@@ -610,7 +621,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         meta.mode = 0o700;
         meta.mtime_ns = now;
         sd.meta = Some(meta);
-        for (s, (slot, n)) in opts.streams.iter().zip(stream_slots) {
+        for (s, (slot, n)) in sources.iter().zip(stream_slots) {
             let mut e = TreeEntry::new(s.name.as_bytes().to_vec(), EntryKind::File);
             e.mode = 0o600;
             e.mtime_ns = now;
@@ -628,7 +639,11 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     ingest::catalog_written(repo, &mut saver)?;
     walker.warnings = warnings;
 
+    let partial = !failed_sources.is_empty();
     let mut tags = opts.tags.clone();
+    if partial {
+        tags.push(PARTIAL_TAG.into());
+    }
     tags.sort();
     tags.dedup();
     let stats = saver.stats;
@@ -644,6 +659,8 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         tree,
         description: opts.description.clone(),
         sources,
+        partial,
+        failed_sources,
         summary: Summary {
             files_new: counts.0,
             files_changed: counts.1,
@@ -672,8 +689,15 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
 }
 
 /// Bytes read, per-job slots (`None`: unreadable, skipped), per-stream
-/// (slot, bytes), and the stream sources to record.
-type ContentResult = (u64, Vec<Option<usize>>, Vec<(usize, u64)>, Vec<SourceInfo>);
+/// (slot, bytes) of the streams that were read, their sources, and the
+/// sources that failed (with `allow_partial`).
+type ContentResult = (
+    u64,
+    Vec<Option<usize>>,
+    Vec<(usize, u64)>,
+    Vec<SourceInfo>,
+    Vec<SourceInfo>,
+);
 
 fn read_content(
     reader: &mut Reader<'_>,
@@ -706,6 +730,7 @@ fn read_content(
     }
     let mut stream_slots = Vec::new();
     let mut sources = Vec::new();
+    let mut failed_sources = opts.failed_sources.clone();
     for s in &opts.streams {
         if s.name.is_empty()
             || s.name.contains(['/', '\0'])
@@ -716,31 +741,63 @@ fn read_content(
             return Err(Error::usage(format!("invalid stream name {:?}", s.name)));
         }
         let slot = reader.new_slot();
-        let n = read_source(reader, slot, s)?;
+        let n = match read_source(reader, slot, s) {
+            Ok(n) => n,
+            Err(e) if opts.allow_partial && e.kind() == ErrorKind::Source => {
+                let mut details = s.details.clone();
+                details.insert("error".into(), e.to_string());
+                failed_sources.push(SourceInfo {
+                    name: s.name.clone(),
+                    kind: s.kind.clone(),
+                    command: command_line(&s.input),
+                    details,
+                });
+                opts.progress.files.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Err(e) if e.kind() == ErrorKind::Source => {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    format!(
+                        "{e}; no snapshot was recorded (--allow-partial records one without it)"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
         bytes_read += n;
         stream_slots.push((slot, n));
         sources.push(SourceInfo {
             name: s.name.clone(),
             kind: s.kind.clone(),
-            command: match &s.input {
-                StreamInput::Stdin => None,
-                StreamInput::Command(c) => Some(c.clone()),
-                StreamInput::Program(a) => Some(a.join(" ")),
-            },
+            command: command_line(&s.input),
             details: s.details.clone(),
         });
         opts.progress.files.fetch_add(1, Ordering::Relaxed);
     }
-    Ok((bytes_read, slots, stream_slots, sources))
+    Ok((bytes_read, slots, stream_slots, sources, failed_sources))
 }
 
-/// Reads one stream source into `slot`. A command that exits non-zero is an
-/// [`ErrorKind::Source`] error naming it, its exit code and its last stderr lines.
+/// The command line recorded for a source, if it ran one.
+fn command_line(input: &StreamInput) -> Option<String> {
+    match input {
+        StreamInput::Stdin => None,
+        StreamInput::Command(c) => Some(c.clone()),
+        StreamInput::Program(a) => Some(a.join(" ")),
+    }
+}
+
+/// Reads one stream source into `slot`; returns its length in bytes.
+///
+/// Errors: [`ErrorKind::Source`] naming the source, the program, its exit
+/// code and the last lines of its stderr when it cannot be run, exits
+/// unsuccessfully (even after writing output) or its output cannot be read.
 fn read_source(reader: &mut Reader<'_>, slot: usize, s: &StreamSource) -> Result<u64> {
-    let Some(mut child) = spawn_source(&s.input)? else {
+    let child = spawn_source(&s.input).map_err(|e| e.context(format!("source {:?}", s.name)))?;
+    let Some(mut child) = child else {
         let stdin = std::io::stdin();
         let mut lock = stdin.lock();
-        return reader.read_stream(slot, &mut lock);
+        return reader.read_stream(slot, &mut lock, ChunkProfile::Streams);
     };
     let mut stdout = child
         .stdout
@@ -754,25 +811,35 @@ fn read_source(reader: &mut Reader<'_>, slot: usize, s: &StreamSource) -> Result
         }
         buf
     });
-    let r = reader.read_stream(slot, &mut stdout);
+    let r = reader.read_stream(slot, &mut stdout, ChunkProfile::Streams);
     drop(stdout);
-    if r.is_err() {
+    if r.as_ref().is_err_and(|e| e.kind() != ErrorKind::Io) {
+        // The pipeline failed, not the source: stop the source.
         let _ = child.kill();
     }
     let status = child
         .wait()
         .map_err(|e| Error::io("waiting for source command", e))?;
     let err_out = err_thread.join().unwrap_or_default();
-    if !status.success() && r.is_ok() {
+    if !status.success() {
+        if let Err(e) = &r {
+            if e.kind() != ErrorKind::Io {
+                return r;
+            }
+        }
         let text = String::from_utf8_lossy(&err_out);
-        let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         let tail = &tail[tail.len().saturating_sub(5)..];
         let code = status
             .code()
             .map(|c| format!("exit code {c}"))
             .unwrap_or_else(|| "a signal".into());
         let mut msg = format!(
-            "source {:?}: {} failed with {code}; no snapshot was recorded",
+            "source {:?}: {} failed with {code}",
             s.name,
             describe(&s.input)
         );
@@ -781,7 +848,13 @@ fn read_source(reader: &mut Reader<'_>, slot: usize, s: &StreamSource) -> Result
         }
         return Err(Error::new(ErrorKind::Source, msg));
     }
-    r
+    r.map_err(|e| match e.kind() {
+        ErrorKind::Io => Error::new(
+            ErrorKind::Source,
+            format!("source {:?}: reading its output: {e}", s.name),
+        ),
+        _ => e,
+    })
 }
 
 fn remove_leaf(root: &mut DirNode, route: &[Vec<u8>]) {
@@ -796,4 +869,287 @@ fn remove_leaf(root: &mut DirNode, route: &[Vec<u8>]) {
         }
     }
     cur.children.remove(last);
+}
+
+/// Path components from the snapshot root to an entry.
+type Route = Vec<Vec<u8>>;
+
+/// Receives the entries of a snapshot built from something other than the
+/// filesystem (an archive); see [`backup_entries`].
+pub struct EntrySink<'a, 'r> {
+    reader: &'a mut Reader<'r>,
+    progress: Arc<Progress>,
+    root: DirNode,
+    /// (route, slot) of every file with content.
+    files: Vec<(Route, usize)>,
+    /// (route, target route) of hard links, resolved at the end.
+    links: Vec<(Route, Route)>,
+    bytes_read: u64,
+    counts: (u64, u64),
+}
+
+/// Splits a relative `/`-separated path into components, rejecting empty
+/// paths, `..` and NUL; `.` components and a leading `/` are dropped.
+fn split_route(path: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                return Err(Error::usage(format!(
+                    "entry {:?} leaves the archive with `..`",
+                    String::from_utf8_lossy(path)
+                )))
+            }
+            c if c.contains(&0) || c.len() > crate::format::tree::MAX_NAME_LEN => {
+                return Err(Error::usage(format!(
+                    "entry {:?} has an invalid name",
+                    String::from_utf8_lossy(path)
+                )))
+            }
+            c => out.push(c.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+impl EntrySink<'_, '_> {
+    /// Adds one entry at `path` (relative, `/`-separated; `.` components
+    /// ignored; `..` is an error). `entry.name` is replaced by the last
+    /// component. Missing parent folders are created (mode 0o755, time 0);
+    /// a later folder entry for the same path sets its metadata, a later
+    /// non-folder entry replaces an earlier one (archive semantics).
+    ///
+    /// For [`EntryKind::File`], `content` is read to its end (its length
+    /// becomes `entry.size`), chunked with the streams profile under
+    /// `@streams/` and the files profile elsewhere, so that content already
+    /// stored by `snap backup` deduplicates. Errors: usage errors for bad
+    /// paths, I/O errors from `content`, backend errors.
+    pub fn add(
+        &mut self,
+        path: &[u8],
+        mut entry: TreeEntry,
+        content: Option<&mut dyn Read>,
+    ) -> Result<()> {
+        let route = split_route(path)?;
+        let Some((last, dirs)) = route.split_last() else {
+            // The archive's root folder itself: nothing to record.
+            return Ok(());
+        };
+        entry.name = last.clone();
+        let mut cur = &mut self.root;
+        for d in dirs {
+            let node = cur.children.entry(d.clone()).or_insert_with(|| {
+                let mut meta = TreeEntry::new(d.clone(), EntryKind::Dir);
+                meta.mode = 0o755;
+                Node::Dir(DirNode {
+                    meta: Some(meta),
+                    children: BTreeMap::new(),
+                })
+            });
+            if let Node::Leaf(_) = node {
+                let mut meta = TreeEntry::new(d.clone(), EntryKind::Dir);
+                meta.mode = 0o755;
+                *node = Node::Dir(DirNode {
+                    meta: Some(meta),
+                    children: BTreeMap::new(),
+                });
+            }
+            let Node::Dir(dn) = node else {
+                unreachable!("replaced by a folder above")
+            };
+            cur = dn;
+        }
+        if entry.kind == EntryKind::Dir {
+            self.counts.1 += 1;
+            match cur.children.get_mut(last) {
+                Some(Node::Dir(dn)) => dn.meta = Some(entry),
+                _ => {
+                    cur.children.insert(
+                        last.clone(),
+                        Node::Dir(DirNode {
+                            meta: Some(entry),
+                            children: BTreeMap::new(),
+                        }),
+                    );
+                }
+            }
+            return Ok(());
+        }
+        if entry.kind == EntryKind::File {
+            self.counts.0 += 1;
+            let stream = route.len() == 2 && route[0] == STREAMS_DIR.as_bytes();
+            entry.profile = if stream {
+                ChunkProfile::Streams
+            } else {
+                ChunkProfile::Files
+            };
+            let slot = self.reader.new_slot();
+            let n = match content {
+                Some(r) => self.reader.read_stream(slot, r, entry.profile)?,
+                None => 0,
+            };
+            entry.size = n;
+            self.bytes_read += n;
+            self.files.push((route.clone(), slot));
+            self.progress.files.fetch_add(1, Ordering::Relaxed);
+        }
+        cur.children.insert(last.clone(), Node::Leaf(entry));
+        Ok(())
+    }
+
+    /// Adds a hard link at `path` to the file added earlier at `target`
+    /// (both relative): the link gets the target's content and size.
+    /// Errors: as [`EntrySink::add`]; a link whose target is not a file
+    /// added before is an error when the snapshot is finished.
+    pub fn add_hardlink(&mut self, path: &[u8], entry: TreeEntry, target: &[u8]) -> Result<()> {
+        let route = split_route(path)?;
+        let troute = split_route(target)?;
+        let mut e = entry;
+        e.kind = EntryKind::File;
+        self.add(path, e, None)?;
+        self.links.push((route, troute));
+        Ok(())
+    }
+}
+
+/// Backs up a tree supplied entry by entry by `fill` (e.g. from a tar
+/// archive) into one snapshot. Of `opts`, only `tags`, `host`,
+/// `description` and `progress` are used. Files under `@streams/` become
+/// the snapshot's streams (recorded as sources of kind `import`). The
+/// snapshot's `paths` is empty.
+///
+/// Errors: whatever `fill` returns (no snapshot is written then), backend
+/// and I/O errors.
+pub fn backup_entries<F>(repo: &Repository, opts: BackupOptions, fill: F) -> Result<BackupOutcome>
+where
+    F: FnOnce(&mut EntrySink<'_, '_>) -> Result<()>,
+{
+    let started = Instant::now();
+    let time = now_rfc3339();
+    let config = repo.config();
+    let saver = BlobSaver::new(
+        repo.store().clone(),
+        repo.key().clone(),
+        config.pack_size as usize,
+        config.open_packs as usize,
+    );
+    type Filled = (
+        DirNode,
+        Vec<(Route, usize)>,
+        Vec<(Route, Route)>,
+        u64,
+        (u64, u64),
+    );
+    let (filled, ingested): (Filled, Ingested) =
+        ingest::run(repo, saver, &opts.progress.bytes, |reader| {
+            let mut sink = EntrySink {
+                reader,
+                progress: opts.progress.clone(),
+                root: DirNode::default(),
+                files: Vec::new(),
+                links: Vec::new(),
+                bytes_read: 0,
+                counts: (0, 0),
+            };
+            fill(&mut sink)?;
+            Ok((
+                sink.root,
+                sink.files,
+                sink.links,
+                sink.bytes_read,
+                sink.counts,
+            ))
+        })?;
+    let (mut root, files, links, bytes_read, counts) = filled;
+    let Ingested {
+        mut saver,
+        mut contents,
+    } = ingested;
+    for (route, slot) in &files {
+        if let Some(e) = leaf_mut(&mut root, route) {
+            e.content = contents
+                .get_mut(*slot)
+                .map(std::mem::take)
+                .unwrap_or_default();
+        }
+    }
+    for (route, target) in &links {
+        let (content, size) = match leaf_mut(&mut root, target) {
+            Some(t) if t.kind == EntryKind::File => (t.content.clone(), t.size),
+            _ => {
+                return Err(Error::usage(format!(
+                    "hard link {:?} points to {:?}, which is not a file earlier in the archive",
+                    String::from_utf8_lossy(&route.join(&b'/')),
+                    String::from_utf8_lossy(&target.join(&b'/'))
+                )))
+            }
+        };
+        if let Some(e) = leaf_mut(&mut root, route) {
+            e.content = content;
+            e.size = size;
+        }
+    }
+    let mut sources = Vec::new();
+    let mut streams = Vec::new();
+    if let Some(Node::Dir(sd)) = root.children.get(STREAMS_DIR.as_bytes()) {
+        for (name, n) in &sd.children {
+            if let Node::Leaf(e) = n {
+                if e.kind == EntryKind::File {
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    streams.push(name.clone());
+                    sources.push(SourceInfo {
+                        name,
+                        kind: "import".into(),
+                        command: None,
+                        details: BTreeMap::new(),
+                    });
+                }
+            }
+        }
+    }
+    let mut total_bytes = 0;
+    let tree = store_trees(repo, &mut saver, root, &mut total_bytes)?;
+    saver.finish()?;
+    ingest::catalog_written(repo, &mut saver)?;
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let stats = saver.stats;
+    let mut snapshot = Snapshot {
+        version: 1,
+        time,
+        hostname: opts.host.clone().unwrap_or_else(hostname),
+        username: username(),
+        paths: Vec::new(),
+        streams,
+        tags,
+        parent: None,
+        tree,
+        description: opts.description.clone(),
+        sources,
+        original: None,
+        partial: false,
+        failed_sources: Vec::new(),
+        summary: Summary {
+            files_new: counts.0,
+            files_changed: 0,
+            files_unchanged: 0,
+            dirs: counts.1,
+            bytes_read,
+            total_bytes,
+            blobs_added: stats.blobs,
+            bytes_added_raw: stats.raw_bytes,
+            bytes_added_stored: stats.stored_bytes,
+            errors: 0,
+            seconds: 0.0,
+        },
+    };
+    snapshot.summary.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        warnings: Vec::new(),
+    })
 }

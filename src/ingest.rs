@@ -229,10 +229,18 @@ impl Reader<'_> {
         Ok(pos)
     }
 
-    /// Reads a stream to its end into `slot` with the streams chunking
-    /// profile; returns bytes read.
-    pub fn read_stream(&mut self, slot: usize, r: &mut dyn Read) -> Result<u64> {
-        let chunker = self.repo.streams_chunker().clone();
+    /// Reads a stream to its end into `slot`, cut with the chunker of
+    /// `profile`; returns bytes read.
+    pub fn read_stream(
+        &mut self,
+        slot: usize,
+        r: &mut dyn Read,
+        profile: ChunkProfile,
+    ) -> Result<u64> {
+        let chunker = match profile {
+            ChunkProfile::Files => self.repo.files_chunker().clone(),
+            ChunkProfile::Streams => self.repo.streams_chunker().clone(),
+        };
         let mut carry: Vec<u8> = Vec::new();
         let mut total = 0u64;
         loop {

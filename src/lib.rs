@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod archive;
 pub mod backup;
 pub mod catalog;
 pub mod check;
@@ -51,6 +52,7 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod sources;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

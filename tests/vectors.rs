@@ -349,6 +349,8 @@ fn build() -> Value {
         tree: tree_id,
         description: Some("test vector \u{e9}\u{1f600}".into()),
         original: None,
+        partial: false,
+        failed_sources: Vec::new(),
         sources: vec![SourceInfo {
             name: "stream.sql".into(),
             kind: "command".into(),

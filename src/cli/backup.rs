@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::Args;
 use snap::backup::{BackupOptions, Progress, StreamInput, StreamSource};
 use snap::lease::{LeaseGuard, Operation};
+use snap::sources;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,6 +20,29 @@ pub struct BackupArgs {
     /// (`NAME=CMD` names the stream); no snapshot is recorded if it fails.
     #[arg(long = "command", value_name = "[NAME=]CMD")]
     commands: Vec<String>,
+    /// Dump a PostgreSQL database with `pg_dump --format=custom --compress=0`
+    /// (repeatable). CONNINFO is a libpq connection string or URI without a
+    /// password (use PGPASSWORD or ~/.pgpass); the stream is named
+    /// `pg-<dbname>.dump` unless given as NAME=CONNINFO.
+    #[arg(long = "pg", value_name = "[NAME=]CONNINFO")]
+    pg: Vec<String>,
+    /// Also store `pg_dumpall --globals-only` (roles, tablespaces) of the
+    /// first --pg server as stream `pg-globals.sql`.
+    #[arg(long, requires = "pg")]
+    pg_globals: bool,
+    /// Dump a MongoDB deployment with `mongodump --archive --uri=URI`
+    /// (repeatable); the stream is named `mongo.archive` unless given as
+    /// NAME=URI. A password in the URI is passed through a temporary
+    /// `--config` file, never on the command line.
+    #[arg(long = "mongo", value_name = "[NAME=]URI")]
+    mongo: Vec<String>,
+    /// Add `--oplog` to every mongodump (point-in-time dump of a replica set).
+    #[arg(long, requires = "mongo")]
+    mongo_oplog: bool,
+    /// If a --pg/--mongo/--command/--stdin source fails, still record the
+    /// snapshot without it, tagged `partial` (exit code 3).
+    #[arg(long)]
+    allow_partial: bool,
     /// Name of the stream from --stdin or a single --command [default: stdin, or the command's program name].
     #[arg(long)]
     stdin_name: Option<String>,
@@ -90,6 +114,65 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
             details: Default::default(),
         });
     }
+    let mut failed_sources = Vec::new();
+    let mut secrets = Vec::new();
+    let mut fail_or_record = |e: snap::Error, name: String, kind: &str| -> Result<()> {
+        if e.kind() != snap::ErrorKind::Source {
+            return Err(e.into());
+        }
+        if !a.allow_partial {
+            return Err(snap::Error::new(
+                snap::ErrorKind::Source,
+                format!("{e}; no snapshot was recorded (--allow-partial records one without it)"),
+            )
+            .into());
+        }
+        let mut details = std::collections::BTreeMap::new();
+        details.insert("error".to_string(), e.to_string());
+        failed_sources.push(snap::format::snapshot::SourceInfo {
+            name,
+            kind: kind.into(),
+            command: None,
+            details,
+        });
+        Ok(())
+    };
+    for (i, spec) in a.pg.iter().enumerate() {
+        match sources::pg_source(spec) {
+            Ok(s) => streams.push(s),
+            Err(e) => fail_or_record(e, spec_label(spec), sources::KIND_PG)?,
+        }
+        if i == 0 && a.pg_globals {
+            let (_, conninfo) = sources::split_name(spec);
+            match sources::pg_globals_source(conninfo) {
+                Ok(s) => streams.push(s),
+                Err(e) => fail_or_record(
+                    e,
+                    sources::PG_GLOBALS_STREAM.into(),
+                    sources::KIND_PG_GLOBALS,
+                )?,
+            }
+        }
+    }
+    for spec in &a.mongo {
+        match sources::mongo_source(spec, a.mongo_oplog) {
+            Ok((s, secret)) => {
+                streams.push(s);
+                secrets.extend(secret);
+            }
+            Err(e) => fail_or_record(e, "mongo".into(), sources::KIND_MONGO)?,
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    for s in &streams {
+        if !names.insert(s.name.clone()) {
+            return Err(snap::Error::usage(format!(
+                "two sources would both be stored as stream {:?}: name them with NAME=...",
+                s.name
+            ))
+            .into());
+        }
+    }
     let parent = match &a.parent {
         Some(p) => Some(repo.resolve_snapshot(p)?.0),
         None => None,
@@ -112,11 +195,23 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
                 let l = lease.clone();
                 Box::new(move || l.check_valid())
             }),
+            allow_partial: a.allow_partial,
+            failed_sources,
         },
     );
     bar.finish();
     drop(lease);
+    drop(secrets);
     let out = out?;
+    for f in &out.snapshot.failed_sources {
+        eprintln!(
+            "warning: {}",
+            f.details
+                .get("error")
+                .map(String::as_str)
+                .unwrap_or("source failed")
+        );
+    }
     for w in &out.warnings {
         eprintln!("warning: skipped {w}");
     }
@@ -124,7 +219,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     if g.json {
         println!(
             "{}",
-            serde_json::json!({"type": "summary", "snapshot": out.id.to_hex(), "summary": s, "warnings": out.warnings, "requests": repo.store().stats().to_json()})
+            serde_json::json!({"type": "summary", "snapshot": out.id.to_hex(), "summary": s, "warnings": out.warnings, "partial": out.snapshot.partial, "failed_sources": out.snapshot.failed_sources, "requests": repo.store().stats().to_json()})
         );
     } else {
         eprintln!(
@@ -139,11 +234,30 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
             s.blobs_added,
             s.seconds
         );
-        println!("snapshot {} saved", out.id.short());
+        if out.snapshot.partial {
+            println!(
+                "snapshot {} saved, partial: {} source(s) failed",
+                out.id.short(),
+                out.snapshot.failed_sources.len()
+            );
+        } else {
+            println!("snapshot {} saved", out.id.short());
+        }
     }
-    Ok(if out.warnings.is_empty() {
+    Ok(if out.warnings.is_empty() && !out.snapshot.partial {
         0
     } else {
         EXIT_PARTIAL
+    })
+}
+
+/// The stream name a `--pg` argument asks for, for error records.
+fn spec_label(spec: &str) -> String {
+    let (name, conninfo) = sources::split_name(spec);
+    name.map(str::to_string).unwrap_or_else(|| {
+        format!(
+            "pg-{}.dump",
+            sources::pg_dbname(conninfo).unwrap_or_else(|| "?".into())
+        )
     })
 }

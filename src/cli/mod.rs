@@ -6,8 +6,10 @@ mod check;
 mod copy;
 mod diff;
 mod dump;
+mod export;
 mod find;
 mod forget;
+mod import_tar;
 mod init;
 mod key;
 mod locks;
@@ -142,6 +144,11 @@ enum Command {
     /// Repair the index or snapshots after damage.
     #[command(subcommand)]
     Repair(repair::RepairCommand),
+    /// Write a snapshot as a tar or zip archive (restorable without snap).
+    Export(export::ExportArgs),
+    /// Create a snapshot from a tar archive.
+    #[command(name = "import-tar")]
+    ImportTar(import_tar::ImportTarArgs),
 }
 
 /// Exit status for "backup finished, some sources unreadable".
@@ -170,6 +177,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Locks => locks::run(g),
         Command::Unlock(a) => locks::run_unlock(g, a),
         Command::Repair(c) => repair::run(g, c),
+        Command::Export(a) => export::run(g, a),
+        Command::ImportTar(a) => import_tar::run(g, a),
     }
 }
 

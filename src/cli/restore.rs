@@ -4,6 +4,9 @@ use super::{human, open, progress, Global};
 use anyhow::{Context, Result};
 use clap::Args;
 use snap::backup::Progress;
+use snap::format::snapshot::Snapshot;
+use snap::restore::restore_stream;
+use snap::sources;
 use snap::Error;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,9 +21,34 @@ pub struct RestoreArgs {
     /// Write the snapshot's stream to standard output.
     #[arg(long)]
     stdout: bool,
-    /// With --stdout: which stream, when the snapshot has several.
+    /// With --stdout, --pg or --mongo: which stream, when the snapshot has
+    /// several of that kind.
     #[arg(long)]
     stream: Option<String>,
+    /// Restore the snapshot's PostgreSQL dump into this database (a libpq
+    /// connection string or URI without a password) with `pg_restore`;
+    /// the `pg-globals.sql` stream, if present, is replayed with psql first.
+    #[arg(long, value_name = "CONNINFO", conflicts_with = "stdout")]
+    pg: Option<String>,
+    /// With --pg: connect to the server's `postgres` database and let
+    /// pg_restore create the dumped database (`pg_restore --create`).
+    #[arg(long, requires = "pg")]
+    create: bool,
+    /// With --pg: drop objects before recreating them
+    /// (`pg_restore --clean --if-exists`).
+    #[arg(long, requires = "pg")]
+    clean: bool,
+    /// With --pg: do not replay the globals stream (roles, tablespaces).
+    #[arg(long, requires = "pg")]
+    no_globals: bool,
+    /// Restore the snapshot's MongoDB archive with
+    /// `mongorestore --archive --uri=URI`.
+    #[arg(long, value_name = "URI", conflicts_with = "stdout")]
+    mongo: Option<String>,
+    /// With --mongo: drop each collection before restoring it
+    /// (`mongorestore --drop`).
+    #[arg(long, requires = "mongo")]
+    drop: bool,
     /// Only restore paths matching this glob (repeatable).
     #[arg(long = "include")]
     include: Vec<String>,
@@ -48,10 +76,22 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    let target = a
-        .target
-        .clone()
-        .ok_or_else(|| Error::usage("give --target DIR (or --stdout for a stream)"))?;
+    if let Some(conninfo) = &a.pg {
+        restore_pg(g, &repo, &id, &snap, a, conninfo)?;
+    }
+    if let Some(uri) = &a.mongo {
+        restore_mongo(g, &repo, &id, &snap, a, uri)?;
+    }
+    let target = match &a.target {
+        Some(t) => t.clone(),
+        None if a.pg.is_some() || a.mongo.is_some() => return Ok(0),
+        None => {
+            return Err(Error::usage(
+                "give --target DIR (or --stdout for a stream, --pg/--mongo for a database)",
+            )
+            .into())
+        }
+    };
     let progress = Arc::new(Progress::default());
     let bar = progress::start(&progress, "restore", g.json || g.no_progress);
     let started = std::time::Instant::now();
@@ -85,4 +125,157 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// The stream of `kind` to restore: `--stream` if given (it must be of
+/// that kind), else the only one.
+fn pick_stream(snap: &Snapshot, kind: &str, a: &RestoreArgs, flag: &str) -> Result<String> {
+    let of_kind: Vec<&str> = snap
+        .sources
+        .iter()
+        .filter(|s| s.kind == kind)
+        .map(|s| s.name.as_str())
+        .collect();
+    if let Some(n) = &a.stream {
+        if of_kind.contains(&n.as_str()) {
+            return Ok(n.clone());
+        }
+        return Err(Error::usage(format!(
+            "stream {n:?} is not a {kind} dump of this snapshot; {flag} can restore: {}",
+            if of_kind.is_empty() {
+                "none".to_string()
+            } else {
+                of_kind.join(", ")
+            }
+        ))
+        .into());
+    }
+    match of_kind.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(Error::usage(format!(
+            "this snapshot holds no {kind} dump; streams: {}",
+            if snap.streams.is_empty() {
+                "none".to_string()
+            } else {
+                snap.streams.join(", ")
+            }
+        ))
+        .into()),
+        many => Err(Error::usage(format!(
+            "this snapshot holds several {kind} dumps ({}); pick one with --stream NAME",
+            many.join(", ")
+        ))
+        .into()),
+    }
+}
+
+fn restore_pg(
+    g: &Global,
+    repo: &snap::Repository,
+    id: &snap::format::Id,
+    snap: &Snapshot,
+    a: &RestoreArgs,
+    conninfo: &str,
+) -> Result<()> {
+    if sources::pg_has_password(conninfo) {
+        return Err(Error::usage(
+            "the --pg connection string holds a password; remove it and set PGPASSWORD or use ~/.pgpass",
+        )
+        .into());
+    }
+    let name = pick_stream(snap, sources::KIND_PG, a, "--pg")?;
+    let started = std::time::Instant::now();
+    let has_globals = snap
+        .sources
+        .iter()
+        .any(|s| s.kind == sources::KIND_PG_GLOBALS && s.name == sources::PG_GLOBALS_STREAM);
+    if has_globals && !a.no_globals {
+        let target = if a.create {
+            sources::pg_with_dbname(conninfo, "postgres")
+        } else {
+            conninfo.to_string()
+        };
+        let argv = sources::psql_globals_argv(&target);
+        let (_, err) = sources::pipe_into(&argv, "restoring pg-globals.sql with psql", |w| {
+            restore_stream(
+                repo,
+                &snap.tree,
+                &snap.streams,
+                Some(sources::PG_GLOBALS_STREAM),
+                w,
+            )
+        })?;
+        let errors: Vec<&str> = std::str::from_utf8(&err)
+            .unwrap_or("")
+            .lines()
+            .filter(|l| l.contains("ERROR:") && !l.contains("already exists"))
+            .collect();
+        if let Some(first) = errors.first() {
+            eprintln!(
+                "warning: {} globals statement(s) failed, first: {}",
+                errors.len(),
+                first.trim()
+            );
+        }
+    }
+    let argv = sources::pg_restore_argv(conninfo, a.create, a.clean);
+    let (n, _) = sources::pipe_into(
+        &argv,
+        &format!("restoring stream {name:?} with pg_restore"),
+        |w| restore_stream(repo, &snap.tree, &snap.streams, Some(&name), w),
+    )
+    .with_context(|| format!("restoring snapshot {}", id.short()))?;
+    let secs = started.elapsed().as_secs_f64();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"type": "database", "kind": "pg", "snapshot": id.to_hex(), "stream": name, "bytes": n, "seconds": secs})
+        );
+    } else {
+        eprintln!(
+            "restored stream {name} ({}) of snapshot {} with pg_restore in {secs:.2} s",
+            human(n),
+            id.short()
+        );
+    }
+    Ok(())
+}
+
+fn restore_mongo(
+    g: &Global,
+    repo: &snap::Repository,
+    id: &snap::format::Id,
+    snap: &Snapshot,
+    a: &RestoreArgs,
+    uri: &str,
+) -> Result<()> {
+    let name = pick_stream(snap, sources::KIND_MONGO, a, "--mongo")?;
+    let started = std::time::Instant::now();
+    let (conn, secret) = sources::mongo_connect_args(uri)?;
+    let mut argv = vec!["mongorestore".to_string(), "--archive".to_string()];
+    argv.extend(conn);
+    if a.drop {
+        argv.push("--drop".into());
+    }
+    let (n, _) = sources::pipe_into(
+        &argv,
+        &format!("restoring stream {name:?} with mongorestore"),
+        |w| restore_stream(repo, &snap.tree, &snap.streams, Some(&name), w),
+    )
+    .with_context(|| format!("restoring snapshot {}", id.short()))?;
+    drop(secret);
+    let secs = started.elapsed().as_secs_f64();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"type": "database", "kind": "mongo", "snapshot": id.to_hex(), "stream": name, "bytes": n, "seconds": secs})
+        );
+    } else {
+        eprintln!(
+            "restored stream {name} ({}) of snapshot {} with mongorestore in {secs:.2} s",
+            human(n),
+            id.short()
+        );
+    }
+    Ok(())
 }

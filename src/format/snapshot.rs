@@ -60,6 +60,15 @@ pub struct Snapshot {
     /// Sources that produced streams (command lines), for the record.
     #[serde(default)]
     pub sources: Vec<SourceInfo>,
+    /// True when a source failed and the snapshot was recorded anyway
+    /// (`--allow-partial`); it then lacks the streams in `failed_sources`.
+    /// Omitted from the JSON when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// Sources that failed, each with `details["error"]` holding the
+    /// one-line error (exit code and stderr tail). Omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_sources: Vec<SourceInfo>,
     /// Totals.
     pub summary: Summary,
     /// For a snapshot made by `snap copy`: the id of the snapshot it was
@@ -165,6 +174,8 @@ mod tests {
                     tree: Id(tree),
                     description,
                     original: parent.map(|p| Id(p.map(|b| b ^ 0x5a))),
+                    partial: n[9] % 2 == 1,
+                    failed_sources: Vec::new(),
                     sources: sources
                         .into_iter()
                         .map(|(name, kind, command, details)| SourceInfo {

@@ -1,0 +1,71 @@
+//! `snap import-tar`: a tar archive into a new snapshot.
+
+use super::{human, open, progress, Global};
+use anyhow::{Context, Result};
+use clap::Args;
+use snap::backup::{BackupOptions, Progress};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct ImportTarArgs {
+    /// The tar archive (uncompressed), or `-` for standard input.
+    file: PathBuf,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Host name to record [default: this machine's].
+    #[arg(long)]
+    host: Option<String>,
+    /// A description stored with the snapshot [default: "imported from FILE"].
+    #[arg(long)]
+    description: Option<String>,
+}
+
+pub fn run(g: &Global, a: &ImportTarArgs) -> Result<u8> {
+    let repo = open(g)?;
+    let progress = Arc::new(Progress::default());
+    let bar = progress::start(&progress, "import", g.json || g.no_progress);
+    let opts = BackupOptions {
+        tags: a.tags.clone(),
+        host: a.host.clone(),
+        description: Some(
+            a.description
+                .clone()
+                .unwrap_or_else(|| format!("imported from {}", a.file.display())),
+        ),
+        progress: progress.clone(),
+        ..Default::default()
+    };
+    let out = if a.file.as_os_str() == "-" {
+        let stdin = std::io::stdin();
+        let mut lock = stdin.lock();
+        snap::archive::import_tar(&repo, &mut lock, "-", opts)
+    } else {
+        let f = std::fs::File::open(&a.file)
+            .with_context(|| format!("opening {}", a.file.display()))?;
+        let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+        let name = a.file.to_string_lossy().into_owned();
+        snap::archive::import_tar(&repo, &mut r, &name, opts)
+    };
+    bar.finish();
+    let out = out?;
+    let s = &out.snapshot.summary;
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"type": "summary", "snapshot": out.id.to_hex(), "summary": s})
+        );
+    } else {
+        eprintln!(
+            "imported {} files, {} dirs: read {}, added {} to the repository in {:.2} s",
+            s.files_new,
+            s.dirs,
+            human(s.bytes_read),
+            human(s.bytes_added_stored),
+            s.seconds
+        );
+        println!("snapshot {} saved", out.id.short());
+    }
+    Ok(0)
+}
