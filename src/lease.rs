@@ -248,9 +248,11 @@ impl LeaseGuard {
             .spawn(move || loop {
                 {
                     let stop = shared.stop.lock().unwrap_or_else(|p| p.into_inner());
+                    // wait_timeout_while checks the flag first, so a stop
+                    // requested before this thread waits is not missed.
                     let (stop, _) = shared
                         .wake
-                        .wait_timeout(stop, REFRESH)
+                        .wait_timeout_while(stop, REFRESH, |stop| !*stop)
                         .unwrap_or_else(|p| p.into_inner());
                     if *stop {
                         return;
