@@ -634,8 +634,17 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
             .insert(STREAMS_DIR.as_bytes().to_vec(), Node::Dir(sd));
     }
     let mut total_bytes = 0;
-    let tree = store_trees(repo, &mut saver, root, &mut total_bytes)?;
-    saver.finish()?;
+    let tree = match store_trees(repo, &mut saver, root, &mut total_bytes)
+        .and_then(|t| saver.finish().map(|_| t))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            // Index the packs already stored so the next backup reuses them.
+            saver.salvage();
+            let _ = ingest::catalog_written(repo, &mut saver);
+            return Err(e);
+        }
+    };
     ingest::catalog_written(repo, &mut saver)?;
     walker.warnings = warnings;
 

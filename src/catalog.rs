@@ -53,7 +53,13 @@ impl Catalog {
     /// `repo_id`; a catalog of another schema version or repository is wiped.
     pub fn open(path: &Path, repo_id: &str) -> Result<Catalog> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+            // Directories created here are private (0700): the catalog lists
+            // snapshot metadata (paths, host names).
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .map_err(|e| Error::io(format!("creating cache directory {}", dir.display()), e))?;
         }
         if !path.exists() {

@@ -253,7 +253,8 @@ fn derive_kek(password: &[u8], kdf: &Kdf) -> Result<zeroize::Zeroizing<[u8; 32]>
     Ok(out)
 }
 
-/// Wraps `master` under `password` into a new key file.
+/// Wraps `master` under `password` into a new key file with the Argon2id
+/// parameters of [`default_kdf_params`].
 pub fn wrap_master_key(
     master: &MasterKey,
     password: &[u8],
@@ -261,7 +262,27 @@ pub fn wrap_master_key(
     hostname: String,
     username: String,
 ) -> Result<KeyFile> {
-    let (m, t, p) = default_kdf_params();
+    wrap_master_key_with_params(
+        master,
+        password,
+        default_kdf_params(),
+        created,
+        hostname,
+        username,
+    )
+}
+
+/// Wraps `master` under `password` with explicit Argon2id parameters
+/// `(memory KiB, passes, lanes)` (fuzz seeds and tests use tiny ones);
+/// [`ErrorKind::Corrupt`] if argon2 rejects them.
+pub fn wrap_master_key_with_params(
+    master: &MasterKey,
+    password: &[u8],
+    (m, t, p): (u32, u32, u32),
+    created: String,
+    hostname: String,
+    username: String,
+) -> Result<KeyFile> {
     let mut salt = [0u8; 32];
     random_bytes(&mut salt);
     let kdf = Kdf {

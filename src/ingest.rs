@@ -111,9 +111,10 @@ pub fn run<T>(
             (Err(e), Ok(mut ing)) => {
                 // Index what was already stored so the next backup can reuse
                 // it; no snapshot is written.
-                if ing.saver.finish().is_ok() {
-                    let _ = catalog_written(repo, &mut ing.saver);
+                if ing.saver.finish().is_err() {
+                    ing.saver.salvage();
                 }
+                let _ = catalog_written(repo, &mut ing.saver);
                 Err(e)
             }
             (Ok(t), Ok(ing)) => Ok((t, ing)),
@@ -281,7 +282,12 @@ fn processor(
 ) -> Result<Ingested> {
     let mut contents: Vec<Vec<Id>> = Vec::new();
     for batch in rx {
-        process(repo, &mut saver, &batch, &mut contents)?;
+        if let Err(e) = process(repo, &mut saver, &batch, &mut contents) {
+            // Keep what was stored (e.g. before the disk filled up) usable.
+            saver.salvage();
+            let _ = catalog_written(repo, &mut saver);
+            return Err(e);
+        }
         progress.fetch_add(batch.bytes as u64, Ordering::Relaxed);
         catalog_written(repo, &mut saver)?;
     }

@@ -301,6 +301,24 @@ impl BlobSaver {
         }
     }
 
+    /// After a failure (an upload error such as a full disk, or any error
+    /// while adding blobs): stops the uploader and, best effort, writes an
+    /// index object naming the packs that were stored before the failure, so
+    /// that the next backup reuses their blobs instead of uploading them
+    /// again (they would otherwise be unreferenced until prune). Blobs of
+    /// packs that were not stored are dropped. Errors are ignored: the
+    /// caller is already returning the original one. Call
+    /// [`BlobSaver::take_written`] afterwards to catalog what was indexed.
+    pub fn salvage(&mut self) {
+        // Wait for uploads in flight; a lost task ends the wait.
+        while self.in_flight > 0 {
+            if self.collect_one().is_err() {
+                break;
+            }
+        }
+        let _ = self.write_index();
+    }
+
     /// Takes the index objects written since the last call (for the catalog);
     /// their blobs stop being pending.
     pub fn take_written(&mut self) -> Vec<(Id, IndexFile)> {

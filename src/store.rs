@@ -256,6 +256,20 @@ impl Store {
                 format!("repository {location} does not exist; create it with `snap init`"),
             ));
         }
+        // Durability (format-spec "Durability of writes"): with `with_fsync(true)`,
+        // object_store 0.14.2's LocalFileSystem::put_opts writes the object to a
+        // staging file `<key>#<n>` in the destination directory, `sync_all`s and
+        // closes it, then publishes it — PutMode::Create by `hard_link` (fails
+        // with AlreadyExists if the key exists), PutMode::Overwrite by `rename` —
+        // and fsyncs the destination's parent directory before returning
+        // (`finish_staged_hard_link` / `finish_staged_rename` → `sync_and_close`,
+        // `hard_link`/`rename` → `fsync_parent_dir`). Directories it creates on
+        // the way (`data/<2 hex>/`) are fsynced up to the first one that
+        // existed (`create_parent_dirs`). So `put_new` returning means the
+        // object's bytes and its name are on disk, and no partially written
+        // object is ever visible under its final name; a crash leaves at most a
+        // `#<n>` staging file, which `list` skips. Not fsynced: deletes (only
+        // lifecycle code deletes) and the removal of the staging name.
         let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
             .map_err(|e| {
                 Error::with_source(ErrorKind::Io, format!("opening repository {location}"), e)

@@ -199,8 +199,11 @@ pub fn default_repo() -> PathBuf {
 
 pub fn password(g: &Global, confirm: bool) -> Result<zeroize::Zeroizing<String>> {
     if let Some(f) = &g.password_file {
-        let s = std::fs::read_to_string(f)
-            .with_context(|| format!("reading password file {}", f.display()))?;
+        // The whole file is secret too: zeroized when dropped.
+        let s = zeroize::Zeroizing::new(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading password file {}", f.display()))?,
+        );
         let line = s.lines().next().unwrap_or("").to_string();
         return Ok(zeroize::Zeroizing::new(line));
     }
