@@ -154,10 +154,24 @@ impl Repository {
         cache_dir: &std::path::Path,
         store_opts: &StoreOptions,
     ) -> Result<Repository> {
+        let repo = Self::open_unsynced(location, password, cache_dir, store_opts)?;
+        repo.sync_catalog()?;
+        Ok(repo)
+    }
+
+    /// [`Repository::open_opts`] without the catalog sync: for operations
+    /// that take a lease first and then call [`Repository::sync_catalog`],
+    /// so that the sync sees every prune mark written before the lease.
+    pub fn open_unsynced(
+        location: &str,
+        password: &[u8],
+        cache_dir: &std::path::Path,
+        store_opts: &StoreOptions,
+    ) -> Result<Repository> {
         let store = Store::open_with(location, false, store_opts)?;
         let config = Self::read_config(&store)?;
         let (key, key_id) = Self::unlock(&store, password)?;
-        Self::open_with(store, config, key, key_id, cache_dir)
+        Self::build(store, config, key, key_id, cache_dir)
     }
 
     /// Reads and parses the `config` object.
@@ -209,8 +223,20 @@ impl Repository {
         ))
     }
 
-    /// Opens with an already unlocked key.
+    /// Opens with an already unlocked key and syncs the catalog.
     pub fn open_with(
+        store: Store,
+        config: Config,
+        key: MasterKey,
+        key_id: String,
+        cache_dir: &std::path::Path,
+    ) -> Result<Repository> {
+        let repo = Self::build(store, config, key, key_id, cache_dir)?;
+        repo.sync_catalog()?;
+        Ok(repo)
+    }
+
+    fn build(
         store: Store,
         config: Config,
         key: MasterKey,
@@ -230,7 +256,6 @@ impl Repository {
             files_chunker,
             streams_chunker,
         };
-        repo.sync_catalog()?;
         Ok(repo)
     }
 

@@ -228,7 +228,9 @@ fn s3_backup_restore_incremental_sync() {
     // Downloads: config, key, the parent snapshot and the parent's trees
     // (to find unchanged files): a few tens of KiB, no file content.
     assert!(kind(r3, "data", "bytes_down") < 256 << 10, "{r3}");
-    assert!(r3["list"].as_u64().unwrap() <= 3, "{r3}");
+    // Lists: keys, index, snapshots, prune marks, and leases (the backup's
+    // own lease check): one each.
+    assert!(r3["list"].as_u64().unwrap() <= 5, "{r3}");
     let id3 = j3["snapshot"].as_str().unwrap().to_string();
     restore_and_compare(&s, &id3, &src, "r3");
 }
@@ -395,6 +397,8 @@ struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
+    /// Bytes forwarded from clients to the server.
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Proxy {
@@ -404,7 +408,8 @@ impl Proxy {
         let port = l.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (up2, conns2) = (up.clone(), conns.clone());
+        let sent: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let (up2, conns2, sent2) = (up.clone(), conns.clone(), sent.clone());
         std::thread::spawn(move || {
             for c in l.incoming() {
                 let Ok(c) = c else { continue };
@@ -417,7 +422,11 @@ impl Proxy {
                 };
                 conns2.lock().unwrap().push(c.try_clone().unwrap());
                 conns2.lock().unwrap().push(s.try_clone().unwrap());
-                for (mut a, mut b) in [(c.try_clone().unwrap(), s.try_clone().unwrap()), (s, c)] {
+                for (up_dir, mut a, mut b) in [
+                    (true, c.try_clone().unwrap(), s.try_clone().unwrap()),
+                    (false, s, c),
+                ] {
+                    let sent = sent2.clone();
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 64 << 10];
                         loop {
@@ -427,6 +436,9 @@ impl Proxy {
                                     if b.write_all(&buf[..n]).is_err() {
                                         break;
                                     }
+                                    if up_dir {
+                                        sent.fetch_add(n as u64, Ordering::SeqCst);
+                                    }
                                 }
                             }
                         }
@@ -435,7 +447,12 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, up, conns }
+        Proxy {
+            port,
+            up,
+            conns,
+            sent,
+        }
     }
 
     fn set_up(&self, on: bool) {
@@ -477,13 +494,24 @@ fn server_gone_mid_backup() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Cut once the upload of the new data is well under way (8 MiB of it
+    // went through), not after a fixed delay: the machine may be slow.
+    let start = proxy.sent.load(Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while proxy.sent.load(Ordering::SeqCst) < start + (8 << 20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup never uploaded 8 MiB"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     proxy.set_up(false);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !out.status.success(),
-        "backup through a dead server succeeded"
+        "backup through a dead server succeeded: {err} {}",
+        String::from_utf8_lossy(&out.stdout)
     );
     let last = err.lines().last().unwrap_or("");
     eprintln!("error after the cut: {last}");

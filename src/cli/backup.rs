@@ -1,6 +1,6 @@
 //! `snap backup`: paths, stdin and commands into a snapshot.
 
-use super::{human, open, progress, Global, EXIT_PARTIAL};
+use super::{human, open_unsynced, progress, Global, EXIT_PARTIAL};
 use anyhow::Result;
 use clap::Args;
 use snap::backup::{BackupOptions, Progress, StreamInput, StreamSource};
@@ -67,9 +67,8 @@ pub struct BackupArgs {
 }
 
 pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
-    let repo = open(g)?;
-    // The lease is written before the catalog loads the prune marks (second
-    // sync), so a concurrent prune either sees this lease as a blocker or
+    let repo = open_unsynced(g)?;
+    // The lease is written before the catalog loads the prune marks, so a concurrent prune either sees this lease as a blocker or
     // this backup sees its mark (format-spec "Leases and two-phase prune").
     let lease = Arc::new(LeaseGuard::acquire(
         repo.store().clone(),

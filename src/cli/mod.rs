@@ -289,6 +289,19 @@ pub fn open(g: &Global) -> Result<Repository> {
     )?)
 }
 
+/// [`open`] without the catalog sync (the caller takes a lease, then syncs).
+pub fn open_unsynced(g: &Global) -> Result<Repository> {
+    let loc = repo_location(g)?;
+    let opts = store_options(g)?;
+    let pw = password(g, false)?;
+    Ok(Repository::open_unsynced(
+        &loc,
+        pw.as_bytes(),
+        &cache_dir(g),
+        &opts,
+    )?)
+}
+
 /// Bytes in binary units with two decimals ("1.50 MiB").
 pub fn human(n: u64) -> String {
     const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
