@@ -673,6 +673,69 @@ pub fn pg_with_dbname(conninfo: &str, db: &str) -> String {
     }
 }
 
+/// libpq connection keywords (PostgreSQL docs, "Parameter Key Words"): a
+/// `pg` entry `KEYWORD=…` is a key/value conninfo, not `NAME=CONNINFO`.
+const LIBPQ_KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "require_auth",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "requiressl",
+    "sslnegotiation",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+];
+
+/// Splits a `pg`/`mongo` entry `[NAME=]VALUE` into the optional stream name
+/// and the connection string (a libpq keyword before `=` is not a name).
+pub fn split_stream_name(spec: &str) -> (Option<&str>, &str) {
+    if let Some((n, rest)) = spec.split_once('=') {
+        if !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !LIBPQ_KEYWORDS.contains(&n)
+            && !rest.is_empty()
+        {
+            return (Some(n), rest);
+        }
+    }
+    (None, spec)
+}
+
 /// True when `name` looks like a PostgreSQL custom-format dump stream as
 /// `snap backup --pg` names them (`pg-<db>.dump`), or ends in `.dump`.
 pub fn is_pg_dump_stream(name: &str) -> bool {
@@ -956,6 +1019,19 @@ sql = [{ query = "select count(*) from accounts", expect-min = 1 }]
             pg_with_dbname("host=h port=5 dbname=shop", "it's"),
             "host=h port=5 dbname=shop dbname='it\\'s'"
         );
+    }
+
+    #[test]
+    fn stream_names() {
+        assert_eq!(
+            split_stream_name("shop.dump=postgresql://h/shop"),
+            (Some("shop.dump"), "postgresql://h/shop")
+        );
+        assert_eq!(
+            split_stream_name("host=h dbname=shop"),
+            (None, "host=h dbname=shop")
+        );
+        assert_eq!(split_stream_name("postgresql://h/x?a=b").0, None);
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! The `snap` command line: clap definitions and one function per subcommand.
 
 mod backup;
+mod completions;
 mod init;
+mod jobs;
 mod ls;
 mod progress;
 mod restore;
+mod restore_test;
+mod run;
+mod schedule;
 mod snapshots;
 
 use anyhow::{Context, Result};
@@ -45,6 +50,10 @@ pub struct Global {
     /// Never draw a progress bar.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Profile file for run, schedule and restore-test [default: ./snap.toml,
+    /// else $XDG_CONFIG_HOME/snap/snap.toml, else /etc/snap/snap.toml].
+    #[arg(long, env = "SNAP_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +68,16 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// List the entries of a snapshot.
     Ls(ls::LsArgs),
+    /// Run a profile: backup, forget/prune, copy, check, with hooks.
+    Run(run::RunArgs),
+    /// Print or install a systemd timer (or a crontab line) that runs a profile.
+    Schedule(schedule::ScheduleArgs),
+    /// Restore a profile's latest snapshot into scratch space and check it.
+    RestoreTest(restore_test::RestoreTestArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff): `snap man > snap.1`.
+    Man,
 }
 
 /// Exit status for "backup finished, some sources unreadable".
@@ -73,6 +92,11 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Snapshots => snapshots::run(g),
         Command::Restore(a) => restore::run(g, a),
         Command::Ls(a) => ls::run(g, a),
+        Command::Run(a) => run::run(g, a),
+        Command::Schedule(a) => schedule::run(g, a),
+        Command::RestoreTest(a) => restore_test::run(g, a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man => completions::man(),
     }
 }
 
