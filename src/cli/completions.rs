@@ -52,7 +52,16 @@ pub fn man() -> Result<u8> {
     man.render_extra_section(&mut out)?;
     man.render_version_section(&mut out)?;
     man.render_authors_section(&mut out)?;
+    // Each render_* call starts with the same roff preamble; keep the first.
+    let mut seen = std::collections::HashSet::new();
+    let text: String = String::from_utf8_lossy(&out)
+        .lines()
+        .filter(|l| {
+            !(l.starts_with(".ie \\n(.g") || l.starts_with(".el .ds")) || seen.insert(l.to_string())
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
     use std::io::Write;
-    std::io::stdout().write_all(&out)?;
+    std::io::stdout().write_all(text.as_bytes())?;
     Ok(0)
 }

@@ -129,6 +129,9 @@ fn run_hook(job: &Job, hook: &str, cmd: &str, summary: &Value, running: bool) ->
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
+        // Hooks (often third-party notifiers) never see a password.
+        .env_remove("SNAP_PASSWORD")
+        .env_remove("SNAP_FROM_PASSWORD")
         .env("SNAP_HOOK", hook)
         .env("SNAP_PROFILE", &job.profile)
         .env("SNAP_STATUS", job.status(running))

@@ -26,7 +26,7 @@ pub struct ScheduleArgs {
     /// or a day, else DURATION after the previous run.
     #[arg(long, value_name = "DURATION", group = "when")]
     every: Option<String>,
-    /// Every week on DAY (mon…sun) at HH:MM.
+    /// Every week on DAY (mon, tue, ... sun) at HH:MM.
     #[arg(long, num_args = 2, value_names = ["DAY", "HH:MM"], group = "when")]
     weekly: Vec<String>,
     /// A crontab line instead of systemd units.
