@@ -15,6 +15,7 @@
 //! format/   byte layouts (format-spec.md), pure, no I/O
 //! catalog   SQLite cache of index + snapshots (derived, rebuildable)
 //! store     object_store facade (local directory, S3)
+//! profile   snap.toml profiles: repositories, jobs, the child argument lists of `snap run`
 //! ```
 //!
 //! # Architecture invariants
@@ -47,6 +48,7 @@ pub mod ingest;
 pub mod keys;
 pub mod lease;
 pub mod pack;
+pub mod profile;
 pub mod prune;
 pub mod repair;
 pub mod repo;

@@ -3,6 +3,7 @@
 mod backup;
 mod cache;
 mod check;
+mod completions;
 mod copy;
 mod diff;
 mod dump;
@@ -11,6 +12,7 @@ mod find;
 mod forget;
 mod import_tar;
 mod init;
+mod jobs;
 mod key;
 mod locks;
 mod ls;
@@ -18,6 +20,9 @@ mod progress;
 mod prune;
 mod repair;
 mod restore;
+mod restore_test;
+mod run;
+mod schedule;
 mod snapshots;
 mod stats;
 mod tag;
@@ -101,6 +106,10 @@ pub struct Global {
         value_name = "KIB_PER_SEC"
     )]
     pub limit_download: Option<u64>,
+    /// Profile file for run, schedule and restore-test [default: ./snap.toml,
+    /// else $XDG_CONFIG_HOME/snap/snap.toml, else /etc/snap/snap.toml].
+    #[arg(long, env = "SNAP_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,6 +158,16 @@ enum Command {
     /// Create a snapshot from a tar archive.
     #[command(name = "import-tar")]
     ImportTar(import_tar::ImportTarArgs),
+    /// Run a profile: backup, forget/prune, copy, check, with hooks.
+    Run(run::RunArgs),
+    /// Print or install a systemd timer (or a crontab line) that runs a profile.
+    Schedule(schedule::ScheduleArgs),
+    /// Restore a profile's latest snapshot into scratch space and check it.
+    RestoreTest(restore_test::RestoreTestArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff): `snap man > snap.1`.
+    Man,
 }
 
 /// Exit status for "backup finished, some sources unreadable".
@@ -179,6 +198,11 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Repair(c) => repair::run(g, c),
         Command::Export(a) => export::run(g, a),
         Command::ImportTar(a) => import_tar::run(g, a),
+        Command::Run(a) => run::run(g, a),
+        Command::Schedule(a) => schedule::run(g, a),
+        Command::RestoreTest(a) => restore_test::run(g, a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man => completions::man(),
     }
 }
 

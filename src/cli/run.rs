@@ -1,0 +1,356 @@
+//! `snap run PROFILE`: before hooks → backup → forget/prune → copy → check →
+//! after / on-failure hooks → notifications. Each step is this executable
+//! run as a child process (`snap --repo … --json <verb> …`), so `run` only
+//! depends on the command line of the other subcommands.
+
+use super::jobs::{child_error, load_config, secs, snap_child, Passwords};
+use super::{Global, EXIT_PARTIAL};
+use anyhow::Result;
+use clap::Args;
+use serde_json::{json, Value};
+use snap::profile::{step_error, ChildGlobals, Config, StepKind};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Profile name (a `[profile.NAME]` table of the profile file).
+    profile: String,
+    /// Print the steps and their command lines; run nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// What a job has done so far; becomes the summary object.
+struct Job {
+    profile: String,
+    config: String,
+    repository: String,
+    started: String,
+    t0: Instant,
+    steps: Vec<Value>,
+    snapshot: Option<String>,
+    failed_step: Option<String>,
+    error: Option<String>,
+    exit_code: u8,
+}
+
+impl Job {
+    fn status(&self, running: bool) -> &'static str {
+        if running {
+            "running"
+        } else if self.failed_step.is_some() {
+            "failure"
+        } else if self.exit_code == EXIT_PARTIAL {
+            "partial"
+        } else {
+            "success"
+        }
+    }
+
+    fn summary(&self, running: bool) -> Value {
+        json!({
+            "type": "summary",
+            "profile": self.profile,
+            "status": self.status(running),
+            "exit_code": self.exit_code,
+            "snapshot_id": self.snapshot,
+            "failed_step": self.failed_step,
+            "error": self.error,
+            "repository": self.repository,
+            "config": self.config,
+            "started": self.started,
+            "seconds": secs(self.t0),
+            "steps": self.steps,
+        })
+    }
+
+    fn fail(&mut self, step: &str, code: u8, msg: String) {
+        self.failed_step = Some(step.to_string());
+        self.error = Some(msg);
+        self.exit_code = code;
+    }
+}
+
+fn emit(g: &Global, v: &Value, human: impl FnOnce() -> String) {
+    if g.json {
+        println!("{v}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+/// Runs the hook commands of one kind; returns the first failure message.
+/// Hooks get the summary JSON on stdin and `SNAP_*` variables; their stdout
+/// goes to our stderr so that `--json` output stays clean.
+fn run_hooks(
+    g: &Global,
+    job: &mut Job,
+    hook: &str,
+    cmds: &[String],
+    running: bool,
+) -> Option<String> {
+    for (i, cmd) in cmds.iter().enumerate() {
+        let summary = job.summary(running);
+        let t = Instant::now();
+        let res = run_hook(job, hook, cmd, &summary, running);
+        let (status, code, err) = match &res {
+            Ok(0) => ("ok", 0, None),
+            Ok(c) => (
+                "failed",
+                *c,
+                Some(format!("{hook} hook #{} exited with code {c}", i + 1)),
+            ),
+            Err(e) => (
+                "failed",
+                -1,
+                Some(format!("{hook} hook #{} could not start: {e}", i + 1)),
+            ),
+        };
+        let v = json!({"type": "hook", "hook": hook, "index": i, "status": status, "exit_code": code, "seconds": secs(t)});
+        emit(g, &v, || {
+            format!("hook {hook} #{}: {status} in {:.2} s", i + 1, secs(t))
+        });
+        if let Some(e) = err {
+            return Some(e);
+        }
+    }
+    None
+}
+
+fn run_hook(job: &Job, hook: &str, cmd: &str, summary: &Value, running: bool) -> Result<i32> {
+    use std::os::fd::AsFd;
+    let stdout_to_stderr: Stdio = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::inherit());
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        // Hooks (often third-party notifiers) never see a password.
+        .env_remove("SNAP_PASSWORD")
+        .env_remove("SNAP_FROM_PASSWORD")
+        .env("SNAP_HOOK", hook)
+        .env("SNAP_PROFILE", &job.profile)
+        .env("SNAP_STATUS", job.status(running))
+        .env("SNAP_SNAPSHOT_ID", job.snapshot.as_deref().unwrap_or(""))
+        .env("SNAP_ERROR", job.error.as_deref().unwrap_or(""))
+        .env("SNAP_FAILED_STEP", job.failed_step.as_deref().unwrap_or(""))
+        .env("SNAP_EXIT_CODE", job.exit_code.to_string())
+        .env("SNAP_REPOSITORY", &job.repository)
+        .env("SNAP_CONFIG", &job.config)
+        .env("SNAP_SECONDS", format!("{:.3}", secs(job.t0)))
+        .stdin(Stdio::piped())
+        .stdout(stdout_to_stderr)
+        .spawn()?;
+    let mut input = child.stdin.take();
+    let body = format!("{summary}\n");
+    // A hook that does not read its stdin must not block us: write on a thread
+    // and ignore a closed pipe.
+    let writer = std::thread::spawn(move || {
+        if let Some(w) = input.as_mut() {
+            let _ = w.write_all(body.as_bytes());
+        }
+        drop(input);
+    });
+    let status = child.wait()?;
+    let _ = writer.join();
+    Ok(status.code().unwrap_or(128 + 15))
+}
+
+pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
+    let cfg = load_config(g)?;
+    let p = cfg.get(&a.profile)?.clone();
+    let plan = cfg.plan(
+        &a.profile,
+        &ChildGlobals {
+            cache_dir: g.cache_dir.clone(),
+        },
+    )?;
+    if a.dry_run {
+        for s in &plan {
+            let v = json!({"type": "plan", "step": s.kind.name(), "repository": s.repo, "from": s.from, "args": s.args});
+            emit(g, &v, || {
+                format!(
+                    "{}: snap {}",
+                    s.kind.name(),
+                    shell_words::join(s.args.iter().map(String::as_str))
+                )
+            });
+        }
+        return Ok(0);
+    }
+    let mut job = Job {
+        profile: a.profile.clone(),
+        config: cfg.path.display().to_string(),
+        repository: p.repository.clone(),
+        started: snap::repo::now_rfc3339(),
+        t0: Instant::now(),
+        steps: Vec::new(),
+        snapshot: None,
+        failed_step: None,
+        error: None,
+        exit_code: 0,
+    };
+    let mut pw = Passwords::new(g, &cfg);
+    // Resolve every password first: a bad password-command fails the job
+    // before any hook changes the system.
+    for s in &plan {
+        for r in std::iter::once(&s.repo).chain(s.from.as_ref()) {
+            if let Err(e) = pw.get(r) {
+                job.fail("setup", super::exit_code(&e), format!("{e:#}"));
+                break;
+            }
+        }
+        if job.failed_step.is_some() {
+            break;
+        }
+    }
+    if job.failed_step.is_none() {
+        if let Some(e) = run_hooks(g, &mut job, "before", &p.before.0, true) {
+            job.fail("before", 1, e);
+        }
+    }
+    for s in &plan {
+        if job.failed_step.is_some() {
+            let v = json!({"type": "step", "step": s.kind.name(), "status": "skipped"});
+            emit(g, &v, || format!("{}: skipped", s.kind.name()));
+            job.steps.push(v);
+            continue;
+        }
+        run_step(g, &cfg, &mut pw, &mut job, s)?;
+    }
+    if job.failed_step.is_none() {
+        if let Some(e) = run_hooks(g, &mut job, "after", &p.after.0, false) {
+            job.fail("after", 1, e);
+        }
+    }
+    if job.failed_step.is_some() {
+        if let Some(e) = run_hooks(g, &mut job, "on-failure", &p.on_failure.0, false) {
+            eprintln!("snap: warning: {e}");
+        }
+        if let Some(e) = run_hooks(g, &mut job, "notify-failure", &p.notify_failure.0, false) {
+            eprintln!("snap: warning: {e}");
+        }
+    } else if let Some(e) = run_hooks(g, &mut job, "notify-success", &p.notify_success.0, false) {
+        eprintln!("snap: warning: {e}");
+    }
+    let summary = job.summary(false);
+    emit(g, &summary, || {
+        format!(
+            "profile {}: {} in {:.2} s{}",
+            job.profile,
+            job.status(false),
+            secs(job.t0),
+            job.snapshot
+                .as_deref()
+                .map(|s| format!(", snapshot {}", &s[..s.len().min(8)]))
+                .unwrap_or_default()
+        )
+    });
+    if let (Some(step), Some(err)) = (&job.failed_step, &job.error) {
+        return Err(step_error(step, job.exit_code as i32, err)
+            .context(format!("profile {}", job.profile))
+            .into());
+    }
+    Ok(job.exit_code)
+}
+
+fn run_step(
+    g: &Global,
+    cfg: &Config,
+    pw: &mut Passwords<'_>,
+    job: &mut Job,
+    s: &snap::profile::Step,
+) -> Result<()> {
+    let name = s.kind.name();
+    let t = Instant::now();
+    let out = snap_child(cfg, pw, &s.repo, s.from.as_deref(), &s.args)?
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            job.fail(name, 1, format!("cannot start snap: {e}"));
+            return Ok(());
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = out.status.code().unwrap_or(1);
+    // The child's last JSON line is its result object.
+    let result: Option<Value> = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .or_else(|| serde_json::from_str::<Value>(&stdout).ok());
+    let partial = s.kind == StepKind::Backup && code == EXIT_PARTIAL as i32;
+    let status = if code == 0 {
+        "ok"
+    } else if partial {
+        "partial"
+    } else {
+        "failed"
+    };
+    if s.kind == StepKind::Backup && (code == 0 || partial) {
+        job.snapshot = result
+            .as_ref()
+            .and_then(|r| r["snapshot"].as_str())
+            .map(str::to_string);
+    }
+    // Warnings (unreadable files, …) from the child, as they were.
+    let error = (code != 0 && !partial).then(|| child_error(&stderr));
+    let warnings: Vec<&str> = if error.is_some() {
+        Vec::new()
+    } else {
+        stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && serde_json::from_str::<Value>(l).is_err())
+            .collect()
+    };
+    let mut v = json!({
+        "type": "step",
+        "step": name,
+        "status": status,
+        "exit_code": code,
+        "seconds": secs(t),
+        "repository": s.repo,
+        "result": result,
+        "error": error,
+        "warnings": warnings,
+    });
+    if s.kind == StepKind::Backup {
+        v["snapshot_id"] = json!(job.snapshot);
+    }
+    if let Some(f) = &s.from {
+        v["from"] = json!(f);
+    }
+    if !g.json {
+        for w in &warnings {
+            eprintln!("  {name}: {w}");
+        }
+    }
+    emit(g, &v, || {
+        let mut line = format!("{name}: {status} in {:.2} s", secs(t));
+        if s.kind == StepKind::Backup {
+            if let Some(id) = &job.snapshot {
+                line.push_str(&format!(", snapshot {}", &id[..id.len().min(8)]));
+            }
+        }
+        if let Some(e) = &error {
+            line.push_str(&format!(": {e}"));
+        }
+        line
+    });
+    job.steps.push(v);
+    if partial {
+        job.exit_code = EXIT_PARTIAL;
+    } else if code != 0 {
+        let c = u8::try_from(code).unwrap_or(1);
+        job.fail(name, c, error.unwrap_or_default());
+    }
+    Ok(())
+}
