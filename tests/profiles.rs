@@ -1,13 +1,9 @@
 //! Profiles, schedules and notifications (issue "Profiles, schedules and
 //! notifications"): `snap run`, hooks, `snap restore-test`, `snap schedule`,
 //! completions, man page and exit codes, through the built binary.
-//!
-//! Tests that need subcommands from other branches (`forget`, `prune`,
-//! `copy`, `check`, `backup --pg`) call `common::cli::merged_feature`, which
-//! skips them until merged and fails them under `CI=true`.
 
 mod common;
-use common::cli::{merged_feature, restored_path, snap_bin, tree_diff, Snap};
+use common::cli::{restored_path, snap_bin, tree_diff, Snap};
 use common::services;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -524,17 +520,9 @@ sql = [
 
 /// The whole issue example: a folder and a real PostgreSQL database into a
 /// local repository with retention, copied to an S3 offsite repository,
-/// checked, then restore-tested. Needs the lifecycle (forget/prune/check),
-/// s3-copy (copy) and sources (backup --pg) branches.
+/// checked, then restore-tested.
 #[test]
 fn full_profile_pg_retention_copy_check() {
-    if !(merged_feature(&["forget"], Some("--keep-daily"))
-        && merged_feature(&["copy"], Some("--from"))
-        && merged_feature(&["check"], Some("--read-data-subset"))
-        && merged_feature(&["backup"], Some("--pg")))
-    {
-        return;
-    }
     let (Some(pg), Some(s3)) = (services::pg(), services::s3()) else {
         return;
     };
@@ -612,8 +600,23 @@ sql = [{{ query = "select count(*) from pgbench_accounts", expect-min = 100000 }
     assert_eq!(p.s.snapshot_ids().len(), 2, "keep-last = 2");
     let off = s.snapshot_ids();
     assert!(off.len() >= 2, "offsite has {off:?}");
+    // A copied snapshot gets its own id and names the source snapshot in
+    // `original` (format-spec "Copied snapshots").
     let after = read_json(&p.dir().join("after.json"));
-    assert!(off.contains(&after["snapshot_id"].as_str().unwrap().to_string()));
+    let listing: serde_json::Value = serde_json::from_str(&s.ok(["--json", "snapshots"])).unwrap();
+    let originals: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["original"].as_str())
+        .collect();
+    let last = after["snapshot_id"].as_str().unwrap();
+    assert!(
+        originals
+            .iter()
+            .any(|o| o.starts_with(last) || last.starts_with(o)),
+        "offsite copies {originals:?} do not include {last}"
+    );
     let o = p
         .cmd(&["restore-test", "nightly"])
         .env("SNAP_PG_BIN", &pgbin)
@@ -623,13 +626,11 @@ sql = [{{ query = "select count(*) from pgbench_accounts", expect-min = 100000 }
     pg.dropdb(&db);
 }
 
-/// Exit code 11: a profile run whose prune meets a lease held by a running
-/// backup. Needs the lifecycle branch (leases).
+/// Exit code 11: an exclusive operation (`repair index`) meets the lease of
+/// a running backup. (Prune does not: it is designed to run beside backups,
+/// format-spec "Leases and two-phase prune".)
 #[test]
 fn exit_11_when_repository_locked() {
-    if !merged_feature(&["prune"], None) {
-        return;
-    }
     let p = Profiled::new(
         r#"
 [profile.p]
@@ -646,9 +647,11 @@ keep-last = 1
             .spawn()
             .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let (code, out, err) = p.out(&["run", "p"]);
+    let out = p.s.run(["repair", "index"]);
     let _ = holder.wait();
-    assert_eq!(code, 11, "{out}\n{err}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(11), "{err}");
+    assert!(err.contains("backup"), "{err}");
 }
 
 fn systemd_analyze() -> Option<PathBuf> {

@@ -255,36 +255,3 @@ pub fn tree_diff(a: &Path, b: &Path) -> Vec<String> {
 pub fn restored_path(target: &Path, src: &Path) -> PathBuf {
     target.join(src.strip_prefix("/").unwrap_or(src))
 }
-
-/// True when the built binary has a feature that lives on another branch
-/// until merged: `snap ARGS --help` succeeds and its output contains
-/// `needle` (if given). When it does not, the test that asked is skipped
-/// with a `skipping:` line, except under CI (`CI=true`), where this panics:
-/// a missing feature never passes as green there.
-///
-/// ```ignore
-/// if !common::cli::merged_feature(&["forget"], None) { return; }
-/// if !common::cli::merged_feature(&["backup"], Some("--pg")) { return; }
-/// ```
-pub fn merged_feature(args: &[&str], needle: Option<&str>) -> bool {
-    let out = Command::new(snap_bin())
-        .args(args)
-        .arg("--help")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running snap --help");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ok = out.status.success() && needle.is_none_or(|n| text.contains(n));
-    if !ok {
-        let what = format!(
-            "`snap {}{}`",
-            args.join(" "),
-            needle.map(|n| format!(" {n}")).unwrap_or_default()
-        );
-        if super::services::in_ci() {
-            panic!("CI=true but {what} is missing from this build (branch not merged?)");
-        }
-        eprintln!("skipping: {what} is not in this build yet (needs its branch merged)");
-    }
-    ok
-}
