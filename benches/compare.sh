@@ -12,6 +12,7 @@
 #   ROUNDS   rounds (default 3); each round runs every tool once, in a rotated order
 #   TOOLS    tools to run (default "snap restic borg-lz4 borg-zstd3")
 #   DUMPS    1 = run steps 4-5 (PostgreSQL dumps), 0 = skip (default 1)
+#   NAME     suffix for the result file name (compare-<date>-NAME.md)
 #   WORK     scratch directory for repositories and restores (default a new /tmp/snap-compare.*;
 #            all repositories live on the same filesystem)
 #
@@ -216,7 +217,7 @@ done
 elapsed=$(($(date +%s) - started))
 
 # --- table -----------------------------------------------------------------
-OUT="benches/results/compare-$(date +%Y-%m-%d).md"
+OUT="benches/results/compare-$(date +%Y-%m-%d)${NAME:+-$NAME}.md"
 mkdir -p benches/results
 python3 - "$RAW" "$SRC" "$SRC_BYTES" "$SRC_FILES" "$ROUNDS" "$VERSIONS" "${DUMP_BYTES:-0}" "$elapsed" "$(nproc)" <<'PY' | tee "$OUT"
 import sys, statistics, collections
@@ -260,5 +261,5 @@ for step, metric in steps:
     print(f"| {step} | {metric} | " + " | ".join(fmt(v, metric) for v in vals) + f" | {ratio} |")
 print(f"\nRaw measurements: one line per tool/round/step/metric in the run's raw.tsv.")
 PY
-cp "$RAW" "benches/results/compare-$(date +%Y-%m-%d).raw.tsv"
+cp "$RAW" "${OUT%.md}.raw.tsv"
 log "table written to $OUT (work dir $WORK)"

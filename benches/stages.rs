@@ -2,9 +2,10 @@
 //! bytes, and the "primitive limit": the rate two cores could reach if the
 //! stages were perfectly spread over them (2 / Σ seconds-per-byte).
 //!
-//! `cargo bench --bench stages` reads the first `STAGES_MB` MiB (default 256)
-//! of regular files under `STAGES_SRC` (default `~/.rustup/toolchains`), in
-//! sorted walk order, into memory, then times on one thread: reading the files
+//! `cargo bench --bench stages` reads a proportional sample of `STAGES_MB` MiB
+//! (default 256) of the regular files under `STAGES_SRC` (default
+//! `~/.rustup/toolchains/stable-x86_64-unknown-linux-gnu`, the tree that
+//! benches/compare.sh backs up) into memory, then times on one thread: reading the files
 //! again (page cache), FastCDC (files profile) with the keyed gear table,
 //! keyed BLAKE3 per chunk, zstd level 3 (`snap::compress::encode`) per chunk,
 //! XChaCha20-Poly1305 seal of each encoded chunk, and `PackBuilder` add +
@@ -19,25 +20,38 @@ use snap::pack::PackBuilder;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, budget: &mut u64) {
+/// Every regular file under `dir` with its size, in sorted walk order.
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     let mut es: Vec<_> = rd.filter_map(|e| e.ok()).collect();
     es.sort_by_key(|e| e.file_name());
     for e in es {
-        if *budget == 0 {
-            return;
-        }
         let Ok(ft) = e.file_type() else { continue };
         if ft.is_dir() {
-            walk(&e.path(), out, budget);
+            walk(&e.path(), out);
         } else if ft.is_file() {
-            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-            *budget = budget.saturating_sub(len);
-            out.push(e.path());
+            out.push((e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)));
         }
     }
+}
+
+/// A proportional sample of about `budget` bytes: walking in order, a file is
+/// taken while the bytes taken lag `budget` x the fraction of bytes walked,
+/// so the sample has the tree's mix of binaries, libraries and documents.
+fn sample(all: &[(PathBuf, u64)], budget: u64) -> Vec<PathBuf> {
+    let total: u64 = all.iter().map(|f| f.1).sum::<u64>().max(1);
+    let (mut seen, mut taken) = (0u128, 0u128);
+    let mut out = Vec::new();
+    for (p, len) in all {
+        seen += *len as u128;
+        if taken * total as u128 <= seen * budget as u128 {
+            taken += *len as u128;
+            out.push(p.clone());
+        }
+    }
+    out
 }
 
 fn rate(bytes: usize, secs: f64) -> f64 {
@@ -51,19 +65,20 @@ fn main() {
     }
     let src = std::env::var("STAGES_SRC")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| dirs_home().join(".rustup/toolchains"));
+        .unwrap_or_else(|_| dirs_home().join(".rustup/toolchains/stable-x86_64-unknown-linux-gnu"));
     let mb: u64 = std::env::var("STAGES_MB")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(256);
-    let mut files = Vec::new();
-    let mut budget = mb << 20;
-    walk(&src, &mut files, &mut budget);
+    let mut all = Vec::new();
+    walk(&src, &mut all);
+    let files = sample(&all, mb << 20);
     let data: Vec<Vec<u8>> = files.iter().filter_map(|p| std::fs::read(p).ok()).collect();
     let total: usize = data.iter().map(|d| d.len()).sum();
     println!(
-        "stages: {} files, {:.1} MiB from {} (single thread, warm cache)",
+        "stages: {} of {} files, {:.1} MiB from {} (single thread, warm cache)",
         data.len(),
+        all.len(),
         total as f64 / 1048576.0,
         src.display()
     );
