@@ -29,6 +29,8 @@
 #      bounds the wall time of every tool alike).
 #   5. restic only: the same pair as `pg_dump -Fc -Z0` and as `pg_dump -Fc`
 #      (default compression), to show what the dump settings save.
+# Before every timed step the script runs `sync` (not timed), so one step's
+# dirty pages are not written back during the next tool's step.
 # Caches: there is no way to drop the page cache here, so SRC is read once
 # before the first round (warm-up) and every tool sees a warm cache. Each tool
 # keeps its own cache dir (snap catalog, restic cache, borg files cache) as in
@@ -82,6 +84,7 @@ timed() {
   local tool=$1 round=$2 step=$3
   shift 3
   local tf="$WORK/time.$$"
+  sync
   if ! /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >"$WORK/out.log" 2>&1; then
     log "FAILED: $tool $step: $*"
     tail -5 "$WORK/out.log" >&2
@@ -98,6 +101,7 @@ timed_pipe() {
   local tool=$1 round=$2 step=$3 producer=$4
   shift 4
   local tf="$WORK/time.$$"
+  sync
   if ! bash -c "set -o pipefail; $producer | /usr/bin/time -f '%e %U %S %M' -o '$tf' \"\$@\"" _ "$@" >"$WORK/out.log" 2>&1; then
     log "FAILED: $tool $step: $producer | $*"
     tail -5 "$WORK/out.log" >&2
