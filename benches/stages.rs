@@ -7,7 +7,8 @@
 //! `~/.rustup/toolchains/stable-x86_64-unknown-linux-gnu`, the tree that
 //! benches/compare.sh backs up) into memory, then times on one thread: reading the files
 //! again (page cache), FastCDC (files profile) with the keyed gear table,
-//! keyed BLAKE3 per chunk, zstd level 3 (`snap::compress::encode`) per chunk,
+//! keyed BLAKE3 per chunk, zstd (`snap::compress::encode`, level
+//! `STAGES_ZSTD_LEVEL`, default 3 as in new repositories) per chunk,
 //! XChaCha20-Poly1305 seal of each encoded chunk, and `PackBuilder` add +
 //! finish. Rates are input bytes per second (MB = 10^6 bytes).
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing.
@@ -66,6 +67,10 @@ fn main() {
     let src = std::env::var("STAGES_SRC")
         .map(PathBuf::from)
         .unwrap_or_else(|_| dirs_home().join(".rustup/toolchains/stable-x86_64-unknown-linux-gnu"));
+    let level: i32 = std::env::var("STAGES_ZSTD_LEVEL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let mb: u64 = std::env::var("STAGES_MB")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -113,11 +118,11 @@ fn main() {
     let encoded: Vec<Vec<u8>> = chunks
         .iter()
         .map(|c| {
-            snap::compress::encode(c, 3, &mut enc);
+            snap::compress::encode(c, level, &mut enc);
             enc.clone()
         })
         .collect();
-    results.push(("zstd -3 (encode)", t.elapsed().as_secs_f64()));
+    results.push(("zstd (encode)", t.elapsed().as_secs_f64()));
     let enc_total: usize = encoded.iter().map(|e| e.len()).sum();
 
     let t = Instant::now();
@@ -145,7 +150,7 @@ fn main() {
     ));
 
     println!(
-        "{} chunks (avg {} KiB), zstd output {:.1}% of input, {} packs",
+        "{} chunks (avg {} KiB), zstd level {level} output {:.1}% of input, {} packs",
         chunks.len(),
         total / chunks.len().max(1) / 1024,
         enc_total as f64 * 100.0 / total as f64,
