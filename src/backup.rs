@@ -275,11 +275,22 @@ fn build_globs(patterns: &[String]) -> Result<(globset::GlobSet, globset::GlobSe
     Ok((full.build().map_err(err)?, base.build().map_err(err)?))
 }
 
-/// A file whose content must be read.
+/// A file whose content must be read: its absolute path, whose components
+/// are also its route from the root of the in-memory tree.
 struct FileJob {
     path: PathBuf,
-    /// Route from the root to the leaf, for writing results back.
-    route: Vec<Vec<u8>>,
+}
+
+impl FileJob {
+    fn route(&self) -> Vec<&[u8]> {
+        self.path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.as_bytes()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Matches nodes against the parent tree; unchanged files take the parent's
@@ -289,7 +300,6 @@ fn plan(
     repo: &Repository,
     dir: &mut DirNode,
     fs_path: &Path,
-    route: &mut Vec<Vec<u8>>,
     parent: Option<&Tree>,
     force: bool,
     jobs: &mut Vec<FileJob>,
@@ -298,23 +308,13 @@ fn plan(
     for (name, node) in dir.children.iter_mut() {
         let pe = parent.and_then(|t| t.get(name));
         let child_path = fs_path.join(OsStr::from_bytes(name));
-        route.push(name.clone());
         match node {
             Node::Dir(d) => {
                 let sub = match pe.and_then(|e| e.subtree) {
                     Some(id) if !force => repo.read_tree(&id).ok(),
                     _ => None,
                 };
-                plan(
-                    repo,
-                    d,
-                    &child_path,
-                    route,
-                    sub.as_ref(),
-                    force,
-                    jobs,
-                    counts,
-                )?;
+                plan(repo, d, &child_path, sub.as_ref(), force, jobs, counts)?;
             }
             Node::Leaf(e) if e.kind == EntryKind::File => {
                 let unchanged = !force
@@ -348,30 +348,26 @@ fn plan(
                         counts.0 += 1;
                     }
                     if e.size > 0 {
-                        jobs.push(FileJob {
-                            path: child_path,
-                            route: route.clone(),
-                        });
+                        jobs.push(FileJob { path: child_path });
                     }
                 }
             }
             Node::Leaf(_) => {}
         }
-        route.pop();
     }
     Ok(())
 }
 
-fn leaf_mut<'a>(root: &'a mut DirNode, route: &[Vec<u8>]) -> Option<&'a mut TreeEntry> {
+fn leaf_mut<'a, R: AsRef<[u8]>>(root: &'a mut DirNode, route: &[R]) -> Option<&'a mut TreeEntry> {
     let (last, dirs) = route.split_last()?;
     let mut cur = root;
     for d in dirs {
-        match cur.children.get_mut(d)? {
+        match cur.children.get_mut(d.as_ref())? {
             Node::Dir(dn) => cur = dn,
             Node::Leaf(_) => return None,
         }
     }
-    match cur.children.get_mut(last)? {
+    match cur.children.get_mut(last.as_ref())? {
         Node::Leaf(e) => Some(e),
         Node::Dir(_) => None,
     }
@@ -571,7 +567,6 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         repo,
         &mut root,
         Path::new("/"),
-        &mut Vec::new(),
         parent_tree.as_ref(),
         opts.force,
         &mut jobs,
@@ -607,11 +602,11 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         match slot {
             Some(slot) => {
                 let content = take(slot);
-                if let Some(e) = leaf_mut(&mut root, &job.route) {
+                if let Some(e) = leaf_mut(&mut root, &job.route()) {
                     e.content = content;
                 }
             }
-            None => remove_leaf(&mut root, &job.route),
+            None => remove_leaf(&mut root, &job.route()),
         }
     }
     if !stream_slots.is_empty() {
@@ -866,18 +861,18 @@ fn read_source(reader: &mut Reader<'_>, slot: usize, s: &StreamSource) -> Result
     })
 }
 
-fn remove_leaf(root: &mut DirNode, route: &[Vec<u8>]) {
+fn remove_leaf<R: AsRef<[u8]>>(root: &mut DirNode, route: &[R]) {
     let Some((last, dirs)) = route.split_last() else {
         return;
     };
     let mut cur = root;
     for d in dirs {
-        match cur.children.get_mut(d) {
+        match cur.children.get_mut(d.as_ref()) {
             Some(Node::Dir(dn)) => cur = dn,
             _ => return,
         }
     }
-    cur.children.remove(last);
+    cur.children.remove(last.as_ref());
 }
 
 /// Path components from the snapshot root to an entry.

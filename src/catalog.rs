@@ -35,6 +35,9 @@ pub struct BlobLocation {
 /// An open catalog database.
 pub struct Catalog {
     conn: Connection,
+    /// pack_no → pack id; rows of `packs` never change number, and the cache
+    /// is dropped when the catalog is reset.
+    pack_ids: std::cell::RefCell<std::collections::HashMap<i64, Id>>,
 }
 
 const SCHEMA: &str = "
@@ -78,7 +81,10 @@ impl Catalog {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -8000)?; // 8 MiB page cache
         conn.execute_batch(SCHEMA)?;
-        let mut cat = Catalog { conn };
+        let mut cat = Catalog {
+            conn,
+            pack_ids: Default::default(),
+        };
         let ver: Option<String> = cat.meta("schema")?;
         let rid: Option<String> = cat.meta("repository")?;
         if ver.as_deref() != Some(&SCHEMA_VERSION.to_string()) || rid.as_deref() != Some(repo_id) {
@@ -111,6 +117,7 @@ impl Catalog {
         self.conn.execute_batch(
             "BEGIN; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; COMMIT;",
         )?;
+        self.pack_ids.borrow_mut().clear();
         Ok(())
     }
 
@@ -170,39 +177,53 @@ impl Catalog {
     /// Where blob `id` is stored, if any pack holds it.
     pub fn lookup(&self, id: &Id) -> Result<Option<BlobLocation>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT b.kind, p.id, b.offset, b.length, b.raw_len FROM blobs b JOIN packs p ON p.pack_no=b.pack_no WHERE b.id=?1",
+            "SELECT kind, pack_no, offset, length, raw_len FROM blobs WHERE id=?1",
         )?;
         let row = st
             .query_row([&id.0[..]], |r| {
                 Ok((
                     r.get::<_, u8>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(1)?,
                     r.get::<_, u32>(2)?,
                     r.get::<_, u32>(3)?,
                     r.get::<_, u32>(4)?,
                 ))
             })
             .optional()?;
-        match row {
-            None => Ok(None),
-            Some((k, p, offset, length, raw_len)) => Ok(Some(BlobLocation {
-                kind: BlobKind::from_byte(k).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Catalog,
-                        "catalog holds an unknown blob kind; run `snap cache rebuild`",
-                    )
-                })?,
-                pack: Id::from_slice(&p).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Catalog,
-                        "catalog holds a malformed pack id; run `snap cache rebuild`",
-                    )
-                })?,
-                offset,
-                length,
-                raw_len,
-            })),
+        let Some((k, pack_no, offset, length, raw_len)) = row else {
+            return Ok(None);
+        };
+        let kind = BlobKind::from_byte(k).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Catalog,
+                "catalog holds an unknown blob kind; run `snap cache rebuild`",
+            )
+        })?;
+        Ok(Some(BlobLocation {
+            kind,
+            pack: self.pack_id(pack_no)?,
+            offset,
+            length,
+            raw_len,
+        }))
+    }
+
+    fn pack_id(&self, pack_no: i64) -> Result<Id> {
+        if let Some(id) = self.pack_ids.borrow().get(&pack_no) {
+            return Ok(*id);
         }
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id FROM packs WHERE pack_no=?1")?;
+        let raw: Vec<u8> = st.query_row([pack_no], |r| r.get(0))?;
+        let id = Id::from_slice(&raw).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Catalog,
+                "catalog holds a malformed pack id; run `snap cache rebuild`",
+            )
+        })?;
+        self.pack_ids.borrow_mut().insert(pack_no, id);
+        Ok(id)
     }
 
     /// Whether blob `id` is in some indexed pack that is not marked for

@@ -25,7 +25,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 /// Bytes of content per batch handed to the processor.
-pub const BATCH_BYTES: usize = 8 << 20;
+pub const BATCH_BYTES: usize = 4 << 20;
 /// Files up to this size are read with `read`; larger ones are memory-mapped.
 pub const SMALL_FILE: u64 = 1 << 20;
 /// Memory-map window for large files, bytes.

@@ -381,8 +381,21 @@ fn walk_restore(
 
 fn restore_file(repo: &Repository, t: &FileTask) -> Result<u64> {
     let io = |e| Error::io(format!("writing {}", t.path.display()), e);
-    let _ = std::fs::remove_file(&t.path);
-    let mut f = std::fs::File::create(&t.path).map_err(io)?;
+    // A new file, never an existing one opened for writing: that could be a
+    // hard link to, or a symlink at, something else.
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&t.path)
+    };
+    let mut f = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&t.path);
+            create().map_err(io)?
+        }
+        r => r.map_err(io)?,
+    };
     let mut pos = 0u64;
     let mut hole = false;
     for_each_blob(repo, &t.entry.content, |b| {

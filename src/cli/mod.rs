@@ -81,15 +81,10 @@ pub struct Global {
         value_name = "SECS"
     )]
     pub s3_retry_timeout: u64,
-    /// Pack uploads kept in flight at once (1..=64; each holds one pack, ~16 MiB, in memory).
-    #[arg(
-        long,
-        env = "SNAP_UPLOAD_CONCURRENCY",
-        global = true,
-        default_value_t = 6,
-        value_name = "N"
-    )]
-    pub upload_concurrency: usize,
+    /// Pack uploads kept in flight at once (1..=64; each holds one pack, ~16 MiB, in memory)
+    /// [default: 2 for a local directory, 6 for S3].
+    #[arg(long, env = "SNAP_UPLOAD_CONCURRENCY", global = true, value_name = "N")]
+    pub upload_concurrency: Option<usize>,
     /// Cap uploads to this many KiB/s (averaged over objects).
     #[arg(
         long,
@@ -280,7 +275,7 @@ pub fn cache_dir(g: &Global) -> PathBuf {
 
 /// Storage options from the global flags.
 pub fn store_options(g: &Global) -> Result<StoreOptions> {
-    if !(1..=64).contains(&g.upload_concurrency) {
+    if g.upload_concurrency.is_some_and(|n| !(1..=64).contains(&n)) {
         return Err(Error::usage("--upload-concurrency must be 1..=64").into());
     }
     let kib = |v: Option<u64>, flag: &str| -> Result<Option<u64>> {
@@ -293,7 +288,7 @@ pub fn store_options(g: &Global) -> Result<StoreOptions> {
     Ok(StoreOptions {
         s3_endpoint: g.s3_endpoint.clone(),
         s3_allow_http: g.s3_allow_http,
-        upload_concurrency: g.upload_concurrency,
+        upload_concurrency: g.upload_concurrency.unwrap_or(0),
         limit_upload: kib(g.limit_upload, "--limit-upload")?,
         limit_download: kib(g.limit_download, "--limit-download")?,
         retry_timeout: std::time::Duration::from_secs(g.s3_retry_timeout),
