@@ -176,6 +176,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::io("starting the I/O runtime", e))
 }
 
+#[cfg(not(feature = "s3"))]
+fn s3_store(location: &str, _rest: &str, _opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+    Err(Error::usage(format!(
+        "repository {location}: this snap was built without S3 support (cargo feature `s3`)"
+    )))
+}
+
+#[cfg(feature = "s3")]
 fn s3_store(location: &str, rest: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
