@@ -88,6 +88,15 @@ impl Error {
         Error::with_source(kind, context, err)
     }
 
+    /// Whether this is a write to a closed pipe (`snap … --stdout | head`):
+    /// callers that write to standard output exit quietly on it.
+    pub fn is_broken_pipe(&self) -> bool {
+        self.source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// The kind, for branching and exit codes.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -24,14 +24,6 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            // A closed pipe (e.g. `snap restore … --stdout | head`) is not an error.
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-                    || c.to_string().contains("Broken pipe")
-            }) {
-                return ExitCode::SUCCESS;
-            }
             let code = cli::exit_code(&e);
             let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>();
             // anyhow's chain repeats the snap::Error message with its own sources; keep the outermost

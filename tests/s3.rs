@@ -397,8 +397,9 @@ struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
-    /// Bytes forwarded from clients to the server.
-    sent: Arc<std::sync::atomic::AtomicU64>,
+    /// When set, the first request whose bytes contain "PUT " and "/data/"
+    /// (a pack upload) is not forwarded: the proxy goes down instead.
+    trip_on_pack_put: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -408,8 +409,8 @@ impl Proxy {
         let port = l.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let sent: Arc<std::sync::atomic::AtomicU64> = Arc::default();
-        let (up2, conns2, sent2) = (up.clone(), conns.clone(), sent.clone());
+        let trip: Arc<AtomicBool> = Arc::default();
+        let (up2, conns2, trip2) = (up.clone(), conns.clone(), trip.clone());
         std::thread::spawn(move || {
             for c in l.incoming() {
                 let Ok(c) = c else { continue };
@@ -426,18 +427,25 @@ impl Proxy {
                     (true, c.try_clone().unwrap(), s.try_clone().unwrap()),
                     (false, s, c),
                 ] {
-                    let sent = sent2.clone();
+                    let (trip, up, conns) = (trip2.clone(), up2.clone(), conns2.clone());
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 64 << 10];
                         loop {
                             match a.read(&mut buf) {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => {
-                                    if b.write_all(&buf[..n]).is_err() {
+                                    let data = &buf[..n];
+                                    let is_pack_put = data.starts_with(b"PUT ")
+                                        && data.windows(6).any(|w| w == b"/data/");
+                                    if up_dir && is_pack_put && trip.swap(false, Ordering::SeqCst) {
+                                        up.store(false, Ordering::SeqCst);
+                                        for c in conns.lock().unwrap().drain(..) {
+                                            let _ = c.shutdown(std::net::Shutdown::Both);
+                                        }
                                         break;
                                     }
-                                    if up_dir {
-                                        sent.fetch_add(n as u64, Ordering::SeqCst);
+                                    if b.write_all(data).is_err() {
+                                        break;
                                     }
                                 }
                             }
@@ -451,7 +459,7 @@ impl Proxy {
             port,
             up,
             conns,
-            sent,
+            trip_on_pack_put: trip,
         }
     }
 
@@ -481,31 +489,15 @@ fn server_gone_mid_backup() {
     let first = s.backup_json([&src]);
     let id1 = first["snapshot"].as_str().unwrap().to_string();
     std::fs::write(src.join("d4/big.bin"), random_bytes(31, 60 << 20)).unwrap();
-    // Slow the upload so the cut lands mid-backup; give up after 4 s of failures.
+    // The server goes away exactly when the backup starts its first pack
+    // upload (the proxy trips on it), and stays away: the backup must give
+    // up after 4 s of retries with a clear error.
+    proxy.trip_on_pack_put.store(true, Ordering::SeqCst);
     let child = s
-        .cmd(os(&[
-            &"--limit-upload",
-            &"10240",
-            &"--s3-retry-timeout",
-            &"4",
-            &"backup",
-            &src,
-        ]))
+        .cmd(os(&[&"--s3-retry-timeout", &"4", &"backup", &src]))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Cut once the upload of the new data is well under way (8 MiB of it
-    // went through), not after a fixed delay: the machine may be slow.
-    let start = proxy.sent.load(Ordering::SeqCst);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while proxy.sent.load(Ordering::SeqCst) < start + (8 << 20) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backup never uploaded 8 MiB"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    proxy.set_up(false);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(

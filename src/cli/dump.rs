@@ -28,7 +28,13 @@ pub fn run(g: &Global, a: &DumpArgs) -> Result<u8> {
     }
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    snap::restore::write_content(&repo, &e, &mut w)?;
-    w.flush()?;
-    Ok(0)
+    match snap::restore::write_content(&repo, &e, &mut w) {
+        // The reader went away (`| head`): not an error.
+        Err(e) if e.is_broken_pipe() => return Ok(0),
+        r => r?,
+    };
+    match w.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        r => r.map(|_| 0).map_err(Into::into),
+    }
 }

@@ -63,14 +63,17 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
     if a.stdout {
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
-        let n = snap::restore::restore_stream(
+        let n = match snap::restore::restore_stream(
             &repo,
             &snap.tree,
             &snap.streams,
             a.stream.as_deref(),
             &mut lock,
-        )
-        .with_context(|| format!("restoring snapshot {}", id.short()))?;
+        ) {
+            // The reader went away (`| head`): not an error.
+            Err(e) if e.is_broken_pipe() => return Ok(0),
+            r => r.with_context(|| format!("restoring snapshot {}", id.short()))?,
+        };
         if !g.json {
             eprintln!("restored {} from snapshot {}", human(n), id.short());
         }
