@@ -299,6 +299,15 @@ impl Repository {
     /// (prune, repair), rebuilds from scratch. Returns the number of index
     /// objects downloaded.
     pub fn sync_catalog(&self) -> Result<usize> {
+        // Snapshots are listed before the index (format-spec §14): a writer
+        // stores index objects before the snapshot that needs them, so every
+        // snapshot seen here has its index objects in the listing below.
+        let listed_snapshots: std::collections::HashSet<Id> = self
+            .store
+            .list("snapshots/")?
+            .into_iter()
+            .filter_map(|l| Id::from_hex(&l.name))
+            .collect();
         let listed: Vec<Id> = self
             .store
             .list("index/")?
@@ -351,12 +360,7 @@ impl Repository {
             }
         }
         // Snapshots.
-        let listed: std::collections::HashSet<Id> = self
-            .store
-            .list("snapshots/")?
-            .into_iter()
-            .filter_map(|l| Id::from_hex(&l.name))
-            .collect();
+        let listed = listed_snapshots;
         let known = cat.snapshot_ids()?;
         for id in known.difference(&listed) {
             cat.remove_snapshot(id)?;

@@ -161,10 +161,24 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 /// deduplicating against those packs) are running.
 #[test]
 fn backups_and_prune_run_concurrently() {
-    let s = Snap::new();
+    backups_and_prune_concurrently(Snap::new(), 5);
+}
+
+/// The same on the S3 test server (fewer rounds: each request crosses HTTP).
+#[test]
+fn backups_and_prune_run_concurrently_on_s3() {
+    let Some(s3) = common::services::s3() else {
+        return;
+    };
+    let mut s = Snap::new();
+    s.repo = s3.repo_url(&common::services::unique_name("prune_"));
+    s.env = s3.env();
+    backups_and_prune_concurrently(s, 3);
+}
+
+fn backups_and_prune_concurrently(s: Snap, rounds: u64) {
     s.init();
     let sources = 3u64;
-    let rounds = 5u64;
     let mut saved: std::collections::HashMap<String, (PathBuf, PathBuf)> = Default::default();
     for r in 0..rounds {
         let mut kids = Vec::new();
