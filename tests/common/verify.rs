@@ -124,9 +124,32 @@ pub fn restore_hash(s: &Snap, id: &str, src: &Path, scratch: &Path) -> Result<St
     Ok(h)
 }
 
-/// Checks that the repository holds every snapshot of `model` and that each
-/// restores byte-identical to what was backed up. Panics with every
-/// difference found.
+/// Runs `snap --json check --read-data` (every pack downloaded and every blob
+/// verified) and returns `Err` with a one-line description naming the check
+/// output unless it exited 0 and reported `"ok": true`.
+pub fn check_read_data(s: &Snap) -> Result<(), String> {
+    let out = s.run(["--json", "check", "--read-data"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Option<serde_json::Value> = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok());
+    let ok = report.as_ref().and_then(|v| v["ok"].as_bool()) == Some(true);
+    if out.status.success() && ok {
+        return Ok(());
+    }
+    Err(format!(
+        "check --read-data exited {:?} (ok: {:?}): {} {}",
+        out.status.code(),
+        report.as_ref().map(|v| v["ok"].clone()),
+        stdout.trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
+}
+
+/// Checks that the repository holds every snapshot of `model`, that each
+/// restores byte-identical to what was backed up, and that
+/// `check --read-data` finds no problem. Panics with every difference found.
 pub fn verify_repository(s: &Snap, model: &Model) {
     let scratch = tempfile::tempdir().expect("tempdir");
     let listed = s.snapshot_ids();
@@ -146,10 +169,9 @@ pub fn verify_repository(s: &Snap, model: &Model) {
         }
     }
     // ---- CHECK_READ_DATA: the single place for `snap check --read-data`. ----
-    // After the lifecycle branch is merged, also run a full check here, e.g.
-    //     let out = s.run(["check", "--read-data"]);
-    //     if !out.status.success() { problems.push(format!("check --read-data: ...")); }
-    // (the lead wires this in; nothing else in the reliability tests needs to change).
+    if let Err(e) = check_read_data(s) {
+        problems.push(e);
+    }
     assert!(
         problems.is_empty(),
         "repository does not match the reference model ({} snapshots):\n{}",
