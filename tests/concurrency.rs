@@ -119,3 +119,58 @@ fn four_concurrent_backups_s3() {
     s.env = s3.env();
     run_all(s);
 }
+
+/// `snap copy` and `prune --grace 0s` at the same time: two prunes run while
+/// a rate-limited copy uploads its packs. The first one marks the copy's
+/// packs (indexed or not, no snapshot needs them yet); the copy's lease is a
+/// blocker of that mark, so the second prune must not delete them. The copy
+/// then completes and its snapshot restores and checks clean.
+#[test]
+fn prune_during_copy_keeps_the_copied_packs() {
+    let src = Snap::new();
+    src.ok(["init", "--pack-size-mib", "1"]);
+    let mut dst = Snap::new();
+    dst.env
+        .push(("SNAP_FROM_PASSWORD".into(), src.password.clone()));
+    dst.ok(["init", "--pack-size-mib", "1"]);
+    let data = src.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut rng = common::gen::Rng::new(7);
+    for i in 0..4 {
+        std::fs::write(data.join(format!("f{i}")), rng.bytes(1 << 20)).unwrap();
+    }
+    let mut model = Model::default();
+    let h = tree_hash(&data);
+    model.add(&backup_id(&src.backup_json([&data])), &data, h);
+    // 4 MiB at 1 MiB/s: about 4 s of copying.
+    let copy = dst
+        .cmd([
+            "--limit-upload",
+            "1024",
+            "copy",
+            "--from",
+            src.repo.as_str(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    dst.ok(["prune", "--grace", "0s"]);
+    dst.ok(["prune", "--grace", "0s"]);
+    let out = copy.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "copy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&dst.ok(["--json", "snapshots"])).unwrap();
+    let copied = v[0]["id"].as_str().expect("one copied snapshot");
+    let mut m = Model::default();
+    m.add(
+        copied,
+        &data,
+        model.snapshots.values().next().unwrap().hash.clone(),
+    );
+    verify_repository(&dst, &m);
+}

@@ -4,6 +4,7 @@ use super::{cache_dir, from_password, human, password, store_options, Global};
 use anyhow::Result;
 use clap::Args;
 use snap::copy::copy_snapshot;
+use snap::lease::{LeaseGuard, Operation};
 use snap::{Error, Id, Repository};
 use std::path::PathBuf;
 
@@ -48,10 +49,18 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
     let dst_pw = password(g, false)?;
     let cache = cache_dir(g);
     let src = Repository::open_opts(&a.from, src_pw.as_bytes(), &cache, &opts)?;
-    let dst = Repository::open_opts(&to, dst_pw.as_bytes(), &cache, &opts)?;
+    let dst = Repository::open_unsynced(&to, dst_pw.as_bytes(), &cache, &opts)?;
     if src.config().id == dst.config().id {
         return Err(Error::usage(format!("{} and {to} are the same repository", a.from)).into());
     }
+    // Like a backup, the copy writes packs to the destination under a lease
+    // taken before its catalog loads the prune marks: a concurrent prune
+    // then lists it as a blocker of every mark it writes meanwhile, so
+    // neither the copy's new packs nor the packs it deduplicates against are
+    // deleted before its snapshot is visible (format-spec "Leases and
+    // two-phase prune").
+    let lease = LeaseGuard::acquire(dst.store().clone(), dst.key(), Operation::Copy, "")?;
+    dst.sync_catalog()?;
     let mut selected: Vec<Id> = Vec::new();
     if a.ids.is_empty() {
         let mut all: Vec<_> = src
@@ -76,6 +85,7 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
     let mut rows = Vec::new();
     let (mut copied, mut skipped, mut stored, mut raw, mut packs, mut blobs) = (0, 0, 0, 0, 0, 0);
     for id in &selected {
+        lease.check_valid()?;
         let r = copy_snapshot(&src, &dst, id)?;
         match (r.copied_to, r.existing) {
             (Some(new), _) => {
@@ -110,6 +120,7 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
         packs += r.packs;
         blobs += r.blobs;
     }
+    drop(lease);
     let secs = started.elapsed().as_secs_f64();
     if g.json {
         println!(
