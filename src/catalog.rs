@@ -38,6 +38,9 @@ pub struct Catalog {
     /// pack_no → pack id; rows of `packs` never change number, and the cache
     /// is dropped when the catalog is reset.
     pack_ids: std::cell::RefCell<std::collections::HashMap<i64, Id>>,
+    /// pack_no of every marked pack, loaded on first use and dropped
+    /// whenever packs or marks change.
+    marked_nos: std::cell::RefCell<Option<HashSet<i64>>>,
 }
 
 const SCHEMA: &str = "
@@ -75,7 +78,15 @@ impl Catalog {
                 .open(path)
                 .map_err(|e| Error::io(format!("creating catalog {}", path.display()), e))?;
         }
-        let conn = Connection::open(path)?;
+        // Single-threaded use behind the Repository's mutex: SQLite's own
+        // per-call mutex would only cost time.
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )?;
         conn.busy_timeout(std::time::Duration::from_secs(60))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -84,6 +95,7 @@ impl Catalog {
         let mut cat = Catalog {
             conn,
             pack_ids: Default::default(),
+            marked_nos: Default::default(),
         };
         let ver: Option<String> = cat.meta("schema")?;
         let rid: Option<String> = cat.meta("repository")?;
@@ -118,6 +130,7 @@ impl Catalog {
             "BEGIN; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; COMMIT;",
         )?;
         self.pack_ids.borrow_mut().clear();
+        *self.marked_nos.borrow_mut() = None;
         Ok(())
     }
 
@@ -137,6 +150,7 @@ impl Catalog {
     /// Loads one index object in a single transaction. Blobs already known
     /// (stored twice) keep their first location.
     pub fn add_index(&mut self, index_id: &Id, idx: &IndexFile) -> Result<()> {
+        *self.marked_nos.borrow_mut() = None;
         let tx = self.conn.transaction()?;
         {
             let mut ins_pack = tx
@@ -230,15 +244,34 @@ impl Catalog {
     /// deletion (a backup must store blobs again rather than reference a
     /// marked pack; format-spec "Leases and two-phase prune").
     pub fn contains(&self, id: &Id) -> Result<bool> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT 1 FROM blobs b JOIN packs p ON p.pack_no=b.pack_no WHERE b.id=?1 \
-             AND NOT EXISTS (SELECT 1 FROM marked m WHERE m.id=p.id)",
-        )?;
-        Ok(st.exists([&id.0[..]])?)
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT pack_no FROM blobs WHERE id=?1")?;
+        let Some(pack_no) = st
+            .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
+            .optional()?
+        else {
+            return Ok(false);
+        };
+        if self.marked_nos.borrow().is_none() {
+            let mut q = self
+                .conn
+                .prepare("SELECT p.pack_no FROM packs p JOIN marked m ON m.id=p.id")?;
+            let nos = q
+                .query_map([], |r| r.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<HashSet<i64>>>()?;
+            *self.marked_nos.borrow_mut() = Some(nos);
+        }
+        Ok(!self
+            .marked_nos
+            .borrow()
+            .as_ref()
+            .is_some_and(|m| m.contains(&pack_no)))
     }
 
     /// Replaces the set of packs marked for deletion.
     pub fn set_marked(&mut self, packs: &HashSet<Id>) -> Result<()> {
+        *self.marked_nos.borrow_mut() = None;
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM marked", [])?;
         {
