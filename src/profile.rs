@@ -673,67 +673,11 @@ pub fn pg_with_dbname(conninfo: &str, db: &str) -> String {
     }
 }
 
-/// libpq connection keywords (PostgreSQL docs, "Parameter Key Words"): a
-/// `pg` entry `KEYWORD=…` is a key/value conninfo, not `NAME=CONNINFO`.
-const LIBPQ_KEYWORDS: &[&str] = &[
-    "host",
-    "hostaddr",
-    "port",
-    "dbname",
-    "user",
-    "password",
-    "passfile",
-    "require_auth",
-    "channel_binding",
-    "connect_timeout",
-    "client_encoding",
-    "options",
-    "application_name",
-    "fallback_application_name",
-    "keepalives",
-    "keepalives_idle",
-    "keepalives_interval",
-    "keepalives_count",
-    "tcp_user_timeout",
-    "replication",
-    "gssencmode",
-    "sslmode",
-    "requiressl",
-    "sslnegotiation",
-    "sslcompression",
-    "sslcert",
-    "sslkey",
-    "sslpassword",
-    "sslcertmode",
-    "sslrootcert",
-    "sslcrl",
-    "sslcrldir",
-    "sslsni",
-    "requirepeer",
-    "ssl_min_protocol_version",
-    "ssl_max_protocol_version",
-    "krbsrvname",
-    "gsslib",
-    "gssdelegation",
-    "service",
-    "target_session_attrs",
-    "load_balance_hosts",
-];
-
 /// Splits a `pg`/`mongo` entry `[NAME=]VALUE` into the optional stream name
-/// and the connection string (a libpq keyword before `=` is not a name).
+/// and the connection string, exactly as `snap backup --pg` does
+/// ([`crate::sources::split_name`]: a libpq keyword before `=` is not a name).
 pub fn split_stream_name(spec: &str) -> (Option<&str>, &str) {
-    if let Some((n, rest)) = spec.split_once('=') {
-        if !n.is_empty()
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && !LIBPQ_KEYWORDS.contains(&n)
-            && !rest.is_empty()
-        {
-            return (Some(n), rest);
-        }
-    }
-    (None, spec)
+    crate::sources::split_name(spec)
 }
 
 /// True when `name` looks like a PostgreSQL custom-format dump stream as
