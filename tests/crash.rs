@@ -97,13 +97,18 @@ fn crash_loop(s: &Snap, kills: usize, seed: u64, big_size: usize) -> Stats {
     let typical = t0.elapsed().max(Duration::from_millis(20));
     eprintln!("typical incremental backup: {typical:?}");
 
+    // Kill delays are drawn below `upper`, which shrinks whenever the process
+    // finished first, so most kills land inside a run on a slow or busy
+    // machine too.
+    let mut upper = typical.as_millis() as u64 + 1;
     for attempt in 1..=kills {
         tree.mutate();
         let h = tree_hash(&src);
-        let delay_ms = rng.range(5, typical.as_millis() as u64 + 1);
+        let delay_ms = rng.range(5, upper.max(6));
         match backup_and_kill(s, &src, Duration::from_millis(delay_ms)) {
             Some(id) => {
                 stats.finished_first += 1;
+                upper = upper * 2 / 3;
                 model.add(&id, &src, h);
             }
             None => stats.killed += 1,
@@ -326,6 +331,7 @@ fn prune_crash_loop(kills: usize, seed: u64, forget: bool) -> PruneStats {
             .retain(|id, _| order.iter().rev().take(KEEP).any(|k| k == id));
     }
     let typical = typical.max(Duration::from_millis(20));
+    let mut upper = typical.as_millis() as u64 + 1;
     eprintln!(
         "uninterrupted {}: {typical:?}",
         if forget { "forget --prune" } else { "prune" }
@@ -341,7 +347,7 @@ fn prune_crash_loop(kills: usize, seed: u64, forget: bool) -> PruneStats {
             .take(KEEP)
             .cloned()
             .collect();
-        let delay = Duration::from_millis(rng.range(5, typical.as_millis() as u64 + 1));
+        let delay = Duration::from_millis(rng.range(5, upper.max(6)));
         match run_and_kill(&s, &os_args(&prune_cmd), delay) {
             None => stats.killed += 1,
             Some(out) => {
@@ -352,6 +358,7 @@ fn prune_crash_loop(kills: usize, seed: u64, forget: bool) -> PruneStats {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 stats.finished_first += 1;
+                upper = upper * 2 / 3;
             }
         }
         // A lease left by the killed prune blocks other prunes until it
@@ -500,6 +507,7 @@ fn sigkill_during_copy_10_times() {
     let t0 = Instant::now();
     dst.ok(&copy);
     let typical = t0.elapsed().max(Duration::from_millis(20));
+    let mut upper = typical.as_millis() as u64 + 1;
     eprintln!("uninterrupted copy of two snapshots: {typical:?}");
     assert_eq!(copy_model(&dst, &model).snapshots.len(), 5);
 
@@ -507,7 +515,7 @@ fn sigkill_during_copy_10_times() {
     for attempt in 1..=10 {
         backup(&mut tree, &mut model);
         backup(&mut tree, &mut model);
-        let delay = Duration::from_millis(rng.range(5, typical.as_millis() as u64 + 1));
+        let delay = Duration::from_millis(rng.range(5, upper.max(6)));
         match run_and_kill(&dst, &copy, delay) {
             None => killed += 1,
             Some(out) => {
@@ -518,6 +526,7 @@ fn sigkill_during_copy_10_times() {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 finished += 1;
+                upper = upper * 2 / 3;
             }
         }
         // Only complete copies are listed, and they restore; the
