@@ -88,7 +88,25 @@ impl Catalog {
                 | rusqlite::OpenFlags::SQLITE_OPEN_URI,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(60))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // WAL lets backups read while another process writes. Switching
+        // needs a moment with no other connection: retry briefly if busy.
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            let mut tries = 0;
+            loop {
+                match conn.pragma_update(None, "journal_mode", "WAL") {
+                    Ok(()) => break,
+                    Err(e)
+                        if tries < 50
+                            && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+                    {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -8000)?; // 8 MiB page cache
         conn.execute_batch(SCHEMA)?;
@@ -127,7 +145,7 @@ impl Catalog {
     /// Forgets everything (the next sync reloads from the repository).
     pub fn reset(&mut self) -> Result<()> {
         self.conn.execute_batch(
-            "BEGIN; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; COMMIT;",
+            "BEGIN IMMEDIATE; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; COMMIT;",
         )?;
         self.pack_ids.borrow_mut().clear();
         *self.marked_nos.borrow_mut() = None;
@@ -151,7 +169,9 @@ impl Catalog {
     /// (stored twice) keep their first location.
     pub fn add_index(&mut self, index_id: &Id, idx: &IndexFile) -> Result<()> {
         *self.marked_nos.borrow_mut() = None;
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut ins_pack = tx
                 .prepare_cached("INSERT OR IGNORE INTO packs(id,size,index_id) VALUES(?1,?2,?3)")?;
@@ -272,7 +292,9 @@ impl Catalog {
     /// Replaces the set of packs marked for deletion.
     pub fn set_marked(&mut self, packs: &HashSet<Id>) -> Result<()> {
         *self.marked_nos.borrow_mut() = None;
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM marked", [])?;
         {
             let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO marked(id) VALUES(?1)")?;
@@ -372,7 +394,9 @@ impl Catalog {
     /// Adds one tree's entries to the path index. Callers add a tree only
     /// after all its subtrees, so "indexed" implies "fully indexed below".
     pub fn index_tree(&mut self, id: &Id, entries: &[IndexedEntry]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut ins = tx.prepare_cached(
                 "INSERT OR REPLACE INTO tree_entries(tree,name,kind,size,mtime_ns,subtree) VALUES(?1,?2,?3,?4,?5,?6)",
