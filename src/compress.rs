@@ -57,10 +57,13 @@ pub fn encode(data: &[u8], level: i32, out: &mut Vec<u8>) {
         static CCTX: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
             const { std::cell::RefCell::new(None) };
     }
-    out.clear();
     if !looks_incompressible(data) {
+        // zstd writes into an initialised slice; a reused buffer is only
+        // grown (zero-filled once), not cleared and zero-filled per blob.
         let bound = zstd::zstd_safe::compress_bound(data.len());
-        out.resize(1 + bound, 0);
+        if out.len() < 1 + bound {
+            out.resize(1 + bound, 0);
+        }
         out[0] = ZSTD;
         let n = CCTX.with(|c| {
             let mut c = c.borrow_mut();
@@ -75,8 +78,8 @@ pub fn encode(data: &[u8], level: i32, out: &mut Vec<u8>) {
                 return;
             }
         }
-        out.clear();
     }
+    out.clear();
     out.push(RAW);
     out.extend_from_slice(data);
 }
