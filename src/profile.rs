@@ -256,10 +256,7 @@ impl Config {
             }
             for c in &p.command {
                 if !c.split_once('=').is_some_and(|(n, cmd)| {
-                    !n.is_empty()
-                        && !cmd.trim().is_empty()
-                        && n.chars()
-                            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+                    crate::sources::valid_stream_name(n) && !cmd.trim().is_empty()
                 }) {
                     return Err(Error::usage(format!(
                         "{origin}: profile {name:?}: command {c:?} is not NAME=CMD (NAME of letters, digits, - _ .)"

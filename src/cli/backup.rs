@@ -88,13 +88,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     }
     for c in &a.commands {
         let (name, cmd) = match c.split_once('=') {
-            Some((n, rest))
-                if !n.is_empty()
-                    && n.chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) =>
-            {
-                (n.to_string(), rest.to_string())
-            }
+            Some((n, rest)) if sources::valid_stream_name(n) => (n.to_string(), rest.to_string()),
             _ => {
                 let default = if a.commands.len() == 1 && !a.stdin {
                     a.stdin_name.clone()
