@@ -20,7 +20,9 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = cli::Cli::parse();
-    let json = std::env::args().any(|a| a == "--json");
+    // From the parsed flags: a literal "--json" inside another argument
+    // (e.g. a --command string) must not switch the error format.
+    let json = cli.json();
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

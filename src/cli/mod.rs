@@ -165,6 +165,13 @@ enum Command {
     Man,
 }
 
+impl Cli {
+    /// Whether `--json` was given (errors are then printed as JSON).
+    pub fn json(&self) -> bool {
+        self.global.json
+    }
+}
+
 /// Exit status for "backup finished, some sources unreadable".
 pub const EXIT_PARTIAL: u8 = 3;
 
