@@ -36,6 +36,7 @@ fn index(seed: u64) -> IndexFile {
                     offset: (b as u32) << 18,
                     length: 1 << 18,
                     raw_len: 1 << 18,
+                    base: None,
                 })
                 .collect(),
         })

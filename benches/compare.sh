@@ -27,8 +27,9 @@
 #      bytes added by the second. Only the backup tool is under /usr/bin/time,
 #      pg_dump runs in the same pipeline (its CPU is not counted, its speed
 #      bounds the wall time of every tool alike).
-#   5. restic only: the same pair as `pg_dump -Fc -Z0` and as `pg_dump -Fc`
-#      (default compression), to show what the dump settings save.
+#   5. restic and snap: the same pair as `pg_dump -Fc -Z0` (snap: its own
+#      `--pg` source, which runs exactly that) and as `pg_dump -Fc` (default
+#      compression), to show what the dump settings save.
 # Before every timed step the script runs `sync` (not timed), so one step's
 # dirty pages are not written back during the next tool's step.
 # Caches: there is no way to drop the page cache here, so SRC is read once
@@ -201,17 +202,29 @@ for ((round = 1; round <= ROUNDS; round++)); do
       timed_pipe "$t" "$round" 4-dump2 "'$PG_DUMP' -d bench_v2" bash -c "$(t_stdin_cmd "$t" "$drepo" db.sql)"
       rec "$t" "$round" 4-dump2 bytes_added "$(($(bytes "$drepo") - d1))"
       rm -rf "$drepo"
-      # 5. custom-format dumps, restic only
-      if [ "$t" = restic ]; then
+      # 5. custom-format dumps: restic and snap. snap's --pg source runs
+      #    pg_dump -Fc -Z0 itself (so its time includes pg_dump's CPU);
+      #    the "Fc" row pipes pg_dump's default (compressed) custom format.
+      if [ "$t" = restic ] || [ "$t" = snap ]; then
         for fmt in "Fc-Z0:-Fc -Z0" "Fc:-Fc"; do
           label=${fmt%%:*} flags=${fmt#*:}
-          rm -rf "$drepo"
+          rm -rf "$drepo" "$WORK/cache-snap"
           t_init "$t" "$drepo"
-          timed_pipe "$t" "$round" "5-$label-dump1" "'$PG_DUMP' $flags -d bench_v1" bash -c "$(t_stdin_cmd "$t" "$drepo" db.dump)"
-          d1=$(bytes "$drepo")
-          rec "$t" "$round" "5-$label-dump1" repo_bytes "$d1"
-          timed_pipe "$t" "$round" "5-$label-dump2" "'$PG_DUMP' $flags -d bench_v2" bash -c "$(t_stdin_cmd "$t" "$drepo" db.dump)"
-          rec "$t" "$round" "5-$label-dump2" bytes_added "$(($(bytes "$drepo") - d1))"
+          for night in 1 2; do
+            step="5-$label-dump$night"
+            [ "$night" = 2 ] && d1=$(bytes "$drepo")
+            if [ "$t" = snap ] && [ "$label" = Fc-Z0 ]; then
+              timed "$t" "$round" "$step" env SNAP_REPO="$drepo" SNAP_CACHE_DIR="$WORK/cache-snap" \
+                PATH="$PGBIN:$PATH" "$SNAP" backup --pg "db.dump=bench_v$night"
+            else
+              timed_pipe "$t" "$round" "$step" "'$PG_DUMP' $flags -d bench_v$night" bash -c "$(t_stdin_cmd "$t" "$drepo" db.dump)"
+            fi
+            if [ "$night" = 1 ]; then
+              rec "$t" "$round" "$step" repo_bytes "$(bytes "$drepo")"
+            else
+              rec "$t" "$round" "$step" bytes_added "$(($(bytes "$drepo") - d1))"
+            fi
+          done
           rm -rf "$drepo"
         done
       fi

@@ -123,7 +123,7 @@ fn pack_build(c: &mut Criterion) {
         b.iter(|| {
             let mut pb = PackBuilder::default();
             for (id, s) in &blobs {
-                pb.add(BlobKind::Data, *id, s, s.len() as u32);
+                pb.add(BlobKind::Data, *id, s, s.len() as u32, None);
             }
             black_box(pb.finish(&key).id)
         })

@@ -137,7 +137,7 @@ fn main() {
     let mut pb = PackBuilder::default();
     let mut packs = 0;
     for ((s, id), c) in sealed.iter().zip(&ids).zip(&chunks) {
-        pb.add(BlobKind::Data, *id, s, c.len() as u32);
+        pb.add(BlobKind::Data, *id, s, c.len() as u32, None);
         if pb.len() >= 16 << 20 {
             std::hint::black_box(pb.finish(&key).id);
             packs += 1;

@@ -121,7 +121,7 @@ fn main() {
             let id = key.blob_id(&plain);
             compress::encode(&plain, 3, &mut enc);
             let sealed = key.seal_blob(BlobKind::Data, &id, &enc);
-            b.add(BlobKind::Data, id, &sealed, plain.len() as u32);
+            b.add(BlobKind::Data, id, &sealed, plain.len() as u32, None);
         }
         let p = b.finish(&key);
         let mut seed = vec![0u8];

@@ -19,10 +19,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Snapshot, SourceInfo, Summary};
 use crate::format::tree::{ChunkProfile, EntryKind, Tree, TreeEntry, STREAMS_DIR};
 use crate::format::Id;
-use crate::ingest::{self, Ingested, Reader};
+use crate::ingest::{self, DeltaRef, Ingested, Reader};
 use crate::pack::BlobSaver;
 use crate::repo::{hostname, now_rfc3339, username, Repository};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -584,9 +584,10 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         config.open_packs as usize,
     );
     let mut warnings = std::mem::take(&mut walker.warnings);
+    let previous = previous_streams(repo, &hostname, &opts.streams);
     let ((bytes_read, job_slots, stream_slots, sources, failed_sources), ingested) =
         ingest::run(repo, saver, &opts.progress.bytes, |reader| {
-            read_content(reader, &jobs, &opts, &mut warnings)
+            read_content(reader, &jobs, &opts, &previous, &mut warnings)
         })?;
     let Ingested {
         mut saver,
@@ -703,10 +704,49 @@ type ContentResult = (
     Vec<SourceInfo>,
 );
 
+/// The previous version of each stream about to be read: the content of the
+/// stream of the same name in the newest snapshot of this host that holds
+/// one (for delta blobs, format-spec §25). Best effort: a stream whose
+/// previous version cannot be read simply gets no delta bases.
+fn previous_streams(
+    repo: &Repository,
+    hostname: &str,
+    streams: &[StreamSource],
+) -> HashMap<String, Arc<DeltaRef>> {
+    let mut out = HashMap::new();
+    if streams.is_empty() {
+        return out;
+    }
+    let Ok(snaps) = repo.snapshots() else {
+        return out;
+    };
+    let content = |tree: &Id, name: &str| -> Option<Vec<Id>> {
+        let root = repo.read_tree(tree).ok()?;
+        let sub = repo
+            .read_tree(&root.get(STREAMS_DIR.as_bytes())?.subtree?)
+            .ok()?;
+        let e = sub.get(name.as_bytes())?;
+        (e.profile == ChunkProfile::Streams).then(|| e.content.clone())
+    };
+    for s in streams {
+        let prev = snaps
+            .iter()
+            .rev()
+            .find(|(_, snap)| snap.hostname == hostname && snap.streams.contains(&s.name));
+        if let Some(c) = prev.and_then(|(_, snap)| content(&snap.tree, &s.name)) {
+            if !c.is_empty() {
+                out.insert(s.name.clone(), Arc::new(DeltaRef::new(c)));
+            }
+        }
+    }
+    out
+}
+
 fn read_content(
     reader: &mut Reader<'_>,
     jobs: &[FileJob],
     opts: &BackupOptions,
+    previous: &HashMap<String, Arc<DeltaRef>>,
     warnings: &mut Vec<String>,
 ) -> Result<ContentResult> {
     let mut bytes_read = 0u64;
@@ -745,6 +785,9 @@ fn read_content(
             return Err(Error::usage(format!("invalid stream name {:?}", s.name)));
         }
         let slot = reader.new_slot();
+        if let Some(prev) = previous.get(&s.name) {
+            reader.set_delta_ref(slot, prev.clone());
+        }
         let n = match read_source(reader, slot, s) {
             Ok(n) => n,
             Err(e) if opts.allow_partial && e.kind() == ErrorKind::Source => {

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// Bumped whenever the schema changes; a mismatch drops and rebuilds.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub struct BlobLocation {
     pub length: u32,
     /// Plaintext length, bytes.
     pub raw_len: u32,
+    /// Base blob of a delta blob (format-spec §25), else `None`.
+    pub base: Option<Id>,
 }
 
 /// An open catalog database.
@@ -47,7 +49,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS indexes(id BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS packs(pack_no INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, size INTEGER NOT NULL, index_id BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS blobs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, pack_no INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_len INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, pack_no INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_len INTEGER NOT NULL, base BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots(id BLOB PRIMARY KEY, time_ms INTEGER NOT NULL, json TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trees_indexed(tree BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tree_entries(tree BLOB NOT NULL, name BLOB NOT NULL, kind INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, subtree BLOB, PRIMARY KEY(tree, name)) WITHOUT ROWID;
@@ -179,9 +181,10 @@ impl Catalog {
             // A blob stored twice keeps its first location unless that one is
             // in a pack marked for deletion.
             let mut ins_blob = tx.prepare_cached(
-                "INSERT INTO blobs(id,kind,pack_no,offset,length,raw_len) VALUES(?1,?2,?3,?4,?5,?6) \
+                "INSERT INTO blobs(id,kind,pack_no,offset,length,raw_len,base) VALUES(?1,?2,?3,?4,?5,?6,?7) \
                  ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, pack_no=excluded.pack_no, \
-                 offset=excluded.offset, length=excluded.length, raw_len=excluded.raw_len \
+                 offset=excluded.offset, length=excluded.length, raw_len=excluded.raw_len, \
+                 base=excluded.base \
                  WHERE blobs.pack_no IN (SELECT p.pack_no FROM packs p JOIN marked m ON m.id=p.id) \
                  AND excluded.pack_no NOT IN (SELECT p.pack_no FROM packs p JOIN marked m ON m.id=p.id)",
             )?;
@@ -195,7 +198,8 @@ impl Catalog {
                         pack_no,
                         b.offset,
                         b.length,
-                        b.raw_len
+                        b.raw_len,
+                        b.base.as_ref().map(|x| &x.0[..])
                     ])?;
                 }
             }
@@ -211,7 +215,7 @@ impl Catalog {
     /// Where blob `id` is stored, if any pack holds it.
     pub fn lookup(&self, id: &Id) -> Result<Option<BlobLocation>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT kind, pack_no, offset, length, raw_len FROM blobs WHERE id=?1",
+            "SELECT kind, pack_no, offset, length, raw_len, base FROM blobs WHERE id=?1",
         )?;
         let row = st
             .query_row([&id.0[..]], |r| {
@@ -221,11 +225,21 @@ impl Catalog {
                     r.get::<_, u32>(2)?,
                     r.get::<_, u32>(3)?,
                     r.get::<_, u32>(4)?,
+                    r.get::<_, Option<Vec<u8>>>(5)?,
                 ))
             })
             .optional()?;
-        let Some((k, pack_no, offset, length, raw_len)) = row else {
+        let Some((k, pack_no, offset, length, raw_len, base)) = row else {
             return Ok(None);
+        };
+        let base = match base {
+            None => None,
+            Some(b) => Some(Id::from_slice(&b).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Catalog,
+                    "catalog holds a malformed base id; run `snap cache rebuild`",
+                )
+            })?),
         };
         let kind = BlobKind::from_byte(k).ok_or_else(|| {
             Error::new(
@@ -239,6 +253,7 @@ impl Catalog {
             offset,
             length,
             raw_len,
+            base,
         }))
     }
 
@@ -262,17 +277,37 @@ impl Catalog {
 
     /// Whether blob `id` is in some indexed pack that is not marked for
     /// deletion (a backup must store blobs again rather than reference a
-    /// marked pack; format-spec "Leases and two-phase prune").
+    /// marked pack; format-spec "Leases and two-phase prune"). A delta blob
+    /// counts only if its base passes the same test (§25).
     pub fn contains(&self, id: &Id) -> Result<bool> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT pack_no FROM blobs WHERE id=?1")?;
-        let Some(pack_no) = st
-            .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
+            .prepare_cached("SELECT pack_no, base FROM blobs WHERE id=?1")?;
+        let Some((pack_no, base)) = st
+            .query_row([&id.0[..]], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+            })
             .optional()?
         else {
             return Ok(false);
         };
+        if !self.pack_usable(pack_no)? {
+            return Ok(false);
+        }
+        match base {
+            None => Ok(true),
+            Some(b) => {
+                let Some(pack_no) = st.query_row([&b[..]], |r| r.get::<_, i64>(0)).optional()?
+                else {
+                    return Ok(false);
+                };
+                self.pack_usable(pack_no)
+            }
+        }
+    }
+
+    /// Whether pack number `pack_no` is not marked for deletion.
+    fn pack_usable(&self, pack_no: i64) -> Result<bool> {
         if self.marked_nos.borrow().is_none() {
             let mut q = self
                 .conn

@@ -1,5 +1,5 @@
 //! Blob compression (format-spec §5): one leading byte says how the rest is
-//! stored (0 = raw, 1 = zstd frame).
+//! stored (0 = raw, 1 = zstd frame, 2 = zstd frame against a base blob).
 
 use crate::error::{Error, Result};
 
@@ -7,6 +7,14 @@ use crate::error::{Error, Result};
 pub const RAW: u8 = 0;
 /// Compression byte: payload is one zstd frame.
 pub const ZSTD: u8 = 1;
+/// Compression byte: payload is the 32-byte id of a base data blob followed
+/// by one zstd frame compressed with the base's plaintext as a raw-content
+/// dictionary (a delta blob, format-spec §25).
+pub const ZSTD_DELTA: u8 = 2;
+
+/// A delta encoding is kept without trying plain zstd when it is at most
+/// 1/`DELTA_SURE` of the plaintext (plain zstd seldom gets that far).
+const DELTA_SURE: usize = 64;
 
 /// Shannon entropy of a sample above which data is treated as incompressible
 /// (bits per byte); JPEG, gzip and ciphertext sit near 8.0.
@@ -84,6 +92,95 @@ pub fn encode(data: &[u8], level: i32, out: &mut Vec<u8>) {
     out.extend_from_slice(data);
 }
 
+/// Encodes `data` as a delta blob against `base` (id `base_id`, plaintext
+/// `base_plain`) into `out` when that is worth it: the delta frame is kept if
+/// it is at most 1/64 of `data`, or at least 25% smaller than plain
+/// [`encode`]. Returns whether `out` holds a delta encoding; otherwise `out`
+/// holds the plain encoding. zstd level `level`; data that looks
+/// incompressible is stored raw. Source of the technique: zstd's raw-content
+/// dictionaries (`ZSTD_CCtx_loadDictionary`), as in `zstd --patch-from`.
+pub fn encode_delta(
+    data: &[u8],
+    base_id: &crate::format::Id,
+    base_plain: &[u8],
+    level: i32,
+    out: &mut Vec<u8>,
+) -> bool {
+    if looks_incompressible(data) || base_plain.is_empty() {
+        encode(data, level, out);
+        return false;
+    }
+    let bound = zstd::zstd_safe::compress_bound(data.len());
+    out.clear();
+    out.resize(1 + 32 + bound, 0);
+    out[0] = ZSTD_DELTA;
+    out[1..33].copy_from_slice(&base_id.0);
+    let n = zstd::bulk::Compressor::with_dictionary(level, base_plain)
+        .and_then(|mut c| c.compress_to_buffer(data, &mut out[33..]))
+        .ok();
+    let Some(n) = n else {
+        encode(data, level, out);
+        return false;
+    };
+    let delta_len = 33 + n;
+    if delta_len <= data.len() / DELTA_SURE {
+        out.truncate(delta_len);
+        return true;
+    }
+    let mut plain = Vec::new();
+    encode(data, level, &mut plain);
+    if delta_len * 4 <= plain.len() * 3 {
+        out.truncate(delta_len);
+        true
+    } else {
+        *out = plain;
+        false
+    }
+}
+
+/// The base blob named by an encoded payload, if it is a delta blob
+/// (compression byte [`ZSTD_DELTA`]); `None` for raw and zstd payloads and
+/// for a delta payload too short to name one.
+pub fn delta_base(encoded: &[u8]) -> Option<crate::format::Id> {
+    match encoded {
+        [ZSTD_DELTA, rest @ ..] if rest.len() >= 32 => crate::format::Id::from_slice(&rest[..32]),
+        _ => None,
+    }
+}
+
+/// Decodes a delta payload (compression byte [`ZSTD_DELTA`]) given its base's
+/// plaintext; `raw_len` and `limit` as in [`decode_limited`].
+///
+/// Errors: [`crate::error::ErrorKind::Corrupt`] if the payload is not a delta
+/// payload, does not decompress against `base_plain`, or decompresses to
+/// other than `raw_len` bytes.
+pub fn decode_delta(
+    encoded: &[u8],
+    base_plain: &[u8],
+    raw_len: usize,
+    limit: usize,
+) -> Result<Vec<u8>> {
+    if raw_len > limit {
+        return Err(Error::corrupt(format!(
+            "blob length {raw_len} exceeds the {} MiB limit",
+            limit >> 20
+        )));
+    }
+    if delta_base(encoded).is_none() {
+        return Err(Error::corrupt("not a delta payload"));
+    }
+    let out = zstd::bulk::Decompressor::with_dictionary(base_plain)
+        .and_then(|mut d| d.decompress(&encoded[33..], raw_len))
+        .map_err(|e| Error::corrupt(format!("delta blob does not decompress: {e}")))?;
+    if out.len() != raw_len {
+        return Err(Error::corrupt(format!(
+            "blob decompressed to {} bytes, index says {raw_len}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
 /// Decodes a blob's encoded bytes; `raw_len` is the expected plaintext length
 /// from the index, bounded by [`crate::format::MAX_BLOB_SIZE`]. Data must
 /// already be authenticated (opened envelope).
@@ -109,6 +206,11 @@ pub fn decode_limited(encoded: &[u8], raw_len: usize, limit: usize) -> Result<Ve
             // Bounded: output beyond raw_len is an error, not an allocation.
             zstd::bulk::decompress(body, raw_len)
                 .map_err(|e| Error::corrupt(format!("blob does not decompress: {e}")))?
+        }
+        ZSTD_DELTA => {
+            return Err(Error::corrupt(
+                "delta blob decoded without its base (internal error)",
+            ))
         }
         t => return Err(Error::corrupt(format!("unknown compression byte {t}"))),
     };
@@ -147,6 +249,32 @@ mod tests {
         encode(&text, 3, &mut enc);
         assert_eq!(enc[0], ZSTD);
         assert!(enc.len() < text.len() / 10);
+    }
+
+    #[test]
+    fn delta_against_similar_base_is_small_and_roundtrips() {
+        let base: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("row {i} some text {}\n", i * 7).into_bytes())
+            .collect();
+        let mut data = base.clone();
+        data[5000..5010].copy_from_slice(b"CHANGED!!!");
+        let base_id = crate::format::Id([5; 32]);
+        let mut out = Vec::new();
+        assert!(encode_delta(&data, &base_id, &base, 3, &mut out));
+        assert_eq!(out[0], ZSTD_DELTA);
+        assert_eq!(delta_base(&out), Some(base_id));
+        assert!(out.len() < 200, "delta is {} bytes", out.len());
+        assert_eq!(
+            decode_delta(&out, &base, data.len(), 1 << 20).unwrap(),
+            data
+        );
+        // Without the right base it fails, never silently.
+        assert!(decode_delta(&out, b"other", data.len(), 1 << 20).is_err());
+        assert!(decode(&out, data.len()).is_err());
+        // An unrelated base: plain zstd is kept.
+        let unrelated = vec![b'z'; 4096];
+        assert!(!encode_delta(&data, &base_id, &unrelated, 3, &mut out));
+        assert_eq!(decode(&out, data.len()).unwrap(), data);
     }
 
     #[test]

@@ -234,12 +234,18 @@ impl Copier<'_> {
                     .ok_or_else(|| Error::corrupt(format!("pack {} is short", loc.pack.short())))?;
                 self.report.blobs_read += 1;
                 if self.same_ids {
-                    // Same ids: move the compressed bytes to the new key.
-                    let enc = self
+                    // Same ids: move the compressed bytes to the new key. A
+                    // delta blob is stored whole instead (its base may not be
+                    // in the destination).
+                    let mut enc = self
                         .src
                         .key()
                         .open_blob(BlobKind::Data, &id, sealed)
                         .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
+                    if loc.base.is_some() {
+                        let plain = self.src.decode_blob(&id, &loc, sealed)?;
+                        compress::encode(&plain, level, &mut enc);
+                    }
                     let resealed = self.dst.key().seal_blob(BlobKind::Data, &id, &enc);
                     self.add(BlobKind::Data, id, &resealed, loc.raw_len)?;
                     self.map.insert(id, id);

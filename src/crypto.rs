@@ -403,7 +403,7 @@ mod tests {
             for (i, p) in blobs.iter().enumerate() {
                 let kind = if i % 2 == 0 { BlobKind::Data } else { BlobKind::Tree };
                 let id = k.blob_id(p);
-                b.add(kind, id, &k.seal_blob(kind, &id, p), p.len() as u32);
+                b.add(kind, id, &k.seal_blob(kind, &id, p), p.len() as u32, None);
             }
             let pack = b.finish(&k);
             prop_assert_eq!(verify_pack(&k, &pack.bytes).unwrap(), blobs.len());

@@ -8,6 +8,12 @@
 //! compresses (zstd) and seals (XChaCha20-Poly1305) the new ones, and hands
 //! them to the [`BlobSaver`] in order. So reading, chunking and the CPU-heavy
 //! stages keep both cores busy, and memory stays bounded by a few batches.
+//!
+//! A stream read with a [`DeltaRef`] (its previous version's chunk list)
+//! stores each new chunk as a delta blob against the previous version's
+//! chunk at the same place when that is smaller (format-spec §25): a nightly
+//! database dump changes a few rows per chunk, and zstd with the old chunk
+//! as its dictionary stores only the change.
 
 use crate::chunker::Chunker;
 use crate::compress;
@@ -17,7 +23,7 @@ use crate::format::{BlobKind, Id};
 use crate::pack::BlobSaver;
 use crate::repo::Repository;
 use rayon::prelude::*;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +62,26 @@ struct Piece {
     start: usize,
     len: usize,
     cut: Option<ChunkProfile>,
+    delta: Option<Arc<DeltaRef>>,
+}
+
+/// The chunk list of a stream's previous version, used to pick delta bases
+/// (format-spec §25): a new chunk's candidate base is the previous version's
+/// chunk right after the last chunk both versions share.
+pub struct DeltaRef {
+    chunks: Vec<Id>,
+    pos: HashMap<Id, usize>,
+}
+
+impl DeltaRef {
+    /// From the previous version's content ids, in stream order.
+    pub fn new(chunks: Vec<Id>) -> DeltaRef {
+        let mut pos = HashMap::with_capacity(chunks.len());
+        for (i, c) in chunks.iter().enumerate() {
+            pos.entry(*c).or_insert(i);
+        }
+        DeltaRef { chunks, pos }
+    }
 }
 
 #[derive(Default)]
@@ -78,6 +104,7 @@ pub struct Reader<'r> {
     tx: Option<SyncSender<Batch>>,
     batch: Batch,
     next_slot: usize,
+    deltas: HashMap<usize, Arc<DeltaRef>>,
 }
 
 /// Runs `read` with a [`Reader`] while a processor thread saves blobs through
@@ -100,6 +127,7 @@ pub fn run<T>(
             tx: Some(tx),
             batch: Batch::default(),
             next_slot: 0,
+            deltas: HashMap::new(),
         };
         let r = read(&mut reader).and_then(|t| reader.flush().map(|_| t));
         drop(reader);
@@ -131,6 +159,12 @@ impl Reader<'_> {
     pub fn new_slot(&mut self) -> usize {
         self.next_slot += 1;
         self.next_slot - 1
+    }
+
+    /// Chunks of the stream read into `slot` may be stored as deltas against
+    /// `prev`, the stream's previous version.
+    pub fn set_delta_ref(&mut self, slot: usize, prev: Arc<DeltaRef>) {
+        self.deltas.insert(slot, prev);
     }
 
     fn push(&mut self, p: Piece) -> Result<()> {
@@ -166,6 +200,7 @@ impl Reader<'_> {
     ) -> Result<usize> {
         let mut cuts = Vec::new();
         let used = chunker.cuts(&buf[start..], at_eof, &mut cuts);
+        let delta = self.deltas.get(&slot).cloned();
         for (off, len) in cuts {
             self.push(Piece {
                 slot,
@@ -173,6 +208,7 @@ impl Reader<'_> {
                 start: start + off,
                 len,
                 cut: None,
+                delta: delta.clone(),
             })?;
         }
         Ok(used)
@@ -195,6 +231,7 @@ impl Reader<'_> {
                     start: 0,
                     len: n,
                     cut: Some(ChunkProfile::Files),
+                    delta: None,
                 })
                 .map_err(std::io::Error::other)?;
             }
@@ -281,8 +318,9 @@ fn processor(
     progress: &AtomicU64,
 ) -> Result<Ingested> {
     let mut contents: Vec<Vec<Id>> = Vec::new();
+    let mut cursors: HashMap<usize, usize> = HashMap::new();
     for batch in rx {
-        if let Err(e) = process(repo, &mut saver, &batch, &mut contents) {
+        if let Err(e) = process(repo, &mut saver, &batch, &mut contents, &mut cursors) {
             // Keep what was stored (e.g. before the disk filled up) usable.
             saver.salvage();
             let _ = catalog_written(repo, &mut saver);
@@ -306,11 +344,35 @@ pub fn catalog_written(repo: &Repository, saver: &mut BlobSaver) -> Result<()> {
     Ok(())
 }
 
+/// A chosen delta base: its id and where it is stored.
+type Base = Option<(Id, crate::catalog::BlobLocation)>;
+
+/// The base for a new chunk whose previous-version counterpart is `cand`:
+/// `cand` itself, or its base if `cand` is a delta (bases are never deltas),
+/// provided it is indexed as data and not in a pack marked for deletion.
+fn choose_base(cat: &crate::catalog::Catalog, cand: &Id, id: &Id) -> Result<Base> {
+    let Some(loc) = cat.lookup(cand)? else {
+        return Ok(None);
+    };
+    let (root, rloc) = match loc.base {
+        None => (*cand, loc),
+        Some(b) => match cat.lookup(&b)? {
+            Some(l) => (b, l),
+            None => return Ok(None),
+        },
+    };
+    if root == *id || rloc.kind != BlobKind::Data || rloc.base.is_some() || !cat.contains(&root)? {
+        return Ok(None);
+    }
+    Ok(Some((root, rloc)))
+}
+
 fn process(
     repo: &Repository,
     saver: &mut BlobSaver,
     batch: &Batch,
     contents: &mut Vec<Vec<Id>>,
+    cursors: &mut HashMap<usize, usize>,
 ) -> Result<()> {
     let key = repo.key();
     // Cut (whole small files) and hash, in parallel; order is kept.
@@ -336,31 +398,59 @@ fn process(
         })
         .collect();
     // Which chunks are new: not pending in the saver, not in the catalog,
-    // not earlier in this batch.
-    let mut new: Vec<(usize, usize, usize, Id)> = Vec::new();
+    // not earlier in this batch. For streams with a previous version, follow
+    // it to pick each new chunk's delta base.
+    let mut new: Vec<(usize, usize, usize, Id, Base)> = Vec::new();
     {
         let cat = repo.catalog();
         let mut seen = HashSet::new();
         for (pi, cs) in chunks.iter().enumerate() {
+            let piece = &batch.pieces[pi];
             for &(start, len, id) in cs {
-                if !seen.insert(id) || saver.is_pending(&id) || cat.contains(&id)? {
-                    continue;
+                let is_new = seen.insert(id) && !saver.is_pending(&id) && !cat.contains(&id)?;
+                let mut base = None;
+                if let Some(d) = &piece.delta {
+                    let cur = cursors.entry(piece.slot).or_insert(0);
+                    if let Some(&i) = d.pos.get(&id) {
+                        *cur = i + 1;
+                    } else {
+                        if is_new {
+                            if let Some(cand) = d.chunks.get(*cur) {
+                                base = choose_base(&cat, cand, &id)?;
+                            }
+                        }
+                        *cur += 1;
+                    }
                 }
-                new.push((pi, start, len, id));
+                if is_new {
+                    new.push((pi, start, len, id, base));
+                }
             }
         }
     }
     let level = repo.config().compression_level;
-    let sealed: Vec<Vec<u8>> = new
+    let sealed: Vec<(Vec<u8>, Option<Id>)> = new
         .par_iter()
-        .map_init(Vec::new, |enc, &(pi, start, len, id)| {
-            let p = &batch.pieces[pi];
-            compress::encode(&p.buf[start..start + len], level, enc);
-            key.seal_blob(BlobKind::Data, &id, enc)
+        .map_init(Vec::new, |enc, (pi, start, len, id, base)| {
+            let data = &batch.pieces[*pi].buf[*start..*start + *len];
+            // A base that cannot be read only costs the delta, not the backup.
+            let base_plain = base
+                .as_ref()
+                .and_then(|(b, loc)| repo.read_blob_at(b, loc).ok().map(|p| (*b, p)));
+            let used = match &base_plain {
+                Some((b, plain)) => {
+                    compress::encode_delta(data, b, plain, level, enc).then_some(*b)
+                }
+                None => {
+                    compress::encode(data, level, enc);
+                    None
+                }
+            };
+            (key.seal_blob(BlobKind::Data, id, enc), used)
         })
         .collect();
-    for (&(_, _, len, id), s) in new.iter().zip(&sealed) {
-        saver.add(BlobKind::Data, id, s, len as u32)?;
+    for (&(_, _, len, id, _), (s, base)) in new.iter().zip(&sealed) {
+        saver.add_with_base(BlobKind::Data, id, s, len as u32, *base)?;
     }
     for (p, cs) in batch.pieces.iter().zip(chunks) {
         if contents.len() <= p.slot {

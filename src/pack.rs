@@ -42,14 +42,15 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// Appends one sealed blob.
-    pub fn add(&mut self, kind: BlobKind, id: Id, sealed: &[u8], raw_len: u32) {
+    /// Appends one sealed blob; `base` names the base of a delta blob.
+    pub fn add(&mut self, kind: BlobKind, id: Id, sealed: &[u8], raw_len: u32, base: Option<Id>) {
         self.entries.push(PackEntry {
             kind,
             id,
             offset: self.buf.len() as u32,
             length: sealed.len() as u32,
             raw_len,
+            base,
         });
         self.buf.extend_from_slice(sealed);
     }
@@ -175,12 +176,25 @@ impl BlobSaver {
     /// Adds a sealed blob. The open pack is chosen by the blob's keyed id, so
     /// pack sizes do not follow one file's chunk sequence.
     pub fn add(&mut self, kind: BlobKind, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
+        self.add_with_base(kind, id, sealed, raw_len, None)
+    }
+
+    /// [`BlobSaver::add`] for a blob that may be delta-encoded against the
+    /// data blob `base` (format-spec §25); the base must already be stored.
+    pub fn add_with_base(
+        &mut self,
+        kind: BlobKind,
+        id: Id,
+        sealed: &[u8],
+        raw_len: u32,
+        base: Option<Id>,
+    ) -> Result<()> {
         if !self.pending.insert(id) {
             return Ok(());
         }
         let n = self.open.len();
         let slot = (u16::from_le_bytes([id.0[30], id.0[31]]) as usize) % n;
-        self.open[slot].add(kind, id, sealed, raw_len);
+        self.open[slot].add(kind, id, sealed, raw_len, base);
         self.stats.blobs += 1;
         self.stats.raw_bytes += raw_len as u64;
         if self.open[slot].len() >= self.pack_size {

@@ -213,7 +213,16 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     // 2. Referenced blobs.
     rep.snapshots = snaps.len() as u64;
     let roots: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
-    let referenced = referenced_blobs(repo, &roots)?;
+    let mut referenced = referenced_blobs(repo, &roots)?;
+    // A referenced delta blob needs its base (format-spec §25); bases are
+    // never deltas, so one pass closes the set. Every stored copy counts.
+    let bases: Vec<Id> = packs
+        .iter()
+        .flat_map(|p| p.blobs.iter())
+        .filter(|b| referenced.contains(&b.id))
+        .filter_map(|b| b.base)
+        .collect();
+    referenced.extend(bases);
     rep.blobs_referenced = referenced.len() as u64;
 
     // 3. Ripe marks: delete what is still unneeded.
@@ -329,9 +338,10 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
                     offset: b.offset,
                     length: b.length,
                     raw_len: b.raw_len,
+                    base: b.base,
                 };
                 repo.decode_blob(&b.id, &loc, sealed)?;
-                saver.add(b.kind, b.id, sealed, b.raw_len)?;
+                saver.add_with_base(b.kind, b.id, sealed, b.raw_len, b.base)?;
                 rep.blobs_repacked += 1;
             }
             rep.packs_repacked += 1;

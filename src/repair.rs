@@ -89,7 +89,7 @@ pub fn repair_index(repo: &Repository, read_data: bool) -> Result<IndexRepair> {
                 for e in entries.iter().filter(|e| !bad.contains(&e.id)) {
                     let s = e.offset as usize;
                     if let Some(sealed) = bytes.get(s..s + e.length as usize) {
-                        saver.add(e.kind, e.id, sealed, e.raw_len)?;
+                        saver.add_with_base(e.kind, e.id, sealed, e.raw_len, e.base)?;
                     }
                 }
                 damaged.push(*id);

@@ -435,8 +435,34 @@ impl Repository {
         self.decode_blob(id, &loc, &sealed)
     }
 
-    /// Opens, decompresses and verifies a sealed blob read from `loc`.
+    /// Reads one blob's plaintext from a known location, verified against
+    /// its id; errors as [`Repository::decode_blob`].
+    pub fn read_blob_at(&self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let sealed = self.store.get_range(
+            &ObjectKind::Pack.key(&loc.pack.to_hex()),
+            loc.offset as u64..loc.offset as u64 + loc.length as u64,
+        )?;
+        self.decode_blob(id, loc, &sealed)
+    }
+
+    /// Opens, decompresses and verifies a sealed blob read from `loc`. A
+    /// delta blob's base (format-spec §25) is read and decoded first; a base
+    /// must itself be a plain data blob.
+    ///
+    /// Errors: [`ErrorKind::Corrupt`] (authentication, decompression, id
+    /// mismatch, a delta whose base is a delta or disagrees with the index),
+    /// [`ErrorKind::NotFound`] (a base no index names), store errors.
     pub fn decode_blob(&self, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+        self.decode_blob_depth(id, loc, sealed, true)
+    }
+
+    fn decode_blob_depth(
+        &self,
+        id: &Id,
+        loc: &BlobLocation,
+        sealed: &[u8],
+        allow_delta: bool,
+    ) -> Result<Vec<u8>> {
         let enc = self
             .key
             .open_blob(loc.kind, id, sealed)
@@ -445,8 +471,31 @@ impl Repository {
             crate::format::BlobKind::Data => crate::format::MAX_BLOB_SIZE,
             crate::format::BlobKind::Tree => crate::format::MAX_TREE_SIZE,
         };
-        let plain = compress::decode_limited(&enc, loc.raw_len as usize, limit)
-            .map_err(|e| e.context(format!("blob {} in pack {}", id.short(), loc.pack.short())))?;
+        let where_ = || format!("blob {} in pack {}", id.short(), loc.pack.short());
+        let plain = if enc.first() == Some(&compress::ZSTD_DELTA) {
+            let base = compress::delta_base(&enc)
+                .ok_or_else(|| Error::corrupt(format!("{}: truncated delta payload", where_())))?;
+            if !allow_delta || loc.kind != crate::format::BlobKind::Data || loc.base != Some(base) {
+                return Err(Error::corrupt(format!(
+                    "{}: delta base {} is not allowed here or disagrees with the index",
+                    where_(),
+                    base.short()
+                )));
+            }
+            let bloc = self.locate(&base)?;
+            let bsealed = self.store.get_range(
+                &ObjectKind::Pack.key(&bloc.pack.to_hex()),
+                bloc.offset as u64..bloc.offset as u64 + bloc.length as u64,
+            )?;
+            let base_plain = self
+                .decode_blob_depth(&base, &bloc, &bsealed, false)
+                .map_err(|e| e.context(format!("base of {}", where_())))?;
+            compress::decode_delta(&enc, &base_plain, loc.raw_len as usize, limit)
+                .map_err(|e| e.context(where_()))?
+        } else {
+            compress::decode_limited(&enc, loc.raw_len as usize, limit)
+                .map_err(|e| e.context(where_()))?
+        };
         if self.key.blob_id(&plain) != *id {
             return Err(Error::corrupt(format!(
                 "blob {} in pack {} does not match its id",

@@ -197,6 +197,51 @@ fn build() -> Value {
         json!({"note": "noise = BLAKE3-XOF(\"snap vector noise\")[0..4096]", "cases": payloads}),
     );
 
+    // §25 delta payload: 300 numbered rows with one row changed, against
+    // the unchanged rows as its base (zstd raw-content dictionary = base
+    // plaintext).
+    let rows: Vec<u8> = (0..300u32)
+        .flat_map(|i| {
+            format!("{i}\trow {} of the table, value {}\n", i * 37 % 101, i * i).into_bytes()
+        })
+        .collect();
+    let base_id = mk.blob_id(&rows);
+    let mut changed = rows.clone();
+    changed[880..889].copy_from_slice(b"THE QUICK");
+    let text_base = &rows;
+    let mut denc = Vec::new();
+    assert!(compress::encode_delta(
+        &changed, &base_id, &rows, 3, &mut denc
+    ));
+    assert_eq!(denc[0], compress::ZSTD_DELTA);
+    assert_eq!(&denc[1..33], &base_id.0[..]);
+    // Independent decode: a plain zstd decoder with the base as dictionary.
+    let mut dz = zstd::bulk::Decompressor::with_dictionary(text_base).unwrap();
+    assert_eq!(dz.decompress(&denc[33..], changed.len()).unwrap(), changed);
+    let delta_entry = snap::format::pack::PackHeader {
+        entries: vec![snap::format::pack::PackEntry {
+            kind: BlobKind::Data,
+            id: mk.blob_id(&changed),
+            offset: 0,
+            length: (denc.len() + snap::crypto::ENVELOPE_OVERHEAD) as u32,
+            raw_len: changed.len() as u32,
+            base: Some(base_id),
+        }],
+    };
+    v.insert(
+        "delta".into(),
+        json!({
+            "note": "base = rows 0..300 formatted as \"{i}\\trow {i*37 % 101} of the table, value {i*i}\\n\"; plaintext = base with bytes 880..889 replaced by \"THE QUICK\"",
+            "base_plaintext": h(&rows),
+            "base_id": base_id.to_hex(),
+            "plaintext": h(&changed),
+            "id": mk.blob_id(&changed).to_hex(),
+            "level": 3,
+            "payload": h(&denc),
+            "pack_header_plaintext": h(&delta_entry.encode()),
+        }),
+    );
+
     // §8 tree.
     let content_a = mk.blob_id(&text);
     let content_b = mk.blob_id(&short);
@@ -277,7 +322,7 @@ fn build() -> Value {
     let mut sealed_blobs = Vec::new();
     for (kind, id, payload, raw_len, n) in blobs {
         let s = mk.seal_blob_with_nonce(&nonce(n), kind, &id, payload);
-        pb.add(kind, id, &s, raw_len as u32);
+        pb.add(kind, id, &s, raw_len as u32, None);
         sealed_blobs.push(json!({
             "kind": if kind == BlobKind::Tree { "tree" } else { "data" },
             "id": id.to_hex(),

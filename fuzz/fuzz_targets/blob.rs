@@ -1,6 +1,6 @@
 //! Blob reading as `Repository::decode_blob` does it: open the envelope under
-//! the fixed fuzz key, `compress::decode` to the expected length, compare the
-//! keyed id.
+//! the fixed fuzz key, `compress::decode` (or `decode_delta` against a fixed
+//! base for delta payloads) to the expected length, compare the keyed id.
 //!
 //! Input: `flags u8 || raw_len u32 LE || id [32] || body`.
 //! - flags bit 0: blob kind (0 data, 1 tree);
@@ -41,6 +41,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(encoded) = key.open_blob(kind, &id, envelope) else {
         return;
     };
+    // A delta payload (compression byte 2) is decoded against a fixed base,
+    // as `decode_blob` does with the base it reads.
+    if compress::delta_base(&encoded).is_some() {
+        let base = b"fuzz base: COPY public.lines (id, path, text) FROM stdin;\n1\tone\n";
+        if let Ok(plain) = compress::decode_delta(&encoded, base, raw_len, 64 << 20) {
+            assert_eq!(plain.len(), raw_len);
+        }
+    }
     if let Ok(plain) = compress::decode(&encoded, raw_len) {
         assert_eq!(plain.len(), raw_len);
         // A mismatching id is reported, never accepted.

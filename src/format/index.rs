@@ -33,7 +33,7 @@ impl IndexFile {
     pub fn encode(&self) -> Vec<u8> {
         let blobs: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
         let mut out = Vec::with_capacity(
-            9 + 32 * self.supersedes.len() + 44 * self.packs.len() + blobs * PACK_ENTRY_SIZE,
+            9 + 32 * self.supersedes.len() + 44 * self.packs.len() + blobs * PACK_ENTRY_SIZE + 64,
         );
         out.push(INDEX_VERSION);
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());

@@ -9,9 +9,17 @@ use super::{BlobKind, DecodeError, Id, Reader};
 /// Version byte of the pack header plaintext.
 pub const PACK_HEADER_VERSION: u8 = 1;
 
-/// Size of one encoded [`PackEntry`] in bytes: kind 1 + id 32 + offset 4 +
-/// length 4 + raw length 4.
+/// Size of one encoded [`PackEntry`] without a base in bytes: kind 1 + id
+/// 32 + offset 4 + length 4 + raw length 4. An entry with a base (a delta
+/// blob) is [`BASE_ID_SIZE`] bytes longer.
 pub const PACK_ENTRY_SIZE: usize = 1 + 32 + 4 + 4 + 4;
+
+/// Extra bytes of an entry whose blob is delta-encoded: the base blob's id.
+pub const BASE_ID_SIZE: usize = 32;
+
+/// Flag ORed into an entry's kind byte when a base id follows the entry
+/// (format-spec §6, "Delta blobs" §25).
+pub const KIND_HAS_BASE: u8 = 0x80;
 
 /// Size of the trailing header length field in bytes.
 pub const HEADER_LEN_SIZE: usize = 4;
@@ -29,6 +37,9 @@ pub struct PackEntry {
     pub length: u32,
     /// Length of the blob's plaintext after decompression, bytes.
     pub raw_len: u32,
+    /// For a delta blob (compression byte 2), the data blob whose plaintext
+    /// is its zstd dictionary; `None` for every other blob.
+    pub base: Option<Id>,
 }
 
 /// The list of blobs in a pack, in pack order.
@@ -40,31 +51,59 @@ pub struct PackHeader {
 
 impl PackEntry {
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
-        out.push(self.kind.to_byte());
+        let flag = if self.base.is_some() {
+            KIND_HAS_BASE
+        } else {
+            0
+        };
+        out.push(self.kind.to_byte() | flag);
         out.extend_from_slice(&self.id.0);
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.length.to_le_bytes());
         out.extend_from_slice(&self.raw_len.to_le_bytes());
+        if let Some(b) = &self.base {
+            out.extend_from_slice(&b.0);
+        }
+    }
+
+    /// Encoded size of this entry in bytes.
+    pub fn encoded_len(&self) -> usize {
+        PACK_ENTRY_SIZE + if self.base.is_some() { BASE_ID_SIZE } else { 0 }
     }
 
     pub(crate) fn decode_from(r: &mut Reader<'_>) -> Result<PackEntry, DecodeError> {
         let k = r.u8()?;
-        let kind = BlobKind::from_byte(k).ok_or_else(|| r.err(format!("unknown blob kind {k}")))?;
-        Ok(PackEntry {
+        let kind = BlobKind::from_byte(k & !KIND_HAS_BASE)
+            .ok_or_else(|| r.err(format!("unknown blob kind {k}")))?;
+        let has_base = k & KIND_HAS_BASE != 0;
+        if has_base && kind != BlobKind::Data {
+            return Err(r.err("a tree blob cannot have a base".to_string()));
+        }
+        let mut e = PackEntry {
             kind,
             id: r.id()?,
             offset: r.u32()?,
             length: r.u32()?,
             raw_len: r.u32()?,
-        })
+            base: None,
+        };
+        if has_base {
+            let b = r.id()?;
+            if b == e.id {
+                return Err(r.err(format!("blob {} names itself as its base", e.id.short())));
+            }
+            e.base = Some(b);
+        }
+        Ok(e)
     }
 }
 
 impl PackHeader {
     /// Plaintext: version u8, count u32 LE, then `count` entries of
-    /// [`PACK_ENTRY_SIZE`] bytes.
+    /// [`PACK_ENTRY_SIZE`] bytes (plus [`BASE_ID_SIZE`] for a delta blob).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(5 + self.entries.len() * PACK_ENTRY_SIZE);
+        let mut out =
+            Vec::with_capacity(5 + self.entries.iter().map(|e| e.encoded_len()).sum::<usize>());
         out.push(PACK_HEADER_VERSION);
         out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
@@ -146,6 +185,7 @@ pub(crate) mod tests {
                 any::<[u8; 32]>(),
                 41u32..100_000,
                 any::<u32>(),
+                proptest::option::of(any::<[u8; 32]>()),
             ),
             0..40,
         )
@@ -153,13 +193,15 @@ pub(crate) mod tests {
             let mut off = 0u32;
             let es = v
                 .into_iter()
-                .map(|(tree, id, length, raw_len)| {
+                .map(|(tree, id, length, raw_len, base)| {
                     let e = PackEntry {
                         kind: if tree { BlobKind::Tree } else { BlobKind::Data },
                         id: Id(id),
                         offset: off,
                         length,
                         raw_len,
+                        // Only data blobs have a base, never themselves.
+                        base: base.filter(|b| !tree && *b != id).map(Id),
                     };
                     off += length;
                     e
@@ -174,7 +216,8 @@ pub(crate) mod tests {
         fn header_roundtrip((entries, data_len) in entries()) {
             let h = PackHeader { entries };
             let enc = h.encode();
-            prop_assert_eq!(enc.len(), 5 + h.entries.len() * PACK_ENTRY_SIZE);
+            let bases = h.entries.iter().filter(|e| e.base.is_some()).count();
+            prop_assert_eq!(enc.len(), 5 + h.entries.len() * PACK_ENTRY_SIZE + bases * BASE_ID_SIZE);
             prop_assert_eq!(PackHeader::decode(&enc, data_len).unwrap(), h.clone());
             // Any other blob area length is rejected.
             prop_assert!(PackHeader::decode(&enc, data_len + 1).is_err());
@@ -193,6 +236,27 @@ pub(crate) mod tests {
             enc[i] = byte;
             let _ = PackHeader::decode(&enc, data_len);
         }
+    }
+
+    #[test]
+    fn base_only_on_data_blobs_and_never_itself() {
+        let mut e = PackEntry {
+            kind: BlobKind::Data,
+            id: Id([1; 32]),
+            offset: 0,
+            length: 41,
+            raw_len: 7,
+            base: Some(Id([2; 32])),
+        };
+        let h = PackHeader { entries: vec![e] };
+        assert_eq!(PackHeader::decode(&h.encode(), 41).unwrap(), h);
+        e.kind = BlobKind::Tree;
+        let enc = PackHeader { entries: vec![e] }.encode();
+        assert!(PackHeader::decode(&enc, 41).is_err());
+        e.kind = BlobKind::Data;
+        e.base = Some(e.id);
+        let enc = PackHeader { entries: vec![e] }.encode();
+        assert!(PackHeader::decode(&enc, 41).is_err());
     }
 
     #[test]

@@ -134,6 +134,28 @@ impl Snap {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Like [`Snap::ok`], with `SNAP_FROM_PASSWORD` set (commands that open
+    /// a second repository: `copy --from`, `init --copy-chunker-params-from`).
+    #[allow(dead_code)]
+    pub fn ok_from<I, S>(&self, args: I, from_password: &str) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = self
+            .cmd(args)
+            .env("SNAP_FROM_PASSWORD", from_password)
+            .output()
+            .expect("running snap");
+        assert!(
+            out.status.success(),
+            "snap failed with {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs, asserts a non-zero exit, returns (exit code, stderr).
     pub fn fail<I, S>(&self, args: I) -> (i32, String)
     where
