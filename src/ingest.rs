@@ -367,6 +367,45 @@ fn choose_base(cat: &crate::catalog::Catalog, cand: &Id, id: &Id) -> Result<Base
     Ok(Some((root, rloc)))
 }
 
+/// The sealed bytes of each chosen base (`None` where there is no base or it
+/// could not be read). A local repository reads them with `pread`; a remote
+/// one issues all of a batch's range requests at once, so a batch costs
+/// about one round trip rather than one per changed chunk.
+fn fetch_bases(
+    repo: &Repository,
+    new: &[(usize, usize, usize, Id, Base)],
+) -> Vec<Option<bytes::Bytes>> {
+    let store = repo.store();
+    let key = |loc: &crate::catalog::BlobLocation| {
+        (
+            crate::store::ObjectKind::Pack.key(&loc.pack.to_hex()),
+            loc.offset as u64..loc.offset as u64 + loc.length as u64,
+        )
+    };
+    if store.local_root().is_some() {
+        return new
+            .iter()
+            .map(|(.., base)| {
+                let (k, r) = key(&base.as_ref()?.1);
+                store.get_range(&k, r).ok()
+            })
+            .collect();
+    }
+    let handles: Vec<_> = new
+        .iter()
+        .map(|(.., base)| {
+            base.as_ref().map(|(_, loc)| {
+                let (k, r) = key(loc);
+                store.spawn(store.get_range_async(k, r))
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.and_then(|h| store.wait(h).ok()))
+        .collect()
+}
+
 fn process(
     repo: &Repository,
     saver: &mut BlobSaver,
@@ -429,14 +468,19 @@ fn process(
         }
     }
     let level = repo.config().compression_level;
+    let fetched = fetch_bases(repo, &new);
     let sealed: Vec<(Vec<u8>, Option<Id>)> = new
         .par_iter()
-        .map_init(Vec::new, |enc, (pi, start, len, id, base)| {
+        .zip(fetched.par_iter())
+        .map_init(Vec::new, |enc, ((pi, start, len, id, base), fetched)| {
             let data = &batch.pieces[*pi].buf[*start..*start + *len];
             // A base that cannot be read only costs the delta, not the backup.
-            let base_plain = base
-                .as_ref()
-                .and_then(|(b, loc)| repo.read_blob_at(b, loc).ok().map(|p| (*b, p)));
+            let base_plain = match (base, fetched) {
+                (Some((b, loc)), Some(sealed)) => {
+                    repo.decode_blob(b, loc, sealed).ok().map(|p| (*b, p))
+                }
+                _ => None,
+            };
             let used = match &base_plain {
                 Some((b, plain)) => {
                     compress::encode_delta(data, b, plain, level, enc).then_some(*b)

@@ -428,21 +428,21 @@ impl Repository {
     /// Reads one blob's plaintext, verified against its id.
     pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
-        let sealed = self.store.get_range(
-            &ObjectKind::Pack.key(&loc.pack.to_hex()),
-            loc.offset as u64..loc.offset as u64 + loc.length as u64,
-        )?;
-        self.decode_blob(id, &loc, &sealed)
+        self.read_blob_at(id, &loc)
     }
 
     /// Reads one blob's plaintext from a known location, verified against
     /// its id; errors as [`Repository::decode_blob`].
     pub fn read_blob_at(&self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
-        let sealed = self.store.get_range(
+        let sealed = self.read_sealed_blob(loc)?;
+        self.decode_blob(id, loc, &sealed)
+    }
+
+    fn read_sealed_blob(&self, loc: &BlobLocation) -> Result<Bytes> {
+        self.store.get_range(
             &ObjectKind::Pack.key(&loc.pack.to_hex()),
             loc.offset as u64..loc.offset as u64 + loc.length as u64,
-        )?;
-        self.decode_blob(id, loc, &sealed)
+        )
     }
 
     /// Opens, decompresses and verifies a sealed blob read from `loc`. A
@@ -483,10 +483,7 @@ impl Repository {
                 )));
             }
             let bloc = self.locate(&base)?;
-            let bsealed = self.store.get_range(
-                &ObjectKind::Pack.key(&bloc.pack.to_hex()),
-                bloc.offset as u64..bloc.offset as u64 + bloc.length as u64,
-            )?;
+            let bsealed = self.read_sealed_blob(&bloc)?;
             let base_plain = self
                 .decode_blob_depth(&base, &bloc, &bsealed, false)
                 .map_err(|e| e.context(format!("base of {}", where_())))?;

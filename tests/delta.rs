@@ -7,6 +7,7 @@
 mod common;
 use common::cli::Snap;
 use common::gen::Rng;
+use common::services;
 use std::process::Output;
 
 /// A table of `n` rows of words, as `pg_dump` prints a COPY block.
@@ -162,4 +163,27 @@ fn second_dump_is_stored_as_deltas_and_stays_restorable() {
     assert!(added(&j3) * 4 < p2, "third dump added {}", added(&j3));
     assert!(restore_stdout(&s, "latest") == d3, "third dump differs");
     assert!(s.ok(["check", "--read-data"]).contains("no errors"));
+}
+
+#[test]
+fn deltas_on_s3_restore_and_check() {
+    let Some(s3) = services::s3() else { return };
+    let mut rng = Rng::new(99);
+    let rows1 = table(&mut rng, 25_000);
+    let rows2 = next_night(&mut rng, &rows1);
+    let (d1, d2) = (dump(&rows1), dump(&rows2));
+    let mut s = Snap::new();
+    s.repo = s3.repo_url(&services::unique_name("delta_"));
+    s.env = s3.env();
+    s.init();
+    let first = added(&stdin_backup(&s, "db.sql", &d1, &[]));
+    let second = added(&stdin_backup(&s, "db.sql", &d2, &[]));
+    assert!(
+        second * 10 < first,
+        "second dump added {second}, first {first}"
+    );
+    assert!(restore_stdout(&s, "latest") == d2, "second dump differs");
+    assert!(restore_stdout(&s, "latest~1") == d1, "first dump differs");
+    let check = s.ok(["check", "--read-data"]);
+    assert!(check.contains("no errors"), "{check}");
 }
