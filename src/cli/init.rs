@@ -12,7 +12,7 @@ pub struct InitArgs {
     /// File chunk sizes in bytes as MIN,AVG,MAX (AVG a power of two) [default: 65536,262144,2097152].
     #[arg(long, value_parser = parse_sizes)]
     chunk_files: Option<ChunkSizes>,
-    /// Stream chunk sizes in bytes as MIN,AVG,MAX [default: 4096,16384,131072].
+    /// Stream chunk sizes in bytes as MIN,AVG,MAX [default: 16384,65536,524288].
     #[arg(long, value_parser = parse_sizes)]
     chunk_streams: Option<ChunkSizes>,
     /// Target pack size in MiB (1..=1024).

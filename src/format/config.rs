@@ -66,11 +66,16 @@ impl Config {
         avg: 256 << 10,
         max: 2 << 20,
     };
-    /// Default chunking for streams: min 4 KiB, avg 16 KiB, max 128 KiB.
+    /// Default chunking for streams: min 16 KiB, avg 64 KiB, max 512 KiB.
+    /// Small enough that a nightly dump's unchanged stretches deduplicate,
+    /// large enough to compress well; changed chunks are stored as delta
+    /// blobs against the previous dump (format-spec §25). Measured on a 678 MB
+    /// dump of real text: 4/16/128 KiB stored 80 MiB and the next night
+    /// added 3.5 MiB; 16/64/512 KiB stored 56 MiB and added 2.6 MiB.
     pub const STREAMS: ChunkSizes = ChunkSizes {
-        min: 4 << 10,
-        avg: 16 << 10,
-        max: 128 << 10,
+        min: 16 << 10,
+        avg: 64 << 10,
+        max: 512 << 10,
     };
 
     /// JSON bytes (pretty, trailing newline).
