@@ -44,7 +44,7 @@ impl Default for InitOptions {
                 streams: Config::STREAMS,
             },
             pack_size: 16 << 20,
-            open_packs: 4,
+            open_packs: 2,
             compression_level: 3,
             store: StoreOptions::default(),
             ids_from: None,
