@@ -301,6 +301,7 @@ fn plan(
     dir: &mut DirNode,
     fs_path: &Path,
     parent: Option<&Tree>,
+    parent_verified: bool,
     force: bool,
     jobs: &mut Vec<FileJob>,
     counts: &mut (u64, u64, u64),
@@ -314,7 +315,16 @@ fn plan(
                     Some(id) if !force => repo.read_tree(&id).ok(),
                     _ => None,
                 };
-                plan(repo, d, &child_path, sub.as_ref(), force, jobs, counts)?;
+                plan(
+                    repo,
+                    d,
+                    &child_path,
+                    sub.as_ref(),
+                    parent_verified,
+                    force,
+                    jobs,
+                    counts,
+                )?;
             }
             Node::Leaf(e) if e.kind == EntryKind::File => {
                 let unchanged = !force
@@ -326,18 +336,22 @@ fn plan(
                             && p.inode == e.inode
                             && p.profile == ChunkProfile::Files
                     });
-                let reusable = unchanged && {
-                    let cat = repo.catalog();
-                    let p = pe.map(|p| p.content.as_slice()).unwrap_or_default();
-                    let mut ok = true;
-                    for id in p {
-                        if !cat.contains(id)? {
-                            ok = false;
-                            break;
+                // The parent's blobs must still be stored (not lost to a
+                // repair, not in a pack marked by prune); a parent verified
+                // at the current blob epoch needs no per-blob lookups.
+                let reusable = unchanged
+                    && (parent_verified || {
+                        let cat = repo.catalog();
+                        let p = pe.map(|p| p.content.as_slice()).unwrap_or_default();
+                        let mut ok = true;
+                        for id in p {
+                            if !cat.contains(id)? {
+                                ok = false;
+                                break;
+                            }
                         }
-                    }
-                    ok
-                };
+                        ok
+                    });
                 if reusable {
                     e.content = pe.map(|p| p.content.clone()).unwrap_or_default();
                     counts.2 += 1;
@@ -541,6 +555,8 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
             .map(|(id, _)| id),
         None => None,
     };
+    let epoch = repo.catalog().blob_epoch()?;
+    let mut parent_root = None;
     let parent_tree = match parent_id {
         Some(id) if !opts.force => {
             let s = repo.read_snapshot(&id).or_else(|_| {
@@ -555,9 +571,14 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
                         )
                     })
             })?;
+            parent_root = Some(s.tree);
             repo.read_tree(&s.tree).ok()
         }
         _ => None,
+    };
+    let parent_verified = match parent_root {
+        Some(t) => repo.catalog().is_verified(&t)?,
+        None => false,
     };
 
     // 3. Plan: which files need reading.
@@ -568,6 +589,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         &mut root,
         Path::new("/"),
         parent_tree.as_ref(),
+        parent_verified,
         opts.force,
         &mut jobs,
         &mut counts,
@@ -686,6 +708,8 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         check()?;
     }
     let id = repo.save_snapshot(&snapshot)?;
+    // Every blob of the new snapshot was stored, or checked, at `epoch`.
+    repo.catalog().set_verified(&snapshot.tree, epoch)?;
     Ok(BackupOutcome {
         id,
         snapshot,

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// Bumped whenever the schema changes; a mismatch drops and rebuilds.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,12 @@ CREATE TABLE IF NOT EXISTS snapshots(id BLOB PRIMARY KEY, time_ms INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS trees_indexed(tree BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tree_entries(tree BLOB NOT NULL, name BLOB NOT NULL, kind INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, subtree BLOB, PRIMARY KEY(tree, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS marked(id BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS verified(tree BLOB PRIMARY KEY, epoch INTEGER NOT NULL) WITHOUT ROWID;
 ";
+
+/// Starts a new blob epoch: blobs may have stopped counting as stored.
+const BUMP_EPOCH: &str = "INSERT INTO meta(key,value) VALUES('blob_epoch','0') \
+     ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER)+1";
 
 impl Catalog {
     /// Opens (creating, mode 0600) the catalog at `path` for repository
@@ -90,6 +95,11 @@ impl Catalog {
                 | rusqlite::OpenFlags::SQLITE_OPEN_URI,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(60))?;
+        // Small pages: inserting a backup's new blobs into a catalog of
+        // millions dirties one leaf page per blob (ids are random), and the
+        // WAL and its checkpoint write whole pages. Takes effect only when
+        // the file is created.
+        conn.pragma_update(None, "page_size", 1024)?;
         // WAL lets backups read while another process writes. Switching
         // needs a moment with no other connection: retry briefly if busy.
         let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
@@ -147,7 +157,8 @@ impl Catalog {
     /// Forgets everything (the next sync reloads from the repository).
     pub fn reset(&mut self) -> Result<()> {
         self.conn.execute_batch(
-            "BEGIN IMMEDIATE; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; COMMIT;",
+            "BEGIN IMMEDIATE; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; DELETE FROM verified; \
+             INSERT INTO meta(key,value) VALUES('blob_epoch','0') ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER)+1; COMMIT;",
         )?;
         self.pack_ids.borrow_mut().clear();
         *self.marked_nos.borrow_mut() = None;
@@ -188,20 +199,26 @@ impl Catalog {
                  WHERE blobs.pack_no IN (SELECT p.pack_no FROM packs p JOIN marked m ON m.id=p.id) \
                  AND excluded.pack_no NOT IN (SELECT p.pack_no FROM packs p JOIN marked m ON m.id=p.id)",
             )?;
+            let mut rows = Vec::with_capacity(idx.packs.iter().map(|p| p.blobs.len()).sum());
             for p in &idx.packs {
                 ins_pack.execute(params![&p.id.0[..], p.size as i64, &index_id.0[..]])?;
                 let pack_no: i64 = get_pack.query_row([&p.id.0[..]], |r| r.get(0))?;
-                for b in &p.blobs {
-                    ins_blob.execute(params![
-                        &b.id.0[..],
-                        b.kind.to_byte(),
-                        pack_no,
-                        b.offset,
-                        b.length,
-                        b.raw_len,
-                        b.base.as_ref().map(|x| &x.0[..])
-                    ])?;
-                }
+                rows.extend(p.blobs.iter().map(|b| (pack_no, b)));
+            }
+            // In id order: consecutive inserts share the B-tree path, so a
+            // large catalog reads each interior page once per index object.
+            // Stable: copies of one blob keep their pack order.
+            rows.sort_by_key(|r| r.1.id);
+            for (pack_no, b) in rows {
+                ins_blob.execute(params![
+                    &b.id.0[..],
+                    b.kind.to_byte(),
+                    pack_no,
+                    b.offset,
+                    b.length,
+                    b.raw_len,
+                    b.base.as_ref().map(|x| &x.0[..])
+                ])?;
             }
             tx.execute(
                 "INSERT OR IGNORE INTO indexes(id) VALUES(?1)",
@@ -324,12 +341,55 @@ impl Catalog {
             .is_some_and(|m| m.contains(&pack_no)))
     }
 
+    /// The blob epoch: a counter that changes whenever a blob may stop
+    /// counting as stored (the catalog is reset or rebuilt, or the set of
+    /// packs marked for deletion changes). Adding blobs keeps the epoch.
+    pub fn blob_epoch(&self) -> Result<i64> {
+        Ok(self
+            .meta("blob_epoch")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Records that every blob reachable from tree `tree` was stored (and not
+    /// in a marked pack) at blob epoch `epoch`. Older records are dropped.
+    pub fn set_verified(&self, tree: &Id, epoch: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM verified WHERE epoch<>?1")?
+            .execute([epoch])?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO verified(tree,epoch) VALUES(?1,?2)")?
+            .execute(params![&tree.0[..], epoch])?;
+        Ok(())
+    }
+
+    /// Whether every blob reachable from `tree` is known to be stored now:
+    /// it was verified at the current blob epoch.
+    pub fn is_verified(&self, tree: &Id) -> Result<bool> {
+        let epoch = self.blob_epoch()?;
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM verified WHERE tree=?1 AND epoch=?2")?
+            .query_row(params![&tree.0[..], epoch], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     /// Replaces the set of packs marked for deletion.
     pub fn set_marked(&mut self, packs: &HashSet<Id>) -> Result<()> {
         *self.marked_nos.borrow_mut() = None;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let before: HashSet<Vec<u8>> = tx
+            .prepare("SELECT id FROM marked")?
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let after: HashSet<Vec<u8>> = packs.iter().map(|p| p.0.to_vec()).collect();
+        if before != after {
+            // Blobs in newly marked packs stop counting as stored.
+            tx.execute(BUMP_EPOCH, [])?;
+        }
         tx.execute("DELETE FROM marked", [])?;
         {
             let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO marked(id) VALUES(?1)")?;
@@ -531,4 +591,41 @@ pub struct IndexedEntry {
     pub mtime_ns: i64,
     /// Subtree of a directory.
     pub subtree: Option<Id>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verified_trees_expire_when_blobs_may_have_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("c.sqlite"), &"ab".repeat(32)).unwrap();
+        let t = Id([1; 32]);
+        let e0 = cat.blob_epoch().unwrap();
+        cat.set_verified(&t, e0).unwrap();
+        assert!(cat.is_verified(&t).unwrap());
+        assert!(!cat.is_verified(&Id([2; 32])).unwrap());
+        // The same marked set again changes nothing.
+        cat.set_marked(&HashSet::new()).unwrap();
+        assert!(cat.is_verified(&t).unwrap());
+        // A newly marked pack: blobs in it no longer count as stored.
+        let marked: HashSet<Id> = [Id([9; 32])].into_iter().collect();
+        cat.set_marked(&marked).unwrap();
+        assert!(!cat.is_verified(&t).unwrap());
+        let e1 = cat.blob_epoch().unwrap();
+        assert_ne!(e0, e1);
+        cat.set_verified(&t, e1).unwrap();
+        cat.set_marked(&marked).unwrap();
+        assert!(cat.is_verified(&t).unwrap());
+        // Unmarking changes the set too.
+        cat.set_marked(&HashSet::new()).unwrap();
+        assert!(!cat.is_verified(&t).unwrap());
+        // A reset (cache rebuild, repair) forgets every record.
+        let e2 = cat.blob_epoch().unwrap();
+        cat.set_verified(&t, e2).unwrap();
+        cat.reset().unwrap();
+        assert!(!cat.is_verified(&t).unwrap());
+        assert_ne!(cat.blob_epoch().unwrap(), e2);
+    }
 }

@@ -69,6 +69,8 @@ pub struct PruneReport {
     pub marks_waiting: u64,
     /// Index objects replaced by the new one.
     pub indexes_superseded: u64,
+    /// Staging files of killed writes removed (local repositories).
+    pub staging_removed: u64,
     /// Bytes of `data/` before the run.
     pub data_bytes_before: u64,
     /// Bytes of `data/` after the run (estimated with `dry_run`).
@@ -417,10 +419,71 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     for (name, _) in &ripe {
         store.delete(&ObjectKind::Mark.key(name))?;
     }
+    rep.staging_removed = remove_stale_staging(repo, STAGING_MIN_AGE)?;
     repo.sync_catalog()?;
     rep.data_bytes_after = list_packs(repo)?.values().sum();
     rep.seconds = started.elapsed().as_secs_f64();
     Ok(rep)
+}
+
+/// Age after which a staging file is taken to be left by a killed write.
+pub const STAGING_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Removes the staging files (`NAME#N`, written before the rename that makes
+/// an object visible) that object_store's local backend leaves behind when a
+/// process is killed mid-write, if they are older than `min_age` (a write in
+/// progress is younger; 15 minutes is far beyond any one object's write).
+/// They are never objects of the repository (§2: names are ids or lease and
+/// mark names, which never contain `#`). Returns how many were removed;
+/// S3 repositories have none (an interrupted upload is not visible).
+///
+/// Errors: [`ErrorKind::Io`] if a folder cannot be listed or a file removed.
+pub fn remove_stale_staging(repo: &Repository, min_age: std::time::Duration) -> Result<u64> {
+    let Some(root) = repo.store().local_root() else {
+        return Ok(0);
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    let mut dirs = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+        };
+        for e in rd {
+            let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+            let ft = e
+                .file_type()
+                .map_err(|err| Error::io("reading a file type", err))?;
+            if ft.is_dir() {
+                // data/<2 hex>/ is the deepest level snap writes.
+                if depth < 2 {
+                    dirs.push((e.path(), depth + 1));
+                }
+                continue;
+            }
+            if !ft.is_file() || !e.file_name().as_encoded_bytes().contains(&b'#') {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= min_age);
+            if old {
+                match std::fs::remove_file(e.path()) {
+                    Ok(()) => removed += 1,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => {
+                        return Err(Error::io(format!("removing {}", e.path().display()), err))
+                    }
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Kind name for messages.

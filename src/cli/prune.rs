@@ -92,6 +92,12 @@ pub fn run_with(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<u8> {
             human(rep.bytes_repacked),
             rep.packs_unmarked
         );
+        if rep.staging_removed > 0 {
+            println!(
+                "removed {} staging files left by interrupted writes",
+                rep.staging_removed
+            );
+        }
         println!(
             "data: {} before, {} after; {} marks waiting; {:.2} s",
             human(rep.data_bytes_before),
