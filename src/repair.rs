@@ -137,8 +137,16 @@ struct Rewriter<'a> {
 }
 
 impl Rewriter<'_> {
+    /// Indexed, and for a delta blob its base too (format-spec §25).
     fn available(&self, id: &Id) -> Result<bool> {
-        Ok(self.repo.catalog().lookup(id)?.is_some())
+        let cat = self.repo.catalog();
+        Ok(match cat.lookup(id)? {
+            None => false,
+            Some(loc) => match loc.base {
+                None => true,
+                Some(b) => cat.lookup(&b)?.is_some(),
+            },
+        })
     }
 
     /// Rewrites tree `t` at `path`; `None` if the tree itself is lost.
