@@ -367,43 +367,23 @@ fn choose_base(cat: &crate::catalog::Catalog, cand: &Id, id: &Id) -> Result<Base
     Ok(Some((root, rloc)))
 }
 
-/// The sealed bytes of each chosen base (`None` where there is no base or it
-/// could not be read). A local repository reads them with `pread`; a remote
-/// one issues all of a batch's range requests at once, so a batch costs
-/// about one round trip rather than one per changed chunk.
+/// Reads the sealed bytes of the chosen bases of a batch with
+/// [`crate::fetch::fetch`] (coalesced; concurrent on S3, so a batch costs a
+/// few round trips rather than one per changed chunk). `None` when nothing
+/// needs a base or the reads failed: a base that cannot be read only costs
+/// the delta, not the backup.
 fn fetch_bases(
     repo: &Repository,
     new: &[(usize, usize, usize, Id, Base)],
-) -> Vec<Option<bytes::Bytes>> {
-    let store = repo.store();
-    let key = |loc: &crate::catalog::BlobLocation| {
-        (
-            crate::store::ObjectKind::Pack.key(&loc.pack.to_hex()),
-            loc.offset as u64..loc.offset as u64 + loc.length as u64,
-        )
-    };
-    if store.local_root().is_some() {
-        return new
-            .iter()
-            .map(|(.., base)| {
-                let (k, r) = key(&base.as_ref()?.1);
-                store.get_range(&k, r).ok()
-            })
-            .collect();
-    }
-    let handles: Vec<_> = new
+) -> Option<crate::fetch::Fetched> {
+    let locs: Vec<crate::catalog::BlobLocation> = new
         .iter()
-        .map(|(.., base)| {
-            base.as_ref().map(|(_, loc)| {
-                let (k, r) = key(loc);
-                store.spawn(store.get_range_async(k, r))
-            })
-        })
+        .filter_map(|(.., base)| base.as_ref().map(|(_, l)| *l))
         .collect();
-    handles
-        .into_iter()
-        .map(|h| h.and_then(|h| store.wait(h).ok()))
-        .collect()
+    if locs.is_empty() {
+        return None;
+    }
+    crate::fetch::fetch(repo.store(), &locs).ok()
 }
 
 fn process(
@@ -471,14 +451,14 @@ fn process(
     let fetched = fetch_bases(repo, &new);
     let sealed: Vec<(Vec<u8>, Option<Id>)> = new
         .par_iter()
-        .zip(fetched.par_iter())
-        .map_init(Vec::new, |enc, ((pi, start, len, id, base), fetched)| {
+        .map_init(Vec::new, |enc, (pi, start, len, id, base)| {
             let data = &batch.pieces[*pi].buf[*start..*start + *len];
             // A base that cannot be read only costs the delta, not the backup.
-            let base_plain = match (base, fetched) {
-                (Some((b, loc)), Some(sealed)) => {
-                    repo.decode_blob(b, loc, sealed).ok().map(|p| (*b, p))
-                }
+            let base_plain = match (base, &fetched) {
+                (Some((b, loc)), Some(f)) => f
+                    .get(loc)
+                    .and_then(|sealed| repo.decode_blob(b, loc, sealed).ok())
+                    .map(|p| (*b, p)),
                 _ => None,
             };
             let used = match &base_plain {

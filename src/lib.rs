@@ -8,9 +8,10 @@
 //! backup    walk sources, match the parent, assemble trees and the snapshot
 //! ingest    content pipeline: read → chunk → hash → seen? → compress → seal → pack
 //! restore   read pipeline: tree walk → ranged pack reads → open → write files
+//! fetch     batched sealed-blob reads: coalesced ranges, concurrent on S3
 //! pack      PackBuilder (pure) and BlobSaver (open packs, upload thread, index)
 //! chunker   FastCDC 2020 with a keyed gear table
-//! compress  zstd / raw blob payloads with a cheap incompressibility test
+//! compress  zstd / raw / delta blob payloads with a cheap incompressibility test
 //! crypto    master key, keyed BLAKE3 ids, XChaCha20-Poly1305 envelope, Argon2id
 //! format/   byte layouts (format-spec.md), pure, no I/O
 //! catalog   SQLite cache of index + snapshots (derived, rebuildable)
@@ -42,6 +43,7 @@ pub mod compress;
 pub mod copy;
 pub mod crypto;
 pub mod error;
+pub mod fetch;
 pub mod find;
 pub mod format;
 pub mod ingest;

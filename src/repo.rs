@@ -453,7 +453,20 @@ impl Repository {
     /// mismatch, a delta whose base is a delta or disagrees with the index),
     /// [`ErrorKind::NotFound`] (a base no index names), store errors.
     pub fn decode_blob(&self, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
-        self.decode_blob_depth(id, loc, sealed, true)
+        self.decode_blob_depth(id, loc, sealed, true, None)
+    }
+
+    /// [`Repository::decode_blob`] with the base of a delta blob already
+    /// read: `base` = (its location, its sealed bytes); read from the store
+    /// when `None`.
+    pub fn decode_blob_with_base(
+        &self,
+        id: &Id,
+        loc: &BlobLocation,
+        sealed: &[u8],
+        base: Option<(&BlobLocation, &[u8])>,
+    ) -> Result<Vec<u8>> {
+        self.decode_blob_depth(id, loc, sealed, true, base)
     }
 
     fn decode_blob_depth(
@@ -462,6 +475,7 @@ impl Repository {
         loc: &BlobLocation,
         sealed: &[u8],
         allow_delta: bool,
+        prefetched: Option<(&BlobLocation, &[u8])>,
     ) -> Result<Vec<u8>> {
         let enc = self
             .key
@@ -482,10 +496,17 @@ impl Repository {
                     base.short()
                 )));
             }
-            let bloc = self.locate(&base)?;
-            let bsealed = self.read_sealed_blob(&bloc)?;
+            let fetched;
+            let (bloc, bsealed): (BlobLocation, &[u8]) = match prefetched {
+                Some((l, b)) => (*l, b),
+                None => {
+                    let l = self.locate(&base)?;
+                    fetched = self.read_sealed_blob(&l)?;
+                    (l, &fetched[..])
+                }
+            };
             let base_plain = self
-                .decode_blob_depth(&base, &bloc, &bsealed, false)
+                .decode_blob_depth(&base, &bloc, bsealed, false, None)
                 .map_err(|e| e.context(format!("base of {}", where_())))?;
             compress::decode_delta(&enc, &base_plain, loc.raw_len as usize, limit)
                 .map_err(|e| e.context(where_()))?

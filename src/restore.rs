@@ -10,7 +10,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{EntryKind, Tree, TreeEntry, STREAMS_DIR};
 use crate::format::Id;
 use crate::repo::Repository;
-use crate::store::ObjectKind;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -21,9 +20,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::backup::Progress;
-
-/// Largest single ranged read when coalescing neighbouring blobs, bytes.
-const MAX_READ: u64 = 8 << 20;
 
 /// Options for [`restore`].
 #[derive(Default)]
@@ -52,46 +48,69 @@ struct FileTask {
     entry: TreeEntry,
 }
 
-/// Fetches the plaintexts of `ids` in order, coalescing reads of neighbours.
+/// Sealed bytes read per batch by [`for_each_blob`] (plus coalescing gaps).
+const WINDOW: u64 = 16 << 20;
+
+/// Fetches the plaintexts of `ids` in order. Reads go in batches of about
+/// [`WINDOW`] bytes through [`crate::fetch::fetch`] (neighbours coalesced,
+/// concurrent requests on S3), together with the bases of the batch's delta
+/// blobs (format-spec §25).
+///
+/// Errors: [`ErrorKind::NotFound`] for a blob or base no index names, store
+/// errors, and [`ErrorKind::Corrupt`] for a blob that does not decode.
 pub fn for_each_blob(
     repo: &Repository,
     ids: &[Id],
     mut f: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
-    let locs: Vec<BlobLocation> = {
+    let missing = |id: &Id| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("blob {} is not in any index; run `snap check`", id.short()),
+        )
+    };
+    let (locs, bases): (Vec<BlobLocation>, HashMap<Id, BlobLocation>) = {
         let cat = repo.catalog();
-        ids.iter()
-            .map(|id| {
-                cat.lookup(id)?.ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::NotFound,
-                        format!("blob {} is not in any index; run `snap check`", id.short()),
-                    )
-                })
-            })
-            .collect::<Result<_>>()?
+        let locs = ids
+            .iter()
+            .map(|id| cat.lookup(id)?.ok_or_else(|| missing(id)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut bases = HashMap::new();
+        for b in locs.iter().filter_map(|l| l.base) {
+            if let std::collections::hash_map::Entry::Vacant(v) = bases.entry(b) {
+                v.insert(cat.lookup(&b)?.ok_or_else(|| missing(&b))?);
+            }
+        }
+        (locs, bases)
     };
     let mut i = 0;
     while i < ids.len() {
-        let first = locs[i];
-        let mut j = i + 1;
-        let mut end = first.offset as u64 + first.length as u64;
-        while j < ids.len()
-            && locs[j].pack == first.pack
-            && locs[j].offset as u64 == end
-            && end + locs[j].length as u64 - first.offset as u64 <= MAX_READ
-        {
-            end += locs[j].length as u64;
+        let mut j = i;
+        let mut bytes = 0u64;
+        while j < ids.len() && (j == i || bytes + locs[j].length as u64 <= WINDOW) {
+            bytes += locs[j].length as u64;
             j += 1;
         }
-        let bytes = repo.store().get_range(
-            &ObjectKind::Pack.key(&first.pack.to_hex()),
-            first.offset as u64..end,
-        )?;
+        let mut want: Vec<BlobLocation> = locs[i..j].to_vec();
+        want.extend(
+            locs[i..j]
+                .iter()
+                .filter_map(|l| l.base.and_then(|b| bases.get(&b))),
+        );
+        let fetched = crate::fetch::fetch(repo.store(), &want)?;
+        let short = |l: &BlobLocation| {
+            Error::corrupt(format!(
+                "pack {} is shorter than its index says; run `snap check`",
+                l.pack.short()
+            ))
+        };
         for k in i..j {
-            let off = (locs[k].offset - first.offset) as usize;
-            let sealed = &bytes[off..off + locs[k].length as usize];
-            let plain = repo.decode_blob(&ids[k], &locs[k], sealed)?;
+            let sealed = fetched.get(&locs[k]).ok_or_else(|| short(&locs[k]))?;
+            let base = match locs[k].base.and_then(|b| bases.get(&b)) {
+                Some(bl) => Some((bl, fetched.get(bl).ok_or_else(|| short(bl))?)),
+                None => None,
+            };
+            let plain = repo.decode_blob_with_base(&ids[k], &locs[k], sealed, base)?;
             f(&plain)?;
         }
         i = j;

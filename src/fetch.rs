@@ -1,0 +1,90 @@
+//! Batched reads of sealed blobs: the blobs wanted from each pack are sorted,
+//! neighbours are coalesced into one ranged read (on a remote store also
+//! across gaps of up to [`REMOTE_GAP`] bytes, since a request costs more than
+//! the bytes between two blobs), and a remote store gets all of a batch's
+//! requests at once. Used by stream and file restores and by the backup's
+//! delta-base reads, whose blobs sit in stream order but interleaved over a
+//! few packs.
+
+use crate::catalog::BlobLocation;
+use crate::error::{Error, Result};
+use crate::format::Id;
+use crate::store::{ObjectKind, Store};
+use bytes::Bytes;
+
+/// Largest coalesced read, bytes.
+pub const MAX_READ: u64 = 8 << 20;
+/// Largest gap between two blobs read with one request on a remote store,
+/// bytes (a local store only joins adjacent blobs).
+pub const REMOTE_GAP: u64 = 256 << 10;
+
+/// The bytes of one batch of coalesced reads.
+pub struct Fetched {
+    /// (pack, start offset, bytes), sorted by (pack, start).
+    ranges: Vec<(Id, u64, Bytes)>,
+}
+
+impl Fetched {
+    /// The sealed bytes of the blob at `loc`, if this batch read it.
+    pub fn get(&self, loc: &BlobLocation) -> Option<&[u8]> {
+        let off = loc.offset as u64;
+        let i = self
+            .ranges
+            .partition_point(|(p, s, _)| (*p, *s) <= (loc.pack, off));
+        let (p, s, b) = self.ranges.get(i.checked_sub(1)?)?;
+        if *p != loc.pack {
+            return None;
+        }
+        let from = (off - s) as usize;
+        b.get(from..from + loc.length as usize)
+    }
+}
+
+/// Reads the sealed blobs at `locs` (duplicates allowed) with as few ranged
+/// reads as the store's kind makes worthwhile.
+///
+/// Errors: the store's (NotFound for a missing pack, Corrupt for one shorter
+/// than the index says, Backend/Io for transport failures).
+pub fn fetch(store: &Store, locs: &[BlobLocation]) -> Result<Fetched> {
+    let local = store.local_root().is_some();
+    let gap = if local { 0 } else { REMOTE_GAP };
+    let mut want: Vec<(Id, u64, u64)> = locs
+        .iter()
+        .map(|l| (l.pack, l.offset as u64, l.offset as u64 + l.length as u64))
+        .collect();
+    want.sort_unstable();
+    want.dedup();
+    let mut plan: Vec<(Id, u64, u64)> = Vec::new();
+    for (pack, s, e) in want {
+        match plan.last_mut() {
+            Some((p, ps, pe)) if *p == pack && s <= *pe + gap && e - *ps <= MAX_READ => {
+                *pe = (*pe).max(e);
+            }
+            _ => plan.push((pack, s, e)),
+        }
+    }
+    let key = |p: &Id| ObjectKind::Pack.key(&p.to_hex());
+    let mut ranges = Vec::with_capacity(plan.len());
+    if local {
+        for (p, s, e) in plan {
+            let b = store.get_range(&key(&p), s..e)?;
+            ranges.push((p, s, b));
+        }
+    } else {
+        let handles: Vec<_> = plan
+            .iter()
+            .map(|(p, s, e)| store.spawn(store.get_range_async(key(p), *s..*e)))
+            .collect();
+        for ((p, s, e), h) in plan.into_iter().zip(handles) {
+            let b = store.wait(h)?;
+            if (b.len() as u64) < e - s {
+                return Err(Error::corrupt(format!(
+                    "pack {} is shorter than its index says; run `snap check`",
+                    p.short()
+                )));
+            }
+            ranges.push((p, s, b));
+        }
+    }
+    Ok(Fetched { ranges })
+}
