@@ -1,6 +1,7 @@
 //! Throughput of each content-pipeline primitive on one core: FastCDC with the
-//! keyed gear table, keyed BLAKE3, zstd level 3, XChaCha20-Poly1305 seal/open
-//! and pack building. Results read as bytes/s (MB/s).
+//! keyed gear table, keyed BLAKE3, zstd level 3, delta encoding and decoding
+//! against a base chunk (format-spec §25), XChaCha20-Poly1305 seal/open and
+//! pack building. Results read as bytes/s (MB/s).
 
 mod common;
 
@@ -80,6 +81,52 @@ fn compress(c: &mut Criterion) {
     g.finish();
 }
 
+/// Delta blobs: 64 KiB text chunks whose base is the same chunk with one
+/// 40-byte row changed (a nightly dump's typical changed chunk).
+fn delta(c: &mut Criterion) {
+    let data = common::text(5, N);
+    let base_id = snap::format::Id([7; 32]);
+    let chunks: Vec<(&[u8], Vec<u8>)> = data
+        .chunks(64 << 10)
+        .map(|base| {
+            let mut changed = base.to_vec();
+            let at = changed.len() / 2;
+            let end = (at + 40).min(changed.len());
+            changed[at..end].fill(b'#');
+            (base, changed)
+        })
+        .collect();
+    let encoded: Vec<Vec<u8>> = chunks
+        .iter()
+        .map(|(base, changed)| {
+            let mut out = Vec::new();
+            snap::compress::encode_delta(changed, &base_id, base, 3, &mut out);
+            out
+        })
+        .collect();
+    let mut g = group(c, "delta_zstd3");
+    g.throughput(Throughput::Bytes(N as u64));
+    g.bench_function("encode", |b| {
+        let mut out = Vec::new();
+        b.iter(|| {
+            for (base, changed) in &chunks {
+                snap::compress::encode_delta(changed, &base_id, base, 3, &mut out);
+                black_box(out.len());
+            }
+        })
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            for ((base, changed), enc) in chunks.iter().zip(&encoded) {
+                let plain =
+                    snap::compress::decode_delta(enc, base, changed.len(), 1 << 20).unwrap();
+                black_box(plain.len());
+            }
+        })
+    });
+    g.finish();
+}
+
 fn seal_open(c: &mut Criterion) {
     let key = MasterKey::generate();
     let data = common::random(4, N);
@@ -131,5 +178,5 @@ fn pack_build(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunker, keyed_hash, compress, seal_open, pack_build);
+criterion_group!(benches, chunker, keyed_hash, compress, delta, seal_open, pack_build);
 criterion_main!(benches);
