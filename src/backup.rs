@@ -312,7 +312,7 @@ fn plan(
         match node {
             Node::Dir(d) => {
                 let sub = match pe.and_then(|e| e.subtree) {
-                    Some(id) if !force => repo.read_tree(&id).ok(),
+                    Some(id) if !force => repo.read_tree_cached(&id).ok(),
                     _ => None,
                 };
                 plan(
@@ -555,6 +555,9 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
             .map(|(id, _)| id),
         None => None,
     };
+    // Parent trees come from the local tree cache when it has them (no
+    // requests to a remote repository for an unchanged tree).
+    repo.begin_tree_cache()?;
     let epoch = repo.catalog().blob_epoch()?;
     let mut parent_root = None;
     let parent_tree = match parent_id {
@@ -572,7 +575,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
                     })
             })?;
             parent_root = Some(s.tree);
-            repo.read_tree(&s.tree).ok()
+            repo.read_tree_cached(&s.tree).ok()
         }
         _ => None,
     };
@@ -745,9 +748,9 @@ fn previous_streams(
         return out;
     };
     let content = |tree: &Id, name: &str| -> Option<Vec<Id>> {
-        let root = repo.read_tree(tree).ok()?;
+        let root = repo.read_tree_cached(tree).ok()?;
         let sub = repo
-            .read_tree(&root.get(STREAMS_DIR.as_bytes())?.subtree?)
+            .read_tree_cached(&root.get(STREAMS_DIR.as_bytes())?.subtree?)
             .ok()?;
         let e = sub.get(name.as_bytes())?;
         (e.profile == ChunkProfile::Streams).then(|| e.content.clone())

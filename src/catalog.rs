@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// Bumped whenever the schema changes; a mismatch drops and rebuilds.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS trees_indexed(tree BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tree_entries(tree BLOB NOT NULL, name BLOB NOT NULL, kind INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, subtree BLOB, PRIMARY KEY(tree, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS marked(id BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS verified(tree BLOB PRIMARY KEY, epoch INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tree_cache(id BLOB PRIMARY KEY, plain BLOB NOT NULL, used INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
 /// Starts a new blob epoch: blobs may have stopped counting as stored.
@@ -157,7 +158,7 @@ impl Catalog {
     /// Forgets everything (the next sync reloads from the repository).
     pub fn reset(&mut self) -> Result<()> {
         self.conn.execute_batch(
-            "BEGIN IMMEDIATE; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; DELETE FROM verified; \
+            "BEGIN IMMEDIATE; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; DELETE FROM verified; DELETE FROM tree_cache; \
              INSERT INTO meta(key,value) VALUES('blob_epoch','0') ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER)+1; COMMIT;",
         )?;
         self.pack_ids.borrow_mut().clear();
@@ -373,6 +374,51 @@ impl Catalog {
             .query_row(params![&tree.0[..], epoch], |_| Ok(()))
             .optional()?
             .is_some())
+    }
+
+    /// Starts a backup's use of the tree cache: returns its generation (a
+    /// counter stored in `meta`).
+    pub fn next_tree_generation(&self) -> Result<i64> {
+        let g = self
+            .meta("tree_gen")?
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+            + 1;
+        self.set_meta("tree_gen", &g.to_string())?;
+        Ok(g)
+    }
+
+    /// The plaintext of tree blob `id` if the tree cache holds it (marking
+    /// it used by generation `generation`). Callers verify it against `id`.
+    pub fn cached_tree(&self, id: &Id, generation: i64) -> Result<Option<Vec<u8>>> {
+        let plain: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT plain FROM tree_cache WHERE id=?1")?
+            .query_row([&id.0[..]], |r| r.get(0))
+            .optional()?;
+        if plain.is_some() {
+            self.conn
+                .prepare_cached("UPDATE tree_cache SET used=?2 WHERE id=?1")?
+                .execute(params![&id.0[..], generation])?;
+        }
+        Ok(plain)
+    }
+
+    /// Keeps the plaintext of tree blob `id` (already verified or just
+    /// encoded) for later backups.
+    pub fn cache_tree(&self, id: &Id, plain: &[u8], generation: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO tree_cache(id,plain,used) VALUES(?1,?2,?3)")?
+            .execute(params![&id.0[..], plain, generation])?;
+        Ok(())
+    }
+
+    /// Drops cached trees last used before generation `keep_from`.
+    pub fn evict_trees(&self, keep_from: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM tree_cache WHERE used<?1")?
+            .execute([keep_from])?;
+        Ok(())
     }
 
     /// Replaces the set of packs marked for deletion.

@@ -496,6 +496,7 @@ pub fn save_tree(repo: &Repository, saver: &mut BlobSaver, tree: &Tree) -> Resul
     }
     let key = repo.key();
     let id = key.blob_id(&plain);
+    repo.cache_tree(&id, &plain)?;
     if saver.is_pending(&id) || repo.catalog().contains(&id)? {
         return Ok(id);
     }

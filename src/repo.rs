@@ -61,7 +61,14 @@ pub struct Repository {
     catalog: Mutex<Catalog>,
     files_chunker: Chunker,
     streams_chunker: Chunker,
+    /// Tree-cache generation of the running backup; 0: not in use.
+    tree_gen: std::sync::atomic::AtomicI64,
 }
+
+/// Trees larger than this (plaintext bytes) are not kept in the tree cache.
+const MAX_CACHED_TREE: usize = 4 << 20;
+/// Backups whose trees the tree cache keeps.
+const TREE_CACHE_BACKUPS: i64 = 3;
 
 /// Host name of this machine (`/proc/sys/kernel/hostname`, else `$HOSTNAME`,
 /// else "unknown").
@@ -255,6 +262,7 @@ impl Repository {
             catalog: Mutex::new(catalog),
             files_chunker,
             streams_chunker,
+            tree_gen: std::sync::atomic::AtomicI64::new(0),
         };
         Ok(repo)
     }
@@ -522,6 +530,47 @@ impl Repository {
             )));
         }
         Ok(plain)
+    }
+
+    /// Starts using the catalog's tree cache for this process's backup:
+    /// [`Repository::read_tree_cached`] and [`Repository::cache_tree`] keep
+    /// tree plaintexts so the next backup reads its parent's trees locally
+    /// (no requests to S3). Trees unused by the last 3 backups are dropped.
+    pub fn begin_tree_cache(&self) -> Result<()> {
+        let cat = self.catalog();
+        let g = cat.next_tree_generation()?;
+        cat.evict_trees(g - TREE_CACHE_BACKUPS)?;
+        self.tree_gen.store(g, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Keeps a tree's plaintext in the tree cache (if in use).
+    pub fn cache_tree(&self, id: &Id, plain: &[u8]) -> Result<()> {
+        let g = self.tree_gen.load(std::sync::atomic::Ordering::Relaxed);
+        if g > 0 && plain.len() <= MAX_CACHED_TREE {
+            self.catalog().cache_tree(id, plain, g)?;
+        }
+        Ok(())
+    }
+
+    /// [`Repository::read_tree`] through the tree cache: a cached plaintext
+    /// is used only if it matches `id` (keyed BLAKE3), else the tree is read
+    /// from the repository and cached.
+    pub fn read_tree_cached(&self, id: &Id) -> Result<Tree> {
+        let g = self.tree_gen.load(std::sync::atomic::Ordering::Relaxed);
+        if g == 0 {
+            return self.read_tree(id);
+        }
+        let cached = self.catalog().cached_tree(id, g)?;
+        let plain = match cached {
+            Some(p) if self.key.blob_id(&p) == *id => p,
+            _ => {
+                let p = self.read_blob(id)?;
+                self.cache_tree(id, &p)?;
+                p
+            }
+        };
+        Tree::decode(&plain).map_err(|e| Error::corrupt(format!("tree {}: {e}", id.short())))
     }
 
     /// Reads and decodes a tree blob.

@@ -450,3 +450,35 @@ fn backup_after_repair_rereads_files_whose_blobs_were_lost() {
     let id = j["snapshot"].as_str().unwrap().to_string();
     restore_and_compare(&s, &id, &a, &a, "after-repair");
 }
+
+#[test]
+fn damaged_tree_cache_entries_are_ignored() {
+    // The catalog's tree cache holds tree plaintexts for the next backup; an
+    // entry that does not match its id is read from the repository instead.
+    let s = Snap::new();
+    s.init();
+    let src = s.path("src");
+    write_version(&src, 1);
+    s.ok(args(&[&"backup", &src]));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&s.repo).join("config")).unwrap()).unwrap();
+    let db = s
+        .cache
+        .join(config["id"].as_str().unwrap())
+        .join("catalog.sqlite");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let n = conn
+        .execute("UPDATE tree_cache SET plain = x'0102030405'", [])
+        .unwrap();
+    assert!(n > 0, "the first backup cached no trees");
+    drop(conn);
+    write_version(&src, 2);
+    let j = s.backup_json([src.as_os_str()]);
+    assert!(
+        j["summary"]["files_unchanged"].as_u64().unwrap() >= 1,
+        "the parent was not used: {j}"
+    );
+    let id = j["snapshot"].as_str().unwrap().to_string();
+    restore_and_compare(&s, &id, &src, &src, "tree-cache");
+    assert!(s.ok(["check", "--read-data"]).contains("no errors"));
+}
