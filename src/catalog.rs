@@ -129,6 +129,11 @@ impl Catalog {
             marked_nos: Default::default(),
         };
         let ver: Option<String> = cat.meta("schema")?;
+        let stale = ver.is_some() && ver.as_deref() != Some(&SCHEMA_VERSION.to_string());
+        if stale || !cat.columns_present() {
+            cat.recreate_tables(true)?;
+        }
+        let ver: Option<String> = cat.meta("schema")?;
         let rid: Option<String> = cat.meta("repository")?;
         if ver.as_deref() != Some(&SCHEMA_VERSION.to_string()) || rid.as_deref() != Some(repo_id) {
             cat.reset()?;
@@ -136,6 +141,55 @@ impl Catalog {
             cat.set_meta("repository", repo_id)?;
         }
         Ok(cat)
+    }
+
+    /// Whether the tables have every column this version uses (a catalog
+    /// whose `schema` says current but whose tables are older is rebuilt).
+    fn columns_present(&self) -> bool {
+        [
+            "SELECT id,kind,pack_no,offset,length,raw_len,base FROM blobs LIMIT 0",
+            "SELECT tree,epoch FROM verified LIMIT 0",
+            "SELECT id,plain,used FROM tree_cache LIMIT 0",
+            "SELECT tree,name,kind,size,mtime_ns,subtree FROM tree_entries LIMIT 0",
+            "SELECT pack_no,id,size,index_id FROM packs LIMIT 0",
+        ]
+        .iter()
+        .all(|q| self.conn.prepare(q).is_ok())
+    }
+
+    /// A catalog written by another schema version: its tables may lack
+    /// columns this version uses, so every table is dropped and created
+    /// again (empty; the caller then loads the repository's index). Checked
+    /// again inside the write transaction, so two processes opening an old
+    /// catalog at once drop it only once.
+    fn recreate_tables(&mut self, force: bool) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let ver: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key='schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if force || ver.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
+            let names: Vec<String> = tx
+                .prepare(
+                    "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for n in names {
+                tx.execute_batch(&format!(
+                    "DROP TABLE IF EXISTS \"{}\"",
+                    n.replace('"', "\"\"")
+                ))?;
+            }
+            tx.execute_batch(SCHEMA)?;
+        }
+        tx.commit()?;
+        self.pack_ids.borrow_mut().clear();
+        *self.marked_nos.borrow_mut() = None;
+        Ok(())
     }
 
     /// A value of the meta table (schema, repository, check position …).
@@ -642,6 +696,63 @@ pub struct IndexedEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::pack::PackEntry;
+
+    #[test]
+    fn catalog_of_an_older_schema_is_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        {
+            // Schema 3: blobs without the base column, no verified/tree_cache.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES('schema','3');
+                 INSERT INTO meta VALUES('repository','old');
+                 CREATE TABLE blobs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, pack_no INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_len INTEGER NOT NULL) WITHOUT ROWID;
+                 INSERT INTO blobs VALUES(x'00', 0, 1, 0, 41, 1);",
+            )
+            .unwrap();
+        }
+        let cat = Catalog::open(&path, &"ab".repeat(32)).unwrap();
+        assert_eq!(cat.blob_count().unwrap(), 0, "old rows survived");
+        drop(cat);
+        // A catalog that says it is current but has an old table is rebuilt
+        // too (an interrupted upgrade).
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "DROP TABLE blobs;
+                 CREATE TABLE blobs(id BLOB PRIMARY KEY, kind INTEGER NOT NULL, pack_no INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_len INTEGER NOT NULL) WITHOUT ROWID;",
+            )
+            .unwrap();
+        }
+        let mut cat = Catalog::open(&path, &"ab".repeat(32)).unwrap();
+        assert_eq!(cat.blob_count().unwrap(), 0);
+        let entry = PackEntry {
+            kind: BlobKind::Data,
+            id: Id([3; 32]),
+            offset: 0,
+            length: 41,
+            raw_len: 1,
+            base: Some(Id([4; 32])),
+        };
+        let idx = IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![crate::format::index::IndexPack {
+                id: Id([5; 32]),
+                size: 45,
+                blobs: vec![entry],
+            }],
+        };
+        cat.add_index(&Id([6; 32]), &idx).unwrap();
+        assert_eq!(
+            cat.lookup(&Id([3; 32])).unwrap().unwrap().base,
+            Some(Id([4; 32]))
+        );
+        assert!(cat.is_verified(&Id([1; 32])).is_ok());
+        assert!(cat.cached_tree(&Id([1; 32]), 1).unwrap().is_none());
+    }
 
     #[test]
     fn verified_trees_expire_when_blobs_may_have_gone() {
