@@ -761,8 +761,18 @@ fn previous_streams(
             .rev()
             .find(|(_, snap)| snap.hostname == hostname && snap.streams.contains(&s.name));
         if let Some(c) = prev.and_then(|(_, snap)| content(&snap.tree, &s.name)) {
-            if !c.is_empty() {
-                out.insert(s.name.clone(), Arc::new(DeltaRef::new(c)));
+            // Chunk lengths from the catalog place each chunk by offset; a
+            // chunk no index names ends the usable part of the list.
+            let cat = repo.catalog();
+            let mut sized = Vec::with_capacity(c.len());
+            for id in c {
+                match cat.lookup(&id) {
+                    Ok(Some(l)) => sized.push((id, l.raw_len)),
+                    _ => break,
+                }
+            }
+            if !sized.is_empty() {
+                out.insert(s.name.clone(), Arc::new(DeltaRef::new(sized)));
             }
         }
     }

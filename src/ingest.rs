@@ -66,22 +66,52 @@ struct Piece {
 }
 
 /// The chunk list of a stream's previous version, used to pick delta bases
-/// (format-spec §25): a new chunk's candidate base is the previous version's
-/// chunk right after the last chunk both versions share.
+/// (format-spec §25). Chunks are placed by byte offset: a new chunk's
+/// candidate base is the previous version's chunk that holds the new chunk's
+/// middle, after shifting by the offset difference at the last chunk both
+/// versions share. Offsets, unlike chunk counts, do not drift when a change
+/// merges or splits chunks.
 pub struct DeltaRef {
     chunks: Vec<Id>,
+    /// Start offset of each chunk in the previous version, bytes.
+    starts: Vec<u64>,
     pos: HashMap<Id, usize>,
 }
 
 impl DeltaRef {
-    /// From the previous version's content ids, in stream order.
-    pub fn new(chunks: Vec<Id>) -> DeltaRef {
+    /// From the previous version's content ids and their plaintext lengths
+    /// in bytes, in stream order.
+    pub fn new(chunks: Vec<(Id, u32)>) -> DeltaRef {
         let mut pos = HashMap::with_capacity(chunks.len());
-        for (i, c) in chunks.iter().enumerate() {
+        let mut starts = Vec::with_capacity(chunks.len());
+        let mut at = 0u64;
+        for (i, (c, len)) in chunks.iter().enumerate() {
             pos.entry(*c).or_insert(i);
+            starts.push(at);
+            at += *len as u64;
         }
-        DeltaRef { chunks, pos }
+        DeltaRef {
+            chunks: chunks.into_iter().map(|(c, _)| c).collect(),
+            starts,
+            pos,
+        }
     }
+
+    /// Index of the previous version's chunk holding byte `offset` (the last
+    /// chunk for offsets past the end).
+    fn at_offset(&self, offset: u64) -> Option<usize> {
+        let i = self.starts.partition_point(|&s| s <= offset);
+        i.checked_sub(1)
+    }
+}
+
+/// Where a stream stands against its previous version: bytes of the new
+/// stream seen so far, and the offset shift (previous − new) at the last
+/// chunk both share.
+#[derive(Default, Clone, Copy)]
+struct DeltaCursor {
+    offset: u64,
+    shift: i64,
 }
 
 #[derive(Default)]
@@ -318,7 +348,7 @@ fn processor(
     progress: &AtomicU64,
 ) -> Result<Ingested> {
     let mut contents: Vec<Vec<Id>> = Vec::new();
-    let mut cursors: HashMap<usize, usize> = HashMap::new();
+    let mut cursors: HashMap<usize, DeltaCursor> = HashMap::new();
     for batch in rx {
         if let Err(e) = process(repo, &mut saver, &batch, &mut contents, &mut cursors) {
             // Keep what was stored (e.g. before the disk filled up) usable.
@@ -391,7 +421,7 @@ fn process(
     saver: &mut BlobSaver,
     batch: &Batch,
     contents: &mut Vec<Vec<Id>>,
-    cursors: &mut HashMap<usize, usize>,
+    cursors: &mut HashMap<usize, DeltaCursor>,
 ) -> Result<()> {
     let key = repo.key();
     // Cut (whole small files) and hash, in parallel; order is kept.
@@ -429,17 +459,16 @@ fn process(
                 let is_new = seen.insert(id) && !saver.is_pending(&id) && !cat.contains(&id)?;
                 let mut base = None;
                 if let Some(d) = &piece.delta {
-                    let cur = cursors.entry(piece.slot).or_insert(0);
+                    let cur = cursors.entry(piece.slot).or_default();
                     if let Some(&i) = d.pos.get(&id) {
-                        *cur = i + 1;
-                    } else {
-                        if is_new {
-                            if let Some(cand) = d.chunks.get(*cur) {
-                                base = choose_base(&cat, cand, &id)?;
-                            }
+                        cur.shift = d.starts[i] as i64 - cur.offset as i64;
+                    } else if is_new {
+                        let mid = (cur.offset + len as u64 / 2) as i64 + cur.shift;
+                        if let Some(cand) = d.at_offset(mid.max(0) as u64).map(|i| d.chunks[i]) {
+                            base = choose_base(&cat, &cand, &id)?;
                         }
-                        *cur += 1;
                     }
+                    cur.offset += len as u64;
                 }
                 if is_new {
                     new.push((pi, start, len, id, base));

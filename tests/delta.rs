@@ -118,7 +118,7 @@ fn second_dump_is_stored_as_deltas_and_stays_restorable() {
     ));
     eprintln!("second dump without a previous version added {p2} bytes");
     assert!(
-        delta * 4 < p2,
+        delta * 8 < p2,
         "second dump added {delta} bytes with deltas vs {p2} without (first dump {first})"
     );
     assert!(
@@ -160,7 +160,13 @@ fn second_dump_is_stored_as_deltas_and_stays_restorable() {
     let rows3 = next_night(&mut rng, &rows2);
     let d3 = dump(&rows3);
     let j3 = stdin_backup(&s, "db.sql", &d3, &[]);
-    assert!(added(&j3) * 4 < p2, "third dump added {}", added(&j3));
+    eprintln!(
+        "third dump added {} (plain second {p2}, delta second {delta})",
+        added(&j3)
+    );
+    // Against the first night's bases, two nights of changes: still far
+    // below the plain encoding.
+    assert!(added(&j3) * 8 < p2, "third dump added {}", added(&j3));
     assert!(restore_stdout(&s, "latest") == d3, "third dump differs");
     assert!(s.ok(["check", "--read-data"]).contains("no errors"));
 }
