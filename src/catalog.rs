@@ -62,6 +62,20 @@ CREATE TABLE IF NOT EXISTS tree_cache(id BLOB PRIMARY KEY, plain BLOB NOT NULL, 
 const BUMP_EPOCH: &str = "INSERT INTO meta(key,value) VALUES('blob_epoch','0') \
      ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER)+1";
 
+/// Whether the tables have every column this version uses (a catalog whose
+/// `schema` says current but whose tables are older must be rebuilt).
+fn columns_present(conn: &Connection) -> bool {
+    [
+        "SELECT id,kind,pack_no,offset,length,raw_len,base FROM blobs LIMIT 0",
+        "SELECT tree,epoch FROM verified LIMIT 0",
+        "SELECT id,plain,used FROM tree_cache LIMIT 0",
+        "SELECT tree,name,kind,size,mtime_ns,subtree FROM tree_entries LIMIT 0",
+        "SELECT pack_no,id,size,index_id FROM packs LIMIT 0",
+    ]
+    .iter()
+    .all(|q| conn.prepare(q).is_ok())
+}
+
 impl Catalog {
     /// Opens (creating, mode 0600) the catalog at `path` for repository
     /// `repo_id`; a catalog of another schema version or repository is wiped.
@@ -130,8 +144,8 @@ impl Catalog {
         };
         let ver: Option<String> = cat.meta("schema")?;
         let stale = ver.is_some() && ver.as_deref() != Some(&SCHEMA_VERSION.to_string());
-        if stale || !cat.columns_present() {
-            cat.recreate_tables(true)?;
+        if stale || !columns_present(&cat.conn) {
+            cat.recreate_tables()?;
         }
         let ver: Option<String> = cat.meta("schema")?;
         let rid: Option<String> = cat.meta("repository")?;
@@ -143,26 +157,12 @@ impl Catalog {
         Ok(cat)
     }
 
-    /// Whether the tables have every column this version uses (a catalog
-    /// whose `schema` says current but whose tables are older is rebuilt).
-    fn columns_present(&self) -> bool {
-        [
-            "SELECT id,kind,pack_no,offset,length,raw_len,base FROM blobs LIMIT 0",
-            "SELECT tree,epoch FROM verified LIMIT 0",
-            "SELECT id,plain,used FROM tree_cache LIMIT 0",
-            "SELECT tree,name,kind,size,mtime_ns,subtree FROM tree_entries LIMIT 0",
-            "SELECT pack_no,id,size,index_id FROM packs LIMIT 0",
-        ]
-        .iter()
-        .all(|q| self.conn.prepare(q).is_ok())
-    }
-
-    /// A catalog written by another schema version: its tables may lack
-    /// columns this version uses, so every table is dropped and created
-    /// again (empty; the caller then loads the repository's index). Checked
-    /// again inside the write transaction, so two processes opening an old
+    /// A catalog written by another schema version, or whose tables lack a
+    /// column this version uses: every table is dropped and created again
+    /// (empty; the caller then loads the repository's index). Checked again
+    /// inside the write transaction, so two processes opening an old
     /// catalog at once drop it only once.
-    fn recreate_tables(&mut self, force: bool) -> Result<()> {
+    fn recreate_tables(&mut self) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -171,7 +171,7 @@ impl Catalog {
                 r.get(0)
             })
             .optional()?;
-        if force || ver.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
+        if ver.as_deref() != Some(&SCHEMA_VERSION.to_string()) || !columns_present(&tx) {
             let names: Vec<String> = tx
                 .prepare(
                     "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'",
@@ -190,6 +190,11 @@ impl Catalog {
         self.pack_ids.borrow_mut().clear();
         *self.marked_nos.borrow_mut() = None;
         Ok(())
+    }
+
+    /// An integer value of the meta table (0 when absent or not a number).
+    fn meta_i64(&self, key: &str) -> Result<i64> {
+        Ok(self.meta(key)?.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
     /// A value of the meta table (schema, repository, check position …).
@@ -211,10 +216,14 @@ impl Catalog {
 
     /// Forgets everything (the next sync reloads from the repository).
     pub fn reset(&mut self) -> Result<()> {
-        self.conn.execute_batch(
-            "BEGIN IMMEDIATE; DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; DELETE FROM verified; DELETE FROM tree_cache; \
-             INSERT INTO meta(key,value) VALUES('blob_epoch','0') ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER)+1; COMMIT;",
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots; DELETE FROM marked; DELETE FROM trees_indexed; DELETE FROM tree_entries; DELETE FROM verified; DELETE FROM tree_cache;",
         )?;
+        tx.execute(BUMP_EPOCH, [])?;
+        tx.commit()?;
         self.pack_ids.borrow_mut().clear();
         *self.marked_nos.borrow_mut() = None;
         Ok(())
@@ -400,10 +409,7 @@ impl Catalog {
     /// counting as stored (the catalog is reset or rebuilt, or the set of
     /// packs marked for deletion changes). Adding blobs keeps the epoch.
     pub fn blob_epoch(&self) -> Result<i64> {
-        Ok(self
-            .meta("blob_epoch")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+        self.meta_i64("blob_epoch")
     }
 
     /// Records that every blob reachable from tree `tree` was stored (and not
@@ -433,11 +439,7 @@ impl Catalog {
     /// Starts a backup's use of the tree cache: returns its generation (a
     /// counter stored in `meta`).
     pub fn next_tree_generation(&self) -> Result<i64> {
-        let g = self
-            .meta("tree_gen")?
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
-            + 1;
+        let g = self.meta_i64("tree_gen")? + 1;
         self.set_meta("tree_gen", &g.to_string())?;
         Ok(g)
     }
@@ -445,17 +447,11 @@ impl Catalog {
     /// The plaintext of tree blob `id` if the tree cache holds it (marking
     /// it used by generation `generation`). Callers verify it against `id`.
     pub fn cached_tree(&self, id: &Id, generation: i64) -> Result<Option<Vec<u8>>> {
-        let plain: Option<Vec<u8>> = self
+        Ok(self
             .conn
-            .prepare_cached("SELECT plain FROM tree_cache WHERE id=?1")?
-            .query_row([&id.0[..]], |r| r.get(0))
-            .optional()?;
-        if plain.is_some() {
-            self.conn
-                .prepare_cached("UPDATE tree_cache SET used=?2 WHERE id=?1")?
-                .execute(params![&id.0[..], generation])?;
-        }
-        Ok(plain)
+            .prepare_cached("UPDATE tree_cache SET used=?2 WHERE id=?1 RETURNING plain")?
+            .query_row(params![&id.0[..], generation], |r| r.get(0))
+            .optional()?)
     }
 
     /// Keeps the plaintext of tree blob `id` (already verified or just

@@ -25,6 +25,12 @@ pub struct Fetched {
 }
 
 impl Fetched {
+    /// The sealed bytes of the blob at `loc`; [`crate::error::ErrorKind::Corrupt`]
+    /// if this batch did not read them (the pack was shorter than indexed).
+    pub fn sealed(&self, loc: &BlobLocation) -> Result<&[u8]> {
+        self.get(loc).ok_or_else(|| short_pack(&loc.pack))
+    }
+
     /// The sealed bytes of the blob at `loc`, if this batch read it.
     pub fn get(&self, loc: &BlobLocation) -> Option<&[u8]> {
         let off = loc.offset as u64;
@@ -78,13 +84,17 @@ pub fn fetch(store: &Store, locs: &[BlobLocation]) -> Result<Fetched> {
         for ((p, s, e), h) in plan.into_iter().zip(handles) {
             let b = store.wait(h)?;
             if (b.len() as u64) < e - s {
-                return Err(Error::corrupt(format!(
-                    "pack {} is shorter than its index says; run `snap check`",
-                    p.short()
-                )));
+                return Err(short_pack(&p));
             }
             ranges.push((p, s, b));
         }
     }
     Ok(Fetched { ranges })
+}
+
+fn short_pack(pack: &Id) -> Error {
+    Error::corrupt(format!(
+        "pack {} is shorter than its index says; run `snap check`",
+        pack.short()
+    ))
 }

@@ -98,16 +98,10 @@ pub fn for_each_blob(
                 .filter_map(|l| l.base.and_then(|b| bases.get(&b))),
         );
         let fetched = crate::fetch::fetch(repo.store(), &want)?;
-        let short = |l: &BlobLocation| {
-            Error::corrupt(format!(
-                "pack {} is shorter than its index says; run `snap check`",
-                l.pack.short()
-            ))
-        };
         for k in i..j {
-            let sealed = fetched.get(&locs[k]).ok_or_else(|| short(&locs[k]))?;
+            let sealed = fetched.sealed(&locs[k])?;
             let base = match locs[k].base.and_then(|b| bases.get(&b)) {
-                Some(bl) => Some((bl, fetched.get(bl).ok_or_else(|| short(bl))?)),
+                Some(bl) => Some((bl, fetched.sealed(bl)?)),
                 None => None,
             };
             let plain = repo.decode_blob_with_base(&ids[k], &locs[k], sealed, base)?;
