@@ -436,14 +436,8 @@ impl Repository {
     /// Reads one blob's plaintext, verified against its id.
     pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
-        self.read_blob_at(id, &loc)
-    }
-
-    /// Reads one blob's plaintext from a known location, verified against
-    /// its id; errors as [`Repository::decode_blob`].
-    pub fn read_blob_at(&self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
-        let sealed = self.read_sealed_blob(loc)?;
-        self.decode_blob(id, loc, &sealed)
+        let sealed = self.read_sealed_blob(&loc)?;
+        self.decode_blob(id, &loc, &sealed)
     }
 
     fn read_sealed_blob(&self, loc: &BlobLocation) -> Result<Bytes> {
@@ -570,13 +564,12 @@ impl Repository {
                 p
             }
         };
-        Tree::decode(&plain).map_err(|e| Error::corrupt(format!("tree {}: {e}", id.short())))
+        decode_tree(id, &plain)
     }
 
     /// Reads and decodes a tree blob.
     pub fn read_tree(&self, id: &Id) -> Result<Tree> {
-        let plain = self.read_blob(id)?;
-        Tree::decode(&plain).map_err(|e| Error::corrupt(format!("tree {}: {e}", id.short())))
+        decode_tree(id, &self.read_blob(id)?)
     }
 
     /// All snapshots, oldest first.
@@ -621,4 +614,10 @@ impl Repository {
             ))),
         }
     }
+}
+
+/// Decodes the plaintext of tree blob `id`; [`ErrorKind::Corrupt`] naming the
+/// tree if it is not a valid tree encoding.
+fn decode_tree(id: &Id, plain: &[u8]) -> Result<Tree> {
+    Tree::decode(plain).map_err(|e| Error::corrupt(format!("tree {}: {e}", id.short())))
 }
