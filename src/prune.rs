@@ -176,6 +176,18 @@ pub fn list_packs(repo: &Repository) -> Result<HashMap<Id, u64>> {
 
 /// Runs one prune; see the module documentation for the steps.
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    prune_without(repo, opts, &HashSet::new())
+}
+
+/// [`prune`] as if the snapshots `forgotten` were already gone: their trees
+/// are not walked, so what only they reference counts as unused. For the
+/// estimate of `forget --prune --dry-run`, which removes nothing; a real run
+/// passes an empty set (forgotten snapshots are deleted before it).
+pub fn prune_without(
+    repo: &Repository,
+    opts: &PruneOptions,
+    forgotten: &HashSet<Id>,
+) -> Result<PruneReport> {
     let started = Instant::now();
     let mut rep = PruneReport::default();
     let store = repo.store().clone();
@@ -191,7 +203,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .collect();
     let marks = lease::list_marks(&store, &key)?;
     repo.sync_catalog()?;
-    let snaps = repo.snapshots()?;
+    let mut snaps = repo.snapshots()?;
+    snaps.retain(|(id, _)| !forgotten.contains(id));
     let (index_ids, packs) = load_indexes(repo)?;
     let existing = list_packs(repo)?;
     rep.data_bytes_before = existing.values().sum();

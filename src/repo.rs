@@ -590,11 +590,18 @@ impl Repository {
                         Error::usage(format!("invalid snapshot {spec:?}: use latest or latest~N"))
                     })?
             };
-            return snaps
-                .into_iter()
-                .rev()
-                .nth(back)
-                .ok_or_else(|| Error::new(ErrorKind::NotFound, "no snapshot in the repository"));
+            let n = snaps.len();
+            return snaps.into_iter().rev().nth(back).ok_or_else(|| {
+                let msg = match n {
+                    0 => "no snapshot in the repository".to_string(),
+                    1 => format!("{spec}: the repository holds 1 snapshot (latest~0 is the newest)"),
+                    n => format!(
+                        "{spec}: the repository holds {n} snapshots (latest~0 to latest~{})",
+                        n - 1
+                    ),
+                };
+                Error::new(ErrorKind::NotFound, msg)
+            });
         }
         let spec_l = spec.to_ascii_lowercase();
         let matches: Vec<_> = snaps

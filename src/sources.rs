@@ -411,6 +411,32 @@ pub fn pg_probe(conninfo: &str, label: &str) -> Result<PgInfo> {
     })
 }
 
+/// Whether database `db` exists on the server of `conninfo` (asked through
+/// that server's `postgres` database with `psql`).
+///
+/// Errors: [`ErrorKind::Source`] naming `label` with psql's exit code and
+/// stderr tail when the server cannot be reached.
+pub fn pg_database_exists(conninfo: &str, db: &str, label: &str) -> Result<bool> {
+    // A string literal with standard_conforming_strings (on since 9.1).
+    let literal = format!("'{}'", db.replace('\'', "''"));
+    let out = run_capture(
+        &pg_program("psql"),
+        &[
+            "-X".into(),
+            "-A".into(),
+            "-t".into(),
+            "-q".into(),
+            "-v".into(),
+            "ON_ERROR_STOP=1".into(),
+            format!("--dbname={}", pg_with_dbname(conninfo, "postgres")),
+            "-c".into(),
+            format!("select count(*) from pg_database where datname = {literal}"),
+        ],
+        label,
+    )?;
+    Ok(String::from_utf8_lossy(&out).trim() != "0")
+}
+
 /// A `--pg [NAME=]CONNINFO` source: probes the database (name, server
 /// version) and returns a stream running
 /// `pg_dump --format=custom --compress=0 --dbname=CONNINFO`, named `NAME`
@@ -669,8 +695,16 @@ pub fn pipe_into(
 /// into `conninfo`: `--dbname=CONNINFO`, or with `create` the `postgres`
 /// database of that server plus `--create` (pg_restore then creates the
 /// database named in the dump); `clean` adds `--clean --if-exists`.
+/// pg_restore stops at the first error (`--exit-on-error`), and without
+/// `create` restores in one transaction (`--single-transaction`, which
+/// pg_restore does not allow with `--create`), so a failed restore leaves
+/// the database as it was.
 pub fn pg_restore_argv(conninfo: &str, create: bool, clean: bool) -> Vec<String> {
     let mut argv = vec![pg_program("pg_restore").to_string_lossy().into_owned()];
+    argv.push("--exit-on-error".into());
+    if !create {
+        argv.push("--single-transaction".into());
+    }
     if create {
         argv.push("--create".into());
         argv.push(format!("--dbname={}", pg_with_dbname(conninfo, "postgres")));

@@ -210,10 +210,10 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     }
     let s = &out.snapshot.summary;
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "summary", "snapshot": out.id.to_hex(), "summary": s, "warnings": out.warnings, "partial": out.snapshot.partial, "failed_sources": out.snapshot.failed_sources, "requests": repo.store().stats().to_json()})
-        );
+        )?;
     } else {
         eprintln!(
             "files: {} new, {} changed, {} unchanged; dirs: {}",
@@ -228,13 +228,13 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
             s.seconds
         );
         if out.snapshot.partial {
-            println!(
+            outln!(
                 "snapshot {} saved, partial: {} source(s) failed",
                 out.id.short(),
                 out.snapshot.failed_sources.len()
-            );
+            )?;
         } else {
-            println!("snapshot {} saved", out.id.short());
+            outln!("snapshot {} saved", out.id.short())?;
         }
     }
     Ok(if out.warnings.is_empty() && !out.snapshot.partial {

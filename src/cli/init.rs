@@ -42,8 +42,32 @@ fn parse_sizes(s: &str) -> std::result::Result<ChunkSizes, String> {
     Ok(c)
 }
 
+/// Refuses a local folder that holds files but no repository (a repository
+/// there is refused later, as "already exists"): `snap init` must not mix
+/// its objects into someone else's folder.
+fn refuse_nonempty_folder(loc: &str) -> Result<()> {
+    if loc.contains("://") {
+        return Ok(());
+    }
+    let path = std::path::Path::new(loc);
+    let mut entries = match std::fs::read_dir(path) {
+        Ok(rd) => rd,
+        // Missing: created by init. Not a folder or unreadable: the store says why.
+        Err(_) => return Ok(()),
+    };
+    if entries.next().is_some() && !path.join("config").exists() {
+        return Err(Error::usage(format!(
+            "folder {loc} is not empty and holds no snap repository; \
+             give a new or empty folder for the repository"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 pub fn run(g: &Global, a: &InitArgs) -> Result<u8> {
     let loc = repo_location(g)?;
+    refuse_nonempty_folder(&loc)?;
     let pw = password(g, true)?;
     if pw.is_empty() {
         return Err(Error::usage("empty password").into());
@@ -75,10 +99,10 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<u8> {
     opts.compression_level = a.compression;
     let id = Repository::init(&loc, pw.as_bytes(), &opts)?;
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "init", "repository": loc, "id": id.to_hex()})
-        );
+        )?;
     } else {
         eprintln!("created snap repository {} at {loc}", id.short());
         eprintln!("keep the password safe: without it the data cannot be read");

@@ -88,7 +88,7 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
                 j
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
     }
     for (p, e) in &out {
@@ -98,16 +98,16 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
             } else {
                 format!(" -> {}", String::from_utf8_lossy(&e.link_target))
             };
-            println!(
+            outln!(
                 "{} {:>6} {:>6} {:>12}  {}  {p}{link}",
                 mode_string(e),
                 e.uid,
                 e.gid,
                 e.size,
                 mtime_str(e.mtime_ns)
-            );
+            )?;
         } else {
-            println!("{p}");
+            outln!("{p}")?;
         }
     }
     Ok(0)

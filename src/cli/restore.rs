@@ -61,19 +61,16 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
     let repo = open(g)?;
     let (id, snap) = repo.resolve_snapshot(&a.snapshot)?;
     if a.stdout {
-        let stdout = std::io::stdout();
-        let mut lock = stdout.lock();
-        let n = match snap::restore::restore_stream(
+        // A reader that goes away (`| head`) ends the command quietly (main.rs).
+        let mut out = super::stdout();
+        let n = snap::restore::restore_stream(
             &repo,
             &snap.tree,
             &snap.streams,
             a.stream.as_deref(),
-            &mut lock,
-        ) {
-            // The reader went away (`| head`): not an error.
-            Err(e) if e.is_broken_pipe() => return Ok(0),
-            r => r.with_context(|| format!("restoring snapshot {}", id.short()))?,
-        };
+            &mut out,
+        )
+        .with_context(|| format!("restoring snapshot {}", id.short()))?;
         if !g.json {
             eprintln!("restored {} from snapshot {}", human(n), id.short());
         }
@@ -112,10 +109,10 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
     let sum = r.with_context(|| format!("restoring snapshot {}", id.short()))?;
     let secs = started.elapsed().as_secs_f64();
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "seconds": secs})
-        );
+        )?;
     } else {
         eprintln!(
             "restored snapshot {} to {}: {} files, {} dirs, {} in {:.2} s",
@@ -187,6 +184,9 @@ fn restore_pg(
         .into());
     }
     let name = pick_stream(snap, sources::KIND_PG, a, "--pg")?;
+    if a.create && !a.clean {
+        refuse_existing_database(snap, &name, conninfo)?;
+    }
     let started = std::time::Instant::now();
     let has_globals = snap
         .sources
@@ -230,16 +230,41 @@ fn restore_pg(
     .with_context(|| format!("restoring snapshot {}", id.short()))?;
     let secs = started.elapsed().as_secs_f64();
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "database", "kind": "pg", "snapshot": id.to_hex(), "stream": name, "bytes": n, "seconds": secs})
-        );
+        )?;
     } else {
         eprintln!(
             "restored stream {name} ({}) of snapshot {} with pg_restore in {secs:.2} s",
             human(n),
             id.short()
         );
+    }
+    Ok(())
+}
+
+/// With `--create` (and no `--clean`): fails before anything is restored if
+/// the database the dump creates already exists on the server, since
+/// pg_restore would add the dump's rows to the rows already there.
+fn refuse_existing_database(snap: &Snapshot, stream: &str, conninfo: &str) -> Result<()> {
+    let db = snap
+        .sources
+        .iter()
+        .find(|s| s.kind == sources::KIND_PG && s.name == stream)
+        .and_then(|s| s.details.get("database"))
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "stream {stream:?} does not record which database it holds, so --create cannot \
+                 check that it is new; create the database and restore without --create, or add --clean"
+            ))
+        })?;
+    if sources::pg_database_exists(conninfo, db, &format!("checking database {db:?}"))? {
+        return Err(Error::usage(format!(
+            "database {db:?} already exists: --create would add the dump's rows to it; \
+             add --clean to drop and recreate it, or restore without --create into an empty database"
+        ))
+        .into());
     }
     Ok(())
 }
@@ -269,10 +294,10 @@ fn restore_mongo(
     drop(secret);
     let secs = started.elapsed().as_secs_f64();
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "database", "kind": "mongo", "snapshot": id.to_hex(), "stream": name, "bytes": n, "seconds": secs})
-        );
+        )?;
     } else {
         eprintln!(
             "restored stream {name} ({}) of snapshot {} with mongorestore in {secs:.2} s",
