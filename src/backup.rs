@@ -279,6 +279,8 @@ fn build_globs(patterns: &[String]) -> Result<(globset::GlobSet, globset::GlobSe
 /// are also its route from the root of the in-memory tree.
 struct FileJob {
     path: PathBuf,
+    /// Size when walked, bytes (the progress total).
+    size: u64,
 }
 
 impl FileJob {
@@ -362,7 +364,10 @@ fn plan(
                         counts.0 += 1;
                     }
                     if e.size > 0 {
-                        jobs.push(FileJob { path: child_path });
+                        jobs.push(FileJob {
+                            path: child_path,
+                            size: e.size,
+                        });
                     }
                 }
             }
@@ -600,6 +605,12 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     opts.progress
         .total_files
         .store(jobs.len() as u64, Ordering::Relaxed);
+    // Streams have no size before they end: with one, the total stays unknown.
+    if opts.streams.is_empty() {
+        opts.progress
+            .total_bytes
+            .store(jobs.iter().map(|j| j.size).sum(), Ordering::Relaxed);
+    }
 
     let config = repo.config();
     let saver = BlobSaver::new(

@@ -418,3 +418,45 @@ fn error_chain_prints_each_cause_once() {
         );
     }
 }
+
+#[test]
+fn backup_json_prints_status_lines_with_totals() {
+    let s = Snap::new();
+    s.init();
+    let data = s.path("data");
+    small_tree(&data, 50, 1);
+    let mut rng = Rng::new(3);
+    std::fs::write(data.join("big"), rng.bytes(2 << 20)).unwrap();
+    let total: u64 = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let out = s.ok([
+        std::ffi::OsStr::new("--json"),
+        "backup".as_ref(),
+        data.as_os_str(),
+    ]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let (summary, status) = lines.split_last().unwrap();
+    assert_eq!(summary["type"], "summary", "{out}");
+    assert!(!status.is_empty(), "no status line: {out}");
+    assert!(status.iter().all(|v| v["type"] == "status"), "{out}");
+    let last = status.last().unwrap();
+    assert_eq!(last["total_bytes"], total, "{last}");
+    assert_eq!(last["total_files"], 51, "{last}");
+    assert_eq!(last["bytes_done"], total, "{last}");
+    assert_eq!(last["percent_done"], 1.0, "{last}");
+    assert_eq!(last["seconds_remaining"], 0, "{last}");
+    // --no-progress: the summary alone.
+    small_tree(&data, 51, 2);
+    let out = s.ok([
+        std::ffi::OsStr::new("--json"),
+        "--no-progress".as_ref(),
+        "backup".as_ref(),
+        data.as_os_str(),
+    ]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+}

@@ -171,7 +171,11 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
         None => None,
     };
     let progress = Arc::new(Progress::default());
-    let bar = progress::start(&progress, "backup", g.json || g.no_progress);
+    let bar = if g.json && !g.no_progress {
+        progress::start_json(&progress, "backup")
+    } else {
+        progress::start(&progress, "backup", g.json || g.no_progress)
+    };
     let out = snap::backup::backup(
         &repo,
         BackupOptions {
