@@ -594,7 +594,9 @@ impl Repository {
             return snaps.into_iter().rev().nth(back).ok_or_else(|| {
                 let msg = match n {
                     0 => "no snapshot in the repository".to_string(),
-                    1 => format!("{spec}: the repository holds 1 snapshot (latest~0 is the newest)"),
+                    1 => {
+                        format!("{spec}: the repository holds 1 snapshot (latest~0 is the newest)")
+                    }
                     n => format!(
                         "{spec}: the repository holds {n} snapshots (latest~0 to latest~{})",
                         n - 1

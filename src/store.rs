@@ -281,8 +281,9 @@ impl Store {
             std::fs::create_dir_all(&path)
                 .map_err(|e| Error::io(format!("creating repository directory {location}"), e))?;
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| Error::io(format!("restricting repository directory {location}"), e))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).map_err(
+                |e| Error::io(format!("restricting repository directory {location}"), e),
+            )?;
         } else if !path.is_dir() {
             return Err(Error::new(
                 ErrorKind::NoRepository,
@@ -385,7 +386,9 @@ impl Store {
     /// On a local repository, key files (`keys/…`) are made readable by
     /// their owner only (mode 0600).
     pub fn put_new(&self, key: &str, data: Bytes) -> Result<bool> {
-        let created = self.rt.block_on(self.put_new_async(key.to_string(), data))?;
+        let created = self
+            .rt
+            .block_on(self.put_new_async(key.to_string(), data))?;
         if let (true, Some(root)) = (created && key.starts_with("keys/"), &self.local_root) {
             use std::os::unix::fs::PermissionsExt;
             let p = root.join(key);

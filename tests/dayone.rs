@@ -69,7 +69,11 @@ fn closed_stdout_ends_every_command_quietly() {
         );
     }
     // The documented code.
-    let help = s.ok(["--help"]).split_whitespace().collect::<Vec<_>>().join(" ");
+    let help = s
+        .ok(["--help"])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(help.contains("141 standard output was closed"), "{help}");
 }
 
@@ -216,7 +220,10 @@ fn subcommand_help_puts_global_options_under_their_own_heading() {
             .unwrap_or_else(|| panic!("{cmd} --help has no Global options heading:\n{help}"));
         assert!(global.contains("--repo"), "{help}");
         assert!(global.contains("--password-file"), "{help}");
-        assert!(!own.contains("--repo"), "{cmd}: --repo among the command's options");
+        assert!(
+            !own.contains("--repo"),
+            "{cmd}: --repo among the command's options"
+        );
         assert!(own.contains("Options:"), "{help}");
     }
 }
@@ -313,8 +320,14 @@ fn snapshots_filters() {
     let latest = list(&["--latest", "1"]);
     assert_eq!(latest.len(), 3, "{latest:?}");
     let all = list(&[]);
-    assert!(!latest.iter().any(|x| x["id"] == all[0]["id"]), "oldest h1 a kept");
-    assert_eq!(list(&["--latest", "1", "--tag", "db", "--host", "h1"]).len(), 1);
+    assert!(
+        !latest.iter().any(|x| x["id"] == all[0]["id"]),
+        "oldest h1 a kept"
+    );
+    assert_eq!(
+        list(&["--latest", "1", "--tag", "db", "--host", "h1"]).len(),
+        1
+    );
     let text = s.ok(["snapshots", "--tag", "files"]);
     assert!(text.contains("1 snapshots"), "{text}");
 }
@@ -346,7 +359,13 @@ fn forget_prune_dry_run_estimates_what_the_real_run_does() {
         real["bytes_marked"].as_u64().unwrap() > 3 << 20,
         "the real run marked too little: {real}"
     );
-    for k in ["snapshots", "packs_marked", "bytes_marked", "packs_repacked", "packs_deleted"] {
+    for k in [
+        "snapshots",
+        "packs_marked",
+        "bytes_marked",
+        "packs_repacked",
+        "packs_deleted",
+    ] {
         assert_eq!(est[k], real[k], "{k}: estimate {est} vs run {real}");
     }
 }
@@ -375,7 +394,9 @@ fn pg_create_into_an_existing_database_is_refused() {
 
     // With --clean the database is dropped and recreated from the dump.
     pg.psql(&db, "insert into t values (1001, 'extra')");
-    s.ok(["restore", "latest", "--pg", &conninfo, "--create", "--clean"]);
+    s.ok([
+        "restore", "latest", "--pg", &conninfo, "--create", "--clean",
+    ]);
     assert_eq!(pg.psql(&db, "select count(*) from t"), "1000");
 
     // Without --create into the existing database: pg_restore stops at the

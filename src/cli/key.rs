@@ -179,7 +179,10 @@ fn list(g: &Global) -> Result<u8> {
     }
     outln!(
         " {:<8}  {:<24}  {:<16}  {:<12}",
-        "id", "created", "host", "user"
+        "id",
+        "created",
+        "host",
+        "user"
     )?;
     for k in &ks {
         let mark = if k.id == current { '*' } else { ' ' };

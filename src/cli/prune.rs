@@ -88,7 +88,8 @@ pub fn run_with(
         let w = if a.dry_run { "would " } else { "" };
         outln!(
             "{} snapshots, {} blobs referenced",
-            rep.snapshots, rep.blobs_referenced
+            rep.snapshots,
+            rep.blobs_referenced
         )?;
         outln!(
             "{w}delete {} packs ({}); {w}mark {} packs ({}) for deletion after the grace period; {w}repack {} packs ({} blobs, {} written); {} marked packs needed again",

@@ -54,7 +54,10 @@ pub fn run(g: &Global, c: &RepairCommand) -> Result<u8> {
                 }
                 outln!(
                     "indexed {} of {} packs; replaced {} index objects; {} blobs lost",
-                    r.packs_indexed, r.packs, r.indexes_replaced, r.blobs_lost
+                    r.packs_indexed,
+                    r.packs,
+                    r.indexes_replaced,
+                    r.blobs_lost
                 )?;
             }
         }

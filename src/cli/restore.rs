@@ -28,10 +28,13 @@ pub struct RestoreArgs {
     /// Restore the snapshot's PostgreSQL dump into this database (a libpq
     /// connection string or URI without a password) with `pg_restore`;
     /// the `pg-globals.sql` stream, if present, is replayed with psql first.
+    /// pg_restore stops at the first error; without --create it restores in
+    /// one transaction, so a failed restore changes nothing.
     #[arg(long, value_name = "CONNINFO", conflicts_with = "stdout")]
     pg: Option<String>,
     /// With --pg: connect to the server's `postgres` database and let
-    /// pg_restore create the dumped database (`pg_restore --create`).
+    /// pg_restore create the dumped database (`pg_restore --create`);
+    /// refused if that database exists, unless --clean is given.
     #[arg(long, requires = "pg")]
     create: bool,
     /// With --pg: drop objects before recreating them

@@ -50,7 +50,11 @@ pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<u8> {
     }
     outln!(
         "{:<8}  {:<24}  {:<12}  {:<16}  {:>10}  paths / streams",
-        "id", "time", "host", "tags", "size"
+        "id",
+        "time",
+        "host",
+        "tags",
+        "size"
     )?;
     for (id, s) in &snaps {
         let what: Vec<String> = s
