@@ -691,6 +691,81 @@ pub fn pipe_into(
     Ok((fed?, err))
 }
 
+/// The database name a custom-format dump records (what `pg_restore
+/// --create` creates), from the header `pg_restore --list` prints for the
+/// dump that `feed` writes; pg_restore stops reading after the table of
+/// contents, so a feeder's broken pipe is expected.
+///
+/// Errors: [`ErrorKind::Source`] when pg_restore cannot run or fails (not
+/// a custom-format dump), or prints no database name; the feeder's other
+/// errors.
+pub fn pg_dump_dbname(feed: impl FnOnce(&mut dyn Write) -> Result<u64>) -> Result<String> {
+    let prog = pg_program("pg_restore");
+    let what = "reading the dump's database name with pg_restore --list";
+    let mut child = Command::new(&prog)
+        .arg("--list")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Error::with_source(
+                ErrorKind::Source,
+                format!("{what}: cannot run {}", prog.display()),
+                e,
+            )
+        })?;
+    let read_all = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out_thread = read_all(child.stdout.take().map(|r| Box::new(r) as _));
+    let err_thread = read_all(child.stderr.take().map(|r| Box::new(r) as _));
+    let fed = match child.stdin.take() {
+        Some(mut stdin) => feed(&mut stdin).map(|_| ()),
+        None => Ok(()),
+    };
+    let status = child
+        .wait()
+        .map_err(|e| Error::io(format!("waiting for {}", prog.display()), e))?;
+    let out = out_thread.join().unwrap_or_default();
+    let err = err_thread.join().unwrap_or_default();
+    if !status.success() {
+        return Err(Error::new(
+            ErrorKind::Source,
+            format!(
+                "{what}: {} failed with {status}: {}",
+                prog.display(),
+                stderr_tail(&err, 3)
+            ),
+        ));
+    }
+    match fed {
+        Err(e) if !e.is_broken_pipe() => return Err(e),
+        _ => {}
+    }
+    String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| l.strip_prefix(';'))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("dbname:")
+                .map(|n| n.trim().to_string())
+        })
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Source,
+                format!("{what}: the dump names no database"),
+            )
+        })
+}
+
 /// `pg_restore` arguments for restoring a custom-format dump from stdin
 /// into `conninfo`: `--dbname=CONNINFO`, or with `create` the `postgres`
 /// database of that server plus `--create` (pg_restore then creates the

@@ -405,6 +405,46 @@ fn pg_create_into_an_existing_database_is_refused() {
     let (_, err) = s.fail(["restore", "latest", "--pg", &conninfo]);
     assert!(err.contains("pg_restore failed"), "{err}");
     assert_eq!(pg.psql(&db, "select count(*) from t"), "1000");
+
+    // A dump piped in through --stdin records no database: the dump's own
+    // header names it.
+    let dump = pg
+        .command("pg_dump")
+        .args(["-Fc", "-Z0", &db])
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let out = s.run_stdin(
+        ["backup", "--stdin", "--stdin-name", "shop.dump"],
+        &dump.stdout,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args = [
+        "restore",
+        "latest",
+        "--pg",
+        &conninfo,
+        "--stream",
+        "shop.dump",
+        "--create",
+    ];
+    let (_, err) = s.fail(args);
+    assert!(
+        err.contains(&format!("database \"{db}\" already exists")),
+        "{err}"
+    );
+    assert_eq!(pg.psql(&db, "select count(*) from t"), "1000");
+    pg.dropdb(&db);
+    s.ok(args);
+    assert_eq!(pg.psql(&db, "select count(*) from t"), "1000");
     pg.dropdb(&db);
 }
 

@@ -200,7 +200,7 @@ fn restore_pg(
     }
     let name = pick_stream(snap, sources::KIND_PG, a, "--pg")?;
     if a.create && !a.clean {
-        refuse_existing_database(snap, &name, conninfo)?;
+        refuse_existing_database(repo, snap, &name, conninfo)?;
     }
     let started = std::time::Instant::now();
     let has_globals = snap
@@ -262,19 +262,28 @@ fn restore_pg(
 /// With `--create` (and no `--clean`): fails before anything is restored if
 /// the database the dump creates already exists on the server, since
 /// pg_restore would add the dump's rows to the rows already there.
-fn refuse_existing_database(snap: &Snapshot, stream: &str, conninfo: &str) -> Result<()> {
-    let db = snap
+/// The database is the one `--pg` recorded at backup, else the one the
+/// dump's header names (a dump that came in through --stdin or --command).
+fn refuse_existing_database(
+    repo: &snap::Repository,
+    snap: &Snapshot,
+    stream: &str,
+    conninfo: &str,
+) -> Result<()> {
+    let recorded = snap
         .sources
         .iter()
         .find(|s| s.kind == sources::KIND_PG && s.name == stream)
         .and_then(|s| s.details.get("database"))
-        .ok_or_else(|| {
-            Error::usage(format!(
-                "stream {stream:?} does not record which database it holds, so --create cannot \
-                 check that it is new; create the database and restore without --create, or add --clean"
-            ))
-        })?;
-    if sources::pg_database_exists(conninfo, db, &format!("checking database {db:?}"))? {
+        .cloned();
+    let db = match recorded {
+        Some(db) => db,
+        None => sources::pg_dump_dbname(|w| {
+            restore_stream(repo, &snap.tree, &snap.streams, Some(stream), w)
+        })
+        .with_context(|| format!("restoring stream {stream:?} with --create"))?,
+    };
+    if sources::pg_database_exists(conninfo, &db, &format!("checking database {db:?}"))? {
         return Err(Error::usage(format!(
             "database {db:?} already exists: --create would add the dump's rows to it; \
              add --clean to drop and recreate it, or restore without --create into an empty database"
