@@ -263,8 +263,8 @@ impl Store {
     /// `AWS_ENDPOINT_URL`. Plain http is allowed only for loopback endpoints
     /// or with `opts.s3_allow_http` ([`ErrorKind::Usage`] otherwise). Any
     /// other `SCHEME://` location is refused ([`ErrorKind::Usage`]) rather
-    /// than taken as a relative path. With `create`, the local directory is
-    /// made accessible to its owner only (mode 0700).
+    /// than taken as a relative path. With `create`, a new (empty) local
+    /// directory is made accessible to its owner only (mode 0700).
     pub fn open_with(location: &str, create: bool, opts: &StoreOptions) -> Result<Store> {
         if let Some(rest) = location.strip_prefix("s3://") {
             let inner = s3_store(location, rest, opts)?;
@@ -280,10 +280,15 @@ impl Store {
         if create {
             std::fs::create_dir_all(&path)
                 .map_err(|e| Error::io(format!("creating repository directory {location}"), e))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).map_err(
-                |e| Error::io(format!("restricting repository directory {location}"), e),
-            )?;
+            // A new (empty) repository folder only: a failed second init
+            // leaves an existing folder as it was.
+            let empty = std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none());
+            if empty {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).map_err(
+                    |e| Error::io(format!("restricting repository directory {location}"), e),
+                )?;
+            }
         } else if !path.is_dir() {
             return Err(Error::new(
                 ErrorKind::NoRepository,
