@@ -199,14 +199,16 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     for f in &out.snapshot.failed_sources {
         eprintln!(
             "warning: {}",
-            f.details
-                .get("error")
-                .map(String::as_str)
-                .unwrap_or("source failed")
+            super::output::escape(
+                f.details
+                    .get("error")
+                    .map(String::as_str)
+                    .unwrap_or("source failed")
+            )
         );
     }
     for w in &out.warnings {
-        eprintln!("warning: skipped {w}");
+        eprintln!("warning: skipped {}", super::output::escape(w));
     }
     let s = &out.snapshot.summary;
     if g.json {
