@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use snap::profile::{is_pg_dump_stream, pg_with_dbname, profile_tag, Config, SqlCheck};
 use snap::{Error, ErrorKind};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 #[derive(Args, Debug)]

@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use snap::profile::{step_error, ChildGlobals, Config, StepKind};
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 #[derive(Args, Debug)]

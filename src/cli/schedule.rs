@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 use snap::Error;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 #[derive(Args, Debug)]
 pub struct ScheduleArgs {
