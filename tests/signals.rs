@@ -329,3 +329,35 @@ fn control_characters_are_escaped_in_human_output() {
     let v: serde_json::Value = serde_json::from_str(&s.ok(["--json", "snapshots"])).unwrap();
     assert_eq!(v[0]["hostname"], "evil\x1b[31mhost");
 }
+
+/// A command that does not stop by itself (here `repair index --read-data`,
+/// holding an exclusive lease) ends at once on SIGTERM, as killed by the
+/// signal, and still removes its lease.
+#[test]
+fn sigterm_outside_a_backup_removes_the_lease() {
+    use std::os::unix::process::ExitStatusExt;
+    let (s, data) = setup(8);
+    s.ok(["backup", data.to_str().unwrap()]);
+    let mut child = s
+        .cmd([
+            "--no-progress",
+            "--limit-download",
+            "500",
+            "repair",
+            "index",
+            "--read-data",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let live = || {
+        let v: serde_json::Value = serde_json::from_str(&s.ok(["--json", "locks"])).unwrap();
+        v.as_array().map(Vec::len).unwrap_or(0)
+    };
+    wait_until("the repair's lease", Duration::from_secs(30), || live() == 1);
+    kill("-TERM", &child.id().to_string());
+    let st = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(st.signal(), Some(15), "{st:?}");
+    assert_eq!(live(), 0, "the lease outlived the process");
+}

@@ -195,7 +195,13 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     bar.finish();
     drop(lease);
     drop(secrets);
-    let out = out?;
+    let out = out.map_err(|e| match e.kind() {
+        snap::ErrorKind::Interrupted => snap::Error::new(
+            e.kind(),
+            format!("{e}: no snapshot was recorded; the data already stored is indexed, the next backup reuses it"),
+        ),
+        _ => e,
+    })?;
     for f in &out.snapshot.failed_sources {
         eprintln!(
             "warning: {}",
