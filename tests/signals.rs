@@ -215,7 +215,10 @@ fn index_checkpoint_timer_survives_sigkill() {
     child.wait().unwrap();
     kill("-KILL", &sleeper.to_string());
     kill("-KILL", &sh.to_string());
-    assert!(indexes(&s) > 0, "no index object after 3 s of a 1 s interval");
+    assert!(
+        indexes(&s) > 0,
+        "no index object after 3 s of a 1 s interval"
+    );
     second_backup_reuses(&mut s, &data, size);
 }
 
@@ -355,7 +358,9 @@ fn sigterm_outside_a_backup_removes_the_lease() {
         let v: serde_json::Value = serde_json::from_str(&s.ok(["--json", "locks"])).unwrap();
         v.as_array().map(Vec::len).unwrap_or(0)
     };
-    wait_until("the repair's lease", Duration::from_secs(30), || live() == 1);
+    wait_until("the repair's lease", Duration::from_secs(30), || {
+        live() == 1
+    });
     kill("-TERM", &child.id().to_string());
     let st = wait_exit(&mut child, Duration::from_secs(30));
     assert_eq!(st.signal(), Some(15), "{st:?}");
