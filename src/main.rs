@@ -73,6 +73,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    // SIGINT/SIGTERM: stop children, index stored packs, release the lease.
+    if let Err(e) = snap::interrupt::install() {
+        eprintln!("snap: warning: {e}");
+    }
     // From the parsed flags: a literal "--json" inside another argument
     // (e.g. a --command string) must not switch the error format.
     let json = cli.json();
@@ -82,7 +86,9 @@ fn main() -> ExitCode {
         _ if cli::stdout_closed() => ExitCode::from(cli::EXIT_STDOUT_CLOSED),
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = cli::exit_code(&e);
+            // A run stopped by SIGINT/SIGTERM exits with 128 + the signal,
+            // whatever error its interruption caused.
+            let code = snap::interrupt::exit_code().unwrap_or_else(|| cli::exit_code(&e));
             let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>();
             let line = dedup_chain(&msg);
             if json {
@@ -91,7 +97,8 @@ fn main() -> ExitCode {
                     serde_json::json!({"type": "error", "code": code, "message": line})
                 );
             } else {
-                eprintln!("snap: error: {line}");
+                // Paths and names in a message may hold terminal controls.
+                eprintln!("snap: error: {}", cli::output::escape(&line));
             }
             ExitCode::from(code)
         }

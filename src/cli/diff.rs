@@ -56,9 +56,13 @@ pub fn run(g: &Global, a: &DiffArgs) -> Result<u8> {
             (None, None) => String::new(),
         };
         if i.kind == snap::format::tree::EntryKind::File {
-            outln!("{}  {}  ({size})", i.change.marker(), i.path)?;
+            outln!(
+                "{}  {}  ({size})",
+                i.change.marker(),
+                super::output::escape(&i.path)
+            )?;
         } else {
-            outln!("{}  {}", i.change.marker(), i.path)?;
+            outln!("{}  {}", i.change.marker(), super::output::escape(&i.path))?;
         }
     }
     outln!(

@@ -26,6 +26,7 @@ mod jobs;
 mod key;
 mod locks;
 mod ls;
+pub mod output;
 mod progress;
 mod prune;
 mod repair;
@@ -51,7 +52,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 const EXIT_CODES: &str =
     "Exit codes: 0 ok; 1 error; 2 usage; 3 backup finished but some sources were unreadable; \
-10 repository does not exist; 11 repository locked; 12 wrong password; 130 interrupted; \
+10 repository does not exist; 11 repository locked; 12 wrong password; 130 interrupted (SIGINT; 143 SIGTERM); \
 141 standard output was closed before the command finished (`snap ls latest | head`; \
 the command stops quietly, as if killed by SIGPIPE).";
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use snap::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 #[derive(Args, Debug)]
 pub struct ScheduleArgs {
@@ -299,7 +299,7 @@ fn unit_dir(a: &ScheduleArgs) -> PathBuf {
 }
 
 fn systemctl(user: bool, args: &[&str]) -> Result<()> {
-    let mut c = Command::new("systemctl");
+    let mut c = snap::sources::command("systemctl");
     if user {
         c.arg("--user");
     }
@@ -321,7 +321,7 @@ fn systemctl(user: bool, args: &[&str]) -> Result<()> {
 }
 
 fn read_crontab() -> Result<String> {
-    let out = Command::new("crontab")
+    let out = snap::sources::command("crontab")
         .arg("-l")
         .stdin(Stdio::null())
         .output()
@@ -382,7 +382,7 @@ pub fn run(g: &Global, a: &ScheduleArgs) -> Result<u8> {
         if a.install {
             let mut tab = without_profile(&read_crontab()?, profile);
             tab.push_str(&text);
-            let mut child = Command::new("crontab")
+            let mut child = snap::sources::command("crontab")
                 .arg("-")
                 .stdin(Stdio::piped())
                 .spawn()
@@ -504,7 +504,7 @@ fn list(g: &Global, a: &ScheduleArgs) -> Result<u8> {
             );
         }
     }
-    if let Ok(tab) = Command::new("crontab")
+    if let Ok(tab) = snap::sources::command("crontab")
         .arg("-l")
         .stdin(Stdio::null())
         .stderr(Stdio::null())

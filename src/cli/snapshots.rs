@@ -2,6 +2,7 @@
 //! `snap forget`).
 
 use super::forget::{group_key, SnapshotFilter};
+use super::output::escape;
 use super::{human, open, Global};
 use anyhow::Result;
 use clap::Args;
@@ -66,11 +67,11 @@ pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<u8> {
         outln!(
             "{:<8}  {:<24}  {:<12}  {:<16}  {:>10}  {}",
             id.short(),
-            s.time,
-            s.hostname,
-            s.tags.join(","),
+            escape(&s.time),
+            escape(&s.hostname),
+            escape(&s.tags.join(",")),
             human(s.summary.total_bytes),
-            what.join(" ")
+            escape(&what.join(" "))
         )?;
     }
     outln!("{} snapshots", snaps.len())?;
