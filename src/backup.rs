@@ -218,6 +218,16 @@ impl Walker {
         if e.kind != EntryKind::Dir {
             return Some(Node::Leaf(e));
         }
+        // This recursion (and `plan`, `store_trees`) is bounded by the
+        // depth limit: a deeper folder is left out with a warning.
+        if path.components().count() > crate::format::tree::MAX_DEPTH {
+            self.warnings.push(format!(
+                "{}: tree deeper than {} levels, left out",
+                path.display(),
+                crate::format::tree::MAX_DEPTH
+            ));
+            return None;
+        }
         self.dirs += 1;
         let mut dir = DirNode::default();
         let rd = match std::fs::read_dir(path) {
@@ -994,6 +1004,15 @@ fn split_route(path: &[u8]) -> Result<Vec<Vec<u8>>> {
             c => out.push(c.to_vec()),
         }
     }
+    // The tree built from the routes is walked recursively (`store_trees`,
+    // dropping `DirNode`s); the depth limit bounds that recursion.
+    if out.len() > crate::format::tree::MAX_DEPTH {
+        let shown: String = String::from_utf8_lossy(path).chars().take(120).collect();
+        return Err(Error::usage(format!(
+            "tree deeper than {} levels at {shown}…: entry not accepted",
+            crate::format::tree::MAX_DEPTH
+        )));
+    }
     Ok(out)
 }
 
@@ -1016,6 +1035,14 @@ impl EntrySink<'_, '_> {
         content: Option<&mut dyn Read>,
     ) -> Result<()> {
         let route = split_route(path)?;
+        if entry.kind == EntryKind::Dir && route.len() >= crate::format::tree::MAX_DEPTH {
+            // Its own entries would be deeper than the limit.
+            let shown: String = String::from_utf8_lossy(path).chars().take(120).collect();
+            return Err(Error::usage(format!(
+                "tree deeper than {} levels at {shown}…: entry not accepted",
+                crate::format::tree::MAX_DEPTH
+            )));
+        }
         let Some((last, dirs)) = route.split_last() else {
             // The archive's root folder itself: nothing to record.
             return Ok(());
