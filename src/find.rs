@@ -22,17 +22,20 @@ use std::rc::Rc;
 pub fn ensure_indexed(repo: &Repository, root: &Id) -> Result<u64> {
     let mut added = 0u64;
     let mut done: HashSet<Id> = HashSet::new();
-    let mut stack: Vec<(Id, Option<Tree>)> = vec![(*root, None)];
-    while let Some((id, tree)) = stack.pop() {
+    // (tree, its depth, the tree once read): read, push its subtrees, index
+    // it when they are done.
+    let mut stack: Vec<(Id, usize, Option<Tree>)> = vec![(*root, 1, None)];
+    while let Some((id, depth, tree)) = stack.pop() {
         match tree {
             None => {
                 if done.contains(&id) || repo.catalog().tree_indexed(&id)? {
                     continue;
                 }
+                crate::restore::check_depth(depth, || format!("tree {}", id.short()))?;
                 let t = repo.read_tree(&id)?;
                 let subs: Vec<Id> = t.entries.iter().filter_map(|e| e.subtree).collect();
-                stack.push((id, Some(t)));
-                stack.extend(subs.into_iter().map(|s| (s, None)));
+                stack.push((id, depth, Some(t)));
+                stack.extend(subs.into_iter().map(|s| (s, depth + 1, None)));
             }
             Some(t) => {
                 if !done.insert(id) {

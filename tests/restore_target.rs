@@ -271,11 +271,17 @@ fn import_tar_of_a_very_deep_path_fails_cleanly() {
         let mut h = tar::Header::new_gnu();
         h.set_size(5);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, &path, &b"hello"[..]).unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_size(3);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, "top.txt", &b"top"[..]).unwrap();
         b.into_inner().unwrap();

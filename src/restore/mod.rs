@@ -304,6 +304,9 @@ struct PlanItem {
 struct Plan {
     dirs: Vec<PlanDir>,
     items: Vec<PlanItem>,
+    /// Folders (by index in `dirs`) whose tree could not be read from the
+    /// repository, with the error: created, but empty.
+    unreadable: Vec<(usize, String)>,
 }
 
 impl Plan {
@@ -331,7 +334,15 @@ impl Plan {
                 None => Vec::new(),
             };
             check_depth(route.len() + 1, || snap_dir.display().to_string())?;
-            let tree = repo.read_tree(&tid)?;
+            let tree = match (repo.read_tree(&tid), dir) {
+                (Ok(t), _) => t,
+                // A damaged folder listing below the root: report it, restore the rest.
+                (Err(e), Some(d)) if is_damage(&e) => {
+                    plan.unreadable.push((d, e.to_string()));
+                    continue;
+                }
+                (Err(e), _) => return Err(e),
+            };
             for e in tree.entries {
                 let snap_path = snap_dir.join(OsStr::from_bytes(&e.name));
                 if filter.excluded(&snap_path) {
@@ -418,6 +429,12 @@ pub fn restore(
         .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
     let mut summary = RestoreSummary::default();
     let at = |route: &[Vec<u8>]| tgt.display(route).display().to_string();
+    for (d, error) in &plan.unreadable {
+        summary.damaged.push(DamagedFile {
+            path: tgt.display(&plan.dirs[*d].route),
+            error: format!("folder listing unreadable, its entries are not restored: {error}"),
+        });
+    }
 
     // Folders, parents first.
     for d in plan.dirs.iter().filter(|d| d.needed) {
