@@ -373,6 +373,65 @@ fn commands_on_a_very_deep_snapshot_fail_cleanly() {
         );
         assert_eq!(stderr.trim().lines().count(), 1, "{what}: {stderr}");
     }
+    // check reports it (exit 1) instead of passing a snapshot restore refuses.
+    let out = s.run(["check"]);
+    let (code, _) = exited("check", &out);
+    assert_eq!(code, 1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("deeper than 1024 levels"), "{stdout}");
     // The repository is still usable.
     s.ok(["restore", &normal, "--target", target.to_str().unwrap()]);
+}
+
+/// A tree holding `name` as a folder with one file inside, stored as a new
+/// snapshot through the library (the encoder does not check names; the
+/// decoder does).
+fn crafted_name_snapshot(s: &Snap, name: &[u8]) -> String {
+    let repo = snap::Repository::open(&s.repo, s.password.as_bytes(), &s.cache).unwrap();
+    let (_, template) = repo.resolve_snapshot("latest").unwrap();
+    let mut saver = BlobSaver::new(
+        repo.store().clone(),
+        repo.key().clone(),
+        repo.config().pack_size as usize,
+        1,
+    );
+    let mut file = TreeEntry::new(&b"escaped.txt"[..], EntryKind::File);
+    file.mode = 0o644;
+    let inner = snap::ingest::save_tree(&repo, &mut saver, &Tree { entries: vec![file] }).unwrap();
+    let mut dir = TreeEntry::new(name, EntryKind::Dir);
+    dir.mode = 0o777;
+    dir.subtree = Some(inner);
+    let mut ok = TreeEntry::new(&b"zz-ok.txt"[..], EntryKind::File);
+    ok.mode = 0o644;
+    let root = snap::ingest::save_tree(&repo, &mut saver, &Tree { entries: vec![dir, ok] }).unwrap();
+    saver.finish().unwrap();
+    snap::ingest::catalog_written(&repo, &mut saver).unwrap();
+    let mut snapshot = template.clone();
+    snapshot.tree = root;
+    snapshot.parent = None;
+    repo.save_snapshot(&snapshot).unwrap().to_hex()
+}
+
+#[test]
+fn crafted_names_that_leave_the_target_are_refused() {
+    // The tree decoder already refused these before this change (format-spec
+    // §8.1); this pins the behaviour at the CLI.
+    let s = Snap::new();
+    s.init();
+    let src = s.path("src");
+    write(&src.join("a.txt"), b"a", 0o644);
+    s.ok(["backup", src.to_str().unwrap()]);
+    let outside = s.path("outside");
+    std::fs::create_dir_all(outside.join("target")).unwrap();
+    chmod(&outside, 0o700);
+    let before = fingerprint(&outside);
+    for name in [&b".."[..], b".", b"../..", b"a/../../b", b"x\0y"] {
+        let id = crafted_name_snapshot(&s, &name);
+        let target = outside.join("target");
+        let out = s.run(["restore", &id, "--target", target.to_str().unwrap()]);
+        let (code, stderr) = exited("restore", &out);
+        assert_eq!(code, 1, "{name:?}: {stderr}");
+        assert!(stderr.contains("invalid entry name"), "{name:?}: {stderr}");
+        assert_eq!(fingerprint(&outside), before, "{name:?}");
+    }
 }
