@@ -293,7 +293,9 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             }
             rep.trees += 1;
             // Restore and the other walkers refuse deeper trees.
-            if let Err(e) = crate::restore::check_depth(path.matches('/').count() + 1, || path.clone()) {
+            if let Err(e) =
+                crate::restore::check_depth(path.matches('/').count() + 1, || path.clone())
+            {
                 other.push(Problem {
                     pack: None,
                     message: format!("snapshot {}: {e}", sid.short()),

@@ -58,10 +58,12 @@ fn fingerprint(root: &Path) -> BTreeMap<PathBuf, (String, u32, Vec<u8>)> {
 /// overflow) and returns (code, stderr).
 fn exited(what: &str, out: &Output) -> (i32, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let code = out
-        .status
-        .code()
-        .unwrap_or_else(|| panic!("{what}: killed by a signal ({:?}); stderr: {stderr}", out.status));
+    let code = out.status.code().unwrap_or_else(|| {
+        panic!(
+            "{what}: killed by a signal ({:?}); stderr: {stderr}",
+            out.status
+        )
+    });
     assert!(
         code != 134 && code != 139 && code != 101,
         "{what}: exit {code}; stderr: {stderr}"
@@ -125,7 +127,11 @@ fn symlinks_planted_in_the_target_are_replaced_never_followed() {
         ] {
             let p = base.join(rel);
             let md = std::fs::symlink_metadata(&p).unwrap();
-            assert!(md.file_type().is_file(), "{} is not a regular file", p.display());
+            assert!(
+                md.file_type().is_file(),
+                "{} is not a regular file",
+                p.display()
+            );
             assert_eq!(md.mode() & 0o7777, mode, "{}", p.display());
             assert_eq!(std::fs::read(&p).unwrap(), data);
         }
@@ -147,7 +153,13 @@ fn a_damaged_blob_names_its_file_and_the_rest_is_restored() {
     s.init();
     let src = s.path("src");
     let mut rng = common::gen::Rng::new(7);
-    let names = ["d/one.bin", "d/two.bin", "d/three.bin", "e/four.bin", "five.bin"];
+    let names = [
+        "d/one.bin",
+        "d/two.bin",
+        "d/three.bin",
+        "e/four.bin",
+        "five.bin",
+    ];
     let mut contents = Vec::new();
     for n in names {
         let data = rng.bytes(20_000);
@@ -237,7 +249,10 @@ fn include_creates_only_the_selected_folders_and_their_parents() {
         std::fs::read(base.join("a/x/file.txt")).unwrap(),
         b"selected"
     );
-    assert!(base.join("a/x/emptydir").is_dir(), "a selected empty folder");
+    assert!(
+        base.join("a/x/emptydir").is_dir(),
+        "a selected empty folder"
+    );
     for not in ["b", "b/y", "c", "c/empty"] {
         assert!(
             !base.join(not).exists(),
@@ -245,10 +260,7 @@ fn include_creates_only_the_selected_folders_and_their_parents() {
         );
     }
     // Parents needed by the selection get their snapshot metadata (restic).
-    assert_eq!(
-        std::fs::metadata(&base).unwrap().mode() & 0o7777,
-        0o750
-    );
+    assert_eq!(std::fs::metadata(&base).unwrap().mode() & 0o7777, 0o750);
     assert_eq!(
         std::fs::metadata(base.join("a")).unwrap().mode() & 0o7777,
         0o705
@@ -361,7 +373,10 @@ fn commands_on_a_very_deep_snapshot_fail_cleanly() {
                 target.to_string_lossy().into_owned(),
             ],
         ),
-        ("repair snapshots", vec!["repair".into(), "snapshots".into()]),
+        (
+            "repair snapshots",
+            vec!["repair".into(), "snapshots".into()],
+        ),
     ];
     for (what, args) in runs {
         let out = s.run(&args);
@@ -397,13 +412,27 @@ fn crafted_name_snapshot(s: &Snap, name: &[u8]) -> String {
     );
     let mut file = TreeEntry::new(&b"escaped.txt"[..], EntryKind::File);
     file.mode = 0o644;
-    let inner = snap::ingest::save_tree(&repo, &mut saver, &Tree { entries: vec![file] }).unwrap();
+    let inner = snap::ingest::save_tree(
+        &repo,
+        &mut saver,
+        &Tree {
+            entries: vec![file],
+        },
+    )
+    .unwrap();
     let mut dir = TreeEntry::new(name, EntryKind::Dir);
     dir.mode = 0o777;
     dir.subtree = Some(inner);
     let mut ok = TreeEntry::new(&b"zz-ok.txt"[..], EntryKind::File);
     ok.mode = 0o644;
-    let root = snap::ingest::save_tree(&repo, &mut saver, &Tree { entries: vec![dir, ok] }).unwrap();
+    let root = snap::ingest::save_tree(
+        &repo,
+        &mut saver,
+        &Tree {
+            entries: vec![dir, ok],
+        },
+    )
+    .unwrap();
     saver.finish().unwrap();
     snap::ingest::catalog_written(&repo, &mut saver).unwrap();
     let mut snapshot = template.clone();
@@ -426,7 +455,7 @@ fn crafted_names_that_leave_the_target_are_refused() {
     chmod(&outside, 0o700);
     let before = fingerprint(&outside);
     for name in [&b".."[..], b".", b"../..", b"a/../../b", b"x\0y"] {
-        let id = crafted_name_snapshot(&s, &name);
+        let id = crafted_name_snapshot(&s, name);
         let target = outside.join("target");
         let out = s.run(["restore", &id, "--target", target.to_str().unwrap()]);
         let (code, stderr) = exited("restore", &out);

@@ -425,8 +425,8 @@ pub fn restore(
 ) -> Result<RestoreSummary> {
     let filter = Filter::new(&opts.include, &opts.exclude)?;
     let plan = Plan::build(repo, root, &filter)?;
-    let tgt = Target::open(target)
-        .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
+    let tgt =
+        Target::open(target).map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
     let mut summary = RestoreSummary::default();
     let at = |route: &[Vec<u8>]| tgt.display(route).display().to_string();
     for (d, error) in &plan.unreadable {
@@ -443,7 +443,11 @@ pub fn restore(
         summary.dirs += 1;
     }
     // Symlinks and special files.
-    for it in plan.items.iter().filter(|i| i.entry.kind != EntryKind::File) {
+    for it in plan
+        .items
+        .iter()
+        .filter(|i| i.entry.kind != EntryKind::File)
+    {
         let e = &it.entry;
         let dir = tgt
             .dir(plan.parent_route(it.parent), false)
@@ -572,7 +576,11 @@ fn restore_file(
         Ok(p) => p,
         Err(e) => {
             drop(f);
-            let _ = rustix::fs::unlinkat(&dir, OsStr::from_bytes(&it.entry.name), rustix::fs::AtFlags::empty());
+            let _ = rustix::fs::unlinkat(
+                &dir,
+                OsStr::from_bytes(&it.entry.name),
+                rustix::fs::AtFlags::empty(),
+            );
             return Err(e);
         }
     };

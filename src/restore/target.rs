@@ -59,7 +59,11 @@ impl Target {
     /// `path`. Errors: the `io::Error` of creating or opening it.
     pub fn open(path: &Path) -> io::Result<Target> {
         std::fs::create_dir_all(path)?;
-        let root = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let root = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Target {
             root,
             path: path.to_path_buf(),
@@ -94,7 +98,12 @@ impl Target {
         }
         match cur {
             Some(f) => Ok(f),
-            None => Ok(rustix::fs::openat(&self.root, ".", dir_flags(), Mode::empty())?),
+            None => Ok(rustix::fs::openat(
+                &self.root,
+                ".",
+                dir_flags(),
+                Mode::empty(),
+            )?),
         }
     }
 }
@@ -107,10 +116,12 @@ fn open_or_make_dir(parent: std::os::fd::BorrowedFd<'_>, name: &OsStr) -> io::Re
             Ok(fd) => return Ok(fd),
             Err(Errno::NOENT) => {}
             // A symlink (ELOOP with O_NOFOLLOW) or another non-folder.
-            Err(Errno::LOOP) | Err(Errno::NOTDIR) => match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => {}
-                Err(e) => return Err(e.into()),
-            },
+            Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Err(e) => return Err(e.into()),
         }
         match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
@@ -118,7 +129,9 @@ fn open_or_make_dir(parent: std::os::fd::BorrowedFd<'_>, name: &OsStr) -> io::Re
             Err(e) => return Err(e.into()),
         }
     }
-    Err(io::Error::other("the folder keeps changing while it is restored"))
+    Err(io::Error::other(
+        "the folder keeps changing while it is restored",
+    ))
 }
 
 /// Removes whatever non-folder is at `name` in `dir` (nothing if absent).
@@ -136,7 +149,9 @@ fn clear(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
 
 fn is_dir_at(dir: &OwnedFd, name: &OsStr) -> bool {
     rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
-        .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+        .map(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        })
         .unwrap_or(false)
 }
 
@@ -154,7 +169,9 @@ pub fn create_file(dir: &OwnedFd, name: &[u8]) -> io::Result<std::fs::File> {
             Err(e) => return Err(e.into()),
         }
     }
-    Err(io::Error::other("the file keeps reappearing while it is restored"))
+    Err(io::Error::other(
+        "the file keeps reappearing while it is restored",
+    ))
 }
 
 /// Creates symlink `name` → `target` in `dir`, replacing a non-folder.
@@ -167,14 +184,25 @@ pub fn create_symlink(dir: &OwnedFd, name: &[u8], target: &[u8]) -> io::Result<(
 
 /// Creates a FIFO or device node `name` in `dir` (replacing a non-folder)
 /// with permission bits `mode` and device number `rdev`.
-pub fn create_special(dir: &OwnedFd, name: &[u8], kind: EntryKind, bits: u32, rdev: u64) -> io::Result<()> {
+pub fn create_special(
+    dir: &OwnedFd,
+    name: &[u8],
+    kind: EntryKind,
+    bits: u32,
+    rdev: u64,
+) -> io::Result<()> {
     let name = component(name)?;
     clear(dir, name)?;
     let ft = match kind {
         EntryKind::Fifo => rustix::fs::FileType::Fifo,
         EntryKind::CharDevice => rustix::fs::FileType::CharacterDevice,
         EntryKind::BlockDevice => rustix::fs::FileType::BlockDevice,
-        _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a special file")),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a special file",
+            ))
+        }
     };
     rustix::fs::mknodat(dir, name, ft, mode(bits), rdev)?;
     Ok(())
@@ -214,13 +242,19 @@ fn owner(e: &TreeEntry) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
 /// unprivileged restore), mode, extended attributes (failures are returned
 /// as warnings) and mtime/atime to the open file or folder `fd`.
 /// Errors: `fchmod` or `futimens` failing.
-pub fn apply_metadata_fd(fd: impl AsFd, e: &TreeEntry, warnings: &mut Vec<String>) -> io::Result<()> {
+pub fn apply_metadata_fd(
+    fd: impl AsFd,
+    e: &TreeEntry,
+    warnings: &mut Vec<String>,
+) -> io::Result<()> {
     let fd = fd.as_fd();
     let (u, g) = owner(e);
     let _ = rustix::fs::fchown(fd, u, g);
     rustix::fs::fchmod(fd, mode(e.mode))?;
     for (k, v) in &e.xattrs {
-        if let Err(err) = rustix::fs::fsetxattr(fd, OsStr::from_bytes(k), v, rustix::fs::XattrFlags::empty()) {
+        if let Err(err) =
+            rustix::fs::fsetxattr(fd, OsStr::from_bytes(k), v, rustix::fs::XattrFlags::empty())
+        {
             warnings.push(format!(
                 "cannot set extended attribute {}: {err}",
                 String::from_utf8_lossy(k)
