@@ -982,6 +982,19 @@ pub struct EntrySink<'a, 'r> {
     counts: (u64, u64),
 }
 
+/// The usage error for an archive entry deeper than the folder nesting
+/// limit (format-spec §8.2).
+fn too_deep(path: &[u8]) -> Error {
+    let mut shown: String = String::from_utf8_lossy(path).chars().take(120).collect();
+    if shown.len() < path.len() {
+        shown.push('…');
+    }
+    Error::usage(format!(
+        "tree deeper than {} levels at {shown}: entry not accepted",
+        crate::format::tree::MAX_DEPTH
+    ))
+}
+
 /// Splits a relative `/`-separated path into components, rejecting empty
 /// paths, `..` and NUL; `.` components and a leading `/` are dropped.
 fn split_route(path: &[u8]) -> Result<Vec<Vec<u8>>> {
@@ -1007,11 +1020,7 @@ fn split_route(path: &[u8]) -> Result<Vec<Vec<u8>>> {
     // The tree built from the routes is walked recursively (`store_trees`,
     // dropping `DirNode`s); the depth limit bounds that recursion.
     if out.len() > crate::format::tree::MAX_DEPTH {
-        let shown: String = String::from_utf8_lossy(path).chars().take(120).collect();
-        return Err(Error::usage(format!(
-            "tree deeper than {} levels at {shown}…: entry not accepted",
-            crate::format::tree::MAX_DEPTH
-        )));
+        return Err(too_deep(path));
     }
     Ok(out)
 }
@@ -1037,11 +1046,7 @@ impl EntrySink<'_, '_> {
         let route = split_route(path)?;
         if entry.kind == EntryKind::Dir && route.len() >= crate::format::tree::MAX_DEPTH {
             // Its own entries would be deeper than the limit.
-            let shown: String = String::from_utf8_lossy(path).chars().take(120).collect();
-            return Err(Error::usage(format!(
-                "tree deeper than {} levels at {shown}…: entry not accepted",
-                crate::format::tree::MAX_DEPTH
-            )));
+            return Err(too_deep(path));
         }
         let Some((last, dirs)) = route.split_last() else {
             // The archive's root folder itself: nothing to record.

@@ -46,10 +46,11 @@ pub struct RestoreOptions {
 }
 
 /// A file the restore could not write because its content could not be
-/// read from the repository.
+/// read from the repository, or a folder whose listing could not be read
+/// (its entries are missing from the restore).
 #[derive(Debug, Clone)]
 pub struct DamagedFile {
-    /// Path of the file below the target (it is not left there).
+    /// Path below the target (a damaged file is not left there).
     pub path: PathBuf,
     /// Why: names the blob and pack (e.g. "blob 3fa2… in pack 9c01… does
     /// not match its id").
@@ -281,9 +282,10 @@ impl Filter {
     }
 }
 
-/// A folder met by the plan: created when `needed`.
+/// A folder met by the plan: created when `needed`. Its route is found
+/// through `parent` (no path is stored per entry, to keep a plan of
+/// millions of files small).
 struct PlanDir {
-    route: Vec<Vec<u8>>,
     entry: TreeEntry,
     parent: Option<usize>,
     needed: bool,
@@ -292,7 +294,6 @@ struct PlanDir {
 /// A non-folder entry selected for restore; `parent` indexes `Plan::dirs`
 /// (`None`: the target itself).
 struct PlanItem {
-    route: Vec<Vec<u8>>,
     entry: TreeEntry,
     parent: Option<usize>,
     /// For a hard link: the index in `Plan::items` of the file it links to.
@@ -325,15 +326,12 @@ impl Plan {
     fn build(repo: &Repository, root: &Id, filter: &Filter) -> Result<Plan> {
         let mut plan = Plan::default();
         let mut inodes: HashMap<(u64, u64), usize> = HashMap::new();
-        // (tree, its folder in `dirs`, its snapshot path, selected?)
-        let mut stack: Vec<(Id, Option<usize>, PathBuf, bool)> =
-            vec![(*root, None, PathBuf::from("/"), filter.include.is_none())];
-        while let Some((tid, dir, snap_dir, dir_selected)) = stack.pop() {
-            let route: Vec<Vec<u8>> = match dir {
-                Some(d) => plan.dirs[d].route.clone(),
-                None => Vec::new(),
-            };
-            check_depth(route.len() + 1, || snap_dir.display().to_string())?;
+        // (tree, its folder in `dirs`, the level of its entries, its
+        // snapshot path, selected?)
+        let mut stack: Vec<(Id, Option<usize>, usize, PathBuf, bool)> =
+            vec![(*root, None, 1, PathBuf::from("/"), filter.include.is_none())];
+        while let Some((tid, dir, depth, snap_dir, dir_selected)) = stack.pop() {
+            check_depth(depth, || snap_dir.display().to_string())?;
             let tree = match (repo.read_tree(&tid), dir) {
                 (Ok(t), _) => t,
                 // A damaged folder listing below the root: report it, restore the rest.
@@ -349,8 +347,6 @@ impl Plan {
                     continue;
                 }
                 let selected = filter.selected(&snap_path, dir_selected);
-                let mut r = route.clone();
-                r.push(e.name.clone());
                 match e.kind {
                     EntryKind::Dir => {
                         let sub = e
@@ -358,7 +354,6 @@ impl Plan {
                             .ok_or_else(|| Error::corrupt("directory entry without subtree"))?;
                         let idx = plan.dirs.len();
                         plan.dirs.push(PlanDir {
-                            route: r,
                             entry: e,
                             parent: dir,
                             needed: false,
@@ -366,7 +361,7 @@ impl Plan {
                         if selected {
                             plan.need(Some(idx));
                         }
-                        stack.push((sub, Some(idx), snap_path, selected));
+                        stack.push((sub, Some(idx), depth + 1, snap_path, selected));
                     }
                     EntryKind::Socket => {}
                     _ if !selected => {}
@@ -381,7 +376,6 @@ impl Plan {
                             }
                         }
                         plan.items.push(PlanItem {
-                            route: r,
                             entry: e,
                             parent: dir,
                             link_to,
@@ -394,11 +388,22 @@ impl Plan {
         Ok(plan)
     }
 
-    fn parent_route(&self, parent: Option<usize>) -> &[Vec<u8>] {
-        match parent {
-            Some(d) => &self.dirs[d].route,
-            None => &[],
+    /// Names from the target to folder `d` (empty for the target itself).
+    fn dir_route(&self, mut d: Option<usize>) -> Vec<Vec<u8>> {
+        let mut route = Vec::new();
+        while let Some(i) = d {
+            route.push(self.dirs[i].entry.name.clone());
+            d = self.dirs[i].parent;
         }
+        route.reverse();
+        route
+    }
+
+    /// Names from the target to `it`.
+    fn item_route(&self, it: &PlanItem) -> Vec<Vec<u8>> {
+        let mut route = self.dir_route(it.parent);
+        route.push(it.entry.name.clone());
+        route
     }
 }
 
@@ -431,15 +436,16 @@ pub fn restore(
     let at = |route: &[Vec<u8>]| tgt.display(route).display().to_string();
     for (d, error) in &plan.unreadable {
         summary.damaged.push(DamagedFile {
-            path: tgt.display(&plan.dirs[*d].route),
+            path: tgt.display(&plan.dir_route(Some(*d))),
             error: format!("folder listing unreadable, its entries are not restored: {error}"),
         });
     }
 
     // Folders, parents first.
-    for d in plan.dirs.iter().filter(|d| d.needed) {
-        tgt.dir(&d.route, true)
-            .map_err(|e| Error::io(format!("creating {}", at(&d.route)), e))?;
+    for (i, _) in plan.dirs.iter().enumerate().filter(|(_, d)| d.needed) {
+        let route = plan.dir_route(Some(i));
+        tgt.dir(&route, true)
+            .map_err(|e| Error::io(format!("creating {}", at(&route)), e))?;
         summary.dirs += 1;
     }
     // Symlinks and special files.
@@ -449,9 +455,12 @@ pub fn restore(
         .filter(|i| i.entry.kind != EntryKind::File)
     {
         let e = &it.entry;
-        let dir = tgt
-            .dir(plan.parent_route(it.parent), false)
-            .map_err(|err| Error::io(format!("opening the folder of {}", at(&it.route)), err))?;
+        let dir = tgt.dir(&plan.dir_route(it.parent), false).map_err(|err| {
+            Error::io(
+                format!("opening the folder of {}", at(&plan.item_route(it))),
+                err,
+            )
+        })?;
         let made = match e.kind {
             EntryKind::Symlink => target::create_symlink(&dir, &e.name, &e.link_target),
             _ => target::create_special(&dir, &e.name, e.kind, e.mode, e.rdev),
@@ -462,15 +471,23 @@ pub fn restore(
                 && e.kind != EntryKind::Fifo
                 && err.raw_os_error() == Some(libc::EPERM)
             {
-                summary
-                    .warnings
-                    .push(format!("cannot create device {}: {err}", at(&it.route)));
+                summary.warnings.push(format!(
+                    "cannot create device {}: {err}",
+                    at(&plan.item_route(it))
+                ));
                 continue;
             }
-            return Err(Error::io(format!("creating {}", at(&it.route)), err));
+            return Err(Error::io(
+                format!("creating {}", at(&plan.item_route(it))),
+                err,
+            ));
         }
-        target::apply_metadata_at(&dir, &e.name, e)
-            .map_err(|err| Error::io(format!("setting metadata of {}", at(&it.route)), err))?;
+        target::apply_metadata_at(&dir, &e.name, e).map_err(|err| {
+            Error::io(
+                format!("setting metadata of {}", at(&plan.item_route(it))),
+                err,
+            )
+        })?;
         summary.files += 1;
     }
     // Files, in parallel, largest first so the long ones start early.
@@ -485,7 +502,7 @@ pub fn restore(
         .total_files
         .store(files.len() as u64, Ordering::Relaxed);
     files.sort_by_key(|f| std::cmp::Reverse(f.entry.size));
-    type FileResult = (PathBuf, Result<(u64, Vec<String>)>);
+    type FileResult<'p> = (&'p PlanItem, Result<(u64, Vec<String>)>);
     let results: Vec<FileResult> = files
         .par_iter()
         .map(|it| {
@@ -494,21 +511,22 @@ pub fn restore(
                 opts.progress.bytes.fetch_add(*n, Ordering::Relaxed);
                 opts.progress.files.fetch_add(1, Ordering::Relaxed);
             }
-            (tgt.display(&it.route), r)
+            (*it, r)
         })
         .collect();
     let mut fatal = None;
-    for (path, r) in results {
+    for (it, r) in results {
         match r {
             Ok((n, w)) => {
                 summary.bytes += n;
                 summary.files += 1;
-                summary
-                    .warnings
-                    .extend(w.into_iter().map(|w| format!("{}: {w}", path.display())));
+                summary.warnings.extend(
+                    w.into_iter()
+                        .map(|w| format!("{}: {w}", at(&plan.item_route(it)))),
+                );
             }
             Err(e) if is_damage(&e) => summary.damaged.push(DamagedFile {
-                path,
+                path: tgt.display(&plan.item_route(it)),
                 error: e.to_string(),
             }),
             Err(e) => {
@@ -524,35 +542,36 @@ pub fn restore(
         let Some(orig) = it.link_to.map(|i| &plan.items[i]) else {
             continue;
         };
-        let from = tgt.display(&orig.route);
+        let from = tgt.display(&plan.item_route(orig));
         if let Some(d) = summary.damaged.iter().find(|d| d.path == from) {
             let error = format!("hard link to {}: {}", from.display(), d.error);
             summary.damaged.push(DamagedFile {
-                path: tgt.display(&it.route),
+                path: tgt.display(&plan.item_route(it)),
                 error,
             });
             continue;
         }
         let linked = (|| {
-            let from_dir = tgt.dir(plan.parent_route(orig.parent), false)?;
-            let dir = tgt.dir(plan.parent_route(it.parent), false)?;
+            let from_dir = tgt.dir(&plan.dir_route(orig.parent), false)?;
+            let dir = tgt.dir(&plan.dir_route(it.parent), false)?;
             target::link(&from_dir, &orig.entry.name, &dir, &it.entry.name)
         })();
-        linked.map_err(|e| Error::io(format!("linking {}", at(&it.route)), e))?;
+        linked.map_err(|e| Error::io(format!("linking {}", at(&plan.item_route(it))), e))?;
         summary.files += 1;
     }
     summary.damaged.sort_by(|a, b| a.path.cmp(&b.path));
     // Folder metadata, children before parents, after their content.
-    for d in plan.dirs.iter().rev().filter(|d| d.needed) {
+    for (i, d) in plan.dirs.iter().enumerate().rev().filter(|(_, d)| d.needed) {
+        let route = plan.dir_route(Some(i));
         let fd = tgt
-            .dir(&d.route, false)
-            .map_err(|e| Error::io(format!("opening {}", at(&d.route)), e))?;
+            .dir(&route, false)
+            .map_err(|e| Error::io(format!("opening {}", at(&route)), e))?;
         let mut w = Vec::new();
         target::apply_metadata_fd(&fd, &d.entry, &mut w)
-            .map_err(|e| Error::io(format!("setting metadata of {}", at(&d.route)), e))?;
+            .map_err(|e| Error::io(format!("setting metadata of {}", at(&route)), e))?;
         summary
             .warnings
-            .extend(w.into_iter().map(|w| format!("{}: {w}", at(&d.route))));
+            .extend(w.into_iter().map(|w| format!("{}: {w}", at(&route))));
     }
     Ok(summary)
 }
@@ -565,10 +584,10 @@ fn restore_file(
     plan: &Plan,
     it: &PlanItem,
 ) -> Result<(u64, Vec<String>)> {
-    let shown = || tgt.display(&it.route).display().to_string();
+    let shown = || tgt.display(&plan.item_route(it)).display().to_string();
     let io = |e| Error::io(format!("writing {}", shown()), e);
     let dir = tgt
-        .dir(plan.parent_route(it.parent), false)
+        .dir(&plan.dir_route(it.parent), false)
         .map_err(|e| Error::io(format!("opening the folder of {}", shown()), e))?;
     let mut f = target::create_file(&dir, &it.entry.name).map_err(io)?;
     let written = write_file(repo, &mut f, &it.entry, &shown);
