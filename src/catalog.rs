@@ -64,18 +64,15 @@ const BUMP_EPOCH: &str = "INSERT INTO meta(key,value) VALUES('blob_epoch','0') \
 
 /// Whether `e` says the catalog file is not a database or is malformed.
 fn is_corruption(e: &Error) -> bool {
-    use std::error::Error as _;
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(c) = cur {
-        if let Some(rusqlite::Error::SqliteFailure(f, _)) = c.downcast_ref::<rusqlite::Error>() {
-            return matches!(
-                f.code,
+    e.cause()
+        .and_then(|c| c.downcast_ref::<rusqlite::Error>())
+        .and_then(|c| c.sqlite_error_code())
+        .is_some_and(|c| {
+            matches!(
+                c,
                 rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
-            );
-        }
-        cur = c.source();
-    }
-    false
+            )
+        })
 }
 
 /// Whether the tables have every column this version uses (a catalog whose
