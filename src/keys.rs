@@ -201,8 +201,15 @@ pub fn parse_recovery_code(config: &Config, code: &str) -> Result<MasterKey> {
             &config.id[..config.id.len().min(16)]
         )));
     }
-    MasterKey::from_bytes(&payload[1 + RECOVERY_REPO_ID_LEN..])
-        .ok_or_else(|| Error::corrupt("recovery code holds a master key of the wrong length"))
+    let master = MasterKey::from_bytes(&payload[1 + RECOVERY_REPO_ID_LEN..])
+        .ok_or_else(|| Error::corrupt("recovery code holds a master key of the wrong length"))?;
+    // Its master key must be the one `config.key_check` names (format-spec §2.1).
+    if !crypto::config_key_matches(&master, config) {
+        return Err(Error::usage(
+            "recovery code does not hold this repository's master key (`config` key_check differs)",
+        ));
+    }
+    Ok(master)
 }
 
 /// Checks that `master` opens this repository's data: it must authenticate
