@@ -272,8 +272,9 @@ fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id
             Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {}
             Err(e) if e.kind() == crate::error::ErrorKind::Corrupt => {
                 let mut p = problem(format!(
-                    "snapshot object {} is unreadable: {e}; run `snap repair snapshots` to remove it",
-                    id.to_hex()
+                    "snapshot object {} is unreadable: {}; run `snap repair snapshots` to remove it",
+                    id.to_hex(),
+                    crate::repo::reason(ObjectKind::Snapshot, &id, &e)
                 ));
                 p.snapshots.push(id.to_hex());
                 out.push(p);
@@ -377,8 +378,9 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     let mut other: Vec<Problem> = Vec::new();
     for (id, e) in &bad_indexes {
         other.push(problem(format!(
-            "index object {} is unreadable: {e}; run `snap repair index`",
-            id.to_hex()
+            "index object {} is unreadable: {}; run `snap repair index`",
+            id.to_hex(),
+            crate::repo::reason(ObjectKind::Index, id, e)
         )));
     }
     if bad_indexes.is_empty() {

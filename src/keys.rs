@@ -155,7 +155,8 @@ pub fn recovery_code(config: &Config, master: &MasterKey) -> Result<Zeroizing<St
 }
 
 /// Parses a recovery code: ignores whitespace and `-`, accepts lower case,
-/// verifies the checksum and that the code belongs to repository `config`.
+/// verifies the checksum and that the code belongs to repository `config`
+/// (its id prefix, and its master key matches `config.key_check`).
 /// Errors ([`ErrorKind::Usage`]) name which check failed.
 pub fn parse_recovery_code(config: &Config, code: &str) -> Result<MasterKey> {
     let mut clean = Zeroizing::new(String::with_capacity(code.len()));

@@ -120,8 +120,9 @@ pub fn load_indexes(repo: &Repository) -> Result<(Vec<Id>, Vec<IndexPack>)> {
     let (ids, packs, bad) = load_indexes_lenient(repo)?;
     if let Some((id, e)) = bad.into_iter().next() {
         return Err(Error::corrupt(format!(
-            "index object {} is unreadable ({e}), so blobs it names would look unused; run `snap repair index` first",
-            id.to_hex()
+            "index object {} is unreadable ({}), so the blobs it names would look unused; run `snap repair index` first",
+            id.to_hex(),
+            crate::repo::reason(ObjectKind::Index, &id, &e)
         )));
     }
     Ok((ids, packs))

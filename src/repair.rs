@@ -57,8 +57,9 @@ pub fn repair_index(repo: &Repository, read_data: bool) -> Result<IndexRepair> {
     let (_, old_packs, unreadable) = load_indexes_lenient(repo)?;
     for (id, e) in &unreadable {
         repo.warn(format!(
-            "index object {} is unreadable and will be replaced: {e}",
-            id.short()
+            "index object {} is unreadable and will be replaced: {}",
+            id.short(),
+            crate::repo::reason(ObjectKind::Index, id, e)
         ));
         rep.indexes_unreadable.push(id.to_hex());
     }

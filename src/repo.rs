@@ -275,7 +275,9 @@ impl Repository {
     /// master key are skipped with a warning pushed to `warnings`.
     ///
     /// Errors: [`ErrorKind::WrongPassword`] if none opens,
-    /// [`ErrorKind::Corrupt`] if there is no key file, store errors.
+    /// [`ErrorKind::Corrupt`] if there is no key file or the key files the
+    /// password opens all wrap another master key than `config` names
+    /// (`config` modified), store errors.
     pub fn unlock_with(
         store: &Store,
         config: &Config,
@@ -346,13 +348,10 @@ impl Repository {
             }
         }
         if foreign > 0 {
-            return Err(Error::new(
-                ErrorKind::WrongPassword,
-                format!(
-                    "no key file in {} opens this repository with that password: {foreign} key file(s) it opens wrap another master key than `config` names",
-                    store.location()
-                ),
-            ));
+            return Err(Error::corrupt(format!(
+                "`config` of {} does not match the master key this password opens ({foreign} key file(s)): `config` was modified, or those key files were left by an interrupted `snap init`",
+                store.location()
+            )));
         }
         Err(Error::new(
             ErrorKind::WrongPassword,
@@ -516,7 +515,7 @@ impl Repository {
         match self.unreadable_indexes().first() {
             None => Ok(()),
             Some((id, e)) => Err(Error::corrupt(format!(
-                "refusing {what}: index object {} is unreadable ({e}), so blobs it names would look unused; run `snap repair index` first",
+                "refusing {what}: index object {} is unreadable ({e}), so the blobs it names would look unused; run `snap repair index` first",
                 id.to_hex()
             ))),
         }
@@ -558,7 +557,7 @@ impl Repository {
                 // Deleted by a concurrent prune after listing: superseded.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    bad.indexes.insert(*id, e.to_string());
+                    bad.indexes.insert(*id, reason(ObjectKind::Index, id, &e));
                 }
                 Err(e) => return Err(e),
             }
@@ -576,7 +575,7 @@ impl Repository {
                     Ok(idx) => fresh.push((*id, idx)),
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) if e.kind() == ErrorKind::Corrupt => {
-                        bad.indexes.insert(*id, e.to_string());
+                        bad.indexes.insert(*id, reason(ObjectKind::Index, id, &e));
                     }
                     Err(e) => return Err(e),
                 }
@@ -607,7 +606,7 @@ impl Repository {
                 Ok(s) => cat.add_snapshot(id, &s)?,
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    bad.snapshots.insert(*id, e.to_string());
+                    bad.snapshots.insert(*id, reason(ObjectKind::Snapshot, id, &e));
                 }
                 Err(e) => return Err(e),
             }
@@ -859,6 +858,18 @@ impl Repository {
                 "{n} snapshots match {spec:?}; give more digits"
             ))),
         }
+    }
+}
+
+/// Why an object could not be read, without the object key the message of
+/// [`Repository::read_index`] / [`Repository::read_snapshot`] starts with
+/// (callers name the object themselves).
+pub fn reason(kind: ObjectKind, id: &Id, e: &Error) -> String {
+    let msg = e.to_string();
+    let key = kind.key(&id.to_hex());
+    match msg.strip_prefix(&key) {
+        Some(rest) => rest.trim_start_matches([':', ' ']).to_string(),
+        None => msg,
     }
 }
 
