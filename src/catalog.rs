@@ -110,7 +110,9 @@ impl Catalog {
             .unwrap_or(0);
         let aside = path.with_file_name(format!(
             "{}.corrupt-{stamp}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("catalog.sqlite")
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("catalog.sqlite")
         ));
         std::fs::rename(path, &aside).map_err(|e| {
             Error::io(

@@ -292,10 +292,17 @@ fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id
         }
     }
     let read: HashSet<Id> = snaps.iter().map(|(i, _)| *i).collect();
-    let unreadable: HashSet<Id> = repo.unreadable_snapshots().into_iter().map(|(i, _)| i).collect();
+    let unreadable: HashSet<Id> = repo
+        .unreadable_snapshots()
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
     for id in cached.keys() {
         if !read.contains(id) && !unreadable.contains(id) {
-            stale.push(format!("snapshot {} has no readable snapshot object", id.short()));
+            stale.push(format!(
+                "snapshot {} has no readable snapshot object",
+                id.short()
+            ));
         }
     }
     if !stale.is_empty() {
@@ -314,7 +321,11 @@ fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id
 /// locations; with `complete` (the catalog loaded exactly these index
 /// objects) the catalog must hold no other blob. Returns the problems (at
 /// most one, summarising up to 5 examples).
-fn compare_catalog_blobs(repo: &Repository, packs: &[IndexPack], complete: bool) -> Result<Vec<Problem>> {
+fn compare_catalog_blobs(
+    repo: &Repository,
+    packs: &[IndexPack],
+    complete: bool,
+) -> Result<Vec<Problem>> {
     let same = |l: &BlobLocation, pack: &Id, e: &PackEntry| {
         l.pack == *pack
             && l.kind == e.kind
@@ -335,7 +346,9 @@ fn compare_catalog_blobs(repo: &Repository, packs: &[IndexPack], complete: bool)
                 Some(l) => {
                     // Another copy is fine if an index lists it there.
                     let ok = by_id.get(&l.pack).is_some_and(|op| {
-                        op.blobs.iter().any(|oe| oe.id == e.id && same(&l, &op.id, oe))
+                        op.blobs
+                            .iter()
+                            .any(|oe| oe.id == e.id && same(&l, &op.id, oe))
                     });
                     if !ok {
                         bad.push(format!(

@@ -128,12 +128,14 @@ pub fn load_indexes(repo: &Repository) -> Result<(Vec<Id>, Vec<IndexPack>)> {
     Ok((ids, packs))
 }
 
+/// What [`load_indexes_lenient`] read: the readable index ids, the
+/// effective packs, and the unreadable index objects with their errors.
+pub type LoadedIndexes = (Vec<Id>, Vec<IndexPack>, Vec<(Id, Error)>);
+
 /// [`load_indexes`] that skips index objects that do not authenticate or
 /// decode and returns them as a third element: (id, error), ordered by id.
 /// Only store errors other than NotFound fail.
-pub fn load_indexes_lenient(
-    repo: &Repository,
-) -> Result<(Vec<Id>, Vec<IndexPack>, Vec<(Id, Error)>)> {
+pub fn load_indexes_lenient(repo: &Repository) -> Result<LoadedIndexes> {
     let mut listed: Vec<Id> = repo
         .store()
         .list("index/")?

@@ -102,7 +102,10 @@ pub fn repair_index(repo: &Repository, read_data: bool) -> Result<IndexRepair> {
         match entries {
             None => {
                 // Header lost: salvage by the entries the old index lists.
-                let known = old_entries.get(id).map(|p| p.blobs.as_slice()).unwrap_or(&[]);
+                let known = old_entries
+                    .get(id)
+                    .map(|p| p.blobs.as_slice())
+                    .unwrap_or(&[]);
                 let mut kept = 0u64;
                 for e in known {
                     let loc = crate::catalog::BlobLocation {

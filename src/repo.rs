@@ -171,12 +171,12 @@ impl Repository {
         let kbytes = kf.encode();
         let kkey = ObjectKind::Key.key(&Id::of_object(&kbytes).to_hex());
         store.put_new(&kkey, Bytes::from(kbytes))?;
-        let won = store.put_new("config", Bytes::from(config.encode()));
-        if !matches!(won, Ok(true)) {
-            // Lost the race (or failed): leave nothing behind. A key file
-            // whose delete fails is harmless (it does not match key_check).
+        if !store.put_new("config", Bytes::from(config.encode()))? {
+            // Lost the race: leave nothing behind. A key file whose delete
+            // fails is harmless (it does not match key_check). On an error
+            // the key file stays: `config` may have been stored after all.
             let _ = store.delete(&kkey);
-            return Err(won.err().unwrap_or_else(exists));
+            return Err(exists());
         }
         Ok(Id::from_hex(&config.id).unwrap_or_default())
     }
@@ -606,7 +606,8 @@ impl Repository {
                 Ok(s) => cat.add_snapshot(id, &s)?,
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    bad.snapshots.insert(*id, reason(ObjectKind::Snapshot, id, &e));
+                    bad.snapshots
+                        .insert(*id, reason(ObjectKind::Snapshot, id, &e));
                 }
                 Err(e) => return Err(e),
             }

@@ -97,7 +97,10 @@ fn make_dir(root: &Path, seed: u64, n: usize, size: usize) {
 }
 
 fn backup(s: &Snap, dir: &Path) -> String {
-    let out = ok(&run(s, [OsStr::new("--json"), "backup".as_ref(), dir.as_os_str()]));
+    let out = ok(&run(
+        s,
+        [OsStr::new("--json"), "backup".as_ref(), dir.as_os_str()],
+    ));
     let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     v["snapshot"].as_str().unwrap().to_string()
 }
@@ -267,7 +270,10 @@ fn check_rereads_snapshot_objects_instead_of_trusting_the_catalog() {
         assert_eq!(n, 1);
     }
     let all = failed(&run(&s, ["check"]));
-    assert!(all.contains("catalog disagrees") && all.contains(&sa[..8]), "{all}");
+    assert!(
+        all.contains("catalog disagrees") && all.contains(&sa[..8]),
+        "{all}"
+    );
     ok(&run(&s, ["cache", "rebuild"]));
     ok(&run(&s, ["check"]));
     restores_intact(&s, &sa, &a);
@@ -313,7 +319,10 @@ fn corrupt_catalog_is_moved_aside_and_rebuilt() {
     assert!(out.contains(&sa[..8]), "{out}");
     let err = text(&o.stderr);
     assert_eq!(err.lines().count(), 1, "one warning: {err}");
-    assert!(err.contains("warning") && err.contains(&cat.display().to_string()), "{err}");
+    assert!(
+        err.contains("warning") && err.contains(&cat.display().to_string()),
+        "{err}"
+    );
     let aside: Vec<String> = std::fs::read_dir(cat.parent().unwrap())
         .unwrap()
         .map(|e| name(&e.unwrap().path()))
@@ -491,7 +500,10 @@ fn oversized_objects_are_refused_before_download() {
     let (o, peak, took) = run_measured(cmd_with(&s, &fresh, ["snapshots"]));
     ok(&o);
     assert!(text(&o.stderr).contains("bytes allowed"), "{o:?}");
-    assert!(peak < 150 << 10, "peak RSS {peak} KiB reading a 300 MB index");
+    assert!(
+        peak < 150 << 10,
+        "peak RSS {peak} KiB reading a 300 MB index"
+    );
     assert!(took < Duration::from_secs(20), "{took:?}");
     std::fs::remove_file(&big_index).unwrap();
 
@@ -517,8 +529,14 @@ fn oversized_objects_are_refused_before_download() {
         .unwrap();
     let (o, peak, took) = run_measured(cmd_with(&s, &s.cache, ["snapshots"]));
     let all = failed(&o);
-    assert!(all.contains("config") && all.contains("bytes allowed"), "{all}");
-    assert!(peak < 150 << 10, "peak RSS {peak} KiB reading a 2 GB config");
+    assert!(
+        all.contains("config") && all.contains("bytes allowed"),
+        "{all}"
+    );
+    assert!(
+        peak < 150 << 10,
+        "peak RSS {peak} KiB reading a 2 GB config"
+    );
     assert!(took < Duration::from_secs(20), "{took:?}");
     std::fs::write(&config, orig).unwrap();
     ok(&run(&s, ["snapshots"]));

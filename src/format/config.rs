@@ -123,7 +123,8 @@ impl Config {
         if c.version != super::FORMAT_VERSION {
             return Err(format!("unsupported repository version {}", c.version));
         }
-        let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let hex64 =
+            |s: &str| s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         // The id names a local cache directory: never let a hostile config
         // steer that path (`../..`).
         if !hex64(&c.id) {

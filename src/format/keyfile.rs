@@ -78,8 +78,7 @@ impl KeyFile {
             return Err(err("unsupported key file version or kdf".into()));
         }
         let (m, t, p) = (k.kdf.m_cost_kib, k.kdf.t_cost, k.kdf.p_cost);
-        if m < 8
-            || m > MAX_M_COST_KIB
+        if !(8..=MAX_M_COST_KIB).contains(&m)
             || !(1..=MAX_T_COST).contains(&t)
             || !(1..=MAX_P_COST).contains(&p)
             || m < 8 * p
