@@ -429,18 +429,31 @@ fn key_files_left_before_init_never_open_the_repository() {
     std::fs::create_dir_all(&keys).unwrap();
     // Stale key files wrapping other master keys under the same password,
     // named to be tried first.
-    for i in 0..3 {
+    // Half under the repository's password, half under another one (the
+    // password of an init that lost a race).
+    for i in 0..8 {
         let mk = snap::crypto::MasterKey::generate();
+        let pw = if i < 4 {
+            "other password"
+        } else {
+            s.password.as_str()
+        };
         let kf = snap::crypto::wrap_master_key_with_params(
             &mk,
-            s.password.as_bytes(),
+            pw.as_bytes(),
             (8 * 1024, 1, 1),
             "2026-01-01T00:00:00.000Z".into(),
             "h".into(),
             "u".into(),
         )
         .unwrap();
-        std::fs::write(keys.join(format!("{i:064}")), kf.encode()).unwrap();
+        // First and last in name order, whichever order a reader uses.
+        let name = if i % 2 == 0 {
+            format!("{i:064}")
+        } else {
+            format!("{}{i}", "f".repeat(63))
+        };
+        std::fs::write(keys.join(name), kf.encode()).unwrap();
     }
     ok(&run(&s, ["init"]));
     let a = s.path("a");
@@ -449,6 +462,20 @@ fn key_files_left_before_init_never_open_the_repository() {
     let o = run_fresh(&s, ["snapshots"]);
     assert!(ok(&o).contains(&sa[..8]));
     assert!(text(&o.stderr).contains("another master key"), "{o:?}");
+    // The other password opens only key files of another master key: it can
+    // neither read nor write this repository.
+    let mut other = Snap::new();
+    other.repo = s.repo.clone();
+    other.password = "other password".into();
+    let packs = pack_files(&s);
+    let all = failed(&run(&other, ["backup", a.to_str().unwrap()]));
+    assert!(all.contains("does not match the master key"), "{all}");
+    assert_eq!(
+        pack_files(&s),
+        packs,
+        "a backup under another master key wrote packs"
+    );
+    assert_eq!(objects(&s, "snapshots").len(), 1);
 }
 
 /// Peak resident memory of a finished child, KiB (`VmHWM` is gone after
