@@ -27,6 +27,9 @@ mod snapshots;
 mod stats;
 mod tag;
 
+#[cfg(test)]
+mod doc_commands;
+
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use snap::repo::default_cache_dir;

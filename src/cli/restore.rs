@@ -140,7 +140,19 @@ fn pick_stream(snap: &Snapshot, kind: &str, a: &RestoreArgs, flag: &str) -> Resu
         .map(|s| s.name.as_str())
         .collect();
     if let Some(n) = &a.stream {
-        if of_kind.contains(&n.as_str()) {
+        // A dump that came in through --stdin or --command has no database
+        // kind; named explicitly, it is handed to the restore program, which
+        // checks its format.
+        let untyped = snap.sources.iter().any(|s| {
+            s.name == *n
+                && ![
+                    sources::KIND_PG,
+                    sources::KIND_PG_GLOBALS,
+                    sources::KIND_MONGO,
+                ]
+                .contains(&s.kind.as_str())
+        });
+        if of_kind.contains(&n.as_str()) || untyped {
             return Ok(n.clone());
         }
         return Err(Error::usage(format!(
