@@ -625,12 +625,28 @@ fn repair_index_read_data_salvages_a_truncated_pack() {
     let a = s.path("a");
     make_dir(&a, 11, 40, 50_000);
     backup(&s, &a);
-    // The largest pack, cut to 60% of its length.
-    let packs = pack_files(&s);
-    let pack = packs
-        .iter()
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
+    // The data pack with the most blobs (no tree blobs, so the directory
+    // itself survives), cut to 60% of its length.
+    let repo = snap::Repository::open(&s.repo, s.password.as_bytes(), &s.cache).unwrap();
+    let mut best: Option<(usize, snap::Id)> = None;
+    for l in repo.store().list("index/").unwrap() {
+        let idx = repo
+            .read_index(&snap::Id::from_hex(&l.name).unwrap())
+            .unwrap();
+        for p in idx.packs {
+            let trees = p
+                .blobs
+                .iter()
+                .any(|b| b.kind == snap::format::BlobKind::Tree);
+            if !trees && best.is_none_or(|(n, _)| p.blobs.len() > n) {
+                best = Some((p.blobs.len(), p.id));
+            }
+        }
+    }
+    drop(repo);
+    let (n, id) = best.expect("a pack of data blobs only");
+    assert!(n >= 10, "the pack holds {n} blobs");
+    let pack = &Path::new(&s.repo).join(snap::store::ObjectKind::Pack.key(&id.to_hex()));
     let len = std::fs::metadata(pack).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
