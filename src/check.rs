@@ -399,7 +399,18 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     if bad_indexes.is_empty() {
         let cat_ids = repo.catalog().index_ids()?;
         let read: HashSet<Id> = index_ids.iter().copied().collect();
-        other.extend(compare_catalog_blobs(repo, &packs, cat_ids == read)?);
+        let found = compare_catalog_blobs(repo, &packs, cat_ids == read)?;
+        // Reported only if no index object came or went meanwhile (check
+        // takes no lease; a concurrent prune or backup changes the index).
+        let now: HashSet<Id> = repo
+            .store()
+            .list("index/")?
+            .into_iter()
+            .filter_map(|l| Id::from_hex(&l.name))
+            .collect();
+        if now == read {
+            other.extend(found);
+        }
     }
     rep.packs = packs.len() as u64;
     let mut bad_blobs: HashSet<Id> = HashSet::new();

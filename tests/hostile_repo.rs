@@ -278,6 +278,22 @@ fn check_rereads_snapshot_objects_instead_of_trusting_the_catalog() {
     ok(&run(&s, ["check"]));
     restores_intact(&s, &sa, &a);
 
+    // A blob location edited in the catalog.
+    {
+        let db = rusqlite::Connection::open(&cat).unwrap();
+        let n = db
+            .execute(
+                "UPDATE blobs SET offset = offset + 1 WHERE id = (SELECT id FROM blobs LIMIT 1)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let all = failed(&run(&s, ["check"]));
+    assert!(all.contains("catalog disagrees with the index"), "{all}");
+    ok(&run(&s, ["cache", "rebuild"]));
+    ok(&run(&s, ["check"]));
+
     // Snapshot object b damaged after it was cached.
     let p = Path::new(&s.repo).join("snapshots").join(&sb);
     let mut bytes = std::fs::read(&p).unwrap();
