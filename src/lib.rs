@@ -16,6 +16,7 @@
 //! format/   byte layouts (format-spec.md), pure, no I/O
 //! catalog   SQLite cache of index + snapshots (derived, rebuildable)
 //! store     object_store facade (local directory, S3)
+//! interrupt SIGINT/SIGTERM: the interrupted flag, children stopped, leases released
 //! profile   snap.toml profiles: repositories, jobs, the child argument lists of `snap run`
 //! ```
 //!
@@ -47,6 +48,7 @@ pub mod fetch;
 pub mod find;
 pub mod format;
 pub mod ingest;
+pub mod interrupt;
 pub mod keys;
 pub mod lease;
 pub mod pack;

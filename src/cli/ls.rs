@@ -96,18 +96,22 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
             let link = if e.link_target.is_empty() {
                 String::new()
             } else {
-                format!(" -> {}", String::from_utf8_lossy(&e.link_target))
+                format!(
+                    " -> {}",
+                    super::output::escape(&String::from_utf8_lossy(&e.link_target))
+                )
             };
             println!(
-                "{} {:>6} {:>6} {:>12}  {}  {p}{link}",
+                "{} {:>6} {:>6} {:>12}  {}  {}{link}",
                 mode_string(e),
                 e.uid,
                 e.gid,
                 e.size,
-                mtime_str(e.mtime_ns)
+                mtime_str(e.mtime_ns),
+                super::output::escape(p)
             );
         } else {
-            println!("{p}");
+            println!("{}", super::output::escape(p));
         }
     }
     Ok(0)

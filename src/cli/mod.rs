@@ -16,6 +16,7 @@ mod jobs;
 mod key;
 mod locks;
 mod ls;
+pub mod output;
 mod progress;
 mod prune;
 mod repair;
@@ -40,7 +41,7 @@ use std::path::PathBuf;
 
 const EXIT_CODES: &str =
     "Exit codes: 0 ok; 1 error; 2 usage; 3 backup finished but some sources were unreadable; \
-10 repository does not exist; 11 repository locked; 12 wrong password; 130 interrupted.";
+10 repository does not exist; 11 repository locked; 12 wrong password; 130 interrupted (SIGINT; 143 SIGTERM).";
 
 /// snap: deduplicating, encrypted snapshots of file trees and database dumps.
 #[derive(Parser, Debug)]
