@@ -218,6 +218,16 @@ impl Walker {
         if e.kind != EntryKind::Dir {
             return Some(Node::Leaf(e));
         }
+        // This recursion (and `plan`, `store_trees`) is bounded by the
+        // depth limit: a deeper folder is left out with a warning.
+        if path.components().count() > crate::format::tree::MAX_DEPTH {
+            self.warnings.push(format!(
+                "{}: tree deeper than {} levels, left out",
+                path.display(),
+                crate::format::tree::MAX_DEPTH
+            ));
+            return None;
+        }
         self.dirs += 1;
         let mut dir = DirNode::default();
         let rd = match std::fs::read_dir(path) {
@@ -997,6 +1007,19 @@ pub struct EntrySink<'a, 'r> {
     counts: (u64, u64),
 }
 
+/// The usage error for an archive entry deeper than the folder nesting
+/// limit (format-spec §8.2).
+fn too_deep(path: &[u8]) -> Error {
+    let mut shown: String = String::from_utf8_lossy(path).chars().take(120).collect();
+    if shown.len() < path.len() {
+        shown.push('…');
+    }
+    Error::usage(format!(
+        "tree deeper than {} levels at {shown}: entry not accepted",
+        crate::format::tree::MAX_DEPTH
+    ))
+}
+
 /// Splits a relative `/`-separated path into components, rejecting empty
 /// paths, `..` and NUL; `.` components and a leading `/` are dropped.
 fn split_route(path: &[u8]) -> Result<Vec<Vec<u8>>> {
@@ -1018,6 +1041,11 @@ fn split_route(path: &[u8]) -> Result<Vec<Vec<u8>>> {
             }
             c => out.push(c.to_vec()),
         }
+    }
+    // The tree built from the routes is walked recursively (`store_trees`,
+    // dropping `DirNode`s); the depth limit bounds that recursion.
+    if out.len() > crate::format::tree::MAX_DEPTH {
+        return Err(too_deep(path));
     }
     Ok(out)
 }
@@ -1041,6 +1069,10 @@ impl EntrySink<'_, '_> {
         content: Option<&mut dyn Read>,
     ) -> Result<()> {
         let route = split_route(path)?;
+        if entry.kind == EntryKind::Dir && route.len() >= crate::format::tree::MAX_DEPTH {
+            // Its own entries would be deeper than the limit.
+            return Err(too_deep(path));
+        }
         let Some((last, dirs)) = route.split_last() else {
             // The archive's root folder itself: nothing to record.
             return Ok(());

@@ -173,11 +173,19 @@ pub fn verify_pack(
 pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, Vec<String>)> {
     let snaps = repo.snapshots()?;
     let mut memo: HashMap<Id, bool> = HashMap::new();
-    fn affected(repo: &Repository, t: Id, bad: &HashSet<Id>, memo: &mut HashMap<Id, bool>) -> bool {
+    // Both walks recurse at most MAX_DEPTH levels (format-spec §12); a
+    // deeper tree counts as affected.
+    fn affected(
+        repo: &Repository,
+        t: Id,
+        depth: usize,
+        bad: &HashSet<Id>,
+        memo: &mut HashMap<Id, bool>,
+    ) -> bool {
         if let Some(v) = memo.get(&t) {
             return *v;
         }
-        let v = if bad.contains(&t) {
+        let v = if bad.contains(&t) || depth > crate::format::tree::MAX_DEPTH {
             true
         } else {
             match repo.read_tree(&t) {
@@ -189,7 +197,7 @@ pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, 
                             any = true;
                         }
                         if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
-                            if affected(repo, s, bad, memo) {
+                            if affected(repo, s, depth + 1, bad, memo) {
                                 any = true;
                             }
                         }
@@ -206,12 +214,13 @@ pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, 
         repo: &Repository,
         t: Id,
         path: &str,
+        depth: usize,
         short: &str,
         bad: &HashSet<Id>,
         memo: &mut HashMap<Id, bool>,
         out: &mut Vec<String>,
     ) {
-        if bad.contains(&t) {
+        if bad.contains(&t) || depth > crate::format::tree::MAX_DEPTH {
             out.push(format!("{short}:{}/ (directory listing)", path));
             return;
         }
@@ -225,8 +234,8 @@ pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, 
                 out.push(format!("{short}:{p}"));
             }
             if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
-                if affected(repo, s, bad, memo) {
-                    collect(repo, s, &p, short, bad, memo, out);
+                if affected(repo, s, depth + 1, bad, memo) {
+                    collect(repo, s, &p, depth + 1, short, bad, memo, out);
                 }
             }
         }
@@ -234,9 +243,9 @@ pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, 
     let mut ids = Vec::new();
     let mut paths = Vec::new();
     for (id, s) in &snaps {
-        if affected(repo, s.tree, bad, &mut memo) {
+        if affected(repo, s.tree, 1, bad, &mut memo) {
             ids.push(id.to_hex());
-            collect(repo, s.tree, "", &id.short(), bad, &mut memo, &mut paths);
+            collect(repo, s.tree, "", 1, &id.short(), bad, &mut memo, &mut paths);
         }
     }
     Ok((ids, paths))
@@ -447,6 +456,18 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
                 continue;
             }
             rep.trees += 1;
+            // Restore and the other walkers refuse deeper trees.
+            if let Err(e) =
+                crate::restore::check_depth(path.matches('/').count() + 1, || path.clone())
+            {
+                other.push(Problem {
+                    pack: None,
+                    message: format!("snapshot {}: {e}", sid.short()),
+                    snapshots: vec![sid.to_hex()],
+                    paths: vec![format!("{}:{}/", sid.short(), path)],
+                });
+                continue;
+            }
             let tree = match repo.read_tree(&t) {
                 Ok(tr) => tr,
                 Err(e) => {

@@ -219,8 +219,11 @@ impl Rewriter<'_> {
         })
     }
 
-    /// Rewrites tree `t` at `path`; `None` if the tree itself is lost.
-    fn tree(&mut self, t: Id, path: &str) -> Result<Option<Id>> {
+    /// Rewrites tree `t` at `path`, whose entries are `depth` levels below
+    /// the root; `None` if the tree itself is lost. Recursion is bounded by
+    /// the depth limit (format-spec §12).
+    fn tree(&mut self, t: Id, path: &str, depth: usize) -> Result<Option<Id>> {
+        crate::restore::check_depth(depth, || path.to_string())?;
         let tree = match self.repo.read_tree(&t) {
             Ok(tr) => tr,
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
@@ -246,7 +249,7 @@ impl Rewriter<'_> {
                 continue;
             }
             if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
-                match self.tree(s, &p)? {
+                match self.tree(s, &p, depth + 1)? {
                     None => {
                         changed = true;
                         continue;
@@ -300,7 +303,7 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<Vec<Snapshot
     let mut changed: Vec<(Id, Snapshot, Vec<String>)> = Vec::new();
     for (id, s) in repo.snapshots()? {
         rw.lost.clear();
-        let root = rw.tree(s.tree, "")?;
+        let root = rw.tree(s.tree, "", 1)?;
         if rw.lost.is_empty() {
             continue;
         }

@@ -51,14 +51,16 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
             .ok_or_else(|| Error::new(ErrorKind::Usage, format!("{p} is not a folder")))?;
         prefix = format!("/{}", p.trim_matches('/'));
     }
-    let mut stack = vec![(start, prefix)];
+    let start_depth = prefix.matches('/').count() + 1;
+    let mut stack = vec![(start, prefix, start_depth)];
     let mut out: Vec<(String, TreeEntry)> = Vec::new();
-    while let Some((tid, pre)) = stack.pop() {
+    while let Some((tid, pre, depth)) = stack.pop() {
+        snap::restore::check_depth(depth, || pre.clone())?;
         let t = repo.read_tree(&tid)?;
         for mut e in t.entries.into_iter().rev() {
             let path = format!("{pre}/{}", String::from_utf8_lossy(&e.name));
             if let Some(s) = e.subtree {
-                stack.push((s, path.clone()));
+                stack.push((s, path.clone(), depth + 1));
             }
             e.content = Vec::new();
             out.push((path, e));
