@@ -639,7 +639,7 @@ fn repair_index_read_data_salvages_a_truncated_pack() {
     let s = Snap::new();
     ok(&run(&s, ["init", "--pack-size-mib", "1"]));
     let a = s.path("a");
-    make_dir(&a, 11, 40, 50_000);
+    make_dir(&a, 11, 100, 50_000);
     backup(&s, &a);
     // The data pack with the most blobs (no tree blobs, so the directory
     // itself survives), cut to 60% of its length.
@@ -707,5 +707,5 @@ fn repair_index_read_data_salvages_a_truncated_pack() {
         );
         restored += 1;
     }
-    assert_eq!(restored + lost_files, 40);
+    assert_eq!(restored + lost_files, 100);
 }
