@@ -11,9 +11,10 @@ use crate::catalog::BlobLocation;
 use crate::error::{Error, Result};
 use crate::format::index::IndexPack;
 use crate::format::pack::{split_pack, PackEntry, PackHeader, HEADER_LEN_SIZE};
+use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::format::{Id, MAX_METADATA_SIZE};
-use crate::prune::{list_packs, load_indexes};
+use crate::prune::{list_packs, load_indexes_lenient};
 use crate::repo::Repository;
 use crate::store::ObjectKind;
 use std::collections::{HashMap, HashSet};
@@ -250,13 +251,176 @@ pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, 
     Ok((ids, paths))
 }
 
+/// A problem that concerns no pack.
+fn problem(message: String) -> Problem {
+    Problem {
+        pack: None,
+        message,
+        snapshots: Vec::new(),
+        paths: Vec::new(),
+    }
+}
+
+/// Reads every listed snapshot object from the repository (name, envelope
+/// and encoding verified) and compares the catalog's snapshot list with
+/// them. Unreadable objects and disagreements become problems in `out`.
+/// Returns the readable snapshots, ordered like the catalog (time, id).
+fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id, Snapshot)>> {
+    let mut listed: Vec<Id> = repo
+        .store()
+        .list("snapshots/")?
+        .into_iter()
+        .filter_map(|l| Id::from_hex(&l.name))
+        .collect();
+    listed.sort();
+    let mut snaps = Vec::new();
+    for id in listed {
+        match repo.read_snapshot(&id) {
+            Ok(s) => snaps.push((id, s)),
+            // Forgotten by a concurrent operation after listing.
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == crate::error::ErrorKind::Corrupt => {
+                let mut p = problem(format!(
+                    "snapshot object {} is unreadable: {}; run `snap repair snapshots` to remove it",
+                    id.to_hex(),
+                    crate::repo::reason(ObjectKind::Snapshot, &id, &e)
+                ));
+                p.snapshots.push(id.to_hex());
+                out.push(p);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let cached: HashMap<Id, Snapshot> = repo.snapshots()?.into_iter().collect();
+    let mut stale = Vec::new();
+    for (id, s) in &snaps {
+        match cached.get(id) {
+            Some(c) if c == s => {}
+            Some(_) => stale.push(format!("snapshot {} differs", id.short())),
+            None => stale.push(format!("snapshot {} is missing", id.short())),
+        }
+    }
+    let read: HashSet<Id> = snaps.iter().map(|(i, _)| *i).collect();
+    let unreadable: HashSet<Id> = repo
+        .unreadable_snapshots()
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    for id in cached.keys() {
+        if !read.contains(id) && !unreadable.contains(id) {
+            stale.push(format!(
+                "snapshot {} has no readable snapshot object",
+                id.short()
+            ));
+        }
+    }
+    if !stale.is_empty() {
+        stale.sort();
+        out.push(problem(format!(
+            "the catalog disagrees with the repository ({}); run `snap cache rebuild`",
+            stale.join(", ")
+        )));
+    }
+    snaps.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    Ok(snaps)
+}
+
+/// Compares the catalog's blob locations with the index objects' `packs`:
+/// every indexed blob must be in the catalog at one of its indexed
+/// locations; with `complete` (the catalog loaded exactly these index
+/// objects) the catalog must hold no other blob. Returns the problems (at
+/// most one, summarising up to 5 examples).
+fn compare_catalog_blobs(
+    repo: &Repository,
+    packs: &[IndexPack],
+    complete: bool,
+) -> Result<Vec<Problem>> {
+    let same = |l: &BlobLocation, pack: &Id, e: &PackEntry| {
+        l.pack == *pack
+            && l.kind == e.kind
+            && l.offset == e.offset
+            && l.length == e.length
+            && l.raw_len == e.raw_len
+            && l.base == e.base
+    };
+    let by_id: HashMap<Id, &IndexPack> = packs.iter().map(|p| (p.id, p)).collect();
+    let cat = repo.catalog();
+    let mut bad: Vec<String> = Vec::new();
+    let mut exact: u64 = 0;
+    for p in packs {
+        for e in &p.blobs {
+            match cat.lookup(&e.id)? {
+                None => bad.push(format!("blob {} is missing", e.id.short())),
+                Some(l) if same(&l, &p.id, e) => exact += 1,
+                Some(l) => {
+                    // Another copy is fine if an index lists it there.
+                    let ok = by_id.get(&l.pack).is_some_and(|op| {
+                        op.blobs
+                            .iter()
+                            .any(|oe| oe.id == e.id && same(&l, &op.id, oe))
+                    });
+                    if !ok {
+                        bad.push(format!(
+                            "blob {} points to pack {} offset {}, which no index lists",
+                            e.id.short(),
+                            l.pack.short(),
+                            l.offset
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if complete {
+        let n = cat.blob_count()?;
+        if n > exact {
+            bad.push(format!("{} blobs that no index lists", n - exact));
+        }
+    }
+    if bad.is_empty() {
+        return Ok(Vec::new());
+    }
+    let total = bad.len();
+    bad.truncate(5);
+    Ok(vec![problem(format!(
+        "the catalog disagrees with the index objects in {total} place(s) ({}); run `snap cache rebuild`",
+        bad.join(", ")
+    ))])
+}
+
 /// Runs a check; `read_data` selects the packs whose data is verified.
 pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport> {
     let started = Instant::now();
     let mut rep = CheckReport::default();
+    // Index objects are read before the catalog sync, so the catalog holds
+    // at least what they name when the two are compared below.
+    let (index_ids, packs, bad_indexes) = load_indexes_lenient(repo)?;
     repo.sync_catalog()?;
-    let (_, packs) = load_indexes(repo)?;
     let existing = list_packs(repo)?;
+    let mut other: Vec<Problem> = Vec::new();
+    for (id, e) in &bad_indexes {
+        other.push(problem(format!(
+            "index object {} is unreadable: {}; run `snap repair index`",
+            id.to_hex(),
+            crate::repo::reason(ObjectKind::Index, id, e)
+        )));
+    }
+    if bad_indexes.is_empty() {
+        let cat_ids = repo.catalog().index_ids()?;
+        let read: HashSet<Id> = index_ids.iter().copied().collect();
+        let found = compare_catalog_blobs(repo, &packs, cat_ids == read)?;
+        // Reported only if no index object came or went meanwhile (check
+        // takes no lease; a concurrent prune or backup changes the index).
+        let now: HashSet<Id> = repo
+            .store()
+            .list("index/")?
+            .into_iter()
+            .filter_map(|l| Id::from_hex(&l.name))
+            .collect();
+        if now == read {
+            other.extend(found);
+        }
+    }
     rep.packs = packs.len() as u64;
     let mut bad_blobs: HashSet<Id> = HashSet::new();
     let mut pack_problems: Vec<(Id, String, HashSet<Id>)> = Vec::new();
@@ -280,11 +444,11 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             _ => {}
         }
     }
-    // Trees and references.
-    let snaps = repo.snapshots()?;
+    // Trees and references, from the snapshot objects re-read and
+    // re-authenticated (the catalog is only compared with them).
+    let snaps = reread_snapshots(repo, &mut other)?;
     rep.snapshots = snaps.len() as u64;
     let mut seen: HashSet<Id> = HashSet::new();
-    let mut other: Vec<Problem> = Vec::new();
     for (sid, s) in &snaps {
         let mut stack = vec![(s.tree, String::new())];
         while let Some((t, path)) = stack.pop() {

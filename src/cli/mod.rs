@@ -373,15 +373,22 @@ pub fn store_options(g: &Global) -> Result<StoreOptions> {
 }
 
 pub fn open(g: &Global) -> Result<Repository> {
-    let loc = repo_location(g)?;
-    let opts = store_options(g)?;
-    let pw = password(g, false)?;
-    Ok(Repository::open_opts(
-        &loc,
-        pw.as_bytes(),
-        &cache_dir(g),
-        &opts,
-    )?)
+    let repo = open_unsynced(g)?;
+    repo.sync_catalog()?;
+    Ok(repo)
+}
+
+/// Prints the repository's warnings to stderr as they are raised:
+/// `snap: warning: …`, or `{"type":"warning","message":…}` with `--json`.
+pub fn print_warnings(g: &Global, repo: &Repository) {
+    let json = g.json;
+    repo.set_warning_sink(Box::new(move |m| {
+        if json {
+            eprintln!("{}", serde_json::json!({"type": "warning", "message": m}));
+        } else {
+            eprintln!("snap: warning: {m}");
+        }
+    }));
 }
 
 /// [`open`] without the catalog sync (the caller takes a lease, then syncs).
@@ -389,12 +396,9 @@ pub fn open_unsynced(g: &Global) -> Result<Repository> {
     let loc = repo_location(g)?;
     let opts = store_options(g)?;
     let pw = password(g, false)?;
-    Ok(Repository::open_unsynced(
-        &loc,
-        pw.as_bytes(),
-        &cache_dir(g),
-        &opts,
-    )?)
+    let repo = Repository::open_unsynced(&loc, pw.as_bytes(), &cache_dir(g), &opts)?;
+    print_warnings(g, &repo);
+    Ok(repo)
 }
 
 /// Bytes in binary units with two decimals ("1.50 MiB").
