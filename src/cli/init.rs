@@ -42,23 +42,39 @@ fn parse_sizes(s: &str) -> std::result::Result<ChunkSizes, String> {
     Ok(c)
 }
 
-/// Refuses a local folder that holds files but no repository (a repository
-/// there is refused later, as "already exists"): `snap init` must not mix
-/// its objects into someone else's folder.
+/// Top-level names of a repository's layout (format-spec §2): an init that
+/// was interrupted, or lost a race, leaves only these.
+const LAYOUT: [&str; 7] = [
+    "config",
+    "keys",
+    "data",
+    "index",
+    "snapshots",
+    "locks",
+    "marks",
+];
+
+/// Refuses a local folder that holds anything but a repository's own
+/// layout (a complete repository there is refused later, as "already
+/// exists"): `snap init` must not mix its objects into someone else's folder.
 fn refuse_nonempty_folder(loc: &str) -> Result<()> {
     if loc.contains("://") {
         return Ok(());
     }
-    let path = std::path::Path::new(loc);
-    let mut entries = match std::fs::read_dir(path) {
+    let entries = match std::fs::read_dir(loc) {
         Ok(rd) => rd,
         // Missing: created by init. Not a folder or unreadable: the store says why.
         Err(_) => return Ok(()),
     };
-    if entries.next().is_some() && !path.join("config").exists() {
+    let foreign = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .find(|n| !n.to_str().is_some_and(|n| LAYOUT.contains(&n)));
+    if let Some(name) = foreign {
         return Err(Error::usage(format!(
-            "folder {loc} is not empty and holds no snap repository; \
-             give a new or empty folder for the repository"
+            "folder {loc} is not empty (it holds {:?}, which is not part of a snap repository); \
+             give a new or empty folder for the repository",
+            name
         ))
         .into());
     }
