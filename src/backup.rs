@@ -607,8 +607,11 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         for c in &comps[..comps.len() - 1] {
             prefix.push(OsStr::from_bytes(c));
             let entry = cur.children.entry(c.clone()).or_insert_with(|| {
-                let meta = std::fs::symlink_metadata(&prefix)
+                // A folder on the way to a path; through a symlink (such as
+                // /proc/self) it is recorded as the folder it leads to.
+                let meta = std::fs::metadata(&prefix)
                     .ok()
+                    .filter(|m| m.is_dir())
                     .map(|m| entry_from_metadata(c, &m));
                 Node::Dir(DirNode {
                     meta,

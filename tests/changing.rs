@@ -287,10 +287,10 @@ fn file_replaced_by_a_fifo_after_the_walk_is_skipped_not_waited_for() {
         let mut k = 0u64;
         Background::start(move || {
             // Each name turns into a FIFO and back, atomically by rename.
+            k += 1;
             for (i, n) in names.iter().enumerate() {
-                k += 1;
                 let tmp = side.join(format!("t{i}-{k}"));
-                if k % 2 == 0 {
+                if (k + i as u64) % 2 == 0 {
                     std::fs::write(&tmp, b"regular").unwrap();
                 } else {
                     nix::unistd::mkfifo(&tmp, nix::sys::stat::Mode::from_bits_truncate(0o600))
