@@ -38,6 +38,17 @@ struct Run {
 /// Runs `snap ARGS` (in `cwd` if given) and waits at most `limit`; a run
 /// still going then is killed and the test fails (snap hung).
 fn run_bounded(s: &Snap, args: &[&str], cwd: Option<&Path>, limit: Duration) -> Run {
+    run_bounded_with(s, args, cwd, limit, |_| {})
+}
+
+/// [`run_bounded`], calling `beside(pid)` on a thread while snap runs.
+fn run_bounded_with(
+    s: &Snap,
+    args: &[&str],
+    cwd: Option<&Path>,
+    limit: Duration,
+    beside: impl FnOnce(u32) + Send,
+) -> Run {
     let out = tempfile::NamedTempFile::new().unwrap();
     let err = tempfile::NamedTempFile::new().unwrap();
     let mut c = s.cmd(args);
@@ -47,25 +58,59 @@ fn run_bounded(s: &Snap, args: &[&str], cwd: Option<&Path>, limit: Duration) -> 
     }
     let mut child = c.spawn().expect("running snap");
     let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
+    let pid = child.id();
+    std::thread::scope(|scope| {
+        scope.spawn(move || beside(pid));
+        wait_bounded(&mut child, args, started, limit, err.path())
+    });
+    let status = child.wait().unwrap();
+    Run {
+        status,
+        stdout: std::fs::read_to_string(out.path()).unwrap(),
+        stderr: std::fs::read_to_string(err.path()).unwrap(),
+    }
+}
+
+fn wait_bounded(
+    child: &mut std::process::Child,
+    args: &[&str],
+    started: Instant,
+    limit: Duration,
+    err: &Path,
+) {
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return;
         }
         if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
                 "snap {args:?} still running after {limit:?} (hung); stderr so far: {}",
-                std::fs::read_to_string(err.path()).unwrap_or_default()
+                std::fs::read_to_string(err).unwrap_or_default()
             );
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        status,
-        stdout: std::fs::read_to_string(out.path()).unwrap(),
-        stderr: std::fs::read_to_string(err.path()).unwrap(),
     }
+}
+
+/// Waits until process `pid` has `path` open (its /proc/PID/fd); false if
+/// it exits first or 60 s pass.
+fn wait_until_open(pid: u32, path: &Path) -> bool {
+    let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let Ok(rd) = std::fs::read_dir(&fd_dir) else {
+            return false;
+        };
+        for e in rd.flatten() {
+            if std::fs::read_link(e.path()).is_ok_and(|t| t == path) {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    false
 }
 
 /// Path → recorded size of every entry of snapshot `id`.
@@ -219,34 +264,33 @@ fn file_truncated_while_read_does_not_kill_snap() {
     let data = s.path("data");
     std::fs::create_dir_all(&data).unwrap();
     let file = data.join("db");
-    std::fs::File::create(&file)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
     let mut observed = false;
     for round in 0..6 {
-        // Another process truncates the file and lets it grow again (sparse).
-        let toggler = {
-            let file = file.clone();
-            let mut big = false;
-            Background::start(move || {
-                let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-                f.set_len(if big { 256 << 20 } else { 0 }).unwrap();
-                big = !big;
-                std::thread::sleep(Duration::from_millis(2));
-            })
-        };
-        let r = run_bounded(
+        std::fs::File::create(&file)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        // Another process truncates the file as soon as snap has opened it.
+        let r = run_bounded_with(
             &s,
             &["backup", data.to_str().unwrap()],
             None,
             Duration::from_secs(120),
+            |pid| {
+                if wait_until_open(pid, &file) {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&file)
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap();
+                }
+            },
         );
-        drop(toggler);
         let code = r.status.code();
         assert!(
             code.is_some(),
-            "round {round}: snap died of {:?} (SIGBUS is 7); stderr: {}",
+            "round {round}: snap died of signal {:?} (SIGBUS is 7); stderr: {}",
             std::os::unix::process::ExitStatusExt::signal(&r.status),
             r.stderr
         );
