@@ -262,10 +262,10 @@ impl Reader<'_> {
         let mut total = first.len() as u64;
         let mut v = first;
         loop {
-            // Each window reads up to STREAM_WINDOW new bytes after the
-            // previous window's uncut tail (shorter than the chunker's max),
-            // so every window but the last yields at least one cut.
-            let target = v.len() + STREAM_WINDOW;
+            // A window holds STREAM_WINDOW bytes, or at least half of that
+            // beyond the previous window's uncut tail (shorter than the
+            // chunker's max): windows grow until one holds a cut.
+            let target = STREAM_WINDOW.max(v.len() + STREAM_WINDOW / 2);
             v.reserve_exact(target - v.len());
             let mut eof = false;
             while v.len() < target {
@@ -288,7 +288,7 @@ impl Reader<'_> {
                 break;
             }
             let tail = &buf[used..];
-            v = Vec::with_capacity(tail.len() + STREAM_WINDOW);
+            v = Vec::with_capacity(STREAM_WINDOW.max(tail.len() + STREAM_WINDOW / 2));
             v.extend_from_slice(tail);
         }
         Ok(total)
@@ -300,7 +300,8 @@ impl Reader<'_> {
     /// its `stat` size. The file is opened with `O_NOFOLLOW | O_NONBLOCK`
     /// and checked with `fstat` before any read, so a path replaced by a
     /// symlink, FIFO, socket or device since the walk neither blocks nor is
-    /// followed. Content is read with `read(2)` into owned buffers (no memory
+    /// followed, and a pseudo-file with nothing to read yet fails with
+    /// `WouldBlock` instead of waiting. Content is read with `read(2)` into owned buffers (no memory
     /// map, so a file truncated meanwhile cannot raise SIGBUS).
     ///
     /// Errors: the file's I/O errors (the caller reports and skips it), an
@@ -324,9 +325,9 @@ impl Reader<'_> {
         if !before.file_type().is_file() {
             return Err(not_regular(type_name(&before.file_type())));
         }
-        // O_NONBLOCK only guarded the open; reads of a regular file block.
-        nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()))
-            .map_err(std::io::Error::from)?;
+        // O_NONBLOCK stays set: Linux ignores it for regular files on disk,
+        // and it turns a pseudo-file that would wait forever (/proc/kmsg,
+        // a tracing pipe) into an EAGAIN the caller reports and skips.
         // Up to SMALL_FILE bytes go to the processor whole; a longer file
         // continues window by window.
         let mut first = Vec::with_capacity(if before.len() > SMALL_FILE {
