@@ -140,7 +140,13 @@ pub struct Reader<'r> {
     batch: Batch,
     next_slot: usize,
     deltas: HashMap<usize, Arc<DeltaRef>>,
+    /// Window buffers the processor is done with, for reuse: their pages
+    /// are already mapped, so a reused window costs no page faults.
+    spare: Receiver<Vec<u8>>,
 }
+
+/// Window buffers kept for reuse.
+const SPARE_WINDOWS: usize = 4;
 
 /// Runs `read` with a [`Reader`] while a processor thread saves blobs through
 /// `saver`. Returns what `read` returned and the processor's result; if the
@@ -153,9 +159,10 @@ pub fn run<T>(
 ) -> Result<(T, Ingested)> {
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Batch>(1);
+        let (spare_tx, spare) = sync_channel::<Vec<u8>>(SPARE_WINDOWS);
         let handle = std::thread::Builder::new()
             .name("snap-ingest".into())
-            .spawn_scoped(scope, move || processor(repo, saver, rx, progress))
+            .spawn_scoped(scope, move || processor(repo, saver, rx, spare_tx, progress))
             .map_err(|e| Error::io("starting the ingest thread", e))?;
         let mut reader = Reader {
             repo,
@@ -163,6 +170,7 @@ pub fn run<T>(
             batch: Batch::default(),
             next_slot: 0,
             deltas: HashMap::new(),
+            spare,
         };
         let r = read(&mut reader).and_then(|t| reader.flush().map(|_| t));
         drop(reader);
@@ -221,6 +229,15 @@ impl Reader<'_> {
             .ok_or_else(stopped)?
             .send(b)
             .map_err(|_| stopped())
+    }
+
+    /// An empty buffer of at least `cap` bytes: a spare window if one is
+    /// back from the processor, else a new one.
+    fn window(&mut self, cap: usize) -> Vec<u8> {
+        let mut v = self.spare.try_recv().unwrap_or_default();
+        v.clear();
+        v.reserve_exact(cap);
+        v
     }
 
     /// Cuts `buf[start..]` here (for large files and streams, whose windows
@@ -288,7 +305,7 @@ impl Reader<'_> {
                 break;
             }
             let tail = &buf[used..];
-            v = Vec::with_capacity(STREAM_WINDOW.max(tail.len() + STREAM_WINDOW / 2));
+            v = self.window(STREAM_WINDOW.max(tail.len() + STREAM_WINDOW / 2));
             v.extend_from_slice(tail);
         }
         Ok(total)
@@ -330,11 +347,11 @@ impl Reader<'_> {
         // a tracing pipe) into an EAGAIN the caller reports and skips.
         // Up to SMALL_FILE bytes go to the processor whole; a longer file
         // continues window by window.
-        let mut first = Vec::with_capacity(if before.len() > SMALL_FILE {
-            STREAM_WINDOW
+        let mut first = if before.len() > SMALL_FILE {
+            self.window(STREAM_WINDOW)
         } else {
-            before.len() as usize + 1
-        });
+            Vec::with_capacity(before.len() as usize + 1)
+        };
         (&mut file).take(SMALL_FILE + 1).read_to_end(&mut first)?;
         let bytes = if first.len() as u64 <= SMALL_FILE {
             let n = first.len();
@@ -377,7 +394,8 @@ impl Reader<'_> {
             ChunkProfile::Files => self.repo.files_chunker().clone(),
             ChunkProfile::Streams => self.repo.streams_chunker().clone(),
         };
-        self.read_windows(slot, r, &chunker, Vec::new())
+        let first = self.window(STREAM_WINDOW);
+        self.read_windows(slot, r, &chunker, first)
             .map_err(|e| match e {
                 ReadError::Io(e) => Error::io("reading stream", e),
                 ReadError::Pipeline(e) => e,
@@ -452,6 +470,7 @@ fn processor(
     repo: &Repository,
     mut saver: BlobSaver,
     rx: Receiver<Batch>,
+    spare: SyncSender<Vec<u8>>,
     progress: &AtomicU64,
 ) -> Result<Ingested> {
     let mut contents: Vec<Vec<Id>> = Vec::new();
@@ -473,6 +492,14 @@ fn processor(
         }
         progress.fetch_add(batch.bytes as u64, Ordering::Relaxed);
         catalog_written(repo, &mut saver)?;
+        // The last piece of a window hands its buffer back to the reader.
+        for p in batch.pieces {
+            if let Ok(v) = Arc::try_unwrap(p.buf) {
+                if v.capacity() >= STREAM_WINDOW {
+                    let _ = spare.try_send(v);
+                }
+            }
+        }
     }
     Ok(Ingested {
         saver,
