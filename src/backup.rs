@@ -289,7 +289,8 @@ impl ExcludeSet {
         for p in patterns {
             let trimmed = p.trim_end_matches('/');
             let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
-            let anchored = if trimmed == "." || trimmed == ".."
+            let anchored = if trimmed == "."
+                || trimmed == ".."
                 || trimmed.starts_with("./")
                 || trimmed.starts_with("../")
             {

@@ -162,7 +162,9 @@ pub fn run<T>(
         let (spare_tx, spare) = sync_channel::<Vec<u8>>(SPARE_WINDOWS);
         let handle = std::thread::Builder::new()
             .name("snap-ingest".into())
-            .spawn_scoped(scope, move || processor(repo, saver, rx, spare_tx, progress))
+            .spawn_scoped(scope, move || {
+                processor(repo, saver, rx, spare_tx, progress)
+            })
             .map_err(|e| Error::io("starting the ingest thread", e))?;
         let mut reader = Reader {
             repo,

@@ -52,7 +52,8 @@ fn run_bounded_with(
     let out = tempfile::NamedTempFile::new().unwrap();
     let err = tempfile::NamedTempFile::new().unwrap();
     let mut c = s.cmd(args);
-    c.stdout(out.reopen().unwrap()).stderr(err.reopen().unwrap());
+    c.stdout(out.reopen().unwrap())
+        .stderr(err.reopen().unwrap());
     if let Some(d) = cwd {
         c.current_dir(d);
     }
@@ -177,8 +178,15 @@ fn assert_stored_as_read(s: &Snap, src: &Path, content_ok: impl Fn(&[u8]) -> boo
     let target = s.path(&format!("restore-{}", rand_suffix()));
     s.ok(["restore", "latest", "--target", target.to_str().unwrap()]);
     let restored = std::fs::read(restored_path(&target, src)).unwrap();
-    assert_eq!(restored.len() as u64, recorded, "restored size != recorded size");
-    assert!(content_ok(&restored), "restored content is not what was read");
+    assert_eq!(
+        restored.len() as u64,
+        recorded,
+        "restored size != recorded size"
+    );
+    assert!(
+        content_ok(&restored),
+        "restored content is not what was read"
+    );
     // `export` writes the recorded size too.
     let tar = s.path(&format!("export-{}.tar", rand_suffix()));
     s.ok(["export", "latest", "-o", tar.to_str().unwrap()]);
@@ -254,7 +262,10 @@ fn file_growing_while_read_is_stored_as_read_with_a_warning() {
             break;
         }
     }
-    assert!(observed, "the log never changed during its read in 6 backups");
+    assert!(
+        observed,
+        "the log never changed during its read in 6 backups"
+    );
 }
 
 #[test]
@@ -306,7 +317,10 @@ fn file_truncated_while_read_does_not_kill_snap() {
             break;
         }
     }
-    assert!(observed, "the file never changed during its read in 6 backups");
+    assert!(
+        observed,
+        "the file never changed during its read in 6 backups"
+    );
 }
 
 #[test]
@@ -367,7 +381,10 @@ fn file_replaced_by_a_fifo_after_the_walk_is_skipped_not_waited_for() {
         }
     }
     drop(swapper);
-    assert!(observed, "no FIFO appeared between walk and read in 25 backups");
+    assert!(
+        observed,
+        "no FIFO appeared between walk and read in 25 backups"
+    );
     s.ok(["check", "--read-data"]);
 }
 
@@ -375,7 +392,10 @@ fn file_replaced_by_a_fifo_after_the_walk_is_skipped_not_waited_for() {
 fn proc_and_sys_files_are_stored_with_their_content() {
     let s = Snap::new();
     s.init();
-    let mut paths = vec![PathBuf::from("/proc/self/status"), PathBuf::from("/proc/cpuinfo")];
+    let mut paths = vec![
+        PathBuf::from("/proc/self/status"),
+        PathBuf::from("/proc/cpuinfo"),
+    ];
     // A sysfs attribute: `stat` says 4096, the content is a few bytes.
     for c in [
         "/sys/kernel/mm/transparent_hugepage/enabled",
@@ -392,7 +412,12 @@ fn proc_and_sys_files_are_stored_with_their_content() {
     for p in &paths {
         let stat_size = std::fs::metadata(p).unwrap().len();
         let real = std::fs::read(p).unwrap().len() as u64;
-        assert_ne!(stat_size, real, "{}: stat already tells its size", p.display());
+        assert_ne!(
+            stat_size,
+            real,
+            "{}: stat already tells its size",
+            p.display()
+        );
     }
     let mut args = vec!["backup"];
     args.extend(paths.iter().map(|p| p.to_str().unwrap()));
@@ -451,16 +476,25 @@ fn trailing_slash_and_dot_slash_name_the_same_path_and_find_the_parent() {
     s.init();
     let data = small_tree(&s.path("w"));
     let cwd = s.path("w");
-    let first = run_bounded(&s, &["--json", "backup", "data/"], Some(&cwd), Duration::from_secs(60));
+    let first = run_bounded(
+        &s,
+        &["--json", "backup", "data/"],
+        Some(&cwd),
+        Duration::from_secs(60),
+    );
     assert_eq!(first.status.code(), Some(0), "{}", first.stderr);
-    let second = run_bounded(&s, &["--json", "backup", "./data"], Some(&cwd), Duration::from_secs(60));
+    let second = run_bounded(
+        &s,
+        &["--json", "backup", "./data"],
+        Some(&cwd),
+        Duration::from_secs(60),
+    );
     assert_eq!(second.status.code(), Some(0), "{}", second.stderr);
     let summary: serde_json::Value =
         serde_json::from_str(second.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["summary"]["bytes_read"], 0, "{summary}");
     assert_eq!(summary["summary"]["files_unchanged"], 2, "{summary}");
-    let snaps: serde_json::Value =
-        serde_json::from_str(&s.ok(["--json", "snapshots"])).unwrap();
+    let snaps: serde_json::Value = serde_json::from_str(&s.ok(["--json", "snapshots"])).unwrap();
     let snaps = snaps.as_array().unwrap();
     assert_eq!(snaps.len(), 2);
     for sn in snaps {
@@ -515,7 +549,14 @@ fn exclude_patterns_match_as_a_restic_user_expects() {
     let sizes = ls_sizes(&s, "latest");
     let d = data.to_str().unwrap();
     let has = |rel: &str| sizes.contains_key(&format!("{d}/{rel}"));
-    for gone in ["git", "git/objects/x", "sub/data/git", "keep/y", "keep/y.tmp", "logs/a.log"] {
+    for gone in [
+        "git",
+        "git/objects/x",
+        "sub/data/git",
+        "keep/y",
+        "keep/y.tmp",
+        "logs/a.log",
+    ] {
         assert!(!has(gone), "{gone} was not excluded: {sizes:?}");
     }
     for kept in ["keep", "sub/data", "sub/kept", "logs/b.txt"] {
@@ -528,7 +569,10 @@ fn user_is_looked_up_from_the_uid_without_user_or_logname() {
     let s = Snap::new();
     s.init();
     let data = small_tree(&s.path("w"));
-    let who = std::process::Command::new("id").arg("-un").output().unwrap();
+    let who = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
     let who = String::from_utf8(who.stdout).unwrap().trim().to_string();
     assert!(!who.is_empty());
     let out = s
@@ -537,6 +581,10 @@ fn user_is_looked_up_from_the_uid_without_user_or_logname() {
         .env_remove("LOGNAME")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(latest(&s)["username"], serde_json::json!(who));
 }

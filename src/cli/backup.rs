@@ -246,11 +246,13 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
             println!("snapshot {} saved", out.id.short());
         }
     }
-    Ok(if out.warnings.is_empty() && out.changed.is_empty() && !out.snapshot.partial {
-        0
-    } else {
-        EXIT_PARTIAL
-    })
+    Ok(
+        if out.warnings.is_empty() && out.changed.is_empty() && !out.snapshot.partial {
+            0
+        } else {
+            EXIT_PARTIAL
+        },
+    )
 }
 
 /// The stream name a `--pg` argument asks for, for error records.
