@@ -35,6 +35,7 @@ banner() {
 }
 
 SERVICES_STARTED=0
+RUN_DIR=''
 on_exit() {
     local rc=$?
     set +e
@@ -44,6 +45,9 @@ on_exit() {
     if [ "$SERVICES_STARTED" = 1 ] && [ "${SNAP_TEST_SERVICES_REUSED:-0}" != 1 ]; then
         printf '\n==== stopping test services\n'
         bash scripts/services.sh stop
+    fi
+    if [ -n "${RUN_DIR:-}" ]; then
+        rm -rf "$RUN_DIR"
     fi
     if [ "$rc" -eq 0 ]; then
         printf '\n==== all steps passed in %ss\n' "$(($(date +%s) - SUITE_START))"
@@ -59,6 +63,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 banner 'test services (PostgreSQL, S3)'
+# Each run keeps its services' state in a directory of its own, so two runs on one machine
+# neither reuse nor stop each other's services (set SNAP_TEST_STATE to share a state file,
+# e.g. the one `scripts/services.sh start` uses by default, on purpose).
+if [ -z "${SNAP_TEST_STATE:-}" ]; then
+    RUN_DIR=$(mktemp -d /tmp/snap-test-run.XXXXXX)
+    export SNAP_TEST_STATE="$RUN_DIR/services.env"
+fi
 # Set before starting, so that services left half-started by an interruption are stopped too
 # (services that were already running and healthy are reused and left running).
 SERVICES_STARTED=1

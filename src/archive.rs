@@ -91,24 +91,35 @@ pub struct ExportSummary {
 }
 
 /// Visits every entry below tree `id` depth-first, parents before
-/// children, with its relative path.
+/// children, with its relative path. Iterative (one open tree per level);
+/// [`ErrorKind::Corrupt`] for a tree deeper than
+/// [`crate::format::tree::MAX_DEPTH`].
 fn walk(
     repo: &Repository,
     id: &Id,
-    prefix: &[u8],
     f: &mut dyn FnMut(&[u8], &TreeEntry) -> Result<()>,
 ) -> Result<()> {
-    let tree = repo.read_tree(id)?;
-    for e in &tree.entries {
-        let mut path = prefix.to_vec();
+    // One level per open folder: its remaining entries and its path.
+    let mut stack: Vec<(std::vec::IntoIter<TreeEntry>, Vec<u8>)> =
+        vec![(repo.read_tree(id)?.entries.into_iter(), Vec::new())];
+    while let Some((entries, prefix)) = stack.last_mut() {
+        let Some(e) = entries.next() else {
+            stack.pop();
+            continue;
+        };
+        let mut path = prefix.clone();
         if !path.is_empty() {
             path.push(b'/');
         }
         path.extend_from_slice(&e.name);
-        f(&path, e)?;
+        f(&path, &e)?;
         if e.kind == EntryKind::Dir {
             if let Some(sub) = &e.subtree {
-                walk(repo, sub, &path, f)?;
+                crate::restore::check_depth(stack.len() + 1, || {
+                    format!("/{}", String::from_utf8_lossy(&path))
+                })?;
+                let t = repo.read_tree(sub)?;
+                stack.push((t.entries.into_iter(), path));
             }
         }
     }
@@ -155,7 +166,7 @@ fn export_tar(repo: &Repository, root: &Id, w: &mut dyn Write) -> Result<ExportS
     let mut sum = ExportSummary::default();
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
-    walk(repo, root, b"", &mut |path, e| {
+    walk(repo, root, &mut |path, e| {
         let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
         let mut h = tar::Header::new_gnu();
         h.set_mode(e.mode & 0o7777);
@@ -258,7 +269,7 @@ fn export_zip(repo: &Repository, root: &Id, w: &mut dyn Write) -> Result<ExportS
     };
     let mut sum = ExportSummary::default();
     let mut z = zip::ZipWriter::new_stream(w);
-    walk(repo, root, b"", &mut |path, e| {
+    walk(repo, root, &mut |path, e| {
         let name = String::from_utf8_lossy(path).into_owned();
         let opts = zip::write::SimpleFileOptions::default()
             .last_modified_time(zip_time(e.mtime_ns))

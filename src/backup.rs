@@ -222,6 +222,16 @@ impl Walker {
         if e.kind != EntryKind::Dir {
             return Some(Node::Leaf(e));
         }
+        // This recursion (and `plan`, `store_trees`) is bounded by the
+        // depth limit: a deeper folder is left out with a warning.
+        if path.components().count() > crate::format::tree::MAX_DEPTH {
+            self.warnings.push(format!(
+                "{}: tree deeper than {} levels, left out",
+                path.display(),
+                crate::format::tree::MAX_DEPTH
+            ));
+            return None;
+        }
         self.dirs += 1;
         let mut dir = DirNode::default();
         let rd = match std::fs::read_dir(path) {
@@ -503,13 +513,18 @@ fn store_trees(
     ingest::save_tree(repo, saver, &tree)
 }
 
-/// Runs one `sh -c` command or program; returns its child process.
-fn spawn_source(input: &StreamInput) -> Result<Option<std::process::Child>> {
-    use std::process::{Command, Stdio};
+/// Runs one `sh -c` command or program in its own process group, without
+/// snap's secrets in its environment ([`crate::sources::scrub_env`]);
+/// returns its child process, registered to be stopped on SIGINT/SIGTERM.
+fn spawn_source(
+    input: &StreamInput,
+) -> Result<Option<(std::process::Child, crate::interrupt::ChildGuard)>> {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
     let mut cmd = match input {
         StreamInput::Stdin => return Ok(None),
         StreamInput::Command(c) => {
-            let mut cmd = Command::new("sh");
+            let mut cmd = crate::sources::command("sh");
             cmd.arg("-c").arg(c);
             cmd
         }
@@ -517,21 +532,26 @@ fn spawn_source(input: &StreamInput) -> Result<Option<std::process::Child>> {
             let (p, args) = argv
                 .split_first()
                 .ok_or_else(|| Error::usage("empty command"))?;
-            let mut cmd = Command::new(p);
+            let mut cmd = crate::sources::command(p);
             cmd.args(args);
             cmd
         }
     };
+    // Its own process group: an interrupt stops the command and everything
+    // it started (a shell's children), not only the shell.
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.spawn().map(Some).map_err(|e| {
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = cmd.spawn().map_err(|e| {
         Error::with_source(
             ErrorKind::Source,
             format!("cannot run {}", describe(input)),
             e,
         )
-    })
+    })?;
+    let guard = crate::interrupt::watch_child(child.id(), true);
+    Ok(Some((child, guard)))
 }
 
 fn describe(input: &StreamInput) -> String {
@@ -699,6 +719,10 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         config.pack_size as usize,
         config.open_packs as usize,
     );
+    // From here on a SIGINT/SIGTERM only sets the interrupt flag: reading
+    // stops at the next check, the stored packs are indexed and no snapshot
+    // is written.
+    let _graceful = crate::interrupt::graceful();
     let mut warnings = std::mem::take(&mut walker.warnings);
     let mut changed = Vec::new();
     let previous = previous_streams(repo, &hostname, &opts.streams);
@@ -740,7 +764,8 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     }
     let mut saver = ingested.saver;
     let mut total_bytes = 0;
-    let tree = match store_trees(repo, &mut saver, root, &mut total_bytes)
+    let tree = match crate::interrupt::check()
+        .and_then(|_| store_trees(repo, &mut saver, root, &mut total_bytes))
         .and_then(|t| saver.finish().map(|_| t))
     {
         Ok(t) => t,
@@ -795,6 +820,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     if let Some(check) = &opts.before_commit {
         check()?;
     }
+    crate::interrupt::check()?;
     let id = repo.save_snapshot(&snapshot)?;
     // Every blob of the new snapshot was stored, or checked, at `epoch`.
     repo.catalog().set_verified(&snapshot.tree, epoch)?;
@@ -876,6 +902,7 @@ fn read_content(
     let mut bytes_read = 0u64;
     let mut slots = Vec::with_capacity(jobs.len());
     for job in jobs {
+        crate::interrupt::check()?;
         let slot = reader.new_slot();
         match reader.read_file(slot, &job.path) {
             Ok(r) => {
@@ -968,10 +995,14 @@ fn command_line(input: &StreamInput) -> Option<String> {
 /// unsuccessfully (even after writing output) or its output cannot be read.
 fn read_source(reader: &mut Reader<'_>, slot: usize, s: &StreamSource) -> Result<u64> {
     let child = spawn_source(&s.input).map_err(|e| e.context(format!("source {:?}", s.name)))?;
-    let Some(mut child) = child else {
+    let Some((mut child, guard)) = child else {
         let stdin = std::io::stdin();
         let mut lock = stdin.lock();
-        return reader.read_stream(slot, &mut lock, ChunkProfile::Streams);
+        let n = reader.read_stream(slot, &mut lock, ChunkProfile::Streams)?;
+        // Ctrl-C also ends the program writing into the pipe: its output
+        // ended early and must not be recorded as the whole stream.
+        crate::interrupt::check()?;
+        return Ok(n);
     };
     let mut stdout = child
         .stdout
@@ -988,13 +1019,17 @@ fn read_source(reader: &mut Reader<'_>, slot: usize, s: &StreamSource) -> Result
     let r = reader.read_stream(slot, &mut stdout, ChunkProfile::Streams);
     drop(stdout);
     if r.as_ref().is_err_and(|e| e.kind() != ErrorKind::Io) {
-        // The pipeline failed, not the source: stop the source.
-        let _ = child.kill();
+        // The pipeline failed, not the source: stop the source and whatever
+        // it started (they would hold its stderr open).
+        guard.kill();
     }
     let status = child
         .wait()
         .map_err(|e| Error::io("waiting for source command", e))?;
     let err_out = err_thread.join().unwrap_or_default();
+    drop(guard);
+    // Stopped by our own SIGTERM: interrupted, not a failed source.
+    crate::interrupt::check()?;
     if !status.success() {
         if let Err(e) = &r {
             if e.kind() != ErrorKind::Io {
@@ -1062,6 +1097,19 @@ pub struct EntrySink<'a, 'r> {
     counts: (u64, u64),
 }
 
+/// The usage error for an archive entry deeper than the folder nesting
+/// limit (format-spec §8.2).
+fn too_deep(path: &[u8]) -> Error {
+    let mut shown: String = String::from_utf8_lossy(path).chars().take(120).collect();
+    if shown.len() < path.len() {
+        shown.push('…');
+    }
+    Error::usage(format!(
+        "tree deeper than {} levels at {shown}: entry not accepted",
+        crate::format::tree::MAX_DEPTH
+    ))
+}
+
 /// Splits a relative `/`-separated path into components, rejecting empty
 /// paths, `..` and NUL; `.` components and a leading `/` are dropped.
 fn split_route(path: &[u8]) -> Result<Vec<Vec<u8>>> {
@@ -1083,6 +1131,11 @@ fn split_route(path: &[u8]) -> Result<Vec<Vec<u8>>> {
             }
             c => out.push(c.to_vec()),
         }
+    }
+    // The tree built from the routes is walked recursively (`store_trees`,
+    // dropping `DirNode`s); the depth limit bounds that recursion.
+    if out.len() > crate::format::tree::MAX_DEPTH {
+        return Err(too_deep(path));
     }
     Ok(out)
 }
@@ -1106,6 +1159,10 @@ impl EntrySink<'_, '_> {
         content: Option<&mut dyn Read>,
     ) -> Result<()> {
         let route = split_route(path)?;
+        if entry.kind == EntryKind::Dir && route.len() >= crate::format::tree::MAX_DEPTH {
+            // Its own entries would be deeper than the limit.
+            return Err(too_deep(path));
+        }
         let Some((last, dirs)) = route.split_last() else {
             // The archive's root folder itself: nothing to record.
             return Ok(());

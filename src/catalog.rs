@@ -62,6 +62,19 @@ CREATE TABLE IF NOT EXISTS tree_cache(id BLOB PRIMARY KEY, plain BLOB NOT NULL, 
 const BUMP_EPOCH: &str = "INSERT INTO meta(key,value) VALUES('blob_epoch','0') \
      ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER)+1";
 
+/// Whether `e` says the catalog file is not a database or is malformed.
+fn is_corruption(e: &Error) -> bool {
+    e.cause()
+        .and_then(|c| c.downcast_ref::<rusqlite::Error>())
+        .and_then(|c| c.sqlite_error_code())
+        .is_some_and(|c| {
+            matches!(
+                c,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            )
+        })
+}
+
 /// Whether the tables have every column this version uses (a catalog whose
 /// `schema` says current but whose tables are older must be rebuilt).
 fn columns_present(conn: &Connection) -> bool {
@@ -77,6 +90,60 @@ fn columns_present(conn: &Connection) -> bool {
 }
 
 impl Catalog {
+    /// [`Catalog::open`], and if the file is not a SQLite database or is
+    /// malformed (detected on open and by the first queries; no full
+    /// integrity check), moves it and its `-wal`/`-shm` files aside to
+    /// `<path>.corrupt-<unix seconds>` and opens a new, empty catalog.
+    /// Returns the catalog and, after a recovery, a one-line warning naming
+    /// both paths. Other errors are returned unchanged.
+    pub fn open_or_recover(path: &Path, repo_id: &str) -> Result<(Catalog, Option<String>)> {
+        let err = match Catalog::open(path, repo_id) {
+            Ok(c) => return Ok((c, None)),
+            Err(e) => e,
+        };
+        if !is_corruption(&err) {
+            return Err(err);
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let aside = path.with_file_name(format!(
+            "{}.corrupt-{stamp}",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("catalog.sqlite")
+        ));
+        std::fs::rename(path, &aside).map_err(|e| {
+            Error::io(
+                format!(
+                    "catalog {} is corrupt ({err}) and could not be moved aside",
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+        for ext in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(ext);
+            let mut to = aside.as_os_str().to_owned();
+            to.push(ext);
+            if Path::new(&side).exists() {
+                std::fs::rename(&side, &to)
+                    .map_err(|e| Error::io(format!("moving {side:?} aside"), e))?;
+            }
+        }
+        let cat = Catalog::open(path, repo_id)?;
+        Ok((
+            cat,
+            Some(format!(
+                "catalog {} was corrupt ({err}); moved it to {} and rebuilding it from the repository",
+                path.display(),
+                aside.display()
+            )),
+        ))
+    }
+
     /// Opens (creating, mode 0600) the catalog at `path` for repository
     /// `repo_id`; a catalog of another schema version or repository is wiped.
     pub fn open(path: &Path, repo_id: &str) -> Result<Catalog> {

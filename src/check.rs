@@ -11,9 +11,10 @@ use crate::catalog::BlobLocation;
 use crate::error::{Error, Result};
 use crate::format::index::IndexPack;
 use crate::format::pack::{split_pack, PackEntry, PackHeader, HEADER_LEN_SIZE};
+use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::format::{Id, MAX_METADATA_SIZE};
-use crate::prune::{list_packs, load_indexes};
+use crate::prune::{list_packs, load_indexes_lenient};
 use crate::repo::Repository;
 use crate::store::ObjectKind;
 use std::collections::{HashMap, HashSet};
@@ -172,11 +173,19 @@ pub fn verify_pack(
 pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, Vec<String>)> {
     let snaps = repo.snapshots()?;
     let mut memo: HashMap<Id, bool> = HashMap::new();
-    fn affected(repo: &Repository, t: Id, bad: &HashSet<Id>, memo: &mut HashMap<Id, bool>) -> bool {
+    // Both walks recurse at most MAX_DEPTH levels (format-spec §12); a
+    // deeper tree counts as affected.
+    fn affected(
+        repo: &Repository,
+        t: Id,
+        depth: usize,
+        bad: &HashSet<Id>,
+        memo: &mut HashMap<Id, bool>,
+    ) -> bool {
         if let Some(v) = memo.get(&t) {
             return *v;
         }
-        let v = if bad.contains(&t) {
+        let v = if bad.contains(&t) || depth > crate::format::tree::MAX_DEPTH {
             true
         } else {
             match repo.read_tree(&t) {
@@ -188,7 +197,7 @@ pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, 
                             any = true;
                         }
                         if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
-                            if affected(repo, s, bad, memo) {
+                            if affected(repo, s, depth + 1, bad, memo) {
                                 any = true;
                             }
                         }
@@ -205,12 +214,13 @@ pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, 
         repo: &Repository,
         t: Id,
         path: &str,
+        depth: usize,
         short: &str,
         bad: &HashSet<Id>,
         memo: &mut HashMap<Id, bool>,
         out: &mut Vec<String>,
     ) {
-        if bad.contains(&t) {
+        if bad.contains(&t) || depth > crate::format::tree::MAX_DEPTH {
             out.push(format!("{short}:{}/ (directory listing)", path));
             return;
         }
@@ -224,8 +234,8 @@ pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, 
                 out.push(format!("{short}:{p}"));
             }
             if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
-                if affected(repo, s, bad, memo) {
-                    collect(repo, s, &p, short, bad, memo, out);
+                if affected(repo, s, depth + 1, bad, memo) {
+                    collect(repo, s, &p, depth + 1, short, bad, memo, out);
                 }
             }
         }
@@ -233,21 +243,184 @@ pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, 
     let mut ids = Vec::new();
     let mut paths = Vec::new();
     for (id, s) in &snaps {
-        if affected(repo, s.tree, bad, &mut memo) {
+        if affected(repo, s.tree, 1, bad, &mut memo) {
             ids.push(id.to_hex());
-            collect(repo, s.tree, "", &id.short(), bad, &mut memo, &mut paths);
+            collect(repo, s.tree, "", 1, &id.short(), bad, &mut memo, &mut paths);
         }
     }
     Ok((ids, paths))
+}
+
+/// A problem that concerns no pack.
+fn problem(message: String) -> Problem {
+    Problem {
+        pack: None,
+        message,
+        snapshots: Vec::new(),
+        paths: Vec::new(),
+    }
+}
+
+/// Reads every listed snapshot object from the repository (name, envelope
+/// and encoding verified) and compares the catalog's snapshot list with
+/// them. Unreadable objects and disagreements become problems in `out`.
+/// Returns the readable snapshots, ordered like the catalog (time, id).
+fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id, Snapshot)>> {
+    let mut listed: Vec<Id> = repo
+        .store()
+        .list("snapshots/")?
+        .into_iter()
+        .filter_map(|l| Id::from_hex(&l.name))
+        .collect();
+    listed.sort();
+    let mut snaps = Vec::new();
+    for id in listed {
+        match repo.read_snapshot(&id) {
+            Ok(s) => snaps.push((id, s)),
+            // Forgotten by a concurrent operation after listing.
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == crate::error::ErrorKind::Corrupt => {
+                let mut p = problem(format!(
+                    "snapshot object {} is unreadable: {}; run `snap repair snapshots` to remove it",
+                    id.to_hex(),
+                    crate::repo::reason(ObjectKind::Snapshot, &id, &e)
+                ));
+                p.snapshots.push(id.to_hex());
+                out.push(p);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let cached: HashMap<Id, Snapshot> = repo.snapshots()?.into_iter().collect();
+    let mut stale = Vec::new();
+    for (id, s) in &snaps {
+        match cached.get(id) {
+            Some(c) if c == s => {}
+            Some(_) => stale.push(format!("snapshot {} differs", id.short())),
+            None => stale.push(format!("snapshot {} is missing", id.short())),
+        }
+    }
+    let read: HashSet<Id> = snaps.iter().map(|(i, _)| *i).collect();
+    let unreadable: HashSet<Id> = repo
+        .unreadable_snapshots()
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    for id in cached.keys() {
+        if !read.contains(id) && !unreadable.contains(id) {
+            stale.push(format!(
+                "snapshot {} has no readable snapshot object",
+                id.short()
+            ));
+        }
+    }
+    if !stale.is_empty() {
+        stale.sort();
+        out.push(problem(format!(
+            "the catalog disagrees with the repository ({}); run `snap cache rebuild`",
+            stale.join(", ")
+        )));
+    }
+    snaps.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    Ok(snaps)
+}
+
+/// Compares the catalog's blob locations with the index objects' `packs`:
+/// every indexed blob must be in the catalog at one of its indexed
+/// locations; with `complete` (the catalog loaded exactly these index
+/// objects) the catalog must hold no other blob. Returns the problems (at
+/// most one, summarising up to 5 examples).
+fn compare_catalog_blobs(
+    repo: &Repository,
+    packs: &[IndexPack],
+    complete: bool,
+) -> Result<Vec<Problem>> {
+    let same = |l: &BlobLocation, pack: &Id, e: &PackEntry| {
+        l.pack == *pack
+            && l.kind == e.kind
+            && l.offset == e.offset
+            && l.length == e.length
+            && l.raw_len == e.raw_len
+            && l.base == e.base
+    };
+    let by_id: HashMap<Id, &IndexPack> = packs.iter().map(|p| (p.id, p)).collect();
+    let cat = repo.catalog();
+    let mut bad: Vec<String> = Vec::new();
+    let mut exact: u64 = 0;
+    for p in packs {
+        for e in &p.blobs {
+            match cat.lookup(&e.id)? {
+                None => bad.push(format!("blob {} is missing", e.id.short())),
+                Some(l) if same(&l, &p.id, e) => exact += 1,
+                Some(l) => {
+                    // Another copy is fine if an index lists it there.
+                    let ok = by_id.get(&l.pack).is_some_and(|op| {
+                        op.blobs
+                            .iter()
+                            .any(|oe| oe.id == e.id && same(&l, &op.id, oe))
+                    });
+                    if !ok {
+                        bad.push(format!(
+                            "blob {} points to pack {} offset {}, which no index lists",
+                            e.id.short(),
+                            l.pack.short(),
+                            l.offset
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if complete {
+        let n = cat.blob_count()?;
+        if n > exact {
+            bad.push(format!("{} blobs that no index lists", n - exact));
+        }
+    }
+    if bad.is_empty() {
+        return Ok(Vec::new());
+    }
+    let total = bad.len();
+    bad.truncate(5);
+    Ok(vec![problem(format!(
+        "the catalog disagrees with the index objects in {total} place(s) ({}); run `snap cache rebuild`",
+        bad.join(", ")
+    ))])
 }
 
 /// Runs a check; `read_data` selects the packs whose data is verified.
 pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport> {
     let started = Instant::now();
     let mut rep = CheckReport::default();
+    // Index objects are read before the catalog sync, so the catalog holds
+    // at least what they name when the two are compared below.
+    let (index_ids, packs, bad_indexes) = load_indexes_lenient(repo)?;
     repo.sync_catalog()?;
-    let (_, packs) = load_indexes(repo)?;
     let existing = list_packs(repo)?;
+    let mut other: Vec<Problem> = Vec::new();
+    for (id, e) in &bad_indexes {
+        other.push(problem(format!(
+            "index object {} is unreadable: {}; run `snap repair index`",
+            id.to_hex(),
+            crate::repo::reason(ObjectKind::Index, id, e)
+        )));
+    }
+    if bad_indexes.is_empty() {
+        let cat_ids = repo.catalog().index_ids()?;
+        let read: HashSet<Id> = index_ids.iter().copied().collect();
+        let found = compare_catalog_blobs(repo, &packs, cat_ids == read)?;
+        // Reported only if no index object came or went meanwhile (check
+        // takes no lease; a concurrent prune or backup changes the index).
+        let now: HashSet<Id> = repo
+            .store()
+            .list("index/")?
+            .into_iter()
+            .filter_map(|l| Id::from_hex(&l.name))
+            .collect();
+        if now == read {
+            other.extend(found);
+        }
+    }
     rep.packs = packs.len() as u64;
     let mut bad_blobs: HashSet<Id> = HashSet::new();
     let mut pack_problems: Vec<(Id, String, HashSet<Id>)> = Vec::new();
@@ -271,11 +444,11 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             _ => {}
         }
     }
-    // Trees and references.
-    let snaps = repo.snapshots()?;
+    // Trees and references, from the snapshot objects re-read and
+    // re-authenticated (the catalog is only compared with them).
+    let snaps = reread_snapshots(repo, &mut other)?;
     rep.snapshots = snaps.len() as u64;
     let mut seen: HashSet<Id> = HashSet::new();
-    let mut other: Vec<Problem> = Vec::new();
     for (sid, s) in &snaps {
         let mut stack = vec![(s.tree, String::new())];
         while let Some((t, path)) = stack.pop() {
@@ -283,6 +456,18 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
                 continue;
             }
             rep.trees += 1;
+            // Restore and the other walkers refuse deeper trees.
+            if let Err(e) =
+                crate::restore::check_depth(path.matches('/').count() + 1, || path.clone())
+            {
+                other.push(Problem {
+                    pack: None,
+                    message: format!("snapshot {}: {e}", sid.short()),
+                    snapshots: vec![sid.to_hex()],
+                    paths: vec![format!("{}:{}/", sid.short(), path)],
+                });
+                continue;
+            }
             let tree = match repo.read_tree(&t) {
                 Ok(tr) => tr,
                 Err(e) => {

@@ -323,6 +323,33 @@ pub fn wrap_master_key_with(
     })
 }
 
+/// BLAKE3 `derive_key` context of the `config` key check (format-spec §2.1).
+pub const CONFIG_KEY_CHECK_CONTEXT: &str = "snap 2026-11 config key check v1";
+
+/// The `key_check` of a config (format-spec §2.1): 64 hex digits of keyed
+/// BLAKE3 over `config_bytes` (the config encoded with `key_check` absent),
+/// keyed with `derive_key(CONFIG_KEY_CHECK_CONTEXT, master key)`. Ties
+/// `config` to exactly one master key and authenticates it.
+pub fn config_key_check(master: &MasterKey, config_bytes: &[u8]) -> String {
+    let mk = master.to_bytes();
+    let k = zeroize::Zeroizing::new(blake3::derive_key(CONFIG_KEY_CHECK_CONTEXT, &mk));
+    hex::encode(blake3::keyed_hash(&k, config_bytes).as_bytes())
+}
+
+/// Whether `master` is the master key `config.key_check` names (constant
+/// time). A config without `key_check` (written before it existed) accepts
+/// any master key.
+pub fn config_key_matches(master: &MasterKey, config: &crate::format::config::Config) -> bool {
+    let Some(want) = &config.key_check else {
+        return true;
+    };
+    let mut bare = config.clone();
+    bare.key_check = None;
+    let got = config_key_check(master, &bare.encode());
+    let (a, b) = (got.as_bytes(), want.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 /// Unwraps a key file with `password`: `Ok(None)` if the password does not
 /// open it, an error if the key file itself is malformed.
 pub fn unwrap_master_key(kf: &KeyFile, password: &[u8]) -> Result<Option<MasterKey>> {

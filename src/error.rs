@@ -97,6 +97,11 @@ impl Error {
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 
+    /// The underlying cause given to [`Error::with_source`], if any.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+
     /// The kind, for branching and exit codes.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -22,17 +22,20 @@ use std::rc::Rc;
 pub fn ensure_indexed(repo: &Repository, root: &Id) -> Result<u64> {
     let mut added = 0u64;
     let mut done: HashSet<Id> = HashSet::new();
-    let mut stack: Vec<(Id, Option<Tree>)> = vec![(*root, None)];
-    while let Some((id, tree)) = stack.pop() {
+    // (tree, its depth, the tree once read): read, push its subtrees, index
+    // it when they are done.
+    let mut stack: Vec<(Id, usize, Option<Tree>)> = vec![(*root, 1, None)];
+    while let Some((id, depth, tree)) = stack.pop() {
         match tree {
             None => {
                 if done.contains(&id) || repo.catalog().tree_indexed(&id)? {
                     continue;
                 }
+                crate::restore::check_depth(depth, || format!("tree {}", id.short()))?;
                 let t = repo.read_tree(&id)?;
                 let subs: Vec<Id> = t.entries.iter().filter_map(|e| e.subtree).collect();
-                stack.push((id, Some(t)));
-                stack.extend(subs.into_iter().map(|s| (s, None)));
+                stack.push((id, depth, Some(t)));
+                stack.extend(subs.into_iter().map(|s| (s, depth + 1, None)));
             }
             Some(t) => {
                 if !done.insert(id) {
@@ -139,7 +142,7 @@ pub fn find(
     let mut memo: HashMap<(Id, String), Rc<Vec<Found>>> = HashMap::new();
     let mut out = Vec::with_capacity(snaps.len());
     for (id, s) in snaps {
-        let found = search(repo, &s.tree, "", patterns, &mut memo)?;
+        let found = search(repo, &s.tree, "", 1, patterns, &mut memo)?;
         out.push((*id, found.as_ref().clone()));
     }
     Ok((out, indexed))
@@ -149,12 +152,15 @@ fn search(
     repo: &Repository,
     tree: &Id,
     prefix: &str,
+    depth: usize,
     patterns: &Patterns,
     memo: &mut HashMap<(Id, String), Rc<Vec<Found>>>,
 ) -> Result<Rc<Vec<Found>>> {
     if let Some(r) = memo.get(&(*tree, prefix.to_string())) {
         return Ok(r.clone());
     }
+    // Recursion is bounded by the depth limit, checked before descending.
+    crate::restore::check_depth(depth, || prefix.to_string())?;
     let entries = repo.catalog().tree_entries(tree)?;
     let mut out = Vec::new();
     for e in entries {
@@ -175,7 +181,7 @@ fn search(
             });
         }
         if let Some(sub) = e.subtree {
-            let below = search(repo, &sub, &path, patterns, memo)?;
+            let below = search(repo, &sub, &path, depth + 1, patterns, memo)?;
             out.extend(below.iter().cloned());
         }
     }
@@ -230,7 +236,7 @@ pub struct DiffItem {
 /// with equal ids are skipped without being read.
 pub fn diff(repo: &Repository, a: &Id, b: &Id) -> Result<Vec<DiffItem>> {
     let mut out = Vec::new();
-    diff_trees(repo, a, b, "", &mut out)?;
+    diff_trees(repo, a, b, "", 1, &mut out)?;
     Ok(out)
 }
 
@@ -247,11 +253,13 @@ fn diff_trees(
     a: &Id,
     b: &Id,
     prefix: &str,
+    depth: usize,
     out: &mut Vec<DiffItem>,
 ) -> Result<()> {
     if a == b {
         return Ok(());
     }
+    crate::restore::check_depth(depth, || prefix.to_string())?;
     let ta = repo.read_tree(a)?;
     let tb = repo.read_tree(b)?;
     let (mut i, mut j) = (0, 0);
@@ -265,18 +273,18 @@ fn diff_trees(
         };
         match (ord, ea, eb) {
             (std::cmp::Ordering::Less, Some(x), _) => {
-                whole(repo, x, prefix, Change::Removed, out)?;
+                whole(repo, x, prefix, depth, Change::Removed, out)?;
                 i += 1;
             }
             (std::cmp::Ordering::Greater, _, Some(y)) => {
-                whole(repo, y, prefix, Change::Added, out)?;
+                whole(repo, y, prefix, depth, Change::Added, out)?;
                 j += 1;
             }
             (_, Some(x), Some(y)) => {
                 let path = format!("{prefix}/{}", String::from_utf8_lossy(&x.name));
                 if x.kind != y.kind {
-                    whole(repo, x, prefix, Change::Removed, out)?;
-                    whole(repo, y, prefix, Change::Added, out)?;
+                    whole(repo, x, prefix, depth, Change::Removed, out)?;
+                    whole(repo, y, prefix, depth, Change::Added, out)?;
                 } else {
                     let content_differs = x.content != y.content
                         || x.link_target != y.link_target
@@ -298,7 +306,7 @@ fn diff_trees(
                         });
                     }
                     if let (Some(sa), Some(sb)) = (x.subtree, y.subtree) {
-                        diff_trees(repo, &sa, &sb, &path, out)?;
+                        diff_trees(repo, &sa, &sb, &path, depth + 1, out)?;
                     }
                 }
                 i += 1;
@@ -315,6 +323,7 @@ fn whole(
     repo: &Repository,
     e: &TreeEntry,
     prefix: &str,
+    depth: usize,
     change: Change,
     out: &mut Vec<DiffItem>,
 ) -> Result<()> {
@@ -332,9 +341,10 @@ fn whole(
         size_after: if change == Change::Added { size } else { None },
     });
     if let Some(sub) = e.subtree {
+        crate::restore::check_depth(depth + 1, || path.clone())?;
         let t = repo.read_tree(&sub)?;
         for c in &t.entries {
-            whole(repo, c, &path, change, out)?;
+            whole(repo, c, &path, depth + 1, change, out)?;
         }
     }
     Ok(())
@@ -398,10 +408,11 @@ impl<'a> StatsWalker<'a> {
     }
 
     /// (files, logical bytes) below tree `id`.
-    fn totals(&mut self, id: &Id) -> Result<(u64, u64)> {
+    fn totals(&mut self, id: &Id, depth: usize) -> Result<(u64, u64)> {
         if let Some(t) = self.totals.get(id) {
             return Ok(*t);
         }
+        crate::restore::check_depth(depth, || format!("tree {}", id.short()))?;
         let t = self.tree(id)?;
         let (mut files, mut bytes) = (0u64, 0u64);
         for e in &t.entries {
@@ -410,7 +421,7 @@ impl<'a> StatsWalker<'a> {
                 bytes = bytes.saturating_add(e.size);
             }
             if let Some(s) = e.subtree {
-                let (f, b) = self.totals(&s)?;
+                let (f, b) = self.totals(&s, depth + 1)?;
                 files += f;
                 bytes = bytes.saturating_add(b);
             }
@@ -419,16 +430,23 @@ impl<'a> StatsWalker<'a> {
         Ok((files, bytes))
     }
 
-    fn blobs(&mut self, id: &Id, seen: &mut HashSet<Id>, blobs: &mut HashSet<Id>) -> Result<()> {
+    fn blobs(
+        &mut self,
+        id: &Id,
+        depth: usize,
+        seen: &mut HashSet<Id>,
+        blobs: &mut HashSet<Id>,
+    ) -> Result<()> {
         if !seen.insert(*id) {
             return Ok(());
         }
+        crate::restore::check_depth(depth, || format!("tree {}", id.short()))?;
         blobs.insert(*id);
         let t = self.tree(id)?;
         for e in &t.entries {
             blobs.extend(e.content.iter().copied());
             if let Some(s) = e.subtree {
-                self.blobs(&s, seen, blobs)?;
+                self.blobs(&s, depth + 1, seen, blobs)?;
             }
         }
         Ok(())
@@ -442,10 +460,10 @@ impl<'a> StatsWalker<'a> {
         let mut seen = HashSet::new();
         let mut blobs = HashSet::new();
         for r in roots {
-            let (f, b) = self.totals(r)?;
+            let (f, b) = self.totals(r, 1)?;
             s.files += f;
             s.logical_size = s.logical_size.saturating_add(b);
-            self.blobs(r, &mut seen, &mut blobs)?;
+            self.blobs(r, 1, &mut seen, &mut blobs)?;
         }
         let cat = self.repo.catalog();
         for id in &blobs {

@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 
 /// Bytes of content per batch handed to the processor.
@@ -40,6 +40,8 @@ pub const SMALL_FILE: u64 = 1 << 20;
 /// Bytes read per window of a large file or a stream, beyond the uncut tail
 /// of the previous window.
 pub const STREAM_WINDOW: usize = 8 << 20;
+/// How often an idle processor checks the saver's index timer.
+const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A run of content for one slot. With `cut` set, the processor cuts it
 /// into chunks (it is a whole small file); otherwise it is one chunk.
@@ -157,6 +159,9 @@ pub fn run<T>(
     progress: &AtomicU64,
     read: impl FnOnce(&mut Reader<'_>) -> Result<T>,
 ) -> Result<(T, Ingested)> {
+    // The reading loop polls the interrupt flag: a SIGINT/SIGTERM stops it
+    // at the next piece, and the packs already stored are indexed below.
+    let _graceful = crate::interrupt::graceful();
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Batch>(1);
         let (spare_tx, spare) = sync_channel::<Vec<u8>>(SPARE_WINDOWS);
@@ -183,8 +188,9 @@ pub fn run<T>(
             (_, Err(e)) => Err(e),
             (Err(e), Ok(mut ing)) => {
                 // Index what was already stored so the next backup can reuse
-                // it; no snapshot is written.
-                if ing.saver.finish().is_err() {
+                // it; no snapshot is written. Interrupted: only the packs
+                // stored or uploading (quick); else also the open packs.
+                if e.kind() == ErrorKind::Interrupted || ing.saver.finish().is_err() {
                     ing.saver.salvage();
                 }
                 let _ = catalog_written(repo, &mut ing.saver);
@@ -213,6 +219,7 @@ impl Reader<'_> {
     }
 
     fn push(&mut self, p: Piece) -> Result<()> {
+        crate::interrupt::check()?;
         self.batch.bytes += p.len;
         self.batch.pieces.push(p);
         if self.batch.bytes >= BATCH_BYTES {
@@ -478,7 +485,22 @@ fn processor(
     let mut contents: Vec<Vec<Id>> = Vec::new();
     let mut lengths: Vec<u64> = Vec::new();
     let mut cursors: HashMap<usize, DeltaCursor> = HashMap::new();
-    for batch in rx {
+    loop {
+        // A slow source may not send a batch for a long time: index the
+        // packs uploaded meanwhile on the saver's timer all the same.
+        let batch = match rx.recv_timeout(CHECKPOINT_POLL) {
+            Ok(b) => b,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = saver.checkpoint() {
+                    saver.salvage();
+                    let _ = catalog_written(repo, &mut saver);
+                    return Err(e);
+                }
+                catalog_written(repo, &mut saver)?;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         if let Err(e) = process(
             repo,
             &mut saver,

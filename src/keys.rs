@@ -46,11 +46,13 @@ pub struct KeyInfo {
 pub fn list_keys(store: &Store) -> Result<Vec<KeyInfo>> {
     let mut out = Vec::new();
     for l in store.list("keys/")? {
-        let raw = store.get(&ObjectKind::Key.key(&l.name))?;
-        out.push(KeyInfo {
-            id: l.name,
-            file: KeyFile::decode(&raw).ok(),
-        });
+        // An oversized or vanished key file is listed as unparsable.
+        let file = match store.get(&ObjectKind::Key.key(&l.name)) {
+            Ok(raw) => KeyFile::decode(&raw).ok(),
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        out.push(KeyInfo { id: l.name, file });
     }
     out.sort_by(|a, b| {
         let ca = a.file.as_ref().map(|f| f.created.as_str()).unwrap_or("");
@@ -153,7 +155,8 @@ pub fn recovery_code(config: &Config, master: &MasterKey) -> Result<Zeroizing<St
 }
 
 /// Parses a recovery code: ignores whitespace and `-`, accepts lower case,
-/// verifies the checksum and that the code belongs to repository `config`.
+/// verifies the checksum and that the code belongs to repository `config`
+/// (its id prefix, and its master key matches `config.key_check`).
 /// Errors ([`ErrorKind::Usage`]) name which check failed.
 pub fn parse_recovery_code(config: &Config, code: &str) -> Result<MasterKey> {
     let mut clean = Zeroizing::new(String::with_capacity(code.len()));
@@ -199,8 +202,15 @@ pub fn parse_recovery_code(config: &Config, code: &str) -> Result<MasterKey> {
             &config.id[..config.id.len().min(16)]
         )));
     }
-    MasterKey::from_bytes(&payload[1 + RECOVERY_REPO_ID_LEN..])
-        .ok_or_else(|| Error::corrupt("recovery code holds a master key of the wrong length"))
+    let master = MasterKey::from_bytes(&payload[1 + RECOVERY_REPO_ID_LEN..])
+        .ok_or_else(|| Error::corrupt("recovery code holds a master key of the wrong length"))?;
+    // Its master key must be the one `config.key_check` names (format-spec §2.1).
+    if !crypto::config_key_matches(&master, config) {
+        return Err(Error::usage(
+            "recovery code does not hold this repository's master key (`config` key_check differs)",
+        ));
+    }
+    Ok(master)
 }
 
 /// Checks that `master` opens this repository's data: it must authenticate
@@ -241,6 +251,7 @@ mod tests {
             pack_size: 16 << 20,
             open_packs: 4,
             compression_level: 3,
+            key_check: None,
         }
     }
 

@@ -173,6 +173,8 @@ pub struct LeaseGuard {
     lease: Lease,
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Removes the lease when a signal ends the process (crate::interrupt).
+    _on_signal: crate::interrupt::Cleanup,
 }
 
 fn store_lease(store: &Store, key: &MasterKey, name: &str, lease: &Lease) -> Result<()> {
@@ -212,12 +214,24 @@ impl LeaseGuard {
             last_ok: Mutex::new(Instant::now()),
             failed: AtomicBool::new(false),
         });
+        // A SIGINT/SIGTERM that ends the process outside a graceful
+        // operation still removes the lease (the refresh thread is told to
+        // stop first, so it does not write it again).
+        let on_signal = {
+            let (store, name, shared) = (store.clone(), name.clone(), shared.clone());
+            crate::interrupt::on_exit(move || {
+                *shared.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                shared.wake.notify_all();
+                let _ = store.delete(&ObjectKind::Lock.key(&name));
+            })
+        };
         let mut guard = LeaseGuard {
             store: store.clone(),
             name: name.clone(),
             lease: lease.clone(),
             shared: shared.clone(),
             thread: None,
+            _on_signal: on_signal,
         };
         // On error the guard's drop removes the lease.
         let others = list_leases(&store, key)?;

@@ -7,7 +7,9 @@
 //! repo      Repository façade: init/open, keys, catalog sync, blob/tree reads
 //! backup    walk sources, match the parent, assemble trees and the snapshot
 //! ingest    content pipeline: read → chunk → hash → seen? → compress → seal → pack
-//! restore   read pipeline: tree walk → ranged pack reads → open → write files
+//! restore   read pipeline: tree walk → ranged pack reads → open → write files;
+//!           restore/target opens the target path by path component, never
+//!           following symlinks
 //! fetch     batched sealed-blob reads: coalesced ranges, concurrent on S3
 //! pack      PackBuilder (pure) and BlobSaver (open packs, upload thread, index)
 //! chunker   FastCDC 2020 with a keyed gear table
@@ -16,6 +18,7 @@
 //! format/   byte layouts (format-spec.md), pure, no I/O
 //! catalog   SQLite cache of index + snapshots (derived, rebuildable)
 //! store     object_store facade (local directory, S3)
+//! interrupt SIGINT/SIGTERM: the interrupted flag, children stopped, leases released
 //! profile   snap.toml profiles: repositories, jobs, the child argument lists of `snap run`
 //! ```
 //!
@@ -47,6 +50,7 @@ pub mod fetch;
 pub mod find;
 pub mod format;
 pub mod ingest;
+pub mod interrupt;
 pub mod keys;
 pub mod lease;
 pub mod pack;

@@ -20,13 +20,19 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = cli::Cli::parse();
+    // SIGINT/SIGTERM: stop children, index stored packs, release the lease.
+    if let Err(e) = snap::interrupt::install() {
+        eprintln!("snap: warning: {e}");
+    }
     // From the parsed flags: a literal "--json" inside another argument
     // (e.g. a --command string) must not switch the error format.
     let json = cli.json();
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = cli::exit_code(&e);
+            // A run stopped by SIGINT/SIGTERM exits with 128 + the signal,
+            // whatever error its interruption caused.
+            let code = snap::interrupt::exit_code().unwrap_or_else(|| cli::exit_code(&e));
             let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>();
             // anyhow's chain repeats the snap::Error message with its own sources; keep the outermost
             // context and the first snap message.
@@ -37,7 +43,8 @@ fn main() -> ExitCode {
                     serde_json::json!({"type": "error", "code": code, "message": line})
                 );
             } else {
-                eprintln!("snap: error: {line}");
+                // Paths and names in a message may hold terminal controls.
+                eprintln!("snap: error: {}", cli::output::escape(&line));
             }
             ExitCode::from(code)
         }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Accumulates sealed blobs into one pack; no I/O.
 #[derive(Default)]
@@ -99,6 +100,20 @@ pub struct SaveStats {
 /// Packs uploaded per index object (default of [`BlobSaver::set_index_every`]).
 const PACKS_PER_INDEX: usize = 64;
 
+/// Default index checkpoint interval (5 minutes; see
+/// [`BlobSaver::set_index_interval`]).
+pub const INDEX_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The index checkpoint interval: `SNAP_INDEX_INTERVAL` (whole seconds, at
+/// least 1) when set to a number, else [`INDEX_INTERVAL`].
+pub fn index_interval() -> Duration {
+    std::env::var("SNAP_INDEX_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.max(1)))
+        .unwrap_or(INDEX_INTERVAL)
+}
+
 type UploadResult = Result<IndexPack>;
 
 /// Saves sealed blobs into packs and indexes them.
@@ -120,6 +135,10 @@ pub struct BlobSaver {
     in_flight: usize,
     max_in_flight: usize,
     index_every: usize,
+    /// Longest time an uploaded pack waits for its index object.
+    index_interval: Duration,
+    /// When the last index object was written (or the saver created).
+    last_index: Instant,
     /// First upload error seen; later calls report it again.
     failed: Option<Error>,
     uploaded: Vec<IndexPack>,
@@ -153,6 +172,8 @@ impl BlobSaver {
             in_flight: 0,
             max_in_flight,
             index_every: PACKS_PER_INDEX,
+            index_interval: index_interval(),
+            last_index: Instant::now(),
             failed: None,
             uploaded: Vec::new(),
             written_indexes: Vec::new(),
@@ -166,6 +187,33 @@ impl BlobSaver {
     /// smaller index objects.
     pub fn set_index_every(&mut self, packs: usize) {
         self.index_every = packs.max(1);
+    }
+
+    /// Writes an index object for the uploaded packs once `interval` has
+    /// passed since the last one (default [`index_interval`]), checked on
+    /// every [`BlobSaver::add`] and [`BlobSaver::checkpoint`]: a killed
+    /// backup or a power loss then loses at most about `interval` of upload.
+    pub fn set_index_interval(&mut self, interval: Duration) {
+        self.index_interval = interval;
+    }
+
+    /// Records finished uploads and, when the index interval has passed and
+    /// packs are waiting, writes an index object for them. For callers that
+    /// may not add blobs for a while (a slow source).
+    ///
+    /// Errors: the first upload error, or the index write's error.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.collect(false)?;
+        self.index_if_due()
+    }
+
+    fn index_if_due(&mut self) -> Result<()> {
+        if self.uploaded.len() >= self.index_every
+            || (!self.uploaded.is_empty() && self.last_index.elapsed() >= self.index_interval)
+        {
+            self.write_index()?;
+        }
+        Ok(())
     }
 
     /// Whether this saver already holds blob `id` (not yet in the catalog).
@@ -202,10 +250,7 @@ impl BlobSaver {
             self.send(p)?;
         }
         self.collect(false)?;
-        if self.uploaded.len() >= self.index_every {
-            self.write_index()?;
-        }
-        Ok(())
+        self.index_if_due()
     }
 
     fn send(&mut self, p: FinishedPack) -> Result<()> {
@@ -283,10 +328,18 @@ impl BlobSaver {
         };
         let sealed = self.key.seal(AAD_INDEX, &idx.encode());
         let id = Id::of_object(&sealed);
-        self.stats.stored_bytes += sealed.len() as u64;
-        self.store
-            .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))?;
+        let len = sealed.len() as u64;
+        if let Err(e) = self
+            .store
+            .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))
+        {
+            // Keep the packs for a later attempt (finish, salvage).
+            self.uploaded = idx.packs;
+            return Err(e);
+        }
+        self.stats.stored_bytes += len;
         self.written_indexes.push((id, idx));
+        self.last_index = Instant::now();
         Ok(())
     }
 

@@ -382,7 +382,7 @@ impl RepositoryDef {
             )));
         }
         if let Some(c) = &self.password_command {
-            let out = std::process::Command::new("sh")
+            let out = crate::sources::command("sh")
                 .arg("-c")
                 .arg(c)
                 .stdin(std::process::Stdio::null())

@@ -112,19 +112,44 @@ pub fn referenced_blobs(repo: &Repository, roots: &[Id]) -> Result<HashSet<Id>> 
 }
 
 /// All index objects: (listed ids, effective packs by id). An index named in
-/// another listed index's `supersedes` is skipped.
+/// another listed index's `supersedes` is skipped. Fails with
+/// [`ErrorKind::Corrupt`] naming the first index object that does not
+/// authenticate or decode (telling the user to run `snap repair index`):
+/// without it blobs it names would look unused.
 pub fn load_indexes(repo: &Repository) -> Result<(Vec<Id>, Vec<IndexPack>)> {
-    let listed: Vec<Id> = repo
+    let (ids, packs, bad) = load_indexes_lenient(repo)?;
+    if let Some((id, e)) = bad.into_iter().next() {
+        return Err(Error::corrupt(format!(
+            "index object {} is unreadable ({}), so the blobs it names would look unused; run `snap repair index` first",
+            id.to_hex(),
+            crate::repo::reason(ObjectKind::Index, &id, &e)
+        )));
+    }
+    Ok((ids, packs))
+}
+
+/// What [`load_indexes_lenient`] read: the readable index ids, the
+/// effective packs, and the unreadable index objects with their errors.
+pub type LoadedIndexes = (Vec<Id>, Vec<IndexPack>, Vec<(Id, Error)>);
+
+/// [`load_indexes`] that skips index objects that do not authenticate or
+/// decode and returns them as a third element: (id, error), ordered by id.
+/// Only store errors other than NotFound fail.
+pub fn load_indexes_lenient(repo: &Repository) -> Result<LoadedIndexes> {
+    let mut listed: Vec<Id> = repo
         .store()
         .list("index/")?
         .into_iter()
         .filter_map(|l| Id::from_hex(&l.name))
         .collect();
+    listed.sort();
     let mut files = Vec::new();
+    let mut bad = Vec::new();
     for id in &listed {
         match repo.read_index(id) {
             Ok(f) => files.push((*id, f)),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) if e.kind() == ErrorKind::Corrupt => bad.push((*id, e)),
             Err(e) => return Err(e),
         }
     }
@@ -146,7 +171,7 @@ pub fn load_indexes(repo: &Repository) -> Result<(Vec<Id>, Vec<IndexPack>)> {
             }
         }
     }
-    Ok((ids, packs))
+    Ok((ids, packs, bad))
 }
 
 /// Writes one index object naming `packs` and superseding `old`; returns its
@@ -191,6 +216,14 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .collect();
     let marks = lease::list_marks(&store, &key)?;
     repo.sync_catalog()?;
+    // A skipped object would make the blobs it names look unused.
+    repo.require_complete_index("to prune")?;
+    if let Some((id, e)) = repo.unreadable_snapshots().first() {
+        return Err(Error::corrupt(format!(
+            "refusing to prune: snapshot {} is unreadable ({e}); run `snap repair snapshots` to remove it first",
+            id.to_hex()
+        )));
+    }
     let snaps = repo.snapshots()?;
     let (index_ids, packs) = load_indexes(repo)?;
     let existing = list_packs(repo)?;

@@ -9,7 +9,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{EntryKind, Tree};
 use crate::format::{BlobKind, Id};
 use crate::pack::BlobSaver;
-use crate::prune::{list_packs, write_index};
+use crate::prune::{list_packs, load_indexes_lenient, write_index};
 use crate::repo::Repository;
 use crate::store::ObjectKind;
 use std::collections::HashSet;
@@ -30,11 +30,20 @@ pub struct IndexRepair {
     pub blobs_lost: u64,
     /// Index objects replaced.
     pub indexes_replaced: u64,
+    /// Index objects that did not authenticate or decode (hex ids); dropped
+    /// (replaced like the others).
+    pub indexes_unreadable: Vec<String>,
+    /// Blobs of damaged packs copied into new packs.
+    pub blobs_salvaged: u64,
 }
 
-/// Rebuilds the index from the pack headers. With `read_data`, every pack is
-/// downloaded and verified; damaged packs are salvaged (good blobs copied,
-/// pack deleted after the new index is stored).
+/// Rebuilds the index from the pack headers and replaces every index object,
+/// including ones that do not authenticate or decode. With `read_data`,
+/// every pack is downloaded and verified; damaged packs are salvaged (good
+/// blobs copied, pack deleted after the new index is stored). A pack whose
+/// header is lost (truncated) is salvaged from the entries the readable old
+/// index objects list for it: each blob whose bytes are still there and
+/// authenticate is kept. Warnings go to [`Repository::warn`].
 pub fn repair_index(repo: &Repository, read_data: bool) -> Result<IndexRepair> {
     let mut rep = IndexRepair::default();
     let store = repo.store().clone();
@@ -43,6 +52,19 @@ pub fn repair_index(repo: &Repository, read_data: bool) -> Result<IndexRepair> {
         .into_iter()
         .filter_map(|l| Id::from_hex(&l.name))
         .collect();
+    // What the old index objects said about each pack: the fallback for
+    // packs whose header is lost.
+    let (_, old_packs, unreadable) = load_indexes_lenient(repo)?;
+    for (id, e) in &unreadable {
+        repo.warn(format!(
+            "index object {} is unreadable and will be replaced: {}",
+            id.short(),
+            crate::repo::reason(ObjectKind::Index, id, e)
+        ));
+        rep.indexes_unreadable.push(id.to_hex());
+    }
+    let old_entries: std::collections::HashMap<Id, IndexPack> =
+        old_packs.into_iter().map(|p| (p.id, p)).collect();
     let existing = list_packs(repo)?;
     rep.packs = existing.len() as u64;
     let mut packs: Vec<IndexPack> = Vec::new();
@@ -64,7 +86,12 @@ pub fn repair_index(repo: &Repository, read_data: bool) -> Result<IndexRepair> {
                     blobs: entries,
                 }),
                 Err(e) => {
-                    eprintln!("warning: {e}");
+                    let hint = if old_entries.contains_key(id) {
+                        "; `snap repair index --read-data` can salvage its intact blobs"
+                    } else {
+                        ""
+                    };
+                    repo.warn(format!("{e}; left out of the index{hint}"));
                     rep.packs_unreadable.push(id.to_hex());
                 }
             }
@@ -74,8 +101,46 @@ pub fn repair_index(repo: &Repository, read_data: bool) -> Result<IndexRepair> {
         let (entries, bad, msgs) = verify_pack(repo, id, &bytes);
         match entries {
             None => {
-                eprintln!("warning: {}", msgs.join("; "));
-                rep.packs_unreadable.push(id.to_hex());
+                // Header lost: salvage by the entries the old index lists.
+                let known = old_entries
+                    .get(id)
+                    .map(|p| p.blobs.as_slice())
+                    .unwrap_or(&[]);
+                let mut kept = 0u64;
+                for e in known {
+                    let loc = crate::catalog::BlobLocation {
+                        kind: e.kind,
+                        pack: *id,
+                        offset: e.offset,
+                        length: e.length,
+                        raw_len: e.raw_len,
+                        base: e.base,
+                    };
+                    let s = e.offset as usize;
+                    let intact = bytes
+                        .get(s..s + e.length as usize)
+                        .filter(|sealed| repo.decode_blob(&e.id, &loc, sealed).is_ok());
+                    match intact {
+                        Some(sealed) => {
+                            saver.add_with_base(e.kind, e.id, sealed, e.raw_len, e.base)?;
+                            kept += 1;
+                        }
+                        None => rep.blobs_lost += 1,
+                    }
+                }
+                if kept == 0 {
+                    repo.warn(format!("{}; left out of the index", msgs.join("; ")));
+                    rep.packs_unreadable.push(id.to_hex());
+                } else {
+                    repo.warn(format!(
+                        "{}; salvaged {kept} of {} blobs the old index listed for it",
+                        msgs.join("; "),
+                        known.len()
+                    ));
+                    rep.blobs_salvaged += kept;
+                    damaged.push(*id);
+                    rep.packs_salvaged.push(id.to_hex());
+                }
             }
             Some(entries) if msgs.is_empty() => packs.push(IndexPack {
                 id: *id,
@@ -83,13 +148,14 @@ pub fn repair_index(repo: &Repository, read_data: bool) -> Result<IndexRepair> {
                 blobs: entries,
             }),
             Some(entries) => {
-                eprintln!("warning: {}", msgs.join("; "));
+                repo.warn(msgs.join("; "));
                 let bad: HashSet<Id> = bad.into_iter().collect();
                 rep.blobs_lost += bad.len() as u64;
                 for e in entries.iter().filter(|e| !bad.contains(&e.id)) {
                     let s = e.offset as usize;
                     if let Some(sealed) = bytes.get(s..s + e.length as usize) {
                         saver.add_with_base(e.kind, e.id, sealed, e.raw_len, e.base)?;
+                        rep.blobs_salvaged += 1;
                     }
                 }
                 damaged.push(*id);
@@ -128,6 +194,10 @@ pub struct SnapshotRepair {
     pub new: String,
     /// Paths dropped because their data is lost.
     pub lost: Vec<String>,
+    /// Set when the snapshot object itself does not authenticate or decode:
+    /// the error; the object is removed (`new` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 struct Rewriter<'a> {
@@ -149,8 +219,11 @@ impl Rewriter<'_> {
         })
     }
 
-    /// Rewrites tree `t` at `path`; `None` if the tree itself is lost.
-    fn tree(&mut self, t: Id, path: &str) -> Result<Option<Id>> {
+    /// Rewrites tree `t` at `path`, whose entries are `depth` levels below
+    /// the root; `None` if the tree itself is lost. Recursion is bounded by
+    /// the depth limit (format-spec §12).
+    fn tree(&mut self, t: Id, path: &str, depth: usize) -> Result<Option<Id>> {
+        crate::restore::check_depth(depth, || path.to_string())?;
         let tree = match self.repo.read_tree(&t) {
             Ok(tr) => tr,
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
@@ -176,7 +249,7 @@ impl Rewriter<'_> {
                 continue;
             }
             if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
-                match self.tree(s, &p)? {
+                match self.tree(s, &p, depth + 1)? {
                     None => {
                         changed = true;
                         continue;
@@ -210,8 +283,13 @@ impl Rewriter<'_> {
 /// Rewrites every snapshot that references lost data (blobs no index names,
 /// unreadable trees) without the lost entries; the new snapshot gets the tag
 /// `repaired` and a note in its description, the old one is removed.
+/// Snapshot objects that do not authenticate or decode are removed.
+///
+/// Refuses ([`ErrorKind::Corrupt`]) while an index object is unreadable:
+/// blobs it names would look lost and be dropped from snapshots.
 pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<Vec<SnapshotRepair>> {
     repo.sync_catalog()?;
+    repo.require_complete_index("to repair snapshots")?;
     let mut rw = Rewriter {
         repo,
         saver: BlobSaver::new(
@@ -225,7 +303,7 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<Vec<Snapshot
     let mut changed: Vec<(Id, Snapshot, Vec<String>)> = Vec::new();
     for (id, s) in repo.snapshots()? {
         rw.lost.clear();
-        let root = rw.tree(s.tree, "")?;
+        let root = rw.tree(s.tree, "", 1)?;
         if rw.lost.is_empty() {
             continue;
         }
@@ -256,12 +334,25 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<Vec<Snapshot
         changed.push((id, ns, rw.lost.clone()));
     }
     let mut out = Vec::new();
+    for (id, e) in repo.unreadable_snapshots() {
+        if !dry_run {
+            repo.store()
+                .delete(&ObjectKind::Snapshot.key(&id.to_hex()))?;
+        }
+        out.push(SnapshotRepair {
+            old: id.to_hex(),
+            new: String::new(),
+            lost: Vec::new(),
+            unreadable: Some(e),
+        });
+    }
     if dry_run {
         for (id, _, lost) in changed {
             out.push(SnapshotRepair {
                 old: id.to_hex(),
                 new: String::new(),
                 lost,
+                unreadable: None,
             });
         }
         return Ok(out);
@@ -279,6 +370,7 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<Vec<Snapshot
             old: id.to_hex(),
             new: nid.to_hex(),
             lost,
+            unreadable: None,
         });
     }
     Ok(out)

@@ -52,6 +52,33 @@ impl Default for InitOptions {
     }
 }
 
+/// Receives each warning (one line, lower-case, no "warning:" prefix) as
+/// it is raised; the CLI installs one that prints to stderr.
+pub type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Warnings raised so far and where they go.
+#[derive(Default)]
+struct Warnings {
+    all: Vec<String>,
+    sink: Option<WarningSink>,
+}
+
+/// Objects the last catalog sync skipped because they do not authenticate
+/// or decode: (object id, the error), ordered by id.
+#[derive(Default, Clone)]
+struct Unreadable {
+    indexes: std::collections::BTreeMap<Id, String>,
+    snapshots: std::collections::BTreeMap<Id, String>,
+}
+
+/// At most this many key files are tried when unlocking (format-spec §11):
+/// forged key files can cost at most this many Argon2 evaluations.
+pub const MAX_KEY_FILES_TRIED: usize = 16;
+
+/// Name of the file in the repository's cache directory that remembers the
+/// key file that opened the repository last (tried first).
+const LAST_KEY_FILE: &str = "last-key";
+
 /// An open repository.
 pub struct Repository {
     store: Arc<Store>,
@@ -63,6 +90,8 @@ pub struct Repository {
     streams_chunker: Chunker,
     /// Tree-cache generation of the running backup; 0: not in use.
     tree_gen: std::sync::atomic::AtomicI64,
+    warnings: Mutex<Warnings>,
+    unreadable: Mutex<Unreadable>,
 }
 
 /// Trees larger than this (plaintext bytes) are not kept in the tree cache.
@@ -112,43 +141,52 @@ pub fn default_cache_dir() -> PathBuf {
 
 impl Repository {
     /// Creates a repository at `location` and a first key file for
-    /// `password`. Fails with [`ErrorKind::Usage`] if one already exists.
+    /// `password`. Fails with [`ErrorKind::Usage`] if one already exists,
+    /// also when another `init` of the same location wins a race: exactly one
+    /// master key ever exists in a repository (format-spec §2, §14).
+    ///
+    /// Order: the key file is stored first, then `config` (create-only),
+    /// which carries `key_check`, a MAC under the master key. An init that
+    /// loses the race for `config` deletes its key file again; a key file
+    /// left by an init that crashed is never used, because its master key
+    /// does not match `key_check`.
     pub fn init(location: &str, password: &[u8], opts: &InitOptions) -> Result<Id> {
         let store = Store::open_with(location, true, &opts.store)?;
+        let exists = || Error::usage(format!("repository {location} already exists"));
         match store.get("config") {
-            Ok(_) => {
-                return Err(Error::usage(format!(
-                    "repository {location} already exists"
-                )))
-            }
+            Ok(_) => return Err(exists()),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        opts.chunking.files.validate().map_err(Error::usage)?;
-        opts.chunking.streams.validate().map_err(Error::usage)?;
         let mut rid = [0u8; 32];
         crypto::random_bytes(&mut rid);
-        let config = Config {
+        let mut config = Config {
             version: crate::format::FORMAT_VERSION,
             id: hex::encode(rid),
             chunking: opts.chunking,
             pack_size: opts.pack_size,
             open_packs: opts.open_packs,
             compression_level: opts.compression_level,
+            key_check: None,
         };
+        config
+            .validate()
+            .map_err(|e| Error::usage(format!("repository {location}: {e}")))?;
         let master = match &opts.ids_from {
             Some(k) => k.with_fresh_encryption_key(),
             None => MasterKey::generate(),
         };
+        config.key_check = Some(crypto::config_key_check(&master, &config.encode()));
         let kf = crypto::wrap_master_key(&master, password, now_rfc3339(), hostname(), username())?;
         let kbytes = kf.encode();
-        let kid = Id::of_object(&kbytes);
-        // Key before config: a repository is "initialised" once config exists.
-        store.put_new(&ObjectKind::Key.key(&kid.to_hex()), Bytes::from(kbytes))?;
+        let kkey = ObjectKind::Key.key(&Id::of_object(&kbytes).to_hex());
+        store.put_new(&kkey, Bytes::from(kbytes))?;
         if !store.put_new("config", Bytes::from(config.encode()))? {
-            return Err(Error::usage(format!(
-                "repository {location} already exists"
-            )));
+            // Lost the race: leave nothing behind. A key file whose delete
+            // fails is harmless (it does not match key_check). On an error
+            // the key file stays: `config` may have been stored after all.
+            let _ = store.delete(&kkey);
+            return Err(exists());
         }
         Ok(Id::from_hex(&config.id).unwrap_or_default())
     }
@@ -187,8 +225,25 @@ impl Repository {
     ) -> Result<Repository> {
         let store = Store::open_with(location, false, store_opts)?;
         let config = Self::read_config(&store)?;
-        let (key, key_id) = Self::unlock(&store, password)?;
-        Self::build(store, config, key, key_id, cache_dir)
+        let last = cache_dir.join(&config.id).join(LAST_KEY_FILE);
+        let preferred = std::fs::read_to_string(&last).ok();
+        let mut warnings = Vec::new();
+        let (key, key_id) = Self::unlock_with(
+            &store,
+            &config,
+            password,
+            preferred.as_deref().map(str::trim),
+            &mut warnings,
+        )?;
+        let repo = Self::build(store, config, key, key_id, cache_dir)?;
+        if preferred.as_deref().map(str::trim) != Some(repo.key_id.as_str()) {
+            // Only a hint: a failed write costs the next open more Argon2 runs.
+            let _ = std::fs::write(&last, &repo.key_id);
+        }
+        for w in warnings {
+            repo.warn(w);
+        }
+        Ok(repo)
     }
 
     /// Reads and parses the `config` object.
@@ -206,30 +261,107 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        Ok(Config::decode(&raw)?)
+        Config::decode(&raw).map_err(|e| {
+            Error::corrupt(format!(
+                "config of repository {} is invalid: {}",
+                store.location(),
+                e.detail
+            ))
+        })
     }
 
-    /// Tries every key file with `password`.
+    /// Tries the key files with `password` (at most
+    /// [`MAX_KEY_FILES_TRIED`]); see [`Repository::unlock_with`]. Warnings
+    /// about skipped key files are dropped.
     pub fn unlock(store: &Store, password: &[u8]) -> Result<(MasterKey, String)> {
-        let keys = store.list("keys/")?;
+        let config = Self::read_config(store)?;
+        Self::unlock_with(store, &config, password, None, &mut Vec::new())
+    }
+
+    /// Finds a key file that `password` opens and whose master key matches
+    /// `config.key_check` (format-spec §11): `preferred` (a key file name)
+    /// first, then the others by name, at most [`MAX_KEY_FILES_TRIED`] in
+    /// all. Key files that do not decode, are too large or wrap another
+    /// master key are skipped with a warning pushed to `warnings`.
+    ///
+    /// Errors: [`ErrorKind::WrongPassword`] if none opens,
+    /// [`ErrorKind::Corrupt`] if there is no key file or the key files the
+    /// password opens all wrap another master key than `config` names
+    /// (`config` modified), store errors.
+    pub fn unlock_with(
+        store: &Store,
+        config: &Config,
+        password: &[u8],
+        preferred: Option<&str>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(MasterKey, String)> {
+        let mut keys: Vec<String> = store
+            .list("keys/")?
+            .into_iter()
+            .map(|l| l.name)
+            .filter(|n| Id::from_hex(n).is_some())
+            .collect();
         if keys.is_empty() {
             return Err(Error::corrupt(format!(
                 "repository {} has no key files",
                 store.location()
             )));
         }
-        for k in &keys {
-            let raw = store.get(&ObjectKind::Key.key(&k.name))?;
+        keys.sort();
+        if let Some(p) = preferred {
+            if let Some(i) = keys.iter().position(|k| k == p) {
+                let k = keys.remove(i);
+                keys.insert(0, k);
+            }
+        }
+        if keys.len() > MAX_KEY_FILES_TRIED {
+            warnings.push(format!(
+                "{} key files in {}: only {MAX_KEY_FILES_TRIED} are tried; remove unknown ones with `snap key remove`",
+                keys.len(),
+                store.location()
+            ));
+            keys.truncate(MAX_KEY_FILES_TRIED);
+        }
+        let mut foreign = 0;
+        for name in &keys {
+            let raw = match store.get(&ObjectKind::Key.key(name)) {
+                Ok(r) => r,
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
+                    warnings.push(format!("skipping key file {name}: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let kf = match KeyFile::decode(&raw) {
                 Ok(kf) => kf,
                 Err(e) => {
-                    eprintln!("warning: skipping key file {}: {e}", k.name);
+                    warnings.push(format!("skipping key file {name}: {e}"));
                     continue;
                 }
             };
-            if let Some(mk) = crypto::unwrap_master_key(&kf, password)? {
-                return Ok((mk, k.name.clone()));
+            let mk = match crypto::unwrap_master_key(&kf, password) {
+                Ok(mk) => mk,
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    warnings.push(format!("skipping key file {name}: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(mk) = mk {
+                if crypto::config_key_matches(&mk, config) {
+                    return Ok((mk, name.clone()));
+                }
+                foreign += 1;
+                warnings.push(format!(
+                    "skipping key file {name}: it wraps another master key than `config` names (left by an interrupted or concurrent `snap init`?); remove it with `snap key remove`"
+                ));
             }
+        }
+        if foreign > 0 {
+            return Err(Error::corrupt(format!(
+                "`config` of {} does not match the master key this password opens ({foreign} key file(s)): `config` was modified, or those key files were left by an interrupted `snap init`",
+                store.location()
+            )));
         }
         Err(Error::new(
             ErrorKind::WrongPassword,
@@ -261,7 +393,7 @@ impl Repository {
         cache_dir: &std::path::Path,
     ) -> Result<Repository> {
         let cat_path = cache_dir.join(&config.id).join("catalog.sqlite");
-        let catalog = Catalog::open(&cat_path, &config.id)?;
+        let (catalog, recovered) = Catalog::open_or_recover(&cat_path, &config.id)?;
         let files_chunker = Chunker::new(key.chunker_seed(), config.chunking.files);
         let streams_chunker = Chunker::new(key.chunker_seed(), config.chunking.streams);
         let repo = Repository {
@@ -273,8 +405,33 @@ impl Repository {
             files_chunker,
             streams_chunker,
             tree_gen: std::sync::atomic::AtomicI64::new(0),
+            warnings: Mutex::new(Warnings::default()),
+            unreadable: Mutex::new(Unreadable::default()),
         };
+        if let Some(w) = recovered {
+            repo.warn(w);
+        }
+        repo.check_chunking()?;
         Ok(repo)
+    }
+
+    /// Warns if `config`'s chunking differs from the one this catalog
+    /// recorded when it was created (format-spec §15: `config` is never
+    /// rewritten, so a difference means it was tampered with).
+    fn check_chunking(&self) -> Result<()> {
+        let now = serde_json::to_string(&self.config.chunking).unwrap_or_default();
+        let cat = self.catalog();
+        match cat.meta("chunking")? {
+            None => cat.set_meta("chunking", &now)?,
+            Some(was) if was != now => {
+                drop(cat);
+                self.warn(format!(
+                    "the chunking parameters in `config` changed since this cache was created (was {was}, now {now}); `config` is never rewritten, so it may have been tampered with"
+                ));
+            }
+            Some(_) => {}
+        }
+        Ok(())
     }
 
     /// The storage facade.
@@ -312,6 +469,68 @@ impl Repository {
         self.catalog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Records a warning (once per distinct message) and hands it to the
+    /// warning sink, if one is set.
+    pub fn warn(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        let mut w = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        if w.all.contains(&msg) {
+            return;
+        }
+        if let Some(sink) = &w.sink {
+            sink(&msg);
+        }
+        w.all.push(msg);
+    }
+
+    /// Every warning raised so far, oldest first (also those already handed
+    /// to a sink).
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .all
+            .clone()
+    }
+
+    /// Hands every warning raised so far, and each later one as it is
+    /// raised, to `sink`.
+    pub fn set_warning_sink(&self, sink: WarningSink) {
+        let mut w = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        for m in &w.all {
+            sink(m);
+        }
+        w.sink = Some(sink);
+    }
+
+    /// Index objects the last [`Repository::sync_catalog`] skipped because
+    /// they do not authenticate or decode: (id, error), ordered by id.
+    pub fn unreadable_indexes(&self) -> Vec<(Id, String)> {
+        let u = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        u.indexes.iter().map(|(i, e)| (*i, e.clone())).collect()
+    }
+
+    /// Snapshot objects the last [`Repository::sync_catalog`] skipped
+    /// because they do not authenticate or decode: (id, error), ordered by id.
+    pub fn unreadable_snapshots(&self) -> Vec<(Id, String)> {
+        let u = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        u.snapshots.iter().map(|(i, e)| (*i, e.clone())).collect()
+    }
+
+    /// [`ErrorKind::Corrupt`] naming the first unreadable index object if
+    /// the last sync skipped any: the catalog then misses blobs that are
+    /// stored, so deleting data or dropping "lost" files would be unsafe.
+    /// `what` completes "refusing …" ("to prune").
+    pub fn require_complete_index(&self, what: &str) -> Result<()> {
+        match self.unreadable_indexes().first() {
+            None => Ok(()),
+            Some((id, e)) => Err(Error::corrupt(format!(
+                "refusing {what}: index object {} is unreadable ({e}), so the blobs it names would look unused; run `snap repair index` first",
+                id.to_hex()
+            ))),
+        }
+    }
+
     /// Brings the catalog up to date with `index/` and `snapshots/`: loads
     /// only objects it has not seen; if an index it holds has vanished
     /// (prune, repair), rebuilds from scratch. Returns the number of index
@@ -341,11 +560,15 @@ impl Repository {
         let known = cat.index_ids()?;
         let listed_set: std::collections::HashSet<Id> = listed.iter().copied().collect();
         let mut fresh: Vec<(Id, IndexFile)> = Vec::new();
+        let mut bad = Unreadable::default();
         for id in listed.iter().filter(|id| !known.contains(id)) {
             match self.read_index(id) {
                 Ok(idx) => fresh.push((*id, idx)),
                 // Deleted by a concurrent prune after listing: superseded.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    bad.indexes.insert(*id, reason(ObjectKind::Index, id, &e));
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -361,6 +584,9 @@ impl Repository {
                 match self.read_index(id) {
                     Ok(idx) => fresh.push((*id, idx)),
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) if e.kind() == ErrorKind::Corrupt => {
+                        bad.indexes.insert(*id, reason(ObjectKind::Index, id, &e));
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -383,13 +609,33 @@ impl Repository {
         for id in known.difference(&listed) {
             cat.remove_snapshot(id)?;
         }
-        for id in listed.difference(&known) {
+        let mut unread: Vec<&Id> = listed.difference(&known).collect();
+        unread.sort();
+        for id in unread {
             match self.read_snapshot(id) {
                 Ok(s) => cat.add_snapshot(id, &s)?,
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    bad.snapshots
+                        .insert(*id, reason(ObjectKind::Snapshot, id, &e));
+                }
                 Err(e) => return Err(e),
             }
         }
+        drop(cat);
+        for (id, e) in &bad.indexes {
+            self.warn(format!(
+                "skipping index object {}: {e}; run `snap check`, then `snap repair index`",
+                id.short()
+            ));
+        }
+        for (id, e) in &bad.snapshots {
+            self.warn(format!(
+                "skipping snapshot {}: {e}; run `snap check`, then `snap repair snapshots`",
+                id.short()
+            ));
+        }
+        *self.unreadable.lock().unwrap_or_else(|p| p.into_inner()) = bad;
         Ok(loaded)
     }
 
@@ -416,7 +662,7 @@ impl Repository {
         }
         if Id::of_object(&raw) != *id {
             return Err(Error::corrupt(format!(
-                "{key} does not match its name (corrupt or replaced); run `snap check`"
+                "{key} does not match its name (corrupt or replaced)"
             )));
         }
         self.key.open(aad, &raw, &key)
@@ -623,6 +869,18 @@ impl Repository {
                 "{n} snapshots match {spec:?}; give more digits"
             ))),
         }
+    }
+}
+
+/// Why an object could not be read, without the object key the message of
+/// [`Repository::read_index`] / [`Repository::read_snapshot`] starts with
+/// (callers name the object themselves).
+pub fn reason(kind: ObjectKind, id: &Id, e: &Error) -> String {
+    let msg = e.to_string();
+    let key = kind.key(&id.to_hex());
+    match msg.strip_prefix(&key) {
+        Some(rest) => rest.trim_start_matches([':', ' ']).to_string(),
+        None => msg,
     }
 }
 

@@ -20,6 +20,49 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+/// Removes snap's own passwords from a child's environment: every variable
+/// whose name starts with `SNAP_` and contains `PASSWORD` (`SNAP_PASSWORD`,
+/// `SNAP_PASSWORD_FILE`, `SNAP_FROM_PASSWORD`, `SNAP_NEW_PASSWORD`, their
+/// `_FILE` forms, …), as found in snap's environment now. For the `snap`
+/// re-exec of profile jobs, which then sets the one password it needs.
+pub fn scrub_passwords(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        let Some(name) = k.to_str() else { continue };
+        if name.starts_with("SNAP_") && name.contains("PASSWORD") {
+            cmd.env_remove(&k);
+        }
+    }
+}
+
+/// Secret variables of the storage backend removed by [`scrub_env`]. snap
+/// reads them when it opens an S3 repository, before any child starts; a
+/// child (`pg_dump`, `mongodump`, a `--command`, a hook) has no use for the
+/// repository's storage credentials, which can delete every backup. A child
+/// that needs its own AWS access keeps `AWS_PROFILE`/`~/.aws/credentials`,
+/// an instance role, and the non-secret `AWS_ACCESS_KEY_ID`, `AWS_REGION`
+/// and `AWS_ENDPOINT_URL`.
+pub const SECRET_ENV: &[&str] = &["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
+
+/// Removes every secret snap holds from a child's environment: its
+/// passwords ([`scrub_passwords`]) and the storage secrets in
+/// [`SECRET_ENV`]. Used for every program snap starts except its own
+/// re-exec. Variables the child's own program needs (`PGPASSWORD`,
+/// `PGPASSFILE`, …) are kept.
+pub fn scrub_env(cmd: &mut Command) {
+    scrub_passwords(cmd);
+    for k in SECRET_ENV {
+        cmd.env_remove(k);
+    }
+}
+
+/// `Command::new(program)` with [`scrub_env`] applied: how snap starts
+/// every program other than itself.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    scrub_env(&mut c);
+    c
+}
+
 /// Source kind of a `pg_dump` stream.
 pub const KIND_PG: &str = "pg";
 /// Source kind of a `pg_dumpall --globals-only` stream.
@@ -323,7 +366,7 @@ pub fn stderr_tail(err: &[u8], n: usize) -> String {
 /// Errors: [`ErrorKind::Source`] with `what`, the exit code and the stderr
 /// tail when it cannot be run or fails.
 fn run_capture(prog: &PathBuf, args: &[String], what: &str) -> Result<Vec<u8>> {
-    let out = Command::new(prog)
+    let out = command(prog)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -620,7 +663,7 @@ pub fn pipe_into(
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| Error::usage("empty command"))?;
-    let mut child = Command::new(prog)
+    let mut child = command(prog)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(std::io::stderr())
@@ -629,6 +672,8 @@ pub fn pipe_into(
         .map_err(|e| {
             Error::with_source(ErrorKind::Source, format!("{what}: cannot run {prog}"), e)
         })?;
+    // Stopped with snap on SIGINT/SIGTERM.
+    let _watch = crate::interrupt::watch_child(child.id(), false);
     let mut stderr = child.stderr.take();
     let err_thread = std::thread::spawn(move || {
         let mut buf = Vec::new();

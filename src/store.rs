@@ -66,6 +66,21 @@ impl ObjectKind {
     }
 }
 
+/// Largest object [`Store::get`] reads whole under `key`, bytes, by kind
+/// (format-spec §12): `config` and key files 64 KiB, leases 1 MiB, index,
+/// snapshot and mark objects (and unknown keys) 256 MiB
+/// ([`crate::format::MAX_METADATA_SIZE`]), packs 2³² − 1 bytes.
+pub fn max_object_size(key: &str) -> u64 {
+    let meta = crate::format::MAX_METADATA_SIZE as u64;
+    match key.split('/').next().unwrap_or("") {
+        "config" => 64 << 10,
+        "keys" => 64 << 10,
+        "locks" => 1 << 20,
+        "data" => crate::format::MAX_PACK_SIZE,
+        _ => meta,
+    }
+}
+
 /// A listed object: its name (last path segment) and size in bytes.
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -380,7 +395,9 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Reads a whole object; [`ErrorKind::NotFound`] if it does not exist.
+    /// Reads a whole object; [`ErrorKind::NotFound`] if it does not exist,
+    /// [`ErrorKind::Corrupt`] before downloading anything if the backend
+    /// reports it larger than [`max_object_size`] for its kind.
     pub fn get(&self, key: &str) -> Result<Bytes> {
         let sh = self.shared.clone();
         self.rt.block_on(sh.get(key.to_string(), None))
@@ -596,14 +613,31 @@ impl Shared {
             .get_opts(&path, opts)
             .await
             .map_err(|e| backend_err(what(), e))?;
-        let cap = (res.range.end - res.range.start) as usize;
+        // Whole objects: the size the backend reports is checked against
+        // the kind's cap before a byte of the body is read.
+        let max = max_object_size(&key);
+        if range.is_none() && res.meta.size > max {
+            return Err(Error::corrupt(format!(
+                "{key} in {} is {} bytes, more than the {max} bytes allowed for its kind",
+                self.location, res.meta.size
+            )));
+        }
+        let cap = (res.range.end - res.range.start).min(max);
         let mut stream = res.into_stream();
-        let mut buf = Vec::with_capacity(cap.min(1 << 30));
+        // Preallocate at most 64 MiB: the body may still be shorter or longer
+        // than announced; growth past that is by doubling.
+        let mut buf = Vec::with_capacity((cap as usize).min(64 << 20));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| backend_err(what(), e))?;
             StoreStats::inc(&c.bytes_down, chunk.len() as u64);
             if let Some(l) = &self.down {
                 l.take(chunk.len() as u64).await;
+            }
+            if range.is_none() && (buf.len() + chunk.len()) as u64 > max {
+                return Err(Error::corrupt(format!(
+                    "{key} in {} is more than the {max} bytes allowed for its kind",
+                    self.location
+                )));
             }
             buf.extend_from_slice(&chunk);
         }

@@ -440,6 +440,7 @@ fn build() -> Value {
         pack_size: 16 << 20,
         open_packs: 4,
         compression_level: 3,
+        key_check: None,
     };
     let cbytes = cfg.encode();
     assert_eq!(Config::decode(&cbytes).unwrap(), cfg);

@@ -201,18 +201,26 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     bar.finish();
     drop(lease);
     drop(secrets);
-    let out = out?;
+    let out = out.map_err(|e| match e.kind() {
+        snap::ErrorKind::Interrupted => snap::Error::new(
+            e.kind(),
+            format!("{e}: no snapshot was recorded; the data already stored is indexed, the next backup reuses it"),
+        ),
+        _ => e,
+    })?;
     for f in &out.snapshot.failed_sources {
         eprintln!(
             "warning: {}",
-            f.details
-                .get("error")
-                .map(String::as_str)
-                .unwrap_or("source failed")
+            super::output::escape(
+                f.details
+                    .get("error")
+                    .map(String::as_str)
+                    .unwrap_or("source failed")
+            )
         );
     }
     for w in &out.warnings {
-        eprintln!("warning: skipped {w}");
+        eprintln!("warning: skipped {}", super::output::escape(w));
     }
     for c in &out.changed {
         eprintln!("warning: {c}: changed while reading; stored the bytes read");

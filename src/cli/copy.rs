@@ -50,6 +50,8 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
     let cache = cache_dir(g);
     let src = Repository::open_opts(&a.from, src_pw.as_bytes(), &cache, &opts)?;
     let dst = Repository::open_unsynced(&to, dst_pw.as_bytes(), &cache, &opts)?;
+    super::print_warnings(g, &src);
+    super::print_warnings(g, &dst);
     if src.config().id == dst.config().id {
         return Err(Error::usage(format!("{} and {to} are the same repository", a.from)).into());
     }

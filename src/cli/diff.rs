@@ -56,9 +56,13 @@ pub fn run(g: &Global, a: &DiffArgs) -> Result<u8> {
             (None, None) => String::new(),
         };
         if i.kind == snap::format::tree::EntryKind::File {
-            println!("{}  {}  ({size})", i.change.marker(), i.path);
+            println!(
+                "{}  {}  ({size})",
+                i.change.marker(),
+                super::output::escape(&i.path)
+            );
         } else {
-            println!("{}  {}", i.change.marker(), i.path);
+            println!("{}  {}", i.change.marker(), super::output::escape(&i.path));
         }
     }
     println!(

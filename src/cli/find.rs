@@ -62,10 +62,10 @@ pub fn run(g: &Global, a: &FindArgs) -> Result<u8> {
             println!(
                 "{}  {}  {:>10}  {}  {}",
                 id.short(),
-                s.time,
+                super::output::escape(&s.time),
                 human(f.size),
                 mtime_str(f.mtime_ns),
-                f.path
+                super::output::escape(&f.path)
             );
         }
     }

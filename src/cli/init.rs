@@ -15,7 +15,7 @@ pub struct InitArgs {
     /// Stream chunk sizes in bytes as MIN,AVG,MAX [default: 16384,65536,524288].
     #[arg(long, value_parser = parse_sizes)]
     chunk_streams: Option<ChunkSizes>,
-    /// Target pack size in MiB (1..=1024).
+    /// Target pack size in MiB (1..=128).
     #[arg(long, default_value_t = 16)]
     pack_size_mib: u32,
     /// zstd compression level for blobs (1..=19).
@@ -48,8 +48,8 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<u8> {
     if pw.is_empty() {
         return Err(Error::usage("empty password").into());
     }
-    if !(1..=1024).contains(&a.pack_size_mib) {
-        return Err(Error::usage("--pack-size-mib must be 1..=1024").into());
+    if !(1..=128).contains(&a.pack_size_mib) {
+        return Err(Error::usage("--pack-size-mib must be 1..=128").into());
     }
     let mut opts = InitOptions {
         store: store_options(g)?,

@@ -62,6 +62,8 @@ pub fn snap_child(
 ) -> Result<Command> {
     let exe = std::env::current_exe()?;
     let mut c = Command::new(exe);
+    // Only the passwords set below: not the parent's other SNAP_*PASSWORD*.
+    snap::sources::scrub_passwords(&mut c);
     c.args(args)
         .env_remove("SNAP_REPO")
         .env_remove("SNAP_PASSWORD_FILE")

@@ -28,7 +28,7 @@ pub fn run(g: &Global) -> Result<u8> {
                 &l.name[..8.min(l.name.len())],
                 if l.is_live(now) { "live" } else { "expired" },
                 x.operation,
-                x.host,
+                super::output::escape(&x.host),
                 x.pid,
                 x.start,
                 x.expires

@@ -51,14 +51,16 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
             .ok_or_else(|| Error::new(ErrorKind::Usage, format!("{p} is not a folder")))?;
         prefix = format!("/{}", p.trim_matches('/'));
     }
-    let mut stack = vec![(start, prefix)];
+    let start_depth = prefix.matches('/').count() + 1;
+    let mut stack = vec![(start, prefix, start_depth)];
     let mut out: Vec<(String, TreeEntry)> = Vec::new();
-    while let Some((tid, pre)) = stack.pop() {
+    while let Some((tid, pre, depth)) = stack.pop() {
+        snap::restore::check_depth(depth, || pre.clone())?;
         let t = repo.read_tree(&tid)?;
         for mut e in t.entries.into_iter().rev() {
             let path = format!("{pre}/{}", String::from_utf8_lossy(&e.name));
             if let Some(s) = e.subtree {
-                stack.push((s, path.clone()));
+                stack.push((s, path.clone(), depth + 1));
             }
             e.content = Vec::new();
             out.push((path, e));
@@ -96,18 +98,22 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
             let link = if e.link_target.is_empty() {
                 String::new()
             } else {
-                format!(" -> {}", String::from_utf8_lossy(&e.link_target))
+                format!(
+                    " -> {}",
+                    super::output::escape(&String::from_utf8_lossy(&e.link_target))
+                )
             };
             println!(
-                "{} {:>6} {:>6} {:>12}  {}  {p}{link}",
+                "{} {:>6} {:>6} {:>12}  {}  {}{link}",
                 mode_string(e),
                 e.uid,
                 e.gid,
                 e.size,
-                mtime_str(e.mtime_ns)
+                mtime_str(e.mtime_ns),
+                super::output::escape(p)
             );
         } else {
-            println!("{p}");
+            println!("{}", super::output::escape(p));
         }
     }
     Ok(0)

@@ -16,6 +16,7 @@ mod jobs;
 mod key;
 mod locks;
 mod ls;
+pub mod output;
 mod progress;
 mod prune;
 mod repair;
@@ -27,6 +28,9 @@ mod snapshots;
 mod stats;
 mod tag;
 
+#[cfg(test)]
+mod doc_commands;
+
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use snap::repo::default_cache_dir;
@@ -37,7 +41,7 @@ use std::path::PathBuf;
 
 const EXIT_CODES: &str =
     "Exit codes: 0 ok; 1 error; 2 usage; 3 backup finished but some sources were unreadable; \
-10 repository does not exist; 11 repository locked; 12 wrong password; 130 interrupted.";
+10 repository does not exist; 11 repository locked; 12 wrong password; 130 interrupted (SIGINT; 143 SIGTERM).";
 
 /// snap: deduplicating, encrypted snapshots of file trees and database dumps.
 #[derive(Parser, Debug)]
@@ -304,15 +308,22 @@ pub fn store_options(g: &Global) -> Result<StoreOptions> {
 }
 
 pub fn open(g: &Global) -> Result<Repository> {
-    let loc = repo_location(g)?;
-    let opts = store_options(g)?;
-    let pw = password(g, false)?;
-    Ok(Repository::open_opts(
-        &loc,
-        pw.as_bytes(),
-        &cache_dir(g),
-        &opts,
-    )?)
+    let repo = open_unsynced(g)?;
+    repo.sync_catalog()?;
+    Ok(repo)
+}
+
+/// Prints the repository's warnings to stderr as they are raised:
+/// `snap: warning: …`, or `{"type":"warning","message":…}` with `--json`.
+pub fn print_warnings(g: &Global, repo: &Repository) {
+    let json = g.json;
+    repo.set_warning_sink(Box::new(move |m| {
+        if json {
+            eprintln!("{}", serde_json::json!({"type": "warning", "message": m}));
+        } else {
+            eprintln!("snap: warning: {m}");
+        }
+    }));
 }
 
 /// [`open`] without the catalog sync (the caller takes a lease, then syncs).
@@ -320,12 +331,9 @@ pub fn open_unsynced(g: &Global) -> Result<Repository> {
     let loc = repo_location(g)?;
     let opts = store_options(g)?;
     let pw = password(g, false)?;
-    Ok(Repository::open_unsynced(
-        &loc,
-        pw.as_bytes(),
-        &cache_dir(g),
-        &opts,
-    )?)
+    let repo = Repository::open_unsynced(&loc, pw.as_bytes(), &cache_dir(g), &opts)?;
+    print_warnings(g, &repo);
+    Ok(repo)
 }
 
 /// Bytes in binary units with two decimals ("1.50 MiB").

@@ -67,6 +67,18 @@ pub fn run(g: &Global, c: &RepairCommand) -> Result<u8> {
                 );
             } else {
                 for s in &r {
+                    if let Some(e) = &s.unreadable {
+                        let verb = if *dry_run {
+                            "would be removed"
+                        } else {
+                            "removed"
+                        };
+                        println!(
+                            "snapshot object {} is unreadable ({e}): {verb}",
+                            &s.old[..8]
+                        );
+                        continue;
+                    }
                     if *dry_run {
                         println!("snapshot {} would lose:", &s.old[..8]);
                     } else {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use snap::profile::{is_pg_dump_stream, pg_with_dbname, profile_tag, Config, SqlCheck};
 use snap::{Error, ErrorKind};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -63,7 +63,7 @@ fn pg_program(name: &str) -> PathBuf {
 /// Runs `psql -X -A -t -q -v ON_ERROR_STOP=1 -d CONNINFO -c SQL`; returns
 /// trimmed stdout or the error text.
 fn psql(conninfo: &str, sql: &str) -> Result<String, String> {
-    let out = Command::new(pg_program("psql"))
+    let out = snap::sources::command(pg_program("psql"))
         .args([
             "-X",
             "-A",
@@ -282,7 +282,7 @@ pub fn run(g: &Global, a: &RestoreTestArgs) -> Result<u8> {
     }
     // 5. Commands in the restore directory.
     for (i, c) in rt.commands.iter().enumerate() {
-        let st = Command::new("sh")
+        let st = snap::sources::command("sh")
             .arg("-c")
             .arg(c)
             .current_dir(&dir)
@@ -532,7 +532,7 @@ fn restore_dump(
     let Some(dump) = snapc.stdout.take() else {
         return Err("snap restore has no stdout".into());
     };
-    let pgr = Command::new(pg_program("pg_restore"))
+    let pgr = snap::sources::command(pg_program("pg_restore"))
         .args(["--no-owner", "--no-privileges", "--dbname", target])
         .stdin(Stdio::from(dump))
         .stdout(Stdio::null())

@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use snap::profile::{step_error, ChildGlobals, Config, StepKind};
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -126,12 +126,10 @@ fn run_hook(job: &Job, hook: &str, cmd: &str, summary: &Value, running: bool) ->
         .try_clone_to_owned()
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::inherit());
-    let mut child = Command::new("sh")
+    // Hooks (often third-party notifiers) never see a password.
+    let mut child = snap::sources::command("sh")
         .arg("-c")
         .arg(cmd)
-        // Hooks (often third-party notifiers) never see a password.
-        .env_remove("SNAP_PASSWORD")
-        .env_remove("SNAP_FROM_PASSWORD")
         .env("SNAP_HOOK", hook)
         .env("SNAP_PROFILE", &job.profile)
         .env("SNAP_STATUS", job.status(running))

@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 use snap::Error;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 #[derive(Args, Debug)]
 pub struct ScheduleArgs {
@@ -298,7 +298,7 @@ fn unit_dir(a: &ScheduleArgs) -> PathBuf {
 }
 
 fn systemctl(user: bool, args: &[&str]) -> Result<()> {
-    let mut c = Command::new("systemctl");
+    let mut c = snap::sources::command("systemctl");
     if user {
         c.arg("--user");
     }
@@ -320,7 +320,7 @@ fn systemctl(user: bool, args: &[&str]) -> Result<()> {
 }
 
 fn read_crontab() -> Result<String> {
-    let out = Command::new("crontab")
+    let out = snap::sources::command("crontab")
         .arg("-l")
         .stdin(Stdio::null())
         .output()
@@ -381,7 +381,7 @@ pub fn run(g: &Global, a: &ScheduleArgs) -> Result<u8> {
         if a.install {
             let mut tab = without_profile(&read_crontab()?, profile);
             tab.push_str(&text);
-            let mut child = Command::new("crontab")
+            let mut child = snap::sources::command("crontab")
                 .arg("-")
                 .stdin(Stdio::piped())
                 .spawn()
@@ -503,7 +503,7 @@ fn list(g: &Global, a: &ScheduleArgs) -> Result<u8> {
             );
         }
     }
-    if let Ok(tab) = Command::new("crontab")
+    if let Ok(tab) = snap::sources::command("crontab")
         .arg("-l")
         .stdin(Stdio::null())
         .stderr(Stdio::null())

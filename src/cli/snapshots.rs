@@ -1,5 +1,6 @@
 //! `snap snapshots`: list snapshots.
 
+use super::output::escape;
 use super::{human, open, Global};
 use anyhow::Result;
 
@@ -35,11 +36,11 @@ pub fn run(g: &Global) -> Result<u8> {
         println!(
             "{:<8}  {:<24}  {:<12}  {:<16}  {:>10}  {}",
             id.short(),
-            s.time,
-            s.hostname,
-            s.tags.join(","),
+            escape(&s.time),
+            escape(&s.hostname),
+            escape(&s.tags.join(",")),
             human(s.summary.total_bytes),
-            what.join(" ")
+            escape(&what.join(" "))
         );
     }
     println!("{} snapshots", snaps.len());

@@ -57,6 +57,10 @@ pub struct Config {
     pub open_packs: u32,
     /// zstd level for blobs (default 3).
     pub compression_level: i32,
+    /// MAC of this config under the master key (format-spec §2.1), 64 hex
+    /// digits; absent in repositories created before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_check: Option<String>,
 }
 
 impl Config {
@@ -85,35 +89,84 @@ impl Config {
         v
     }
 
-    /// Parses and validates (format-spec §2.1): version 1, `id` of 64
-    /// lower-case hex digits, chunk sizes, pack size 1 MiB ..= 1 GiB,
-    /// 1 ..= 64 open packs, zstd level −7 ..= 22.
+    /// Largest accepted `pack_size`, bytes (128 MiB).
+    pub const MAX_PACK_SIZE: u32 = 128 << 20;
+    /// Largest accepted `open_packs`.
+    pub const MAX_OPEN_PACKS: u32 = 16;
+    /// Largest accepted `open_packs × pack_size`, bytes (256 MiB): the
+    /// memory a writer holds in open packs.
+    pub const MAX_OPEN_PACK_BYTES: u64 = 256 << 20;
+
+    /// Parses and validates (format-spec §2.1); see [`Config::validate`].
     pub fn decode(buf: &[u8]) -> Result<Config, super::DecodeError> {
-        let err = |detail: String| super::DecodeError {
+        let c: Config = serde_json::from_slice(buf).map_err(|e| super::DecodeError {
+            what: "config",
+            offset: 0,
+            detail: e.to_string(),
+        })?;
+        c.validate().map_err(|detail| super::DecodeError {
             what: "config",
             offset: 0,
             detail,
-        };
-        let c: Config = serde_json::from_slice(buf).map_err(|e| err(e.to_string()))?;
+        })?;
+        Ok(c)
+    }
+
+    /// Checks every field against format-spec §2.1: version 1, `id` of 64
+    /// lower-case hex digits, chunk sizes ([`ChunkSizes::validate`]),
+    /// `pack_size` 1 MiB ..= 128 MiB, `open_packs` 1 ..= 16 with
+    /// `open_packs × pack_size` ≤ 256 MiB, zstd level −7 ..= 22, `key_check`
+    /// absent or 64 lower-case hex digits. Returns a one-line message naming
+    /// the first bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        let c = self;
         if c.version != super::FORMAT_VERSION {
-            return Err(err(format!("unsupported repository version {}", c.version)));
+            return Err(format!("unsupported repository version {}", c.version));
         }
+        let hex64 =
+            |s: &str| s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         // The id names a local cache directory: never let a hostile config
         // steer that path (`../..`).
-        if c.id.len() != 64 || !c.id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(err("repository id is not 64 lower-case hex digits".into()));
+        if !hex64(&c.id) {
+            return Err("field id: repository id is not 64 lower-case hex digits".into());
         }
-        c.chunking.files.validate().map_err(err)?;
-        c.chunking.streams.validate().map_err(err)?;
-        if !(1 << 20..=1 << 30).contains(&c.pack_size)
-            || !(1..=64).contains(&c.open_packs)
-            || !(-7..=22).contains(&c.compression_level)
-        {
-            return Err(err(
-                "pack_size, open_packs or compression_level out of range".into(),
+        c.chunking
+            .files
+            .validate()
+            .map_err(|e| format!("field chunking.files: {e}"))?;
+        c.chunking
+            .streams
+            .validate()
+            .map_err(|e| format!("field chunking.streams: {e}"))?;
+        if !(1 << 20..=Self::MAX_PACK_SIZE).contains(&c.pack_size) {
+            return Err(format!(
+                "field pack_size: {} bytes is outside 1 MiB ..= 128 MiB",
+                c.pack_size
             ));
         }
-        Ok(c)
+        if !(1..=Self::MAX_OPEN_PACKS).contains(&c.open_packs) {
+            return Err(format!(
+                "field open_packs: {} is outside 1 ..= {}",
+                c.open_packs,
+                Self::MAX_OPEN_PACKS
+            ));
+        }
+        if c.open_packs as u64 * c.pack_size as u64 > Self::MAX_OPEN_PACK_BYTES {
+            return Err(format!(
+                "fields open_packs and pack_size: {} packs of {} bytes exceed 256 MiB held open",
+                c.open_packs, c.pack_size
+            ));
+        }
+        if !(-7..=22).contains(&c.compression_level) {
+            return Err(format!(
+                "field compression_level: {} is outside -7 ..= 22",
+                c.compression_level
+            ));
+        }
+        if c.key_check.as_deref().is_some_and(|k| !hex64(k)) {
+            return Err("field key_check: not 64 lower-case hex digits".into());
+        }
+        Ok(())
     }
 }
 
@@ -133,6 +186,7 @@ mod tests {
             pack_size: 16 << 20,
             open_packs: 4,
             compression_level: 3,
+            key_check: None,
         }
     }
 

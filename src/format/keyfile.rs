@@ -9,6 +9,16 @@ pub const SALT_LEN: usize = 32;
 /// Length of the sealed master key: nonce 24 + master key 96 + tag 16, bytes.
 pub const SEALED_MASTER_LEN: usize = 24 + 96 + 16;
 
+/// Largest accepted Argon2 memory cost, KiB (256 MiB; writers use 64 MiB).
+pub const MAX_M_COST_KIB: u32 = 256 << 10;
+/// Largest accepted Argon2 pass count (writers use 3).
+pub const MAX_T_COST: u32 = 10;
+/// Largest accepted Argon2 lane count (writers use 1).
+pub const MAX_P_COST: u32 = 16;
+/// Largest accepted `m_cost_kib × t_cost` (1 GiB·pass, about five times the
+/// writers' 64 MiB × 3): bounds the time one forged key file can cost.
+pub const MAX_KDF_WORK: u64 = 1 << 20;
+
 fn is_hex_of_len(s: &str, bytes: usize) -> bool {
     s.len() == 2 * bytes && s.bytes().all(|c| c.is_ascii_hexdigit())
 }
@@ -53,9 +63,9 @@ impl KeyFile {
         v
     }
 
-    /// Parses and bounds the KDF parameters (8·p ≤ m ≤ 4 GiB, 1 ≤ t ≤ 100,
-    /// 1 ≤ p ≤ 64) so a hostile key file cannot make the client allocate
-    /// without bound; checks the salt (32 bytes) and `sealed_master`
+    /// Parses and bounds the KDF parameters (8·p ≤ m ≤ 256 MiB,
+    /// 1 ≤ t ≤ 10, 1 ≤ p ≤ 16, m·t ≤ 1 GiB) so a hostile key file cannot
+    /// make the client allocate or compute without bound; checks the salt (32 bytes) and `sealed_master`
     /// (136 bytes) are hex of the right length (format-spec §11).
     pub fn decode(buf: &[u8]) -> Result<KeyFile, super::DecodeError> {
         let err = |detail: String| super::DecodeError {
@@ -67,13 +77,16 @@ impl KeyFile {
         if k.version != 1 || k.kdf.algorithm != "argon2id" {
             return Err(err("unsupported key file version or kdf".into()));
         }
-        if k.kdf.m_cost_kib < 8
-            || k.kdf.m_cost_kib > 4 << 20
-            || !(1..=100).contains(&k.kdf.t_cost)
-            || !(1..=64).contains(&k.kdf.p_cost)
-            || k.kdf.m_cost_kib < 8 * k.kdf.p_cost
+        let (m, t, p) = (k.kdf.m_cost_kib, k.kdf.t_cost, k.kdf.p_cost);
+        if !(8..=MAX_M_COST_KIB).contains(&m)
+            || !(1..=MAX_T_COST).contains(&t)
+            || !(1..=MAX_P_COST).contains(&p)
+            || m < 8 * p
+            || m as u64 * t as u64 > MAX_KDF_WORK
         {
-            return Err(err("kdf parameters out of range".into()));
+            return Err(err(format!(
+                "kdf parameters m_cost_kib {m}, t_cost {t}, p_cost {p} are outside the accepted bounds (m <= 256 MiB, t <= 10, p <= 16, m*t <= 1 GiB)"
+            )));
         }
         // Checked here so that a malformed key file is skipped like any other
         // undecodable one instead of failing key derivation later.

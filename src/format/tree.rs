@@ -8,6 +8,12 @@ pub const TREE_VERSION: u8 = 1;
 /// Largest name accepted, bytes (the u16 length field).
 pub const MAX_NAME_LEN: usize = u16::MAX as usize;
 
+/// Deepest nesting of folders a snapshot may have, in levels below the
+/// root tree (the root's children are level 1; format-spec §12). Writers
+/// refuse deeper paths; readers report "tree deeper than N levels" instead of
+/// walking further.
+pub const MAX_DEPTH: usize = 1024;
+
 /// Name of the reserved top-level folder that holds streams (format-spec §8.3).
 pub const STREAMS_DIR: &str = "@streams";
 
