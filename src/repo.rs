@@ -110,11 +110,21 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// User name running snap.
+/// User name running snap: `$USER`, else `$LOGNAME` (empty values ignored),
+/// else the passwd name of the real uid, else "unknown".
 pub fn username() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    let env = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+    env("USER")
+        .or_else(|| env("LOGNAME"))
+        .or_else(|| {
+            // cron and systemd units often set neither: ask the passwd
+            // database for the real uid's name.
+            nix::unistd::User::from_uid(nix::unistd::Uid::current())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Current time, RFC 3339 UTC with milliseconds.
