@@ -57,15 +57,86 @@ pub fn looks_incompressible(data: &[u8]) -> bool {
     h > ENTROPY_LIMIT
 }
 
+/// zstd level of [`Policy::choose`] for a compressible blob on a CPU-bound
+/// writer (an `auto` repository, format-spec §5).
+pub const FAST_LEVEL: i32 = 1;
+
+/// Where a writer's time goes, as seen by its blob saver: computing
+/// (chunking, hashing, compressing, sealing) or waiting for pack uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bottleneck {
+    /// Uploads keep up; CPU time bounds the throughput.
+    Cpu,
+    /// The upload queue is full: the writer waits for the store.
+    Upload,
+}
+
+/// How one blob is stored: its payload's compression byte and zstd level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// Compression byte [`RAW`]: stored as is.
+    Raw,
+    /// Compression byte [`ZSTD`] at this level (still stored raw if the
+    /// frame saves less than about 3 %).
+    Zstd(i32),
+}
+
+/// How a writer compresses blobs: a repository's `compression_level` and
+/// `compression` (format-spec §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// The repository's zstd level (−7 ..= 22).
+    pub level: i32,
+    /// `compression` = `auto`: choose per blob ([`Policy::choose`]).
+    pub auto: bool,
+}
+
+impl Policy {
+    /// The policy of a repository's config.
+    pub fn of(config: &crate::format::config::Config) -> Policy {
+        Policy {
+            level: config.compression_level,
+            auto: config.compression == Some(crate::format::config::Compression::Auto),
+        }
+    }
+
+    /// The compression for a blob with plaintext `data` on a writer whose
+    /// bottleneck is `bottleneck` (format-spec §5, "Writing"): raw when the
+    /// entropy estimate ([`looks_incompressible`]) says incompressible;
+    /// else the repository's level, except that an `auto` policy on a
+    /// CPU-bound writer uses the faster [`FAST_LEVEL`] (or the repository's
+    /// level if that is lower). Upload-bound writers therefore never store
+    /// more than the repository's level would, and CPU-bound ones spend
+    /// about a third less time compressing.
+    pub fn choose(&self, data: &[u8], bottleneck: Bottleneck) -> Choice {
+        if looks_incompressible(data) {
+            Choice::Raw
+        } else if self.auto && bottleneck == Bottleneck::Cpu {
+            Choice::Zstd(FAST_LEVEL.min(self.level))
+        } else {
+            Choice::Zstd(self.level)
+        }
+    }
+}
+
 /// Encodes a blob plaintext into `out` (cleared first): compressed with zstd
 /// at `level` unless it looks incompressible or compression saves < 3%.
 /// Reuses one zstd context per thread.
 pub fn encode(data: &[u8], level: i32, out: &mut Vec<u8>) {
+    let policy = Policy { level, auto: false };
+    encode_as(data, policy.choose(data, Bottleneck::Cpu), out);
+}
+
+/// Encodes a blob plaintext into `out` (cleared first) as `choice` says
+/// (from [`Policy::choose`]); a zstd frame that saves less than about 3 %
+/// is replaced by the raw plaintext. Reuses one zstd context per thread.
+pub fn encode_as(data: &[u8], choice: Choice, out: &mut Vec<u8>) {
+    // One zstd context per level in use (an `auto` writer uses two).
     thread_local! {
-        static CCTX: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-            const { std::cell::RefCell::new(None) };
+        static CCTX: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
     }
-    if !looks_incompressible(data) {
+    if let Choice::Zstd(level) = choice {
         // zstd writes into an initialised slice; a reused buffer is only
         // grown (zero-filled once), not cleared and zero-filled per blob.
         let bound = zstd::zstd_safe::compress_bound(data.len());
@@ -75,10 +146,17 @@ pub fn encode(data: &[u8], level: i32, out: &mut Vec<u8>) {
         out[0] = ZSTD;
         let n = CCTX.with(|c| {
             let mut c = c.borrow_mut();
-            if c.as_ref().map(|(l, _)| *l) != Some(level) {
-                *c = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
-            }
-            c.as_mut()?.1.compress_to_buffer(data, &mut out[1..]).ok()
+            let i = match c.iter().position(|(l, _)| *l == level) {
+                Some(i) => i,
+                None => {
+                    if c.len() >= 4 {
+                        c.remove(0);
+                    }
+                    c.push((level, zstd::bulk::Compressor::new(level).ok()?));
+                    c.len() - 1
+                }
+            };
+            c[i].1.compress_to_buffer(data, &mut out[1..]).ok()
         });
         if let Some(n) = n {
             if n + n / 32 < data.len() {
@@ -275,6 +353,52 @@ mod tests {
         let unrelated = vec![b'z'; 4096];
         assert!(!encode_delta(&data, &base_id, &unrelated, 3, &mut out));
         assert_eq!(decode(&out, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn auto_chooses_raw_fast_or_repository_level() {
+        let mut noise = vec![0u8; 200_000];
+        crate::crypto::random_bytes(&mut noise);
+        let text = b"the quick brown fox jumps over the lazy dog ".repeat(5000);
+        let auto = Policy {
+            level: 3,
+            auto: true,
+        };
+        // Incompressible: raw, whatever the bottleneck.
+        assert_eq!(auto.choose(&noise, Bottleneck::Cpu), Choice::Raw);
+        assert_eq!(auto.choose(&noise, Bottleneck::Upload), Choice::Raw);
+        // Compressible on a CPU-bound writer: the fast level; upload-bound:
+        // the repository's level.
+        assert_eq!(auto.choose(&text, Bottleneck::Cpu), Choice::Zstd(FAST_LEVEL));
+        assert_eq!(auto.choose(&text, Bottleneck::Upload), Choice::Zstd(3));
+        // The fast level never exceeds a lower repository level.
+        let low = Policy {
+            level: -3,
+            auto: true,
+        };
+        assert_eq!(low.choose(&text, Bottleneck::Cpu), Choice::Zstd(-3));
+        // A fixed level (no `compression` field) is used whatever the bottleneck.
+        let fixed = Policy {
+            level: 3,
+            auto: false,
+        };
+        assert_eq!(fixed.choose(&text, Bottleneck::Cpu), Choice::Zstd(3));
+        assert_eq!(fixed.choose(&noise, Bottleneck::Cpu), Choice::Raw);
+        // Each choice decodes with the one decoder, and `encode` is the
+        // fixed policy.
+        let mut enc = Vec::new();
+        for choice in [Choice::Raw, Choice::Zstd(FAST_LEVEL), Choice::Zstd(3)] {
+            encode_as(&text, choice, &mut enc);
+            assert_eq!(enc[0], if choice == Choice::Raw { RAW } else { ZSTD });
+            assert_eq!(decode(&enc, text.len()).unwrap(), text);
+        }
+        let mut fast = Vec::new();
+        encode_as(&text, Choice::Zstd(FAST_LEVEL), &mut fast);
+        encode(&text, 3, &mut enc);
+        let mut three = Vec::new();
+        encode_as(&text, Choice::Zstd(3), &mut three);
+        assert_eq!(enc, three);
+        assert_ne!(fast, three, "levels 1 and 3 wrote the same frame");
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! as its dictionary stores only the change.
 
 use crate::chunker::Chunker;
-use crate::compress;
+use crate::compress::{self, Bottleneck};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{ChunkProfile, Tree};
 use crate::format::{BlobKind, Id};
@@ -40,6 +40,78 @@ pub const SMALL_FILE: u64 = 1 << 20;
 /// Bytes read per window of a large file or a stream, beyond the uncut tail
 /// of the previous window.
 pub const STREAM_WINDOW: usize = 8 << 20;
+/// Share of recent time a writer spends waiting for uploads above which it
+/// counts as upload-bound (format-spec §5, `auto`).
+const UPLOAD_BOUND_SHARE: f64 = 0.1;
+/// Weight of the latest batch in the moving share of upload waits.
+const WAIT_WEIGHT: f64 = 0.25;
+
+/// Where the writer's time goes, for `compression = "auto"` (format-spec
+/// §5): a moving average, over batches, of the share of time the saver
+/// waited for a free upload slot. A remote store starts upload-bound and
+/// stays so until more packs were sent than uploads run at once (before
+/// that its queue cannot have been full); a local one starts CPU-bound.
+struct Gauge {
+    now: Bottleneck,
+    share: f64,
+    since: std::time::Instant,
+    waited: std::time::Duration,
+    /// Packs the saver must have sent before waits are measured.
+    warm_up: u64,
+}
+
+impl Gauge {
+    /// For a writer to a remote store (`remote`) running `uploads` pack
+    /// uploads at once, or to a local repository.
+    fn new(remote: bool, uploads: u64) -> Gauge {
+        Gauge {
+            now: if remote {
+                Bottleneck::Upload
+            } else {
+                Bottleneck::Cpu
+            },
+            share: if remote { 1.0 } else { 0.0 },
+            since: std::time::Instant::now(),
+            waited: std::time::Duration::ZERO,
+            warm_up: if remote { uploads } else { 0 },
+        }
+    }
+
+    fn of(repo: &Repository) -> Gauge {
+        let store = repo.store();
+        Gauge::new(
+            store.local_root().is_none(),
+            store.upload_concurrency() as u64,
+        )
+    }
+
+    /// Takes in, at time `now`, the saver's packs sent and total upload
+    /// wait so far ([`BlobSaver::upload_wait`]).
+    fn observe(&mut self, now: std::time::Instant, packs: u64, waited: std::time::Duration) {
+        let span = now.duration_since(self.since).as_secs_f64();
+        let wait = waited.saturating_sub(self.waited).as_secs_f64();
+        (self.since, self.waited) = (now, waited);
+        if packs <= self.warm_up || span <= 0.0 {
+            return;
+        }
+        let share = (wait / span).min(1.0);
+        self.share = (1.0 - WAIT_WEIGHT) * self.share + WAIT_WEIGHT * share;
+        self.now = if self.share > UPLOAD_BOUND_SHARE {
+            Bottleneck::Upload
+        } else {
+            Bottleneck::Cpu
+        };
+    }
+
+    fn update(&mut self, saver: &BlobSaver) {
+        self.observe(
+            std::time::Instant::now(),
+            saver.stats.packs,
+            saver.upload_wait(),
+        );
+    }
+}
+
 /// How often an idle processor checks the saver's index timer.
 const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -485,6 +557,7 @@ fn processor(
     let mut contents: Vec<Vec<Id>> = Vec::new();
     let mut lengths: Vec<u64> = Vec::new();
     let mut cursors: HashMap<usize, DeltaCursor> = HashMap::new();
+    let mut gauge = Gauge::of(repo);
     loop {
         // A slow source may not send a batch for a long time: index the
         // packs uploaded meanwhile on the saver's timer all the same.
@@ -508,12 +581,14 @@ fn processor(
             &mut contents,
             &mut lengths,
             &mut cursors,
+            gauge.now,
         ) {
             // Keep what was stored (e.g. before the disk filled up) usable.
             saver.salvage();
             let _ = catalog_written(repo, &mut saver);
             return Err(e);
         }
+        gauge.update(&saver);
         progress.fetch_add(batch.bytes as u64, Ordering::Relaxed);
         catalog_written(repo, &mut saver)?;
         // The last piece of a window hands its buffer back to the reader.
@@ -593,6 +668,7 @@ fn process(
     contents: &mut Vec<Vec<Id>>,
     lengths: &mut Vec<u64>,
     cursors: &mut HashMap<usize, DeltaCursor>,
+    bottleneck: Bottleneck,
 ) -> Result<()> {
     let key = repo.key();
     // Cut (whole small files) and hash, in parallel; order is kept.
@@ -647,7 +723,8 @@ fn process(
             }
         }
     }
-    let level = repo.config().compression_level;
+    let policy = compress::Policy::of(repo.config());
+    let level = policy.level;
     let fetched = fetch_bases(repo, &new);
     let sealed: Vec<(Vec<u8>, Option<Id>)> = new
         .par_iter()
@@ -666,7 +743,7 @@ fn process(
                     compress::encode_delta(data, b, plain, level, enc).then_some(*b)
                 }
                 None => {
-                    compress::encode(data, level, enc);
+                    compress::encode_as(data, policy.choose(data, bottleneck), enc);
                     None
                 }
             };
@@ -707,4 +784,48 @@ pub fn save_tree(repo: &Repository, saver: &mut BlobSaver, tree: &Tree) -> Resul
     let sealed = key.seal_blob(BlobKind::Tree, &id, &enc);
     saver.add(BlobKind::Tree, id, &sealed, plain.len() as u32)?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Feeds `n` batches of one second each, `wait` of which the saver
+    /// spent waiting for uploads, with `packs` sent so far.
+    fn feed(g: &mut Gauge, t: &mut Instant, waited: &mut Duration, n: usize, wait: Duration, packs: u64) {
+        for _ in 0..n {
+            *t += Duration::from_secs(1);
+            *waited += wait;
+            g.observe(*t, packs, *waited);
+        }
+    }
+
+    #[test]
+    fn gauge_follows_upload_waits() {
+        // Local: CPU-bound until uploads hold the writer up.
+        let mut g = Gauge::new(false, 2);
+        let (mut t, mut w) = (g.since, Duration::ZERO);
+        assert_eq!(g.now, Bottleneck::Cpu);
+        feed(&mut g, &mut t, &mut w, 5, Duration::from_millis(20), 10);
+        assert_eq!(g.now, Bottleneck::Cpu, "2% waiting is CPU-bound");
+        feed(&mut g, &mut t, &mut w, 2, Duration::from_millis(600), 12);
+        assert_eq!(g.now, Bottleneck::Upload);
+        feed(&mut g, &mut t, &mut w, 20, Duration::ZERO, 40);
+        assert_eq!(g.now, Bottleneck::Cpu);
+
+        // Remote: upload-bound from the start, and while no more packs
+        // than run at once were sent, however free the queue looks.
+        let mut g = Gauge::new(true, 6);
+        let (mut t, mut w) = (g.since, Duration::ZERO);
+        assert_eq!(g.now, Bottleneck::Upload);
+        feed(&mut g, &mut t, &mut w, 30, Duration::ZERO, 6);
+        assert_eq!(g.now, Bottleneck::Upload);
+        // Then measured: a queue that never fills means CPU-bound...
+        feed(&mut g, &mut t, &mut w, 30, Duration::ZERO, 7);
+        assert_eq!(g.now, Bottleneck::Cpu);
+        // ...and one that does, upload-bound again.
+        feed(&mut g, &mut t, &mut w, 3, Duration::from_millis(900), 9);
+        assert_eq!(g.now, Bottleneck::Upload);
+    }
 }

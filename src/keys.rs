@@ -251,6 +251,7 @@ mod tests {
             pack_size: 16 << 20,
             open_packs: 4,
             compression_level: 3,
+            compression: None,
             key_check: None,
         }
     }

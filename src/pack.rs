@@ -141,6 +141,8 @@ pub struct BlobSaver {
     last_index: Instant,
     /// First upload error seen; later calls report it again.
     failed: Option<Error>,
+    /// Time spent waiting for a free upload slot.
+    upload_wait: Duration,
     uploaded: Vec<IndexPack>,
     /// Index objects written, with their contents, for the caller to catalog.
     pub written_indexes: Vec<(Id, IndexFile)>,
@@ -175,6 +177,7 @@ impl BlobSaver {
             index_interval: index_interval(),
             last_index: Instant::now(),
             failed: None,
+            upload_wait: Duration::ZERO,
             uploaded: Vec::new(),
             written_indexes: Vec::new(),
             stats: SaveStats::default(),
@@ -216,6 +219,13 @@ impl BlobSaver {
         Ok(())
     }
 
+    /// Total time the saver has spent waiting for a free upload slot (all
+    /// `upload_concurrency` uploads running) before it could hand over a
+    /// full pack: time in which the writer was bound by its uploads.
+    pub fn upload_wait(&self) -> Duration {
+        self.upload_wait
+    }
+
     /// Whether this saver already holds blob `id` (not yet in the catalog).
     pub fn is_pending(&self, id: &Id) -> bool {
         self.pending.contains(id)
@@ -255,8 +265,12 @@ impl BlobSaver {
 
     fn send(&mut self, p: FinishedPack) -> Result<()> {
         // Keep at most `max_in_flight` uploads running.
-        while self.in_flight >= self.max_in_flight {
-            self.collect_one()?;
+        if self.in_flight >= self.max_in_flight {
+            let waiting = Instant::now();
+            while self.in_flight >= self.max_in_flight {
+                self.collect_one()?;
+            }
+            self.upload_wait += waiting.elapsed();
         }
         if let Some(e) = &self.failed {
             return Err(Error::new(e.kind(), e.to_string()));

@@ -26,8 +26,11 @@ pub struct InitOptions {
     pub pack_size: u32,
     /// Packs filled at once.
     pub open_packs: u32,
-    /// zstd level.
+    /// zstd level (with `compression` auto: the level when uploads are the
+    /// bottleneck).
     pub compression_level: i32,
+    /// The config's `compression` field (format-spec §2.1); default auto.
+    pub compression: Option<crate::format::config::Compression>,
     /// How to reach the storage.
     pub store: StoreOptions,
     /// Take the id key and chunker seed from this master key (so blob ids
@@ -46,6 +49,7 @@ impl Default for InitOptions {
             pack_size: 16 << 20,
             open_packs: 2,
             compression_level: 3,
+            compression: Some(crate::format::config::Compression::Auto),
             store: StoreOptions::default(),
             ids_from: None,
         }
@@ -167,6 +171,7 @@ impl Repository {
             pack_size: opts.pack_size,
             open_packs: opts.open_packs,
             compression_level: opts.compression_level,
+            compression: opts.compression,
             key_check: None,
         };
         config

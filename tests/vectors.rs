@@ -11,7 +11,7 @@ use snap::compress;
 use snap::crypto::{
     self, blob_aad, MasterKey, AAD_INDEX, AAD_KEY, AAD_PACK_HEADER, AAD_SNAPSHOT, NONCE_LEN,
 };
-use snap::format::config::{ChunkSizes, Chunking, Config};
+use snap::format::config::{ChunkSizes, Chunking, Compression, Config};
 use snap::format::index::{IndexFile, IndexPack};
 use snap::format::keyfile::{Kdf, KeyFile};
 use snap::format::pack::{split_pack, PackHeader};
@@ -440,6 +440,7 @@ fn build() -> Value {
         pack_size: 16 << 20,
         open_packs: 4,
         compression_level: 3,
+        compression: None,
         key_check: None,
     };
     let cbytes = cfg.encode();
@@ -447,6 +448,20 @@ fn build() -> Value {
     v.insert(
         "config".into(),
         json!({"json": String::from_utf8(cbytes).unwrap()}),
+    );
+    // The same with `compression` = `auto` and a `key_check` under the
+    // vectors' master key (§2.1), as `init` writes since `auto` exists.
+    let mut auto = Config {
+        compression: Some(Compression::Auto),
+        ..cfg.clone()
+    };
+    auto.key_check = Some(crypto::config_key_check(&mk, &auto.encode()));
+    let abytes = auto.encode();
+    assert_eq!(Config::decode(&abytes).unwrap(), auto);
+    assert!(crypto::config_key_matches(&mk, &auto));
+    v.insert(
+        "config_auto".into(),
+        json!({"json": String::from_utf8(abytes).unwrap()}),
     );
 
     // §9 chunking.
@@ -609,6 +624,11 @@ fn committed_bytes_decode(file: &Value) {
 
     let cfg = Config::decode(v["config"]["json"].as_str().unwrap().as_bytes()).unwrap();
     assert_eq!(cfg.chunking.files, Config::FILES);
+    assert_eq!(cfg.compression, None);
+    let auto = Config::decode(v["config_auto"]["json"].as_str().unwrap().as_bytes()).unwrap();
+    assert_eq!(auto.compression, Some(Compression::Auto));
+    assert_eq!(auto.compression_level, 3);
+    assert!(crypto::config_key_matches(&mk, &auto));
 }
 
 /// The cut-point pseudo-code of format-spec §9.3, written independently of

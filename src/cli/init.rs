@@ -18,15 +18,34 @@ pub struct InitArgs {
     /// Target pack size in MiB (1..=128).
     #[arg(long, default_value_t = 16)]
     pack_size_mib: u32,
-    /// zstd compression level for blobs (1..=19).
-    #[arg(long, default_value_t = 3)]
-    compression: i32,
+    /// Blob compression: `auto` picks per blob between raw, zstd level 1 (when CPU is the bottleneck) and level 3 (when uploads are); a number N (-7..=22) stores every blob at zstd level N.
+    #[arg(long, default_value = "auto", value_name = "auto|N", value_parser = parse_compression, allow_hyphen_values = true)]
+    compression: CompressionArg,
     /// Take chunking sizes, chunker seed and blob-id key from this repository (the encryption key stays new), so `snap copy` between the two deduplicates exactly.
     #[arg(long, value_name = "REPO")]
     copy_chunker_params_from: Option<String>,
     /// Password file of the --copy-chunker-params-from repository (else SNAP_FROM_PASSWORD, else a prompt).
     #[arg(long, env = "SNAP_FROM_PASSWORD_FILE")]
     from_password_file: Option<std::path::PathBuf>,
+}
+
+/// `--compression`: `auto`, or one zstd level for every blob.
+#[derive(Debug, Clone, Copy)]
+enum CompressionArg {
+    Auto,
+    Level(i32),
+}
+
+fn parse_compression(s: &str) -> std::result::Result<CompressionArg, String> {
+    if s == "auto" {
+        return Ok(CompressionArg::Auto);
+    }
+    match s.parse::<i32>() {
+        Ok(n) if (-7..=22).contains(&n) => Ok(CompressionArg::Level(n)),
+        _ => Err(format!(
+            "expected `auto` or a zstd level -7..=22, got {s:?}"
+        )),
+    }
 }
 
 fn parse_sizes(s: &str) -> std::result::Result<ChunkSizes, String> {
@@ -112,7 +131,15 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<u8> {
         opts.ids_from = Some(src.key().clone());
     }
     opts.pack_size = a.pack_size_mib << 20;
-    opts.compression_level = a.compression;
+    match a.compression {
+        CompressionArg::Auto => {
+            opts.compression = Some(snap::format::config::Compression::Auto);
+        }
+        CompressionArg::Level(n) => {
+            opts.compression_level = n;
+            opts.compression = None;
+        }
+    }
     let id = Repository::init(&loc, pw.as_bytes(), &opts)?;
     if g.json {
         outln!(

@@ -42,6 +42,16 @@ pub struct Chunking {
     pub streams: ChunkSizes,
 }
 
+/// The `config` field `compression` (format-spec §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Per blob, the writer picks raw, a fast zstd level or
+    /// `compression_level` from a cheap estimate of the blob and from where
+    /// its bottleneck is (CPU or uploads); see `compress::Policy`.
+    Auto,
+}
+
 /// The `config` object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
@@ -55,8 +65,15 @@ pub struct Config {
     pub pack_size: u32,
     /// Number of packs filled at once (blobs are spread over them by id).
     pub open_packs: u32,
-    /// zstd level for blobs (default 3).
+    /// zstd level for blobs (default 3); with [`Compression::Auto`] the
+    /// level used when uploads are the bottleneck.
     pub compression_level: i32,
+    /// How writers choose each blob's compression (format-spec §2.1, §5):
+    /// `Some(Compression::Auto)` (the default for new repositories), or
+    /// absent: every blob at `compression_level` (repositories created
+    /// before `auto` existed, and `snap init --compression N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
     /// MAC of this config under the master key (format-spec §2.1), 64 hex
     /// digits; absent in repositories created before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,8 +203,28 @@ mod tests {
             pack_size: 16 << 20,
             open_packs: 4,
             compression_level: 3,
+            compression: None,
             key_check: None,
         }
+    }
+
+    #[test]
+    fn compression_auto_roundtrips_and_unknown_values_are_rejected() {
+        let mut c = config();
+        c.compression = Some(Compression::Auto);
+        let text = String::from_utf8(c.encode()).unwrap();
+        assert!(
+            text.contains("\"compression_level\": 3,\n  \"compression\": \"auto\"\n"),
+            "{text}"
+        );
+        assert_eq!(Config::decode(text.as_bytes()).unwrap(), c);
+        // A numeric-level config (older repositories) has no field.
+        let old = config();
+        assert!(!String::from_utf8(old.encode()).unwrap().contains("\"compression\""));
+        assert_eq!(Config::decode(&old.encode()).unwrap().compression, None);
+        let bad = text.replace("\"auto\"", "\"fast\"");
+        let e = Config::decode(bad.as_bytes()).unwrap_err();
+        assert!(e.detail.contains("fast"), "{}", e.detail);
     }
 
     #[test]
