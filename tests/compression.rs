@@ -11,7 +11,7 @@ use common::services;
 use std::path::Path;
 
 /// `n` bytes of log-like lines of words, on which zstd level 3 stores
-/// clearly less than level 1.
+/// clearly less than level 2.
 fn words(rng: &mut Rng, n: usize) -> Vec<u8> {
     const WORDS: &[&str] = &[
         "alpha", "backup", "chunk", "delta", "engine", "forget", "gear", "hash", "index", "jump",
@@ -97,7 +97,7 @@ fn auto_repository_roundtrips_and_uses_the_fast_level_locally() {
     let stored_fixed = stored(&fixed.backup_json([&src]));
     fixed.ok(["check", "--read-data"]);
     // A local repository is CPU-bound: the compressible blobs went in at
-    // zstd level 1, which stores a little more than level 3; the noise is
+    // zstd level 2, which stores a little more than level 3; the noise is
     // raw in both.
     assert!(
         stored_auto > stored_fixed,

@@ -18,7 +18,7 @@ pub struct InitArgs {
     /// Target pack size in MiB (1..=128).
     #[arg(long, default_value_t = 16)]
     pack_size_mib: u32,
-    /// Blob compression: `auto` picks per blob between raw, zstd level 1 (when CPU is the bottleneck) and level 3 (when uploads are); a number N (-7..=22) stores every blob at zstd level N.
+    /// Blob compression: `auto` picks per blob between raw, zstd level 2 (when CPU is the bottleneck) and level 3 (when uploads are); a number N (-7..=22) stores every blob at zstd level N.
     #[arg(long, default_value = "auto", value_name = "auto|N", value_parser = parse_compression, allow_hyphen_values = true)]
     compression: CompressionArg,
     /// Take chunking sizes, chunker seed and blob-id key from this repository (the encryption key stays new), so `snap copy` between the two deduplicates exactly.
