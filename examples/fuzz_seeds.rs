@@ -61,6 +61,7 @@ fn main() {
         pack_size: 16 << 20,
         open_packs: 4,
         compression_level: 3,
+        compression: None,
         key_check: None,
     };
     write(&dir, "config", "default", &config.encode());

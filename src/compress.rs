@@ -372,7 +372,10 @@ mod tests {
         assert_eq!(auto.choose(&noise, Bottleneck::Upload), Choice::Raw);
         // Compressible on a CPU-bound writer: the fast level; upload-bound:
         // the repository's level.
-        assert_eq!(auto.choose(&text, Bottleneck::Cpu), Choice::Zstd(FAST_LEVEL));
+        assert_eq!(
+            auto.choose(&text, Bottleneck::Cpu),
+            Choice::Zstd(FAST_LEVEL)
+        );
         assert_eq!(auto.choose(&text, Bottleneck::Upload), Choice::Zstd(3));
         // The fast level never exceeds a lower repository level.
         let low = Policy {

@@ -793,7 +793,14 @@ mod tests {
 
     /// Feeds `n` batches of one second each, `wait` of which the saver
     /// spent waiting for uploads, with `packs` sent so far.
-    fn feed(g: &mut Gauge, t: &mut Instant, waited: &mut Duration, n: usize, wait: Duration, packs: u64) {
+    fn feed(
+        g: &mut Gauge,
+        t: &mut Instant,
+        waited: &mut Duration,
+        n: usize,
+        wait: Duration,
+        packs: u64,
+    ) {
         for _ in 0..n {
             *t += Duration::from_secs(1);
             *waited += wait;

@@ -220,7 +220,9 @@ mod tests {
         assert_eq!(Config::decode(text.as_bytes()).unwrap(), c);
         // A numeric-level config (older repositories) has no field.
         let old = config();
-        assert!(!String::from_utf8(old.encode()).unwrap().contains("\"compression\""));
+        assert!(!String::from_utf8(old.encode())
+            .unwrap()
+            .contains("\"compression\""));
         assert_eq!(Config::decode(&old.encode()).unwrap().compression, None);
         let bad = text.replace("\"auto\"", "\"fast\"");
         let e = Config::decode(bad.as_bytes()).unwrap_err();
