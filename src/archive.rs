@@ -16,8 +16,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{EntryKind, TreeEntry};
 use crate::format::Id;
 use crate::repo::Repository;
-use crate::session::Session;
 use crate::restore::for_each_blob;
+use crate::session::Session;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 
