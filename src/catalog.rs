@@ -442,7 +442,9 @@ impl Catalog {
         match base {
             None => Ok(true),
             Some(b) => {
-                let Some(pack) = st.query_row([&b[..]], |r| r.get::<_, Vec<u8>>(0)).optional()?
+                let Some(pack) = st
+                    .query_row([&b[..]], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()?
                 else {
                     return Ok(false);
                 };

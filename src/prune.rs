@@ -112,6 +112,27 @@ pub fn blob_locations(
     locs.into_iter().map(|(id, (l, _))| (id, l)).collect()
 }
 
+/// The location and sealed bytes of blob `id` from `locs` (as built by
+/// [`blob_locations`]). Fails with [`ErrorKind::NotFound`] if `locs` does
+/// not name it, or a store error.
+pub fn fetch_located_blob(
+    repo: &Repository,
+    locs: &HashMap<Id, crate::catalog::BlobLocation>,
+    id: &Id,
+) -> Result<(crate::catalog::BlobLocation, Bytes)> {
+    let loc = *locs.get(id).ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("blob {} is not in any index object", id.short()),
+        )
+    })?;
+    let sealed = repo.store().get_range(
+        &ObjectKind::Pack.key(&loc.pack.to_hex()),
+        loc.offset as u64..loc.offset as u64 + loc.length as u64,
+    )?;
+    Ok((loc, sealed))
+}
+
 /// Reads and verifies blob `id` from `locs` (as built by [`blob_locations`]),
 /// including the base of a delta blob. Fails with [`ErrorKind::NotFound`]
 /// if `locs` does not name it (or its base), [`ErrorKind::Corrupt`] if it
@@ -121,27 +142,12 @@ pub fn read_located_blob(
     locs: &HashMap<Id, crate::catalog::BlobLocation>,
     id: &Id,
 ) -> Result<Vec<u8>> {
-    let get = |id: &Id| -> Result<(crate::catalog::BlobLocation, Bytes)> {
-        let loc = *locs.get(id).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("blob {} is not in any index object", id.short()),
-            )
-        })?;
-        let sealed = repo.store().get_range(
-            &ObjectKind::Pack.key(&loc.pack.to_hex()),
-            loc.offset as u64..loc.offset as u64 + loc.length as u64,
-        )?;
-        Ok((loc, sealed))
-    };
-    let (loc, sealed) = get(id)?;
-    match loc.base {
-        None => repo.decode_blob(id, &loc, &sealed),
-        Some(b) => {
-            let (bloc, bsealed) = get(&b)?;
-            repo.decode_blob_with_base(id, &loc, &sealed, Some((&bloc, &bsealed[..])))
-        }
-    }
+    let (loc, sealed) = fetch_located_blob(repo, locs, id)?;
+    let base = loc
+        .base
+        .map(|b| fetch_located_blob(repo, locs, &b))
+        .transpose()?;
+    repo.decode_blob_with_base(id, &loc, &sealed, base.as_ref().map(|(l, s)| (l, &s[..])))
 }
 
 /// Every blob (tree and data) reachable from the given snapshot root trees,
@@ -497,26 +503,10 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
                     base: b.base,
                 };
                 // A delta's base is located through prune's own index view.
-                let base = match b.base {
-                    None => None,
-                    Some(base) => {
-                        let bloc = *locs.get(&base).ok_or_else(|| {
-                            Error::new(
-                                ErrorKind::NotFound,
-                                format!(
-                                    "base {} of blob {} is not in any index object; run `snap check`",
-                                    base.short(),
-                                    b.id.short()
-                                ),
-                            )
-                        })?;
-                        let bsealed = store.get_range(
-                            &ObjectKind::Pack.key(&bloc.pack.to_hex()),
-                            bloc.offset as u64..bloc.offset as u64 + bloc.length as u64,
-                        )?;
-                        Some((bloc, bsealed))
-                    }
-                };
+                let base = b
+                    .base
+                    .map(|base| fetch_located_blob(repo, &locs, &base))
+                    .transpose()?;
                 repo.decode_blob_with_base(
                     &b.id,
                     &loc,
