@@ -116,16 +116,22 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(src) = &self.source {
-            write!(f, ": {src}")?;
-            let mut cur = src.source();
-            while let Some(s) = cur {
-                write!(f, ": {s}")?;
-                cur = s.source();
+        // Many libraries (object_store, reqwest) already include their
+        // source's text in their own message: print each cause once.
+        let mut text = self.message.clone();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static));
+        while let Some(s) = cur {
+            let t = s.to_string();
+            if !t.is_empty() && !text.contains(&t) {
+                text.push_str(": ");
+                text.push_str(&t);
             }
+            cur = s.source();
         }
-        Ok(())
+        f.write_str(&text)
     }
 }
 

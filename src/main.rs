@@ -17,9 +17,62 @@ fn tune_allocator() {
     }
 }
 
+/// Removes `SNAP_*` variables that are set but empty, so that clap's `env`
+/// fallbacks and the password lookup treat them as unset (`SNAP_REPO= snap
+/// init` uses the default repository instead of the path "").
+fn drop_empty_snap_vars() {
+    let empty: Vec<std::ffi::OsString> = std::env::vars_os()
+        .filter(|(k, v)| k.as_encoded_bytes().starts_with(b"SNAP_") && v.is_empty())
+        .map(|(k, _)| k)
+        .collect();
+    for k in empty {
+        // Single-threaded here: nothing else reads the environment yet.
+        std::env::remove_var(k);
+    }
+}
+
+/// Parses the command line. `--help` and `--version` print as clap prints
+/// them; a usage error is printed by clap, or under `--json` as one JSON
+/// error object on stderr; both exit with code 2.
+fn parse_args() -> Result<cli::Cli, ExitCode> {
+    use clap::error::ErrorKind as K;
+    let e = match cli::Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let is_usage_error = !matches!(
+        e.kind(),
+        K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !(json && is_usage_error) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_string();
+    let code = e.exit_code().clamp(1, 255) as u8;
+    eprintln!(
+        "{}",
+        serde_json::json!({"type": "error", "code": code, "message": line, "usage": true})
+    );
+    Err(ExitCode::from(code))
+}
+
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = cli::Cli::parse();
+    drop_empty_snap_vars();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     // SIGINT/SIGTERM: stop children, index stored packs, release the lease.
     if let Err(e) = snap::interrupt::install() {
         eprintln!("snap: warning: {e}");
@@ -28,14 +81,15 @@ fn main() -> ExitCode {
     // (e.g. a --command string) must not switch the error format.
     let json = cli.json();
     match cli::run(cli) {
+        // The reader of standard output went away (`snap ls | head`): stop
+        // quietly, as a program killed by SIGPIPE would.
+        _ if cli::stdout_closed() => ExitCode::from(cli::EXIT_STDOUT_CLOSED),
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // A run stopped by SIGINT/SIGTERM exits with 128 + the signal,
             // whatever error its interruption caused.
             let code = snap::interrupt::exit_code().unwrap_or_else(|| cli::exit_code(&e));
             let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>();
-            // anyhow's chain repeats the snap::Error message with its own sources; keep the outermost
-            // context and the first snap message.
             let line = dedup_chain(&msg);
             if json {
                 eprintln!(
@@ -51,13 +105,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// Joins an error chain (outermost first) with ": ", printing each cause
+/// once. anyhow's chain repeats a snap::Error's text with its sources, and
+/// libraries often repeat their source's text in their own message: a part
+/// contained in an earlier one is dropped, and a part that contains earlier
+/// ones replaces them.
 fn dedup_chain(parts: &[String]) -> String {
     let mut out: Vec<&str> = Vec::new();
-    for p in parts {
-        if out.iter().any(|o| o.contains(p.as_str())) {
+    for p in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        if out.iter().any(|o| o.contains(p)) {
             continue;
         }
-        out.push(p);
+        match out.iter().position(|o| p.contains(o)) {
+            Some(i) => {
+                out.retain(|o| !p.contains(o));
+                out.insert(i.min(out.len()), p);
+            }
+            None => out.push(p),
+        }
     }
     out.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dedup_chain;
+
+    #[test]
+    fn each_cause_once() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dedup_chain(&v(&["opening repo", "get config: E1: E2", "E1: E2", "E2"])),
+            "opening repo: get config: E1: E2"
+        );
+        assert_eq!(
+            dedup_chain(&v(&["reading x", "reading x: denied"])),
+            "reading x: denied"
+        );
+        assert_eq!(dedup_chain(&v(&["a", "b"])), "a: b");
+    }
 }

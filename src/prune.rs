@@ -318,6 +318,18 @@ pub fn list_packs(repo: &Repository) -> Result<HashMap<Id, u64>> {
 
 /// Runs one prune; see the module documentation for the steps.
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    prune_without(repo, opts, &HashSet::new())
+}
+
+/// [`prune`] as if the snapshots `forgotten` were already gone: their trees
+/// are not walked, so what only they reference counts as unused. For the
+/// estimate of `forget --prune --dry-run`, which removes nothing; a real run
+/// passes an empty set (forgotten snapshots are deleted before it).
+pub fn prune_without(
+    repo: &Repository,
+    opts: &PruneOptions,
+    forgotten: &HashSet<Id>,
+) -> Result<PruneReport> {
     let started = Instant::now();
     let mut rep = PruneReport::default();
     let store = repo.store().clone();
@@ -338,7 +350,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     // processes, which reset and reload it, or add the snapshot they just
     // wrote to it, at any moment, so it may lack a snapshot or the index of
     // a snapshot it holds.
-    let snaps = list_snapshots(repo)?;
+    let mut snaps = list_snapshots(repo)?;
+    snaps.retain(|(id, _)| !forgotten.contains(id));
     let (index_ids, packs, bad) = load_indexes_lenient(repo)?;
     if let Some((id, e)) = bad.first() {
         return Err(Error::corrupt(format!(

@@ -110,11 +110,21 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// User name running snap.
+/// User name running snap: `$USER`, else `$LOGNAME` (empty values ignored),
+/// else the passwd name of the real uid, else "unknown".
 pub fn username() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    let env = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+    env("USER")
+        .or_else(|| env("LOGNAME"))
+        .or_else(|| {
+            // cron and systemd units often set neither: ask the passwd
+            // database for the real uid's name.
+            nix::unistd::User::from_uid(nix::unistd::Uid::current())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Current time, RFC 3339 UTC with milliseconds.
@@ -836,11 +846,20 @@ impl Repository {
                         Error::usage(format!("invalid snapshot {spec:?}: use latest or latest~N"))
                     })?
             };
-            return snaps
-                .into_iter()
-                .rev()
-                .nth(back)
-                .ok_or_else(|| Error::new(ErrorKind::NotFound, "no snapshot in the repository"));
+            let n = snaps.len();
+            return snaps.into_iter().rev().nth(back).ok_or_else(|| {
+                let msg = match n {
+                    0 => "no snapshot in the repository".to_string(),
+                    1 => {
+                        format!("{spec}: the repository holds 1 snapshot (latest~0 is the newest)")
+                    }
+                    n => format!(
+                        "{spec}: the repository holds {n} snapshots (latest~0 to latest~{})",
+                        n - 1
+                    ),
+                };
+                Error::new(ErrorKind::NotFound, msg)
+            });
         }
         let spec_l = spec.to_ascii_lowercase();
         let matches: Vec<_> = snaps

@@ -454,6 +454,32 @@ pub fn pg_probe(conninfo: &str, label: &str) -> Result<PgInfo> {
     })
 }
 
+/// Whether database `db` exists on the server of `conninfo` (asked through
+/// that server's `postgres` database with `psql`).
+///
+/// Errors: [`ErrorKind::Source`] naming `label` with psql's exit code and
+/// stderr tail when the server cannot be reached.
+pub fn pg_database_exists(conninfo: &str, db: &str, label: &str) -> Result<bool> {
+    // A string literal with standard_conforming_strings (on since 9.1).
+    let literal = format!("'{}'", db.replace('\'', "''"));
+    let out = run_capture(
+        &pg_program("psql"),
+        &[
+            "-X".into(),
+            "-A".into(),
+            "-t".into(),
+            "-q".into(),
+            "-v".into(),
+            "ON_ERROR_STOP=1".into(),
+            format!("--dbname={}", pg_with_dbname(conninfo, "postgres")),
+            "-c".into(),
+            format!("select count(*) from pg_database where datname = {literal}"),
+        ],
+        label,
+    )?;
+    Ok(String::from_utf8_lossy(&out).trim() != "0")
+}
+
 /// A `--pg [NAME=]CONNINFO` source: probes the database (name, server
 /// version) and returns a stream running
 /// `pg_dump --format=custom --compress=0 --dbname=CONNINFO`, named `NAME`
@@ -710,12 +736,97 @@ pub fn pipe_into(
     Ok((fed?, err))
 }
 
+/// The database name a custom-format dump records (what `pg_restore
+/// --create` creates), from the header `pg_restore --list` prints for the
+/// dump that `feed` writes; pg_restore stops reading after the table of
+/// contents, so a feeder's broken pipe is expected.
+///
+/// Errors: [`ErrorKind::Source`] when pg_restore cannot run or fails (not
+/// a custom-format dump), or prints no database name; the feeder's other
+/// errors.
+pub fn pg_dump_dbname(feed: impl FnOnce(&mut dyn Write) -> Result<u64>) -> Result<String> {
+    let prog = pg_program("pg_restore");
+    let what = "reading the dump's database name with pg_restore --list";
+    let mut child = command(&prog)
+        .arg("--list")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Error::with_source(
+                ErrorKind::Source,
+                format!("{what}: cannot run {}", prog.display()),
+                e,
+            )
+        })?;
+    let read_all = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    // Stopped with snap on SIGINT/SIGTERM.
+    let _watch = crate::interrupt::watch_child(child.id(), false);
+    let out_thread = read_all(child.stdout.take().map(|r| Box::new(r) as _));
+    let err_thread = read_all(child.stderr.take().map(|r| Box::new(r) as _));
+    let fed = match child.stdin.take() {
+        Some(mut stdin) => feed(&mut stdin).map(|_| ()),
+        None => Ok(()),
+    };
+    let status = child
+        .wait()
+        .map_err(|e| Error::io(format!("waiting for {}", prog.display()), e))?;
+    let out = out_thread.join().unwrap_or_default();
+    let err = err_thread.join().unwrap_or_default();
+    if !status.success() {
+        return Err(Error::new(
+            ErrorKind::Source,
+            format!(
+                "{what}: {} failed with {status}: {}",
+                prog.display(),
+                stderr_tail(&err, 3)
+            ),
+        ));
+    }
+    match fed {
+        Err(e) if !e.is_broken_pipe() => return Err(e),
+        _ => {}
+    }
+    String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| l.strip_prefix(';'))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("dbname:")
+                .map(|n| n.trim().to_string())
+        })
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Source,
+                format!("{what}: the dump names no database"),
+            )
+        })
+}
+
 /// `pg_restore` arguments for restoring a custom-format dump from stdin
 /// into `conninfo`: `--dbname=CONNINFO`, or with `create` the `postgres`
 /// database of that server plus `--create` (pg_restore then creates the
 /// database named in the dump); `clean` adds `--clean --if-exists`.
+/// pg_restore stops at the first error (`--exit-on-error`), and without
+/// `create` restores in one transaction (`--single-transaction`, which
+/// pg_restore does not allow with `--create`), so a failed restore leaves
+/// the database as it was.
 pub fn pg_restore_argv(conninfo: &str, create: bool, clean: bool) -> Vec<String> {
     let mut argv = vec![pg_program("pg_restore").to_string_lossy().into_owned()];
+    argv.push("--exit-on-error".into());
+    if !create {
+        argv.push("--single-transaction".into());
+    }
     if create {
         argv.push("--create".into());
         argv.push(format!("--dbname={}", pg_with_dbname(conninfo, "postgres")));

@@ -164,6 +164,17 @@ pub struct Store {
     local_root: Option<std::path::PathBuf>,
 }
 
+/// The scheme of a URL-like location (`gs` for `gs://bucket/x`): a leading
+/// `[a-z][a-z0-9+.-]*` followed by `://`; `None` for a path.
+fn url_scheme(location: &str) -> Option<&str> {
+    let (scheme, _) = location.split_once("://")?;
+    let mut b = scheme.bytes();
+    let first = b.next()?;
+    (first.is_ascii_lowercase()
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+.-".contains(&c)))
+    .then_some(scheme)
+}
+
 fn backend_err(what: String, e: object_store::Error) -> Error {
     match e {
         object_store::Error::NotFound { .. } => Error::with_source(ErrorKind::NotFound, what, e),
@@ -265,16 +276,34 @@ impl Store {
     /// created. S3 credentials and region come from the standard `AWS_*`
     /// environment variables; the endpoint from `opts.s3_endpoint` or
     /// `AWS_ENDPOINT_URL`. Plain http is allowed only for loopback endpoints
-    /// or with `opts.s3_allow_http` ([`ErrorKind::Usage`] otherwise).
+    /// or with `opts.s3_allow_http` ([`ErrorKind::Usage`] otherwise). Any
+    /// other `SCHEME://` location is refused ([`ErrorKind::Usage`]) rather
+    /// than taken as a relative path. With `create`, a new (empty) local
+    /// directory is made accessible to its owner only (mode 0700).
     pub fn open_with(location: &str, create: bool, opts: &StoreOptions) -> Result<Store> {
         if let Some(rest) = location.strip_prefix("s3://") {
             let inner = s3_store(location, rest, opts)?;
             return Self::build(inner, location, false, None, opts);
         }
+        if let Some(scheme) = url_scheme(location) {
+            return Err(Error::usage(format!(
+                "repository {location}: unsupported scheme {scheme}://; \
+                 give a local folder path or s3://BUCKET/PREFIX (S3 or an S3-compatible store)"
+            )));
+        }
         let path = std::path::PathBuf::from(location);
         if create {
             std::fs::create_dir_all(&path)
                 .map_err(|e| Error::io(format!("creating repository directory {location}"), e))?;
+            // A new (empty) repository folder only: a failed second init
+            // leaves an existing folder as it was.
+            let empty = std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none());
+            if empty {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).map_err(
+                    |e| Error::io(format!("restricting repository directory {location}"), e),
+                )?;
+            }
         } else if !path.is_dir() {
             return Err(Error::new(
                 ErrorKind::NoRepository,
@@ -373,8 +402,20 @@ impl Store {
     /// Writes a new object at `key`. Returns `false` if an object already
     /// exists there (for content-named objects: already stored). Durable on
     /// return (local: file and directory fsynced).
+    ///
+    /// On a local repository, key files (`keys/…`) are made readable by
+    /// their owner only (mode 0600).
     pub fn put_new(&self, key: &str, data: Bytes) -> Result<bool> {
-        self.rt.block_on(self.put_new_async(key.to_string(), data))
+        let created = self
+            .rt
+            .block_on(self.put_new_async(key.to_string(), data))?;
+        if let (true, Some(root)) = (created && key.starts_with("keys/"), &self.local_root) {
+            use std::os::unix::fs::PermissionsExt;
+            let p = root.join(key);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::io(format!("restricting key file {}", p.display()), e))?;
+        }
+        Ok(created)
     }
 
     /// [`Store::put_new`] as a `'static` future, for [`Store::spawn`].

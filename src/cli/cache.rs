@@ -25,14 +25,14 @@ pub fn run(g: &Global, a: &CacheArgs) -> Result<u8> {
             let blobs = repo.catalog().blob_count()?;
             let snaps = repo.snapshots()?.len();
             if g.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"type": "cache_rebuild", "index_objects": loaded, "blobs": blobs, "snapshots": snaps})
-                );
+                )?;
             } else {
-                println!(
+                outln!(
                     "catalog rebuilt: {loaded} index objects, {blobs} blobs, {snaps} snapshots"
-                );
+                )?;
             }
             Ok(0)
         }

@@ -76,22 +76,22 @@ pub fn run(g: &Global, a: &CheckArgs) -> Result<u8> {
             o.insert("type".into(), "check".into());
             o.insert("ok".into(), rep.problems.is_empty().into());
         }
-        println!("{v}");
+        outln!("{v}")?;
     } else {
         for p in &rep.problems {
-            println!("error: {}", p.message);
+            outln!("error: {}", p.message)?;
             if !p.snapshots.is_empty() {
                 let short: Vec<&str> = p.snapshots.iter().map(|s| &s[..8]).collect();
-                println!("  affects snapshots: {}", short.join(" "));
+                outln!("  affects snapshots: {}", short.join(" "))?;
             }
             for path in p.paths.iter().take(50) {
-                println!("  affects {path}");
+                outln!("  affects {path}")?;
             }
             if p.paths.len() > 50 {
-                println!("  … and {} more paths", p.paths.len() - 50);
+                outln!("  … and {} more paths", p.paths.len() - 50)?;
             }
         }
-        println!(
+        outln!(
             "checked {} snapshots, {} trees, {} packs; read {} packs ({}, {} blobs{}) in {:.2} s: {}",
             rep.snapshots,
             rep.trees,
@@ -102,7 +102,7 @@ pub fn run(g: &Global, a: &CheckArgs) -> Result<u8> {
             if rep.subset.is_empty() { String::new() } else { format!(", subset {}", rep.subset) },
             rep.seconds,
             if rep.problems.is_empty() { "no errors".to_string() } else { format!("{} errors", rep.problems.len()) }
-        );
+        )?;
     }
     Ok(if rep.problems.is_empty() { 0 } else { 1 })
 }

@@ -15,7 +15,10 @@ pub struct CompletionsArgs {
 /// Writes the completion script for `a.shell` to stdout.
 pub fn run(a: &CompletionsArgs) -> Result<u8> {
     let mut cmd = Cli::command();
-    clap_complete::generate(a.shell, &mut cmd, "snap", &mut std::io::stdout());
+    // Generated in memory: clap_complete panics on a failed write.
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "snap", &mut script);
+    std::io::Write::write_all(&mut super::stdout(), &script)?;
     Ok(0)
 }
 
@@ -30,9 +33,16 @@ pub fn man() -> Result<u8> {
     man.render_description_section(&mut out)?;
     man.render_options_section(&mut out)?;
     man.render_subcommands_section(&mut out)?;
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-        let name = format!("snap {}", sub.get_name());
-        let sub = sub.clone().bin_name(name.clone()).display_name(name);
+    // One section per subcommand, nested ones (`snap key add`) included.
+    let mut todo: Vec<(Vec<String>, clap::Command)> = cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help")
+        .map(|s| (vec![s.get_name().to_string()], s.clone()))
+        .collect();
+    todo.reverse();
+    while let Some((path, sub)) = todo.pop() {
+        let name = format!("snap {}", path.join(" "));
+        let sub = sub.bin_name(name.clone()).display_name(name);
         let m = clap_mangen::Man::new(sub.clone());
         let mut page = Vec::new();
         m.render_synopsis_section(&mut page)?;
@@ -44,10 +54,21 @@ pub fn man() -> Result<u8> {
         let text = String::from_utf8_lossy(&page)
             .replace(
                 ".SH SYNOPSIS\n",
-                &format!(".SH \"{}\"\n{about}", sub.get_name().to_uppercase()),
+                &format!(".SH \"{}\"\n{about}", path.join(" ").to_uppercase()),
             )
             .replace(".SH OPTIONS", ".SS Options");
         out.extend_from_slice(text.as_bytes());
+        let mut children: Vec<_> = sub
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help")
+            .map(|s| {
+                let mut p = path.clone();
+                p.push(s.get_name().to_string());
+                (p, s.clone())
+            })
+            .collect();
+        children.reverse();
+        todo.extend(children);
     }
     man.render_extra_section(&mut out)?;
     man.render_version_section(&mut out)?;
@@ -62,6 +83,6 @@ pub fn man() -> Result<u8> {
         .map(|l| format!("{l}\n"))
         .collect();
     use std::io::Write;
-    std::io::stdout().write_all(text.as_bytes())?;
+    super::stdout().write_all(text.as_bytes())?;
     Ok(0)
 }

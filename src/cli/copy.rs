@@ -125,7 +125,7 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
     drop(lease);
     let secs = started.elapsed().as_secs_f64();
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "type": "copy_summary",
@@ -145,7 +145,7 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
                     "destination": dst.store().stats().to_json(),
                 },
             })
-        );
+        )?;
     } else {
         eprintln!(
             "{copied} snapshots copied, {skipped} already present; {} stored ({} of new data) in {secs:.2} s",

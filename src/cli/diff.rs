@@ -33,7 +33,7 @@ pub fn run(g: &Global, a: &DiffArgs) -> Result<u8> {
         count(Change::Metadata),
     );
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "first": ia.to_hex(),
@@ -45,7 +45,7 @@ pub fn run(g: &Global, a: &DiffArgs) -> Result<u8> {
                     "removed_bytes": bytes(Change::Removed, false),
                 }
             }))?
-        );
+        )?;
         return Ok(0);
     }
     for i in &items {
@@ -56,21 +56,21 @@ pub fn run(g: &Global, a: &DiffArgs) -> Result<u8> {
             (None, None) => String::new(),
         };
         if i.kind == snap::format::tree::EntryKind::File {
-            println!(
+            outln!(
                 "{}  {}  ({size})",
                 i.change.marker(),
                 super::output::escape(&i.path)
-            );
+            )?;
         } else {
-            println!("{}  {}", i.change.marker(), super::output::escape(&i.path));
+            outln!("{}  {}", i.change.marker(), super::output::escape(&i.path))?;
         }
     }
-    println!(
+    outln!(
         "{} -> {}: {added} added ({}), {removed} removed ({}), {modified} modified, {meta} metadata changed",
         ia.short(),
         ib.short(),
         human(bytes(Change::Added, true)),
         human(bytes(Change::Removed, false)),
-    );
+    )?;
     Ok(0)
 }

@@ -19,22 +19,39 @@ pub fn run(g: &Global, a: &DumpArgs) -> Result<u8> {
     let repo = open(g)?;
     let (_, snap) = repo.resolve_snapshot(&a.snapshot)?;
     let e = snap::restore::find_entry(&repo, &snap.tree, &a.path)?;
-    if e.kind != EntryKind::File {
-        return Err(Error::usage(format!(
-            "{} is a {:?}, not a file; use `snap ls` or `snap restore`",
-            a.path, e.kind
-        ))
-        .into());
+    match e.kind {
+        EntryKind::File => {}
+        EntryKind::Dir => {
+            return Err(Error::usage(format!(
+                "{} is a folder, not a file; list it with `snap ls {} {}`, restore it with \
+                 `snap restore {} --target DIR --include '{}/**'`, or write it as an archive \
+                 with `snap export`",
+                a.path,
+                a.snapshot,
+                a.path,
+                a.snapshot,
+                a.path.trim_end_matches('/')
+            ))
+            .into())
+        }
+        k => {
+            let what = match k {
+                EntryKind::Symlink => "a symbolic link",
+                EntryKind::Fifo => "a FIFO",
+                EntryKind::CharDevice => "a character device",
+                EntryKind::BlockDevice => "a block device",
+                _ => "a socket",
+            };
+            return Err(Error::usage(format!(
+                "{} is {what}, not a file: it has no content to write; `snap ls -l` shows it",
+                a.path
+            ))
+            .into());
+        }
     }
-    let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    match snap::restore::write_content(&repo, &e, &mut w) {
-        // The reader went away (`| head`): not an error.
-        Err(e) if e.is_broken_pipe() => return Ok(0),
-        r => r?,
-    };
-    match w.flush() {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-        r => r.map(|_| 0).map_err(Into::into),
-    }
+    // A reader that goes away (`| head`) ends the command quietly (main.rs).
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, super::stdout());
+    snap::restore::write_content(&repo, &e, &mut w)?;
+    w.flush()?;
+    Ok(0)
 }

@@ -46,14 +46,13 @@ pub fn run(g: &Global, a: &ExportArgs) -> Result<u8> {
             s
         }
         None => {
-            let stdout = std::io::stdout();
-            if stdout.is_terminal() {
+            if std::io::stdout().is_terminal() {
                 return Err(snap::Error::usage(
                     "standard output is a terminal: redirect it (> out.tar) or use -o FILE",
                 )
                 .into());
             }
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, super::stdout());
             let s = export(&repo, &snap.tree, format, &mut w)?;
             w.flush()?;
             s

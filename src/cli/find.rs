@@ -54,19 +54,19 @@ pub fn run(g: &Global, a: &FindArgs) -> Result<u8> {
                 }));
             }
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
     }
     for ((id, items), (_, s)) in found.iter().zip(&snaps) {
         for f in items {
-            println!(
+            outln!(
                 "{}  {}  {:>10}  {}  {}",
                 id.short(),
                 super::output::escape(&s.time),
                 human(f.size),
                 mtime_str(f.mtime_ns),
                 super::output::escape(&f.path)
-            );
+            )?;
         }
     }
     eprintln!(

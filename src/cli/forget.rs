@@ -13,7 +13,7 @@ use snap::format::snapshot::Snapshot;
 use snap::retention::{self, Item, Policy, Span};
 use snap::store::ObjectKind;
 use snap::{Error, Id};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 #[derive(Args, Debug)]
 pub struct ForgetArgs {
@@ -46,15 +46,8 @@ pub struct ForgetArgs {
     /// Group snapshots by these fields before applying the policy (host, paths, tags; comma separated).
     #[arg(long, default_value = "host,paths")]
     group_by: String,
-    /// Only consider snapshots with this tag (repeatable).
-    #[arg(long = "tag")]
-    tags: Vec<String>,
-    /// Only consider snapshots of this host.
-    #[arg(long)]
-    host: Option<String>,
-    /// Only consider snapshots containing this path (repeatable).
-    #[arg(long = "path")]
-    paths: Vec<String>,
+    #[command(flatten)]
+    filter: SnapshotFilter,
     /// Show what would be removed and why the rest is kept; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -65,7 +58,38 @@ pub struct ForgetArgs {
     prune_args: PruneCommon,
 }
 
-fn group_key(s: &Snapshot, by: &[&str]) -> String {
+/// Which snapshots a command considers (`forget`, `snapshots`): every
+/// given condition must hold.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Only snapshots with this tag (repeatable: all must be present).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only snapshots of this host.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Only snapshots of this backup path (repeatable: all must be present).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// Whether snapshot `s` passes every condition.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.host.as_ref().is_none_or(|h| &s.hostname == h)
+            && self.tags.iter().all(|t| s.tags.contains(t))
+            && self.paths.iter().all(|p| s.paths.contains(p))
+    }
+
+    /// The snapshots of `snaps` that pass, in their order.
+    pub fn apply(&self, snaps: Vec<(Id, Snapshot)>) -> Vec<(Id, Snapshot)> {
+        snaps.into_iter().filter(|(_, s)| self.matches(s)).collect()
+    }
+}
+
+/// The retention group of a snapshot: the values of the `by` fields
+/// (host, paths, tags), as printed in `forget`'s output.
+pub fn group_key(s: &Snapshot, by: &[&str]) -> String {
     let mut parts = Vec::new();
     for f in by {
         match *f {
@@ -129,13 +153,7 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
             }
         }
     } else {
-        let snaps: Vec<(Id, Snapshot)> = repo
-            .snapshots()?
-            .into_iter()
-            .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
-            .filter(|(_, s)| a.tags.iter().all(|t| s.tags.contains(t)))
-            .filter(|(_, s)| a.paths.iter().all(|p| s.paths.contains(p)))
-            .collect();
+        let snaps = a.filter.apply(repo.snapshots()?);
         let mut groups: BTreeMap<String, Vec<(Id, Snapshot)>> = BTreeMap::new();
         for (id, s) in snaps {
             groups.entry(group_key(&s, &by)).or_default().push((id, s));
@@ -150,24 +168,24 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
                 .collect();
             let decisions = retention::apply(&policy, &items);
             if !g.json {
-                println!("snapshots for {gk}:");
+                outln!("snapshots for {gk}:")?;
             }
             let mut keep_j = Vec::new();
             let mut rm_j = Vec::new();
             for ((id, s), d) in members.iter().zip(&decisions) {
                 if d.keep {
                     if !g.json {
-                        println!(
+                        outln!(
                             "  keep   {}  {}  {}",
                             id.short(),
                             s.time,
                             d.reasons.join(", ")
-                        );
+                        )?;
                     }
                     keep_j.push(serde_json::json!({"id": id.to_hex(), "time": s.time, "reasons": d.reasons}));
                 } else {
                     if !g.json {
-                        println!("  remove {}  {}", id.short(), s.time);
+                        outln!("  remove {}  {}", id.short(), s.time)?;
                     }
                     rm_j.push(serde_json::json!({"id": id.to_hex(), "time": s.time}));
                     remove.push((*id, s.clone()));
@@ -185,23 +203,29 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
     }
     let removed: Vec<String> = remove.iter().map(|(id, _)| id.to_hex()).collect();
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "forget", "dry_run": a.dry_run, "groups": groups_json, "removed": removed})
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "{} {} snapshot(s)",
             if a.dry_run { "would remove" } else { "removed" },
             removed.len()
-        );
+        )?;
     }
     if a.prune {
         let pa = PruneArgs {
             common: a.prune_args.clone(),
             dry_run: a.dry_run,
         };
-        return super::prune::run_with(g, &repo, &pa);
+        // A dry run removed nothing: estimate as if it had.
+        let forgotten: HashSet<Id> = if a.dry_run {
+            remove.iter().map(|(id, _)| *id).collect()
+        } else {
+            HashSet::new()
+        };
+        return super::prune::run_with(g, &repo, &pa, &forgotten);
     }
     Ok(0)
 }

@@ -52,10 +52,10 @@ pub fn run(g: &Global, a: &ImportTarArgs) -> Result<u8> {
     let out = out?;
     let s = &out.snapshot.summary;
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "summary", "snapshot": out.id.to_hex(), "summary": s})
-        );
+        )?;
     } else {
         eprintln!(
             "imported {} files, {} dirs: read {}, added {} to the repository in {:.2} s",
@@ -65,7 +65,7 @@ pub fn run(g: &Global, a: &ImportTarArgs) -> Result<u8> {
             human(s.bytes_added_stored),
             s.seconds
         );
-        println!("snapshot {} saved", out.id.short());
+        outln!("snapshot {} saved", out.id.short())?;
     }
     Ok(0)
 }

@@ -42,8 +42,48 @@ fn parse_sizes(s: &str) -> std::result::Result<ChunkSizes, String> {
     Ok(c)
 }
 
+/// Top-level names of a repository's layout (format-spec §2): an init that
+/// was interrupted, or lost a race, leaves only these.
+const LAYOUT: [&str; 7] = [
+    "config",
+    "keys",
+    "data",
+    "index",
+    "snapshots",
+    "locks",
+    "marks",
+];
+
+/// Refuses a local folder that holds anything but a repository's own
+/// layout (a complete repository there is refused later, as "already
+/// exists"): `snap init` must not mix its objects into someone else's folder.
+fn refuse_nonempty_folder(loc: &str) -> Result<()> {
+    if loc.contains("://") {
+        return Ok(());
+    }
+    let entries = match std::fs::read_dir(loc) {
+        Ok(rd) => rd,
+        // Missing: created by init. Not a folder or unreadable: the store says why.
+        Err(_) => return Ok(()),
+    };
+    let foreign = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .find(|n| !n.to_str().is_some_and(|n| LAYOUT.contains(&n)));
+    if let Some(name) = foreign {
+        return Err(Error::usage(format!(
+            "folder {loc} is not empty (it holds {:?}, which is not part of a snap repository); \
+             give a new or empty folder for the repository",
+            name
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 pub fn run(g: &Global, a: &InitArgs) -> Result<u8> {
     let loc = repo_location(g)?;
+    refuse_nonempty_folder(&loc)?;
     let pw = password(g, true)?;
     if pw.is_empty() {
         return Err(Error::usage("empty password").into());
@@ -75,10 +115,10 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<u8> {
     opts.compression_level = a.compression;
     let id = Repository::init(&loc, pw.as_bytes(), &opts)?;
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "init", "repository": loc, "id": id.to_hex()})
-        );
+        )?;
     } else {
         eprintln!("created snap repository {} at {loc}", id.short());
         eprintln!("keep the password safe: without it the data cannot be read");

@@ -86,7 +86,7 @@ pub fn run(g: &Global, a: &KeyArgs) -> Result<u8> {
             let repo = open(g)?;
             let pw = new_password(n)?;
             let id = keys::add_key(repo.store(), repo.key(), pw.as_bytes())?;
-            report(g, "added", &id);
+            report(g, "added", &id)?;
             Ok(0)
         }
         KeyCmd::Remove { id } => {
@@ -94,7 +94,7 @@ pub fn run(g: &Global, a: &KeyArgs) -> Result<u8> {
             let keys_now = keys::list_keys(repo.store())?;
             let full = keys::resolve_key(&keys_now, id)?.id.clone();
             keys::remove_key(repo.store(), &full, repo.key_id())?;
-            report(g, "removed", &full);
+            report(g, "removed", &full)?;
             Ok(0)
         }
         KeyCmd::Passwd(n) => {
@@ -106,16 +106,16 @@ pub fn run(g: &Global, a: &KeyArgs) -> Result<u8> {
             repo.store()
                 .delete(&snap::store::ObjectKind::Key.key(&old))?;
             if g.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"type": "key", "action": "passwd", "id": id, "removed": old})
-                );
+                )?;
             } else {
-                println!(
+                outln!(
                     "added key {}, removed key {}",
                     &id[..8],
                     &old[..old.len().min(8)]
-                );
+                )?;
             }
             Ok(0)
         }
@@ -134,9 +134,9 @@ every snapshot. Store it offline; it stays valid after password changes."
                     repo.config().id,
                     code.as_str()
                 ));
-                println!("{}", line.as_str());
+                outln!("{}", line.as_str())?;
             } else {
-                println!("{}", code.as_str());
+                outln!("{}", code.as_str())?;
             }
             Ok(0)
         }
@@ -144,14 +144,14 @@ every snapshot. Store it offline; it stays valid after password changes."
     }
 }
 
-fn report(g: &Global, what: &str, id: &str) {
+fn report(g: &Global, what: &str, id: &str) -> std::io::Result<()> {
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "key", "action": what, "id": id})
-        );
+        )
     } else {
-        println!("{what} key {}", &id[..id.len().min(8)]);
+        outln!("{what} key {}", &id[..id.len().min(8)])
     }
 }
 
@@ -174,30 +174,33 @@ fn list(g: &Global) -> Result<u8> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
     }
-    println!(
+    outln!(
         " {:<8}  {:<24}  {:<16}  {:<12}",
-        "id", "created", "host", "user"
-    );
+        "id",
+        "created",
+        "host",
+        "user"
+    )?;
     for k in &ks {
         let mark = if k.id == current { '*' } else { ' ' };
         match &k.file {
-            Some(f) => println!(
+            Some(f) => outln!(
                 "{mark}{:<8}  {:<24}  {:<16}  {:<12}",
                 &k.id[..8.min(k.id.len())],
                 f.created,
                 f.hostname,
                 f.username
-            ),
-            None => println!(
+            )?,
+            None => outln!(
                 "{mark}{:<8}  (unreadable key file)",
                 &k.id[..8.min(k.id.len())]
-            ),
+            )?,
         }
     }
-    println!("{} keys; * marks the key in use", ks.len());
+    outln!("{} keys; * marks the key in use", ks.len())?;
     Ok(0)
 }
 
@@ -233,6 +236,6 @@ fn import(g: &Global, code_file: Option<&std::path::Path>, n: &NewPassword) -> R
     let id = keys::add_key(&store, &master, pw.as_bytes())?;
     // Prove the new key file opens the repository before reporting success.
     Repository::open(&loc, pw.as_bytes(), &cache_dir(g))?;
-    report(g, "imported", &id);
+    report(g, "imported", &id)?;
     Ok(0)
 }

@@ -18,12 +18,12 @@ pub fn run(g: &Global) -> Result<u8> {
                 Err(e) => serde_json::json!({"name": l.name, "live": true, "error": e.to_string()}),
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
     }
     for l in &leases {
         match &l.lease {
-            Ok(x) => println!(
+            Ok(x) => outln!(
                 "{}  {:<8}  {:<9?}  host {} pid {}  started {}  expires {}",
                 &l.name[..8.min(l.name.len())],
                 if l.is_live(now) { "live" } else { "expired" },
@@ -32,11 +32,11 @@ pub fn run(g: &Global) -> Result<u8> {
                 x.pid,
                 x.start,
                 x.expires
-            ),
-            Err(e) => println!("{}  unreadable: {e}", &l.name[..8.min(l.name.len())]),
+            )?,
+            Err(e) => outln!("{}  unreadable: {e}", &l.name[..8.min(l.name.len())])?,
         }
     }
-    println!("{} leases", leases.len());
+    outln!("{} leases", leases.len())?;
     Ok(0)
 }
 
@@ -58,9 +58,9 @@ pub fn run_unlock(g: &Global, a: &UnlockArgs) -> Result<u8> {
         }
     }
     if g.json {
-        println!("{}", serde_json::json!({"type": "unlock", "removed": n}));
+        outln!("{}", serde_json::json!({"type": "unlock", "removed": n}))?;
     } else {
-        println!("removed {n} leases");
+        outln!("removed {n} leases")?;
     }
     Ok(0)
 }

@@ -90,7 +90,7 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
                 j
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
     }
     for (p, e) in &out {
@@ -103,7 +103,7 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
                     super::output::escape(&String::from_utf8_lossy(&e.link_target))
                 )
             };
-            println!(
+            outln!(
                 "{} {:>6} {:>6} {:>12}  {}  {}{link}",
                 mode_string(e),
                 e.uid,
@@ -111,9 +111,9 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
                 e.size,
                 mtime_str(e.mtime_ns),
                 super::output::escape(p)
-            );
+            )?;
         } else {
-            println!("{}", super::output::escape(p));
+            outln!("{}", super::output::escape(p))?;
         }
     }
     Ok(0)

@@ -1,5 +1,15 @@
 //! The `snap` command line: clap definitions and one function per subcommand.
 
+/// `println!` for results: writes one line to standard output through
+/// [`out_line`] and returns its `std::io::Result<()>` (use `outln!(…)?`), so a
+/// closed standard output (`snap ls | head`) ends the command instead of
+/// panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::out_line(format_args!($($arg)*))
+    };
+}
+
 mod backup;
 mod cache;
 mod check;
@@ -36,12 +46,66 @@ use clap::{Args, Parser, Subcommand};
 use snap::repo::default_cache_dir;
 use snap::store::StoreOptions;
 use snap::{Error, ErrorKind, Repository};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const EXIT_CODES: &str =
     "Exit codes: 0 ok; 1 error; 2 usage; 3 backup finished but some sources were unreadable; \
-10 repository does not exist; 11 repository locked; 12 wrong password; 130 interrupted (SIGINT; 143 SIGTERM).";
+10 repository does not exist; 11 repository locked; 12 wrong password; 130 interrupted (SIGINT; 143 SIGTERM); \
+141 standard output was closed before the command finished (`snap ls latest | head`; \
+the command stops quietly, as if killed by SIGPIPE).";
+
+/// Exit status when standard output was closed by its reader (128 + SIGPIPE,
+/// what a shell reports for a program killed by SIGPIPE).
+pub const EXIT_STDOUT_CLOSED: u8 = 141;
+
+/// Set once a write to standard output failed because its reader went away.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a write to standard output has failed with a broken pipe: the
+/// command's error is then a consequence, and `main` exits quietly with
+/// [`EXIT_STDOUT_CLOSED`].
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+fn note_stdout<T>(r: std::io::Result<T>) -> std::io::Result<T> {
+    if let Err(e) = &r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+    }
+    r
+}
+
+/// Writes `args` and a newline to standard output (see `outln!`).
+/// Errors: the write error; a broken pipe also sets [`stdout_closed`].
+pub fn out_line(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut o = std::io::stdout().lock();
+    note_stdout(o.write_fmt(args).and_then(|_| o.write_all(b"\n")))
+}
+
+/// Standard output for bulk writes (archives, streams, generated text):
+/// a write that fails with a broken pipe sets [`stdout_closed`].
+pub struct Stdout(std::io::StdoutLock<'static>);
+
+/// Locks standard output for bulk writes; see [`Stdout`].
+pub fn stdout() -> Stdout {
+    Stdout(std::io::stdout().lock())
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        note_stdout(self.0.write(buf))
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        note_stdout(self.0.write_all(buf))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        note_stdout(self.0.flush())
+    }
+}
 
 /// snap: deduplicating, encrypted snapshots of file trees and database dumps.
 #[derive(Parser, Debug)]
@@ -54,6 +118,7 @@ pub struct Cli {
 }
 
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository: a directory path or s3://bucket/prefix [default: ~/.local/share/snap/repo].
     #[arg(short = 'r', long, env = "SNAP_REPO", global = true)]
@@ -117,8 +182,8 @@ enum Command {
     Init(init::InitArgs),
     /// Back up paths, standard input or a command's output into a new snapshot.
     Backup(backup::BackupArgs),
-    /// List snapshots.
-    Snapshots,
+    /// List snapshots (--tag, --host, --path, --latest N to filter).
+    Snapshots(snapshots::SnapshotsArgs),
     /// Restore a snapshot into a directory, or a stream to stdout.
     Restore(restore::RestoreArgs),
     /// List the entries of a snapshot.
@@ -185,7 +250,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     match &cli.cmd {
         Command::Init(a) => init::run(g, a),
         Command::Backup(a) => backup::run(g, a),
-        Command::Snapshots => snapshots::run(g),
+        Command::Snapshots(a) => snapshots::run(g, a),
         Command::Restore(a) => restore::run(g, a),
         Command::Ls(a) => ls::run(g, a),
         Command::Copy(a) => copy::run(g, a),

@@ -5,7 +5,8 @@ use anyhow::Result;
 use clap::Args;
 use snap::lease::{LeaseGuard, Operation};
 use snap::prune::PruneOptions;
-use snap::{Error, Repository};
+use snap::{Error, Id, Repository};
+use std::collections::HashSet;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct PruneArgs {
@@ -29,10 +30,17 @@ pub struct PruneCommon {
 
 pub fn run(g: &Global, a: &PruneArgs) -> Result<u8> {
     let repo = open(g)?;
-    run_with(g, &repo, a)
+    run_with(g, &repo, a, &HashSet::new())
 }
 
-pub fn run_with(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<u8> {
+/// Prunes `repo`; `forgotten` snapshots count as removed (the estimate of
+/// `forget --prune --dry-run`, which has not removed them).
+pub fn run_with(
+    g: &Global,
+    repo: &Repository,
+    a: &PruneArgs,
+    forgotten: &HashSet<Id>,
+) -> Result<u8> {
     let mu: f64 = a
         .common
         .max_unused
@@ -58,7 +66,7 @@ pub fn run_with(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<u8> {
             "",
         )?)
     };
-    let rep = snap::prune::prune(
+    let rep = snap::prune::prune_without(
         repo,
         &PruneOptions {
             max_unused: mu / 100.0,
@@ -66,6 +74,7 @@ pub fn run_with(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<u8> {
             dry_run: a.dry_run,
             own_lease: lease.as_ref().map(|l| l.name().to_string()),
         },
+        forgotten,
     )?;
     drop(lease);
     if g.json {
@@ -74,14 +83,15 @@ pub fn run_with(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<u8> {
             o.insert("type".into(), "prune".into());
             o.insert("dry_run".into(), a.dry_run.into());
         }
-        println!("{v}");
+        outln!("{v}")?;
     } else {
         let w = if a.dry_run { "would " } else { "" };
-        println!(
+        outln!(
             "{} snapshots, {} blobs referenced",
-            rep.snapshots, rep.blobs_referenced
-        );
-        println!(
+            rep.snapshots,
+            rep.blobs_referenced
+        )?;
+        outln!(
             "{w}delete {} packs ({}); {w}mark {} packs ({}) for deletion after the grace period; {w}repack {} packs ({} blobs, {} written); {} marked packs needed again",
             rep.packs_deleted,
             human(rep.bytes_freed),
@@ -91,20 +101,20 @@ pub fn run_with(g: &Global, repo: &Repository, a: &PruneArgs) -> Result<u8> {
             rep.blobs_repacked,
             human(rep.bytes_repacked),
             rep.packs_unmarked
-        );
+        )?;
         if rep.staging_removed > 0 {
-            println!(
+            outln!(
                 "removed {} staging files left by interrupted writes",
                 rep.staging_removed
-            );
+            )?;
         }
-        println!(
+        outln!(
             "data: {} before, {} after; {} marks waiting; {:.2} s",
             human(rep.data_bytes_before),
             human(rep.data_bytes_after),
             rep.marks_waiting,
             rep.seconds
-        );
+        )?;
     }
     Ok(0)
 }

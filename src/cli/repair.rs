@@ -41,30 +41,33 @@ pub fn run(g: &Global, c: &RepairCommand) -> Result<u8> {
                 if let Some(o) = v.as_object_mut() {
                     o.insert("type".into(), "repair_index".into());
                 }
-                println!("{v}");
+                outln!("{v}")?;
             } else {
                 for p in &r.packs_salvaged {
-                    println!(
+                    outln!(
                         "salvaged damaged pack {} (its good blobs were copied, the pack deleted)",
                         &p[..8]
-                    );
+                    )?;
                 }
                 for p in &r.packs_unreadable {
-                    println!("pack {} is unreadable and left out of the index", &p[..8]);
+                    outln!("pack {} is unreadable and left out of the index", &p[..8])?;
                 }
-                println!(
+                outln!(
                     "indexed {} of {} packs; replaced {} index objects; {} blobs lost",
-                    r.packs_indexed, r.packs, r.indexes_replaced, r.blobs_lost
-                );
+                    r.packs_indexed,
+                    r.packs,
+                    r.indexes_replaced,
+                    r.blobs_lost
+                )?;
             }
         }
         RepairCommand::Snapshots { dry_run } => {
             let r = snap::repair::repair_snapshots(&repo, *dry_run)?;
             if g.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"type": "repair_snapshots", "dry_run": dry_run, "snapshots": r})
-                );
+                )?;
             } else {
                 for s in &r {
                     if let Some(e) = &s.unreadable {
@@ -73,30 +76,30 @@ pub fn run(g: &Global, c: &RepairCommand) -> Result<u8> {
                         } else {
                             "removed"
                         };
-                        println!(
+                        outln!(
                             "snapshot object {} is unreadable ({e}): {verb}",
                             &s.old[..8]
-                        );
+                        )?;
                         continue;
                     }
                     if *dry_run {
-                        println!("snapshot {} would lose:", &s.old[..8]);
+                        outln!("snapshot {} would lose:", &s.old[..8])?;
                     } else {
-                        println!(
+                        outln!(
                             "snapshot {} rewritten as {}, lost:",
                             &s.old[..8],
                             &s.new[..8]
-                        );
+                        )?;
                     }
                     for l in &s.lost {
-                        println!("  {l}");
+                        outln!("  {l}")?;
                     }
                 }
-                println!(
+                outln!(
                     "{} snapshots {}",
                     r.len(),
                     if *dry_run { "need repair" } else { "repaired" }
-                );
+                )?;
             }
         }
     }

@@ -28,10 +28,13 @@ pub struct RestoreArgs {
     /// Restore the snapshot's PostgreSQL dump into this database (a libpq
     /// connection string or URI without a password) with `pg_restore`;
     /// the `pg-globals.sql` stream, if present, is replayed with psql first.
+    /// pg_restore stops at the first error; without --create it restores in
+    /// one transaction, so a failed restore changes nothing.
     #[arg(long, value_name = "CONNINFO", conflicts_with = "stdout")]
     pg: Option<String>,
     /// With --pg: connect to the server's `postgres` database and let
-    /// pg_restore create the dumped database (`pg_restore --create`).
+    /// pg_restore create the dumped database (`pg_restore --create`);
+    /// refused if that database exists, unless --clean is given.
     #[arg(long, requires = "pg")]
     create: bool,
     /// With --pg: drop objects before recreating them
@@ -66,19 +69,16 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
     let repo = open(g)?;
     let (id, snap) = repo.resolve_snapshot(&a.snapshot)?;
     if a.stdout {
-        let stdout = std::io::stdout();
-        let mut lock = stdout.lock();
-        let n = match snap::restore::restore_stream(
+        // A reader that goes away (`| head`) ends the command quietly (main.rs).
+        let mut out = super::stdout();
+        let n = snap::restore::restore_stream(
             &repo,
             &snap.tree,
             &snap.streams,
             a.stream.as_deref(),
-            &mut lock,
-        ) {
-            // The reader went away (`| head`): not an error.
-            Err(e) if e.is_broken_pipe() => return Ok(0),
-            r => r.with_context(|| format!("restoring snapshot {}", id.short()))?,
-        };
+            &mut out,
+        )
+        .with_context(|| format!("restoring snapshot {}", id.short()))?;
         if !g.json {
             eprintln!("restored {} from snapshot {}", human(n), id.short());
         }
@@ -118,18 +118,18 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
     let secs = started.elapsed().as_secs_f64();
     if g.json {
         for w in &sum.warnings {
-            println!("{}", serde_json::json!({"type": "warning", "message": w}));
+            outln!("{}", serde_json::json!({"type": "warning", "message": w}))?;
         }
         for d in &sum.damaged {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"type": "damaged", "path": d.path.to_string_lossy(), "error": d.error})
-            );
+            )?;
         }
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "damaged": sum.damaged.len(), "seconds": secs})
-        );
+        )?;
     } else {
         for w in &sum.warnings {
             eprintln!("warning: {w}");
@@ -228,6 +228,9 @@ fn restore_pg(
         .into());
     }
     let name = pick_stream(snap, sources::KIND_PG, a, "--pg")?;
+    if a.create && !a.clean {
+        refuse_existing_database(repo, snap, &name, conninfo)?;
+    }
     let started = std::time::Instant::now();
     let has_globals = snap
         .sources
@@ -271,16 +274,50 @@ fn restore_pg(
     .with_context(|| format!("restoring snapshot {}", id.short()))?;
     let secs = started.elapsed().as_secs_f64();
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "database", "kind": "pg", "snapshot": id.to_hex(), "stream": name, "bytes": n, "seconds": secs})
-        );
+        )?;
     } else {
         eprintln!(
             "restored stream {name} ({}) of snapshot {} with pg_restore in {secs:.2} s",
             human(n),
             id.short()
         );
+    }
+    Ok(())
+}
+
+/// With `--create` (and no `--clean`): fails before anything is restored if
+/// the database the dump creates already exists on the server, since
+/// pg_restore would add the dump's rows to the rows already there.
+/// The database is the one `--pg` recorded at backup, else the one the
+/// dump's header names (a dump that came in through --stdin or --command).
+fn refuse_existing_database(
+    repo: &snap::Repository,
+    snap: &Snapshot,
+    stream: &str,
+    conninfo: &str,
+) -> Result<()> {
+    let recorded = snap
+        .sources
+        .iter()
+        .find(|s| s.kind == sources::KIND_PG && s.name == stream)
+        .and_then(|s| s.details.get("database"))
+        .cloned();
+    let db = match recorded {
+        Some(db) => db,
+        None => sources::pg_dump_dbname(|w| {
+            restore_stream(repo, &snap.tree, &snap.streams, Some(stream), w)
+        })
+        .with_context(|| format!("restoring stream {stream:?} with --create"))?,
+    };
+    if sources::pg_database_exists(conninfo, &db, &format!("checking database {db:?}"))? {
+        return Err(Error::usage(format!(
+            "database {db:?} already exists: --create would add the dump's rows to it; \
+             add --clean to drop and recreate it, or restore without --create into an empty database"
+        ))
+        .into());
     }
     Ok(())
 }
@@ -310,10 +347,10 @@ fn restore_mongo(
     drop(secret);
     let secs = started.elapsed().as_secs_f64();
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"type": "database", "kind": "mongo", "snapshot": id.to_hex(), "stream": name, "bytes": n, "seconds": secs})
-        );
+        )?;
     } else {
         eprintln!(
             "restored stream {name} ({}) of snapshot {} with mongorestore in {secs:.2} s",

@@ -39,11 +39,13 @@ impl Report<'_> {
             self.failed.push(format!("{name} ({detail})"));
         }
         let v = json!({"type": "check", "check": name, "status": status, "detail": detail});
-        if self.g.json {
-            println!("{v}");
+        // A failed write is not an error here: the checks still run, and
+        // main exits with 141 if standard output closed.
+        let _ = if self.g.json {
+            outln!("{v}")
         } else {
-            println!("{} {name}: {detail}", if ok { "PASS" } else { "FAIL" });
-        }
+            outln!("{} {name}: {detail}", if ok { "PASS" } else { "FAIL" })
+        };
         self.checks.push(v);
     }
 }
@@ -172,11 +174,11 @@ pub fn run(g: &Global, a: &RestoreTestArgs) -> Result<u8> {
     )?;
     let short = id[..id.len().min(8)].to_string();
     if !g.json {
-        println!(
+        outln!(
             "testing snapshot {short} of profile {} ({})",
             a.profile,
             snap["time"].as_str().unwrap_or("")
-        );
+        )?;
     }
     let mut rep = Report {
         g,
@@ -320,14 +322,14 @@ pub fn run(g: &Global, a: &RestoreTestArgs) -> Result<u8> {
     let summary = json!({"type": "summary", "profile": a.profile, "snapshot_id": id, "status": status,
         "checks": rep.checks.len(), "failed": rep.failed, "seconds": secs(t0)});
     if g.json {
-        println!("{summary}");
+        outln!("{summary}")?;
     } else {
-        println!(
+        outln!(
             "restore-test of profile {}: {status} ({} checks, {} failed)",
             a.profile,
             rep.checks.len(),
             rep.failed.len()
-        );
+        )?;
     }
     if !rep.failed.is_empty() {
         return Err(Error::new(

@@ -73,12 +73,14 @@ impl Job {
     }
 }
 
+/// Prints one event. A failed write is not an error here: the job's steps
+/// and hooks still run, and main exits with 141 if standard output closed.
 fn emit(g: &Global, v: &Value, human: impl FnOnce() -> String) {
-    if g.json {
-        println!("{v}");
+    let _ = if g.json {
+        outln!("{v}")
     } else {
-        println!("{}", human());
-    }
+        outln!("{}", human())
+    };
 }
 
 /// Runs the hook commands of one kind; returns the first failure message.

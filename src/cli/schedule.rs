@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 use snap::Error;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -386,7 +387,6 @@ pub fn run(g: &Global, a: &ScheduleArgs) -> Result<u8> {
                 .stdin(Stdio::piped())
                 .spawn()
                 .context("running crontab - (is cron installed?)")?;
-            use std::io::Write;
             child
                 .stdin
                 .take()
@@ -398,18 +398,18 @@ pub fn run(g: &Global, a: &ScheduleArgs) -> Result<u8> {
             }
         }
         if g.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"type": "schedule", "kind": "cron", "profile": profile, "when": when.describe(),
                        "line": text.lines().nth(1), "installed": a.install})
-            );
+            )?;
         } else if a.install {
-            println!(
+            outln!(
                 "installed in the crontab: {}",
                 text.lines().nth(1).unwrap_or("")
-            );
+            )?;
         } else {
-            print!("{text}");
+            super::stdout().write_all(text.as_bytes())?;
         }
         return Ok(0);
     }
@@ -429,15 +429,15 @@ pub fn run(g: &Global, a: &ScheduleArgs) -> Result<u8> {
         }
     }
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({"type": "schedule", "kind": "systemd", "profile": profile, "when": when.describe(),
                    "dir": dir, "service_name": sname, "service": service,
                    "timer_name": tname, "timer": timer, "installed": a.install,
                    "enabled": a.install && !a.no_enable})
-        );
+        )?;
     } else if a.install {
-        println!(
+        outln!(
             "installed {} and {} in {}{}",
             sname,
             tname,
@@ -450,13 +450,14 @@ pub fn run(g: &Global, a: &ScheduleArgs) -> Result<u8> {
                     if a.user { "--user " } else { "" }
                 )
             }
-        );
+        )?;
     } else {
-        print!(
+        write!(
+            super::stdout(),
             "# {}\n{service}\n# {}\n{timer}",
             dir.join(&sname).display(),
             dir.join(&tname).display()
-        );
+        )?;
     }
     Ok(0)
 }
@@ -522,20 +523,20 @@ fn list(g: &Global, a: &ScheduleArgs) -> Result<u8> {
         }
     }
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(0);
     }
     if rows.is_empty() {
-        println!("no snap timers installed");
+        outln!("no snap timers installed")?;
     }
     for r in &rows {
-        println!(
+        outln!(
             "{:<16} {:<8} {:<32} {}",
             r["profile"].as_str().unwrap_or(""),
             r["kind"].as_str().unwrap_or(""),
             r["schedule"].as_str().unwrap_or(""),
             r["file"].as_str().unwrap_or("")
-        );
+        )?;
     }
     Ok(0)
 }

@@ -11,8 +11,8 @@ pub struct StatsArgs {
     snapshots: Vec<String>,
 }
 
-fn print(label: &str, s: &Stats) {
-    println!(
+fn print(label: &str, s: &Stats) -> std::io::Result<()> {
+    outln!(
         "{label}: {} files, logical {}, unique raw {}, stored {}, {} blobs ({} data, {} tree); dedup {:.2}x, compression {:.2}x{}",
         s.files,
         human(s.logical_size),
@@ -28,7 +28,7 @@ fn print(label: &str, s: &Stats) {
         } else {
             String::new()
         }
-    );
+    )
 }
 
 pub fn run(g: &Global, a: &StatsArgs) -> Result<u8> {
@@ -66,24 +66,24 @@ pub fn run(g: &Global, a: &StatsArgs) -> Result<u8> {
                 j
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "snapshots": v,
                 "total": total,
                 "repository": {"blobs": blobs, "stored_size": stored, "raw_size": raw},
             }))?
-        );
+        )?;
         return Ok(0);
     }
     for (id, time, s) in &per {
-        print(&format!("{} {time}", id.short()), s);
+        print(&format!("{} {time}", id.short()), s)?;
     }
-    print(&format!("all {} snapshots", snaps.len()), &total);
-    println!(
+    print(&format!("all {} snapshots", snaps.len()), &total)?;
+    outln!(
         "repository: {blobs} blobs indexed, {} stored, {} raw",
         human(stored),
         human(raw)
-    );
+    )?;
     Ok(0)
 }

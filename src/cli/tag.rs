@@ -74,17 +74,17 @@ pub fn run(g: &Global, a: &TagArgs) -> Result<u8> {
                 }
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         for (old, n) in &changed {
             match n {
-                Some((id, tags)) => println!(
+                Some((id, tags)) => outln!(
                     "snapshot {} -> {}: tags [{}]",
                     old.short(),
                     id.short(),
                     tags.join(", ")
-                ),
-                None => println!("snapshot {}: tags unchanged", old.short()),
+                )?,
+                None => outln!("snapshot {}: tags unchanged", old.short())?,
             }
         }
     }
