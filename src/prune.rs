@@ -20,6 +20,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexFile, IndexPack};
+use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::format::{BlobKind, Id};
 use crate::lease::{self, Mark};
@@ -190,13 +191,13 @@ pub fn referenced_blobs(
     Ok(seen)
 }
 
-/// The snapshot objects listed under `snapshots/` now, oldest first. The
-/// listing is the caller's own; only the decoded contents of ids the catalog
-/// already holds are taken from it (snapshot objects never change). A
-/// snapshot deleted between listing and reading is left out. Fails with
-/// [`ErrorKind::Corrupt`] naming the first snapshot object that does not
-/// authenticate or decode (its trees would look unused), or a store error.
-pub fn list_snapshots(repo: &Repository) -> Result<Vec<(Id, crate::format::snapshot::Snapshot)>> {
+/// The snapshot objects listed under `snapshots/` now, oldest first, and
+/// those that do not authenticate or decode: (id, reason), ordered by id
+/// (their trees would look unused). The listing is the caller's own; only
+/// the decoded contents of ids the catalog already holds are taken from it
+/// (snapshot objects never change). A snapshot deleted between listing and
+/// reading is left out. Fails only on store errors other than NotFound.
+pub fn list_snapshots(repo: &Repository) -> Result<ListedSnapshots> {
     let mut listed: Vec<Id> = repo
         .store()
         .list("snapshots/")?
@@ -204,9 +205,9 @@ pub fn list_snapshots(repo: &Repository) -> Result<Vec<(Id, crate::format::snaps
         .filter_map(|l| Id::from_hex(&l.name))
         .collect();
     listed.sort();
-    let mut known: HashMap<Id, crate::format::snapshot::Snapshot> =
-        repo.snapshots()?.into_iter().collect();
+    let mut known: HashMap<Id, Snapshot> = repo.snapshots()?.into_iter().collect();
     let mut out = Vec::with_capacity(listed.len());
+    let mut bad = Vec::new();
     for id in listed {
         match known.remove(&id) {
             Some(s) => out.push((id, s)),
@@ -214,19 +215,19 @@ pub fn list_snapshots(repo: &Repository) -> Result<Vec<(Id, crate::format::snaps
                 Ok(s) => out.push((id, s)),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    return Err(Error::corrupt(format!(
-                        "refusing to prune: snapshot {} is unreadable ({}); run `snap repair snapshots` to remove it first",
-                        id.to_hex(),
-                        crate::repo::reason(ObjectKind::Snapshot, &id, &e)
-                    )))
+                    bad.push((id, crate::repo::reason(ObjectKind::Snapshot, &id, &e)))
                 }
                 Err(e) => return Err(e),
             },
         }
     }
     out.sort_by_key(|(id, s)| (s.time_ms(), *id));
-    Ok(out)
+    Ok((out, bad))
 }
+
+/// What [`list_snapshots`] read: the readable snapshots, oldest first, and
+/// the unreadable ones with the reason.
+pub type ListedSnapshots = (Vec<(Id, Snapshot)>, Vec<(Id, String)>);
 
 /// All index objects: (listed ids, effective packs by id). An index named in
 /// another listed index's `supersedes` is skipped. Fails with
@@ -350,9 +351,9 @@ pub fn prune_without(
     // processes, which reset and reload it, or add the snapshot they just
     // wrote to it, at any moment, so it may lack a snapshot or the index of
     // a snapshot it holds.
-    let mut snaps = list_snapshots(repo)?;
-    snaps.retain(|(id, _)| !forgotten.contains(id));
+    let (mut snaps, bad_snaps) = list_snapshots(repo)?;
     let (index_ids, packs, bad) = load_indexes_lenient(repo)?;
+    // A skipped object would make the blobs it names look unused.
     if let Some((id, e)) = bad.first() {
         return Err(Error::corrupt(format!(
             "refusing to prune: index object {} is unreadable ({}), so the blobs it names would look unused; run `snap repair index` first",
@@ -360,6 +361,13 @@ pub fn prune_without(
             crate::repo::reason(ObjectKind::Index, id, e)
         )));
     }
+    if let Some((id, e)) = bad_snaps.first() {
+        return Err(Error::corrupt(format!(
+            "refusing to prune: snapshot {} is unreadable ({e}); run `snap repair snapshots` to remove it first",
+            id.to_hex()
+        )));
+    }
+    snaps.retain(|(id, _)| !forgotten.contains(id));
     let existing = list_packs(repo)?;
     rep.data_bytes_before = existing.values().sum();
 
