@@ -238,7 +238,16 @@ impl Repository {
         let repo = Self::build(store, config, key, key_id, cache_dir)?;
         if preferred.as_deref().map(str::trim) != Some(repo.key_id.as_str()) {
             // Only a hint: a failed write costs the next open more Argon2 runs.
-            let _ = std::fs::write(&last, &repo.key_id);
+            // Private like the rest of the cache (0600).
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&last)
+                .and_then(|mut f| f.write_all(repo.key_id.as_bytes()));
         }
         for w in warnings {
             repo.warn(w);
