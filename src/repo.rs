@@ -905,6 +905,6 @@ pub fn reason(kind: ObjectKind, id: &Id, e: &Error) -> String {
 
 /// Decodes the plaintext of tree blob `id`; [`ErrorKind::Corrupt`] naming the
 /// tree if it is not a valid tree encoding.
-fn decode_tree(id: &Id, plain: &[u8]) -> Result<Tree> {
+pub fn decode_tree(id: &Id, plain: &[u8]) -> Result<Tree> {
     Tree::decode(plain).map_err(|e| Error::corrupt(format!("tree {}: {e}", id.short())))
 }
