@@ -37,12 +37,16 @@ pub struct BlobLocation {
 /// An open catalog database.
 pub struct Catalog {
     conn: Connection,
-    /// pack_no → pack id; rows of `packs` never change number, and the cache
-    /// is dropped when the catalog is reset.
-    pack_ids: std::cell::RefCell<std::collections::HashMap<i64, Id>>,
-    /// pack_no of every marked pack, loaded on first use and dropped
-    /// whenever packs or marks change.
-    marked_nos: std::cell::RefCell<Option<HashSet<i64>>>,
+    /// Ids of the packs the `marked` table held when last read (loaded on
+    /// first use, dropped whenever this process changes packs or marks).
+    /// Other processes sharing the catalog file may rewrite that table with
+    /// an older listing of `marks/`, or reset it, at any time.
+    marked_ids: std::cell::RefCell<Option<HashSet<Id>>>,
+    /// The packs this process itself last listed as marked
+    /// ([`Catalog::set_marked`]); they count as marked whatever the table
+    /// says now, so a concurrent rewrite can never unmark them for this
+    /// process (format-spec "Leases and two-phase prune").
+    own_marked: std::cell::RefCell<HashSet<Id>>,
 }
 
 const SCHEMA: &str = "
@@ -61,6 +65,16 @@ CREATE TABLE IF NOT EXISTS tree_cache(id BLOB PRIMARY KEY, plain BLOB NOT NULL, 
 /// Starts a new blob epoch: blobs may have stopped counting as stored.
 const BUMP_EPOCH: &str = "INSERT INTO meta(key,value) VALUES('blob_epoch','0') \
      ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER)+1";
+
+/// A pack id read from the catalog.
+fn pack_id(raw: &[u8]) -> Result<Id> {
+    Id::from_slice(raw).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Catalog,
+            "catalog holds a malformed pack id; run `snap cache rebuild`",
+        )
+    })
+}
 
 /// Whether `e` says the catalog file is not a database or is malformed.
 fn is_corruption(e: &Error) -> bool {
@@ -206,8 +220,8 @@ impl Catalog {
         conn.execute_batch(SCHEMA)?;
         let mut cat = Catalog {
             conn,
-            pack_ids: Default::default(),
-            marked_nos: Default::default(),
+            marked_ids: Default::default(),
+            own_marked: Default::default(),
         };
         let ver: Option<String> = cat.meta("schema")?;
         let stale = ver.is_some() && ver.as_deref() != Some(&SCHEMA_VERSION.to_string());
@@ -254,8 +268,7 @@ impl Catalog {
             tx.execute_batch(SCHEMA)?;
         }
         tx.commit()?;
-        self.pack_ids.borrow_mut().clear();
-        *self.marked_nos.borrow_mut() = None;
+        *self.marked_ids.borrow_mut() = None;
         Ok(())
     }
 
@@ -291,8 +304,7 @@ impl Catalog {
         )?;
         tx.execute(BUMP_EPOCH, [])?;
         tx.commit()?;
-        self.pack_ids.borrow_mut().clear();
-        *self.marked_nos.borrow_mut() = None;
+        *self.marked_ids.borrow_mut() = None;
         Ok(())
     }
 
@@ -312,7 +324,7 @@ impl Catalog {
     /// Loads one index object in a single transaction. Blobs already known
     /// (stored twice) keep their first location.
     pub fn add_index(&mut self, index_id: &Id, idx: &IndexFile) -> Result<()> {
-        *self.marked_nos.borrow_mut() = None;
+        *self.marked_ids.borrow_mut() = None;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -362,14 +374,17 @@ impl Catalog {
 
     /// Where blob `id` is stored, if any pack holds it.
     pub fn lookup(&self, id: &Id) -> Result<Option<BlobLocation>> {
+        // The pack id is read in the same statement: pack numbers are
+        // reassigned when any process sharing the catalog resets it.
         let mut st = self.conn.prepare_cached(
-            "SELECT kind, pack_no, offset, length, raw_len, base FROM blobs WHERE id=?1",
+            "SELECT b.kind, p.id, b.offset, b.length, b.raw_len, b.base FROM blobs b \
+             JOIN packs p ON p.pack_no=b.pack_no WHERE b.id=?1",
         )?;
         let row = st
             .query_row([&id.0[..]], |r| {
                 Ok((
                     r.get::<_, u8>(0)?,
-                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(1)?,
                     r.get::<_, u32>(2)?,
                     r.get::<_, u32>(3)?,
                     r.get::<_, u32>(4)?,
@@ -377,7 +392,7 @@ impl Catalog {
                 ))
             })
             .optional()?;
-        let Some((k, pack_no, offset, length, raw_len, base)) = row else {
+        let Some((k, pack, offset, length, raw_len, base)) = row else {
             return Ok(None);
         };
         let base = match base {
@@ -397,7 +412,7 @@ impl Catalog {
         })?;
         Ok(Some(BlobLocation {
             kind,
-            pack: self.pack_id(pack_no)?,
+            pack: pack_id(&pack)?,
             offset,
             length,
             raw_len,
@@ -405,71 +420,71 @@ impl Catalog {
         }))
     }
 
-    fn pack_id(&self, pack_no: i64) -> Result<Id> {
-        if let Some(id) = self.pack_ids.borrow().get(&pack_no) {
-            return Ok(*id);
-        }
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id FROM packs WHERE pack_no=?1")?;
-        let raw: Vec<u8> = st.query_row([pack_no], |r| r.get(0))?;
-        let id = Id::from_slice(&raw).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Catalog,
-                "catalog holds a malformed pack id; run `snap cache rebuild`",
-            )
-        })?;
-        self.pack_ids.borrow_mut().insert(pack_no, id);
-        Ok(id)
-    }
-
     /// Whether blob `id` is in some indexed pack that is not marked for
     /// deletion (a backup must store blobs again rather than reference a
     /// marked pack; format-spec "Leases and two-phase prune"). A delta blob
     /// counts only if its base passes the same test (§25).
     pub fn contains(&self, id: &Id) -> Result<bool> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT pack_no, base FROM blobs WHERE id=?1")?;
-        let Some((pack_no, base)) = st
+        let mut st = self.conn.prepare_cached(
+            "SELECT p.id, b.base FROM blobs b JOIN packs p ON p.pack_no=b.pack_no WHERE b.id=?1",
+        )?;
+        let Some((pack, base)) = st
             .query_row([&id.0[..]], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
             })
             .optional()?
         else {
             return Ok(false);
         };
-        if !self.pack_usable(pack_no)? {
+        if !self.pack_usable(&pack_id(&pack)?)? {
             return Ok(false);
         }
         match base {
             None => Ok(true),
             Some(b) => {
-                let Some(pack_no) = st.query_row([&b[..]], |r| r.get::<_, i64>(0)).optional()?
+                let Some(pack) = st
+                    .query_row([&b[..]], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()?
                 else {
                     return Ok(false);
                 };
-                self.pack_usable(pack_no)
+                self.pack_usable(&pack_id(&pack)?)
             }
         }
     }
 
-    /// Whether pack number `pack_no` is not marked for deletion.
-    fn pack_usable(&self, pack_no: i64) -> Result<bool> {
-        if self.marked_nos.borrow().is_none() {
-            let mut q = self
-                .conn
-                .prepare("SELECT p.pack_no FROM packs p JOIN marked m ON m.id=p.id")?;
-            let nos = q
-                .query_map([], |r| r.get::<_, i64>(0))?
-                .collect::<rusqlite::Result<HashSet<i64>>>()?;
-            *self.marked_nos.borrow_mut() = Some(nos);
+    /// Whether pack `pack` is marked for deletion neither in this process's
+    /// own listing of marks nor in the `marked` table.
+    fn pack_usable(&self, pack: &Id) -> Result<bool> {
+        if self.own_marked.borrow().contains(pack) {
+            return Ok(false);
+        }
+        if self.marked_ids.borrow().is_none() {
+            let mut q = self.conn.prepare("SELECT id FROM marked")?;
+            let ids = q
+                .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+                .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
+            let ids = ids.iter().filter_map(|i| Id::from_slice(i)).collect();
+            *self.marked_ids.borrow_mut() = Some(ids);
         }
         Ok(!self
-            .marked_nos
+            .marked_ids
             .borrow()
             .as_ref()
-            .is_some_and(|m| m.contains(&pack_no)))
+            .is_some_and(|m| m.contains(pack)))
+    }
+
+    /// Whether the `marked` table holds exactly the packs of this process's
+    /// own listing of marks (another process sharing the catalog may have
+    /// rewritten it from an older or newer listing).
+    fn own_view_is_shared(&self) -> Result<bool> {
+        let table: HashSet<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT id FROM marked")?
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let own = self.own_marked.borrow();
+        Ok(table.len() == own.len() && own.iter().all(|p| table.contains(&p.0[..])))
     }
 
     /// The blob epoch: a counter that changes whenever a blob may stop
@@ -481,7 +496,13 @@ impl Catalog {
 
     /// Records that every blob reachable from tree `tree` was stored (and not
     /// in a marked pack) at blob epoch `epoch`. Older records are dropped.
+    /// Nothing is recorded while the `marked` table differs from this
+    /// process's own listing of marks: the record would vouch for a view
+    /// other processes do not share.
     pub fn set_verified(&self, tree: &Id, epoch: i64) -> Result<()> {
+        if !self.own_view_is_shared()? {
+            return Ok(());
+        }
         self.conn
             .prepare_cached("DELETE FROM verified WHERE epoch<>?1")?
             .execute([epoch])?;
@@ -493,7 +514,14 @@ impl Catalog {
 
     /// Whether every blob reachable from `tree` is known to be stored now:
     /// it was verified at the current blob epoch.
+    /// Never while the `marked` table differs from this process's own
+    /// listing of marks (a record is only written, and only trusted, by a
+    /// process whose listing equals the table; every change of the table
+    /// starts a new epoch).
     pub fn is_verified(&self, tree: &Id) -> Result<bool> {
+        if !self.own_view_is_shared()? {
+            return Ok(false);
+        }
         let epoch = self.blob_epoch()?;
         Ok(self
             .conn
@@ -540,7 +568,7 @@ impl Catalog {
 
     /// Replaces the set of packs marked for deletion.
     pub fn set_marked(&mut self, packs: &HashSet<Id>) -> Result<()> {
-        *self.marked_nos.borrow_mut() = None;
+        *self.marked_ids.borrow_mut() = None;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -561,6 +589,7 @@ impl Catalog {
             }
         }
         tx.commit()?;
+        *self.own_marked.borrow_mut() = packs.clone();
         Ok(())
     }
 
@@ -847,5 +876,74 @@ mod tests {
         cat.reset().unwrap();
         assert!(!cat.is_verified(&t).unwrap());
         assert_ne!(cat.blob_epoch().unwrap(), e2);
+    }
+
+    /// One index object with one pack holding one data blob.
+    fn one_blob_index(pack: u8, blob: u8) -> IndexFile {
+        IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![crate::format::index::IndexPack {
+                id: Id([pack; 32]),
+                size: 45,
+                blobs: vec![PackEntry {
+                    kind: BlobKind::Data,
+                    id: Id([blob; 32]),
+                    offset: 0,
+                    length: 41,
+                    raw_len: 1,
+                    base: None,
+                }],
+            }],
+        }
+    }
+
+    /// Two handles on one file stand for two processes sharing a cache
+    /// directory: one that listed a mark (a backup that started after the
+    /// mark, hence no blocker of it) and one that listed `marks/` before it.
+    #[test]
+    fn a_stale_rewrite_of_the_marks_by_another_process_unmarks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut seen = Catalog::open(&path, &"ab".repeat(32)).unwrap();
+        let mut stale = Catalog::open(&path, &"ab".repeat(32)).unwrap();
+        seen.add_index(&Id([6; 32]), &one_blob_index(5, 3)).unwrap();
+        assert!(seen.contains(&Id([3; 32])).unwrap());
+        let marked: HashSet<Id> = [Id([5; 32])].into_iter().collect();
+        seen.set_marked(&marked).unwrap();
+        assert!(!seen.contains(&Id([3; 32])).unwrap());
+        // The other process finishes its sync with its older listing.
+        stale.set_marked(&HashSet::new()).unwrap();
+        // The blob's only copy is still marked for the first process; so is
+        // a tree verified by the other one at the current epoch.
+        seen.add_index(&Id([7; 32]), &one_blob_index(8, 9)).unwrap();
+        assert!(!seen.contains(&Id([3; 32])).unwrap());
+        let t = Id([1; 32]);
+        stale.set_verified(&t, stale.blob_epoch().unwrap()).unwrap();
+        assert!(!seen.is_verified(&t).unwrap());
+        // The other order: the stale process records nothing while the
+        // table holds a mark it did not list.
+        seen.set_marked(&marked).unwrap();
+        stale.set_verified(&t, stale.blob_epoch().unwrap()).unwrap();
+        assert!(!seen.is_verified(&t).unwrap());
+        // Agreeing views still share records.
+        seen.set_verified(&t, seen.blob_epoch().unwrap()).unwrap();
+        assert!(seen.is_verified(&t).unwrap());
+    }
+
+    /// Another process's rebuild renumbers the packs; a lookup in this one
+    /// still names the pack that holds the blob.
+    #[test]
+    fn lookup_names_the_right_pack_after_another_process_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut a = Catalog::open(&path, &"ab".repeat(32)).unwrap();
+        let mut b = Catalog::open(&path, &"ab".repeat(32)).unwrap();
+        a.add_index(&Id([6; 32]), &one_blob_index(5, 3)).unwrap();
+        assert_eq!(a.lookup(&Id([3; 32])).unwrap().unwrap().pack, Id([5; 32]));
+        b.reset().unwrap();
+        b.add_index(&Id([7; 32]), &one_blob_index(8, 9)).unwrap();
+        b.add_index(&Id([6; 32]), &one_blob_index(5, 3)).unwrap();
+        assert_eq!(a.lookup(&Id([9; 32])).unwrap().unwrap().pack, Id([8; 32]));
+        assert_eq!(a.lookup(&Id([3; 32])).unwrap().unwrap().pack, Id([5; 32]));
     }
 }

@@ -3,9 +3,12 @@
 //! marks and leases, format-spec "Leases and two-phase prune").
 //!
 //! One run of [`prune`]:
-//! 1. lists leases, then re-syncs the catalog (snapshots and indexes), so
-//!    that every backup whose lease has gone has its snapshot visible;
-//! 2. computes the referenced blobs by walking every snapshot's trees;
+//! 1. lists leases, then snapshots, then indexes, so that every backup
+//!    whose lease has gone has its snapshot, and every listed snapshot its
+//!    index objects, visible; this view is prune's own, never the catalog
+//!    (which concurrent processes reset, reload and extend meanwhile);
+//! 2. computes the referenced blobs by walking every snapshot's trees, read
+//!    from the packs that view names;
 //! 3. deletes the packs of *ripe* marks (grace over, no blocker lease live)
 //!    that are still unneeded; packs that became needed are unmarked;
 //! 4. marks packs that hold no referenced blob, and repacks packs whose
@@ -17,11 +20,13 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexFile, IndexPack};
+use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::format::{BlobKind, Id};
 use crate::lease::{self, Mark};
 use crate::pack::BlobSaver;
 use crate::repo::Repository;
+use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
 use bytes::Bytes;
 use chrono::Utc;
@@ -38,8 +43,6 @@ pub struct PruneOptions {
     pub grace: Duration,
     /// Compute and report only; write and delete nothing.
     pub dry_run: bool,
-    /// Name of the caller's own lease (never a blocker of its own marks).
-    pub own_lease: Option<String>,
 }
 
 /// What a prune did (or would do, with `dry_run`).
@@ -79,10 +82,84 @@ pub struct PruneReport {
     pub seconds: f64,
 }
 
-/// Every blob (tree and data) reachable from the given snapshot root trees.
-/// Fails ([`ErrorKind::Corrupt`] / [`ErrorKind::NotFound`]) if a tree cannot
-/// be read: then the set would be incomplete and deleting anything unsafe.
-pub fn referenced_blobs(repo: &Repository, roots: &[Id]) -> Result<HashSet<Id>> {
+/// Where each blob named by `packs` is stored, preferring a copy in a pack
+/// outside `marked` (the first such copy, else the first copy).
+pub fn blob_locations(
+    packs: &[IndexPack],
+    marked: &HashSet<Id>,
+) -> HashMap<Id, crate::catalog::BlobLocation> {
+    let mut locs: HashMap<Id, (crate::catalog::BlobLocation, bool)> = HashMap::new();
+    for p in packs {
+        let unmarked = !marked.contains(&p.id);
+        for b in &p.blobs {
+            let loc = crate::catalog::BlobLocation {
+                kind: b.kind,
+                pack: p.id,
+                offset: b.offset,
+                length: b.length,
+                raw_len: b.raw_len,
+                base: b.base,
+            };
+            match locs.get(&b.id) {
+                Some((_, true)) => {}
+                Some((_, false)) if !unmarked => {}
+                _ => {
+                    locs.insert(b.id, (loc, unmarked));
+                }
+            }
+        }
+    }
+    locs.into_iter().map(|(id, (l, _))| (id, l)).collect()
+}
+
+/// The location and sealed bytes of blob `id` from `locs` (as built by
+/// [`blob_locations`]). Fails with [`ErrorKind::NotFound`] if `locs` does
+/// not name it, or a store error.
+pub fn fetch_located_blob(
+    repo: &Repository,
+    locs: &HashMap<Id, crate::catalog::BlobLocation>,
+    id: &Id,
+) -> Result<(crate::catalog::BlobLocation, Bytes)> {
+    let loc = *locs.get(id).ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("blob {} is not in any index object", id.short()),
+        )
+    })?;
+    let sealed = repo.store().get_range(
+        &ObjectKind::Pack.key(&loc.pack.to_hex()),
+        loc.offset as u64..loc.offset as u64 + loc.length as u64,
+    )?;
+    Ok((loc, sealed))
+}
+
+/// Reads and verifies blob `id` from `locs` (as built by [`blob_locations`]),
+/// including the base of a delta blob. Fails with [`ErrorKind::NotFound`]
+/// if `locs` does not name it (or its base), [`ErrorKind::Corrupt`] if it
+/// does not authenticate or decode, or a store error.
+pub fn read_located_blob(
+    repo: &Repository,
+    locs: &HashMap<Id, crate::catalog::BlobLocation>,
+    id: &Id,
+) -> Result<Vec<u8>> {
+    let (loc, sealed) = fetch_located_blob(repo, locs, id)?;
+    let base = loc
+        .base
+        .map(|b| fetch_located_blob(repo, locs, &b))
+        .transpose()?;
+    repo.decode_blob_with_base(id, &loc, &sealed, base.as_ref().map(|(l, s)| (l, &s[..])))
+}
+
+/// Every blob (tree and data) reachable from the given snapshot root trees,
+/// reading the trees from the packs `locs` names (see [`blob_locations`]),
+/// not through the catalog. Fails ([`ErrorKind::Corrupt`] /
+/// [`ErrorKind::NotFound`]) if a tree cannot be read: then the set would be
+/// incomplete and deleting anything unsafe.
+pub fn referenced_blobs(
+    repo: &Repository,
+    locs: &HashMap<Id, crate::catalog::BlobLocation>,
+    roots: &[Id],
+) -> Result<HashSet<Id>> {
     let mut seen: HashSet<Id> = HashSet::new();
     let mut stack: Vec<Id> = Vec::new();
     for r in roots {
@@ -91,12 +168,14 @@ pub fn referenced_blobs(repo: &Repository, roots: &[Id]) -> Result<HashSet<Id>> 
         }
     }
     while let Some(t) = stack.pop() {
-        let tree = repo.read_tree(&t).map_err(|e| {
-            e.context(format!(
-                "tree {} is unreadable; run `snap check` and `snap repair snapshots` before pruning",
-                t.short()
-            ))
-        })?;
+        let tree = read_located_blob(repo, locs, &t)
+            .and_then(|plain| crate::repo::decode_tree(&t, &plain))
+            .map_err(|e| {
+                e.context(format!(
+                    "tree {} is unreadable; run `snap check` and `snap repair snapshots` before pruning",
+                    t.short()
+                ))
+            })?;
         for e in &tree.entries {
             for c in &e.content {
                 seen.insert(*c);
@@ -110,6 +189,44 @@ pub fn referenced_blobs(repo: &Repository, roots: &[Id]) -> Result<HashSet<Id>> 
     }
     Ok(seen)
 }
+
+/// The snapshot objects listed under `snapshots/` now, oldest first, and
+/// those that do not authenticate or decode: (id, reason), ordered by id
+/// (their trees would look unused). The listing is the caller's own; only
+/// the decoded contents of ids the catalog already holds are taken from it
+/// (snapshot objects never change). A snapshot deleted between listing and
+/// reading is left out. Fails only on store errors other than NotFound.
+pub fn list_snapshots(repo: &Repository) -> Result<ListedSnapshots> {
+    let mut listed: Vec<Id> = repo
+        .store()
+        .list("snapshots/")?
+        .into_iter()
+        .filter_map(|l| Id::from_hex(&l.name))
+        .collect();
+    listed.sort();
+    let mut known: HashMap<Id, Snapshot> = repo.snapshots()?.into_iter().collect();
+    let mut out = Vec::with_capacity(listed.len());
+    let mut bad = Vec::new();
+    for id in listed {
+        match known.remove(&id) {
+            Some(s) => out.push((id, s)),
+            None => match repo.read_snapshot(&id) {
+                Ok(s) => out.push((id, s)),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    bad.push((id, crate::repo::reason(ObjectKind::Snapshot, &id, &e)))
+                }
+                Err(e) => return Err(e),
+            },
+        }
+    }
+    out.sort_by_key(|(id, s)| (s.time_ms(), *id));
+    Ok((out, bad))
+}
+
+/// What [`list_snapshots`] read: the readable snapshots, oldest first, and
+/// the unreadable ones with the reason.
+pub type ListedSnapshots = (Vec<(Id, Snapshot)>, Vec<(Id, String)>);
 
 /// All index objects: (listed ids, effective packs by id). An index named in
 /// another listed index's `supersedes` is skipped. Fails with
@@ -199,17 +316,36 @@ pub fn list_packs(repo: &Repository) -> Result<HashMap<Id, u64>> {
         .collect())
 }
 
-/// Runs one prune; see the module documentation for the steps.
-pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
-    prune_without(repo, opts, &HashSet::new())
+/// Runs one prune; see the module documentation for the steps. `session`
+/// must be opened for [`Operation::Prune`]: its lease keeps a second prune
+/// out and is never a blocker of its own marks.
+pub fn prune(session: &Session, opts: &PruneOptions) -> Result<PruneReport> {
+    session.require(&[Operation::Prune], "prune")?;
+    prune_without(session, Some(session.lease().name()), opts, &HashSet::new())
 }
 
-/// [`prune`] as if the snapshots `forgotten` were already gone: their trees
-/// are not walked, so what only they reference counts as unused. For the
-/// estimate of `forget --prune --dry-run`, which removes nothing; a real run
-/// passes an empty set (forgotten snapshots are deleted before it).
-pub fn prune_without(
+/// A dry run of [`prune`] without a lease (writes and deletes nothing,
+/// whatever `opts.dry_run` says), as if the snapshots `forgotten` were
+/// already gone: their trees are not walked, so what only they reference
+/// counts as unused. For `prune --dry-run` and the estimate of
+/// `forget --prune --dry-run`, which removes nothing.
+pub fn estimate(
     repo: &Repository,
+    opts: &PruneOptions,
+    forgotten: &HashSet<Id>,
+) -> Result<PruneReport> {
+    let opts = PruneOptions {
+        dry_run: true,
+        ..opts.clone()
+    };
+    prune_without(repo, None, &opts, forgotten)
+}
+
+/// The prune; `own_lease` is the name of the caller's prune lease, `None`
+/// only for a dry run.
+fn prune_without(
+    repo: &Repository,
+    own_lease: Option<&str>,
     opts: &PruneOptions,
     forgotten: &HashSet<Id>,
 ) -> Result<PruneReport> {
@@ -227,18 +363,29 @@ pub fn prune_without(
         .map(|l| l.name.clone())
         .collect();
     let marks = lease::list_marks(&store, &key)?;
-    repo.sync_catalog()?;
+    // The view is taken from prune's own listings, snapshots before
+    // indexes (a writer stores index objects before the snapshot that needs
+    // them), never from the catalog: the catalog is shared with concurrent
+    // processes, which reset and reload it, or add the snapshot they just
+    // wrote to it, at any moment, so it may lack a snapshot or the index of
+    // a snapshot it holds.
+    let (mut snaps, bad_snaps) = list_snapshots(repo)?;
+    let (index_ids, packs, bad) = load_indexes_lenient(repo)?;
     // A skipped object would make the blobs it names look unused.
-    repo.require_complete_index("to prune")?;
-    if let Some((id, e)) = repo.unreadable_snapshots().first() {
+    if let Some((id, e)) = bad.first() {
+        return Err(Error::corrupt(format!(
+            "refusing to prune: index object {} is unreadable ({}), so the blobs it names would look unused; run `snap repair index` first",
+            id.to_hex(),
+            crate::repo::reason(ObjectKind::Index, id, e)
+        )));
+    }
+    if let Some((id, e)) = bad_snaps.first() {
         return Err(Error::corrupt(format!(
             "refusing to prune: snapshot {} is unreadable ({e}); run `snap repair snapshots` to remove it first",
             id.to_hex()
         )));
     }
-    let mut snaps = repo.snapshots()?;
     snaps.retain(|(id, _)| !forgotten.contains(id));
-    let (index_ids, packs) = load_indexes(repo)?;
     let existing = list_packs(repo)?;
     rep.data_bytes_before = existing.values().sum();
 
@@ -261,7 +408,13 @@ pub fn prune_without(
     // 2. Referenced blobs.
     rep.snapshots = snaps.len() as u64;
     let roots: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
-    let mut referenced = referenced_blobs(repo, &roots)?;
+    let all_marked: HashSet<Id> = ripe
+        .iter()
+        .chain(waiting.iter())
+        .flat_map(|(_, m)| m.pack_ids())
+        .collect();
+    let locs = blob_locations(&packs, &all_marked);
+    let mut referenced = referenced_blobs(repo, &locs, &roots)?;
     // A referenced delta blob needs its base (format-spec §25); bases are
     // never deltas, so one pass closes the set. Every stored copy counts.
     let bases: Vec<Id> = packs
@@ -388,7 +541,17 @@ pub fn prune_without(
                     raw_len: b.raw_len,
                     base: b.base,
                 };
-                repo.decode_blob(&b.id, &loc, sealed)?;
+                // A delta's base is located through prune's own index view.
+                let base = b
+                    .base
+                    .map(|base| fetch_located_blob(repo, &locs, &base))
+                    .transpose()?;
+                repo.decode_blob_with_base(
+                    &b.id,
+                    &loc,
+                    sealed,
+                    base.as_ref().map(|(l, s)| (l, &s[..])),
+                )?;
                 saver.add_with_base(b.kind, b.id, sealed, b.raw_len, b.base)?;
                 rep.blobs_repacked += 1;
             }
@@ -416,7 +579,7 @@ pub fn prune_without(
         let now = Utc::now();
         let blockers: Vec<String> = lease::list_leases(&store, &key)?
             .into_iter()
-            .filter(|l| l.is_live(now) && Some(&l.name) != opts.own_lease.as_ref())
+            .filter(|l| l.is_live(now) && Some(l.name.as_str()) != own_lease)
             .map(|l| l.name)
             .collect();
         m.blockers = Some(blockers);
@@ -434,7 +597,7 @@ pub fn prune_without(
             let now = Utc::now();
             let blockers: Vec<String> = lease::list_leases(&store, &key)?
                 .into_iter()
-                .filter(|l| l.is_live(now) && Some(&l.name) != opts.own_lease.as_ref())
+                .filter(|l| l.is_live(now) && Some(l.name.as_str()) != own_lease)
                 .map(|l| l.name)
                 .collect();
             let mut m = m.clone();

@@ -243,7 +243,16 @@ impl Repository {
         let repo = Self::build(store, config, key, key_id, cache_dir)?;
         if preferred.as_deref().map(str::trim) != Some(repo.key_id.as_str()) {
             // Only a hint: a failed write costs the next open more Argon2 runs.
-            let _ = std::fs::write(&last, &repo.key_id);
+            // Private like the rest of the cache (0600).
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&last)
+                .and_then(|mut f| f.write_all(repo.key_id.as_bytes()));
         }
         for w in warnings {
             repo.warn(w);
@@ -674,8 +683,9 @@ impl Repository {
     }
 
     /// Stores a snapshot object (after its trees and blobs are indexed) and
-    /// records it in the catalog.
-    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+    /// records it in the catalog. Outside the crate only through
+    /// [`crate::session::Session::save_snapshot`], i.e. under a lease.
+    pub(crate) fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         let sealed = self.key.seal(AAD_SNAPSHOT, &snap.encode());
         let id = Id::of_object(&sealed);
         self.store
@@ -900,6 +910,6 @@ pub fn reason(kind: ObjectKind, id: &Id, e: &Error) -> String {
 
 /// Decodes the plaintext of tree blob `id`; [`ErrorKind::Corrupt`] naming the
 /// tree if it is not a valid tree encoding.
-fn decode_tree(id: &Id, plain: &[u8]) -> Result<Tree> {
+pub fn decode_tree(id: &Id, plain: &[u8]) -> Result<Tree> {
     Tree::decode(plain).map_err(|e| Error::corrupt(format!("tree {}: {e}", id.short())))
 }

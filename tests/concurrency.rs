@@ -174,3 +174,168 @@ fn prune_during_copy_keeps_the_copied_packs() {
     );
     verify_repository(&dst, &m);
 }
+
+/// An `ObjectStore` that runs a hook each time `index/` is listed while
+/// armed, before the listing is returned.
+struct HookStore {
+    inner: std::sync::Arc<dyn object_store::ObjectStore>,
+    armed: std::sync::atomic::AtomicBool,
+    on_list_index: Box<dyn Fn() + Send + Sync>,
+    hooked: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for HookStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HookStore({})", self.inner)
+    }
+}
+
+impl std::fmt::Display for HookStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HookStore({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for HookStore {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        if prefix.is_some_and(|p| p.as_ref() == "index")
+            && self.armed.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            (self.on_list_index)();
+            self.hooked
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Prune takes its view of the repository from its own listings (leases,
+/// snapshots, then indexes), not from the catalog: the catalog is shared by
+/// every process using the cache directory, and they reset and reload it at
+/// any moment (a sync that finds an index vanished or superseded, `snap
+/// cache rebuild`), or add the snapshot they just wrote to it. That is how
+/// `forget --prune` beside backups failed with "tree … is not in any index"
+/// (a backup's snapshot in the catalog, its index dropped by a reset). Here
+/// another handle on the same catalog resets it every time the prune lists
+/// `index/`, i.e. after prune listed the snapshots and before it walks their
+/// trees. Both prune runs (mark and repack, then delete) must complete, delete
+/// the forgotten snapshot's pack, and the kept snapshot must restore and
+/// check clean.
+#[test]
+fn prune_is_not_misled_by_a_catalog_reset_by_another_process() {
+    use snap::prune::{prune, PruneOptions};
+    use snap::repo::Repository;
+    let s = Snap::new();
+    s.init();
+    let data = s.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut rng = Rng::new(11);
+    for i in 0..4 {
+        std::fs::write(data.join(format!("f{i}")), rng.bytes(300_000)).unwrap();
+    }
+    s.backup_json([&data]);
+    for i in 0..2 {
+        std::fs::write(data.join(format!("f{i}")), rng.bytes(300_000)).unwrap();
+    }
+    let kept = backup_id(&s.backup_json([&data]));
+    s.ok(["forget", "--keep-last", "1"]);
+
+    let plain = Repository::open(&s.repo, s.password.as_bytes(), &s.cache).unwrap();
+    let (config, key, key_id) = (
+        plain.config().clone(),
+        plain.key().clone(),
+        plain.key_id().to_string(),
+    );
+    drop(plain);
+    let cat_path = s.cache.join(&config.id).join("catalog.sqlite");
+    let repo_id = config.id.clone();
+    let hook = std::sync::Arc::new(HookStore {
+        inner: std::sync::Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(&s.repo).unwrap(),
+        ),
+        armed: false.into(),
+        // Another process's sync between its reset and its reload.
+        on_list_index: Box::new(move || {
+            snap::catalog::Catalog::open(&cat_path, &repo_id)
+                .unwrap()
+                .reset()
+                .unwrap();
+        }),
+        hooked: 0.into(),
+    });
+    let store = snap::store::Store::from_object_store(hook.clone(), &s.repo).unwrap();
+    let repo = Repository::open_with(store, config, key, key_id, &s.cache).unwrap();
+    hook.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let opts = PruneOptions {
+        max_unused: 0.1,
+        grace: std::time::Duration::ZERO,
+        dry_run: false,
+        own_lease: None,
+    };
+    let first = prune(&repo, &opts).expect("first prune (marks)");
+    assert!(first.packs_marked > 0, "{first:?}");
+    let second = prune(&repo, &opts).expect("second prune (deletes)");
+    assert!(second.packs_deleted > 0, "{second:?}");
+    assert!(hook.hooked.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    drop(repo);
+
+    assert_eq!(s.snapshot_ids(), vec![kept.clone()]);
+    let mut model = Model::default();
+    model.add(&kept, &data, tree_hash(&data));
+    verify_repository(&s, &model);
+}
