@@ -320,19 +320,19 @@ fn prune_is_not_misled_by_a_catalog_reset_by_another_process() {
     });
     let store = snap::store::Store::from_object_store(hook.clone(), &s.repo).unwrap();
     let repo = Repository::open_with(store, config, key, key_id, &s.cache).unwrap();
+    let session = snap::session::Session::start(repo, snap::session::Operation::Prune).unwrap();
     hook.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     let opts = PruneOptions {
         max_unused: 0.1,
         grace: std::time::Duration::ZERO,
         dry_run: false,
-        own_lease: None,
     };
-    let first = prune(&repo, &opts).expect("first prune (marks)");
+    let first = prune(&session, &opts).expect("first prune (marks)");
     assert!(first.packs_marked > 0, "{first:?}");
-    let second = prune(&repo, &opts).expect("second prune (deletes)");
+    let second = prune(&session, &opts).expect("second prune (deletes)");
     assert!(second.packs_deleted > 0, "{second:?}");
     assert!(hook.hooked.load(std::sync::atomic::Ordering::SeqCst) >= 2);
-    drop(repo);
+    drop(session);
 
     assert_eq!(s.snapshot_ids(), vec![kept.clone()]);
     let mut model = Model::default();

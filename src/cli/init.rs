@@ -88,7 +88,12 @@ fn refuse_nonempty_folder(loc: &str) -> Result<()> {
     let foreign = entries
         .filter_map(|e| e.ok())
         .map(|e| e.file_name())
-        .find(|n| !n.to_str().is_some_and(|n| LAYOUT.contains(&n)));
+        // `config#N`: the staging file of a concurrent init's local write.
+        .find(|n| {
+            !n.to_str()
+                .and_then(|n| n.split('#').next())
+                .is_some_and(|n| LAYOUT.contains(&n))
+        });
     if let Some(name) = foreign {
         return Err(Error::usage(format!(
             "folder {loc} is not empty (it holds {:?}, which is not part of a snap repository); \
