@@ -398,13 +398,19 @@ mod tests {
             assert_eq!(enc[0], if choice == Choice::Raw { RAW } else { ZSTD });
             assert_eq!(decode(&enc, text.len()).unwrap(), text);
         }
+        let rows: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| {
+                format!("row {i} value {}\n", i.wrapping_mul(2_654_435_761) % 9973).into_bytes()
+            })
+            .collect();
         let mut fast = Vec::new();
-        encode_as(&text, Choice::Zstd(FAST_LEVEL), &mut fast);
-        encode(&text, 3, &mut enc);
+        encode_as(&rows, Choice::Zstd(FAST_LEVEL), &mut fast);
+        encode(&rows, 3, &mut enc);
         let mut three = Vec::new();
-        encode_as(&text, Choice::Zstd(3), &mut three);
+        encode_as(&rows, Choice::Zstd(3), &mut three);
         assert_eq!(enc, three);
         assert_ne!(fast, three, "the fast level and 3 wrote the same frame");
+        assert_eq!(decode(&fast, rows.len()).unwrap(), rows);
     }
 
     #[test]
