@@ -100,7 +100,7 @@ fn auto_repository_roundtrips_and_uses_the_fast_level_locally() {
     // zstd level 2, which stores a little more than level 3; the noise is
     // raw in both.
     assert!(
-        stored_auto > stored_fixed,
+        stored_auto > stored_fixed + stored_fixed / 100,
         "auto stored {stored_auto} bytes, level 3 {stored_fixed}"
     );
     assert!(
@@ -159,9 +159,12 @@ fn s3_backup_in_its_upload_bound_start_stores_no_more_than_level_3() {
         &auto.password,
     );
     let stored_fixed = stored(&fixed.backup_json([&src]));
-    // Same blobs (shared chunker seed and id key), same level: same bytes.
-    assert_eq!(
-        stored_auto, stored_fixed,
+    // Same data blobs (shared chunker seed and id key), same level: the
+    // same bytes, but for a few bytes of tree blobs (metadata such as
+    // ctime may differ between the two backups). Level 2 would store over
+    // 1% more here (see the local test).
+    assert!(
+        stored_auto <= stored_fixed + stored_fixed / 1000,
         "auto stored {stored_auto} bytes on S3, level 3 {stored_fixed}"
     );
     auto.ok(["check", "--read-data"]);
