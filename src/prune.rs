@@ -149,7 +149,7 @@ pub fn load_indexes_lenient(repo: &Repository) -> Result<LoadedIndexes> {
         match repo.read_index(id) {
             Ok(f) => files.push((*id, f)),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) if e.kind() == ErrorKind::Corrupt => bad.push((*id, e)),
+            Err(e) if e.kind().is_damaged_data() => bad.push((*id, e)),
             Err(e) => return Err(e),
         }
     }
