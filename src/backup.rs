@@ -73,7 +73,8 @@ pub struct StreamSource {
 /// What to back up and how.
 #[derive(Default)]
 pub struct BackupOptions {
-    /// File trees (absolute or relative; stored under their absolute paths).
+    /// File trees (absolute or relative; stored under their absolute paths,
+    /// made absolute and normalised lexically by [`normalize_path`]).
     pub paths: Vec<PathBuf>,
     /// Streams.
     pub streams: Vec<StreamSource>,
@@ -81,8 +82,11 @@ pub struct BackupOptions {
     pub tags: Vec<String>,
     /// Host name to record (default: this machine's).
     pub host: Option<String>,
-    /// Glob patterns to exclude: without `/` they match a base name,
-    /// with `/` the whole absolute path.
+    /// Glob patterns to exclude (see [`ExcludeSet`]): without `/` they match
+    /// a base name; an absolute pattern matches the whole absolute path; a
+    /// relative pattern with `/` matches the trailing components of a path
+    /// (as if prefixed with `**/`); one starting with `./` or `../` is
+    /// relative to the current directory.
     pub excludes: Vec<String>,
     /// Parent snapshot id; `None` picks the latest with the same host and paths.
     pub parent: Option<Id>,
@@ -115,6 +119,10 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Source entries that could not be read (each one line).
     pub warnings: Vec<String>,
+    /// Files that changed while they were read (size, mtime or ctime of the
+    /// open file differed after the read): the snapshot holds the bytes
+    /// read, which may mix two versions. Absolute paths, lossy UTF-8.
+    pub changed: Vec<String>,
 }
 
 /// An in-memory directory being assembled.
@@ -183,8 +191,7 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 struct Walker {
-    excludes: globset::GlobSet,
-    base_excludes: globset::GlobSet,
+    excludes: ExcludeSet,
     warnings: Vec<String>,
     dirs: u64,
 }
@@ -192,9 +199,6 @@ struct Walker {
 impl Walker {
     fn excluded(&self, path: &Path) -> bool {
         self.excludes.is_match(path)
-            || path
-                .file_name()
-                .is_some_and(|n| self.base_excludes.is_match(n))
     }
 
     /// Walks `path` (already lstat'ed as `md`) into a node.
@@ -267,22 +271,104 @@ impl Walker {
 
 use std::os::unix::ffi::OsStringExt;
 
-fn build_globs(patterns: &[String]) -> Result<(globset::GlobSet, globset::GlobSet)> {
-    let mut full = globset::GlobSetBuilder::new();
-    let mut base = globset::GlobSetBuilder::new();
-    for p in patterns {
-        let g = globset::GlobBuilder::new(p)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| Error::usage(format!("invalid --exclude pattern {p:?}: {e}")))?;
-        if p.contains('/') {
-            full.add(g);
-        } else {
-            base.add(g);
+/// The `--exclude` patterns of a backup, matched against absolute,
+/// normalised paths (globset syntax, `*` does not cross `/`):
+///
+/// - a pattern without `/` matches a base name at any depth (`*.tmp`, `.git`);
+/// - an absolute pattern matches the whole path (`/home/*/.cache`);
+/// - a pattern starting with `./` or `../` is made absolute against the
+///   current directory first (like a path argument);
+/// - any other pattern with `/` matches the trailing components of a path,
+///   as if prefixed with `**/` (`data/git` excludes `/home/u/data/git` and
+///   `/srv/data/git`).
+///
+/// A trailing `/` is ignored. Everything below an excluded folder is
+/// excluded with it.
+pub struct ExcludeSet {
+    paths: globset::GlobSet,
+    names: globset::GlobSet,
+}
+
+impl ExcludeSet {
+    /// Compiles `patterns`; `cwd` anchors `./` and `../` patterns.
+    ///
+    /// Errors: [`ErrorKind::Usage`] naming an invalid pattern.
+    pub fn new(patterns: &[String], cwd: &Path) -> Result<ExcludeSet> {
+        let mut paths = globset::GlobSetBuilder::new();
+        let mut names = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let trimmed = p.trim_end_matches('/');
+            let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+            let anchored = if trimmed == "."
+                || trimmed == ".."
+                || trimmed.starts_with("./")
+                || trimmed.starts_with("../")
+            {
+                // Lexically, like a path argument; glob characters in the
+                // current directory's name are escaped.
+                let cwd = globset::escape(&normalize_lexically(cwd).to_string_lossy());
+                let joined = normalize_lexically(&Path::new(&cwd).join(trimmed));
+                joined.to_string_lossy().into_owned()
+            } else if trimmed.starts_with('/') {
+                trimmed.to_string()
+            } else if trimmed.contains('/') {
+                format!("**/{trimmed}")
+            } else {
+                trimmed.to_string()
+            };
+            let g = globset::GlobBuilder::new(&anchored)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| Error::usage(format!("invalid --exclude pattern {p:?}: {e}")))?;
+            if anchored.contains('/') {
+                paths.add(g);
+            } else {
+                names.add(g);
+            }
+        }
+        let err = |e: globset::Error| Error::usage(format!("invalid --exclude pattern: {e}"));
+        Ok(ExcludeSet {
+            paths: paths.build().map_err(err)?,
+            names: names.build().map_err(err)?,
+        })
+    }
+
+    /// Whether the absolute, normalised `path` is excluded.
+    pub fn is_match(&self, path: &Path) -> bool {
+        self.paths.is_match(path) || path.file_name().is_some_and(|n| self.names.is_match(n))
+    }
+}
+
+/// The absolute `path` without `.` components, with each `..` removing the
+/// component before it (never above the root), and without a trailing `/`.
+/// Purely lexical: no symlink is resolved (as Go's `filepath.Clean`).
+fn normalize_lexically(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => out.push(c.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
         }
     }
-    let err = |e: globset::Error| Error::usage(format!("invalid --exclude pattern: {e}"));
-    Ok((full.build().map_err(err)?, base.build().map_err(err)?))
+    out
+}
+
+/// A backup path as recorded in a snapshot: made absolute against the
+/// current directory, then normalised lexically (`.` dropped, `..` removes
+/// the component before it, no trailing `/`), so `data/`, `./data` and
+/// `../here/data` name the same path. Symlinks are not resolved, the last
+/// component's included (a symlink given as a path is stored as a link).
+///
+/// Errors: [`ErrorKind::Io`] when the current directory cannot be read.
+pub fn normalize_path(path: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(path)
+        .map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
+    Ok(normalize_lexically(&abs))
 }
 
 /// A file whose content must be read: its absolute path, whose components
@@ -373,12 +459,13 @@ fn plan(
                     } else {
                         counts.0 += 1;
                     }
-                    if e.size > 0 {
-                        jobs.push(FileJob {
-                            path: child_path,
-                            size: e.size,
-                        });
-                    }
+                    // Read even when `stat` says 0 bytes: `/proc` files do,
+                    // and the size recorded is what the read returns (the
+                    // `stat` size only feeds the progress total).
+                    jobs.push(FileJob {
+                        path: child_path,
+                        size: e.size,
+                    });
                 }
             }
             Node::Leaf(_) => {}
@@ -494,10 +581,13 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
             "nothing to back up: give paths, --stdin, --command, --pg or --mongo",
         ));
     }
-    let (excludes, base_excludes) = build_globs(&opts.excludes)?;
+    let cwd = if opts.excludes.is_empty() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
+    };
     let mut walker = Walker {
-        excludes,
-        base_excludes,
+        excludes: ExcludeSet::new(&opts.excludes, &cwd)?,
         warnings: Vec::new(),
         dirs: 0,
     };
@@ -505,8 +595,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     let mut root = DirNode::default();
     let mut abs_paths: Vec<String> = Vec::new();
     for p in &opts.paths {
-        let abs = std::path::absolute(p)
-            .map_err(|e| Error::io(format!("resolving {}", p.display()), e))?;
+        let abs = normalize_path(p)?;
         let md = std::fs::symlink_metadata(&abs).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound {
                 ErrorKind::NotFound
@@ -545,8 +634,11 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         for c in &comps[..comps.len() - 1] {
             prefix.push(OsStr::from_bytes(c));
             let entry = cur.children.entry(c.clone()).or_insert_with(|| {
-                let meta = std::fs::symlink_metadata(&prefix)
+                // A folder on the way to a path; through a symlink (such as
+                // /proc/self) it is recorded as the folder it leads to.
+                let meta = std::fs::metadata(&prefix)
                     .ok()
+                    .filter(|m| m.is_dir())
                     .map(|m| entry_from_metadata(c, &m));
                 Node::Dir(DirNode {
                     meta,
@@ -644,27 +736,21 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
     // is written.
     let _graceful = crate::interrupt::graceful();
     let mut warnings = std::mem::take(&mut walker.warnings);
+    let mut changed = Vec::new();
     let previous = previous_streams(repo, &hostname, &opts.streams);
-    let ((bytes_read, job_slots, stream_slots, sources, failed_sources), ingested) =
+    let ((bytes_read, job_slots, stream_slots, sources, failed_sources), mut ingested) =
         ingest::run(repo, saver, &opts.progress.bytes, |reader| {
-            read_content(reader, &jobs, &opts, &previous, &mut warnings)
+            read_content(reader, &jobs, &opts, &previous, &mut warnings, &mut changed)
         })?;
-    let Ingested {
-        mut saver,
-        mut contents,
-    } = ingested;
-    let mut take = |slot: usize| {
-        contents
-            .get_mut(slot)
-            .map(std::mem::take)
-            .unwrap_or_default()
-    };
+    // Sizes come from the content ingested, never from `stat`: a file that
+    // grew or shrank since the walk is recorded as read.
     for (job, slot) in jobs.iter().zip(job_slots) {
         match slot {
             Some(slot) => {
-                let content = take(slot);
+                let (content, len) = ingested.take(slot);
                 if let Some(e) = leaf_mut(&mut root, &job.route()) {
                     e.content = content;
+                    e.size = len;
                 }
             }
             None => remove_leaf(&mut root, &job.route()),
@@ -677,18 +763,18 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         meta.mode = 0o700;
         meta.mtime_ns = now;
         sd.meta = Some(meta);
-        for (s, (slot, n)) in sources.iter().zip(stream_slots) {
+        for (s, (slot, _)) in sources.iter().zip(stream_slots) {
             let mut e = TreeEntry::new(s.name.as_bytes().to_vec(), EntryKind::File);
             e.mode = 0o600;
             e.mtime_ns = now;
-            e.size = n;
             e.profile = ChunkProfile::Streams;
-            e.content = take(slot);
+            (e.content, e.size) = ingested.take(slot);
             sd.children.insert(e.name.clone(), Node::Leaf(e));
         }
         root.children
             .insert(STREAMS_DIR.as_bytes().to_vec(), Node::Dir(sd));
     }
+    let mut saver = ingested.saver;
     let mut total_bytes = 0;
     let tree = match crate::interrupt::check()
         .and_then(|_| store_trees(repo, &mut saver, root, &mut total_bytes))
@@ -754,6 +840,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         id,
         snapshot,
         warnings: walker.warnings,
+        changed,
     })
 }
 
@@ -822,6 +909,7 @@ fn read_content(
     opts: &BackupOptions,
     previous: &HashMap<String, Arc<DeltaRef>>,
     warnings: &mut Vec<String>,
+    changed: &mut Vec<String>,
 ) -> Result<ContentResult> {
     let mut bytes_read = 0u64;
     let mut slots = Vec::with_capacity(jobs.len());
@@ -829,8 +917,11 @@ fn read_content(
         crate::interrupt::check()?;
         let slot = reader.new_slot();
         match reader.read_file(slot, &job.path) {
-            Ok(n) => {
-                bytes_read += n;
+            Ok(r) => {
+                bytes_read += r.bytes;
+                if r.changed {
+                    changed.push(job.path.to_string_lossy().into_owned());
+                }
                 slots.push(Some(slot));
             }
             Err(err) => {
@@ -1214,18 +1305,13 @@ where
             ))
         })?;
     let (mut root, files, links, bytes_read, counts) = filled;
-    let Ingested {
-        mut saver,
-        mut contents,
-    } = ingested;
+    let mut ingested = ingested;
     for (route, slot) in &files {
         if let Some(e) = leaf_mut(&mut root, route) {
-            e.content = contents
-                .get_mut(*slot)
-                .map(std::mem::take)
-                .unwrap_or_default();
+            (e.content, e.size) = ingested.take(*slot);
         }
     }
+    let mut saver = ingested.saver;
     for (route, target) in &links {
         let (content, size) = match leaf_mut(&mut root, target) {
             Some(t) if t.kind == EntryKind::File => (t.content.clone(), t.size),
@@ -1303,5 +1389,6 @@ where
         id,
         snapshot,
         warnings: Vec::new(),
+        changed: Vec::new(),
     })
 }

@@ -1,7 +1,8 @@
 //! Content ingestion: bytes of files and streams in, blob ids out.
 //!
-//! Two stages overlap. The calling thread reads files (small ones with
-//! `read`, large ones through memmap2 windows) and streams into batches of
+//! Two stages overlap. The calling thread reads files and streams with
+//! `read(2)` into owned buffers (never a memory map: a file truncated while
+//! mapped would raise SIGBUS) and puts them into batches of
 //! about [`BATCH_BYTES`]; a processor thread takes each batch and, on the
 //! rayon pool, cuts it into chunks (FastCDC), hashes them (keyed BLAKE3),
 //! drops chunks already stored (saver's pending set, then the catalog),
@@ -32,35 +33,21 @@ use std::sync::Arc;
 
 /// Bytes of content per batch handed to the processor.
 pub const BATCH_BYTES: usize = 4 << 20;
-/// Files up to this size are read with `read`; larger ones are memory-mapped.
+/// Files up to this many bytes are handed to the processor whole (it cuts
+/// them on the rayon pool); longer files and streams are cut here, window by
+/// window.
 pub const SMALL_FILE: u64 = 1 << 20;
-/// Memory-map window for large files, bytes.
-pub const MAP_WINDOW: usize = 8 << 20;
-/// Read buffer for streams, bytes.
+/// Bytes read per window of a large file or a stream, beyond the uncut tail
+/// of the previous window.
 pub const STREAM_WINDOW: usize = 8 << 20;
 /// How often an idle processor checks the saver's index timer.
 const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
-
-enum Buf {
-    Owned(Vec<u8>),
-    Mapped(memmap2::Mmap),
-}
-
-impl std::ops::Deref for Buf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Buf::Owned(v) => v,
-            Buf::Mapped(m) => m,
-        }
-    }
-}
 
 /// A run of content for one slot. With `cut` set, the processor cuts it
 /// into chunks (it is a whole small file); otherwise it is one chunk.
 struct Piece {
     slot: usize,
-    buf: Arc<Buf>,
+    buf: Arc<Vec<u8>>,
     start: usize,
     len: usize,
     cut: Option<ChunkProfile>,
@@ -128,6 +115,24 @@ pub struct Ingested {
     pub saver: BlobSaver,
     /// Blob ids per slot, in content order.
     pub contents: Vec<Vec<Id>>,
+    /// Bytes per slot: the sum of the plaintext lengths of its blobs,
+    /// counted from the same pieces the ids come from. A tree entry's size
+    /// is set from this, so it always agrees with its content.
+    pub lengths: Vec<u64>,
+}
+
+impl Ingested {
+    /// Takes the content of `slot`: its blob ids and its length in bytes
+    /// (empty and 0 for a slot that got no bytes).
+    pub fn take(&mut self, slot: usize) -> (Vec<Id>, u64) {
+        let ids = self
+            .contents
+            .get_mut(slot)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let len = self.lengths.get(slot).copied().unwrap_or(0);
+        (ids, len)
+    }
 }
 
 /// The reading side. Create with [`run`].
@@ -137,7 +142,13 @@ pub struct Reader<'r> {
     batch: Batch,
     next_slot: usize,
     deltas: HashMap<usize, Arc<DeltaRef>>,
+    /// Window buffers the processor is done with, for reuse: their pages
+    /// are already mapped, so a reused window costs no page faults.
+    spare: Receiver<Vec<u8>>,
 }
+
+/// Window buffers kept for reuse.
+const SPARE_WINDOWS: usize = 4;
 
 /// Runs `read` with a [`Reader`] while a processor thread saves blobs through
 /// `saver`. Returns what `read` returned and the processor's result; if the
@@ -153,9 +164,12 @@ pub fn run<T>(
     let _graceful = crate::interrupt::graceful();
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Batch>(1);
+        let (spare_tx, spare) = sync_channel::<Vec<u8>>(SPARE_WINDOWS);
         let handle = std::thread::Builder::new()
             .name("snap-ingest".into())
-            .spawn_scoped(scope, move || processor(repo, saver, rx, progress))
+            .spawn_scoped(scope, move || {
+                processor(repo, saver, rx, spare_tx, progress)
+            })
             .map_err(|e| Error::io("starting the ingest thread", e))?;
         let mut reader = Reader {
             repo,
@@ -163,6 +177,7 @@ pub fn run<T>(
             batch: Batch::default(),
             next_slot: 0,
             deltas: HashMap::new(),
+            spare,
         };
         let r = read(&mut reader).and_then(|t| reader.flush().map(|_| t));
         drop(reader);
@@ -225,13 +240,22 @@ impl Reader<'_> {
             .map_err(|_| stopped())
     }
 
+    /// An empty buffer of at least `cap` bytes: a spare window if one is
+    /// back from the processor, else a new one.
+    fn window(&mut self, cap: usize) -> Vec<u8> {
+        let mut v = self.spare.try_recv().unwrap_or_default();
+        v.clear();
+        v.reserve_exact(cap);
+        v
+    }
+
     /// Cuts `buf[start..]` here (for large files and streams, whose windows
     /// must be cut in order); returns bytes consumed.
     fn cut_here(
         &mut self,
         slot: usize,
         chunker: &Chunker,
-        buf: &Arc<Buf>,
+        buf: &Arc<Vec<u8>>,
         start: usize,
         at_eof: bool,
     ) -> Result<usize> {
@@ -251,20 +275,99 @@ impl Reader<'_> {
         Ok(used)
     }
 
-    /// Reads one file into `slot`; returns bytes read. I/O errors are the
-    /// file's (the caller reports and skips it); a stopped processor comes
-    /// back as an `Other` I/O error wrapping the cause.
-    pub fn read_file(&mut self, slot: usize, path: &Path) -> std::io::Result<u64> {
-        let mut file = std::fs::File::open(path)?;
-        let size = file.metadata()?.len();
-        if size <= SMALL_FILE {
-            let mut v = Vec::with_capacity(size as usize);
-            file.read_to_end(&mut v)?;
-            let n = v.len();
+    /// Reads `r` to its end into `slot`, window by window into owned
+    /// buffers, cut with `chunker`; `first` holds bytes already read from
+    /// `r` (counted in the total). Returns bytes read.
+    fn read_windows(
+        &mut self,
+        slot: usize,
+        r: &mut dyn Read,
+        chunker: &Chunker,
+        first: Vec<u8>,
+    ) -> std::result::Result<u64, ReadError> {
+        let mut total = first.len() as u64;
+        let mut v = first;
+        loop {
+            // A window holds STREAM_WINDOW bytes, or at least half of that
+            // beyond the previous window's uncut tail (shorter than the
+            // chunker's max): windows grow until one holds a cut.
+            let target = STREAM_WINDOW.max(v.len() + STREAM_WINDOW / 2);
+            v.reserve_exact(target - v.len());
+            let mut eof = false;
+            while v.len() < target {
+                let want = (target - v.len()) as u64;
+                let n = r.take(want).read_to_end(&mut v).map_err(ReadError::Io)?;
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+                total += n as u64;
+            }
+            if v.is_empty() {
+                break;
+            }
+            let buf = Arc::new(v);
+            let used = self
+                .cut_here(slot, chunker, &buf, 0, eof)
+                .map_err(ReadError::Pipeline)?;
+            if eof {
+                break;
+            }
+            let tail = &buf[used..];
+            v = self.window(STREAM_WINDOW.max(tail.len() + STREAM_WINDOW / 2));
+            v.extend_from_slice(tail);
+        }
+        Ok(total)
+    }
+
+    /// Reads the regular file at `path` to its end into `slot`: whatever
+    /// length it has while read (a file growing or shrinking meanwhile, a
+    /// `/proc` or `/sys` file whose `stat` size is 0 or 4096), never trusting
+    /// its `stat` size. The file is opened with `O_NOFOLLOW | O_NONBLOCK`
+    /// and checked with `fstat` before any read, so a path replaced by a
+    /// symlink, FIFO, socket or device since the walk neither blocks nor is
+    /// followed, and a pseudo-file with nothing to read yet fails with
+    /// `WouldBlock` instead of waiting. Content is read with `read(2)` into owned buffers (no memory
+    /// map, so a file truncated meanwhile cannot raise SIGBUS).
+    ///
+    /// Errors: the file's I/O errors (the caller reports and skips it), an
+    /// error of kind `InvalidInput` naming the type found when the path is
+    /// no longer a regular file; a stopped processor comes back as an
+    /// `Other` I/O error wrapping the [`Error`].
+    pub fn read_file(&mut self, slot: usize, path: &Path) -> std::io::Result<FileRead> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    not_regular("a symbolic link")
+                } else {
+                    e
+                }
+            })?;
+        let before = file.metadata()?;
+        if !before.file_type().is_file() {
+            return Err(not_regular(type_name(&before.file_type())));
+        }
+        // O_NONBLOCK stays set: Linux ignores it for regular files on disk,
+        // and it turns a pseudo-file that would wait forever (/proc/kmsg,
+        // a tracing pipe) into an EAGAIN the caller reports and skips.
+        // Up to SMALL_FILE bytes go to the processor whole; a longer file
+        // continues window by window.
+        let mut first = if before.len() > SMALL_FILE {
+            self.window(STREAM_WINDOW)
+        } else {
+            Vec::with_capacity(before.len() as usize + 1)
+        };
+        (&mut file).take(SMALL_FILE + 1).read_to_end(&mut first)?;
+        let bytes = if first.len() as u64 <= SMALL_FILE {
+            let n = first.len();
             if n > 0 {
                 self.push(Piece {
                     slot,
-                    buf: Arc::new(Buf::Owned(v)),
+                    buf: Arc::new(first),
                     start: 0,
                     len: n,
                     cut: Some(ChunkProfile::Files),
@@ -272,36 +375,20 @@ impl Reader<'_> {
                 })
                 .map_err(std::io::Error::other)?;
             }
-            return Ok(n as u64);
-        }
-        let chunker = self.repo.files_chunker().clone();
-        let page = 4096u64;
-        let mut pos = 0u64;
-        while pos < size {
-            let aligned = pos & !(page - 1);
-            let len = (size - aligned).min(MAP_WINDOW as u64) as usize;
-            // SAFETY: a read-only private mapping; a file truncated by another
-            // process while mapped can raise SIGBUS, which aborts the backup
-            // before any snapshot is written (the repository stays valid).
-            #[allow(unsafe_code)]
-            let map = unsafe {
-                memmap2::MmapOptions::new()
-                    .offset(aligned)
-                    .len(len)
-                    .map(&file)?
-            };
-            let _ = map.advise(memmap2::Advice::Sequential);
-            let at_eof = aligned + len as u64 == size;
-            let buf = Arc::new(Buf::Mapped(map));
-            let used = self
-                .cut_here(slot, &chunker, &buf, (pos - aligned) as usize, at_eof)
-                .map_err(std::io::Error::other)?;
-            if used == 0 {
-                break;
-            }
-            pos += used as u64;
-        }
-        Ok(pos)
+            n as u64
+        } else {
+            let chunker = self.repo.files_chunker().clone();
+            self.read_windows(slot, &mut file, &chunker, first)
+                .map_err(|e| match e {
+                    ReadError::Io(e) => e,
+                    ReadError::Pipeline(e) => std::io::Error::other(e),
+                })?
+        };
+        let after = file.metadata()?;
+        Ok(FileRead {
+            bytes,
+            changed: Stamp::of(&before) != Stamp::of(&after),
+        })
     }
 
     /// Reads a stream to its end into `slot`, cut with the chunker of
@@ -316,35 +403,75 @@ impl Reader<'_> {
             ChunkProfile::Files => self.repo.files_chunker().clone(),
             ChunkProfile::Streams => self.repo.streams_chunker().clone(),
         };
-        let mut carry: Vec<u8> = Vec::new();
-        let mut total = 0u64;
-        loop {
-            let mut v = Vec::with_capacity(STREAM_WINDOW.max(carry.len() * 2));
-            v.extend_from_slice(&carry);
-            let mut eof = false;
-            while v.len() < STREAM_WINDOW {
-                let want = STREAM_WINDOW - v.len();
-                let n = r
-                    .take(want as u64)
-                    .read_to_end(&mut v)
-                    .map_err(|e| Error::io("reading stream", e))?;
-                if n == 0 {
-                    eof = true;
-                    break;
-                }
-                total += n as u64;
-            }
-            if v.is_empty() {
-                break;
-            }
-            let buf = Arc::new(Buf::Owned(v));
-            let used = self.cut_here(slot, &chunker, &buf, 0, eof)?;
-            carry = buf[used..].to_vec();
-            if eof {
-                break;
-            }
-        }
-        Ok(total)
+        let first = self.window(STREAM_WINDOW);
+        self.read_windows(slot, r, &chunker, first)
+            .map_err(|e| match e {
+                ReadError::Io(e) => Error::io("reading stream", e),
+                ReadError::Pipeline(e) => e,
+            })
+    }
+}
+
+/// Why [`Reader::read_windows`] stopped: the input, or the pipeline.
+enum ReadError {
+    Io(std::io::Error),
+    Pipeline(Error),
+}
+
+/// What [`Reader::read_file`] read from one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileRead {
+    /// Bytes read: the length of the content stored for the file.
+    pub bytes: u64,
+    /// The file's size, mtime or ctime (`fstat` of the open handle) after
+    /// the read differed from before it: the content may mix two versions.
+    pub changed: bool,
+}
+
+/// The `fstat` fields that change when a file's content changes.
+#[derive(PartialEq, Eq)]
+struct Stamp(u64, i64, i64, i64, i64);
+
+impl Stamp {
+    fn of(md: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp(
+            md.len(),
+            md.mtime(),
+            md.mtime_nsec(),
+            md.ctime(),
+            md.ctime_nsec(),
+        )
+    }
+}
+
+/// The error for a path that is no longer a regular file.
+fn not_regular(found: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("no longer a regular file (now {found})"),
+    )
+}
+
+/// "a FIFO", "a directory"... for messages.
+pub fn type_name(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        "a regular file"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "of an unknown type"
     }
 }
 
@@ -352,9 +479,11 @@ fn processor(
     repo: &Repository,
     mut saver: BlobSaver,
     rx: Receiver<Batch>,
+    spare: SyncSender<Vec<u8>>,
     progress: &AtomicU64,
 ) -> Result<Ingested> {
     let mut contents: Vec<Vec<Id>> = Vec::new();
+    let mut lengths: Vec<u64> = Vec::new();
     let mut cursors: HashMap<usize, DeltaCursor> = HashMap::new();
     loop {
         // A slow source may not send a batch for a long time: index the
@@ -372,7 +501,14 @@ fn processor(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        if let Err(e) = process(repo, &mut saver, &batch, &mut contents, &mut cursors) {
+        if let Err(e) = process(
+            repo,
+            &mut saver,
+            &batch,
+            &mut contents,
+            &mut lengths,
+            &mut cursors,
+        ) {
             // Keep what was stored (e.g. before the disk filled up) usable.
             saver.salvage();
             let _ = catalog_written(repo, &mut saver);
@@ -380,8 +516,20 @@ fn processor(
         }
         progress.fetch_add(batch.bytes as u64, Ordering::Relaxed);
         catalog_written(repo, &mut saver)?;
+        // The last piece of a window hands its buffer back to the reader.
+        for p in batch.pieces {
+            if let Ok(v) = Arc::try_unwrap(p.buf) {
+                if v.capacity() >= STREAM_WINDOW {
+                    let _ = spare.try_send(v);
+                }
+            }
+        }
     }
-    Ok(Ingested { saver, contents })
+    Ok(Ingested {
+        saver,
+        contents,
+        lengths,
+    })
 }
 
 /// Adds the index objects the saver wrote to the catalog.
@@ -443,6 +591,7 @@ fn process(
     saver: &mut BlobSaver,
     batch: &Batch,
     contents: &mut Vec<Vec<Id>>,
+    lengths: &mut Vec<u64>,
     cursors: &mut HashMap<usize, DeltaCursor>,
 ) -> Result<()> {
     let key = repo.key();
@@ -530,8 +679,10 @@ fn process(
     for (p, cs) in batch.pieces.iter().zip(chunks) {
         if contents.len() <= p.slot {
             contents.resize_with(p.slot + 1, Vec::new);
+            lengths.resize(p.slot + 1, 0);
         }
         contents[p.slot].extend(cs.into_iter().map(|(_, _, id)| id));
+        lengths[p.slot] += p.len as u64;
     }
     Ok(())
 }

@@ -100,11 +100,21 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// User name running snap.
+/// User name running snap: `$USER`, else `$LOGNAME` (empty values ignored),
+/// else the passwd name of the real uid, else "unknown".
 pub fn username() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    let env = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+    env("USER")
+        .or_else(|| env("LOGNAME"))
+        .or_else(|| {
+            // cron and systemd units often set neither: ask the passwd
+            // database for the real uid's name.
+            nix::unistd::User::from_uid(nix::unistd::Uid::current())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Current time, RFC 3339 UTC with milliseconds.
@@ -218,7 +228,16 @@ impl Repository {
         let repo = Self::build(store, config, key, key_id, cache_dir)?;
         if preferred.as_deref().map(str::trim) != Some(repo.key_id.as_str()) {
             // Only a hint: a failed write costs the next open more Argon2 runs.
-            let _ = std::fs::write(&last, &repo.key_id);
+            // Private like the rest of the cache (0600).
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&last)
+                .and_then(|mut f| f.write_all(repo.key_id.as_bytes()));
         }
         for w in warnings {
             repo.warn(w);

@@ -52,8 +52,14 @@ pub struct BackupArgs {
     /// Host name to record [default: this machine's].
     #[arg(long)]
     host: Option<String>,
-    /// Exclude paths matching a glob (repeatable): without `/` it matches a base name.
-    #[arg(long = "exclude")]
+    /// Exclude paths matching a glob (repeatable; `*` does not cross `/`,
+    /// `**` does). Without `/` it matches a base name at any depth (`*.tmp`);
+    /// an absolute pattern matches the whole absolute path
+    /// (`/home/*/.cache`); `./` or `../` patterns are relative to the
+    /// current directory; any other pattern with `/` matches the last
+    /// components of a path anywhere below the backup paths (`data/git`
+    /// excludes `/srv/data/git`).
+    #[arg(long = "exclude", value_name = "GLOB")]
     excludes: Vec<String>,
     /// Parent snapshot to compare against [default: latest with the same host and paths].
     #[arg(long)]
@@ -220,11 +226,17 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     for w in &out.warnings {
         eprintln!("warning: skipped {}", super::output::escape(w));
     }
+    for c in &out.changed {
+        eprintln!(
+            "warning: {}: changed while reading; stored the bytes read",
+            super::output::escape(c)
+        );
+    }
     let s = &out.snapshot.summary;
     if g.json {
         outln!(
             "{}",
-            serde_json::json!({"type": "summary", "snapshot": out.id.to_hex(), "summary": s, "warnings": out.warnings, "partial": out.snapshot.partial, "failed_sources": out.snapshot.failed_sources, "requests": repo.store().stats().to_json()})
+            serde_json::json!({"type": "summary", "snapshot": out.id.to_hex(), "summary": s, "warnings": out.warnings, "changed": out.changed, "partial": out.snapshot.partial, "failed_sources": out.snapshot.failed_sources, "requests": repo.store().stats().to_json()})
         )?;
     } else {
         eprintln!(
@@ -249,11 +261,13 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
             outln!("snapshot {} saved", out.id.short())?;
         }
     }
-    Ok(if out.warnings.is_empty() && !out.snapshot.partial {
-        0
-    } else {
-        EXIT_PARTIAL
-    })
+    Ok(
+        if out.warnings.is_empty() && out.changed.is_empty() && !out.snapshot.partial {
+            0
+        } else {
+            EXIT_PARTIAL
+        },
+    )
 }
 
 /// The stream name a `--pg` argument asks for, for error records.
