@@ -161,7 +161,11 @@ pub fn verify_pack(
             continue;
         }
         if let Err(err) = r {
-            msgs.push(format!("pack {}: blob {}: {err:#}", id.short(), e.id.short()));
+            msgs.push(format!(
+                "pack {}: blob {}: {err:#}",
+                id.short(),
+                e.id.short()
+            ));
             bad.push(e.id);
         }
     }

@@ -177,8 +177,7 @@ impl MasterKey {
         if envelope.len() < ENVELOPE_OVERHEAD {
             return Err(Error::corrupt(message()));
         }
-        open_with(&self.cipher(), aad, envelope)
-            .ok_or_else(|| Error::unauthenticated(message()))
+        open_with(&self.cipher(), aad, envelope).ok_or_else(|| Error::unauthenticated(message()))
     }
 
     /// Opens a sealed blob; see [`MasterKey::open`].

@@ -308,7 +308,9 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Corrupt, "{e:#}");
         assert!(e.kind().is_damaged_data());
         // The DecodeError is the cause, not a string.
-        let cause = e.source().and_then(|s| s.downcast_ref::<crate::format::DecodeError>());
+        let cause = e
+            .source()
+            .and_then(|s| s.downcast_ref::<crate::format::DecodeError>());
         assert_eq!(cause, Some(&decode));
         assert_eq!(e.to_string(), decode.to_string());
         assert_eq!(format!("{e:#}"), decode.to_string());

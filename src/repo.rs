@@ -625,16 +625,16 @@ impl Repository {
     /// Reads, verifies (name = BLAKE3 of bytes) and opens an index object.
     pub fn read_index(&self, id: &Id) -> Result<IndexFile> {
         let plain = self.read_sealed(ObjectKind::Index, id, AAD_INDEX)?;
-        IndexFile::decode(&plain).map_err(|e| {
-            Error::with_source(ErrorKind::Corrupt, format!("index {}", id.short()), e)
-        })
+        IndexFile::decode(&plain)
+            .map_err(|e| Error::with_source(ErrorKind::Corrupt, format!("index {}", id.short()), e))
     }
 
     /// Reads, verifies and opens a snapshot object.
     pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let plain = self.read_sealed(ObjectKind::Snapshot, id, AAD_SNAPSHOT)?;
-        Snapshot::decode(&plain)
-            .map_err(|e| Error::with_source(ErrorKind::Corrupt, format!("snapshot {}", id.short()), e))
+        Snapshot::decode(&plain).map_err(|e| {
+            Error::with_source(ErrorKind::Corrupt, format!("snapshot {}", id.short()), e)
+        })
     }
 
     fn read_sealed(&self, kind: ObjectKind, id: &Id, aad: &[u8]) -> Result<Vec<u8>> {

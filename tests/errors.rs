@@ -98,10 +98,7 @@ fn usage_errors_exit_2() {
         assert_eq!(lines[0]["type"], "error", "{err}");
         assert_eq!(lines[0]["code"], 2, "{err}");
     }
-    assert!(
-        !target.join("d").exists(),
-        "a refused restore wrote files"
-    );
+    assert!(!target.join("d").exists(), "a refused restore wrote files");
     // Not a usage error: a snapshot that does not exist is exit 1.
     let o = run(&s, ["ls", "deadbeef"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -164,7 +161,11 @@ fn io_cause_is_printed_once() {
     assert_eq!(line.lines().count(), 1, "{err}");
     assert!(line.starts_with("snap: error: "), "{err}");
     assert!(line.contains(pf), "{err}");
-    assert_eq!(line.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(
+        line.matches("No such file or directory").count(),
+        1,
+        "{err}"
+    );
     let o = run(&s, ["--json", "--password-file", pf, "snapshots"]);
     let err = stderr(&o);
     let lines = json_lines(&err);

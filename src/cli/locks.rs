@@ -15,7 +15,9 @@ pub fn run(g: &Global) -> Result<u8> {
             .iter()
             .map(|l| match &l.lease {
                 Ok(x) => serde_json::json!({"name": l.name, "live": l.is_live(now), "lease": x}),
-                Err(e) => serde_json::json!({"name": l.name, "live": true, "error": format!("{e:#}")}),
+                Err(e) => {
+                    serde_json::json!({"name": l.name, "live": true, "error": format!("{e:#}")})
+                }
             })
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
