@@ -6,16 +6,26 @@ mod common;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use snap::backup::{backup, BackupOptions};
 use snap::repo::InitOptions;
-use snap::Repository;
+use snap::session::Operation;
+use snap::store::StoreOptions;
+use snap::{Repository, Session};
 use std::time::Duration;
 
 const TREE: usize = 64 << 20;
 
-fn fresh_repo(base: &std::path::Path, n: u32) -> Repository {
+/// A new repository, opened in a backup session (its lease held).
+fn fresh_repo(base: &std::path::Path, n: u32) -> Session {
     let loc = base.join(format!("repo{n}"));
     let loc = loc.to_str().expect("utf-8 temp path");
     Repository::init(loc, b"bench", &InitOptions::default()).expect("init");
-    Repository::open(loc, b"bench", &base.join(format!("cache{n}"))).expect("open")
+    Session::open(
+        loc,
+        b"bench",
+        &base.join(format!("cache{n}")),
+        &StoreOptions::default(),
+        Operation::Backup,
+    )
+    .expect("open")
 }
 
 fn opts(src: &std::path::Path) -> BackupOptions {

@@ -17,6 +17,7 @@ use crate::format::tree::{EntryKind, TreeEntry};
 use crate::format::Id;
 use crate::repo::Repository;
 use crate::restore::for_each_blob;
+use crate::session::Session;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 
@@ -311,14 +312,16 @@ fn export_zip(repo: &Repository, root: &Id, w: &mut dyn Write) -> Result<ExportS
 ///
 /// Errors: [`ErrorKind::Usage`] for a malformed archive or an entry with
 /// `..` in its path (nothing is recorded then), repository errors.
+/// `session` must be opened for [`crate::session::Operation::ImportTar`]
+/// (or `Backup`).
 pub fn import_tar(
-    repo: &Repository,
+    session: &Session,
     r: &mut dyn Read,
     name: &str,
     opts: BackupOptions,
 ) -> Result<BackupOutcome> {
     let bad = |e: std::io::Error| Error::usage(format!("reading the tar archive {name}: {e}"));
-    backup_entries(repo, opts, |sink| {
+    backup_entries(session, opts, |sink| {
         let mut ar = tar::Archive::new(r);
         for entry in ar.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;

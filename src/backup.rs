@@ -22,6 +22,7 @@ use crate::format::Id;
 use crate::ingest::{self, DeltaRef, Ingested, Reader};
 use crate::pack::BlobSaver;
 use crate::repo::{hostname, now_rfc3339, username, Repository};
+use crate::session::{Operation, Session};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::io::Read;
@@ -572,8 +573,12 @@ fn describe(input: &StreamInput) -> String {
 ///
 /// Errors: [`ErrorKind::Source`] when a stream's command fails (no snapshot
 /// is written), [`ErrorKind::Usage`] for bad options, backend and I/O errors.
-/// Unreadable files are skipped and listed in `warnings`.
-pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
+/// Unreadable files are skipped and listed in `warnings`; the snapshot is
+/// committed only while the session's lease is valid ([`ErrorKind::Locked`]
+/// otherwise). `session` must be opened for [`Operation::Backup`].
+pub fn backup(session: &Session, opts: BackupOptions) -> Result<BackupOutcome> {
+    session.require(&[Operation::Backup], "a backup")?;
+    let repo: &Repository = session;
     let started = Instant::now();
     let time = now_rfc3339();
     if opts.paths.is_empty() && opts.streams.is_empty() && opts.failed_sources.is_empty() {
@@ -833,7 +838,7 @@ pub fn backup(repo: &Repository, opts: BackupOptions) -> Result<BackupOutcome> {
         check()?;
     }
     crate::interrupt::check()?;
-    let id = repo.save_snapshot(&snapshot)?;
+    let id = session.save_snapshot(&snapshot)?;
     // Every blob of the new snapshot was stored, or checked, at `epoch`.
     repo.catalog().set_verified(&snapshot.tree, epoch)?;
     Ok(BackupOutcome {
@@ -1263,11 +1268,15 @@ impl EntrySink<'_, '_> {
 /// snapshot's `paths` is empty.
 ///
 /// Errors: whatever `fill` returns (no snapshot is written then), backend
-/// and I/O errors.
-pub fn backup_entries<F>(repo: &Repository, opts: BackupOptions, fill: F) -> Result<BackupOutcome>
+/// and I/O errors; [`ErrorKind::Locked`] when the session's lease may have
+/// lapsed before the commit. `session` must be opened for
+/// [`Operation::Backup`] or [`Operation::ImportTar`].
+pub fn backup_entries<F>(session: &Session, opts: BackupOptions, fill: F) -> Result<BackupOutcome>
 where
     F: FnOnce(&mut EntrySink<'_, '_>) -> Result<()>,
 {
+    session.require(&[Operation::Backup, Operation::ImportTar], "an import")?;
+    let repo: &Repository = session;
     let started = Instant::now();
     let time = now_rfc3339();
     let config = repo.config();
@@ -1384,7 +1393,7 @@ where
         },
     };
     snapshot.summary.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    let id = repo.save_snapshot(&snapshot)?;
+    let id = session.save_snapshot(&snapshot)?;
     Ok(BackupOutcome {
         id,
         snapshot,

@@ -36,6 +36,7 @@ use crate::format::tree::Tree;
 use crate::format::{BlobKind, Id};
 use crate::pack::BlobSaver;
 use crate::repo::Repository;
+use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -324,8 +325,11 @@ impl Copier<'_> {
 /// Copies snapshot `src_id` of `src` into `dst` (see the module docs).
 /// Errors: any read error of the source (a corrupt blob names its pack), any
 /// write error of the destination; packs that arrived before an error are
-/// indexed so that the next run skips them.
-pub fn copy_snapshot(src: &Repository, dst: &Repository, src_id: &Id) -> Result<CopyReport> {
+/// indexed so that the next run skips them. `dst` must be a session opened
+/// for [`Operation::Copy`]; the copy is committed only while its lease is
+/// valid ([`crate::ErrorKind::Locked`] otherwise).
+pub fn copy_snapshot(src: &Repository, dst: &Session, src_id: &Id) -> Result<CopyReport> {
+    dst.require(&[Operation::Copy], "a copy")?;
     let snap = src.read_snapshot(src_id)?;
     let origin = origin_of(src_id, &snap);
     if let Some(existing) = find_copy(dst, &origin)? {

@@ -96,8 +96,9 @@ pub fn resolve_key<'a>(keys: &'a [KeyInfo], spec: &str) -> Result<&'a KeyInfo> {
 }
 
 /// Deletes key file `id` (full id). Refuses the key in use (`current`) and
-/// the last key file, with [`ErrorKind::Usage`].
-pub fn remove_key(store: &Store, id: &str, current: &str) -> Result<()> {
+/// the last key file, with [`ErrorKind::Usage`]. Outside the crate only
+/// through [`crate::session::Session::remove_key`] (an exclusive lease).
+pub(crate) fn remove_key(store: &Store, id: &str, current: &str) -> Result<()> {
     let keys = list_keys(store)?;
     let k = resolve_key(&keys, id)?;
     if keys.len() <= 1 {

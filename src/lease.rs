@@ -4,8 +4,9 @@
 //! A lease says "process P on host H runs operation O since S, and is alive
 //! until E". Running operations refresh their lease (overwrite) every
 //! [`REFRESH`] and delete it at the end; a lease whose `expires` is more than
-//! [`CLOCK_SKEW`] in the past is dead. Only exclusive operations (repair, key
-//! removal) refuse to start while other live leases exist; backups refuse only
+//! [`CLOCK_SKEW`] in the past is dead. Leases are taken through
+//! [`crate::session::Session`], which maps each command to a lease kind. Only
+//! exclusive operations (repair, key removal and password change) refuse to start while other live leases exist; backups refuse only
 //! while an exclusive lease is live; prunes refuse while another prune or an
 //! exclusive operation is live. Leases never block on dead (expired) leases,
 //! so a killed process cannot block anyone for longer than [`EXPIRY`].
@@ -103,10 +104,16 @@ impl Lease {
         }
     }
 
-    /// "backup by pid 123 on host x since …" for messages.
+    /// "backup by pid 123 on host x since …" for messages; a non-empty
+    /// detail follows the kind: "backup (import-tar) by pid …".
     pub fn describe(&self) -> String {
+        let detail = if self.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.detail)
+        };
         format!(
-            "{} by pid {} on host {} since {}",
+            "{}{detail} by pid {} on host {} since {}",
             format!("{:?}", self.operation).to_lowercase(),
             self.pid,
             self.host,

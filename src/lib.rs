@@ -5,6 +5,9 @@
 //! ```text
 //! cli/      clap front end; one function per subcommand; progress display
 //! repo      Repository façade: init/open, keys, catalog sync, blob/tree reads
+//! session   Session: the one way to write — open, take the Operation's
+//!           lease, sync the catalog; write entry points take a &Session
+//! lease     lease and prune-mark objects, the lease refresh thread
 //! backup    walk sources, match the parent, assemble trees and the snapshot
 //! ingest    content pipeline: read → chunk → hash → seen? → compress → seal → pack
 //! restore   read pipeline: tree walk → ranged pack reads → open → write files;
@@ -30,6 +33,8 @@
 //!   (whose secret part is sealed under the password-derived key).
 //! - Write order: packs, then index objects naming them, then snapshots.
 //!   A snapshot never names a blob that is not in a stored, indexed pack.
+//! - Every write to a repository (packs, snapshots, key files) happens in a
+//!   `Session`, i.e. under a live lease taken before the catalog sync.
 //! - The catalog is a cache: deleting it loses no data.
 //! - Only `ingest` and `restore` spawn rayon work.
 //! - Bytes read from the repository are authenticated before use and never
@@ -68,9 +73,11 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod session;
 pub mod sources;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::Id;
 pub use repo::Repository;
+pub use session::Session;

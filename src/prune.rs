@@ -22,6 +22,7 @@ use crate::format::{BlobKind, Id};
 use crate::lease::{self, Mark};
 use crate::pack::BlobSaver;
 use crate::repo::Repository;
+use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
 use bytes::Bytes;
 use chrono::Utc;
@@ -38,8 +39,6 @@ pub struct PruneOptions {
     pub grace: Duration,
     /// Compute and report only; write and delete nothing.
     pub dry_run: bool,
-    /// Name of the caller's own lease (never a blocker of its own marks).
-    pub own_lease: Option<String>,
 }
 
 /// What a prune did (or would do, with `dry_run`).
@@ -199,17 +198,36 @@ pub fn list_packs(repo: &Repository) -> Result<HashMap<Id, u64>> {
         .collect())
 }
 
-/// Runs one prune; see the module documentation for the steps.
-pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
-    prune_without(repo, opts, &HashSet::new())
+/// Runs one prune; see the module documentation for the steps. `session`
+/// must be opened for [`Operation::Prune`]: its lease keeps a second prune
+/// out and is never a blocker of its own marks.
+pub fn prune(session: &Session, opts: &PruneOptions) -> Result<PruneReport> {
+    session.require(&[Operation::Prune], "prune")?;
+    prune_without(session, Some(session.lease().name()), opts, &HashSet::new())
 }
 
-/// [`prune`] as if the snapshots `forgotten` were already gone: their trees
-/// are not walked, so what only they reference counts as unused. For the
-/// estimate of `forget --prune --dry-run`, which removes nothing; a real run
-/// passes an empty set (forgotten snapshots are deleted before it).
-pub fn prune_without(
+/// A dry run of [`prune`] without a lease (writes and deletes nothing,
+/// whatever `opts.dry_run` says), as if the snapshots `forgotten` were
+/// already gone: their trees are not walked, so what only they reference
+/// counts as unused. For `prune --dry-run` and the estimate of
+/// `forget --prune --dry-run`, which removes nothing.
+pub fn estimate(
     repo: &Repository,
+    opts: &PruneOptions,
+    forgotten: &HashSet<Id>,
+) -> Result<PruneReport> {
+    let opts = PruneOptions {
+        dry_run: true,
+        ..opts.clone()
+    };
+    prune_without(repo, None, &opts, forgotten)
+}
+
+/// The prune; `own_lease` is the name of the caller's prune lease, `None`
+/// only for a dry run.
+fn prune_without(
+    repo: &Repository,
+    own_lease: Option<&str>,
     opts: &PruneOptions,
     forgotten: &HashSet<Id>,
 ) -> Result<PruneReport> {
@@ -416,7 +434,7 @@ pub fn prune_without(
         let now = Utc::now();
         let blockers: Vec<String> = lease::list_leases(&store, &key)?
             .into_iter()
-            .filter(|l| l.is_live(now) && Some(&l.name) != opts.own_lease.as_ref())
+            .filter(|l| l.is_live(now) && Some(l.name.as_str()) != own_lease)
             .map(|l| l.name)
             .collect();
         m.blockers = Some(blockers);
@@ -434,7 +452,7 @@ pub fn prune_without(
             let now = Utc::now();
             let blockers: Vec<String> = lease::list_leases(&store, &key)?
                 .into_iter()
-                .filter(|l| l.is_live(now) && Some(&l.name) != opts.own_lease.as_ref())
+                .filter(|l| l.is_live(now) && Some(l.name.as_str()) != own_lease)
                 .map(|l| l.name)
                 .collect();
             let mut m = m.clone();

@@ -11,6 +11,7 @@ use crate::format::{BlobKind, Id};
 use crate::pack::BlobSaver;
 use crate::prune::{list_packs, load_indexes_lenient, write_index};
 use crate::repo::Repository;
+use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
 use std::collections::HashSet;
 
@@ -43,8 +44,11 @@ pub struct IndexRepair {
 /// blobs copied, pack deleted after the new index is stored). A pack whose
 /// header is lost (truncated) is salvaged from the entries the readable old
 /// index objects list for it: each blob whose bytes are still there and
-/// authenticate is kept. Warnings go to [`Repository::warn`].
-pub fn repair_index(repo: &Repository, read_data: bool) -> Result<IndexRepair> {
+/// authenticate is kept. Warnings go to [`Repository::warn`]. `session`
+/// must be opened for [`Operation::RepairIndex`] (an exclusive lease).
+pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
+    session.require(&[Operation::RepairIndex], "repair index")?;
+    let repo: &Repository = session;
     let mut rep = IndexRepair::default();
     let store = repo.store().clone();
     let old: Vec<Id> = store
@@ -286,8 +290,11 @@ impl Rewriter<'_> {
 /// Snapshot objects that do not authenticate or decode are removed.
 ///
 /// Refuses ([`ErrorKind::Corrupt`]) while an index object is unreadable:
-/// blobs it names would look lost and be dropped from snapshots.
-pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<Vec<SnapshotRepair>> {
+/// blobs it names would look lost and be dropped from snapshots. `session`
+/// must be opened for [`Operation::RepairSnapshots`] (an exclusive lease).
+pub fn repair_snapshots(session: &Session, dry_run: bool) -> Result<Vec<SnapshotRepair>> {
+    session.require(&[Operation::RepairSnapshots], "repair snapshots")?;
+    let repo: &Repository = session;
     repo.sync_catalog()?;
     repo.require_complete_index("to repair snapshots")?;
     let mut rw = Rewriter {
@@ -362,10 +369,8 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<Vec<Snapshot
         repo.catalog().add_index(&iid, &idx)?;
     }
     for (id, ns, lost) in changed {
-        let nid = repo.save_snapshot(&ns)?;
-        repo.store()
-            .delete(&ObjectKind::Snapshot.key(&id.to_hex()))?;
-        repo.catalog().remove_snapshot(&id)?;
+        let nid = session.save_snapshot(&ns)?;
+        session.remove_snapshot(&id)?;
         out.push(SnapshotRepair {
             old: id.to_hex(),
             new: nid.to_hex(),

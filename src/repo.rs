@@ -654,8 +654,9 @@ impl Repository {
     }
 
     /// Stores a snapshot object (after its trees and blobs are indexed) and
-    /// records it in the catalog.
-    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+    /// records it in the catalog. Outside the crate only through
+    /// [`crate::session::Session::save_snapshot`], i.e. under a lease.
+    pub(crate) fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         let sealed = self.key.seal(AAD_SNAPSHOT, &snap.encode());
         let id = Id::of_object(&sealed);
         self.store

@@ -412,18 +412,12 @@ pub struct PgInfo {
     pub server_version: String,
 }
 
-/// Connects with `psql -X -A -t` and reads the database name and server
-/// version. Errors: [`ErrorKind::Usage`] for a connection string holding a
-/// password; [`ErrorKind::Source`] naming `label` with psql's exit code and
-/// stderr tail when the server cannot be reached or the database does not
-/// exist.
-pub fn pg_probe(conninfo: &str, label: &str) -> Result<PgInfo> {
-    if pg_has_password(conninfo) {
-        return Err(Error::usage(format!(
-            "{label}: the connection string holds a password; remove it and set PGPASSWORD or use ~/.pgpass"
-        )));
-    }
-    let out = run_capture(
+/// Runs one query with `psql -X -A -t -q -F TAB -v ON_ERROR_STOP=1` and
+/// returns its raw output: one row a line, columns separated by tabs.
+///
+/// Errors: [`ErrorKind::Source`] naming `label` when psql fails.
+fn psql_query(conninfo: &str, sql: &str, label: &str) -> Result<Vec<u8>> {
+    run_capture(
         &pg_program("psql"),
         &[
             "-X".into(),
@@ -436,8 +430,26 @@ pub fn pg_probe(conninfo: &str, label: &str) -> Result<PgInfo> {
             "ON_ERROR_STOP=1".into(),
             format!("--dbname={conninfo}"),
             "-c".into(),
-            "select current_database(), current_setting('server_version')".into(),
+            sql.into(),
         ],
+        label,
+    )
+}
+
+/// Connects with `psql -X -A -t` and reads the database name and server
+/// version. Errors: [`ErrorKind::Usage`] for a connection string holding a
+/// password; [`ErrorKind::Source`] naming `label` with psql's exit code and
+/// stderr tail when the server cannot be reached or the database does not
+/// exist.
+pub fn pg_probe(conninfo: &str, label: &str) -> Result<PgInfo> {
+    if pg_has_password(conninfo) {
+        return Err(Error::usage(format!(
+            "{label}: the connection string holds a password; remove it and set PGPASSWORD or use ~/.pgpass"
+        )));
+    }
+    let out = psql_query(
+        conninfo,
+        "select current_database(), current_setting('server_version')",
         label,
     )?;
     let text = String::from_utf8_lossy(&out);
@@ -462,19 +474,9 @@ pub fn pg_probe(conninfo: &str, label: &str) -> Result<PgInfo> {
 pub fn pg_database_exists(conninfo: &str, db: &str, label: &str) -> Result<bool> {
     // A string literal with standard_conforming_strings (on since 9.1).
     let literal = format!("'{}'", db.replace('\'', "''"));
-    let out = run_capture(
-        &pg_program("psql"),
-        &[
-            "-X".into(),
-            "-A".into(),
-            "-t".into(),
-            "-q".into(),
-            "-v".into(),
-            "ON_ERROR_STOP=1".into(),
-            format!("--dbname={}", pg_with_dbname(conninfo, "postgres")),
-            "-c".into(),
-            format!("select count(*) from pg_database where datname = {literal}"),
-        ],
+    let out = psql_query(
+        &pg_with_dbname(conninfo, "postgres"),
+        &format!("select count(*) from pg_database where datname = {literal}"),
         label,
     )?;
     Ok(String::from_utf8_lossy(&out).trim() != "0")

@@ -310,7 +310,14 @@ fn import_tar_of_a_very_deep_path_fails_cleanly() {
 /// small file) as a new snapshot, through the library: a crafted tree no
 /// writer of snap produces any more.
 fn deep_snapshot(s: &Snap, depth: usize) -> String {
-    let repo = snap::Repository::open(&s.repo, s.password.as_bytes(), &s.cache).unwrap();
+    let repo = snap::Session::open(
+        &s.repo,
+        s.password.as_bytes(),
+        &s.cache,
+        &snap::store::StoreOptions::default(),
+        snap::session::Operation::Backup,
+    )
+    .unwrap();
     let (_, template) = repo.resolve_snapshot("latest").unwrap();
     let mut saver = BlobSaver::new(
         repo.store().clone(),
@@ -402,7 +409,14 @@ fn commands_on_a_very_deep_snapshot_fail_cleanly() {
 /// snapshot through the library (the encoder does not check names; the
 /// decoder does).
 fn crafted_name_snapshot(s: &Snap, name: &[u8]) -> String {
-    let repo = snap::Repository::open(&s.repo, s.password.as_bytes(), &s.cache).unwrap();
+    let repo = snap::Session::open(
+        &s.repo,
+        s.password.as_bytes(),
+        &s.cache,
+        &snap::store::StoreOptions::default(),
+        snap::session::Operation::Backup,
+    )
+    .unwrap();
     let (_, template) = repo.resolve_snapshot("latest").unwrap();
     let mut saver = BlobSaver::new(
         repo.store().clone(),

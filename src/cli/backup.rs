@@ -1,10 +1,10 @@
 //! `snap backup`: paths, stdin and commands into a snapshot.
 
-use super::{human, open_unsynced, progress, Global, EXIT_PARTIAL};
+use super::{human, open_session, progress, Global, EXIT_PARTIAL};
 use anyhow::Result;
 use clap::Args;
 use snap::backup::{BackupOptions, Progress, StreamInput, StreamSource};
-use snap::lease::{LeaseGuard, Operation};
+use snap::session::Operation;
 use snap::sources;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,16 +73,11 @@ pub struct BackupArgs {
 }
 
 pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
-    let repo = open_unsynced(g)?;
-    // The lease is written before the catalog loads the prune marks, so a concurrent prune either sees this lease as a blocker or
-    // this backup sees its mark (format-spec "Leases and two-phase prune").
-    let lease = Arc::new(LeaseGuard::acquire(
-        repo.store().clone(),
-        repo.key(),
-        Operation::Backup,
-        "",
-    )?);
-    repo.sync_catalog()?;
+    // The lease is written before the catalog loads the prune marks, so a
+    // concurrent prune either sees this lease as a blocker or this backup
+    // sees its mark (format-spec "Leases and two-phase prune"); the snapshot
+    // is committed only while the lease is valid.
+    let repo = open_session(g, Operation::Backup)?;
     let mut streams = Vec::new();
     if a.stdin {
         streams.push(StreamSource {
@@ -194,16 +189,13 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
             force: a.force,
             description: a.description.clone(),
             progress: progress.clone(),
-            before_commit: Some({
-                let l = lease.clone();
-                Box::new(move || l.check_valid())
-            }),
+            before_commit: None,
             allow_partial: a.allow_partial,
             failed_sources,
         },
     );
     bar.finish();
-    drop(lease);
+    let repo = repo.finish();
     drop(secrets);
     let out = out.map_err(|e| match e.kind() {
         snap::ErrorKind::Interrupted => snap::Error::new(

@@ -4,8 +4,8 @@ use super::{cache_dir, from_password, human, password, store_options, Global};
 use anyhow::Result;
 use clap::Args;
 use snap::copy::copy_snapshot;
-use snap::lease::{LeaseGuard, Operation};
-use snap::{Error, Id, Repository};
+use snap::session::Operation;
+use snap::{Error, Id, Repository, Session};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -61,8 +61,7 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
     // neither the copy's new packs nor the packs it deduplicates against are
     // deleted before its snapshot is visible (format-spec "Leases and
     // two-phase prune").
-    let lease = LeaseGuard::acquire(dst.store().clone(), dst.key(), Operation::Copy, "")?;
-    dst.sync_catalog()?;
+    let dst = Session::start(dst, Operation::Copy)?;
     let mut selected: Vec<Id> = Vec::new();
     if a.ids.is_empty() {
         let mut all: Vec<_> = src
@@ -87,7 +86,7 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
     let mut rows = Vec::new();
     let (mut copied, mut skipped, mut stored, mut raw, mut packs, mut blobs) = (0, 0, 0, 0, 0, 0);
     for id in &selected {
-        lease.check_valid()?;
+        dst.check_lease()?;
         let r = copy_snapshot(&src, &dst, id)?;
         match (r.copied_to, r.existing) {
             (Some(new), _) => {
@@ -122,7 +121,7 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
         packs += r.packs;
         blobs += r.blobs;
     }
-    drop(lease);
+    let dst = dst.finish();
     let secs = started.elapsed().as_secs_f64();
     if g.json {
         outln!(

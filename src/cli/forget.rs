@@ -1,18 +1,14 @@
 //! `snap forget`: remove snapshots by id or by a retention policy
 //! (restic's `forget` semantics, see `snap::retention`), optionally pruning.
 
-use super::{
-    open,
-    prune::{PruneArgs, PruneCommon},
-    Global,
-};
+use super::{open, open_session, prune::PruneCommon, Global};
 use anyhow::Result;
 use chrono::DateTime;
 use clap::Args;
 use snap::format::snapshot::Snapshot;
 use snap::retention::{self, Item, Policy, Span};
-use snap::store::ObjectKind;
-use snap::{Error, Id};
+use snap::session::Operation;
+use snap::{Error, Id, Repository};
 use std::collections::{BTreeMap, HashSet};
 
 #[derive(Args, Debug)]
@@ -142,7 +138,30 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
     if !a.ids.is_empty() && !policy.is_empty() {
         return Err(Error::usage("give either snapshot ids or a policy, not both").into());
     }
-    let repo = open(g)?;
+    // Checked before anything is removed.
+    let prune_opts = if a.prune {
+        Some(super::prune::options(&a.prune_args, a.dry_run)?)
+    } else {
+        None
+    };
+    // A dry run removes nothing and takes no lease; `--prune` holds the
+    // prune lease from the start, so a prune running elsewhere refuses
+    // this command before it removes any snapshot.
+    let session = if a.dry_run {
+        None
+    } else if a.prune {
+        Some(open_session(g, Operation::Prune)?)
+    } else {
+        Some(open_session(g, Operation::Forget)?)
+    };
+    let plain;
+    let repo: &Repository = match &session {
+        Some(s) => s,
+        None => {
+            plain = open(g)?;
+            &plain
+        }
+    };
     let mut remove: Vec<(Id, Snapshot)> = Vec::new();
     let mut groups_json = Vec::new();
     if !a.ids.is_empty() {
@@ -194,11 +213,9 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
             groups_json.push(serde_json::json!({"group": gk, "keep": keep_j, "remove": rm_j}));
         }
     }
-    if !a.dry_run {
+    if let Some(s) = &session {
         for (id, _) in &remove {
-            repo.store()
-                .delete(&ObjectKind::Snapshot.key(&id.to_hex()))?;
-            repo.catalog().remove_snapshot(id)?;
+            s.remove_snapshot(id)?;
         }
     }
     let removed: Vec<String> = remove.iter().map(|(id, _)| id.to_hex()).collect();
@@ -214,18 +231,17 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
             removed.len()
         )?;
     }
-    if a.prune {
-        let pa = PruneArgs {
-            common: a.prune_args.clone(),
-            dry_run: a.dry_run,
+    if let Some(opts) = prune_opts {
+        let rep = match &session {
+            Some(s) => snap::prune::prune(s, &opts)?,
+            // A dry run removed nothing: estimate as if it had.
+            None => {
+                let forgotten: HashSet<Id> = remove.iter().map(|(id, _)| *id).collect();
+                snap::prune::estimate(repo, &opts, &forgotten)?
+            }
         };
-        // A dry run removed nothing: estimate as if it had.
-        let forgotten: HashSet<Id> = if a.dry_run {
-            remove.iter().map(|(id, _)| *id).collect()
-        } else {
-            HashSet::new()
-        };
-        return super::prune::run_with(g, &repo, &pa, &forgotten);
+        drop(session);
+        return super::prune::print(g, &rep, a.dry_run);
     }
     Ok(0)
 }

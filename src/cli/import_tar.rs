@@ -1,9 +1,10 @@
 //! `snap import-tar`: a tar archive into a new snapshot.
 
-use super::{human, open, progress, Global};
+use super::{human, open_session, progress, Global};
 use anyhow::{Context, Result};
 use clap::Args;
 use snap::backup::{BackupOptions, Progress};
+use snap::session::Operation;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,7 +24,10 @@ pub struct ImportTarArgs {
 }
 
 pub fn run(g: &Global, a: &ImportTarArgs) -> Result<u8> {
-    let repo = open(g)?;
+    // Like a backup, the import writes packs under a lease taken before the
+    // catalog sync (format-spec §21.1), so a concurrent prune cannot delete
+    // packs it relies on.
+    let repo = open_session(g, Operation::ImportTar)?;
     let progress = Arc::new(Progress::default());
     let bar = progress::start(&progress, "import", g.json || g.no_progress);
     let opts = BackupOptions {
@@ -49,6 +53,7 @@ pub fn run(g: &Global, a: &ImportTarArgs) -> Result<u8> {
         snap::archive::import_tar(&repo, &mut r, &name, opts)
     };
     bar.finish();
+    drop(repo);
     let out = out?;
     let s = &out.snapshot.summary;
     if g.json {

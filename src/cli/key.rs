@@ -1,12 +1,13 @@
 //! `snap key`: list, add, remove and change passwords; export and import the
 //! recovery code.
 
-use super::{cache_dir, open, repo_location, Global};
+use super::{cache_dir, open, open_session, open_unsynced, repo_location, Global};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use snap::keys;
+use snap::session::Operation;
 use snap::store::Store;
-use snap::{Error, Repository};
+use snap::{Error, Repository, Session};
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
@@ -83,28 +84,30 @@ pub fn run(g: &Global, a: &KeyArgs) -> Result<u8> {
     match &a.cmd {
         KeyCmd::List => list(g),
         KeyCmd::Add(n) => {
-            let repo = open(g)?;
+            // The repository's password is asked before the new one, and
+            // the lease taken only once both are known.
+            let repo = open_unsynced(g)?;
             let pw = new_password(n)?;
-            let id = keys::add_key(repo.store(), repo.key(), pw.as_bytes())?;
+            let repo = Session::start(repo, Operation::KeyAdd)?;
+            let id = repo.add_key(pw.as_bytes())?;
+            drop(repo);
             report(g, "added", &id)?;
             Ok(0)
         }
         KeyCmd::Remove { id } => {
-            let repo = open(g)?;
-            let keys_now = keys::list_keys(repo.store())?;
-            let full = keys::resolve_key(&keys_now, id)?.id.clone();
-            keys::remove_key(repo.store(), &full, repo.key_id())?;
+            // Exclusive: no other operation may run while a key file goes.
+            let repo = open_session(g, Operation::KeyRemove)?;
+            let full = repo.remove_key(id)?;
+            drop(repo);
             report(g, "removed", &full)?;
             Ok(0)
         }
         KeyCmd::Passwd(n) => {
-            let repo = open(g)?;
+            let repo = open_unsynced(g)?;
             let pw = new_password(n)?;
-            let id = keys::add_key(repo.store(), repo.key(), pw.as_bytes())?;
-            // The new key exists now, so the old one is no longer the last.
-            let old = repo.key_id().to_string();
-            repo.store()
-                .delete(&snap::store::ObjectKind::Key.key(&old))?;
+            let repo = Session::start(repo, Operation::KeyPasswd)?;
+            let (id, old) = repo.change_password(pw.as_bytes())?;
+            drop(repo);
             if g.json {
                 outln!(
                     "{}",

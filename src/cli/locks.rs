@@ -26,10 +26,14 @@ pub fn run(g: &Global) -> Result<u8> {
     for l in &leases {
         match &l.lease {
             Ok(x) => outln!(
-                "{}  {:<8}  {:<9?}  host {} pid {}  started {}  expires {}",
+                "{}  {:<8}  {:<9}  host {} pid {}  started {}  expires {}",
                 &l.name[..8.min(l.name.len())],
                 if l.is_live(now) { "live" } else { "expired" },
-                x.operation,
+                if x.detail.is_empty() {
+                    format!("{:?}", x.operation)
+                } else {
+                    format!("{:?} ({})", x.operation, super::output::escape(&x.detail))
+                },
                 super::output::escape(&x.host),
                 x.pid,
                 x.start,

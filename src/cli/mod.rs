@@ -401,6 +401,12 @@ pub fn open_unsynced(g: &Global) -> Result<Repository> {
     Ok(repo)
 }
 
+/// Opens the repository for a write `op`: [`open_unsynced`], then
+/// [`snap::Session::start`] takes the operation's lease and syncs the catalog.
+pub fn open_session(g: &Global, op: snap::session::Operation) -> Result<snap::Session> {
+    Ok(snap::Session::start(open_unsynced(g)?, op)?)
+}
+
 /// Bytes in binary units with two decimals ("1.50 MiB").
 pub fn human(n: u64) -> String {
     const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -1,11 +1,11 @@
 //! `snap prune`: delete unused data (two-phase, safe during backups).
 
-use super::{human, open, Global};
+use super::{human, open, open_session, Global};
 use anyhow::Result;
 use clap::Args;
-use snap::lease::{LeaseGuard, Operation};
-use snap::prune::PruneOptions;
-use snap::{Error, Id, Repository};
+use snap::prune::{PruneOptions, PruneReport};
+use snap::session::Operation;
+use snap::Error;
 use std::collections::HashSet;
 
 #[derive(Args, Debug, Clone, Default)]
@@ -29,20 +29,20 @@ pub struct PruneCommon {
 }
 
 pub fn run(g: &Global, a: &PruneArgs) -> Result<u8> {
-    let repo = open(g)?;
-    run_with(g, &repo, a, &HashSet::new())
+    let opts = options(&a.common, a.dry_run)?;
+    // A dry run writes nothing and takes no lease.
+    let rep = if a.dry_run {
+        snap::prune::estimate(&open(g)?, &opts, &HashSet::new())?
+    } else {
+        snap::prune::prune(&open_session(g, Operation::Prune)?, &opts)?
+    };
+    print(g, &rep, a.dry_run)
 }
 
-/// Prunes `repo`; `forgotten` snapshots count as removed (the estimate of
-/// `forget --prune --dry-run`, which has not removed them).
-pub fn run_with(
-    g: &Global,
-    repo: &Repository,
-    a: &PruneArgs,
-    forgotten: &HashSet<Id>,
-) -> Result<u8> {
-    let mu: f64 = a
-        .common
+/// The library's options from `--max-unused` and `--grace`
+/// ([`Error::usage`] for a bad value).
+pub fn options(common: &PruneCommon, dry_run: bool) -> Result<PruneOptions> {
+    let mu: f64 = common
         .max_unused
         .trim_end_matches('%')
         .parse()
@@ -51,41 +51,29 @@ pub fn run_with(
         .ok_or_else(|| {
             Error::usage(format!(
                 "--max-unused {:?}: give a percentage 0..100",
-                a.common.max_unused
+                common.max_unused
             ))
         })?;
-    let grace = humantime::parse_duration(&a.common.grace)
-        .map_err(|e| Error::usage(format!("--grace {:?}: {e}", a.common.grace)))?;
-    let lease = if a.dry_run {
-        None
-    } else {
-        Some(LeaseGuard::acquire(
-            repo.store().clone(),
-            repo.key(),
-            Operation::Prune,
-            "",
-        )?)
-    };
-    let rep = snap::prune::prune_without(
-        repo,
-        &PruneOptions {
-            max_unused: mu / 100.0,
-            grace,
-            dry_run: a.dry_run,
-            own_lease: lease.as_ref().map(|l| l.name().to_string()),
-        },
-        forgotten,
-    )?;
-    drop(lease);
+    let grace = humantime::parse_duration(&common.grace)
+        .map_err(|e| Error::usage(format!("--grace {:?}: {e}", common.grace)))?;
+    Ok(PruneOptions {
+        max_unused: mu / 100.0,
+        grace,
+        dry_run,
+    })
+}
+
+/// Prints a prune's report (a `prune` JSON line with `--json`).
+pub fn print(g: &Global, rep: &PruneReport, dry_run: bool) -> Result<u8> {
     if g.json {
-        let mut v = serde_json::to_value(&rep)?;
+        let mut v = serde_json::to_value(rep)?;
         if let Some(o) = v.as_object_mut() {
             o.insert("type".into(), "prune".into());
-            o.insert("dry_run".into(), a.dry_run.into());
+            o.insert("dry_run".into(), dry_run.into());
         }
         outln!("{v}")?;
     } else {
-        let w = if a.dry_run { "would " } else { "" };
+        let w = if dry_run { "would " } else { "" };
         outln!(
             "{} snapshots, {} blobs referenced",
             rep.snapshots,

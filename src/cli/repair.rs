@@ -1,9 +1,9 @@
 //! `snap repair index|snapshots` under an exclusive lease.
 
-use super::{open, Global};
+use super::{open_session, Global};
 use anyhow::Result;
 use clap::Subcommand;
-use snap::lease::{LeaseGuard, Operation};
+use snap::session::Operation;
 
 #[derive(Subcommand, Debug)]
 pub enum RepairCommand {
@@ -23,14 +23,11 @@ pub enum RepairCommand {
 }
 
 pub fn run(g: &Global, c: &RepairCommand) -> Result<u8> {
-    let repo = open(g)?;
-    let _lease = LeaseGuard::acquire(
-        repo.store().clone(),
-        repo.key(),
-        Operation::Exclusive,
+    let repo = open_session(
+        g,
         match c {
-            RepairCommand::Index { .. } => "repair index",
-            RepairCommand::Snapshots { .. } => "repair snapshots",
+            RepairCommand::Index { .. } => Operation::RepairIndex,
+            RepairCommand::Snapshots { .. } => Operation::RepairSnapshots,
         },
     )?;
     match c {

@@ -1,9 +1,9 @@
 //! `snap tag`: change the tags of snapshots.
 
-use super::{open, Global};
+use super::{open_session, Global};
 use anyhow::Result;
 use clap::Args;
-use snap::store::ObjectKind;
+use snap::session::Operation;
 use snap::Error;
 
 #[derive(Args, Debug)]
@@ -29,7 +29,7 @@ pub fn run(g: &Global, a: &TagArgs) -> Result<u8> {
     if !a.set.is_empty() && (!a.add.is_empty() || !a.remove.is_empty()) {
         return Err(Error::usage("--set cannot be combined with --add or --remove").into());
     }
-    let repo = open(g)?;
+    let repo = open_session(g, Operation::Tag)?;
     let mut targets = Vec::new();
     for s in &a.snapshots {
         let r = repo.resolve_snapshot(s)?;
@@ -57,9 +57,7 @@ pub fn run(g: &Global, a: &TagArgs) -> Result<u8> {
         // New object first, then the old one: a crash in between leaves a
         // duplicate snapshot, never none.
         let new_id = repo.save_snapshot(&new)?;
-        repo.store()
-            .delete(&ObjectKind::Snapshot.key(&old_id.to_hex()))?;
-        repo.catalog().remove_snapshot(&old_id)?;
+        repo.remove_snapshot(&old_id)?;
         changed.push((old_id, Some((new_id, new.tags))));
     }
     if g.json {
