@@ -932,7 +932,7 @@ fn read_content(
             Err(err) => {
                 // A failure of the pipeline itself (not of this file) aborts.
                 if let Some(inner) = err.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
-                    return Err(Error::new(inner.kind(), inner.to_string()));
+                    return Err(Error::new(inner.kind(), format!("{inner:#}")));
                 }
                 if err.raw_os_error() == Some(libc::ENOSPC) {
                     return Err(Error::io(format!("reading {}", job.path.display()), err));
@@ -963,7 +963,7 @@ fn read_content(
             Ok(n) => n,
             Err(e) if opts.allow_partial && e.kind() == ErrorKind::Source => {
                 let mut details = s.details.clone();
-                details.insert("error".into(), e.to_string());
+                details.insert("error".into(), format!("{e:#}"));
                 failed_sources.push(SourceInfo {
                     name: s.name.clone(),
                     kind: s.kind.clone(),
@@ -977,7 +977,7 @@ fn read_content(
                 return Err(Error::new(
                     ErrorKind::Source,
                     format!(
-                        "{e}; no snapshot was recorded (--allow-partial records one without it)"
+                        "{e:#}; no snapshot was recorded (--allow-partial records one without it)"
                     ),
                 ));
             }
@@ -1077,7 +1077,7 @@ fn read_source(reader: &mut Reader<'_>, slot: usize, s: &StreamSource) -> Result
     r.map_err(|e| match e.kind() {
         ErrorKind::Io => Error::new(
             ErrorKind::Source,
-            format!("source {:?}: reading its output: {e}", s.name),
+            format!("source {:?}: reading its output: {e:#}", s.name),
         ),
         _ => e,
     })

@@ -131,7 +131,7 @@ impl Catalog {
         std::fs::rename(path, &aside).map_err(|e| {
             Error::io(
                 format!(
-                    "catalog {} is corrupt ({err}) and could not be moved aside",
+                    "catalog {} is corrupt ({err:#}) and could not be moved aside",
                     path.display()
                 ),
                 e,
@@ -151,7 +151,7 @@ impl Catalog {
         Ok((
             cat,
             Some(format!(
-                "catalog {} was corrupt ({err}); moved it to {} and rebuilding it from the repository",
+                "catalog {} was corrupt ({err:#}); moved it to {} and rebuilding it from the repository",
                 path.display(),
                 aside.display()
             )),

@@ -135,7 +135,7 @@ pub fn verify_pack(
         }) {
         Ok(e) => e,
         Err(e) => {
-            msgs.push(format!("pack {}: {e}", id.short()));
+            msgs.push(format!("pack {}: {e:#}", id.short()));
             return (None, bad, msgs);
         }
     };
@@ -161,7 +161,11 @@ pub fn verify_pack(
             continue;
         }
         if let Err(err) = r {
-            msgs.push(format!("pack {}: blob {}: {err}", id.short(), e.id.short()));
+            msgs.push(format!(
+                "pack {}: blob {}: {err:#}",
+                id.short(),
+                e.id.short()
+            ));
             bad.push(e.id);
         }
     }
@@ -279,7 +283,7 @@ fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id
             Ok(s) => snaps.push((id, s)),
             // Forgotten by a concurrent operation after listing.
             Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {}
-            Err(e) if e.kind() == crate::error::ErrorKind::Corrupt => {
+            Err(e) if e.kind().is_damaged_data() => {
                 let mut p = problem(format!(
                     "snapshot object {} is unreadable: {}; run `snap repair snapshots` to remove it",
                     id.to_hex(),
@@ -462,7 +466,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             {
                 other.push(Problem {
                     pack: None,
-                    message: format!("snapshot {}: {e}", sid.short()),
+                    message: format!("snapshot {}: {e:#}", sid.short()),
                     snapshots: vec![sid.to_hex()],
                     paths: vec![format!("{}:{}/", sid.short(), path)],
                 });
@@ -474,7 +478,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
                     other.push(Problem {
                         pack: repo.catalog().lookup(&t)?.map(|l| l.pack.to_hex()),
                         message: format!(
-                            "snapshot {}: directory {}/ (tree {}): {e}",
+                            "snapshot {}: directory {}/ (tree {}): {e:#}",
                             sid.short(),
                             path,
                             t.short()

@@ -122,8 +122,9 @@ impl Copier<'_> {
             }
             crate::interrupt::check()?;
             let plain = self.src.read_blob(&id)?;
-            let tree = Tree::decode(&plain)
-                .map_err(|e| Error::corrupt(format!("tree {}: {e}", id.short())))?;
+            let tree = Tree::decode(&plain).map_err(|e| {
+                Error::with_source(ErrorKind::Corrupt, format!("tree {}", id.short()), e)
+            })?;
             stack.push((id, true));
             for e in &tree.entries {
                 for c in &e.content {

@@ -168,14 +168,16 @@ impl MasterKey {
         seal_with(&self.cipher(), nonce, &blob_aad(kind, id), plaintext)
     }
 
-    /// Opens an envelope; [`ErrorKind::Corrupt`] if it is truncated or its tag
-    /// does not verify (wrong key, tampering, or a blob under the wrong id).
+    /// Opens an envelope; [`ErrorKind::Unauthenticated`] if its tag does not
+    /// verify (wrong key, tampering, or a blob under the wrong id),
+    /// [`ErrorKind::Corrupt`] if it is shorter than an empty envelope
+    /// (nonce and tag).
     pub fn open(&self, aad: &[u8], envelope: &[u8], what: &str) -> Result<Vec<u8>> {
-        open_with(&self.cipher(), aad, envelope).ok_or_else(|| {
-            Error::corrupt(format!(
-                "{what} failed authentication (corrupt or tampered data)"
-            ))
-        })
+        let message = || format!("{what} failed authentication (corrupt or tampered data)");
+        if envelope.len() < ENVELOPE_OVERHEAD {
+            return Err(Error::corrupt(message()));
+        }
+        open_with(&self.cipher(), aad, envelope).ok_or_else(|| Error::unauthenticated(message()))
     }
 
     /// Opens a sealed blob; see [`MasterKey::open`].

@@ -35,10 +35,13 @@ type CleanupFn = Box<dyn Fn() + Send + Sync>;
 static CLEANUPS: Mutex<Vec<(u64, CleanupFn)>> = Mutex::new(Vec::new());
 
 /// Starts the watcher thread for SIGINT and SIGTERM (see the module docs).
-/// Call once, early in `main`.
+/// Call once, early in `main`. `on_stopping` is called (on the watcher
+/// thread, with the signal number) when the first signal finds a
+/// [`Graceful`] operation that will stop at its next check: the program may
+/// tell its user; the library itself prints nothing.
 ///
 /// Errors: [`ErrorKind::Io`] when the handlers cannot be registered.
-pub fn install() -> Result<()> {
+pub fn install(on_stopping: impl Fn(i32) + Send + 'static) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| Error::io("installing the SIGINT/SIGTERM handlers", e))?;
@@ -46,14 +49,14 @@ pub fn install() -> Result<()> {
         .name("snap-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                on_signal(sig);
+                on_signal(sig, &on_stopping);
             }
         })
         .map_err(|e| Error::io("starting the signal thread", e))?;
     Ok(())
 }
 
-fn on_signal(sig: i32) {
+fn on_signal(sig: i32, on_stopping: &dyn Fn(i32)) {
     if SIGNAL
         .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
         .is_err()
@@ -64,12 +67,7 @@ fn on_signal(sig: i32) {
     }
     signal_children(rustix::process::Signal::TERM);
     if GRACEFUL.load(Ordering::SeqCst) > 0 {
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprintln!(
-                "\nsnap: {}: stopping (indexing what is stored, releasing the lease); signal again to quit at once",
-                signal_name(sig)
-            );
-        }
+        on_stopping(sig);
         return;
     }
     let cleanups = CLEANUPS.lock().unwrap_or_else(|p| p.into_inner());

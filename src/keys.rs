@@ -49,7 +49,7 @@ pub fn list_keys(store: &Store) -> Result<Vec<KeyInfo>> {
         // An oversized or vanished key file is listed as unparsable.
         let file = match store.get(&ObjectKind::Key.key(&l.name)) {
             Ok(raw) => KeyFile::decode(&raw).ok(),
-            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => None,
+            Err(e) if e.kind().is_damaged_data() || e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
         out.push(KeyInfo { id: l.name, file });

@@ -251,7 +251,7 @@ impl LeaseGuard {
             if conflict {
                 let who = match &o.lease {
                     Ok(l) => l.describe(),
-                    Err(e) => format!("unreadable lease {} ({e})", o.name),
+                    Err(e) => format!("unreadable lease {} ({e:#})", o.name),
                 };
                 return Err(Error::new(
                     ErrorKind::Locked,
@@ -287,7 +287,7 @@ impl LeaseGuard {
                         *shared.last_ok.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
                     }
                     Err(e) => {
-                        eprintln!("warning: refreshing lease {}: {e}", &name[..8]);
+                        store.warn(format!("refreshing lease {}: {e:#}", &name[..8]));
                         shared.failed.store(true, Ordering::Relaxed);
                     }
                 }
@@ -337,7 +337,8 @@ impl Drop for LeaseGuard {
             let _ = t.join();
         }
         if let Err(e) = self.store.delete(&ObjectKind::Lock.key(&self.name)) {
-            eprintln!("warning: removing lease {}: {e}", &self.name[..8]);
+            self.store
+                .warn(format!("removing lease {}: {e:#}", &self.name[..8]));
         }
     }
 }

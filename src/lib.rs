@@ -18,6 +18,7 @@
 //! chunker   FastCDC 2020 with a keyed gear table
 //! compress  zstd / raw / delta blob payloads with a cheap incompressibility test
 //! crypto    master key, keyed BLAKE3 ids, XChaCha20-Poly1305 envelope, Argon2id
+//! error     snap::Error (kind, message, source() chain), the exit-code mapping
 //! format/   byte layouts (format-spec.md), pure, no I/O
 //! catalog   SQLite cache of index + snapshots (derived, rebuildable)
 //! store     object_store facade (local directory, S3)
@@ -38,6 +39,13 @@
 //! - Only `ingest` and `restore` spawn rayon work.
 //! - Bytes read from the repository are authenticated before use and never
 //!   cause a panic; lengths are bounded before allocation.
+//! - The library never prints: warnings go to `Repository::warn` /
+//!   `Store::warn` and from there to the sink the program installed; store
+//!   statistics and the graceful-stop notice go to hooks the binary sets
+//!   (`store::set_stats_report`, `interrupt::install`).
+//! - An authentication failure is `ErrorKind::Unauthenticated`, malformed
+//!   data `ErrorKind::Corrupt`; exit codes come from `ErrorKind::exit_code`
+//!   only.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

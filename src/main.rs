@@ -74,8 +74,12 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     // SIGINT/SIGTERM: stop children, index stored packs, release the lease.
-    if let Err(e) = snap::interrupt::install() {
-        eprintln!("snap: warning: {e}");
+    if let Err(e) = snap::interrupt::install(cli::on_stopping) {
+        eprintln!("snap: warning: {e:#}");
+    }
+    // SNAP_STATS=1: each repository's request counters as one JSON line.
+    if std::env::var("SNAP_STATS").is_ok_and(|v| !v.is_empty() && v != "0") {
+        snap::store::set_stats_report(Box::new(|v| eprintln!("{v}")));
     }
     // From the parsed flags: a literal "--json" inside another argument
     // (e.g. a --command string) must not switch the error format.
@@ -89,8 +93,7 @@ fn main() -> ExitCode {
             // A run stopped by SIGINT/SIGTERM exits with 128 + the signal,
             // whatever error its interruption caused.
             let code = snap::interrupt::exit_code().unwrap_or_else(|| cli::exit_code(&e));
-            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>();
-            let line = dedup_chain(&msg);
+            let line = cli::error_line(&e);
             if json {
                 eprintln!(
                     "{}",
@@ -102,46 +105,5 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
-    }
-}
-
-/// Joins an error chain (outermost first) with ": ", printing each cause
-/// once. anyhow's chain repeats a snap::Error's text with its sources, and
-/// libraries often repeat their source's text in their own message: a part
-/// contained in an earlier one is dropped, and a part that contains earlier
-/// ones replaces them.
-fn dedup_chain(parts: &[String]) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for p in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
-        if out.iter().any(|o| o.contains(p)) {
-            continue;
-        }
-        match out.iter().position(|o| p.contains(o)) {
-            Some(i) => {
-                out.retain(|o| !p.contains(o));
-                out.insert(i.min(out.len()), p);
-            }
-            None => out.push(p),
-        }
-    }
-    out.join(": ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::dedup_chain;
-
-    #[test]
-    fn each_cause_once() {
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            dedup_chain(&v(&["opening repo", "get config: E1: E2", "E1: E2", "E2"])),
-            "opening repo: get config: E1: E2"
-        );
-        assert_eq!(
-            dedup_chain(&v(&["reading x", "reading x: denied"])),
-            "reading x: denied"
-        );
-        assert_eq!(dedup_chain(&v(&["a", "b"])), "a: b");
     }
 }

@@ -273,7 +273,7 @@ impl BlobSaver {
             self.upload_wait += waiting.elapsed();
         }
         if let Some(e) = &self.failed {
-            return Err(Error::new(e.kind(), e.to_string()));
+            return Err(Error::new(e.kind(), format!("{e:#}")));
         }
         self.stats.packs += 1;
         self.stats.stored_bytes += p.bytes.len() as u64;
@@ -327,7 +327,7 @@ impl BlobSaver {
             }
         }
         match &self.failed {
-            Some(e) => Err(Error::new(e.kind(), e.to_string())),
+            Some(e) => Err(Error::new(e.kind(), format!("{e:#}"))),
             None => Ok(()),
         }
     }

@@ -683,14 +683,11 @@ pub fn is_pg_dump_stream(name: &str) -> bool {
     name.ends_with(".dump")
 }
 
-/// Error for a step that failed, carrying the child's exit code.
+/// Error for a step that failed, carrying the child's exit code: a code
+/// that names a kind ([`ErrorKind::from_exit_code`]: usage, no repository,
+/// locked, wrong password) keeps it, any other is [`ErrorKind::Source`].
 pub fn step_error(step: &str, code: i32, message: &str) -> Error {
-    let kind = match code {
-        10 => ErrorKind::NoRepository,
-        11 => ErrorKind::Locked,
-        12 => ErrorKind::WrongPassword,
-        _ => ErrorKind::Source,
-    };
+    let kind = ErrorKind::from_exit_code(code).unwrap_or(ErrorKind::Source);
     Error::new(kind, format!("step {step} failed (exit {code}): {message}"))
 }
 

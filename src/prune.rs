@@ -266,7 +266,7 @@ pub fn load_indexes_lenient(repo: &Repository) -> Result<LoadedIndexes> {
         match repo.read_index(id) {
             Ok(f) => files.push((*id, f)),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) if e.kind() == ErrorKind::Corrupt => bad.push((*id, e)),
+            Err(e) if e.kind().is_damaged_data() => bad.push((*id, e)),
             Err(e) => return Err(e),
         }
     }
@@ -381,7 +381,7 @@ fn prune_without(
     }
     if let Some((id, e)) = bad_snaps.first() {
         return Err(Error::corrupt(format!(
-            "refusing to prune: snapshot {} is unreadable ({e}); run `snap repair snapshots` to remove it first",
+            "refusing to prune: snapshot {} is unreadable ({e:#}); run `snap repair snapshots` to remove it first",
             id.to_hex()
         )));
     }

@@ -95,7 +95,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
                     } else {
                         ""
                     };
-                    repo.warn(format!("{e}; left out of the index{hint}"));
+                    repo.warn(format!("{e:#}; left out of the index{hint}"));
                     rep.packs_unreadable.push(id.to_hex());
                 }
             }
@@ -230,7 +230,7 @@ impl Rewriter<'_> {
         crate::restore::check_depth(depth, || path.to_string())?;
         let tree = match self.repo.read_tree(&t) {
             Ok(tr) => tr,
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind().is_damaged_data() => {
                 self.lost.push(format!("{path}/"));
                 return Ok(None);
             }

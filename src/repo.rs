@@ -56,16 +56,7 @@ impl Default for InitOptions {
     }
 }
 
-/// Receives each warning (one line, lower-case, no "warning:" prefix) as
-/// it is raised; the CLI installs one that prints to stderr.
-pub type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
-
-/// Warnings raised so far and where they go.
-#[derive(Default)]
-struct Warnings {
-    all: Vec<String>,
-    sink: Option<WarningSink>,
-}
+pub use crate::store::WarningSink;
 
 /// Objects the last catalog sync skipped because they do not authenticate
 /// or decode: (object id, the error), ordered by id.
@@ -94,7 +85,6 @@ pub struct Repository {
     streams_chunker: Chunker,
     /// Tree-cache generation of the running backup; 0: not in use.
     tree_gen: std::sync::atomic::AtomicI64,
-    warnings: Mutex<Warnings>,
     unreadable: Mutex<Unreadable>,
 }
 
@@ -340,8 +330,8 @@ impl Repository {
         for name in &keys {
             let raw = match store.get(&ObjectKind::Key.key(name)) {
                 Ok(r) => r,
-                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
-                    warnings.push(format!("skipping key file {name}: {e}"));
+                Err(e) if e.kind() == ErrorKind::NotFound || e.kind().is_damaged_data() => {
+                    warnings.push(format!("skipping key file {name}: {e:#}"));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -355,8 +345,8 @@ impl Repository {
             };
             let mk = match crypto::unwrap_master_key(&kf, password) {
                 Ok(mk) => mk,
-                Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    warnings.push(format!("skipping key file {name}: {e}"));
+                Err(e) if e.kind().is_damaged_data() => {
+                    warnings.push(format!("skipping key file {name}: {e:#}"));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -419,7 +409,6 @@ impl Repository {
             files_chunker,
             streams_chunker,
             tree_gen: std::sync::atomic::AtomicI64::new(0),
-            warnings: Mutex::new(Warnings::default()),
             unreadable: Mutex::new(Unreadable::default()),
         };
         if let Some(w) = recovered {
@@ -484,37 +473,22 @@ impl Repository {
     }
 
     /// Records a warning (once per distinct message) and hands it to the
-    /// warning sink, if one is set.
+    /// warning sink, if one is set ([`Store::warn`]: the repository's store
+    /// holds them, so a lease refreshed on another thread reports there too).
     pub fn warn(&self, msg: impl Into<String>) {
-        let msg = msg.into();
-        let mut w = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
-        if w.all.contains(&msg) {
-            return;
-        }
-        if let Some(sink) = &w.sink {
-            sink(&msg);
-        }
-        w.all.push(msg);
+        self.store.warn(msg);
     }
 
     /// Every warning raised so far, oldest first (also those already handed
     /// to a sink).
     pub fn warnings(&self) -> Vec<String> {
-        self.warnings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .all
-            .clone()
+        self.store.warnings()
     }
 
     /// Hands every warning raised so far, and each later one as it is
     /// raised, to `sink`.
     pub fn set_warning_sink(&self, sink: WarningSink) {
-        let mut w = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
-        for m in &w.all {
-            sink(m);
-        }
-        w.sink = Some(sink);
+        self.store.set_warning_sink(sink);
     }
 
     /// Index objects the last [`Repository::sync_catalog`] skipped because
@@ -580,7 +554,7 @@ impl Repository {
                 Ok(idx) => fresh.push((*id, idx)),
                 // Deleted by a concurrent prune after listing: superseded.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                Err(e) if e.kind().is_damaged_data() => {
                     bad.indexes.insert(*id, reason(ObjectKind::Index, id, &e));
                 }
                 Err(e) => return Err(e),
@@ -598,7 +572,7 @@ impl Repository {
                 match self.read_index(id) {
                     Ok(idx) => fresh.push((*id, idx)),
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    Err(e) if e.kind().is_damaged_data() => {
                         bad.indexes.insert(*id, reason(ObjectKind::Index, id, &e));
                     }
                     Err(e) => return Err(e),
@@ -629,7 +603,7 @@ impl Repository {
             match self.read_snapshot(id) {
                 Ok(s) => cat.add_snapshot(id, &s)?,
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                Err(e) if e.kind().is_damaged_data() => {
                     bad.snapshots
                         .insert(*id, reason(ObjectKind::Snapshot, id, &e));
                 }
@@ -656,14 +630,16 @@ impl Repository {
     /// Reads, verifies (name = BLAKE3 of bytes) and opens an index object.
     pub fn read_index(&self, id: &Id) -> Result<IndexFile> {
         let plain = self.read_sealed(ObjectKind::Index, id, AAD_INDEX)?;
-        IndexFile::decode(&plain).map_err(|e| Error::corrupt(format!("index {}: {e}", id.short())))
+        IndexFile::decode(&plain)
+            .map_err(|e| Error::with_source(ErrorKind::Corrupt, format!("index {}", id.short()), e))
     }
 
     /// Reads, verifies and opens a snapshot object.
     pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let plain = self.read_sealed(ObjectKind::Snapshot, id, AAD_SNAPSHOT)?;
-        Snapshot::decode(&plain)
-            .map_err(|e| Error::corrupt(format!("snapshot {}: {e}", id.short())))
+        Snapshot::decode(&plain).map_err(|e| {
+            Error::with_source(ErrorKind::Corrupt, format!("snapshot {}", id.short()), e)
+        })
     }
 
     fn read_sealed(&self, kind: ObjectKind, id: &Id, aad: &[u8]) -> Result<Vec<u8>> {
@@ -900,7 +876,7 @@ impl Repository {
 /// [`Repository::read_index`] / [`Repository::read_snapshot`] starts with
 /// (callers name the object themselves).
 pub fn reason(kind: ObjectKind, id: &Id, e: &Error) -> String {
-    let msg = e.to_string();
+    let msg = format!("{e:#}");
     let key = kind.key(&id.to_hex());
     match msg.strip_prefix(&key) {
         Some(rest) => rest.trim_start_matches([':', ' ']).to_string(),
@@ -911,5 +887,6 @@ pub fn reason(kind: ObjectKind, id: &Id, e: &Error) -> String {
 /// Decodes the plaintext of tree blob `id`; [`ErrorKind::Corrupt`] naming the
 /// tree if it is not a valid tree encoding.
 pub fn decode_tree(id: &Id, plain: &[u8]) -> Result<Tree> {
-    Tree::decode(plain).map_err(|e| Error::corrupt(format!("tree {}: {e}", id.short())))
+    Tree::decode(plain)
+        .map_err(|e| Error::with_source(ErrorKind::Corrupt, format!("tree {}", id.short()), e))
 }

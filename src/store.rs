@@ -8,9 +8,14 @@
 //! cannot be conditional; only content-named packs are that large, so an
 //! overwrite would store the same bytes).
 //!
-//! Every request is counted per object kind ([`StoreStats`]); with
-//! `SNAP_STATS=1` the counters are printed to stderr as one JSON line when the
-//! store is dropped. Optional [`RateLimiter`]s cap upload and download rates.
+//! Every request is counted per object kind ([`StoreStats`]); when the
+//! program installed a [`set_stats_report`] hook (the CLI does under
+//! `SNAP_STATS=1`) the counters are handed to it when the store is dropped.
+//! Optional [`RateLimiter`]s cap upload and download rates.
+//!
+//! The store never prints: warnings about the repository it holds (from the
+//! repository façade, lease refreshes, …) go to [`Store::warn`] and from
+//! there to the sink the program installed ([`Store::set_warning_sink`]).
 
 mod limit;
 mod stats;
@@ -162,6 +167,32 @@ pub struct Store {
     shared: Arc<Shared>,
     rt: tokio::runtime::Runtime,
     local_root: Option<std::path::PathBuf>,
+    warnings: std::sync::Mutex<Warnings>,
+}
+
+/// Receives each warning (one line, lower-case, no "warning:" prefix) as
+/// it is raised; the CLI installs one that prints to stderr (plain text, or
+/// a JSON object under `--json`).
+pub type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Warnings raised so far and where they go.
+#[derive(Default)]
+struct Warnings {
+    all: Vec<String>,
+    sink: Option<WarningSink>,
+}
+
+/// Receives a dropped store's request counters: one JSON object
+/// `{"type": "store_stats", "location": …, "requests": …}`.
+pub type StatsReport = Box<dyn Fn(serde_json::Value) + Send + Sync>;
+
+static STATS_REPORT: std::sync::OnceLock<StatsReport> = std::sync::OnceLock::new();
+
+/// Hands the request counters of every store, when it is dropped, to
+/// `report` (for the whole process; a second call is ignored). Without it
+/// the counters are only available through [`Store::stats`].
+pub fn set_stats_report(report: StatsReport) {
+    let _ = STATS_REPORT.set(report);
 }
 
 /// The scheme of a URL-like location (`gs` for `gs://bucket/x`): a leading
@@ -357,6 +388,7 @@ impl Store {
             }),
             rt: runtime()?,
             local_root,
+            warnings: Default::default(),
         })
     }
 
@@ -383,6 +415,40 @@ impl Store {
     /// Uploads a pack writer should keep in flight.
     pub fn upload_concurrency(&self) -> usize {
         self.shared.opts.upload_concurrency
+    }
+
+    /// Records a warning about this repository (once per distinct message)
+    /// and hands it to the warning sink, if one is set.
+    pub fn warn(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        let mut w = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        if w.all.contains(&msg) {
+            return;
+        }
+        if let Some(sink) = &w.sink {
+            sink(&msg);
+        }
+        w.all.push(msg);
+    }
+
+    /// Every warning raised so far, oldest first (also those already handed
+    /// to a sink).
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .all
+            .clone()
+    }
+
+    /// Hands every warning raised so far, and each later one as it is
+    /// raised, to `sink`.
+    pub fn set_warning_sink(&self, sink: WarningSink) {
+        let mut w = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        for m in &w.all {
+            sink(m);
+        }
+        w.sink = Some(sink);
     }
 
     /// Request and byte counters so far.
@@ -696,15 +762,12 @@ impl Shared {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if std::env::var("SNAP_STATS").is_ok_and(|v| !v.is_empty() && v != "0") {
-            eprintln!(
-                "{}",
-                serde_json::json!({
-                    "type": "store_stats",
-                    "location": self.shared.location,
-                    "requests": self.shared.stats.to_json(),
-                })
-            );
+        if let Some(report) = STATS_REPORT.get() {
+            report(serde_json::json!({
+                "type": "store_stats",
+                "location": self.shared.location,
+                "requests": self.shared.stats.to_json(),
+            }));
         }
     }
 }

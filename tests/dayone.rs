@@ -133,7 +133,8 @@ fn unknown_url_scheme_is_refused() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{loc}: {err}");
+        // A usage error (exit 2, as `snap --help` documents).
+        assert_eq!(out.status.code(), Some(2), "{loc}: {err}");
         let scheme = loc.split("://").next().unwrap();
         assert!(
             err.contains(&format!("unsupported scheme {scheme}://")) && err.contains("s3://"),
@@ -171,7 +172,8 @@ fn dump_of_a_folder_says_folder_and_what_to_use() {
     small_tree(&data, 2, 1);
     s.ok([std::ffi::OsStr::new("backup"), data.as_os_str()]);
     let (code, err) = s.fail(["dump", "latest", data.to_str().unwrap()]);
-    assert_eq!(code, 1, "{err}");
+    // A usage error (exit 2).
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("is a folder, not a file"), "{err}");
     assert!(
         err.contains("restore") && err.contains("--include") && err.contains("snap export"),
@@ -251,7 +253,8 @@ fn init_refuses_a_folder_holding_other_files() {
     std::fs::create_dir_all(&s.repo).unwrap();
     std::fs::write(Path::new(&s.repo).join("notes.txt"), b"mine").unwrap();
     let (code, err) = s.fail(["init"]);
-    assert_eq!(code, 1, "{err}");
+    // A usage error (exit 2).
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("is not empty"), "{err}");
     let names: Vec<_> = std::fs::read_dir(&s.repo)
         .unwrap()
@@ -385,7 +388,8 @@ fn pg_create_into_an_existing_database_is_refused() {
     s.backup_json(["--pg", &conninfo]);
 
     let (code, err) = s.fail(["restore", "latest", "--pg", &conninfo, "--create"]);
-    assert_eq!(code, 1, "{err}");
+    // A usage error (exit 2).
+    assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(&format!("database \"{db}\" already exists")) && err.contains("--clean"),
         "{err}"

@@ -295,7 +295,8 @@ fn stats_dedup_and_tags_and_ls() {
         vec![vec!["weekly".to_string()], vec!["weekly".to_string()]]
     );
     let (code, _) = s.fail(["tag", "latest", "--set", "x", "--add", "y"]);
-    assert_eq!(code, 1);
+    // Conflicting tag options: a usage error, exit 2.
+    assert_eq!(code, 2);
     // Tag changes survive a catalog rebuild (they are in the objects).
     s.ok(["cache", "rebuild"]);
     assert_eq!(

@@ -60,7 +60,8 @@ fn passwords_removal_and_recovery_code() {
 
     // The key in use cannot be removed; A can (we are using B).
     let (code, err) = s.fail(["key", "remove", &key_b[..10]]);
-    assert_eq!(code, 1);
+    // Refusals of a request are usage errors: exit 2.
+    assert_eq!(code, 2);
     assert!(err.contains("in use"), "{err}");
     s.ok(["key", "remove", &key_a[..10]]);
     assert_eq!(keys_json(&s).len(), 1);
@@ -74,7 +75,8 @@ fn passwords_removal_and_recovery_code() {
 
     // The last key cannot be removed.
     let (code, err) = s.fail(["key", "remove", &key_b]);
-    assert_eq!(code, 1);
+    // A usage error: exit 2.
+    assert_eq!(code, 2);
     assert!(err.contains("last key"), "{err}");
     assert_eq!(keys_json(&s).len(), 1);
 
@@ -199,7 +201,8 @@ fn new_password_is_never_taken_from_arguments() {
     s.init();
     // No SNAP_NEW_PASSWORD, no file, no terminal: refuse.
     let (code, err) = s.fail(["key", "add"]);
-    assert_eq!(code, 1);
+    // A usage error: exit 2.
+    assert_eq!(code, 2);
     assert!(err.contains("no new password"), "{err}");
     // A password file works.
     let f = s.path("pw");

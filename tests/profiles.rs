@@ -284,25 +284,25 @@ on-failure = "cat > {dir}/failure.json"
 }
 
 /// Profile file errors: unknown keys name the key and line; missing
-/// profiles and repositories are named; exit 1.
+/// profiles and repositories are named; exit 2 (usage errors).
 #[test]
 fn profile_file_errors() {
     let p = Profiled::new("[profile.p]\nrepository = \"main\"\npaths = [\"/x\"]\nkeep-dayly = 3\n");
     let (code, _, err) = p.out(&["run", "p"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("keep-dayly"), "{err}");
     assert!(err.contains("line 7"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     p.write("[profile.p]\nrepository = \"main\"\npaths = [\"/x\"]\n");
     let (code, _, err) = p.out(&["run", "nightly"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(
         err.contains("no profile \"nightly\"") && err.contains("defined: p"),
         "{err}"
     );
     p.write("[profile.p]\nrepository = \"elsewhere\"\npaths = [\"/x\"]\n");
     let (code, _, err) = p.out(&["run", "p"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("\"elsewhere\""), "{err}");
     // No --config and no snap.toml anywhere searched.
     let empty = p.dir().join("empty");
@@ -316,7 +316,7 @@ fn profile_file_errors() {
         .output()
         .unwrap();
     if !Path::new("/etc/snap/snap.toml").exists() {
-        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(o.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&o.stderr).contains("no profile file"));
     }
     // ./snap.toml is found without --config.
@@ -774,7 +774,7 @@ fn systemd_units_pass_verify() {
         let mut a = vec!["schedule", "nightly"];
         a.extend_from_slice(bad);
         let (code, _, err) = p.out(&a);
-        assert_eq!(code, 1, "{bad:?}: {err}");
+        assert_eq!(code, 2, "{bad:?}: {err}");
     }
     let (code, _, _) = p.out(&["schedule", "nightly", "--hourly", "--daily", "01:00"]);
     assert_eq!(code, 2, "two schedules are a clap usage error");
@@ -868,7 +868,8 @@ fn cron_line_parses() {
         }
     }
     let (code, _, err) = p.out(&["schedule", "nightly", "--cron", "--every", "7h"]);
-    assert_eq!(code, 1);
+    // A usage error: exit 2.
+    assert_eq!(code, 2);
     assert!(err.contains("cron cannot run every"), "{err}");
 }
 
@@ -958,7 +959,8 @@ password-command = "exit 3"
     let (c, _, err) = p.out(&["run", "wrongpw"]);
     assert_eq!(c, 12, "{err}");
     let (c, _, err) = p.out(&["run", "badpwcmd"]);
-    assert_eq!(c, 1, "{err}");
+    // A failing password-command is a profile (usage) error: exit 2.
+    assert_eq!(c, 2, "{err}");
     assert!(err.contains("password-command failed"), "{err}");
     // restore-test on a missing repository: 10 as well.
     assert_eq!(code(&["restore-test", "norepo"]), 10);

@@ -149,7 +149,8 @@ fn conditional_create_and_multipart_on_moto() {
     );
     let config = st.get("config").unwrap();
     let (code, err) = s.fail(["init"]);
-    assert_eq!(code, 1);
+    // A refused request: a usage error, exit 2.
+    assert_eq!(code, 2);
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(st.get("config").unwrap(), config);
     // Plain http to a non-loopback host is refused without --s3-allow-http.

@@ -117,12 +117,12 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
         if !a.allow_partial {
             return Err(snap::Error::new(
                 snap::ErrorKind::Source,
-                format!("{e}; no snapshot was recorded (--allow-partial records one without it)"),
+                format!("{e:#}; no snapshot was recorded (--allow-partial records one without it)"),
             )
             .into());
         }
         let mut details = std::collections::BTreeMap::new();
-        details.insert("error".to_string(), e.to_string());
+        details.insert("error".to_string(), format!("{e:#}"));
         failed_sources.push(snap::format::snapshot::SourceInfo {
             name,
             kind: kind.into(),
@@ -200,7 +200,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     let out = out.map_err(|e| match e.kind() {
         snap::ErrorKind::Interrupted => snap::Error::new(
             e.kind(),
-            format!("{e}: no snapshot was recorded; the data already stored is indexed, the next backup reuses it"),
+            format!("{e:#}: no snapshot was recorded; the data already stored is indexed, the next backup reuses it"),
         ),
         _ => e,
     })?;

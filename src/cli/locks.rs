@@ -15,7 +15,9 @@ pub fn run(g: &Global) -> Result<u8> {
             .iter()
             .map(|l| match &l.lease {
                 Ok(x) => serde_json::json!({"name": l.name, "live": l.is_live(now), "lease": x}),
-                Err(e) => serde_json::json!({"name": l.name, "live": true, "error": e.to_string()}),
+                Err(e) => {
+                    serde_json::json!({"name": l.name, "live": true, "error": format!("{e:#}")})
+                }
             })
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
@@ -37,7 +39,7 @@ pub fn run(g: &Global) -> Result<u8> {
                 x.start,
                 x.expires
             )?,
-            Err(e) => outln!("{}  unreadable: {e}", &l.name[..8.min(l.name.len())])?,
+            Err(e) => outln!("{}  unreadable: {e:#}", &l.name[..8.min(l.name.len())])?,
         }
     }
     outln!("{} leases", leases.len())?;

@@ -45,7 +45,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use snap::repo::default_cache_dir;
 use snap::store::StoreOptions;
-use snap::{Error, ErrorKind, Repository};
+use snap::{Error, Repository};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -431,19 +431,31 @@ pub fn mtime_str(ns: i64) -> String {
         .to_string()
 }
 
-/// Maps an error to the documented exit code.
-pub fn exit_code(e: &anyhow::Error) -> u8 {
-    for cause in e.chain() {
-        if let Some(se) = cause.downcast_ref::<Error>() {
-            return match se.kind() {
-                ErrorKind::NoRepository => 10,
-                ErrorKind::Locked => 11,
-                ErrorKind::WrongPassword => 12,
-                ErrorKind::Interrupted => 130,
-                ErrorKind::Usage => 1,
-                _ => 1,
-            };
-        }
+/// Tells the user on a terminal that a signal stops the running operation
+/// gracefully (called by [`snap::interrupt`]'s watcher thread).
+pub fn on_stopping(sig: i32) {
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\nsnap: {}: stopping (indexing what is stored, releasing the lease); signal again to quit at once",
+            snap::interrupt::signal_name(sig)
+        );
     }
-    1
+}
+
+/// Maps an error to the documented exit code: the kind of the outermost
+/// [`snap::Error`] in the chain ([`snap::ErrorKind::exit_code`]), else 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<Error>())
+        .map_or(1, Error::exit_code)
+}
+
+/// An error and its causes as one line, outermost first, joined by ": ",
+/// each cause once ([`snap::error::write_chain`]).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let top: &(dyn std::error::Error + 'static) = e.as_ref();
+    // Writing to a String does not fail.
+    let _ = snap::error::write_chain(&mut line, "", Some(top));
+    line
 }

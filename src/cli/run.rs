@@ -200,7 +200,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
     for s in &plan {
         for r in std::iter::once(&s.repo).chain(s.from.as_ref()) {
             if let Err(e) = pw.get(r) {
-                job.fail("setup", super::exit_code(&e), format!("{e:#}"));
+                job.fail("setup", super::exit_code(&e), super::error_line(&e));
                 break;
             }
         }

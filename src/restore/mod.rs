@@ -336,7 +336,7 @@ impl Plan {
                 (Ok(t), _) => t,
                 // A damaged folder listing below the root: report it, restore the rest.
                 (Err(e), Some(d)) if is_damage(&e) => {
-                    plan.unreadable.push((d, e.to_string()));
+                    plan.unreadable.push((d, format!("{e:#}")));
                     continue;
                 }
                 (Err(e), _) => return Err(e),
@@ -410,7 +410,7 @@ impl Plan {
 /// Whether a restore error is about the repository's data for one file
 /// (reported per file), not about the target or the backend (fatal).
 fn is_damage(e: &Error) -> bool {
-    matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound)
+    e.kind().is_damaged_data() || e.kind() == ErrorKind::NotFound
 }
 
 /// Restores the snapshot tree `root` below `target` (created if missing;
@@ -527,7 +527,7 @@ pub fn restore(
             }
             Err(e) if is_damage(&e) => summary.damaged.push(DamagedFile {
                 path: tgt.display(&plan.item_route(it)),
-                error: e.to_string(),
+                error: format!("{e:#}"),
             }),
             Err(e) => {
                 fatal.get_or_insert(e);
