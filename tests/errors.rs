@@ -174,3 +174,23 @@ fn io_cause_is_printed_once() {
     assert_eq!(m.matches("No such file or directory").count(), 1, "{m}");
     assert_eq!(lines[0]["code"], 1, "{err}");
 }
+
+/// A backup's own warnings (an entry that cannot be read; a file changed
+/// while read) come as JSON objects on stderr under `--json`, like the
+/// library's: `/proc/self/mem` reads as an I/O error at offset 0.
+#[test]
+fn backup_warnings_follow_the_json_contract() {
+    let s = Snap::new();
+    s.init();
+    let o = run(&s, ["--json", "backup", "/proc/self/mem"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines = json_lines(&err);
+    assert!(
+        lines.iter().any(|v| v["type"] == "warning"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("/proc/self/mem"))),
+        "no JSON warning naming the file: {err}"
+    );
+}

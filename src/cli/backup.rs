@@ -204,25 +204,27 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
         ),
         _ => e,
     })?;
+    // Under --json every warning is one JSON object on stderr.
+    let warn = |m: String| {
+        if g.json {
+            eprintln!("{}", serde_json::json!({"type": "warning", "message": m}));
+        } else {
+            eprintln!("warning: {}", super::output::escape(&m));
+        }
+    };
     for f in &out.snapshot.failed_sources {
-        eprintln!(
-            "warning: {}",
-            super::output::escape(
-                f.details
-                    .get("error")
-                    .map(String::as_str)
-                    .unwrap_or("source failed")
-            )
+        warn(
+            f.details
+                .get("error")
+                .cloned()
+                .unwrap_or_else(|| "source failed".into()),
         );
     }
     for w in &out.warnings {
-        eprintln!("warning: skipped {}", super::output::escape(w));
+        warn(format!("skipped {w}"));
     }
     for c in &out.changed {
-        eprintln!(
-            "warning: {}: changed while reading; stored the bytes read",
-            super::output::escape(c)
-        );
+        warn(format!("{c}: changed while reading; stored the bytes read"));
     }
     let s = &out.snapshot.summary;
     if g.json {
