@@ -733,8 +733,8 @@ pub fn backup(session: &Session, opts: BackupOptions) -> Result<BackupOutcome> {
     let saver = BlobSaver::new(
         repo.store().clone(),
         repo.key().clone(),
-        config.pack_size as usize,
-        config.open_packs as usize,
+        config.writer_packs().0,
+        config.writer_packs().1,
     );
     // From here on a SIGINT/SIGTERM only sets the interrupt flag: reading
     // stops at the next check, the stored packs are indexed and no snapshot
@@ -1283,8 +1283,8 @@ where
     let saver = BlobSaver::new(
         repo.store().clone(),
         repo.key().clone(),
-        config.pack_size as usize,
-        config.open_packs as usize,
+        config.writer_packs().0,
+        config.writer_packs().1,
     );
     type Filled = (
         DirNode,

@@ -345,8 +345,8 @@ pub fn copy_snapshot(src: &Repository, dst: &Session, src_id: &Id) -> Result<Cop
     let mut saver = BlobSaver::new(
         dst.store().clone(),
         dst.key().clone(),
-        cfg.pack_size as usize,
-        cfg.open_packs as usize,
+        cfg.writer_packs().0,
+        cfg.writer_packs().1,
     );
     saver.set_index_every(COPY_INDEX_EVERY);
     let mut c = Copier {

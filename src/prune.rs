@@ -522,7 +522,7 @@ fn prune_without(
     let mut new_index_ids: Vec<Id> = Vec::new();
     if !to_repack.is_empty() {
         let cfg = repo.config();
-        let mut saver = BlobSaver::new(store.clone(), key.clone(), cfg.pack_size as usize, 1);
+        let mut saver = BlobSaver::new(store.clone(), key.clone(), cfg.writer_packs().0, 1);
         for p in &to_repack {
             let raw = store.get(&ObjectKind::Pack.key(&p.id.to_hex()))?;
             for b in p.blobs.iter().filter(|b| owner.get(&b.id) == Some(&p.id)) {

@@ -75,7 +75,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let mut saver = BlobSaver::new(
         store.clone(),
         repo.key().clone(),
-        repo.config().pack_size as usize,
+        repo.config().writer_packs().0,
         1,
     );
     let mut damaged: Vec<Id> = Vec::new();
@@ -302,7 +302,7 @@ pub fn repair_snapshots(session: &Session, dry_run: bool) -> Result<Vec<Snapshot
         saver: BlobSaver::new(
             repo.store().clone(),
             repo.key().clone(),
-            repo.config().pack_size as usize,
+            repo.config().writer_packs().0,
             1,
         ),
         lost: Vec::new(),

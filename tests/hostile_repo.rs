@@ -617,8 +617,8 @@ fn config_with_absurd_values_is_refused_naming_the_field() {
     let path = Path::new(&s.repo).join("config");
     let orig = std::fs::read(&path).unwrap();
     for (field, value) in [
-        ("open_packs", serde_json::json!(64)),
-        ("pack_size", serde_json::json!(1u32 << 30)),
+        ("open_packs", serde_json::json!(65)),
+        ("pack_size", serde_json::json!(2u32 << 30)),
     ] {
         let mut c: serde_json::Value = serde_json::from_slice(&orig).unwrap();
         c[field] = value;
@@ -630,6 +630,25 @@ fn config_with_absurd_values_is_refused_naming_the_field() {
     }
     std::fs::write(&path, &orig).unwrap();
     ok(&run(&s, ["snapshots"]));
+}
+
+/// A `config` within the ranges an earlier `init` wrote (1 GiB packs, 64
+/// open packs; no `key_check`) still opens and takes backups: the writer
+/// clamps what it holds in memory instead of refusing the repository.
+#[test]
+fn config_of_an_earlier_init_with_large_packs_still_opens() {
+    let s = Snap::new();
+    ok(&run(&s, ["init"]));
+    let path = Path::new(&s.repo).join("config");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    c["pack_size"] = serde_json::json!(1u32 << 30);
+    c["open_packs"] = serde_json::json!(64);
+    c.as_object_mut().unwrap().remove("key_check");
+    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let a = s.path("a");
+    make_dir(&a, 21, 20, 100_000);
+    backup(&s, &a);
+    ok(&run_fresh(&s, ["check", "--read-data"]));
 }
 
 /// A pack truncated (its header lost): `repair index --read-data` keeps the

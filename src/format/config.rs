@@ -106,13 +106,28 @@ impl Config {
         v
     }
 
-    /// Largest accepted `pack_size`, bytes (128 MiB).
+    /// Largest `pack_size` a reader accepts, bytes (1 GiB: what `init`
+    /// allowed before the writer bound below existed).
+    pub const MAX_CONFIG_PACK_SIZE: u32 = 1 << 30;
+    /// Largest `open_packs` a reader accepts.
+    pub const MAX_CONFIG_OPEN_PACKS: u32 = 64;
+    /// Largest pack a writer fills, bytes (128 MiB); `init` refuses more.
     pub const MAX_PACK_SIZE: u32 = 128 << 20;
-    /// Largest accepted `open_packs`.
-    pub const MAX_OPEN_PACKS: u32 = 16;
-    /// Largest accepted `open_packs × pack_size`, bytes (256 MiB): the
-    /// memory a writer holds in open packs.
+    /// Largest `open_packs × pack_size` a writer holds in memory, bytes
+    /// (256 MiB).
     pub const MAX_OPEN_PACK_BYTES: u64 = 256 << 20;
+
+    /// What a writer uses of `pack_size` and `open_packs`: (pack size in
+    /// bytes, packs filled at once), clamped to [`Config::MAX_PACK_SIZE`]
+    /// and to at most [`Config::MAX_OPEN_PACK_BYTES`] held open (at least
+    /// one pack), so that a config within the reader's ranges — written by
+    /// an older `init`, or altered in a repository without `key_check` —
+    /// cannot raise a writer's memory (format-spec §2.1).
+    pub fn writer_packs(&self) -> (usize, usize) {
+        let size = self.pack_size.clamp(1 << 20, Self::MAX_PACK_SIZE) as u64;
+        let open = (self.open_packs.max(1) as u64).min((Self::MAX_OPEN_PACK_BYTES / size).max(1));
+        (size as usize, open as usize)
+    }
 
     /// Parses and validates (format-spec §2.1); see [`Config::validate`].
     pub fn decode(buf: &[u8]) -> Result<Config, super::DecodeError> {
@@ -131,8 +146,8 @@ impl Config {
 
     /// Checks every field against format-spec §2.1: version 1, `id` of 64
     /// lower-case hex digits, chunk sizes ([`ChunkSizes::validate`]),
-    /// `pack_size` 1 MiB ..= 128 MiB, `open_packs` 1 ..= 16 with
-    /// `open_packs × pack_size` ≤ 256 MiB, zstd level −7 ..= 22, `key_check`
+    /// `pack_size` 1 MiB ..= 1 GiB, `open_packs` 1 ..= 64 (writers clamp
+    /// both, [`Config::writer_packs`]), zstd level −7 ..= 22, `key_check`
     /// absent or 64 lower-case hex digits. Returns a one-line message naming
     /// the first bad field.
     pub fn validate(&self) -> Result<(), String> {
@@ -155,23 +170,17 @@ impl Config {
             .streams
             .validate()
             .map_err(|e| format!("field chunking.streams: {e}"))?;
-        if !(1 << 20..=Self::MAX_PACK_SIZE).contains(&c.pack_size) {
+        if !(1 << 20..=Self::MAX_CONFIG_PACK_SIZE).contains(&c.pack_size) {
             return Err(format!(
-                "field pack_size: {} bytes is outside 1 MiB ..= 128 MiB",
+                "field pack_size: {} bytes is outside 1 MiB ..= 1 GiB",
                 c.pack_size
             ));
         }
-        if !(1..=Self::MAX_OPEN_PACKS).contains(&c.open_packs) {
+        if !(1..=Self::MAX_CONFIG_OPEN_PACKS).contains(&c.open_packs) {
             return Err(format!(
                 "field open_packs: {} is outside 1 ..= {}",
                 c.open_packs,
-                Self::MAX_OPEN_PACKS
-            ));
-        }
-        if c.open_packs as u64 * c.pack_size as u64 > Self::MAX_OPEN_PACK_BYTES {
-            return Err(format!(
-                "fields open_packs and pack_size: {} packs of {} bytes exceed 256 MiB held open",
-                c.open_packs, c.pack_size
+                Self::MAX_CONFIG_OPEN_PACKS
             ));
         }
         if !(-7..=22).contains(&c.compression_level) {
@@ -189,6 +198,7 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use proptest::prelude::*;
 
@@ -206,6 +216,21 @@ mod tests {
             compression: None,
             key_check: None,
         }
+    }
+
+    #[test]
+    fn writers_clamp_pack_size_and_open_packs() {
+        let mut c = config();
+        c.pack_size = 1 << 30;
+        c.open_packs = 64;
+        assert_eq!(c.writer_packs(), (128 << 20, 2));
+        c.pack_size = 16 << 20;
+        assert_eq!(c.writer_packs(), (16 << 20, 16));
+        c.open_packs = 2;
+        assert_eq!(c.writer_packs(), (16 << 20, 2));
+        c.pack_size = 200 << 20;
+        c.open_packs = 1;
+        assert_eq!(c.writer_packs(), (128 << 20, 1));
     }
 
     #[test]
