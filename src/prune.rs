@@ -392,8 +392,11 @@ fn prune_without(
     let mut ripe: Vec<(String, Mark)> = Vec::new();
     let mut waiting: Vec<(String, Mark)> = Vec::new();
     for (name, m) in marks {
-        let grace_over = now
-            >= m.time() + chrono::Duration::from_std(opts.grace).unwrap_or(chrono::Duration::MAX);
+        // A grace too long to add (`--grace 1000000years`) is never over.
+        let grace_over = chrono::Duration::from_std(opts.grace)
+            .ok()
+            .and_then(|g| m.time().checked_add_signed(g))
+            .is_some_and(|end| now >= end);
         let blocked = match &m.blockers {
             None => true,
             Some(b) => b.iter().any(|n| live.contains(n)),

@@ -728,3 +728,30 @@ fn repair_index_read_data_salvages_a_truncated_pack() {
     }
     assert_eq!(restored + lost_files, 100);
 }
+
+/// Names listed from the repository and user durations never panic: a
+/// lease object whose name has a multi-byte character across byte 8, and
+/// `prune --grace` too long to add to a mark's time.
+#[test]
+fn odd_lease_names_and_a_huge_grace_do_not_panic() {
+    let s = Snap::new();
+    ok(&run(&s, ["init"]));
+    let a = s.path("a");
+    make_dir(&a, 31, 8, 100_000);
+    backup(&s, &a);
+    make_dir(&a, 32, 8, 100_000);
+    backup(&s, &a);
+    ok(&run(&s, ["forget", "--keep-last", "1"]));
+    ok(&run(&s, ["prune", "--grace", "0s"]));
+    let o = run(&s, ["prune", "--grace", "1000000years"]);
+    assert!(!text(&o.stderr).contains("panicked"), "{o:?}");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    std::fs::write(
+        Path::new(&s.repo).join("locks").join("aaaaaaaé-lease"),
+        b"junk",
+    )
+    .unwrap();
+    let o = run(&s, ["locks"]);
+    assert!(!text(&o.stderr).contains("panicked"), "{o:?}");
+    assert_ne!(o.status.code(), Some(101), "{o:?}");
+}

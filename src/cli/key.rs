@@ -116,8 +116,8 @@ pub fn run(g: &Global, a: &KeyArgs) -> Result<u8> {
             } else {
                 outln!(
                     "added key {}, removed key {}",
-                    &id[..8],
-                    &old[..old.len().min(8)]
+                    super::output::short(&id),
+                    super::output::short(&old)
                 )?;
             }
             Ok(0)
@@ -192,14 +192,14 @@ fn list(g: &Global) -> Result<u8> {
         match &k.file {
             Some(f) => outln!(
                 "{mark}{:<8}  {:<24}  {:<16}  {:<12}",
-                &k.id[..8.min(k.id.len())],
+                super::output::short(&k.id),
                 f.created,
                 f.hostname,
                 f.username
             )?,
             None => outln!(
                 "{mark}{:<8}  (unreadable key file)",
-                &k.id[..8.min(k.id.len())]
+                super::output::short(&k.id)
             )?,
         }
     }

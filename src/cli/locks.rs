@@ -27,7 +27,7 @@ pub fn run(g: &Global) -> Result<u8> {
         match &l.lease {
             Ok(x) => outln!(
                 "{}  {:<8}  {:<9}  host {} pid {}  started {}  expires {}",
-                &l.name[..8.min(l.name.len())],
+                super::output::short(&l.name),
                 if l.is_live(now) { "live" } else { "expired" },
                 if x.detail.is_empty() {
                     format!("{:?}", x.operation)
@@ -39,7 +39,7 @@ pub fn run(g: &Global) -> Result<u8> {
                 x.start,
                 x.expires
             )?,
-            Err(e) => outln!("{}  unreadable: {e:#}", &l.name[..8.min(l.name.len())])?,
+            Err(e) => outln!("{}  unreadable: {e:#}", super::output::short(&l.name))?,
         }
     }
     outln!("{} leases", leases.len())?;

@@ -50,3 +50,10 @@ mod tests {
         assert_eq!(escape("\x7f"), "\\x7f");
     }
 }
+
+/// The first 8 characters of an object name for display (a short id); a
+/// name listed from the repository may be shorter or not ASCII, so this
+/// never slices inside a character.
+pub fn short(name: &str) -> String {
+    name.chars().take(8).collect()
+}
