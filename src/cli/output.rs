@@ -37,6 +37,13 @@ fn needs_escape(c: char) -> bool {
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// The first 8 characters of an object name for display (a short id); a
+/// name listed from the repository may be shorter or not ASCII, so this
+/// never slices inside a character.
+pub fn short(name: &str) -> String {
+    name.chars().take(8).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::escape;
@@ -49,11 +56,4 @@ mod tests {
         assert_eq!(escape("\u{9b}2J\u{202e}txt"), "\\u{009b}2J\\u{202e}txt");
         assert_eq!(escape("\x7f"), "\\x7f");
     }
-}
-
-/// The first 8 characters of an object name for display (a short id); a
-/// name listed from the repository may be shorter or not ASCII, so this
-/// never slices inside a character.
-pub fn short(name: &str) -> String {
-    name.chars().take(8).collect()
 }
