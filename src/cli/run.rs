@@ -303,12 +303,20 @@ fn run_step(
     }
     // Warnings (unreadable files, …) from the child, as they were.
     let error = (code != 0 && !partial).then(|| child_error(&stderr));
-    let warnings: Vec<&str> = if error.is_some() {
+    // A `--json` child prints its warnings as `{"type":"warning"}` objects.
+    let warnings: Vec<String> = if error.is_some() {
         Vec::new()
     } else {
         stderr
             .lines()
-            .filter(|l| !l.trim().is_empty() && serde_json::from_str::<Value>(l).is_err())
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| match serde_json::from_str::<Value>(l) {
+                Ok(v) if v["type"] == "warning" => {
+                    v["message"].as_str().map(|m| format!("warning: {m}"))
+                }
+                Ok(_) => None,
+                Err(_) => Some(l.to_string()),
+            })
             .collect()
     };
     let mut v = json!({
