@@ -34,6 +34,21 @@ pub struct BlobLocation {
     pub base: Option<Id>,
 }
 
+impl BlobLocation {
+    /// The location of pack entry `e` (from a pack header or an index
+    /// object) in pack `pack`.
+    pub fn of_entry(pack: Id, e: &crate::format::pack::PackEntry) -> BlobLocation {
+        BlobLocation {
+            kind: e.kind,
+            pack,
+            offset: e.offset,
+            length: e.length,
+            raw_len: e.raw_len,
+            base: e.base,
+        }
+    }
+}
+
 /// An open catalog database.
 pub struct Catalog {
     conn: Connection,

@@ -140,14 +140,7 @@ pub fn verify_pack(
         }
     };
     for e in &entries {
-        let loc = BlobLocation {
-            kind: e.kind,
-            pack: *id,
-            offset: e.offset,
-            length: e.length,
-            raw_len: e.raw_len,
-            base: e.base,
-        };
+        let loc = BlobLocation::of_entry(*id, e);
         let s = e.offset as usize;
         let r = bytes
             .get(s..s + e.length as usize)
@@ -270,13 +263,7 @@ fn problem(message: String) -> Problem {
 /// them. Unreadable objects and disagreements become problems in `out`.
 /// Returns the readable snapshots, ordered like the catalog (time, id).
 fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id, Snapshot)>> {
-    let mut listed: Vec<Id> = repo
-        .store()
-        .list("snapshots/")?
-        .into_iter()
-        .filter_map(|l| Id::from_hex(&l.name))
-        .collect();
-    listed.sort();
+    let listed: Vec<Id> = repo.store().list_ids("snapshots/")?;
     let mut snaps = Vec::new();
     for id in listed {
         match repo.read_snapshot(&id) {
@@ -415,12 +402,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         let found = compare_catalog_blobs(repo, &packs, cat_ids == read)?;
         // Reported only if no index object came or went meanwhile (check
         // takes no lease; a concurrent prune or backup changes the index).
-        let now: HashSet<Id> = repo
-            .store()
-            .list("index/")?
-            .into_iter()
-            .filter_map(|l| Id::from_hex(&l.name))
-            .collect();
+        let now: HashSet<Id> = repo.store().list_ids("index/")?.into_iter().collect();
         if now == read {
             other.extend(found);
         }

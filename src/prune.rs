@@ -92,14 +92,7 @@ pub fn blob_locations(
     for p in packs {
         let unmarked = !marked.contains(&p.id);
         for b in &p.blobs {
-            let loc = crate::catalog::BlobLocation {
-                kind: b.kind,
-                pack: p.id,
-                offset: b.offset,
-                length: b.length,
-                raw_len: b.raw_len,
-                base: b.base,
-            };
+            let loc = crate::catalog::BlobLocation::of_entry(p.id, b);
             match locs.get(&b.id) {
                 Some((_, true)) => {}
                 Some((_, false)) if !unmarked => {}
@@ -197,13 +190,7 @@ pub fn referenced_blobs(
 /// (snapshot objects never change). A snapshot deleted between listing and
 /// reading is left out. Fails only on store errors other than NotFound.
 pub fn list_snapshots(repo: &Repository) -> Result<ListedSnapshots> {
-    let mut listed: Vec<Id> = repo
-        .store()
-        .list("snapshots/")?
-        .into_iter()
-        .filter_map(|l| Id::from_hex(&l.name))
-        .collect();
-    listed.sort();
+    let listed: Vec<Id> = repo.store().list_ids("snapshots/")?;
     let mut known: HashMap<Id, Snapshot> = repo.snapshots()?.into_iter().collect();
     let mut out = Vec::with_capacity(listed.len());
     let mut bad = Vec::new();
@@ -253,13 +240,7 @@ pub type LoadedIndexes = (Vec<Id>, Vec<IndexPack>, Vec<(Id, Error)>);
 /// decode and returns them as a third element: (id, error), ordered by id.
 /// Only store errors other than NotFound fail.
 pub fn load_indexes_lenient(repo: &Repository) -> Result<LoadedIndexes> {
-    let mut listed: Vec<Id> = repo
-        .store()
-        .list("index/")?
-        .into_iter()
-        .filter_map(|l| Id::from_hex(&l.name))
-        .collect();
-    listed.sort();
+    let listed: Vec<Id> = repo.store().list_ids("index/")?;
     let mut files = Vec::new();
     let mut bad = Vec::new();
     for id in &listed {
@@ -536,14 +517,7 @@ fn prune_without(
                         p.id.short()
                     ))
                 })?;
-                let loc = crate::catalog::BlobLocation {
-                    kind: b.kind,
-                    pack: p.id,
-                    offset: b.offset,
-                    length: b.length,
-                    raw_len: b.raw_len,
-                    base: b.base,
-                };
+                let loc = crate::catalog::BlobLocation::of_entry(p.id, b);
                 // A delta's base is located through prune's own index view.
                 let base = b
                     .base

@@ -51,11 +51,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let repo: &Repository = session;
     let mut rep = IndexRepair::default();
     let store = repo.store().clone();
-    let old: Vec<Id> = store
-        .list("index/")?
-        .into_iter()
-        .filter_map(|l| Id::from_hex(&l.name))
-        .collect();
+    let old: Vec<Id> = store.list_ids("index/")?.into_iter().collect();
     // What the old index objects said about each pack: the fallback for
     // packs whose header is lost.
     let (_, old_packs, unreadable) = load_indexes_lenient(repo)?;
@@ -112,14 +108,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
                     .unwrap_or(&[]);
                 let mut kept = 0u64;
                 for e in known {
-                    let loc = crate::catalog::BlobLocation {
-                        kind: e.kind,
-                        pack: *id,
-                        offset: e.offset,
-                        length: e.length,
-                        raw_len: e.raw_len,
-                        base: e.base,
-                    };
+                    let loc = crate::catalog::BlobLocation::of_entry(*id, e);
                     let s = e.offset as usize;
                     let intact = bytes
                         .get(s..s + e.length as usize)

@@ -527,18 +527,9 @@ impl Repository {
         // Snapshots are listed before the index (format-spec §14): a writer
         // stores index objects before the snapshot that needs them, so every
         // snapshot seen here has its index objects in the listing below.
-        let listed_snapshots: std::collections::HashSet<Id> = self
-            .store
-            .list("snapshots/")?
-            .into_iter()
-            .filter_map(|l| Id::from_hex(&l.name))
-            .collect();
-        let listed: Vec<Id> = self
-            .store
-            .list("index/")?
-            .into_iter()
-            .filter_map(|l| Id::from_hex(&l.name))
-            .collect();
+        let listed_snapshots: std::collections::HashSet<Id> =
+            self.store.list_ids("snapshots/")?.into_iter().collect();
+        let listed: Vec<Id> = self.store.list_ids("index/")?.into_iter().collect();
         // Marks first: blobs loaded below prefer copies in unmarked packs.
         let marks = crate::lease::list_marks(&self.store, &self.key)?;
         let marked: std::collections::HashSet<Id> =

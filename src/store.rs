@@ -588,6 +588,20 @@ impl Store {
         })
     }
 
+    /// The ids of the objects under `prefix` (`"index/"`, `"snapshots/"`,
+    /// …), sorted; names that are not 64 hex digits are left out.
+    ///
+    /// Errors: as [`Store::list`].
+    pub fn list_ids(&self, prefix: &str) -> Result<Vec<crate::format::Id>> {
+        let mut ids: Vec<crate::format::Id> = self
+            .list(prefix)?
+            .into_iter()
+            .filter_map(|l| crate::format::Id::from_hex(&l.name))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Lists the objects under `prefix` (recursively).
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
         let sh = &self.shared;
