@@ -1,10 +1,10 @@
-//! End to end: `snap::backup::backup` of a generated 64 MiB mixed tree into a
+//! End to end: `snap::ops::backup::backup` of a generated 64 MiB mixed tree into a
 //! fresh local repository (initial backup), and a second no-change backup.
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use snap::backup::{backup, BackupOptions};
+use snap::ops::backup::{backup, BackupOptions};
 use snap::repo::InitOptions;
 use snap::session::Operation;
 use snap::store::StoreOptions;

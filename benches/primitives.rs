@@ -6,11 +6,11 @@
 mod common;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use snap::chunker::Chunker;
 use snap::crypto::MasterKey;
 use snap::format::config::Config;
 use snap::format::BlobKind;
-use snap::pack::PackBuilder;
+use snap::write::chunker::Chunker;
+use snap::write::pack::PackBuilder;
 use std::time::Duration;
 
 const N: usize = 16 << 20;
@@ -72,7 +72,7 @@ fn compress(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 for part in data.chunks(256 << 10) {
-                    snap::compress::encode(part, 3, &mut out);
+                    snap::write::compress::encode(part, 3, &mut out);
                     black_box(out.len());
                 }
             })
@@ -100,7 +100,7 @@ fn delta(c: &mut Criterion) {
         .iter()
         .map(|(base, changed)| {
             let mut out = Vec::new();
-            snap::compress::encode_delta(changed, &base_id, base, 3, &mut out);
+            snap::write::compress::encode_delta(changed, &base_id, base, 3, &mut out);
             out
         })
         .collect();
@@ -110,7 +110,7 @@ fn delta(c: &mut Criterion) {
         let mut out = Vec::new();
         b.iter(|| {
             for (base, changed) in &chunks {
-                snap::compress::encode_delta(changed, &base_id, base, 3, &mut out);
+                snap::write::compress::encode_delta(changed, &base_id, base, 3, &mut out);
                 black_box(out.len());
             }
         })
@@ -119,7 +119,7 @@ fn delta(c: &mut Criterion) {
         b.iter(|| {
             for ((base, changed), enc) in chunks.iter().zip(&encoded) {
                 let plain =
-                    snap::compress::decode_delta(enc, base, changed.len(), 1 << 20).unwrap();
+                    snap::write::compress::decode_delta(enc, base, changed.len(), 1 << 20).unwrap();
                 black_box(plain.len());
             }
         })

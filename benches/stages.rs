@@ -7,17 +7,17 @@
 //! `~/.rustup/toolchains/stable-x86_64-unknown-linux-gnu`, the tree that
 //! benches/compare.sh backs up) into memory, then times on one thread: reading the files
 //! again (page cache), FastCDC (files profile) with the keyed gear table,
-//! keyed BLAKE3 per chunk, zstd (`snap::compress::encode`, level
+//! keyed BLAKE3 per chunk, zstd (`snap::write::compress::encode`, level
 //! `STAGES_ZSTD_LEVEL`, default 3 as in new repositories) per chunk,
 //! XChaCha20-Poly1305 seal of each encoded chunk, and `PackBuilder` add +
 //! finish. Rates are input bytes per second (MB = 10^6 bytes).
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing.
 
-use snap::chunker::Chunker;
 use snap::crypto::MasterKey;
 use snap::format::config::Config;
 use snap::format::BlobKind;
-use snap::pack::PackBuilder;
+use snap::write::chunker::Chunker;
+use snap::write::pack::PackBuilder;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -118,7 +118,7 @@ fn main() {
     let encoded: Vec<Vec<u8>> = chunks
         .iter()
         .map(|c| {
-            snap::compress::encode(c, level, &mut enc);
+            snap::write::compress::encode(c, level, &mut enc);
             enc.clone()
         })
         .collect();

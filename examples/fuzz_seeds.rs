@@ -4,7 +4,6 @@
 //!
 //! Usage: `cargo run --example fuzz_seeds [-- DIR]` (default `fuzz/corpus`).
 
-use snap::compress;
 use snap::crypto::{wrap_master_key_with_params, MasterKey};
 use snap::format::config::{Chunking, Config};
 use snap::format::index::{IndexFile, IndexPack};
@@ -12,7 +11,8 @@ use snap::format::pack::{split_pack, PackHeader};
 use snap::format::snapshot::{Snapshot, SourceInfo, Summary};
 use snap::format::tree::{ChunkProfile, EntryKind, Tree, TreeEntry};
 use snap::format::{BlobKind, Id};
-use snap::pack::PackBuilder;
+use snap::write::compress;
+use snap::write::pack::PackBuilder;
 use std::path::{Path, PathBuf};
 
 /// The fixed key of the fuzz targets that open envelopes.

@@ -378,7 +378,7 @@ pub fn unwrap_master_key(kf: &KeyFile, password: &[u8]) -> Result<Option<MasterK
 mod tests {
     use super::*;
     use crate::format::pack::{split_pack, PackHeader};
-    use crate::pack::PackBuilder;
+    use crate::write::pack::PackBuilder;
     use proptest::prelude::*;
 
     fn key() -> MasterKey {

@@ -3,27 +3,33 @@
 //! # Code map
 //!
 //! ```text
-//! cli/      clap front end; one function per subcommand; progress display
-//! repo      Repository façade: init/open, keys, catalog sync, blob/tree reads
-//! session   Session: the one way to write — open, take the Operation's
-//!           lease, sync the catalog; write entry points take a &Session
-//! lease     lease and prune-mark objects, the lease refresh thread
-//! backup    walk sources, match the parent, assemble trees and the snapshot
-//! ingest    content pipeline: read → chunk → hash → seen? → compress → seal → pack
-//! restore   read pipeline: tree walk → ranged pack reads → open → write files;
-//!           restore/target opens the target path by path component, never
-//!           following symlinks
-//! fetch     batched sealed-blob reads: coalesced ranges, concurrent on S3
-//! pack      PackBuilder (pure) and BlobSaver (open packs, upload thread, index)
-//! chunker   FastCDC 2020 with a keyed gear table
-//! compress  zstd / raw / delta blob payloads with a cheap incompressibility test
-//! crypto    master key, keyed BLAKE3 ids, XChaCha20-Poly1305 envelope, Argon2id
-//! error     snap::Error (kind, message, source() chain), the exit-code mapping
-//! format/   byte layouts (format-spec.md), pure, no I/O
-//! catalog   SQLite cache of index + snapshots (derived, rebuildable)
-//! store     object_store facade (local directory, S3)
-//! interrupt SIGINT/SIGTERM: the interrupted flag, children stopped, leases released
-//! profile   snap.toml profiles: repositories, jobs, the child argument lists of `snap run`
+//! cli/        (binary) clap front end; one file per subcommand; progress
+//!             display; profile: snap.toml, the child argument lists of `snap run`
+//! repo        Repository façade: init/open, keys, catalog sync, blob/tree reads
+//! session     Session: the one way to write — open, take the Operation's
+//!             lease, sync the catalog; write entry points take a &Session
+//! lease       lease and prune-mark objects, the lease refresh thread
+//! write/      the write path in stage order:
+//!   sources     file reads, child-process streams (scrubbed environment)
+//!   chunker     FastCDC 2020 with a keyed gear table
+//!   ingest      read → chunk → hash → seen? → compress → seal → pack
+//!   compress    zstd / raw / delta blob payloads and their inverse
+//!   pack        PackBuilder (pure) and BlobSaver (open packs, upload thread, index)
+//! read/       the read path:
+//!   find        ls, find, diff, stats; the catalog path index
+//!   restore     tree walk → plan → ranged pack reads → open → write files;
+//!               restore/target opens the target path by path component,
+//!               never following symlinks
+//!   fetch       batched sealed-blob reads: coalesced ranges, concurrent on S3
+//! ops/        operations: backup (walk, parent, trees, snapshot), copy, check,
+//!             prune, repair, retention, archive (tar/zip export, tar import)
+//! crypto      master key, keyed BLAKE3 ids, XChaCha20-Poly1305 envelope, Argon2id
+//! keys        key files: add, remove, change password
+//! error       snap::Error (kind, message, source() chain), the exit-code mapping
+//! format/     byte layouts (format-spec.md), pure, no I/O
+//! catalog     SQLite cache of index + snapshots (derived, rebuildable)
+//! store/      object_store facade (local directory, S3), rate limits, statistics
+//! interrupt   SIGINT/SIGTERM: the interrupted flag, children stopped, leases released
 //! ```
 //!
 //! # Architecture invariants
@@ -36,7 +42,7 @@
 //! - Every write to a repository (packs, snapshots, key files) happens in a
 //!   `Session`, i.e. under a live lease taken before the catalog sync.
 //! - The catalog is a cache: deleting it loses no data.
-//! - Only `ingest` and `restore` spawn rayon work.
+//! - Only `write::ingest` and `read::restore` spawn rayon work.
 //! - Bytes read from the repository are authenticated before use and never
 //!   cause a panic; lengths are bounded before allocation.
 //! - The library never prints: warnings go to `Repository::warn` /
@@ -50,32 +56,19 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
-pub mod archive;
-pub mod backup;
 pub mod catalog;
-pub mod check;
-pub mod chunker;
-pub mod compress;
-pub mod copy;
 pub mod crypto;
 pub mod error;
-pub mod fetch;
-pub mod find;
 pub mod format;
-pub mod ingest;
 pub mod interrupt;
 pub mod keys;
 pub mod lease;
-pub mod pack;
-pub mod profile;
-pub mod prune;
-pub mod repair;
+pub mod ops;
+pub mod read;
 pub mod repo;
-pub mod restore;
-pub mod retention;
 pub mod session;
-pub mod sources;
 pub mod store;
+pub mod write;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::Id;

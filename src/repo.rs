@@ -2,8 +2,6 @@
 //! trees, storing snapshots.
 
 use crate::catalog::{BlobLocation, Catalog};
-use crate::chunker::Chunker;
-use crate::compress;
 use crate::crypto::{self, MasterKey, AAD_INDEX, AAD_SNAPSHOT};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Chunking, Config};
@@ -13,6 +11,8 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::format::{Id, MAX_METADATA_SIZE};
 use crate::store::{ObjectKind, Store, StoreOptions};
+use crate::write::chunker::Chunker;
+use crate::write::compress;
 use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -278,7 +278,7 @@ impl object_store::ObjectStore for HookStore {
 /// check clean.
 #[test]
 fn prune_is_not_misled_by_a_catalog_reset_by_another_process() {
-    use snap::prune::{prune, PruneOptions};
+    use snap::ops::prune::{prune, PruneOptions};
     use snap::repo::Repository;
     let s = Snap::new();
     s.init();

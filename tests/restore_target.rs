@@ -5,7 +5,7 @@
 mod common;
 use common::cli::{restored_path, Snap};
 use snap::format::tree::{EntryKind, Tree, TreeEntry};
-use snap::pack::BlobSaver;
+use snap::write::pack::BlobSaver;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -176,7 +176,7 @@ fn a_damaged_blob_names_its_file_and_the_rest_is_restored() {
         let repo = snap::Repository::open(&s.repo, s.password.as_bytes(), &s.cache).unwrap();
         let (_, snapshot) = repo.resolve_snapshot("latest").unwrap();
         let path = format!("{}/d/two.bin", src.display());
-        let e = snap::restore::find_entry(&repo, &snapshot.tree, &path).unwrap();
+        let e = snap::read::restore::find_entry(&repo, &snapshot.tree, &path).unwrap();
         assert_eq!(e.content.len(), 1, "a 20 kB file is one chunk");
         let loc = repo.locate(&e.content[0]).unwrap();
         (loc.pack, loc.offset, loc.length, e.content[0])
@@ -327,7 +327,7 @@ fn deep_snapshot(s: &Snap, depth: usize) -> String {
     );
     let mut file = TreeEntry::new(&b"f"[..], EntryKind::File);
     file.mode = 0o644;
-    let mut child = snap::ingest::save_tree(&repo, &mut saver, &Tree::default()).unwrap();
+    let mut child = snap::write::ingest::save_tree(&repo, &mut saver, &Tree::default()).unwrap();
     for _ in 0..depth {
         let mut dir = TreeEntry::new(&b"d"[..], EntryKind::Dir);
         dir.mode = 0o755;
@@ -336,10 +336,10 @@ fn deep_snapshot(s: &Snap, depth: usize) -> String {
             entries: vec![dir, file.clone()],
         };
         t.sort();
-        child = snap::ingest::save_tree(&repo, &mut saver, &t).unwrap();
+        child = snap::write::ingest::save_tree(&repo, &mut saver, &t).unwrap();
     }
     saver.finish().unwrap();
-    snap::ingest::catalog_written(&repo, &mut saver).unwrap();
+    snap::write::ingest::catalog_written(&repo, &mut saver).unwrap();
     let mut snapshot = template.clone();
     snapshot.tree = child;
     snapshot.parent = None;
@@ -426,7 +426,7 @@ fn crafted_name_snapshot(s: &Snap, name: &[u8]) -> String {
     );
     let mut file = TreeEntry::new(&b"escaped.txt"[..], EntryKind::File);
     file.mode = 0o644;
-    let inner = snap::ingest::save_tree(
+    let inner = snap::write::ingest::save_tree(
         &repo,
         &mut saver,
         &Tree {
@@ -439,7 +439,7 @@ fn crafted_name_snapshot(s: &Snap, name: &[u8]) -> String {
     dir.subtree = Some(inner);
     let mut ok = TreeEntry::new(&b"zz-ok.txt"[..], EntryKind::File);
     ok.mode = 0o644;
-    let root = snap::ingest::save_tree(
+    let root = snap::write::ingest::save_tree(
         &repo,
         &mut saver,
         &Tree {
@@ -448,7 +448,7 @@ fn crafted_name_snapshot(s: &Snap, name: &[u8]) -> String {
     )
     .unwrap();
     saver.finish().unwrap();
-    snap::ingest::catalog_written(&repo, &mut saver).unwrap();
+    snap::write::ingest::catalog_written(&repo, &mut saver).unwrap();
     let mut snapshot = template.clone();
     snapshot.tree = root;
     snapshot.parent = None;

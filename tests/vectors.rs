@@ -6,8 +6,6 @@
 //! (only do that for a deliberate format change, recorded in §17).
 
 use serde_json::{json, Map, Value};
-use snap::chunker::{gear_table, Chunker, GEAR_CONTEXT};
-use snap::compress;
 use snap::crypto::{
     self, blob_aad, MasterKey, AAD_INDEX, AAD_KEY, AAD_PACK_HEADER, AAD_SNAPSHOT, NONCE_LEN,
 };
@@ -18,7 +16,9 @@ use snap::format::pack::{split_pack, PackHeader};
 use snap::format::snapshot::{Snapshot, SourceInfo, Summary};
 use snap::format::tree::{ChunkProfile, EntryKind, Tree, TreeEntry};
 use snap::format::{BlobKind, Id};
-use snap::pack::PackBuilder;
+use snap::write::chunker::{gear_table, Chunker, GEAR_CONTEXT};
+use snap::write::compress;
+use snap::write::pack::PackBuilder;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -13,7 +13,7 @@
 //! exercised too.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use snap::compress;
+use snap::write::compress;
 use snap::crypto::MasterKey;
 use snap::format::{BlobKind, Id};
 

@@ -6,7 +6,7 @@
 //! the sizes are mapped into valid FastCDC bounds (avg 256 B ..= 32 KiB).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use snap::chunker::Chunker;
+use snap::write::chunker::Chunker;
 use snap::format::config::ChunkSizes;
 
 fuzz_target!(|input: &[u8]| {

@@ -3,9 +3,9 @@
 use super::{human, open_session, progress, Global, EXIT_PARTIAL};
 use anyhow::Result;
 use clap::Args;
-use snap::backup::{BackupOptions, Progress, StreamInput, StreamSource};
+use snap::ops::backup::{BackupOptions, Progress, StreamInput, StreamSource};
 use snap::session::Operation;
-use snap::sources;
+use snap::write::sources;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -177,7 +177,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     } else {
         progress::start(&progress, "backup", g.json || g.no_progress)
     };
-    let out = snap::backup::backup(
+    let out = snap::ops::backup::backup(
         &repo,
         BackupOptions {
             paths: a.paths.clone(),

@@ -3,7 +3,7 @@
 use super::{human, open, Global};
 use anyhow::Result;
 use clap::Args;
-use snap::check::Subset;
+use snap::ops::check::Subset;
 use snap::Error;
 
 #[derive(Args, Debug)]
@@ -69,7 +69,7 @@ pub fn run(g: &Global, a: &CheckArgs) -> Result<u8> {
         (None, true) => Some(Subset::All),
         (None, false) => None,
     };
-    let rep = snap::check::check(&repo, sub)?;
+    let rep = snap::ops::check::check(&repo, sub)?;
     if g.json {
         let mut v = serde_json::to_value(&rep)?;
         if let Some(o) = v.as_object_mut() {

@@ -3,7 +3,7 @@
 use super::{cache_dir, from_password, human, password, store_options, Global};
 use anyhow::Result;
 use clap::Args;
-use snap::copy::copy_snapshot;
+use snap::ops::copy::copy_snapshot;
 use snap::session::Operation;
 use snap::{Error, Id, Repository, Session};
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 use super::{human, open, Global};
 use anyhow::Result;
 use clap::Args;
-use snap::find::Change;
+use snap::read::find::Change;
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
@@ -17,7 +17,7 @@ pub fn run(g: &Global, a: &DiffArgs) -> Result<u8> {
     let repo = open(g)?;
     let (ia, sa) = repo.resolve_snapshot(&a.first)?;
     let (ib, sb) = repo.resolve_snapshot(&a.second)?;
-    let items = snap::find::diff(&repo, &sa.tree, &sb.tree)?;
+    let items = snap::read::find::diff(&repo, &sa.tree, &sb.tree)?;
     let count = |c: Change| items.iter().filter(|i| i.change == c).count();
     let bytes = |c: Change, after: bool| -> u64 {
         items

@@ -231,7 +231,7 @@ fn every_documented_profile_file_loads() {
     let (_, tomls) = collect();
     assert!(!tomls.is_empty(), "no snap.toml found in the docs");
     for (place, body) in &tomls {
-        snap::profile::Config::parse(body, Path::new(place))
+        crate::cli::profile::Config::parse(body, Path::new(place))
             .unwrap_or_else(|e| panic!("{place}: documented snap.toml does not load: {e}"));
     }
 }

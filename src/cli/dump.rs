@@ -18,7 +18,7 @@ pub struct DumpArgs {
 pub fn run(g: &Global, a: &DumpArgs) -> Result<u8> {
     let repo = open(g)?;
     let (_, snap) = repo.resolve_snapshot(&a.snapshot)?;
-    let e = snap::restore::find_entry(&repo, &snap.tree, &a.path)?;
+    let e = snap::read::restore::find_entry(&repo, &snap.tree, &a.path)?;
     match e.kind {
         EntryKind::File => {}
         EntryKind::Dir => {
@@ -51,7 +51,7 @@ pub fn run(g: &Global, a: &DumpArgs) -> Result<u8> {
     }
     // A reader that goes away (`| head`) ends the command quietly (main.rs).
     let mut w = std::io::BufWriter::with_capacity(1 << 20, super::stdout());
-    snap::restore::write_content(&repo, &e, &mut w)?;
+    snap::read::restore::write_content(&repo, &e, &mut w)?;
     w.flush()?;
     Ok(0)
 }

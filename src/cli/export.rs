@@ -3,7 +3,7 @@
 use super::{human, open, Global};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use snap::archive::{export, ArchiveFormat};
+use snap::ops::archive::{export, ArchiveFormat};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 

@@ -3,7 +3,7 @@
 use super::{human, mtime_str, open, Global};
 use anyhow::Result;
 use clap::Args;
-use snap::find::Patterns;
+use snap::read::find::Patterns;
 
 #[derive(Args, Debug)]
 pub struct FindArgs {
@@ -33,7 +33,7 @@ pub fn run(g: &Global, a: &FindArgs) -> Result<u8> {
         }
         v
     };
-    let (found, indexed) = snap::find::find(&repo, &snaps, &pats)?;
+    let (found, indexed) = snap::read::find::find(&repo, &snaps, &pats)?;
     if indexed > 0 && !g.json {
         eprintln!("indexed {indexed} new folders");
     }

@@ -1,12 +1,12 @@
 //! `snap forget`: remove snapshots by id or by a retention policy
-//! (restic's `forget` semantics, see `snap::retention`), optionally pruning.
+//! (restic's `forget` semantics, see `snap::ops::retention`), optionally pruning.
 
 use super::{open, open_session, prune::PruneCommon, Global};
 use anyhow::Result;
 use chrono::DateTime;
 use clap::Args;
 use snap::format::snapshot::Snapshot;
-use snap::retention::{self, Item, Policy, Span};
+use snap::ops::retention::{self, Item, Policy, Span};
 use snap::session::Operation;
 use snap::{Error, Id, Repository};
 use std::collections::{BTreeMap, HashSet};
@@ -233,11 +233,11 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
     }
     if let Some(opts) = prune_opts {
         let rep = match &session {
-            Some(s) => snap::prune::prune(s, &opts)?,
+            Some(s) => snap::ops::prune::prune(s, &opts)?,
             // A dry run removed nothing: estimate as if it had.
             None => {
                 let forgotten: HashSet<Id> = remove.iter().map(|(id, _)| *id).collect();
-                snap::prune::estimate(repo, &opts, &forgotten)?
+                snap::ops::prune::estimate(repo, &opts, &forgotten)?
             }
         };
         drop(session);

@@ -3,7 +3,7 @@
 use super::{human, open_session, progress, Global};
 use anyhow::{Context, Result};
 use clap::Args;
-use snap::backup::{BackupOptions, Progress};
+use snap::ops::backup::{BackupOptions, Progress};
 use snap::session::Operation;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,13 +44,13 @@ pub fn run(g: &Global, a: &ImportTarArgs) -> Result<u8> {
     let out = if a.file.as_os_str() == "-" {
         let stdin = std::io::stdin();
         let mut lock = stdin.lock();
-        snap::archive::import_tar(&repo, &mut lock, "-", opts)
+        snap::ops::archive::import_tar(&repo, &mut lock, "-", opts)
     } else {
         let f = std::fs::File::open(&a.file)
             .with_context(|| format!("opening {}", a.file.display()))?;
         let mut r = std::io::BufReader::with_capacity(1 << 20, f);
         let name = a.file.to_string_lossy().into_owned();
-        snap::archive::import_tar(&repo, &mut r, &name, opts)
+        snap::ops::archive::import_tar(&repo, &mut r, &name, opts)
     };
     bar.finish();
     drop(repo);

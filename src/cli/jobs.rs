@@ -3,8 +3,8 @@
 //! `snap` processes with a profile's repository environment.
 
 use super::Global;
+use crate::cli::profile::Config;
 use anyhow::Result;
-use snap::profile::Config;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use zeroize::Zeroizing;
@@ -63,7 +63,7 @@ pub fn snap_child(
     let exe = std::env::current_exe()?;
     let mut c = Command::new(exe);
     // Only the passwords set below: not the parent's other SNAP_*PASSWORD*.
-    snap::sources::scrub_passwords(&mut c);
+    snap::write::sources::scrub_passwords(&mut c);
     c.args(args)
         .env_remove("SNAP_REPO")
         .env_remove("SNAP_PASSWORD_FILE")

@@ -45,7 +45,7 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
     let mut start = snap.tree;
     let mut prefix = String::new();
     if let Some(p) = &a.path {
-        let e = snap::restore::find_entry(&repo, &snap.tree, p)?;
+        let e = snap::read::restore::find_entry(&repo, &snap.tree, p)?;
         start = e
             .subtree
             .ok_or_else(|| Error::new(ErrorKind::Usage, format!("{p} is not a folder")))?;
@@ -55,7 +55,7 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
     let mut stack = vec![(start, prefix, start_depth)];
     let mut out: Vec<(String, TreeEntry)> = Vec::new();
     while let Some((tid, pre, depth)) = stack.pop() {
-        snap::restore::check_depth(depth, || pre.clone())?;
+        snap::read::restore::check_depth(depth, || pre.clone())?;
         let t = repo.read_tree(&tid)?;
         for mut e in t.entries.into_iter().rev() {
             let path = format!("{pre}/{}", String::from_utf8_lossy(&e.name));

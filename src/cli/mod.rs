@@ -27,6 +27,7 @@ mod key;
 mod locks;
 mod ls;
 pub mod output;
+pub mod profile;
 mod progress;
 mod prune;
 mod repair;

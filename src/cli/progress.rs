@@ -3,7 +3,7 @@
 //! `--json` (backup), nothing otherwise. The library only updates counters
 //! in [`Progress`].
 
-use snap::backup::Progress;
+use snap::ops::backup::Progress;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 use super::{human, open, open_session, Global};
 use anyhow::Result;
 use clap::Args;
-use snap::prune::{PruneOptions, PruneReport};
+use snap::ops::prune::{PruneOptions, PruneReport};
 use snap::session::Operation;
 use snap::Error;
 use std::collections::HashSet;
@@ -32,9 +32,9 @@ pub fn run(g: &Global, a: &PruneArgs) -> Result<u8> {
     let opts = options(&a.common, a.dry_run)?;
     // A dry run writes nothing and takes no lease.
     let rep = if a.dry_run {
-        snap::prune::estimate(&open(g)?, &opts, &HashSet::new())?
+        snap::ops::prune::estimate(&open(g)?, &opts, &HashSet::new())?
     } else {
-        snap::prune::prune(&open_session(g, Operation::Prune)?, &opts)?
+        snap::ops::prune::prune(&open_session(g, Operation::Prune)?, &opts)?
     };
     print(g, &rep, a.dry_run)
 }

@@ -32,7 +32,7 @@ pub fn run(g: &Global, c: &RepairCommand) -> Result<u8> {
     )?;
     match c {
         RepairCommand::Index { read_data } => {
-            let r = snap::repair::repair_index(&repo, *read_data)?;
+            let r = snap::ops::repair::repair_index(&repo, *read_data)?;
             if g.json {
                 let mut v = serde_json::to_value(&r)?;
                 if let Some(o) = v.as_object_mut() {
@@ -59,7 +59,7 @@ pub fn run(g: &Global, c: &RepairCommand) -> Result<u8> {
             }
         }
         RepairCommand::Snapshots { dry_run } => {
-            let r = snap::repair::repair_snapshots(&repo, *dry_run)?;
+            let r = snap::ops::repair::repair_snapshots(&repo, *dry_run)?;
             if g.json {
                 outln!(
                     "{}",

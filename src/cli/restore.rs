@@ -3,10 +3,10 @@
 use super::{human, open, progress, Global};
 use anyhow::{Context, Result};
 use clap::Args;
-use snap::backup::Progress;
 use snap::format::snapshot::Snapshot;
-use snap::restore::restore_stream;
-use snap::sources;
+use snap::ops::backup::Progress;
+use snap::read::restore::restore_stream;
+use snap::write::sources;
 use snap::Error;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,7 +71,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
     if a.stdout {
         // A reader that goes away (`| head`) ends the command quietly (main.rs).
         let mut out = super::stdout();
-        let n = snap::restore::restore_stream(
+        let n = snap::read::restore::restore_stream(
             &repo,
             &snap.tree,
             &snap.streams,
@@ -103,11 +103,11 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
     let progress = Arc::new(Progress::default());
     let bar = progress::start(&progress, "restore", g.json || g.no_progress);
     let started = std::time::Instant::now();
-    let r = snap::restore::restore(
+    let r = snap::read::restore::restore(
         &repo,
         &snap.tree,
         &target,
-        &snap::restore::RestoreOptions {
+        &snap::read::restore::RestoreOptions {
             include: a.include.clone(),
             exclude: a.exclude.clone(),
             progress: progress.clone(),

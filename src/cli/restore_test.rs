@@ -5,10 +5,10 @@
 
 use super::jobs::{child_error, load_config, secs, snap_child, Passwords};
 use super::Global;
+use crate::cli::profile::{is_pg_dump_stream, pg_with_dbname, profile_tag, Config, SqlCheck};
 use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
-use snap::profile::{is_pg_dump_stream, pg_with_dbname, profile_tag, Config, SqlCheck};
 use snap::{Error, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -65,7 +65,7 @@ fn pg_program(name: &str) -> PathBuf {
 /// Runs `psql -X -A -t -q -v ON_ERROR_STOP=1 -d CONNINFO -c SQL`; returns
 /// trimmed stdout or the error text.
 fn psql(conninfo: &str, sql: &str) -> Result<String, String> {
-    let out = snap::sources::command(pg_program("psql"))
+    let out = snap::write::sources::command(pg_program("psql"))
         .args([
             "-X",
             "-A",
@@ -284,7 +284,7 @@ pub fn run(g: &Global, a: &RestoreTestArgs) -> Result<u8> {
     }
     // 5. Commands in the restore directory.
     for (i, c) in rt.commands.iter().enumerate() {
-        let st = snap::sources::command("sh")
+        let st = snap::write::sources::command("sh")
             .arg("-c")
             .arg(c)
             .current_dir(&dir)
@@ -360,7 +360,7 @@ fn find_snapshot(
         .output()?;
     if !out.status.success() {
         let code = out.status.code().unwrap_or(1);
-        return Err(snap::profile::step_error(
+        return Err(crate::cli::profile::step_error(
             "snapshots",
             code,
             &child_error(&String::from_utf8_lossy(&out.stderr)),
@@ -401,7 +401,7 @@ fn find_snapshot(
 fn sql_checks(
     cfg: &Config,
     pw: &mut Passwords<'_>,
-    p: &snap::profile::Profile,
+    p: &crate::cli::profile::Profile,
     base: &dyn Fn(&[&str]) -> Vec<String>,
     id: &str,
     snap: &Value,
@@ -420,7 +420,7 @@ fn sql_checks(
         .unwrap_or_default();
     let server = rt.pg_server.clone().or_else(|| {
         p.pg.first()
-            .map(|s| snap::profile::split_stream_name(s).1.to_string())
+            .map(|s| crate::cli::profile::split_stream_name(s).1.to_string())
     });
     let Some(server) = server else {
         rep.add(
@@ -518,7 +518,7 @@ fn sql_checks(
 fn restore_dump(
     cfg: &Config,
     pw: &mut Passwords<'_>,
-    p: &snap::profile::Profile,
+    p: &crate::cli::profile::Profile,
     base: &dyn Fn(&[&str]) -> Vec<String>,
     id: &str,
     stream: &str,
@@ -534,7 +534,7 @@ fn restore_dump(
     let Some(dump) = snapc.stdout.take() else {
         return Err("snap restore has no stdout".into());
     };
-    let pgr = snap::sources::command(pg_program("pg_restore"))
+    let pgr = snap::write::sources::command(pg_program("pg_restore"))
         .args(["--no-owner", "--no-privileges", "--dbname", target])
         .stdin(Stdio::from(dump))
         .stdout(Stdio::null())

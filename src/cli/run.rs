@@ -5,10 +5,10 @@
 
 use super::jobs::{child_error, load_config, secs, snap_child, Passwords};
 use super::{Global, EXIT_PARTIAL};
+use crate::cli::profile::{step_error, ChildGlobals, Config, StepKind};
 use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
-use snap::profile::{step_error, ChildGlobals, Config, StepKind};
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Instant;
@@ -129,7 +129,7 @@ fn run_hook(job: &Job, hook: &str, cmd: &str, summary: &Value, running: bool) ->
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::inherit());
     // Hooks (often third-party notifiers) never see a password.
-    let mut child = snap::sources::command("sh")
+    let mut child = snap::write::sources::command("sh")
         .arg("-c")
         .arg(cmd)
         .env("SNAP_HOOK", hook)
@@ -263,7 +263,7 @@ fn run_step(
     cfg: &Config,
     pw: &mut Passwords<'_>,
     job: &mut Job,
-    s: &snap::profile::Step,
+    s: &crate::cli::profile::Step,
 ) -> Result<()> {
     let name = s.kind.name();
     let t = Instant::now();

@@ -299,7 +299,7 @@ fn unit_dir(a: &ScheduleArgs) -> PathBuf {
 }
 
 fn systemctl(user: bool, args: &[&str]) -> Result<()> {
-    let mut c = snap::sources::command("systemctl");
+    let mut c = snap::write::sources::command("systemctl");
     if user {
         c.arg("--user");
     }
@@ -321,7 +321,7 @@ fn systemctl(user: bool, args: &[&str]) -> Result<()> {
 }
 
 fn read_crontab() -> Result<String> {
-    let out = snap::sources::command("crontab")
+    let out = snap::write::sources::command("crontab")
         .arg("-l")
         .stdin(Stdio::null())
         .output()
@@ -382,7 +382,7 @@ pub fn run(g: &Global, a: &ScheduleArgs) -> Result<u8> {
         if a.install {
             let mut tab = without_profile(&read_crontab()?, profile);
             tab.push_str(&text);
-            let mut child = snap::sources::command("crontab")
+            let mut child = snap::write::sources::command("crontab")
                 .arg("-")
                 .stdin(Stdio::piped())
                 .spawn()
@@ -504,7 +504,7 @@ fn list(g: &Global, a: &ScheduleArgs) -> Result<u8> {
             );
         }
     }
-    if let Ok(tab) = snap::sources::command("crontab")
+    if let Ok(tab) = snap::write::sources::command("crontab")
         .arg("-l")
         .stdin(Stdio::null())
         .stderr(Stdio::null())

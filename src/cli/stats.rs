@@ -3,7 +3,7 @@
 use super::{human, open, Global};
 use anyhow::Result;
 use clap::Args;
-use snap::find::{Stats, StatsWalker};
+use snap::read::find::{Stats, StatsWalker};
 
 #[derive(Args, Debug)]
 pub struct StatsArgs {

@@ -290,7 +290,7 @@ mod tests {
             let s = ChunkSizes { min, avg, max };
             if s.validate().is_ok() {
                 // Anything accepted is usable by the chunker.
-                let c = crate::chunker::Chunker::new(&[0; 32], s);
+                let c = crate::write::chunker::Chunker::new(&[0; 32], s);
                 prop_assert!(c.next_cut(&[1u8; 100]) >= 1);
             }
         }

@@ -12,9 +12,9 @@
 //! PostgreSQL programs come from `$SNAP_PG_BIN` when that names a folder
 //! holding them, else from `PATH`; MongoDB tools from `PATH`.
 
-use crate::backup::StreamInput;
-use crate::backup::StreamSource;
 use crate::error::{Error, ErrorKind, Result};
+use crate::ops::backup::StreamInput;
+use crate::ops::backup::StreamSource;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! The backup driver: walk the sources into an in-memory tree, match it
 //! against the parent snapshot, feed changed files and streams through
-//! [`crate::ingest`], then store the trees bottom-up and the snapshot.
+//! [`crate::write::ingest`], then store the trees bottom-up and the snapshot.
 //!
 //! ```text
 //! walk paths ──► tree of entries ──► parent match (unchanged files keep their content ids)
@@ -19,10 +19,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Snapshot, SourceInfo, Summary};
 use crate::format::tree::{ChunkProfile, EntryKind, Tree, TreeEntry, STREAMS_DIR};
 use crate::format::Id;
-use crate::ingest::{self, DeltaRef, Ingested, Reader};
-use crate::pack::BlobSaver;
 use crate::repo::{hostname, now_rfc3339, username, Repository};
 use crate::session::{Operation, Session};
+use crate::write::ingest::{self, DeltaRef, Ingested, Reader};
+use crate::write::pack::BlobSaver;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::io::Read;
@@ -521,7 +521,7 @@ fn store_trees(
 }
 
 /// Runs one `sh -c` command or program in its own process group, without
-/// snap's secrets in its environment ([`crate::sources::scrub_env`]);
+/// snap's secrets in its environment ([`crate::write::sources::scrub_env`]);
 /// returns its child process, registered to be stopped on SIGINT/SIGTERM.
 fn spawn_source(
     input: &StreamInput,
@@ -531,7 +531,7 @@ fn spawn_source(
     let mut cmd = match input {
         StreamInput::Stdin => return Ok(None),
         StreamInput::Command(c) => {
-            let mut cmd = crate::sources::command("sh");
+            let mut cmd = crate::write::sources::command("sh");
             cmd.arg("-c").arg(c);
             cmd
         }
@@ -539,7 +539,7 @@ fn spawn_source(
             let (p, args) = argv
                 .split_first()
                 .ok_or_else(|| Error::usage("empty command"))?;
-            let mut cmd = crate::sources::command(p);
+            let mut cmd = crate::write::sources::command(p);
             cmd.args(args);
             cmd
         }

@@ -29,15 +29,15 @@
 //! are sent again.
 
 use crate::catalog::BlobLocation;
-use crate::compress;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::format::{BlobKind, Id};
-use crate::pack::BlobSaver;
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
+use crate::write::compress;
+use crate::write::pack::BlobSaver;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Packs per index object while copying (64 MiB at the default pack size),

@@ -10,8 +10,8 @@
 //!
 //! Documentation for users: `docs/profiles.md`.
 
-use crate::{Error, ErrorKind, Result};
 use serde::Deserialize;
+use snap::{Error, ErrorKind, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -256,7 +256,7 @@ impl Config {
             }
             for c in &p.command {
                 if !c.split_once('=').is_some_and(|(n, cmd)| {
-                    crate::sources::valid_stream_name(n) && !cmd.trim().is_empty()
+                    snap::write::sources::valid_stream_name(n) && !cmd.trim().is_empty()
                 }) {
                     return Err(Error::usage(format!(
                         "{origin}: profile {name:?}: command {c:?} is not NAME=CMD (NAME of letters, digits, - _ .)"
@@ -382,7 +382,7 @@ impl RepositoryDef {
             )));
         }
         if let Some(c) = &self.password_command {
-            let out = crate::sources::command("sh")
+            let out = snap::write::sources::command("sh")
                 .arg("-c")
                 .arg(c)
                 .stdin(std::process::Stdio::null())
@@ -672,9 +672,9 @@ pub fn pg_with_dbname(conninfo: &str, db: &str) -> String {
 
 /// Splits a `pg`/`mongo` entry `[NAME=]VALUE` into the optional stream name
 /// and the connection string, exactly as `snap backup --pg` does
-/// ([`crate::sources::split_name`]: a libpq keyword before `=` is not a name).
+/// ([`snap::write::sources::split_name`]: a libpq keyword before `=` is not a name).
 pub fn split_stream_name(spec: &str) -> (Option<&str>, &str) {
-    crate::sources::split_name(spec)
+    snap::write::sources::split_name(spec)
 }
 
 /// True when `name` looks like a PostgreSQL custom-format dump stream as

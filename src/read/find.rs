@@ -31,7 +31,7 @@ pub fn ensure_indexed(repo: &Repository, root: &Id) -> Result<u64> {
                 if done.contains(&id) || repo.catalog().tree_indexed(&id)? {
                     continue;
                 }
-                crate::restore::check_depth(depth, || format!("tree {}", id.short()))?;
+                crate::read::restore::check_depth(depth, || format!("tree {}", id.short()))?;
                 let t = repo.read_tree(&id)?;
                 let subs: Vec<Id> = t.entries.iter().filter_map(|e| e.subtree).collect();
                 stack.push((id, depth, Some(t)));
@@ -160,7 +160,7 @@ fn search(
         return Ok(r.clone());
     }
     // Recursion is bounded by the depth limit, checked before descending.
-    crate::restore::check_depth(depth, || prefix.to_string())?;
+    crate::read::restore::check_depth(depth, || prefix.to_string())?;
     let entries = repo.catalog().tree_entries(tree)?;
     let mut out = Vec::new();
     for e in entries {
@@ -259,7 +259,7 @@ fn diff_trees(
     if a == b {
         return Ok(());
     }
-    crate::restore::check_depth(depth, || prefix.to_string())?;
+    crate::read::restore::check_depth(depth, || prefix.to_string())?;
     let ta = repo.read_tree(a)?;
     let tb = repo.read_tree(b)?;
     let (mut i, mut j) = (0, 0);
@@ -341,7 +341,7 @@ fn whole(
         size_after: if change == Change::Added { size } else { None },
     });
     if let Some(sub) = e.subtree {
-        crate::restore::check_depth(depth + 1, || path.clone())?;
+        crate::read::restore::check_depth(depth + 1, || path.clone())?;
         let t = repo.read_tree(&sub)?;
         for c in &t.entries {
             whole(repo, c, &path, depth + 1, change, out)?;
@@ -412,7 +412,7 @@ impl<'a> StatsWalker<'a> {
         if let Some(t) = self.totals.get(id) {
             return Ok(*t);
         }
-        crate::restore::check_depth(depth, || format!("tree {}", id.short()))?;
+        crate::read::restore::check_depth(depth, || format!("tree {}", id.short()))?;
         let t = self.tree(id)?;
         let (mut files, mut bytes) = (0u64, 0u64);
         for e in &t.entries {
@@ -440,7 +440,7 @@ impl<'a> StatsWalker<'a> {
         if !seen.insert(*id) {
             return Ok(());
         }
-        crate::restore::check_depth(depth, || format!("tree {}", id.short()))?;
+        crate::read::restore::check_depth(depth, || format!("tree {}", id.short()))?;
         blobs.insert(*id);
         let t = self.tree(id)?;
         for e in &t.entries {

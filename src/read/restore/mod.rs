@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::backup::Progress;
+use crate::ops::backup::Progress;
 
 pub mod target;
 
@@ -100,7 +100,7 @@ pub fn check_depth(depth: usize, path: impl FnOnce() -> String) -> Result<()> {
 const WINDOW: u64 = 16 << 20;
 
 /// Fetches the plaintexts of `ids` in order. Reads go in batches of about
-/// [`WINDOW`] bytes through [`crate::fetch::fetch`] (neighbours coalesced,
+/// [`WINDOW`] bytes through [`crate::read::fetch::fetch`] (neighbours coalesced,
 /// concurrent requests on S3), together with the bases of the batch's delta
 /// blobs (format-spec §25).
 ///
@@ -145,7 +145,7 @@ pub fn for_each_blob(
                 .iter()
                 .filter_map(|l| l.base.and_then(|b| bases.get(&b))),
         );
-        let fetched = crate::fetch::fetch(repo.store(), &want)?;
+        let fetched = crate::read::fetch::fetch(repo.store(), &want)?;
         for k in i..j {
             let sealed = fetched.sealed(&locs[k])?;
             let base = match locs[k].base.and_then(|b| bases.get(&b)) {

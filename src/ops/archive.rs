@@ -11,12 +11,12 @@
 //! Zip keeps mode, mtime (2-second resolution, years 1980-2107), symlinks;
 //! it has no owners, and FIFOs and devices are skipped.
 
-use crate::backup::{backup_entries, BackupOptions, BackupOutcome};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{EntryKind, TreeEntry};
 use crate::format::Id;
+use crate::ops::backup::{backup_entries, BackupOptions, BackupOutcome};
+use crate::read::restore::for_each_blob;
 use crate::repo::Repository;
-use crate::restore::for_each_blob;
 use crate::session::Session;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -116,7 +116,7 @@ fn walk(
         f(&path, &e)?;
         if e.kind == EntryKind::Dir {
             if let Some(sub) = &e.subtree {
-                crate::restore::check_depth(stack.len() + 1, || {
+                crate::read::restore::check_depth(stack.len() + 1, || {
                     format!("/{}", String::from_utf8_lossy(&path))
                 })?;
                 let t = repo.read_tree(sub)?;

@@ -1,18 +1,18 @@
 //! `snap repair index` and `snap repair snapshots` (run under an exclusive
 //! lease by the CLI).
 
-use crate::check::{read_pack_header, verify_pack};
-use crate::compress;
 use crate::error::{ErrorKind, Result};
 use crate::format::index::IndexPack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{EntryKind, Tree};
 use crate::format::{BlobKind, Id};
-use crate::pack::BlobSaver;
-use crate::prune::{list_packs, load_indexes_lenient, write_index};
+use crate::ops::check::{read_pack_header, verify_pack};
+use crate::ops::prune::{list_packs, load_indexes_lenient, write_index};
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
+use crate::write::compress;
+use crate::write::pack::BlobSaver;
 use std::collections::HashSet;
 
 /// What `repair index` did.
@@ -216,7 +216,7 @@ impl Rewriter<'_> {
     /// the root; `None` if the tree itself is lost. Recursion is bounded by
     /// the depth limit (format-spec §12).
     fn tree(&mut self, t: Id, path: &str, depth: usize) -> Result<Option<Id>> {
-        crate::restore::check_depth(depth, || path.to_string())?;
+        crate::read::restore::check_depth(depth, || path.to_string())?;
         let tree = match self.repo.read_tree(&t) {
             Ok(tr) => tr,
             Err(e) if e.kind() == ErrorKind::NotFound || e.kind().is_damaged_data() => {

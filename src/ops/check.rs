@@ -14,7 +14,7 @@ use crate::format::pack::{split_pack, PackEntry, PackHeader, HEADER_LEN_SIZE};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::format::{Id, MAX_METADATA_SIZE};
-use crate::prune::{list_packs, load_indexes_lenient};
+use crate::ops::prune::{list_packs, load_indexes_lenient};
 use crate::repo::Repository;
 use crate::store::ObjectKind;
 use std::collections::{HashMap, HashSet};
@@ -444,7 +444,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             rep.trees += 1;
             // Restore and the other walkers refuse deeper trees.
             if let Err(e) =
-                crate::restore::check_depth(path.matches('/').count() + 1, || path.clone())
+                crate::read::restore::check_depth(path.matches('/').count() + 1, || path.clone())
             {
                 other.push(Problem {
                     pack: None,

@@ -16,13 +16,13 @@
 //! database dump changes a few rows per chunk, and zstd with the old chunk
 //! as its dictionary stores only the change.
 
-use crate::chunker::Chunker;
-use crate::compress::{self, Bottleneck};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{ChunkProfile, Tree};
 use crate::format::{BlobKind, Id};
-use crate::pack::BlobSaver;
 use crate::repo::Repository;
+use crate::write::chunker::Chunker;
+use crate::write::compress::{self, Bottleneck};
+use crate::write::pack::BlobSaver;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -643,14 +643,14 @@ fn choose_base(cat: &crate::catalog::Catalog, cand: &Id, id: &Id) -> Result<Base
 }
 
 /// Reads the sealed bytes of the chosen bases of a batch with
-/// [`crate::fetch::fetch`] (coalesced; concurrent on S3, so a batch costs a
+/// [`crate::read::fetch::fetch`] (coalesced; concurrent on S3, so a batch costs a
 /// few round trips rather than one per changed chunk). `None` when nothing
 /// needs a base or the reads failed: a base that cannot be read only costs
 /// the delta, not the backup.
 fn fetch_bases(
     repo: &Repository,
     new: &[(usize, usize, usize, Id, Base)],
-) -> Option<crate::fetch::Fetched> {
+) -> Option<crate::read::fetch::Fetched> {
     let locs: Vec<crate::catalog::BlobLocation> = new
         .iter()
         .filter_map(|(.., base)| base.as_ref().map(|(_, l)| *l))
@@ -658,7 +658,7 @@ fn fetch_bases(
     if locs.is_empty() {
         return None;
     }
-    crate::fetch::fetch(repo.store(), &locs).ok()
+    crate::read::fetch::fetch(repo.store(), &locs).ok()
 }
 
 fn process(

@@ -1,0 +1,11 @@
+//! The read path: from a snapshot's trees to bytes on a target.
+//!
+//! ```text
+//! find     (trees → paths: ls, find, diff, stats, the catalog path index)
+//! restore  (trees → plan of folders and files → fetch → open → write)
+//!   fetch  (blob locations → coalesced ranged pack reads)
+//! ```
+
+pub mod fetch;
+pub mod find;
+pub mod restore;
