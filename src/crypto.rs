@@ -30,6 +30,8 @@ pub const AAD_KEY: &[u8] = b"snap/key/v1";
 pub const AAD_LOCK: &[u8] = b"snap/lock/v1";
 /// Associated data of a sealed prune mark object (format-spec "Leases and two-phase prune").
 pub const AAD_MARK: &[u8] = b"snap/mark/v1";
+/// Associated data of a sealed dictionary object (format-spec §26).
+pub const AAD_DICT: &[u8] = b"snap/dict/v1";
 
 /// Length of the master key, bytes: encryption key 32 || id key 32 ||
 /// chunker seed 32.

@@ -2,7 +2,7 @@
 //! trees, storing snapshots.
 
 use crate::catalog::{BlobLocation, Catalog};
-use crate::crypto::{self, MasterKey, AAD_INDEX, AAD_SNAPSHOT};
+use crate::crypto::{self, MasterKey, AAD_DICT, AAD_INDEX, AAD_SNAPSHOT};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{Chunking, Config};
 use crate::format::index::IndexFile;
@@ -12,7 +12,7 @@ use crate::format::tree::Tree;
 use crate::format::{Id, MAX_METADATA_SIZE};
 use crate::store::{ObjectKind, Store, StoreOptions};
 use crate::write::chunker::Chunker;
-use crate::write::compress;
+use crate::write::compress::{self, Dictionary};
 use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -86,6 +86,14 @@ pub struct Repository {
     /// Tree-cache generation of the running backup; 0: not in use.
     tree_gen: std::sync::atomic::AtomicI64,
     unreadable: Mutex<Unreadable>,
+    /// Dictionary objects read so far (authenticated and accepted by zstd).
+    dicts: Mutex<std::collections::HashMap<Id, Arc<Dictionary>>>,
+    /// The dictionary writers compress stream chunks with: `None` until
+    /// looked up, then the lookup's answer.
+    stream_dict: Mutex<Option<Option<Arc<Dictionary>>>>,
+    /// Directory of sealed dictionary objects kept locally
+    /// (`<cache dir>/<repository id>/dicts`), re-verified on every load.
+    dict_cache: PathBuf,
 }
 
 /// Trees larger than this (plaintext bytes) are not kept in the tree cache.
@@ -397,6 +405,7 @@ impl Repository {
         cache_dir: &std::path::Path,
     ) -> Result<Repository> {
         let cat_path = cache_dir.join(&config.id).join("catalog.sqlite");
+        let dict_cache = cache_dir.join(&config.id).join("dicts");
         let (catalog, recovered) = Catalog::open_or_recover(&cat_path, &config.id)?;
         let files_chunker = Chunker::new(key.chunker_seed(), config.chunking.files);
         let streams_chunker = Chunker::new(key.chunker_seed(), config.chunking.streams);
@@ -410,6 +419,9 @@ impl Repository {
             streams_chunker,
             tree_gen: std::sync::atomic::AtomicI64::new(0),
             unreadable: Mutex::new(Unreadable::default()),
+            dicts: Mutex::new(std::collections::HashMap::new()),
+            stream_dict: Mutex::new(None),
+            dict_cache,
         };
         if let Some(w) = recovered {
             repo.warn(w);
@@ -649,6 +661,163 @@ impl Repository {
         self.key.open(aad, &raw, &key)
     }
 
+    /// Dictionary object `id` (format-spec §26), authenticated and accepted
+    /// by zstd: from memory, else from the local cache directory, else from
+    /// the store (then kept in the cache). A cached copy is used only if its
+    /// bytes hash to `id` and open with the repository key; the object's
+    /// size is bounded before it is downloaded (1 MiB plus the envelope).
+    ///
+    /// Errors: [`ErrorKind::NotFound`] naming the object if the repository
+    /// has no such dictionary; [`ErrorKind::Corrupt`] if it is too large, does
+    /// not match its name or is not a zstd dictionary;
+    /// [`ErrorKind::Unauthenticated`] if it does not open; store errors.
+    pub fn dictionary(&self, id: &Id) -> Result<Arc<Dictionary>> {
+        if let Some(d) = self.dicts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(d.clone());
+        }
+        let key = ObjectKind::Dict.key(&id.to_hex());
+        let max = crate::store::max_object_size(&key) as usize;
+        let cache_file = self.dict_cache.join(id.to_hex());
+        let cached = std::fs::read(&cache_file)
+            .ok()
+            .filter(|b| b.len() <= max && Id::of_object(b) == *id);
+        let raw = match cached {
+            Some(b) => b,
+            None => {
+                let b = self.store.get(&key).map_err(|e| {
+                    if e.kind() == ErrorKind::NotFound {
+                        Error::new(
+                            ErrorKind::NotFound,
+                            format!(
+                                "dictionary {} ({key}) is missing: the blobs compressed with it cannot be read; run `snap check --read-data`",
+                                id.short()
+                            ),
+                        )
+                    } else {
+                        e.context(format!("dictionary {}", id.short()))
+                    }
+                })?;
+                if b.len() > max {
+                    return Err(Error::corrupt(format!(
+                        "{key} is larger than the 1 MiB dictionary limit"
+                    )));
+                }
+                if Id::of_object(&b) != *id {
+                    return Err(Error::corrupt(format!(
+                        "{key} does not match its name (corrupt or replaced)"
+                    )));
+                }
+                let b = b.to_vec();
+                self.cache_dict_object(id, &b);
+                b
+            }
+        };
+        let plain = self.key.open(AAD_DICT, &raw, &key)?;
+        let d = Arc::new(Dictionary::new(*id, &plain)?);
+        self.dicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(*id, d.clone());
+        Ok(d)
+    }
+
+    /// Drops the dictionaries kept in memory and in the cache directory, so
+    /// that the next [`Repository::dictionary`] of each reads the store
+    /// (`snap check` verifies the repository, not the cache).
+    pub fn forget_cached_dictionaries(&self) {
+        self.dicts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.stream_dict.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let _ = std::fs::remove_dir_all(&self.dict_cache);
+    }
+
+    /// Keeps a sealed dictionary object in the cache directory (best
+    /// effort: the cache is only a shortcut).
+    fn cache_dict_object(&self, id: &Id, sealed: &[u8]) {
+        let tmp = self.dict_cache.join(format!("{}.tmp", id.to_hex()));
+        let _ = std::fs::create_dir_all(&self.dict_cache)
+            .and_then(|_| std::fs::write(&tmp, sealed))
+            .and_then(|_| std::fs::rename(&tmp, self.dict_cache.join(id.to_hex())));
+    }
+
+    /// The dictionary writers compress stream chunks with (format-spec §26):
+    /// among the repository's readable dictionary objects the one of the
+    /// highest generation ([`Dictionary::generation`]; ties: lowest id),
+    /// looked up once per process (one listing of `dicts/`, one read of each
+    /// dictionary not in the local cache);
+    /// `None` if there is none. An unreadable dictionary is reported with
+    /// [`Repository::warn`] and passed over.
+    pub fn stream_dictionary(&self) -> Result<Option<Arc<Dictionary>>> {
+        let mut g = self.stream_dict.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = &*g {
+            return Ok(d.clone());
+        }
+        let mut found: Option<Arc<Dictionary>> = None;
+        for id in self.store.list_ids("dicts/")? {
+            match self.dictionary(&id) {
+                Ok(d) => {
+                    if found
+                        .as_ref()
+                        .is_none_or(|f| d.generation() > f.generation())
+                    {
+                        found = Some(d);
+                    }
+                }
+                Err(e) => self.warn(format!(
+                    "dictionary {} is unusable ({e:#}); stream chunks are compressed without it",
+                    id.short()
+                )),
+            }
+        }
+        *g = Some(found.clone());
+        Ok(found)
+    }
+
+    /// Stores `bytes` (a zstd dictionary, e.g. from [`Dictionary::train`]) as
+    /// a new dictionary object (write-once, `dicts/<id>`) and returns it. It
+    /// becomes the stream dictionary of this process if the repository had
+    /// none or one of a lower generation.
+    ///
+    /// Errors: [`ErrorKind::Corrupt`] if zstd does not accept `bytes` or they
+    /// exceed 1 MiB; store errors.
+    pub fn store_dictionary(&self, bytes: &[u8]) -> Result<Arc<Dictionary>> {
+        Dictionary::new(Id([0; 32]), bytes)?;
+        let sealed = self.key.seal(AAD_DICT, bytes);
+        let id = Id::of_object(&sealed);
+        self.store.put_new(
+            &ObjectKind::Dict.key(&id.to_hex()),
+            Bytes::from(sealed.clone()),
+        )?;
+        self.cache_dict_object(&id, &sealed);
+        let d = Arc::new(Dictionary::new(id, bytes)?);
+        self.dicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, d.clone());
+        let mut g = self.stream_dict.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cur) = &*g {
+            if cur.as_ref().is_none_or(|c| d.generation() > c.generation()) {
+                *g = Some(Some(d.clone()));
+            }
+        }
+        Ok(d)
+    }
+
+    /// The id of a dictionary object of this repository whose zstd
+    /// dictionary is `bytes`: an existing one if any (every listed
+    /// dictionary is compared), else a new one stored with
+    /// [`Repository::store_dictionary`]. Used by copy, which moves
+    /// dictionary payloads between repositories unchanged but for the id.
+    pub fn import_dictionary(&self, bytes: &[u8]) -> Result<Id> {
+        for id in self.store.list_ids("dicts/")? {
+            if let Ok(d) = self.dictionary(&id) {
+                if d.bytes() == bytes {
+                    return Ok(id);
+                }
+            }
+        }
+        Ok(self.store_dictionary(bytes)?.id())
+    }
+
     /// Stores a snapshot object (after its trees and blobs are indexed) and
     /// records it in the catalog. Outside the crate only through
     /// [`crate::session::Session::save_snapshot`], i.e. under a lease.
@@ -749,6 +918,13 @@ impl Repository {
                 .decode_blob_depth(&base, &bloc, bsealed, false, None)
                 .map_err(|e| e.context(format!("base of {}", where_())))?;
             compress::decode_delta(&enc, &base_plain, loc.raw_len as usize, limit)
+                .map_err(|e| e.context(where_()))?
+        } else if enc.first() == Some(&compress::ZSTD_DICT) {
+            let did = compress::dict_of(&enc).ok_or_else(|| {
+                Error::corrupt(format!("{}: truncated dictionary payload", where_()))
+            })?;
+            let dict = self.dictionary(&did).map_err(|e| e.context(where_()))?;
+            compress::decode_dict(&enc, &dict, loc.raw_len as usize, limit)
                 .map_err(|e| e.context(where_()))?
         } else {
             compress::decode_limited(&enc, loc.raw_len as usize, limit)

@@ -47,6 +47,8 @@ pub enum ObjectKind {
     Lock,
     /// `marks/<id>`: packs pending deletion (two-phase prune).
     Mark,
+    /// `dicts/<id>`: a zstd dictionary for stream chunks (format-spec §26).
+    Dict,
 }
 
 impl ObjectKind {
@@ -59,6 +61,7 @@ impl ObjectKind {
             ObjectKind::Key => "keys",
             ObjectKind::Lock => "locks",
             ObjectKind::Mark => "marks",
+            ObjectKind::Dict => "dicts",
         }
     }
 
@@ -72,7 +75,8 @@ impl ObjectKind {
 }
 
 /// Largest object [`Store::get`] reads whole under `key`, bytes, by kind
-/// (format-spec §12): `config` and key files 64 KiB, leases 1 MiB, index,
+/// (format-spec §12): `config` and key files 64 KiB, leases 1 MiB,
+/// dictionaries 1 MiB plus the envelope (format-spec §26), index,
 /// snapshot and mark objects (and unknown keys) 256 MiB
 /// ([`crate::format::MAX_METADATA_SIZE`]), packs 2³² − 1 bytes.
 pub fn max_object_size(key: &str) -> u64 {
@@ -81,6 +85,7 @@ pub fn max_object_size(key: &str) -> u64 {
         "config" => 64 << 10,
         "keys" => 64 << 10,
         "locks" => 1 << 20,
+        "dicts" => (crate::format::dict::MAX_DICT_SIZE + crate::crypto::ENVELOPE_OVERHEAD) as u64,
         "data" => crate::format::MAX_PACK_SIZE,
         _ => meta,
     }

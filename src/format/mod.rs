@@ -6,6 +6,7 @@
 //! nothing panics on malformed input.
 
 pub mod config;
+pub mod dict;
 pub mod id;
 pub mod index;
 pub mod keyfile;

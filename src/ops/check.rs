@@ -108,13 +108,26 @@ pub fn read_pack_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<Pac
     Ok(PackHeader::decode(&plain, start)?.entries)
 }
 
-/// Verifies a whole downloaded pack. Returns (entries from its header, if it
-/// opened; ids of blobs that failed; problems as messages).
-pub fn verify_pack(
+/// What [`verify_pack`] found: (entries from its header, if it opened; ids
+/// of blobs that failed; problems as messages).
+pub type PackVerdict = (Option<Vec<PackEntry>>, Vec<Id>, Vec<String>);
+
+/// Verifies a whole downloaded pack; see [`PackVerdict`]. A blob that is
+/// intact but names a dictionary that is missing or unreadable (format-spec
+/// §26) is not counted as failed (repair must keep it); it is recorded in
+/// `dict_problems` as (dictionary id, blob id, the error).
+pub fn verify_pack(repo: &Repository, id: &Id, bytes: &[u8]) -> PackVerdict {
+    verify_pack_dicts(repo, id, bytes, &mut Vec::new())
+}
+
+/// [`verify_pack`] that also hands back the blobs whose dictionary is
+/// missing or unreadable.
+pub fn verify_pack_dicts(
     repo: &Repository,
     id: &Id,
     bytes: &[u8],
-) -> (Option<Vec<PackEntry>>, Vec<Id>, Vec<String>) {
+    dict_problems: &mut Vec<(Id, Id, String)>,
+) -> PackVerdict {
     let mut msgs = Vec::new();
     let mut bad = Vec::new();
     if Id::of_object(bytes) != *id {
@@ -154,6 +167,18 @@ pub fn verify_pack(
             continue;
         }
         if let Err(err) = r {
+            // The blob opens but its dictionary does not: the dictionary is
+            // the problem, reported once by the caller.
+            let dict = bytes
+                .get(s..s + e.length as usize)
+                .and_then(|sealed| repo.key().open_blob(e.kind, &e.id, sealed).ok())
+                .and_then(|enc| crate::write::compress::dict_of(&enc));
+            if let Some(d) = dict {
+                if let Err(de) = repo.dictionary(&d) {
+                    dict_problems.push((d, e.id, format!("{de:#}")));
+                    continue;
+                }
+            }
             msgs.push(format!(
                 "pack {}: blob {}: {err:#}",
                 id.short(),
@@ -504,7 +529,20 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             }
         }
     }
+    // Dictionary objects (format-spec §26): each must open and be a zstd
+    // dictionary. Which blobs use one is known only from reading them.
+    // Read from the store, not the local cache.
+    repo.forget_cached_dictionaries();
+    for d in repo.store().list_ids("dicts/")? {
+        if let Err(e) = repo.dictionary(&d) {
+            other.push(problem(format!(
+                "dictionary object {} is unreadable: {e:#}; the stream chunks compressed with it cannot be restored",
+                d.to_hex()
+            )));
+        }
+    }
     // Data.
+    let mut dict_problems: Vec<(Id, Id, String)> = Vec::new();
     if let Some(sub) = read_data {
         rep.subset = match sub {
             Subset::All => "all".into(),
@@ -518,7 +556,8 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             let bytes = repo.store().get(&ObjectKind::Pack.key(&p.id.to_hex()))?;
             rep.packs_read += 1;
             rep.bytes_read += bytes.len() as u64;
-            let (entries, bad, mut msgs) = verify_pack(repo, &p.id, &bytes);
+            let (entries, bad, mut msgs) =
+                verify_pack_dicts(repo, &p.id, &bytes, &mut dict_problems);
             rep.blobs_read += entries.as_ref().map_or(0, |e| e.len() as u64);
             let mut affected: HashSet<Id> = bad.into_iter().collect();
             match &entries {
@@ -543,6 +582,30 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
                 pack_problems.push((p.id, msgs.join("; "), affected));
             }
         }
+    }
+    // Blobs whose dictionary is missing or unreadable: one problem per
+    // dictionary, naming it and what depends on it.
+    let mut by_dict: std::collections::BTreeMap<Id, (String, HashSet<Id>)> = Default::default();
+    for (d, blob, msg) in dict_problems {
+        by_dict
+            .entry(d)
+            .or_insert_with(|| (msg, HashSet::new()))
+            .1
+            .insert(blob);
+    }
+    for (d, (msg, blobs)) in by_dict {
+        bad_blobs.extend(blobs.iter().copied());
+        let (snaps, paths) = dependents(repo, &blobs)?;
+        rep.problems.push(Problem {
+            pack: None,
+            message: format!(
+                "{} blobs are compressed with dictionary {}, which cannot be used: {msg}",
+                blobs.len(),
+                d.short()
+            ),
+            snapshots: snaps,
+            paths,
+        });
     }
     for (pid, msg, blobs) in pack_problems {
         bad_blobs.extend(blobs.iter().copied());

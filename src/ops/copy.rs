@@ -23,6 +23,11 @@
 //! source chunker, so later backups in the destination (cut with its own
 //! chunker) share little with copied data.
 //!
+//! A blob compressed with a source dictionary (format-spec §26) keeps its
+//! zstd frame when ids are equal: the dictionary is copied first (an equal
+//! destination dictionary is reused) and the payload names the destination's
+//! dictionary object. Blobs whose ids change are re-compressed without one.
+//!
 //! Resumable: a killed copy leaves packs and index objects in the
 //! destination; the next run finds those blobs in the destination's catalog
 //! and skips them. At most the packs uploaded since the last index object
@@ -99,10 +104,24 @@ struct Copier<'a> {
     tree_order: Vec<Id>,
     /// Source content blob ids, first-seen order.
     content: Vec<Id>,
+    /// Source dictionary id → destination dictionary id (format-spec §26).
+    dicts: HashMap<Id, Id>,
     report: CopyReport,
 }
 
 impl Copier<'_> {
+    /// The destination's dictionary object with the same zstd dictionary as
+    /// source dictionary `src_dict`, copied there first if needed.
+    fn dst_dictionary(&mut self, src_dict: &Id) -> Result<Id> {
+        if let Some(d) = self.dicts.get(src_dict) {
+            return Ok(*d);
+        }
+        let d = self.src.dictionary(src_dict)?;
+        let id = self.dst.import_dictionary(d.bytes())?;
+        self.dicts.insert(*src_dict, id);
+        Ok(id)
+    }
+
     fn dst_has(&self, id: &Id) -> Result<bool> {
         Ok(self.saver.is_pending(id) || self.dst.catalog().contains(id)?)
     }
@@ -249,6 +268,11 @@ impl Copier<'_> {
                     if loc.base.is_some() {
                         let plain = self.src.decode_blob(&id, &loc, sealed)?;
                         compress::encode(&plain, level, &mut enc);
+                    } else if let Some(src_dict) = compress::dict_of(&enc) {
+                        // The same zstd frame, naming the destination's copy
+                        // of the dictionary (stored before the blob).
+                        let dst_dict = self.dst_dictionary(&src_dict)?;
+                        enc[1..33].copy_from_slice(&dst_dict.0);
                     }
                     let resealed = self.dst.key().seal_blob(BlobKind::Data, &id, &enc);
                     self.add(BlobKind::Data, id, &resealed, loc.raw_len)?;
@@ -358,6 +382,7 @@ pub fn copy_snapshot(src: &Repository, dst: &Session, src_id: &Id) -> Result<Cop
         trees: HashMap::new(),
         tree_order: Vec::new(),
         content: Vec::new(),
+        dicts: HashMap::new(),
         report: CopyReport::default(),
     };
     let result = c

@@ -15,13 +15,23 @@
 //! chunk at the same place when that is smaller (format-spec §25): a nightly
 //! database dump changes a few rows per chunk, and zstd with the old chunk
 //! as its dictionary stores only the change.
+//!
+//! Stream chunks are small (so that dumps deduplicate night to night), and
+//! small zstd frames compress worse than large ones: they are compressed
+//! against the repository's zstd dictionary (format-spec §26). The first
+//! stream backup of a repository without one trains it from the first
+//! [`TRAIN_BYTES`] of its stream, cut into stream chunks, before any of
+//! them is compressed; as the stream goes on it retrains from a sample
+//! spread over all of it read so far ([`Trainer`]), so that the rest of the
+//! stream, and later backups, use a dictionary that knows more than its
+//! first tables.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{ChunkProfile, Tree};
 use crate::format::{BlobKind, Id};
 use crate::repo::Repository;
 use crate::write::chunker::Chunker;
-use crate::write::compress::{self, Bottleneck};
+use crate::write::compress::{self, Bottleneck, Dictionary};
 use crate::write::pack::BlobSaver;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -40,6 +50,20 @@ pub const SMALL_FILE: u64 = 1 << 20;
 /// Bytes read per window of a large file or a stream, beyond the uncut tail
 /// of the previous window.
 pub const STREAM_WINDOW: usize = 8 << 20;
+/// Bytes at the start of a repository's first stream that are cut into
+/// chunks to train its stream dictionary from (format-spec §26): zstd's
+/// guide asks for about 100 times the dictionary size in samples.
+pub const TRAIN_BYTES: usize = 16 << 20;
+/// Sample bytes a [`Trainer`] keeps (a spread sample of the stream so far).
+const SAMPLE_CAP: usize = 16 << 20;
+/// Retrain when this many times more stream was read than at the last
+/// training, at most [`RETRAINS`] times per stream.
+const RETRAIN_FACTOR: u64 = 4;
+/// Retrainings per stream after the first dictionary.
+const RETRAINS: u32 = 3;
+/// Fewer sample bytes than this train no dictionary (a small stream gains
+/// little from one); a later, longer stream trains it.
+pub const MIN_TRAIN_BYTES: usize = 2 << 20;
 /// Share of recent time a writer spends waiting for uploads above which it
 /// counts as upload-bound (format-spec §5, `auto`).
 const UPLOAD_BOUND_SHARE: f64 = 0.1;
@@ -124,6 +148,8 @@ struct Piece {
     len: usize,
     cut: Option<ChunkProfile>,
     delta: Option<Arc<DeltaRef>>,
+    /// Compress against this dictionary (stream chunks, format-spec §26).
+    dict: Option<Arc<Dictionary>>,
 }
 
 /// The chunk list of a stream's previous version, used to pick delta bases
@@ -214,6 +240,10 @@ pub struct Reader<'r> {
     batch: Batch,
     next_slot: usize,
     deltas: HashMap<usize, Arc<DeltaRef>>,
+    /// The stream dictionary of each stream slot that has one.
+    dicts: HashMap<usize, Arc<Dictionary>>,
+    /// Stream slots whose dictionary is being retrained as they are read.
+    trainers: HashMap<usize, Trainer>,
     /// Window buffers the processor is done with, for reuse: their pages
     /// are already mapped, so a reused window costs no page faults.
     spare: Receiver<Vec<u8>>,
@@ -249,6 +279,8 @@ pub fn run<T>(
             batch: Batch::default(),
             next_slot: 0,
             deltas: HashMap::new(),
+            dicts: HashMap::new(),
+            trainers: HashMap::new(),
             spare,
         };
         let r = read(&mut reader).and_then(|t| reader.flush().map(|_| t));
@@ -334,7 +366,15 @@ impl Reader<'_> {
         let mut cuts = Vec::new();
         let used = chunker.cuts(&buf[start..], at_eof, &mut cuts);
         let delta = self.deltas.get(&slot).cloned();
+        let mut dict = self.dicts.get(&slot).cloned();
         for (off, len) in cuts {
+            if let Some(t) = self.trainers.get_mut(&slot) {
+                let chunk = &buf[start + off..start + off + len];
+                if let Some(d) = t.observe(self.repo, chunk) {
+                    self.dicts.insert(slot, d.clone());
+                    dict = Some(d);
+                }
+            }
             self.push(Piece {
                 slot,
                 buf: buf.clone(),
@@ -342,6 +382,7 @@ impl Reader<'_> {
                 len,
                 cut: None,
                 delta: delta.clone(),
+                dict: dict.clone(),
             })?;
         }
         Ok(used)
@@ -444,6 +485,7 @@ impl Reader<'_> {
                     len: n,
                     cut: Some(ChunkProfile::Files),
                     delta: None,
+                    dict: None,
                 })
                 .map_err(std::io::Error::other)?;
             }
@@ -475,12 +517,134 @@ impl Reader<'_> {
             ChunkProfile::Files => self.repo.files_chunker().clone(),
             ChunkProfile::Streams => self.repo.streams_chunker().clone(),
         };
-        let first = self.window(STREAM_WINDOW);
+        let mut first = self.window(STREAM_WINDOW);
+        if matches!(profile, ChunkProfile::Streams) {
+            let dict = match self.repo.stream_dictionary()? {
+                Some(d) => Some(d),
+                None => {
+                    // No dictionary yet: read the first TRAIN_BYTES, train
+                    // one from their chunks, and compress all of this
+                    // stream's chunks with it.
+                    first.reserve_exact(TRAIN_BYTES.saturating_sub(first.capacity()));
+                    r.take(TRAIN_BYTES as u64)
+                        .read_to_end(&mut first)
+                        .map_err(|e| Error::io("reading stream", e))?;
+                    let at_eof = first.len() < TRAIN_BYTES;
+                    let d = train_dictionary(self.repo, &chunker, &first, at_eof);
+                    if d.is_some() && !at_eof {
+                        self.trainers.insert(slot, Trainer::default());
+                    }
+                    d
+                }
+            };
+            if let Some(d) = dict {
+                self.dicts.insert(slot, d);
+            }
+        }
         self.read_windows(slot, r, &chunker, first)
             .map_err(|e| match e {
                 ReadError::Io(e) => Error::io("reading stream", e),
                 ReadError::Pipeline(e) => e,
             })
+    }
+}
+
+/// Trains a stream dictionary from the chunks `chunker` cuts `data` into
+/// (the start of a stream; `at_eof`: all of it) and stores it in `repo`
+/// (format-spec §26). `None`, after a warning if the store failed, when
+/// there are fewer than [`MIN_TRAIN_BYTES`] of samples, zstd learns
+/// nothing from them, or the dictionary could not be stored: the stream is
+/// then compressed without one.
+fn train_dictionary(
+    repo: &Repository,
+    chunker: &Chunker,
+    data: &[u8],
+    at_eof: bool,
+) -> Option<Arc<Dictionary>> {
+    let mut cuts = Vec::new();
+    chunker.cuts(data, at_eof, &mut cuts);
+    let samples: Vec<&[u8]> = cuts
+        .iter()
+        .map(|&(o, l)| &data[o..o + l])
+        .filter(|s| !compress::looks_incompressible(s))
+        .collect();
+    if samples.iter().map(|s| s.len()).sum::<usize>() < MIN_TRAIN_BYTES {
+        return None;
+    }
+    store_trained(repo, &samples, data.len() as u64)
+}
+
+/// Trains a dictionary from `samples` for a stream of which `read` bytes
+/// were seen, and stores it; `None` (after a warning if the store failed)
+/// if zstd learns nothing or the store fails.
+fn store_trained(repo: &Repository, samples: &[&[u8]], read: u64) -> Option<Arc<Dictionary>> {
+    let generation = u32::try_from(read >> 20).unwrap_or(u32::MAX);
+    let bytes = Dictionary::train(samples, crate::format::dict::TRAIN_DICT_SIZE, generation)?;
+    match repo.store_dictionary(&bytes) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            repo.warn(format!(
+                "could not store a stream dictionary ({e:#}); stream chunks are compressed without one"
+            ));
+            None
+        }
+    }
+}
+
+/// Retrains a stream's dictionary as the stream is read (format-spec §26):
+/// keeps a systematic sample of its chunks (every `stride`-th, the stride
+/// doubling whenever the sample exceeds [`SAMPLE_CAP`] bytes, so the sample
+/// stays spread over everything read), and when [`RETRAIN_FACTOR`] times
+/// more was read than at the last training, trains and stores a new
+/// dictionary from it, at most [`RETRAINS`] times.
+struct Trainer {
+    samples: Vec<(u64, Vec<u8>)>,
+    sample_bytes: usize,
+    stride: u64,
+    chunks: u64,
+    read: u64,
+    next_at: u64,
+    left: u32,
+}
+
+impl Default for Trainer {
+    fn default() -> Trainer {
+        Trainer {
+            samples: Vec::new(),
+            sample_bytes: 0,
+            stride: 1,
+            chunks: 0,
+            read: 0,
+            next_at: TRAIN_BYTES as u64 * RETRAIN_FACTOR,
+            left: RETRAINS,
+        }
+    }
+}
+
+impl Trainer {
+    /// Takes in the stream's next chunk; returns the new dictionary when
+    /// this chunk completed a retraining.
+    fn observe(&mut self, repo: &Repository, chunk: &[u8]) -> Option<Arc<Dictionary>> {
+        let i = self.chunks;
+        self.chunks += 1;
+        self.read += chunk.len() as u64;
+        if i % self.stride == 0 && !compress::looks_incompressible(chunk) {
+            self.samples.push((i, chunk.to_vec()));
+            self.sample_bytes += chunk.len();
+            while self.sample_bytes > SAMPLE_CAP && self.stride < 1 << 40 {
+                self.stride *= 2;
+                let stride = self.stride;
+                self.samples.retain(|(k, _)| k % stride == 0);
+                self.sample_bytes = self.samples.iter().map(|(_, s)| s.len()).sum();
+            }
+        }
+        if self.left == 0 || self.read < self.next_at {
+            return None;
+        }
+        self.left -= 1;
+        self.next_at = self.read.saturating_mul(RETRAIN_FACTOR);
+        let samples: Vec<&[u8]> = self.samples.iter().map(|(_, s)| &s[..]).collect();
+        store_trained(repo, &samples, self.read)
     }
 }
 
@@ -738,12 +902,21 @@ fn process(
                     .map(|p| (*b, p)),
                 _ => None,
             };
+            let dict = batch.pieces[*pi].dict.as_deref();
             let used = match &base_plain {
                 Some((b, plain)) => {
-                    compress::encode_delta(data, b, plain, level, enc).then_some(*b)
+                    compress::encode_delta(data, b, plain, level, dict, enc).then_some(*b)
                 }
                 None => {
-                    compress::encode_as(data, policy.choose(data, bottleneck), enc);
+                    let choice = match (policy.choose(data, bottleneck), dict) {
+                        // Small frames gain most from effort: an `auto`
+                        // repository spends it on dictionary stream chunks.
+                        (compress::Choice::Zstd(l), Some(_)) if policy.auto => {
+                            compress::Choice::Zstd(l.max(compress::STREAM_DICT_LEVEL))
+                        }
+                        (c, _) => c,
+                    };
+                    compress::encode_with(data, choice, dict, enc);
                     None
                 }
             };
