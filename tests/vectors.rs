@@ -7,7 +7,8 @@
 
 use serde_json::{json, Map, Value};
 use snap::crypto::{
-    self, blob_aad, MasterKey, AAD_INDEX, AAD_KEY, AAD_PACK_HEADER, AAD_SNAPSHOT, NONCE_LEN,
+    self, blob_aad, MasterKey, AAD_DICT, AAD_INDEX, AAD_KEY, AAD_PACK_HEADER, AAD_SNAPSHOT,
+    NONCE_LEN,
 };
 use snap::format::config::{ChunkSizes, Chunking, Compression, Config};
 use snap::format::index::{IndexFile, IndexPack};
@@ -211,7 +212,7 @@ fn build() -> Value {
     let text_base = &rows;
     let mut denc = Vec::new();
     assert!(compress::encode_delta(
-        &changed, &base_id, &rows, 3, &mut denc
+        &changed, &base_id, &rows, 3, None, &mut denc
     ));
     assert_eq!(denc[0], compress::ZSTD_DELTA);
     assert_eq!(&denc[1..33], &base_id.0[..]);
@@ -239,6 +240,45 @@ fn build() -> Value {
             "level": 3,
             "payload": h(&denc),
             "pack_header_plaintext": h(&delta_entry.encode()),
+        }),
+    );
+
+    // §26 dictionary object and a payload compressed with it.
+    let drows: Vec<u8> = (0..3000u32)
+        .flat_map(|i| {
+            format!(
+                "{i}\t/srv/app/file_{}.txt\tvalue {} of the table\n",
+                i % 53,
+                i * 7 % 1009
+            )
+            .into_bytes()
+        })
+        .collect();
+    let dsamples: Vec<&[u8]> = drows.chunks(1024).collect();
+    let dict_plain = compress::Dictionary::train(&dsamples, 4096, 1).expect("dictionary trains");
+    let dict_sealed = mk.seal_with_nonce(&nonce(0x60), AAD_DICT, &dict_plain);
+    let dict_id = Id::of_object(&dict_sealed);
+    let dict = compress::Dictionary::new(dict_id, &dict_plain).unwrap();
+    let dtext = &drows[40_000..41_024];
+    let mut dpayload = Vec::new();
+    compress::encode_with(dtext, compress::Choice::Zstd(3), Some(&dict), &mut dpayload);
+    assert_eq!(dpayload[0], compress::ZSTD_DICT);
+    assert_eq!(&dpayload[1..33], &dict_id.0[..]);
+    // Independent decode: a plain zstd decoder with the dictionary.
+    let mut dz = zstd::bulk::Decompressor::with_dictionary(&dict_plain).unwrap();
+    assert_eq!(dz.decompress(&dpayload[33..], dtext.len()).unwrap(), dtext);
+    v.insert(
+        "dict".into(),
+        json!({
+            "note": "samples = rows 0..3000 formatted as \"{i}\\t/srv/app/file_{i % 53}.txt\\tvalue {i*7 % 1009} of the table\\n\", cut in 1024-byte pieces; zstd dictionary of at most 4096 bytes with dictionary id (generation) 1; plaintext = bytes 40000..41024 of the rows",
+            "dictionary_plaintext": h(&dict_plain),
+            "aad": String::from_utf8(AAD_DICT.to_vec()).unwrap(),
+            "nonce": h(&nonce(0x60)),
+            "sealed": h(&dict_sealed),
+            "id": dict_id.to_hex(),
+            "plaintext": h(dtext),
+            "level": 3,
+            "payload": h(&dpayload),
         }),
     );
 
@@ -629,6 +669,17 @@ fn committed_bytes_decode(file: &Value) {
     assert_eq!(auto.compression, Some(Compression::Auto));
     assert_eq!(auto.compression_level, 3);
     assert!(crypto::config_key_matches(&mk, &auto));
+
+    let dsealed = hx(&v["dict"]["sealed"]);
+    let did = Id::of_object(&dsealed);
+    assert_eq!(did.to_hex(), v["dict"]["id"]);
+    let dplain = mk.open(AAD_DICT, &dsealed, "dict").unwrap();
+    let dict = compress::Dictionary::new(did, &dplain).unwrap();
+    let text = hx(&v["dict"]["plaintext"]);
+    assert_eq!(
+        compress::decode_dict(&hx(&v["dict"]["payload"]), &dict, text.len(), 1 << 20).unwrap(),
+        text
+    );
 }
 
 /// The cut-point pseudo-code of format-spec §9.3, written independently of
