@@ -1,4 +1,4 @@
-//! Snapshot objects (format-spec §10): JSON, sealed.
+//! Snapshot objects (format-spec §8): JSON, sealed.
 
 use super::Id;
 use serde::{Deserialize, Serialize};

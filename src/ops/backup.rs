@@ -12,7 +12,7 @@
 //!                    trees bottom-up ──► tree blobs ──► index ──► snapshot object
 //! ```
 //!
-//! Write order follows format-spec §14: packs, then index objects, then the
+//! Write order follows format-spec §18: packs, then index objects, then the
 //! snapshot.
 
 use crate::error::{Error, ErrorKind, Result};
@@ -99,7 +99,7 @@ pub struct BackupOptions {
     pub progress: Arc<Progress>,
     /// Called just before the snapshot object is written; an error aborts
     /// the backup without a snapshot (the CLI checks that its lease is still
-    /// valid, format-spec "Leases and two-phase prune").
+    /// valid, format-spec §19, §20).
     pub before_commit: Option<Box<dyn Fn() -> Result<()> + Send + Sync>>,
     /// When a stream source fails, record the snapshot anyway without that
     /// stream, marked `partial` (tag `partial`, `partial: true`, the source
@@ -862,7 +862,7 @@ type ContentResult = (
 
 /// The previous version of each stream about to be read: the content of the
 /// stream of the same name in the newest snapshot of this host that holds
-/// one (for delta blobs, format-spec §25). Best effort: a stream whose
+/// one (for delta blobs, format-spec §13). Best effort: a stream whose
 /// previous version cannot be read simply gets no delta bases.
 fn previous_streams(
     repo: &Repository,
@@ -1115,7 +1115,7 @@ pub struct EntrySink<'a, 'r> {
 }
 
 /// The usage error for an archive entry deeper than the folder nesting
-/// limit (format-spec §8.2).
+/// limit (format-spec §14.2).
 fn too_deep(path: &[u8]) -> Error {
     let mut shown: String = String::from_utf8_lossy(path).chars().take(120).collect();
     if shown.len() < path.len() {
