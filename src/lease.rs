@@ -96,6 +96,20 @@ fn rfc(t: DateTime<Utc>) -> String {
 }
 
 impl Lease {
+    /// Parses a lease plaintext (format-spec §9); a `version` other than 1
+    /// is [`ErrorKind::Corrupt`] naming the lease `name`.
+    pub fn decode(plain: &[u8], name: &str) -> Result<Lease> {
+        let l: Lease = serde_json::from_slice(plain)
+            .map_err(|e| Error::corrupt(format!("lease {name}: {e}")))?;
+        if l.version != 1 {
+            return Err(Error::corrupt(format!(
+                "lease {name}: unsupported version {}",
+                l.version
+            )));
+        }
+        Ok(l)
+    }
+
     /// Whether the lease is alive at `now` (unparsable expiry: alive).
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         match parse_time(&self.expires) {
@@ -151,8 +165,7 @@ pub fn list_leases(store: &Store, key: &MasterKey) -> Result<Vec<ListedLease>> {
     for l in store.list("locks/")? {
         let path = ObjectKind::Lock.key(&l.name);
         let lease = match read_sealed(store, key, &path, AAD_LOCK) {
-            Ok(p) => serde_json::from_slice::<Lease>(&p)
-                .map_err(|e| Error::corrupt(format!("lease {}: {e}", l.name))),
+            Ok(p) => Lease::decode(&p, &l.name),
             // Deleted between list and read: finished.
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => Err(e),
@@ -364,6 +377,20 @@ pub struct Mark {
 }
 
 impl Mark {
+    /// Parses a mark plaintext (format-spec §10); a `version` other than 1
+    /// is [`ErrorKind::Corrupt`] naming the mark `name`.
+    pub fn decode(plain: &[u8], name: &str) -> Result<Mark> {
+        let m: Mark = serde_json::from_slice(plain)
+            .map_err(|e| Error::corrupt(format!("mark {name}: {e}")))?;
+        if m.version != 1 {
+            return Err(Error::corrupt(format!(
+                "mark {name}: unsupported version {}",
+                m.version
+            )));
+        }
+        Ok(m)
+    }
+
     /// The mark's time (epoch if unparsable: then the grace is already over).
     pub fn time(&self) -> DateTime<Utc> {
         parse_time(&self.time).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
@@ -403,8 +430,7 @@ pub fn list_marks(store: &Store, key: &MasterKey) -> Result<Vec<(String, Mark)>>
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let m: Mark = serde_json::from_slice(&plain)
-            .map_err(|e| Error::corrupt(format!("mark {}: {e}", l.name)))?;
+        let m = Mark::decode(&plain, &l.name)?;
         out.push((l.name, m));
     }
     Ok(out)
@@ -413,4 +439,29 @@ pub fn list_marks(store: &Store, key: &MasterKey) -> Result<Vec<(String, Mark)>>
 /// Now, RFC 3339 UTC with milliseconds.
 pub fn now() -> String {
     rfc(Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_and_marks_of_another_version_are_corrupt() {
+        let lease = br#"{"version":1,"host":"h","pid":1,"operation":"backup","detail":"","start":"2026-01-01T00:00:00.000Z","refreshed":"2026-01-01T00:00:00.000Z","expires":"2026-01-01T00:05:00.000Z"}"#;
+        assert_eq!(
+            Lease::decode(lease, "l").unwrap().operation,
+            Operation::Backup
+        );
+        let lease2 = String::from_utf8_lossy(lease).replacen("\"version\":1", "\"version\":2", 1);
+        let e = Lease::decode(lease2.as_bytes(), "l").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.to_string().contains("version 2"), "{e}");
+
+        let mark = br#"{"version":1,"time":"2026-01-01T00:00:00.000Z","packs":[],"blockers":null}"#;
+        assert!(Mark::decode(mark, "m").unwrap().blockers.is_none());
+        let mark2 = String::from_utf8_lossy(mark).replacen("\"version\":1", "\"version\":3", 1);
+        let e = Mark::decode(mark2.as_bytes(), "m").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.to_string().contains("version 3"), "{e}");
+    }
 }
