@@ -162,7 +162,7 @@ fn read_sealed(store: &Store, key: &MasterKey, path: &str, aad: &[u8]) -> Result
 /// Lists every lease under `locks/`.
 pub fn list_leases(store: &Store, key: &MasterKey) -> Result<Vec<ListedLease>> {
     let mut out = Vec::new();
-    for l in store.list("locks/")? {
+    for l in store.list(ObjectKind::Lock.list_prefix())? {
         let path = ObjectKind::Lock.key(&l.name);
         let lease = match read_sealed(store, key, &path, AAD_LOCK) {
             Ok(p) => Lease::decode(&p, &l.name),
@@ -423,7 +423,7 @@ pub fn new_mark_name() -> String {
 /// pack that is about to be deleted.
 pub fn list_marks(store: &Store, key: &MasterKey) -> Result<Vec<(String, Mark)>> {
     let mut out = Vec::new();
-    for l in store.list("marks/")? {
+    for l in store.list(ObjectKind::Mark.list_prefix())? {
         let path = ObjectKind::Mark.key(&l.name);
         let plain = match read_sealed(store, key, &path, AAD_MARK) {
             Ok(p) => p,
