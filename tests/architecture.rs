@@ -224,3 +224,76 @@ fn nothing_reaches_the_backend_unsealed() {
         }
     }
 }
+
+/// Every `§N` cited in the code, the tests and the docs (and inside
+/// format-spec.md itself) names a section heading of format-spec.md, so a
+/// renumbering cannot leave stale citations behind. Lines citing another
+/// document's sections (an RFC, the PostgreSQL manual) are left out.
+#[test]
+fn every_format_spec_citation_names_a_section() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let spec = std::fs::read_to_string(root.join("format-spec.md")).unwrap();
+    let mut sections = std::collections::BTreeSet::new();
+    for line in spec.lines() {
+        let Some(rest) = line.strip_prefix("## ").or(line.strip_prefix("### ")) else {
+            continue;
+        };
+        let num: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        let num = num.trim_end_matches('.');
+        if !num.is_empty() {
+            sections.insert(num.to_string());
+        }
+    }
+    assert!(
+        sections.len() > 20,
+        "no numbered sections in format-spec.md"
+    );
+
+    let mut files: Vec<PathBuf> = ["src", "tests", "benches"]
+        .iter()
+        .flat_map(|d| rust_files(d))
+        .collect();
+    for doc in ["README.md", "ARCHITECTURE.md", "format-spec.md"] {
+        files.push(PathBuf::from(doc));
+    }
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            files.push(p.strip_prefix(root).unwrap().to_path_buf());
+        }
+    }
+    files.push(PathBuf::from("tests/data/vectors.json"));
+    let mut stale = Vec::new();
+    let mut cited = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(root.join(f)).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if line.contains("RFC") || line.contains("PostgreSQL 17 docs") {
+                continue;
+            }
+            for (at, _) in line.match_indices('§') {
+                let num: String = line[at + '§'.len_utf8()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
+                let num = num.trim_end_matches('.');
+                if num.is_empty() {
+                    continue;
+                }
+                cited += 1;
+                if !sections.contains(num) {
+                    stale.push(format!("{}:{}: §{num}", f.display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(cited > 100, "only {cited} citations found");
+    assert!(
+        stale.is_empty(),
+        "citations of sections format-spec.md does not have:\n{}",
+        stale.join("\n")
+    );
+}
