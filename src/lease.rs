@@ -16,11 +16,11 @@
 
 use crate::crypto::{self, MasterKey, AAD_LOCK, AAD_MARK};
 use crate::error::{Error, ErrorKind, Result};
+pub use crate::format::lease::{Lease, Mark, Operation};
 use crate::format::{Id, MAX_METADATA_SIZE};
 use crate::store::{ObjectKind, Store};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -36,22 +36,6 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// last successful refresh is older than `EXPIRY - SAFETY` (120 seconds).
 pub const SAFETY: Duration = Duration::from_secs(120);
 
-/// What a lease holder does; decides who conflicts with whom.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Operation {
-    /// `snap backup` (shared).
-    Backup,
-    /// `snap prune` / `forget --prune` (one at a time).
-    Prune,
-    /// `snap copy` (shared).
-    Copy,
-    /// `snap check` (shared).
-    Check,
-    /// Repair or key removal (exclusive: nobody else may run).
-    Exclusive,
-}
-
 impl Operation {
     /// Whether a live lease of `other` stops `self` from starting.
     pub fn conflicts_with(self, other: Operation) -> bool {
@@ -61,28 +45,6 @@ impl Operation {
             _ => other == Operation::Exclusive,
         }
     }
-}
-
-/// A lease object's plaintext (JSON, sealed with `AAD_LOCK`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    /// Format version (1).
-    pub version: u32,
-    /// Host name of the holder.
-    pub host: String,
-    /// Process id of the holder.
-    pub pid: u32,
-    /// Operation held for.
-    pub operation: Operation,
-    /// Free-form detail ("repair index", …).
-    #[serde(default)]
-    pub detail: String,
-    /// When the operation started (UTC, RFC 3339).
-    pub start: String,
-    /// Last refresh (UTC, RFC 3339).
-    pub refreshed: String,
-    /// Valid until (UTC, RFC 3339); dead once more than [`CLOCK_SKEW`] past.
-    pub expires: String,
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
@@ -96,20 +58,6 @@ fn rfc(t: DateTime<Utc>) -> String {
 }
 
 impl Lease {
-    /// Parses a lease plaintext (format-spec §9); a `version` other than 1
-    /// is [`ErrorKind::Corrupt`] naming the lease `name`.
-    pub fn decode(plain: &[u8], name: &str) -> Result<Lease> {
-        let l: Lease = serde_json::from_slice(plain)
-            .map_err(|e| Error::corrupt(format!("lease {name}: {e}")))?;
-        if l.version != 1 {
-            return Err(Error::corrupt(format!(
-                "lease {name}: unsupported version {}",
-                l.version
-            )));
-        }
-        Ok(l)
-    }
-
     /// Whether the lease is alive at `now` (unparsable expiry: alive).
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         match parse_time(&self.expires) {
@@ -165,7 +113,8 @@ pub fn list_leases(store: &Store, key: &MasterKey) -> Result<Vec<ListedLease>> {
     for l in store.list(ObjectKind::Lock.list_prefix())? {
         let path = ObjectKind::Lock.key(&l.name);
         let lease = match read_sealed(store, key, &path, AAD_LOCK) {
-            Ok(p) => Lease::decode(&p, &l.name),
+            Ok(p) => crate::format::lease::decode_lease(&p)
+                .map_err(|e| Error::corrupt(format!("lease {}: {e}", l.name))),
             // Deleted between list and read: finished.
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => Err(e),
@@ -198,7 +147,7 @@ pub struct LeaseGuard {
 }
 
 fn store_lease(store: &Store, key: &MasterKey, name: &str, lease: &Lease) -> Result<()> {
-    let plain = serde_json::to_vec(lease).unwrap_or_default();
+    let plain = crate::format::lease::encode_lease(lease);
     let sealed = key.seal(AAD_LOCK, &plain);
     store.put_overwrite(&ObjectKind::Lock.key(name), Bytes::from(sealed))
 }
@@ -356,41 +305,7 @@ impl Drop for LeaseGuard {
     }
 }
 
-/// A prune mark's plaintext (JSON, sealed with `AAD_MARK`), stored at
-/// `marks/<random 64 hex>`.
-///
-/// Written in two steps by prune: first with `blockers: None` (pending),
-/// then, after listing `locks/`, overwritten with the names of every lease
-/// that was live at that moment. The packs may be deleted by a later prune
-/// once `time + grace` has passed, none of the blockers is still live, and a
-/// fresh reference check finds them unneeded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mark {
-    /// Format version (1).
-    pub version: u32,
-    /// When the mark was written (UTC, RFC 3339).
-    pub time: String,
-    /// Pack ids (hex) pending deletion.
-    pub packs: Vec<String>,
-    /// Lease names live after the mark became visible; `None` while pending.
-    pub blockers: Option<Vec<String>>,
-}
-
 impl Mark {
-    /// Parses a mark plaintext (format-spec §10); a `version` other than 1
-    /// is [`ErrorKind::Corrupt`] naming the mark `name`.
-    pub fn decode(plain: &[u8], name: &str) -> Result<Mark> {
-        let m: Mark = serde_json::from_slice(plain)
-            .map_err(|e| Error::corrupt(format!("mark {name}: {e}")))?;
-        if m.version != 1 {
-            return Err(Error::corrupt(format!(
-                "mark {name}: unsupported version {}",
-                m.version
-            )));
-        }
-        Ok(m)
-    }
-
     /// The mark's time (epoch if unparsable: then the grace is already over).
     pub fn time(&self) -> DateTime<Utc> {
         parse_time(&self.time).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
@@ -404,7 +319,7 @@ impl Mark {
 
 /// Writes (or overwrites) mark `name`.
 pub fn store_mark(store: &Store, key: &MasterKey, name: &str, mark: &Mark) -> Result<()> {
-    let plain = serde_json::to_vec(mark).unwrap_or_default();
+    let plain = crate::format::lease::encode_mark(mark);
     store.put_overwrite(
         &ObjectKind::Mark.key(name),
         Bytes::from(key.seal(AAD_MARK, &plain)),
@@ -430,7 +345,8 @@ pub fn list_marks(store: &Store, key: &MasterKey) -> Result<Vec<(String, Mark)>>
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let m = Mark::decode(&plain, &l.name)?;
+        let m: Mark = crate::format::lease::decode_mark(&plain)
+            .map_err(|e| Error::corrupt(format!("mark {}: {e}", l.name)))?;
         out.push((l.name, m));
     }
     Ok(out)
@@ -439,29 +355,4 @@ pub fn list_marks(store: &Store, key: &MasterKey) -> Result<Vec<(String, Mark)>>
 /// Now, RFC 3339 UTC with milliseconds.
 pub fn now() -> String {
     rfc(Utc::now())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn leases_and_marks_of_another_version_are_corrupt() {
-        let lease = br#"{"version":1,"host":"h","pid":1,"operation":"backup","detail":"","start":"2026-01-01T00:00:00.000Z","refreshed":"2026-01-01T00:00:00.000Z","expires":"2026-01-01T00:05:00.000Z"}"#;
-        assert_eq!(
-            Lease::decode(lease, "l").unwrap().operation,
-            Operation::Backup
-        );
-        let lease2 = String::from_utf8_lossy(lease).replacen("\"version\":1", "\"version\":2", 1);
-        let e = Lease::decode(lease2.as_bytes(), "l").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Corrupt);
-        assert!(e.to_string().contains("version 2"), "{e}");
-
-        let mark = br#"{"version":1,"time":"2026-01-01T00:00:00.000Z","packs":[],"blockers":null}"#;
-        assert!(Mark::decode(mark, "m").unwrap().blockers.is_none());
-        let mark2 = String::from_utf8_lossy(mark).replacen("\"version\":1", "\"version\":3", 1);
-        let e = Mark::decode(mark2.as_bytes(), "m").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Corrupt);
-        assert!(e.to_string().contains("version 3"), "{e}");
-    }
 }

@@ -14,7 +14,7 @@
 //! store/    the only code that talks to a backend (local folder, S3)
 //! repo      Repository: open, unlock, catalog sync, verified reads
 //! session   Session: the one way to write (holds the operation's lease)
-//! lease     lease and prune-mark objects, the refresh thread
+//! lease     the lease protocol: take, refresh, release; list leases and marks
 //! catalog   SQLite cache of index and snapshots (derived, rebuildable)
 //! write/    sources → chunker → ingest → compress → pack
 //! read/     find (ls, diff, stats), restore (plan → fetch → write), fetch
