@@ -1,4 +1,4 @@
-//! Stream dictionaries (format-spec §26) through the built binary: the first
+//! Stream dictionaries (format-spec §12.1) through the built binary: the first
 //! long stream trains and stores a zstd dictionary, its chunks and later
 //! ones are compressed with it, and everything restores byte-identical; a
 //! repository whose streams were stored without one still reads; a missing,

@@ -1,11 +1,11 @@
-//! The dictionary object (format-spec §26): a zstd dictionary that stream
+//! The dictionary object (format-spec §12.1): a zstd dictionary that stream
 //! chunks of the repository are compressed with.
 //!
 //! Stored sealed under `dicts/<id>` (AAD `snap/dict/v1`), its name the
 //! BLAKE3 hash of the sealed bytes like index and snapshot objects; the
 //! plaintext is one zstd dictionary in the format of RFC 8878 §5 (magic
 //! `37 A4 30 EC`, dictionary id, entropy tables, content). Blobs compressed
-//! with it carry compression byte 3 and the object's id (format-spec §5).
+//! with it carry compression byte 3 and the object's id (format-spec §12).
 
 use super::DecodeError;
 

@@ -114,7 +114,7 @@ pub type PackVerdict = (Option<Vec<PackEntry>>, Vec<Id>, Vec<String>);
 
 /// Verifies a whole downloaded pack; see [`PackVerdict`]. A blob that is
 /// intact but names a dictionary that is missing or unreadable (format-spec
-/// §26) is not counted as failed (repair must keep it); it is recorded in
+/// §12.1) is not counted as failed (repair must keep it); it is recorded in
 /// `dict_problems` as (dictionary id, blob id, the error).
 pub fn verify_pack(repo: &Repository, id: &Id, bytes: &[u8]) -> PackVerdict {
     verify_pack_dicts(repo, id, bytes, &mut Vec::new())
@@ -195,7 +195,7 @@ pub fn verify_pack_dicts(
 pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, Vec<String>)> {
     let snaps = repo.snapshots()?;
     let mut memo: HashMap<Id, bool> = HashMap::new();
-    // Both walks recurse at most MAX_DEPTH levels (format-spec §12); a
+    // Both walks recurse at most MAX_DEPTH levels (format-spec §17); a
     // deeper tree counts as affected.
     fn affected(
         repo: &Repository,
@@ -288,7 +288,7 @@ fn problem(message: String) -> Problem {
 /// them. Unreadable objects and disagreements become problems in `out`.
 /// Returns the readable snapshots, ordered like the catalog (time, id).
 fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id, Snapshot)>> {
-    let listed: Vec<Id> = repo.store().list_ids("snapshots/")?;
+    let listed: Vec<Id> = repo.store().list_ids(ObjectKind::Snapshot.list_prefix())?;
     let mut snaps = Vec::new();
     for id in listed {
         match repo.read_snapshot(&id) {
@@ -427,7 +427,11 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         let found = compare_catalog_blobs(repo, &packs, cat_ids == read)?;
         // Reported only if no index object came or went meanwhile (check
         // takes no lease; a concurrent prune or backup changes the index).
-        let now: HashSet<Id> = repo.store().list_ids("index/")?.into_iter().collect();
+        let now: HashSet<Id> = repo
+            .store()
+            .list_ids(ObjectKind::Index.list_prefix())?
+            .into_iter()
+            .collect();
         if now == read {
             other.extend(found);
         }
@@ -500,7 +504,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             for e in &tree.entries {
                 let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
                 for c in &e.content {
-                    // A delta blob needs its base too (format-spec §25).
+                    // A delta blob needs its base too (format-spec §13).
                     let missing = match cat.lookup(c)? {
                         None => Some(format!("blob {}", c.short())),
                         Some(l) => match l.base {
@@ -529,11 +533,11 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             }
         }
     }
-    // Dictionary objects (format-spec §26): each must open and be a zstd
+    // Dictionary objects (format-spec §12.1): each must open and be a zstd
     // dictionary. Which blobs use one is known only from reading them.
     // Read from the store, not the local cache.
     repo.forget_cached_dictionaries();
-    for d in repo.store().list_ids("dicts/")? {
+    for d in repo.store().list_ids(ObjectKind::Dict.list_prefix())? {
         if let Err(e) = repo.dictionary(&d) {
             other.push(problem(format!(
                 "dictionary object {} is unreadable: {e:#}; the stream chunks compressed with it cannot be restored",

@@ -14,7 +14,7 @@
 //!    index object every [`COPY_INDEX_EVERY`] packs.
 //! 4. Store the trees bottom-up, then the snapshot with `original` set.
 //!
-//! Blob ids are keyed (format-spec §4). When both repositories share the id
+//! Blob ids are keyed (format-spec §3). When both repositories share the id
 //! key (`snap init --copy-chunker-params-from`), ids are equal: blobs the
 //! destination has are skipped without reading them, and trees are copied
 //! unchanged. Otherwise every content blob is read and decrypted to compute
@@ -23,7 +23,7 @@
 //! source chunker, so later backups in the destination (cut with its own
 //! chunker) share little with copied data.
 //!
-//! A blob compressed with a source dictionary (format-spec §26) keeps its
+//! A blob compressed with a source dictionary (format-spec §12.1) keeps its
 //! zstd frame when ids are equal: the dictionary is copied first (an equal
 //! destination dictionary is reused) and the payload names the destination's
 //! dictionary object. Blobs whose ids change are re-compressed without one.
@@ -104,7 +104,7 @@ struct Copier<'a> {
     tree_order: Vec<Id>,
     /// Source content blob ids, first-seen order.
     content: Vec<Id>,
-    /// Source dictionary id → destination dictionary id (format-spec §26).
+    /// Source dictionary id → destination dictionary id (format-spec §12.1).
     dicts: HashMap<Id, Id>,
     report: CopyReport,
 }

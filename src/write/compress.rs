@@ -1,6 +1,6 @@
-//! Blob compression (format-spec §5): one leading byte says how the rest is
+//! Blob compression (format-spec §12): one leading byte says how the rest is
 //! stored (0 = raw, 1 = zstd frame, 2 = zstd frame against a base blob,
-//! 3 = zstd frame against a repository dictionary, format-spec §26).
+//! 3 = zstd frame against a repository dictionary, format-spec §12.1).
 
 use crate::error::{Error, Result};
 use crate::format::Id;
@@ -12,11 +12,11 @@ pub const RAW: u8 = 0;
 pub const ZSTD: u8 = 1;
 /// Compression byte: payload is the 32-byte id of a base data blob followed
 /// by one zstd frame compressed with the base's plaintext as a raw-content
-/// dictionary (a delta blob, format-spec §25).
+/// dictionary (a delta blob, format-spec §13).
 pub const ZSTD_DELTA: u8 = 2;
 
 /// Compression byte: payload is the 32-byte id of a dictionary object
-/// (`dicts/<id>`, format-spec §26) followed by one zstd frame compressed
+/// (`dicts/<id>`, format-spec §12.1) followed by one zstd frame compressed
 /// with that zstd dictionary.
 pub const ZSTD_DICT: u8 = 3;
 
@@ -71,7 +71,7 @@ impl Dictionary {
 
     /// The dictionary's generation: its zstd dictionary id (bytes 4..8,
     /// u32 LE), which snap writers set to the MiB of stream it was trained
-    /// on (format-spec §26); writers prefer the highest.
+    /// on (format-spec §12.1); writers prefer the highest.
     pub fn generation(&self) -> u32 {
         crate::format::dict::generation(&self.bytes)
     }
@@ -160,14 +160,14 @@ pub fn looks_incompressible(data: &[u8]) -> bool {
 }
 
 /// zstd level of [`Policy::choose`] for a compressible blob on a CPU-bound
-/// writer (an `auto` repository, format-spec §5). Measured on a 258 MiB
+/// writer (an `auto` repository, format-spec §12). Measured on a 258 MiB
 /// proportional sample of the toolchain tree (`benches/stages.rs` sampling):
 /// level 2 spends 29% less time in zstd than level 3 and stores 3.7% more;
 /// level 1 spends 45% less but stores 8.7% more, beyond the 5% allowed.
 pub const FAST_LEVEL: i32 = 2;
 
 /// Lowest zstd level of a stream chunk compressed with a dictionary in an
-/// `auto` repository (format-spec §26). Measured on 64 KiB pieces of a
+/// `auto` repository (format-spec §12.1). Measured on 64 KiB pieces of a
 /// 678 MB `pg_dump` of text (zstd 1.5 CLI, 112 KiB dictionary trained on a
 /// spread sample): level 3 stores 19 % more than the whole dump compressed
 /// as one frame at level 3 (what restic's 1 MiB chunks come close to),
@@ -195,7 +195,7 @@ pub enum Choice {
 }
 
 /// How a writer compresses blobs: a repository's `compression_level` and
-/// `compression` (format-spec §2.1).
+/// `compression` (format-spec §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// The repository's zstd level (−7 ..= 22).
@@ -214,7 +214,7 @@ impl Policy {
     }
 
     /// The compression for a blob with plaintext `data` on a writer whose
-    /// bottleneck is `bottleneck` (format-spec §5, "Writing"): raw when the
+    /// bottleneck is `bottleneck` (format-spec §12, "Writing"): raw when the
     /// entropy estimate ([`looks_incompressible`]) says incompressible;
     /// else the repository's level, except that an `auto` policy on a
     /// CPU-bound writer uses the faster [`FAST_LEVEL`] (or the repository's
@@ -248,7 +248,7 @@ pub fn encode_as(data: &[u8], choice: Choice, out: &mut Vec<u8>) {
 }
 
 /// [`encode_as`] against `dict` when given: a zstd choice is then stored as
-/// a [`ZSTD_DICT`] payload naming the dictionary (format-spec §26), unless
+/// a [`ZSTD_DICT`] payload naming the dictionary (format-spec §12.1), unless
 /// it saves less than about 3 % (raw). Reuses one zstd context per thread,
 /// level and dictionary.
 pub fn encode_with(data: &[u8], choice: Choice, dict: Option<&Dictionary>, out: &mut Vec<u8>) {

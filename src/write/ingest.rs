@@ -12,13 +12,13 @@
 //!
 //! A stream read with a [`DeltaRef`] (its previous version's chunk list)
 //! stores each new chunk as a delta blob against the previous version's
-//! chunk at the same place when that is smaller (format-spec §25): a nightly
+//! chunk at the same place when that is smaller (format-spec §13): a nightly
 //! database dump changes a few rows per chunk, and zstd with the old chunk
 //! as its dictionary stores only the change.
 //!
 //! Stream chunks are small (so that dumps deduplicate night to night), and
 //! small zstd frames compress worse than large ones: they are compressed
-//! against the repository's zstd dictionary (format-spec §26). The first
+//! against the repository's zstd dictionary (format-spec §12.1). The first
 //! stream backup of a repository without one trains it from the first
 //! [`TRAIN_BYTES`] of its stream, cut into stream chunks, before any of
 //! them is compressed; as the stream goes on it retrains from a sample
@@ -51,7 +51,7 @@ pub const SMALL_FILE: u64 = 1 << 20;
 /// of the previous window.
 pub const STREAM_WINDOW: usize = 8 << 20;
 /// Bytes at the start of a repository's first stream that are cut into
-/// chunks to train its stream dictionary from (format-spec §26): zstd's
+/// chunks to train its stream dictionary from (format-spec §12.1): zstd's
 /// guide asks for about 100 times the dictionary size in samples.
 pub const TRAIN_BYTES: usize = 16 << 20;
 /// Sample bytes a [`Trainer`] keeps (a spread sample of the stream so far).
@@ -65,13 +65,13 @@ const RETRAINS: u32 = 3;
 /// little from one); a later, longer stream trains it.
 pub const MIN_TRAIN_BYTES: usize = 2 << 20;
 /// Share of recent time a writer spends waiting for uploads above which it
-/// counts as upload-bound (format-spec §5, `auto`).
+/// counts as upload-bound (format-spec §12, `auto`).
 const UPLOAD_BOUND_SHARE: f64 = 0.1;
 /// Weight of the latest batch in the moving share of upload waits.
 const WAIT_WEIGHT: f64 = 0.25;
 
 /// Where the writer's time goes, for `compression = "auto"` (format-spec
-/// §5): a moving average, over batches, of the share of time the saver
+/// §12): a moving average, over batches, of the share of time the saver
 /// waited for a free upload slot. A remote store starts upload-bound and
 /// stays so until more packs were sent than uploads run at once (before
 /// that its queue cannot have been full); a local one starts CPU-bound.
@@ -148,12 +148,12 @@ struct Piece {
     len: usize,
     cut: Option<ChunkProfile>,
     delta: Option<Arc<DeltaRef>>,
-    /// Compress against this dictionary (stream chunks, format-spec §26).
+    /// Compress against this dictionary (stream chunks, format-spec §12.1).
     dict: Option<Arc<Dictionary>>,
 }
 
 /// The chunk list of a stream's previous version, used to pick delta bases
-/// (format-spec §25). Chunks are placed by byte offset: a new chunk's
+/// (format-spec §13). Chunks are placed by byte offset: a new chunk's
 /// candidate base is the previous version's chunk that holds the new chunk's
 /// middle, after shifting by the offset difference at the last chunk both
 /// versions share. Offsets, unlike chunk counts, do not drift when a change
@@ -551,7 +551,7 @@ impl Reader<'_> {
 
 /// Trains a stream dictionary from the chunks `chunker` cuts `data` into
 /// (the start of a stream; `at_eof`: all of it) and stores it in `repo`
-/// (format-spec §26). `None`, after a warning if the store failed, when
+/// (format-spec §12.1). `None`, after a warning if the store failed, when
 /// there are fewer than [`MIN_TRAIN_BYTES`] of samples, zstd learns
 /// nothing from them, or the dictionary could not be stored: the stream is
 /// then compressed without one.
@@ -591,7 +591,7 @@ fn store_trained(repo: &Repository, samples: &[&[u8]], read: u64) -> Option<Arc<
     }
 }
 
-/// Retrains a stream's dictionary as the stream is read (format-spec §26):
+/// Retrains a stream's dictionary as the stream is read (format-spec §12.1):
 /// keeps a systematic sample of its chunks (every `stride`-th, the stride
 /// doubling whenever the sample exceeds [`SAMPLE_CAP`] bytes, so the sample
 /// stays spread over everything read), and when [`RETRAIN_FACTOR`] times
