@@ -100,7 +100,7 @@ fn delta(c: &mut Criterion) {
         .iter()
         .map(|(base, changed)| {
             let mut out = Vec::new();
-            snap::write::compress::encode_delta(changed, &base_id, base, 3, &mut out);
+            snap::write::compress::encode_delta(changed, &base_id, base, 3, None, &mut out);
             out
         })
         .collect();
@@ -110,7 +110,7 @@ fn delta(c: &mut Criterion) {
         let mut out = Vec::new();
         b.iter(|| {
             for (base, changed) in &chunks {
-                snap::write::compress::encode_delta(changed, &base_id, base, 3, &mut out);
+                snap::write::compress::encode_delta(changed, &base_id, base, 3, None, &mut out);
                 black_box(out.len());
             }
         })
