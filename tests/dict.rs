@@ -252,3 +252,41 @@ fn copy_carries_dictionary_blobs() {
     );
     check_clean(&other);
 }
+
+#[test]
+fn dictionary_on_s3_is_read_back_with_a_fresh_cache() {
+    let Some(s3) = common::services::s3() else {
+        return;
+    };
+    let mut s = Snap::new();
+    s.repo = s3.repo_url(&common::services::unique_name("dict_"));
+    s.env = s3.env();
+    s.init();
+    let d1 = dump(6, 10);
+    let (id, _) = stdin_backup(&s, "db.sql", &d1);
+    // A fresh cache: the dictionary comes from the bucket (one GET of
+    // `dicts/`), and the dump restores byte-identical.
+    std::fs::remove_dir_all(&s.cache).unwrap();
+    let out = s
+        .cmd(["restore", &id, "--stdout"])
+        .env("SNAP_STATS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == d1, "dump differs");
+    let stats: serde_json::Value = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "store_stats")
+        .expect("store_stats line");
+    assert_eq!(
+        stats["requests"]["by_kind"]["dicts"]["get"].as_u64(),
+        Some(1),
+        "{stats}"
+    );
+    check_clean(&s);
+}

@@ -8,13 +8,14 @@ use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Kinds objects are counted under: the first path segment of the key.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "config",
     "keys",
     "data",
     "index",
     "snapshots",
     "locks",
+    "dicts",
     "other",
 ];
 
@@ -73,7 +74,7 @@ impl KindCounters {
 /// All counters of a store.
 #[derive(Debug, Default)]
 pub struct StoreStats {
-    kinds: [KindCounters; 7],
+    kinds: [KindCounters; KINDS.len()],
 }
 
 impl StoreStats {
