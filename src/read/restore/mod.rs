@@ -233,6 +233,27 @@ pub fn restore_stream(
 struct Filter {
     include: Option<globset::GlobSet>,
     exclude: globset::GlobSet,
+    /// The literal folder prefixes of the include patterns (components),
+    /// when every include pattern is anchored at `/`: a folder that is on
+    /// none of their ways holds no match and is not read.
+    roots: Option<Vec<Vec<Vec<u8>>>>,
+}
+
+/// The leading components of an anchored glob that hold no glob syntax
+/// (`*?[]{}\`); `None` for a pattern matched against names (no `/`).
+/// With `literal_separator(false)` a `*` may cross `/`, but only after the
+/// literal components, so a match lies at or below them.
+fn literal_root(p: &str) -> Option<Vec<Vec<u8>>> {
+    if !p.contains('/') {
+        return None;
+    }
+    Some(
+        p.split('/')
+            .filter(|c| !c.is_empty())
+            .take_while(|c| !c.contains(['*', '?', '[', ']', '{', '}', '\\']))
+            .map(|c| c.as_bytes().to_vec())
+            .collect(),
+    )
 }
 
 impl Filter {
@@ -255,6 +276,11 @@ impl Filter {
             b.build()
                 .map_err(|e| Error::usage(format!("invalid pattern: {e}")))
         };
+        let roots = if include.is_empty() {
+            None
+        } else {
+            include.iter().map(|p| literal_root(p)).collect()
+        };
         Ok(Filter {
             include: if include.is_empty() {
                 None
@@ -262,6 +288,7 @@ impl Filter {
                 Some(build(include)?)
             },
             exclude: build(exclude)?,
+            roots,
         })
     }
 
@@ -279,6 +306,25 @@ impl Filter {
             None => true,
             Some(g) => parent_selected || g.is_match(snap_path),
         }
+    }
+
+    /// Whether the folder at `snap_path` (not selected itself) may hold a
+    /// selected entry: it lies on the way to, or below, the literal root
+    /// of an include pattern.
+    fn may_hold(&self, snap_path: &Path) -> bool {
+        let Some(roots) = &self.roots else {
+            return true;
+        };
+        let comps: Vec<&[u8]> = snap_path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.as_bytes()),
+                _ => None,
+            })
+            .collect();
+        roots
+            .iter()
+            .any(|r| r.iter().zip(&comps).all(|(a, b)| a.as_slice() == *b))
     }
 }
 
@@ -322,68 +368,103 @@ impl Plan {
         }
     }
 
-    /// Walks the trees below `root` (explicit stack, depth checked).
+    /// Walks the trees below `root` breadth-first, one level at a time
+    /// (each level's trees read concurrently, [`crate::read::trees`]; depth
+    /// checked). Folders that cannot hold a selected entry are not read.
     fn build(repo: &Repository, root: &Id, filter: &Filter) -> Result<Plan> {
         let mut plan = Plan::default();
         let mut inodes: HashMap<(u64, u64), usize> = HashMap::new();
-        // (tree, its folder in `dirs`, the level of its entries, its
-        // snapshot path, selected?)
-        let mut stack: Vec<(Id, Option<usize>, usize, PathBuf, bool)> =
-            vec![(*root, None, 1, PathBuf::from("/"), filter.include.is_none())];
-        while let Some((tid, dir, depth, snap_dir, dir_selected)) = stack.pop() {
-            check_depth(depth, || snap_dir.display().to_string())?;
-            let tree = match (repo.read_tree(&tid), dir) {
-                (Ok(t), _) => t,
-                // A damaged folder listing below the root: report it, restore the rest.
-                (Err(e), Some(d)) if is_damage(&e) => {
-                    plan.unreadable.push((d, format!("{e:#}")));
-                    continue;
-                }
-                (Err(e), _) => return Err(e),
-            };
-            for e in tree.entries {
-                let snap_path = snap_dir.join(OsStr::from_bytes(&e.name));
-                if filter.excluded(&snap_path) {
-                    continue;
-                }
-                let selected = filter.selected(&snap_path, dir_selected);
-                match e.kind {
-                    EntryKind::Dir => {
-                        let sub = e
-                            .subtree
-                            .ok_or_else(|| Error::corrupt("directory entry without subtree"))?;
-                        let idx = plan.dirs.len();
-                        plan.dirs.push(PlanDir {
-                            entry: e,
-                            parent: dir,
-                            needed: false,
-                        });
-                        if selected {
-                            plan.need(Some(idx));
-                        }
-                        stack.push((sub, Some(idx), depth + 1, snap_path, selected));
+        // (tree, its folder in `dirs`, its snapshot path, selected?)
+        type Level = Vec<(Id, Option<usize>, PathBuf, bool)>;
+        let mut level: Level = vec![(*root, None, PathBuf::from("/"), filter.include.is_none())];
+        let mut depth = 1;
+        while !level.is_empty() {
+            for (_, _, snap_dir, _) in &level {
+                check_depth(depth, || snap_dir.display().to_string())?;
+            }
+            let ids: Vec<Id> = level.iter().map(|l| l.0).collect();
+            let mut trees = crate::read::trees::read_trees(repo, &ids);
+            // Uses left per tree: the last use takes the tree, earlier ones clone it.
+            let mut uses: HashMap<Id, usize> = HashMap::new();
+            for id in &ids {
+                *uses.entry(*id).or_default() += 1;
+            }
+            let mut next: Level = Vec::new();
+            for (tid, dir, snap_dir, dir_selected) in level {
+                let left = uses.get_mut(&tid).map(|n| {
+                    *n -= 1;
+                    *n
+                });
+                let read = if left == Some(0) {
+                    trees.remove(&tid)
+                } else {
+                    match trees.get(&tid) {
+                        Some(Ok(t)) => Some(Ok(t.clone())),
+                        Some(Err(e)) => Some(Err(Error::new(e.kind(), format!("{e:#}")))),
+                        None => None,
                     }
-                    EntryKind::Socket => {}
-                    _ if !selected => {}
-                    _ => {
-                        let mut link_to = None;
-                        if e.kind == EntryKind::File && e.nlink > 1 && e.inode != 0 {
-                            match inodes.get(&(e.dev, e.inode)) {
-                                Some(&i) => link_to = Some(i),
-                                None => {
-                                    inodes.insert((e.dev, e.inode), plan.items.len());
+                };
+                let tree = match (read, dir) {
+                    (Some(Ok(t)), _) => t,
+                    // A damaged folder listing below the root: report it, restore the rest.
+                    (Some(Err(e)), Some(d)) if is_damage(&e) => {
+                        plan.unreadable.push((d, format!("{e:#}")));
+                        continue;
+                    }
+                    (Some(Err(e)), _) => return Err(e),
+                    (None, _) => {
+                        return Err(Error::corrupt(format!("tree {} was not read", tid.short())))
+                    }
+                };
+                for e in tree.entries {
+                    let snap_path = snap_dir.join(OsStr::from_bytes(&e.name));
+                    if filter.excluded(&snap_path) {
+                        continue;
+                    }
+                    let selected = filter.selected(&snap_path, dir_selected);
+                    match e.kind {
+                        EntryKind::Dir => {
+                            if !selected && !filter.may_hold(&snap_path) {
+                                continue;
+                            }
+                            let sub = e
+                                .subtree
+                                .ok_or_else(|| Error::corrupt("directory entry without subtree"))?;
+                            let idx = plan.dirs.len();
+                            plan.dirs.push(PlanDir {
+                                entry: e,
+                                parent: dir,
+                                needed: false,
+                            });
+                            if selected {
+                                plan.need(Some(idx));
+                            }
+                            next.push((sub, Some(idx), snap_path, selected));
+                        }
+                        EntryKind::Socket => {}
+                        _ if !selected => {}
+                        _ => {
+                            let mut link_to = None;
+                            if e.kind == EntryKind::File && e.nlink > 1 && e.inode != 0 {
+                                match inodes.get(&(e.dev, e.inode)) {
+                                    Some(&i) => link_to = Some(i),
+                                    None => {
+                                        inodes.insert((e.dev, e.inode), plan.items.len());
+                                    }
                                 }
                             }
+                            plan.items.push(PlanItem {
+                                entry: e,
+                                parent: dir,
+                                link_to,
+                            });
+                            plan.need(dir);
                         }
-                        plan.items.push(PlanItem {
-                            entry: e,
-                            parent: dir,
-                            link_to,
-                        });
-                        plan.need(dir);
                     }
                 }
             }
+            level = next;
+            depth += 1;
         }
         Ok(plan)
     }
@@ -642,4 +723,25 @@ fn write_file(
         )));
     }
     Ok(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_roots_prune_only_folders_off_the_way() {
+        let f = Filter::new(&["/a/b/*.txt".into(), "c/d".into()], &[]).unwrap();
+        for on_the_way in ["/", "/a", "/a/b", "/a/b/deeper", "/c", "/c/d", "/c/d/e"] {
+            assert!(f.may_hold(Path::new(on_the_way)), "{on_the_way}");
+        }
+        for off in ["/b", "/a/c", "/c/e", "/ab"] {
+            assert!(!f.may_hold(Path::new(off)), "{off}");
+        }
+        // A name pattern matches anywhere: nothing can be pruned.
+        let f = Filter::new(&["/a/b".into(), "*.txt".into()], &[]).unwrap();
+        assert!(f.may_hold(Path::new("/z/y")));
+        // Glob syntax ends the literal root.
+        assert_eq!(literal_root("/x/y*/z").unwrap(), vec![b"x".to_vec()],);
+    }
 }
