@@ -127,6 +127,17 @@ fn one_file_from_an_empty_cache_reads_only_the_trees_on_its_way() {
     let listed_trees = 1 + 4 + 4;
     assert!(kind(&req, "data", "get") <= depth + listed_trees, "{req}");
 
+    // find with a path pattern: only the folders on the way to its literal
+    // root are read (the catalog's path index is not built).
+    std::fs::remove_dir_all(&s.cache).unwrap();
+    let pat = format!("{dir_s}/*.txt");
+    let (out, req) = with_stats(&s, &os(&[&"find", &pat]));
+    eprintln!("find (depth {depth}): {req}");
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains(&leaf_s), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(kind(&req, "data", "get") <= depth, "{req}");
+
     // A full restore still restores everything (trees read level by level).
     std::fs::remove_dir_all(&s.cache).unwrap();
     let all = s.path("all");

@@ -243,7 +243,7 @@ struct Filter {
 /// (`*?[]{}\`); `None` for a pattern matched against names (no `/`).
 /// With `literal_separator(false)` a `*` may cross `/`, but only after the
 /// literal components, so a match lies at or below them.
-fn literal_root(p: &str) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn literal_root(p: &str) -> Option<Vec<Vec<u8>>> {
     if !p.contains('/') {
         return None;
     }
