@@ -87,6 +87,10 @@ pub fn ensure_indexed(repo: &Repository, root: &Id) -> Result<u64> {
     Ok(added)
 }
 
+/// A pattern's literal folder prefix (name components) and, without `**`,
+/// its number of components.
+type PatternRoot = (Vec<Vec<u8>>, Option<usize>);
+
 /// Glob patterns for [`find`]: a pattern without `/` matches an entry's
 /// name; one with `/` matches the whole path (`*` stays within one
 /// component, `**` crosses them; a missing leading `/` is added).
@@ -98,7 +102,7 @@ pub struct Patterns {
     /// or below one of them can hold a match; with the pattern's number of
     /// components when it has no `**` (`*` stays within a component, so a
     /// match is exactly that deep).
-    roots: Option<Vec<(Vec<Vec<u8>>, Option<usize>)>>,
+    roots: Option<Vec<PatternRoot>>,
 }
 
 impl Patterns {
@@ -198,8 +202,8 @@ pub fn find(
     let mut walked: HashMap<Id, Vec<Found>> = HashMap::new();
     for (_, s) in snaps {
         if pruned && !repo.catalog().tree_indexed(&s.tree)? {
-            if !walked.contains_key(&s.tree) {
-                walked.insert(s.tree, walk_pruned(repo, &s.tree, patterns)?);
+            if let std::collections::hash_map::Entry::Vacant(v) = walked.entry(s.tree) {
+                v.insert(walk_pruned(repo, &s.tree, patterns)?);
             }
         } else {
             indexed += ensure_indexed(repo, &s.tree)?;

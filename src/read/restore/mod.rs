@@ -785,9 +785,12 @@ pub fn restore(
     Ok(summary)
 }
 
+/// The names of a folder's entries in the snapshot.
+type NameSet = std::collections::HashSet<Vec<u8>>;
+
 /// The folders `--delete` cleans: (route from the target, the names the
 /// snapshot's tree holds there), for folders restored whole.
-fn deletable(plan: &Plan) -> Vec<(Vec<Vec<u8>>, &std::collections::HashSet<Vec<u8>>)> {
+fn deletable(plan: &Plan) -> Vec<(Vec<Vec<u8>>, &NameSet)> {
     let mut out = Vec::new();
     if let Some(n) = &plan.root_names {
         out.push((Vec::new(), n));
@@ -823,6 +826,7 @@ fn keep_existing(
     let Some(st) = target::stat_at(&dir, &e.name).map_err(io)? else {
         return Ok((false, 0));
     };
+    #[allow(clippy::unnecessary_cast)] // i32 on some targets
     let mtime = (st.st_mtime as i64)
         .saturating_mul(1_000_000_000)
         .saturating_add(st.st_mtime_nsec as i64);
