@@ -38,7 +38,9 @@
 # Second S3 server: s3s-fs (crates.io "s3s-fs", pinned in _SNAP_S3S_VERSION, built once with
 # `cargo install --locked` into $SNAP_TEST_TOOLS/s3s-fs-VERSION and reused). It keeps objects
 # as files under its data dir, checks SigV4 signatures against the test keys, and serves
-# requests concurrently (tokio). A cold build takes a few minutes on 2 cores (see the
+# requests concurrently (tokio). It honours `If-None-Match: *` and a stale `If-Match` (412),
+# but checks them without a lock: of 16 racing conditional creates of one key, several can
+# win (seen here: up to 15), so tests of racing writers stay on moto. A cold build takes a few minutes on 2 cores (see the
 # `start` line that reports it). If moto and PostgreSQL are already running and healthy,
 # `start` adds s3s-fs beside them without restarting them.
 #
@@ -201,7 +203,7 @@ _snap_venv_dir() { printf '%s/moto-venv\n' "$(_snap_tools_dir)"; }
 
 # HTTP request to the S3 server, signed with AWS SigV4 as test/test in us-east-1. moto does
 # not check signatures, but it answers 403 to some anonymous requests (DELETE, conditional
-# PUT), so requests are signed: with curl's --aws-sigv4 (curl >= 7.75) when available, else
+# PUT); s3s-fs checks them and wants the x-amz-content-sha256 header. So requests are signed: with curl's --aws-sigv4 (curl >= 7.75) when available, else
 # with botocore from the moto venv.
 # Usage: _snap_http METHOD URL [BODY [HEADER...]]; prints the status code (000 on no answer).
 _snap_http() {
@@ -217,7 +219,8 @@ _snap_http() {
     fi
     if [ "$_SNAP_CURL_SIGV4" = yes ]; then
         local args=(-s -o /dev/null -w '%{http_code}' --max-time 10 -X "$method"
-            --aws-sigv4 'aws:amz:us-east-1:s3' --user 'test:test')
+            --aws-sigv4 'aws:amz:us-east-1:s3' --user 'test:test'
+            -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
         if [ "$method" = PUT ] || [ "$method" = POST ]; then
             args+=(-H 'Content-Type: application/octet-stream' --data-binary "$body")
         fi
