@@ -417,8 +417,30 @@ sys.exit(moto_server.main(sys.argv[1:]))
 EOF
 }
 
+# Checks that the S3 server at $1 honours conditional writes, as object_store's
+# PutMode::Create (If-None-Match: *) and PutMode::Update (If-Match: <etag>) send them; prints
+# a WARNING line for each that it does not honour. Fails only when a plain PUT fails.
+_snap_probe_conditional() {
+    local url=$1 probe code
+    probe="$url/$_SNAP_S3_BUCKET/.snap-services-probe-$$"
+    code=$(_snap_http PUT "$probe" 'first')
+    if [ "$code" != 200 ]; then
+        _snap_err "PUT of a probe object to $probe failed (HTTP $code)"
+        return 1
+    fi
+    code=$(_snap_http PUT "$probe" 'second' 'If-None-Match: *')
+    if [ "$code" != 412 ]; then
+        _snap_warn "S3 server at $url does not honour 'If-None-Match: *' on PutObject (HTTP $code, expected 412); conditional-write tests will fail"
+    fi
+    code=$(_snap_http PUT "$probe" 'third' 'If-Match: "0123456789abcdef0123456789abcdef"')
+    if [ "$code" != 412 ]; then
+        _snap_warn "S3 server at $url does not honour a stale 'If-Match' on PutObject (HTTP $code, expected 412)"
+    fi
+    _snap_http DELETE "$probe" >/dev/null
+}
+
 _snap_start_s3() {
-    local root=$1 venv s3dir port pid url code probe ver
+    local root=$1 venv s3dir port pid url code ver
     venv=$(_snap_moto_venv) || return 1
     s3dir="$root/s3"
     mkdir -p "$s3dir" || return 1
@@ -462,23 +484,7 @@ _snap_start_s3() {
         ;;
     esac
 
-    # Conditional writes, as object_store's PutMode::Create (If-None-Match: *) and
-    # PutMode::Update (If-Match: <etag>) send them.
-    probe="$url/$_SNAP_S3_BUCKET/.snap-services-probe-$$"
-    code=$(_snap_http PUT "$probe" 'first')
-    if [ "$code" != 200 ]; then
-        _snap_err "PUT of a probe object to $probe failed (HTTP $code)"
-        return 1
-    fi
-    code=$(_snap_http PUT "$probe" 'second' 'If-None-Match: *')
-    if [ "$code" != 412 ]; then
-        _snap_warn "S3 server at $url does not honour 'If-None-Match: *' on PutObject (HTTP $code, expected 412); conditional-write tests will fail"
-    fi
-    code=$(_snap_http PUT "$probe" 'third' 'If-Match: "0123456789abcdef0123456789abcdef"')
-    if [ "$code" != 412 ]; then
-        _snap_warn "S3 server at $url does not honour a stale 'If-Match' on PutObject (HTTP $code, expected 412)"
-    fi
-    _snap_http DELETE "$probe" >/dev/null
+    _snap_probe_conditional "$url" || return 1
 
     _snap_state_export SNAP_TEST_S3_ENDPOINT "$url"
     _snap_state_export SNAP_TEST_S3_BUCKET "$_SNAP_S3_BUCKET"
@@ -517,8 +523,7 @@ _snap_s3s_bin() {
         printf 'services: building s3s-fs %s into %s (log: %s)\n' "$_SNAP_S3S_VERSION" "$dir" "$log" >&2
         # Its own target dir (removed afterwards), so no project's CARGO_TARGET_DIR is touched.
         env -u CARGO_TARGET_DIR cargo install --locked --quiet "s3s-fs@$_SNAP_S3S_VERSION" \
-            --features binary --root "$dir" --target-dir "$tools/s3s-fs-build" >"$log" 2>&1
-        rc=$?
+            --features binary --root "$dir" --target-dir "$tools/s3s-fs-build" >"$log" 2>&1 || rc=$?
         rm -rf "$tools/s3s-fs-build"
         exit "$rc"
     ) 9>"$tools/.lock" || rc=$?
@@ -577,6 +582,7 @@ _snap_start_s3s() {
         return 1
         ;;
     esac
+    _snap_probe_conditional "$url" || return 1
     _snap_state_export SNAP_TEST_S3S_ENDPOINT "$url"
     _snap_state_export SNAP_TEST_S3S_BUCKET "$_SNAP_S3_BUCKET"
     _snap_say "s3 (s3s-fs $_SNAP_S3S_VERSION) at $url bucket $_SNAP_S3_BUCKET (log $root/s3s/s3s-fs.log)"
