@@ -64,12 +64,16 @@ async def handle(client_r, client_w, target, delay):
         client_w.close()
         return
     state = {"new_request": True}
-    await asyncio.gather(
-        pipe(client_r, server_w, delay, state, True),
-        pipe(server_r, client_w, delay, state, False),
-    )
-    for w in (client_w, server_w):
-        w.close()
+    try:
+        await asyncio.gather(
+            pipe(client_r, server_w, delay, state, True),
+            pipe(server_r, client_w, delay, state, False),
+        )
+    except asyncio.CancelledError:
+        pass  # the proxy is stopping
+    finally:
+        for w in (client_w, server_w):
+            w.close()
 
 
 def hostport(s):
@@ -101,8 +105,10 @@ async def main():
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    await stop.wait()
+    # Close the listener and exit without waiting for open connections (asyncio.run
+    # cancels their tasks); Server.wait_closed() could wait on an idle keep-alive client.
+    server.close()
 
 
 if __name__ == "__main__":
