@@ -4,8 +4,10 @@
 //! find     (trees → paths: ls, find, diff, stats, the catalog path index)
 //! restore  (trees → plan of folders and files → fetch → open → write)
 //!   fetch  (blob locations → coalesced ranged pack reads)
+//! mount    (trees → inodes, lazily; read(offset, size) → the covering blobs, LRU-cached)
 //! ```
 
 pub mod fetch;
 pub mod find;
+pub mod mount;
 pub mod restore;
