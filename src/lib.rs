@@ -21,6 +21,9 @@
 //!               restore/target opens the target path by path component,
 //!               never following symlinks
 //!   fetch       batched sealed-blob reads: coalesced ranges, concurrent on S3
+//!   mount       `snap mount`'s inode table (trees read lazily) and range reads
+//!               (only the covering blobs, through an LRU of decoded blobs);
+//!               the FUSE glue is cli/mount.rs
 //! ops/        operations: backup (walk, parent, trees, snapshot), copy, check,
 //!             prune, repair, retention, archive (tar/zip export, tar import)
 //! crypto      master key, keyed BLAKE3 ids, XChaCha20-Poly1305 envelope, Argon2id
