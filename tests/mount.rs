@@ -26,6 +26,9 @@ struct Fixture {
     ids: Vec<String>,
 }
 
+/// Files in the folder `many`.
+const MANY: usize = 1500;
+
 /// The first version of docs/notes.txt (the second lacks the needle).
 const NOTES: &[u8] = b"first line\nthe needle is here\nlast\n";
 
@@ -44,6 +47,15 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     std::os::unix::fs::symlink("docs/notes.txt", src.join("link")).unwrap();
+    // More names than one readdir reply holds: the listing comes in pages.
+    std::fs::create_dir_all(src.join("many")).unwrap();
+    for i in 0..MANY {
+        std::fs::write(
+            src.join(format!("many/file-with-a-longish-name-{i:05}")),
+            b"",
+        )
+        .unwrap();
+    }
     let v1 = s.backup_json([src.as_os_str(), "--tag".as_ref(), "daily".as_ref()]);
     std::fs::write(src.join("docs/notes.txt"), b"second version, no match\n").unwrap();
     let v2 = s.backup_json([src.as_os_str()]);
@@ -279,7 +291,12 @@ fn mounted_repository_reads_like_a_file_system() {
     let s2 = mnt.join("snapshots").join(&f.ids[1]);
     let in1 = |rel: &str| restored_path(&s1, &f.src.join(rel));
     let in2 = |rel: &str| restored_path(&s2, &f.src.join(rel));
-    assert_eq!(ls(&in1("")), ["big.bin", "docs", "link"]);
+    assert_eq!(ls(&in1("")), ["big.bin", "docs", "link", "many"]);
+    let many = ls(&in1("many"));
+    let want: Vec<String> = (0..MANY)
+        .map(|i| format!("file-with-a-longish-name-{i:05}"))
+        .collect();
+    assert!(many == want, "{} names listed, {MANY} expected", many.len());
 
     // Metadata: sizes, modes, mtimes, symlink targets.
     let meta = std::fs::symlink_metadata(in1("docs/notes.txt")).unwrap();

@@ -440,12 +440,20 @@ pub fn mtime_str(ns: i64) -> String {
 /// gracefully (called by [`snap::interrupt`]'s watcher thread).
 pub fn on_stopping(sig: i32) {
     if std::io::stderr().is_terminal() {
+        let what = STOPPING
+            .get()
+            .copied()
+            .unwrap_or("indexing what is stored, releasing the lease");
         eprintln!(
-            "\nsnap: {}: stopping (indexing what is stored, releasing the lease); signal again to quit at once",
+            "\nsnap: {}: stopping ({what}); signal again to quit at once",
             snap::interrupt::signal_name(sig)
         );
     }
 }
+
+/// What [`on_stopping`] says the command does before it ends, when not the
+/// default (a backup's "indexing what is stored, releasing the lease").
+pub static STOPPING: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
 /// Maps an error to the documented exit code: the kind of the outermost
 /// [`snap::Error`] in the chain ([`snap::ErrorKind::exit_code`]), else 1.

@@ -76,6 +76,7 @@ pub fn run(g: &Global, a: &MountArgs) -> Result<u8> {
     // Ctrl-C / SIGTERM set a flag while this guard lives; the loop below
     // sees it and unmounts.
     let _graceful = snap::interrupt::graceful();
+    let _ = super::STOPPING.set("unmounting");
     let session = fuser::spawn_mount(Fuse(fs), &a.mountpoint, &cfg).map_err(|e| {
         let hint = if e.raw_os_error() == Some(libc::ENOENT)
             || e.kind() == std::io::ErrorKind::NotFound
@@ -245,30 +246,35 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let children = match self.0.children(ino.0) {
-            Ok(c) => c,
-            Err(e) => {
-                reply.error(errno(&e, &self.0, || format!("listing inode {}", ino.0)));
+        let parent = self.0.parent(ino.0).unwrap_or(ino.0);
+        // Entry i of the listing has offset i + 1: ".", "..", then children.
+        let dots = [(ino.0, b".".as_slice()), (parent, b"..".as_slice())];
+        for (i, (c, name)) in dots.iter().enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(*c),
+                (i + 1) as u64,
+                FileType::Directory,
+                OsStr::from_bytes(name),
+            ) {
+                reply.ok();
                 return;
             }
-        };
-        let parent = self.0.parent(ino.0).unwrap_or(ino.0);
-        let mut all: Vec<(u64, FileType, Vec<u8>)> = vec![
-            (ino.0, FileType::Directory, b".".to_vec()),
-            (parent, FileType::Directory, b"..".to_vec()),
-        ];
-        for (name, c) in children {
-            let kind = self
-                .0
-                .attr(c)
-                .map(|a| file_type(a.kind))
-                .unwrap_or(FileType::RegularFile);
-            all.push((c, kind, name));
         }
-        for (i, (c, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(c), (i + 1) as u64, kind, OsStr::from_bytes(&name)) {
-                break;
-            }
+        let skip = (offset as usize).saturating_sub(2);
+        let mut next = skip as u64 + 3;
+        let r = self.0.for_children(ino.0, skip, |name, a| {
+            let full = reply.add(
+                INodeNo(a.ino),
+                next,
+                file_type(a.kind),
+                OsStr::from_bytes(name),
+            );
+            next += 1;
+            full
+        });
+        if let Err(e) = r {
+            reply.error(errno(&e, &self.0, || format!("listing inode {}", ino.0)));
+            return;
         }
         reply.ok();
     }

@@ -504,6 +504,35 @@ impl MountFs {
         }
     }
 
+    /// Calls `f(name, attributes)` for the children of folder `ino` in name
+    /// order, from the `skip`-th on, until `f` returns `true` ("full"); reads
+    /// the folder's tree on first use. For listing a large folder in pages
+    /// without copying it for each page.
+    ///
+    /// Errors: as [`MountFs::children`].
+    pub fn for_children(
+        &self,
+        ino: u64,
+        skip: usize,
+        mut f: impl FnMut(&[u8], &Attr) -> bool,
+    ) -> FsResult<()> {
+        self.load(ino)?;
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        let c = match &node(&nodes, ino)?.kind {
+            NodeKind::Virtual(c)
+            | NodeKind::Tree {
+                children: Some(c), ..
+            } => c,
+            _ => return Err(FsError::NotDir),
+        };
+        for (name, child) in c.iter().skip(skip) {
+            if f(name, &node(&nodes, *child)?.attr) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The child `name` of folder `parent`, with its attributes.
     ///
     /// Errors: [`FsError::NotFound`] when there is none; else as
