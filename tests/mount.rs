@@ -13,6 +13,8 @@ use snap::read::mount::{FsError, MountFs, MountOptions, ROOT_INO};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Two snapshots of a tree with a multi-chunk file, a small text file, a
@@ -187,6 +189,7 @@ fn fuse_usable() -> Result<(), String> {
 struct Mounted {
     child: Option<Child>,
     dir: PathBuf,
+    done: Arc<AtomicBool>,
 }
 
 impl Mounted {
@@ -203,9 +206,29 @@ impl Mounted {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn snap mount");
+        // Watchdog: a file system that stops answering would hang the test's
+        // own reads; after 3 minutes the server is killed (pending calls then
+        // fail with ENOTCONN) and the mount point detached.
+        let done = Arc::new(AtomicBool::new(false));
+        {
+            let (done, pid, dir) = (done.clone(), child.id().to_string(), dir.to_path_buf());
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(180) {
+                    if done.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                eprintln!("watchdog: snap mount {pid} still serving after 180 s; killing it");
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                let _ = Command::new("umount").arg("-l").arg(&dir).status();
+            });
+        }
         let mut m = Mounted {
             child: Some(child),
             dir: dir.to_path_buf(),
+            done,
         };
         let t0 = Instant::now();
         while !dir.join("snapshots").exists() {
@@ -229,6 +252,7 @@ impl Mounted {
     fn wait(mut self) -> (Option<i32>, String) {
         let child = self.child.take().unwrap();
         let out = child.wait_with_output().unwrap();
+        self.done.store(true, Ordering::SeqCst);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -242,6 +266,7 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
