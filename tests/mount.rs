@@ -430,3 +430,43 @@ fn mount_refuses_a_missing_mount_point() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("not a folder"), "{stderr}");
 }
+
+#[test]
+fn library_answers_a_damaged_blob_with_an_error_not_a_panic() {
+    let f = fixture();
+    let repo = snap::Repository::open(&f.s.repo, f.s.password.as_bytes(), &f.s.cache).unwrap();
+    let (_, first) = repo.resolve_snapshot(&f.ids[0]).unwrap();
+    let big_path = f.src.join("big.bin");
+    let entry =
+        snap::read::restore::find_entry(&repo, &first.tree, big_path.to_str().unwrap()).unwrap();
+    // Flip one byte inside the third content blob, in its pack file.
+    let loc = repo.locate(&entry.content[2]).unwrap();
+    let pack = Path::new(&f.s.repo).join(snap::store::ObjectKind::Pack.key(&loc.pack.to_hex()));
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[loc.offset as usize + loc.length as usize / 2] ^= 0x55;
+    std::fs::write(&pack, bytes).unwrap();
+    let start: u64 = {
+        let mut n = 0;
+        for id in &entry.content[..2] {
+            n += u64::from(repo.locate(id).unwrap().raw_len);
+        }
+        n
+    };
+
+    let fs = MountFs::new(repo, MountOptions::default()).unwrap();
+    let ino = walk(
+        &fs,
+        &restored_path(&PathBuf::from("snapshots").join(&f.ids[0]), &big_path),
+    )
+    .unwrap();
+    let fh = fs.open(ino).unwrap();
+    // The blobs before the damaged one still read; a range touching it fails
+    // with a Corrupt error (EIO), every time.
+    assert!(fs.read(fh, 0, start as u32).unwrap() == f.big[..start as usize]);
+    for _ in 0..2 {
+        match fs.read(fh, start + 10, 100) {
+            Err(e @ FsError::Repo(_)) => assert_eq!(e.errno(), libc::EIO),
+            other => panic!("damaged blob read gave {other:?}"),
+        }
+    }
+}
