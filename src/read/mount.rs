@@ -4,7 +4,9 @@
 //! directly).
 //!
 //! Layout (names are bytes; host and tag names have `/` and NUL replaced by
-//! `_`):
+//! `_`; two snapshots of one host started in the same second get the second
+//! one's short id appended, `…T23:18:00-9fb26fbd`; two snapshots whose short
+//! ids collide are named by their full ids):
 //!
 //! ```text
 //! /snapshots/<short-id>/…           each snapshot's tree (streams under @streams/)
@@ -62,7 +64,7 @@ impl Default for MountOptions {
 /// Why a file system call failed; [`FsError::errno`] gives the errno.
 #[derive(Debug)]
 pub enum FsError {
-    /// No such inode, name or open file (ENOENT / EBADF).
+    /// No such inode or name (ENOENT).
     NotFound,
     /// A folder operation on something else (ENOTDIR).
     NotDir,
