@@ -134,6 +134,20 @@ fn library_reads_any_range_through_a_bounded_cache() {
     assert_eq!(names, want);
     let latest = walk(&fs, Path::new("snapshots/latest")).unwrap();
     assert_eq!(fs.readlink(latest).unwrap(), f.ids[2].as_bytes());
+    // One host: its three snapshots by time, and `latest` naming the newest.
+    let hosts = fs.children(walk(&fs, Path::new("hosts")).unwrap()).unwrap();
+    assert_eq!(hosts.len(), 1);
+    let by_time = fs.children(hosts[0].1).unwrap();
+    let names: Vec<&[u8]> = by_time.iter().map(|(n, _)| n.as_slice()).collect();
+    assert_eq!(names.len(), 4, "{by_time:?}");
+    assert_eq!(*names.last().unwrap(), b"latest");
+    // Only the newest (the stream snapshot) has @streams.
+    let target = fs.readlink(by_time[3].1).unwrap();
+    let newest = fs.lookup(hosts[0].1, &target).unwrap();
+    assert!(
+        fs.lookup(newest.ino, b"@streams").is_ok(),
+        "hosts/*/latest names the newest"
+    );
 
     let snap1 = PathBuf::from("snapshots").join(&f.ids[0]);
     let big = walk(&fs, &restored_path(&snap1, &f.src.join("big.bin"))).unwrap();
@@ -308,7 +322,12 @@ fn mounted_repository_reads_like_a_file_system() {
     );
     let hosts = ls(&mnt.join("hosts"));
     assert_eq!(hosts.len(), 1, "{hosts:?}");
-    assert_eq!(ls(&mnt.join("hosts").join(&hosts[0])).len(), 3);
+    assert_eq!(ls(&mnt.join("hosts").join(&hosts[0])).len(), 4); // 3 + latest
+    let newest = mnt
+        .join("hosts")
+        .join(&hosts[0])
+        .join("latest/@streams/db.sql");
+    assert!(std::fs::read(newest).unwrap() == f.stream);
     assert_eq!(ls(&mnt.join("tags")), ["daily"]);
     assert_eq!(ls(&mnt.join("tags/daily")), [f.ids[0].clone()]);
 

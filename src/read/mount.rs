@@ -12,6 +12,7 @@
 //! /snapshots/<short-id>/…           each snapshot's tree (streams under @streams/)
 //! /snapshots/latest                 symlink to the newest snapshot's folder
 //! /hosts/<host>/<YYYY-MM-DDTHH:MM:SS>/…   the same trees by host and start time (UTC)
+//! /hosts/<host>/latest              symlink to that host's newest snapshot
 //! /tags/<tag>/<short-id>/…          the same trees by tag
 //! ```
 //!
@@ -431,6 +432,7 @@ impl MountFs {
         let mut by_host: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, u64>> = BTreeMap::new();
         let mut by_tag: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, u64>> = BTreeMap::new();
         let mut latest: Option<(i64, Vec<u8>)> = None;
+        let mut host_latest: BTreeMap<Vec<u8>, (i64, Vec<u8>)> = BTreeMap::new();
         for (id, s) in snaps {
             let name = name_of(id).into_bytes();
             let ino = tree_node(&mut nodes, snap_dir, s);
@@ -441,14 +443,19 @@ impl MountFs {
             let when = chrono::DateTime::from_timestamp_millis(s.time_ms())
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
                 .unwrap_or_else(|| name_of(id));
-            let host = by_host.entry(component(&s.hostname)).or_default();
+            let hkey = component(&s.hostname);
+            let host = by_host.entry(hkey.clone()).or_default();
             let mut hname = when.into_bytes();
             if host.contains_key(&hname) {
                 hname.push(b'-');
                 hname.extend_from_slice(&name);
             }
             let ino = tree_node(&mut nodes, 0, s);
-            host.insert(hname, ino);
+            host.insert(hname.clone(), ino);
+            let l = host_latest.entry(hkey).or_insert((i64::MIN, Vec::new()));
+            if time_ns(s) >= l.0 {
+                *l = (time_ns(s), hname);
+            }
             for t in &s.tags {
                 let ino = tree_node(&mut nodes, 0, s);
                 by_tag
@@ -462,6 +469,13 @@ impl MountFs {
             by_id.insert(b"latest".to_vec(), ino);
         }
         nodes[snap_dir as usize - 1].kind = NodeKind::Virtual(by_id);
+        for (h, (_, target)) in host_latest {
+            let ino = push(&mut nodes, 0, newest, NodeKind::Link(target));
+            by_host
+                .entry(h)
+                .or_default()
+                .insert(b"latest".to_vec(), ino);
+        }
         for (dir, groups) in [(host_dir, by_host), (tag_dir, by_tag)] {
             let mut names = BTreeMap::new();
             for (gname, members) in groups {
