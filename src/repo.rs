@@ -86,6 +86,8 @@ pub struct Repository {
     /// Tree-cache generation of the running backup; 0: not in use.
     tree_gen: std::sync::atomic::AtomicI64,
     unreadable: Mutex<Unreadable>,
+    /// This repository's cache directory (`<cache dir>/<repository id>`).
+    cache_dir: std::path::PathBuf,
 }
 
 /// Trees larger than this (plaintext bytes) are not kept in the tree cache.
@@ -410,6 +412,10 @@ impl Repository {
             streams_chunker,
             tree_gen: std::sync::atomic::AtomicI64::new(0),
             unreadable: Mutex::new(Unreadable::default()),
+            cache_dir: cat_path
+                .parent()
+                .map(|d| d.to_path_buf())
+                .unwrap_or_default(),
         };
         if let Some(w) = recovered {
             repo.warn(w);
@@ -435,6 +441,17 @@ impl Repository {
             Some(_) => {}
         }
         Ok(())
+    }
+
+    /// This repository's cache directory (`<cache dir>/<repository id>`),
+    /// holding the catalog and temporary index views.
+    pub fn cache_dir(&self) -> std::path::PathBuf {
+        self.cache_dir.clone()
+    }
+
+    /// Path of the catalog file (`catalog.sqlite` in [`Repository::cache_dir`]).
+    pub fn catalog_path(&self) -> std::path::PathBuf {
+        self.cache_dir.join("catalog.sqlite")
     }
 
     /// The storage facade.
