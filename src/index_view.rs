@@ -73,8 +73,12 @@ impl Drop for IndexView {
 
 /// A malformed id in the view (never expected: the view writes only ids).
 fn id_of(raw: &[u8]) -> Result<Id> {
-    Id::from_slice(raw)
-        .ok_or_else(|| Error::new(ErrorKind::Catalog, "temporary index view holds a malformed id"))
+    Id::from_slice(raw).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Catalog,
+            "temporary index view holds a malformed id",
+        )
+    })
 }
 
 fn pack_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Vec<u8>, i64, i64, i64)> {
@@ -91,8 +95,17 @@ fn to_pack((pack_no, id, size, first, count): (i64, Vec<u8>, i64, i64, i64)) -> 
     })
 }
 
-fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Vec<u8>, u8, u32, u32, u32, Option<Vec<u8>>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+fn entry_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(Vec<u8>, u8, u32, u32, u32, Option<Vec<u8>>)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn to_entry(
@@ -191,11 +204,10 @@ impl IndexView {
             let mut ins_blob = tx.prepare_cached(
                 "INSERT INTO blobs(pack_no,id,kind,offset,length,raw_len,base) VALUES(?1,?2,?3,?4,?5,?6,?7)",
             )?;
-            let mut next_blob: i64 = tx.query_row(
-                "SELECT coalesce(max(rowid),0)+1 FROM blobs",
-                [],
-                |r| r.get(0),
-            )?;
+            let mut next_blob: i64 =
+                tx.query_row("SELECT coalesce(max(rowid),0)+1 FROM blobs", [], |r| {
+                    r.get(0)
+                })?;
             for p in &f.packs {
                 ins_pack.execute(params![
                     &p.id.0[..],
@@ -329,7 +341,9 @@ impl IndexView {
                  JOIN packs p ON p.pack_no=b.pack_no WHERE b.id=?1 \
                  ORDER BY EXISTS(SELECT 1 FROM marked m WHERE m.id=p.id), b.pack_no LIMIT 1",
             )?
-            .query_row([&id.0[..]], |r| Ok((entry_row(r)?, r.get::<_, Vec<u8>>(6)?)))
+            .query_row([&id.0[..]], |r| {
+                Ok((entry_row(r)?, r.get::<_, Vec<u8>>(6)?))
+            })
             .optional()?;
         match row {
             None => Ok(None),
@@ -406,9 +420,11 @@ impl IndexView {
         self.refs_indexed = true;
         Ok(self
             .conn
-            .query_row("SELECT count(*) FROM (SELECT DISTINCT id FROM refs)", [], |r| {
-                r.get::<_, i64>(0)
-            })?
+            .query_row(
+                "SELECT count(*) FROM (SELECT DISTINCT id FROM refs)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )?
             .max(0) as u64)
     }
 
@@ -481,7 +497,10 @@ impl IndexView {
         while let Some(r) = rows.next()? {
             total += 1;
             if out.len() < limit {
-                out.push(format!("blob {} is missing", id_of(&r.get::<_, Vec<u8>>(0)?)?.short()));
+                out.push(format!(
+                    "blob {} is missing",
+                    id_of(&r.get::<_, Vec<u8>>(0)?)?.short()
+                ));
             }
         }
         drop(rows);

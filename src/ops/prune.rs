@@ -20,10 +20,10 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexFile, IndexPack};
-use crate::index_view::{IndexView, ViewPack};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::format::{BlobKind, Id};
+use crate::index_view::{IndexView, ViewPack};
 use crate::lease::{self, Mark};
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
