@@ -71,7 +71,6 @@ fn main() -> anyhow::Result<()> {
             "usage: scale_repo REPO CACHE_DIR [N] [REF_PERCENT]; password in SNAP_PASSWORD"
         );
     }
-    let (loc, cache) = (&args[1], std::path::PathBuf::from(&args[2]));
     let n: u64 = args
         .get(3)
         .map(|s| s.parse())
@@ -79,8 +78,29 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(50_000_000);
     let ref_percent: u64 = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(50);
     let pw = std::env::var("SNAP_PASSWORD").map_err(|_| anyhow::anyhow!("set SNAP_PASSWORD"))?;
+    let summary = generate(
+        &args[1],
+        std::path::Path::new(&args[2]),
+        &pw,
+        n,
+        ref_percent,
+    )?;
+    println!("{summary}");
+    Ok(())
+}
+
+/// Fills the initialised local repository `loc` (catalog under `cache`) with
+/// `n` synthetic blobs, `ref_percent` % of the packs referenced by one
+/// snapshot (see the file documentation). Returns a one-line summary.
+pub fn generate(
+    loc: &str,
+    cache: &std::path::Path,
+    pw: &str,
+    n: u64,
+    ref_percent: u64,
+) -> anyhow::Result<String> {
     let t = Instant::now();
-    let repo = Repository::open(loc, pw.as_bytes(), &cache)?;
+    let repo = Repository::open(loc, pw.as_bytes(), cache)?;
     let root = repo
         .store()
         .local_root()
@@ -189,12 +209,11 @@ fn main() -> anyhow::Result<()> {
     drop(repo);
     let written = t.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    let repo = Repository::open(loc, pw.as_bytes(), &cache)?;
+    let repo = Repository::open(loc, pw.as_bytes(), cache)?;
     let count = repo.catalog().blob_count()?;
-    println!(
+    Ok(format!(
         "scale_repo: {n} synthetic blobs ({referenced} referenced by snapshot {}), {written:.0} s to write; catalog of {count} blobs synced in {:.0} s",
         sid.short(),
         t2.elapsed().as_secs_f64()
-    );
-    Ok(())
+    ))
 }

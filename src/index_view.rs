@@ -28,7 +28,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
 /// SQLite page cache of a view, bytes (also bounds its sorter's memory).
-pub const VIEW_CACHE_BYTES: i64 = 64 << 20;
+pub const VIEW_CACHE_BYTES: i64 = 16 << 20;
 
 const SCHEMA: &str = "
 CREATE TABLE indexes(idx_no INTEGER PRIMARY KEY, id BLOB NOT NULL);
