@@ -19,7 +19,9 @@
 #
 # Knobs: SIZES (default "5000000 50000000"), SRC (default ~/.cargo/registry/src),
 #        BEFORE (path of a snap binary built from older code; default none),
-#        BEFORE_MAX (default 5000000), WORK (scratch dir).
+#        BEFORE_MAX (default 5000000), WORK (scratch dir),
+#        REPORT_FROM ("raw.tsv files" of earlier runs, e.g. one per size run
+#        in parallel: skip the runs and print their table).
 # Disk: about 60 bytes of catalog and 45 of index objects per blob (50M:
 # ~6 GB), plus the backup of SRC and its restore; packs are sparse.
 set -euo pipefail
@@ -39,8 +41,7 @@ SNAP=$TARGET/release/snap
 GEN=$TARGET/release/examples/scale_repo
 RAW="$WORK/raw.tsv"
 : >"$RAW"
-log "warm-up read of $SRC"
-tar -cf - "$SRC" 2>/dev/null | cat >/dev/null
+[ -n "${REPORT_FROM:-}" ] || { log "warm-up read of $SRC"; tar -cf - "$SRC" 2>/dev/null | cat >/dev/null; }
 timed() { # SIZE STEP CMD...
   local n=$1 s=$2
   shift 2
@@ -50,6 +51,7 @@ timed() { # SIZE STEP CMD...
   printf '%s\t%s\t%s\t%s\t%s\n' "$n" "$s" "$wall" "$(echo "$user + $sys" | bc)" "$((rss / 1024))" >>"$RAW"
   log "$n $s: ${wall}s wall, $(echo "$user + $sys" | bc)s cpu, $((rss / 1024)) MiB"
 }
+[ -n "${REPORT_FROM:-}" ] && { cat $REPORT_FROM >"$RAW"; SIZES=""; }
 for n in $SIZES; do
   repo="$WORK/repo-$n" cache="$WORK/cache-$n"
   rm -rf "$repo" "$cache" "$WORK/before-$n" "$WORK/copy-$n" "$WORK/restore-$n"
@@ -79,7 +81,7 @@ for n in $SIZES; do
   log "$n: repository $(du -sh "$repo" | cut -f1), cache $(du -sh "$cache" | cut -f1)"
   rm -rf "$repo" "$cache"
 done
-OUT="benches/results/scale-$(date +%Y-%m-%d).md"
+OUT="${OUT:-benches/results/scale-$(date +%Y-%m-%d).md}"
 mkdir -p benches/results
 python3 - "$RAW" "$SRC" "$(du -sb "$SRC" | cut -f1)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY' | tee "$OUT"
 import sys, collections
