@@ -95,9 +95,10 @@ fn to_pack((pack_no, id, size, first, count): (i64, Vec<u8>, i64, i64, i64)) -> 
     })
 }
 
-fn entry_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(Vec<u8>, u8, u32, u32, u32, Option<Vec<u8>>)> {
+/// A blob row as read: id, kind, offset, length, raw_len, base.
+type EntryRow = (Vec<u8>, u8, u32, u32, u32, Option<Vec<u8>>);
+
+fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -108,9 +109,7 @@ fn entry_row(
     ))
 }
 
-fn to_entry(
-    (id, kind, offset, length, raw_len, base): (Vec<u8>, u8, u32, u32, u32, Option<Vec<u8>>),
-) -> Result<PackEntry> {
+fn to_entry((id, kind, offset, length, raw_len, base): EntryRow) -> Result<PackEntry> {
     Ok(PackEntry {
         kind: BlobKind::from_byte(kind).unwrap_or(BlobKind::Data),
         id: id_of(&id)?,

@@ -17,6 +17,8 @@ const MIB: u64 = 1024;
 
 /// Runs `snap ARGS` on `s`; returns (exit success, stdout + stderr, peak RSS
 /// in KiB of that process alone).
+// The child is reaped by wait4 (for its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn run_measured(s: &Snap, args: &[&str]) -> (bool, String, u64) {
     let out = s.path(&format!("out-{}", args.join("-")));
     let f = std::fs::File::create(&out).expect("output file");
