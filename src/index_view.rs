@@ -1,6 +1,6 @@
 //! A private, temporary view of the repository's index objects on disk, for
 //! the operations that must not trust the shared catalog (prune, check;
-//! format-spec §21.3) yet must not hold the whole index in memory.
+//! format-spec §20.1) yet must not hold the whole index in memory.
 //!
 //! [`IndexView::load`] lists `index/` itself and reads the index objects one
 //! at a time into a temporary SQLite file (in the cache directory, removed
@@ -169,7 +169,9 @@ impl IndexView {
     /// Errors: store errors other than NotFound; view errors.
     pub fn load(repo: &Repository) -> Result<LoadedView> {
         let mut view = IndexView::create(&repo.cache_dir())?;
-        let listed: Vec<Id> = repo.store().list_ids("index/")?;
+        let listed: Vec<Id> = repo
+            .store()
+            .list_ids(crate::store::ObjectKind::Index.list_prefix())?;
         let mut ids = Vec::new();
         let mut bad = Vec::new();
         for id in &listed {
@@ -405,7 +407,7 @@ impl IndexView {
     }
 
     /// Indexes the referenced blobs and adds the base of every referenced
-    /// delta blob (format-spec §25; bases are never deltas, so one pass
+    /// delta blob (format-spec §13; bases are never deltas, so one pass
     /// closes the set; every stored copy counts). Returns the number of
     /// distinct referenced blobs.
     pub fn close_refs(&mut self) -> Result<u64> {
