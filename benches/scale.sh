@@ -1,83 +1,112 @@
 #!/usr/bin/env bash
-# Scale test: does a catalog of 50 million blobs slow snap down or make it
-# bigger? Runs, on the same tree:
-#   empty:  init a repository; initial backup of SRC; no-change backup of SRC
-#   big:    init a repository; fill its catalog with BLOBS synthetic blobs
-#           (examples/scale_catalog.rs: one real, empty index object in the
-#           repository, and BLOBS catalog rows attached to its id, so
-#           sync_catalog keeps them — see that file for why this is faithful);
-#           initial backup of SRC; no-change backup of SRC
-# and prints wall seconds, CPU seconds and peak RSS (MiB) of each backup, with
-# the ratio big / empty. Table on stdout and in benches/results/scale-<date>.md.
+# Scale test (issue #15): peak RSS and time of each command on a repository
+# indexing BLOBS synthetic blobs, at each size in SIZES, to show bounded
+# memory and linear time. For each size:
+#   init a local repository; examples/scale_repo.rs fills it with BLOBS
+#   synthetic blobs (real index objects, sparse packs, a real snapshot whose
+#   trees reference half of them; see that file for what is faithful) and
+#   syncs the catalog; then, timed:
+#     check            structure check (reads every index object)
+#     backup           a real backup of SRC
+#     restore          restore of that backup (latest) to a scratch dir
+#     copy --latest    copy of that backup to a fresh repository
+#     prune            marks the unreferenced half of the synthetic packs
+#   and, if BEFORE names another snap binary and the size is at most
+#   BEFORE_MAX blobs, check and prune with it too (prune on a copy of the
+#   repository and cache made before any command ran).
+# Prints wall s, CPU s (user+sys) and peak RSS (MiB, GNU time %M) per step;
+# the table goes to stdout and benches/results/scale-<date>.md.
 #
-# Knobs: SRC (default ~/.rustup/toolchains/stable-x86_64-unknown-linux-gnu, 1.3 GB),
-#        BLOBS (default 50000000), ROUNDS (default 1), WORK (scratch dir).
-# The catalog of 50M blobs takes about 3.5 GB of disk under WORK; SRC is read
-# once first so both runs see a warm page cache.
+# Knobs: SIZES (default "5000000 50000000"), SRC (default ~/.cargo/registry/src),
+#        BEFORE (path of a snap binary built from older code; default none),
+#        BEFORE_MAX (default 5000000), WORK (scratch dir),
+#        REPORT_FROM ("raw.tsv files" of earlier runs, e.g. one per size run
+#        in parallel: skip the runs and print their table).
+# Disk: about 60 bytes of catalog and 45 of index objects per blob (50M:
+# ~6 GB), plus the backup of SRC and its restore; packs are sparse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SRC="${SRC:-$HOME/.rustup/toolchains/stable-x86_64-unknown-linux-gnu}"
+SIZES="${SIZES:-5000000 50000000}"
+SRC="${SRC:-$HOME/.cargo/registry/src}"
 SRC=$(cd "$SRC" && pwd -P)
-BLOBS="${BLOBS:-50000000}"
-ROUNDS="${ROUNDS:-1}"
+BEFORE="${BEFORE:-}"
+BEFORE_MAX="${BEFORE_MAX:-5000000}"
 WORK="${WORK:-$(mktemp -d /tmp/snap-scale.XXXXXX)}"
+TARGET="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$WORK"
-export SNAP_PASSWORD=scale-bench
+export SNAP_PASSWORD=scale-bench SNAP_FROM_PASSWORD=scale-bench
 log() { printf '[scale %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-cargo build --release --quiet --bin snap --example scale_catalog
-SNAP=$PWD/target/release/snap
-FILL=$PWD/target/release/examples/scale_catalog
+cargo build --release --quiet --bin snap --example scale_repo
+SNAP=$TARGET/release/snap
+GEN=$TARGET/release/examples/scale_repo
 RAW="$WORK/raw.tsv"
 : >"$RAW"
-log "warm-up read of $SRC"
-tar -cf - "$SRC" 2>/dev/null | cat >/dev/null
-timed() { # CASE ROUND STEP CMD...
-  local c=$1 r=$2 s=$3
-  shift 3
+[ -n "${REPORT_FROM:-}" ] || { log "warm-up read of $SRC"; tar -cf - "$SRC" 2>/dev/null | cat >/dev/null; }
+timed() { # SIZE STEP CMD...
+  local n=$1 s=$2
+  shift 2
   /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$@" >"$WORK/out.log" 2>&1 ||
-    { log "FAILED $c $s"; tail -5 "$WORK/out.log" >&2; return 1; }
+    { log "FAILED $n $s"; tail -5 "$WORK/out.log" >&2; return 1; }
   read -r wall user sys rss <"$WORK/time"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$r" "$s" "$wall" "$(echo "$user + $sys" | bc)" "$((rss / 1024))" >>"$RAW"
-  log "$c $s: ${wall}s wall, $(echo "$user + $sys" | bc)s cpu, $((rss / 1024)) MiB"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$n" "$s" "$wall" "$(echo "$user + $sys" | bc)" "$((rss / 1024))" >>"$RAW"
+  log "$n $s: ${wall}s wall, $(echo "$user + $sys" | bc)s cpu, $((rss / 1024)) MiB"
 }
-fill_s=""
-for ((round = 1; round <= ROUNDS; round++)); do
-  for c in empty big; do
-    repo="$WORK/repo-$c" cache="$WORK/cache-$c"
-    rm -rf "$repo" "$cache"
-    SNAP_REPO=$repo "$SNAP" init >/dev/null 2>&1
-    if [ "$c" = big ]; then
-      t0=$(date +%s)
-      "$FILL" "$repo" "$cache" "$BLOBS" >&2
-      fill_s=$(($(date +%s) - t0))
-    fi
-    export SNAP_REPO=$repo SNAP_CACHE_DIR=$cache
-    timed "$c" "$round" initial "$SNAP" backup "$SRC"
-    timed "$c" "$round" no-change "$SNAP" backup "$SRC"
-    unset SNAP_REPO SNAP_CACHE_DIR
-    cat_bytes=$(du -sb "$cache" | cut -f1)
-    log "$c: catalog dir $cat_bytes bytes"
-    [ "$round" = "$ROUNDS" ] && [ "$c" = big ] || rm -rf "$repo" "$cache"
-  done
+[ -n "${REPORT_FROM:-}" ] && { cat $REPORT_FROM >"$RAW"; SIZES=""; }
+for n in $SIZES; do
+  repo="$WORK/repo-$n" cache="$WORK/cache-$n"
+  rm -rf "$repo" "$cache" "$WORK/before-$n" "$WORK/copy-$n" "$WORK/restore-$n"
+  SNAP_REPO=$repo "$SNAP" init >/dev/null 2>&1
+  timed "$n" generate "$GEN" "$repo" "$cache" "$n"
+  log "$(tail -1 "$WORK/out.log")"
+  if [ -n "$BEFORE" ] && [ "$n" -le "$BEFORE_MAX" ]; then
+    mkdir -p "$WORK/before-$n"
+    cp -a --sparse=always "$repo" "$cache" "$WORK/before-$n/"
+  fi
+  export SNAP_REPO=$repo SNAP_CACHE_DIR=$cache
+  timed "$n" check "$SNAP" check
+  timed "$n" backup "$SNAP" backup "$SRC"
+  timed "$n" restore "$SNAP" restore latest --target "$WORK/restore-$n"
+  rm -rf "$WORK/restore-$n"
+  SNAP_REPO="$WORK/copy-$n" "$SNAP" init >/dev/null 2>&1
+  timed "$n" "copy --latest" "$SNAP" --repo "$WORK/copy-$n" copy --from "$repo" --latest
+  rm -rf "$WORK/copy-$n"
+  timed "$n" prune "$SNAP" prune
+  if [ -d "$WORK/before-$n" ]; then
+    export SNAP_REPO=$WORK/before-$n/repo-$n SNAP_CACHE_DIR=$WORK/before-$n/cache-$n
+    timed "$n" "check (before)" "$BEFORE" check
+    timed "$n" "prune (before)" "$BEFORE" prune
+    rm -rf "$WORK/before-$n"
+  fi
+  unset SNAP_REPO SNAP_CACHE_DIR
+  log "$n: repository $(du -sh "$repo" | cut -f1), cache $(du -sh "$cache" | cut -f1)"
+  rm -rf "$repo" "$cache"
 done
-OUT="benches/results/scale-$(date +%Y-%m-%d).md"
+OUT="${OUT:-benches/results/scale-$(date +%Y-%m-%d).md}"
 mkdir -p benches/results
-python3 - "$RAW" "$SRC" "$BLOBS" "$ROUNDS" "$fill_s" "$(du -sb "$SRC" | cut -f1)" <<'PY' | tee "$OUT"
-import sys, statistics, collections
-raw, src, blobs, rounds, fill_s, src_bytes = sys.argv[1:]
-d = collections.defaultdict(list)
+python3 - "$RAW" "$SRC" "$(du -sb "$SRC" | cut -f1)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY' | tee "$OUT"
+import sys, collections
+raw, src, src_bytes, cpus, load = sys.argv[1:]
+rows = collections.OrderedDict()
+sizes = []
 for line in open(raw):
-    c, r, s, wall, cpu, rss = line.split("\t")
-    for m, v in (("wall s", wall), ("cpu s", cpu), ("peak RSS MiB", rss)):
-        d[(s, m, c)].append(float(v))
-print(f"# snap scale test: catalog of {int(blobs):,} blobs vs empty repository\n")
-print(f"Tree `{src}` ({int(src_bytes)/1e9:.2f} GB), warm page cache, medians of {rounds} round(s); "
-      f"filling the catalog took {fill_s} s (not counted).\n")
-print(f"| backup | metric | empty repo | {int(blobs):,}-blob catalog | big / empty |")
-print("|---|---|---:|---:|---:|")
-for s in ("initial", "no-change"):
-    for m in ("wall s", "cpu s", "peak RSS MiB"):
-        e, b = statistics.median(d[(s, m, "empty")]), statistics.median(d[(s, m, "big")])
-        print(f"| {s} | {m} | {e:.2f} | {b:.2f} | {b/e:.2f} |")
+    n, s, wall, cpu, rss = line.rstrip("\n").split("\t")
+    if n not in sizes:
+        sizes.append(n)
+    rows.setdefault(s, {})[n] = (float(wall), float(cpu), int(rss))
+print("# snap scale test: bounded memory, linear time (issue #15)\n")
+print(f"Synthetic repositories from `examples/scale_repo.rs`; backup source `{src}` "
+      f"({int(src_bytes)/1e9:.2f} GB). {cpus} cores, shared: load average {load} at the end, "
+      "so wall times are noisy; CPU s is user + sys.\n")
+hdr = "| step | " + " | ".join(f"{int(n):,} blobs: wall s / CPU s / peak RSS MiB" for n in sizes)
+if len(sizes) == 2:
+    hdr += " | CPU ratio"
+print(hdr + " |")
+print("|---|" + "---:|" * (len(sizes) + (1 if len(sizes) == 2 else 0)))
+for s, d in rows.items():
+    cells = [f"{d[n][0]:.1f} / {d[n][1]:.1f} / {d[n][2]}" if n in d else "—" for n in sizes]
+    if len(sizes) == 2:
+        a, b = d.get(sizes[0]), d.get(sizes[1])
+        cells.append(f"{b[1]/max(a[1],0.01):.1f}" if a and b else "—")
+    print(f"| {s} | " + " | ".join(cells) + " |")
 PY
 log "table written to $OUT (work dir $WORK)"

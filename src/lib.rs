@@ -34,6 +34,7 @@ pub mod catalog;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod index_view;
 pub mod interrupt;
 pub mod keys;
 pub mod lease;

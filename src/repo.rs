@@ -94,6 +94,8 @@ pub struct Repository {
     /// Directory of sealed dictionary objects kept locally
     /// (`<cache dir>/<repository id>/dicts`), re-verified on every load.
     dict_cache: PathBuf,
+    /// This repository's cache directory (`<cache dir>/<repository id>`).
+    cache_dir: std::path::PathBuf,
 }
 
 /// Trees larger than this (plaintext bytes) are not kept in the tree cache.
@@ -422,6 +424,10 @@ impl Repository {
             dicts: Mutex::new(std::collections::HashMap::new()),
             stream_dict: Mutex::new(None),
             dict_cache,
+            cache_dir: cat_path
+                .parent()
+                .map(|d| d.to_path_buf())
+                .unwrap_or_default(),
         };
         if let Some(w) = recovered {
             repo.warn(w);
@@ -447,6 +453,17 @@ impl Repository {
             Some(_) => {}
         }
         Ok(())
+    }
+
+    /// This repository's cache directory (`<cache dir>/<repository id>`),
+    /// holding the catalog and temporary index views.
+    pub fn cache_dir(&self) -> std::path::PathBuf {
+        self.cache_dir.clone()
+    }
+
+    /// Path of the catalog file (`catalog.sqlite` in [`Repository::cache_dir`]).
+    pub fn catalog_path(&self) -> std::path::PathBuf {
+        self.cache_dir.join("catalog.sqlite")
     }
 
     /// The storage facade.
@@ -557,48 +574,66 @@ impl Repository {
         cat.set_marked(&marked)?;
         let known = cat.index_ids()?;
         let listed_set: std::collections::HashSet<Id> = listed.iter().copied().collect();
-        let mut fresh: Vec<(Id, IndexFile)> = Vec::new();
         let mut bad = Unreadable::default();
-        for id in listed.iter().filter(|id| !known.contains(id)) {
-            match self.read_index(id) {
-                Ok(idx) => fresh.push((*id, idx)),
+        // Index objects are loaded one at a time as read (never all in
+        // memory). Ids named in a `supersedes` list read so far; an index
+        // named there is recorded with no packs.
+        let mut superseded: std::collections::HashSet<Id> = std::collections::HashSet::new();
+        // Index objects loaded with their packs in this sync.
+        let mut with_packs: std::collections::HashSet<Id> = std::collections::HashSet::new();
+        // Loads index `id`; returns whether a supersedes list names an index
+        // already loaded with its packs (then the catalog must be rebuilt).
+        let load = |cat: &mut Catalog,
+                    id: &Id,
+                    bad: &mut Unreadable,
+                    superseded: &mut std::collections::HashSet<Id>,
+                    with_packs: &mut std::collections::HashSet<Id>|
+         -> Result<bool> {
+            let idx = match self.read_index(id) {
+                Ok(idx) => idx,
                 // Deleted by a concurrent prune after listing: superseded.
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
                 Err(e) if e.kind().is_damaged_data() => {
                     bad.indexes.insert(*id, reason(ObjectKind::Index, id, &e));
+                    return Ok(false);
                 }
                 Err(e) => return Err(e),
+            };
+            let mut stale = false;
+            for s in &idx.supersedes {
+                superseded.insert(*s);
+                stale |= with_packs.contains(s);
             }
-        }
-        let supersedes_known = fresh
-            .iter()
-            .any(|(_, idx)| idx.supersedes.iter().any(|s| known.contains(s)));
-        let loaded = fresh.len();
-        if known.iter().any(|k| !listed_set.contains(k)) || supersedes_known {
-            // Rebuild: every listed index not superseded by another listed one.
-            cat.reset()?;
-            cat.set_marked(&marked)?;
-            for id in listed.iter().filter(|id| known.contains(id)) {
-                match self.read_index(id) {
-                    Ok(idx) => fresh.push((*id, idx)),
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) if e.kind().is_damaged_data() => {
-                        bad.indexes.insert(*id, reason(ObjectKind::Index, id, &e));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        let superseded: std::collections::HashSet<Id> = fresh
-            .iter()
-            .flat_map(|(_, idx)| idx.supersedes.iter().copied())
-            .collect();
-        for (id, idx) in &fresh {
             if superseded.contains(id) {
                 // Remembered as loaded with no packs, so it is not read again.
                 cat.add_index(id, &IndexFile::default())?;
             } else {
-                cat.add_index(id, idx)?;
+                cat.add_index(id, &idx)?;
+                with_packs.insert(*id);
+            }
+            Ok(stale)
+        };
+        let mut loaded = 0;
+        let mut rebuild = known.iter().any(|k| !listed_set.contains(k));
+        if !rebuild {
+            for id in listed.iter().filter(|id| !known.contains(id)) {
+                loaded += 1;
+                rebuild |= load(&mut cat, id, &mut bad, &mut superseded, &mut with_packs)?;
+            }
+            rebuild |= superseded.iter().any(|s| known.contains(s));
+        }
+        while rebuild {
+            // Rebuild: every listed index not superseded by another listed
+            // one. Repeated (rarely) while an index read later in the pass
+            // supersedes one loaded earlier in it.
+            cat.reset()?;
+            cat.set_marked(&marked)?;
+            bad = Unreadable::default();
+            with_packs.clear();
+            rebuild = false;
+            for id in &listed {
+                loaded += 1;
+                rebuild |= load(&mut cat, id, &mut bad, &mut superseded, &mut with_packs)?;
             }
         }
         // Snapshots.

@@ -9,12 +9,12 @@
 
 use crate::catalog::BlobLocation;
 use crate::error::{Error, Result};
-use crate::format::index::IndexPack;
 use crate::format::pack::{split_pack, PackEntry, PackHeader, HEADER_LEN_SIZE};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::format::{Id, MAX_METADATA_SIZE};
-use crate::ops::prune::{list_packs, load_indexes_lenient};
+use crate::index_view::{IndexView, ViewPack};
+use crate::ops::prune::list_packs;
 use crate::repo::Repository;
 use crate::store::ObjectKind;
 use std::collections::{HashMap, HashSet};
@@ -341,76 +341,13 @@ fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id
     Ok(snaps)
 }
 
-/// Compares the catalog's blob locations with the index objects' `packs`:
-/// every indexed blob must be in the catalog at one of its indexed
-/// locations; with `complete` (the catalog loaded exactly these index
-/// objects) the catalog must hold no other blob. Returns the problems (at
-/// most one, summarising up to 5 examples).
-fn compare_catalog_blobs(
-    repo: &Repository,
-    packs: &[IndexPack],
-    complete: bool,
-) -> Result<Vec<Problem>> {
-    let same = |l: &BlobLocation, pack: &Id, e: &PackEntry| {
-        l.pack == *pack
-            && l.kind == e.kind
-            && l.offset == e.offset
-            && l.length == e.length
-            && l.raw_len == e.raw_len
-            && l.base == e.base
-    };
-    let by_id: HashMap<Id, &IndexPack> = packs.iter().map(|p| (p.id, p)).collect();
-    let cat = repo.catalog();
-    let mut bad: Vec<String> = Vec::new();
-    let mut exact: u64 = 0;
-    for p in packs {
-        for e in &p.blobs {
-            match cat.lookup(&e.id)? {
-                None => bad.push(format!("blob {} is missing", e.id.short())),
-                Some(l) if same(&l, &p.id, e) => exact += 1,
-                Some(l) => {
-                    // Another copy is fine if an index lists it there.
-                    let ok = by_id.get(&l.pack).is_some_and(|op| {
-                        op.blobs
-                            .iter()
-                            .any(|oe| oe.id == e.id && same(&l, &op.id, oe))
-                    });
-                    if !ok {
-                        bad.push(format!(
-                            "blob {} points to pack {} offset {}, which no index lists",
-                            e.id.short(),
-                            l.pack.short(),
-                            l.offset
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    if complete {
-        let n = cat.blob_count()?;
-        if n > exact {
-            bad.push(format!("{} blobs that no index lists", n - exact));
-        }
-    }
-    if bad.is_empty() {
-        return Ok(Vec::new());
-    }
-    let total = bad.len();
-    bad.truncate(5);
-    Ok(vec![problem(format!(
-        "the catalog disagrees with the index objects in {total} place(s) ({}); run `snap cache rebuild`",
-        bad.join(", ")
-    ))])
-}
-
 /// Runs a check; `read_data` selects the packs whose data is verified.
 pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport> {
     let started = Instant::now();
     let mut rep = CheckReport::default();
     // Index objects are read before the catalog sync, so the catalog holds
     // at least what they name when the two are compared below.
-    let (index_ids, packs, bad_indexes) = load_indexes_lenient(repo)?;
+    let (view, index_ids, bad_indexes) = IndexView::load(repo)?;
     repo.sync_catalog()?;
     let existing = list_packs(repo)?;
     let mut other: Vec<Problem> = Vec::new();
@@ -422,9 +359,14 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         )));
     }
     if bad_indexes.is_empty() {
+        // Every indexed blob must be in the catalog at one of its indexed
+        // locations; if the catalog loaded exactly these index objects it
+        // must hold no other blob. Compared in SQL against the catalog
+        // file, attached read-only.
         let cat_ids = repo.catalog().index_ids()?;
         let read: HashSet<Id> = index_ids.iter().copied().collect();
-        let found = compare_catalog_blobs(repo, &packs, cat_ids == read)?;
+        view.attach_catalog(&repo.catalog_path())?;
+        let (examples, total) = view.compare_catalog(cat_ids == read, 5)?;
         // Reported only if no index object came or went meanwhile (check
         // takes no lease; a concurrent prune or backup changes the index).
         let now: HashSet<Id> = repo
@@ -432,42 +374,40 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             .list_ids(ObjectKind::Index.list_prefix())?
             .into_iter()
             .collect();
-        if now == read {
-            other.extend(found);
+        if now == read && total > 0 {
+            other.push(problem(format!(
+                "the catalog disagrees with the index objects in {total} place(s) ({}); run `snap cache rebuild`",
+                examples.join(", ")
+            )));
         }
     }
-    rep.packs = packs.len() as u64;
+    rep.packs = view.pack_count()?;
     let mut bad_blobs: HashSet<Id> = HashSet::new();
     let mut pack_problems: Vec<(Id, String, HashSet<Id>)> = Vec::new();
     // Indexed packs exist with their size.
-    for p in &packs {
-        match existing.get(&p.id) {
-            None => pack_problems.push((
-                p.id,
-                format!("pack {} is in the index but missing", p.id.short()),
-                p.blobs.iter().map(|b| b.id).collect(),
-            )),
-            Some(&sz) if sz != p.size => pack_problems.push((
-                p.id,
-                format!(
-                    "pack {} has {sz} bytes but the index says {}",
-                    p.id.short(),
-                    p.size
-                ),
-                p.blobs.iter().map(|b| b.id).collect(),
-            )),
-            _ => {}
-        }
-    }
+    view.for_each_pack(|p| {
+        let msg = match existing.get(&p.id) {
+            None => format!("pack {} is in the index but missing", p.id.short()),
+            Some(&sz) if sz != p.size => format!(
+                "pack {} has {sz} bytes but the index says {}",
+                p.id.short(),
+                p.size
+            ),
+            _ => return Ok(()),
+        };
+        let blobs = view.pack_blobs(p)?.iter().map(|b| b.id).collect();
+        pack_problems.push((p.id, msg, blobs));
+        Ok(())
+    })?;
     // Trees and references, from the snapshot objects re-read and
     // re-authenticated (the catalog is only compared with them).
     let snaps = reread_snapshots(repo, &mut other)?;
     rep.snapshots = snaps.len() as u64;
-    let mut seen: HashSet<Id> = HashSet::new();
+    // Trees seen are a table of the view, not a set in memory.
     for (sid, s) in &snaps {
         let mut stack = vec![(s.tree, String::new())];
         while let Some((t, path)) = stack.pop() {
-            if !seen.insert(t) {
+            if !view.see_tree(&t)? {
                 continue;
             }
             rep.trees += 1;
@@ -552,11 +492,15 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             Subset::All => "all".into(),
             Subset::Part(n, m) => format!("{n}/{m}"),
         };
-        let by_id: HashMap<Id, &IndexPack> = packs.iter().map(|p| (p.id, p)).collect();
-        for p in packs.iter().filter(|p| sub.contains(&p.id)) {
-            if !existing.contains_key(&p.id) {
-                continue;
+        let mut selected: Vec<ViewPack> = Vec::new();
+        view.for_each_pack(|p| {
+            if sub.contains(&p.id) && existing.contains_key(&p.id) {
+                selected.push(*p);
             }
+            Ok(())
+        })?;
+        for p in &selected {
+            let indexed = view.pack_blobs(p)?;
             let bytes = repo.store().get(&ObjectKind::Pack.key(&p.id.to_hex()))?;
             rep.packs_read += 1;
             rep.bytes_read += bytes.len() as u64;
@@ -565,13 +509,10 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             rep.blobs_read += entries.as_ref().map_or(0, |e| e.len() as u64);
             let mut affected: HashSet<Id> = bad.into_iter().collect();
             match &entries {
-                None => affected.extend(p.blobs.iter().map(|b| b.id)),
+                None => affected.extend(indexed.iter().map(|b| b.id)),
                 Some(e) => {
                     let mut a = e.clone();
-                    let mut b = by_id
-                        .get(&p.id)
-                        .map(|x| x.blobs.clone())
-                        .unwrap_or_default();
+                    let mut b = indexed;
                     a.sort_by_key(|x| x.offset);
                     b.sort_by_key(|x| x.offset);
                     if a != b {

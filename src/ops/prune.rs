@@ -23,6 +23,7 @@ use crate::format::index::{IndexFile, IndexPack};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::format::{BlobKind, Id};
+use crate::index_view::{IndexView, ViewPack};
 use crate::lease::{self, Mark};
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
@@ -82,38 +83,15 @@ pub struct PruneReport {
     pub seconds: f64,
 }
 
-/// Where each blob named by `packs` is stored, preferring a copy in a pack
-/// outside `marked` (the first such copy, else the first copy).
-pub fn blob_locations(
-    packs: &[IndexPack],
-    marked: &HashSet<Id>,
-) -> HashMap<Id, crate::catalog::BlobLocation> {
-    let mut locs: HashMap<Id, (crate::catalog::BlobLocation, bool)> = HashMap::new();
-    for p in packs {
-        let unmarked = !marked.contains(&p.id);
-        for b in &p.blobs {
-            let loc = crate::catalog::BlobLocation::of_entry(p.id, b);
-            match locs.get(&b.id) {
-                Some((_, true)) => {}
-                Some((_, false)) if !unmarked => {}
-                _ => {
-                    locs.insert(b.id, (loc, unmarked));
-                }
-            }
-        }
-    }
-    locs.into_iter().map(|(id, (l, _))| (id, l)).collect()
-}
-
-/// The location and sealed bytes of blob `id` from `locs` (as built by
-/// [`blob_locations`]). Fails with [`ErrorKind::NotFound`] if `locs` does
-/// not name it, or a store error.
+/// The location and sealed bytes of blob `id` as `view` locates it (see
+/// [`IndexView::locate`]). Fails with [`ErrorKind::NotFound`] if the view
+/// does not list it, or a store error.
 pub fn fetch_located_blob(
     repo: &Repository,
-    locs: &HashMap<Id, crate::catalog::BlobLocation>,
+    view: &IndexView,
     id: &Id,
 ) -> Result<(crate::catalog::BlobLocation, Bytes)> {
-    let loc = *locs.get(id).ok_or_else(|| {
+    let loc = view.locate(id)?.ok_or_else(|| {
         Error::new(
             ErrorKind::NotFound,
             format!("blob {} is not in any index object", id.short()),
@@ -126,61 +104,62 @@ pub fn fetch_located_blob(
     Ok((loc, sealed))
 }
 
-/// Reads and verifies blob `id` from `locs` (as built by [`blob_locations`]),
-/// including the base of a delta blob. Fails with [`ErrorKind::NotFound`]
-/// if `locs` does not name it (or its base), [`ErrorKind::Corrupt`] if it
-/// does not authenticate or decode, or a store error.
-pub fn read_located_blob(
-    repo: &Repository,
-    locs: &HashMap<Id, crate::catalog::BlobLocation>,
-    id: &Id,
-) -> Result<Vec<u8>> {
-    let (loc, sealed) = fetch_located_blob(repo, locs, id)?;
+/// Reads and verifies blob `id` located through `view`, including the base
+/// of a delta blob. Fails with [`ErrorKind::NotFound`] if the view does not
+/// list it (or its base), [`ErrorKind::Corrupt`] if it does not
+/// authenticate or decode, or a store error.
+pub fn read_located_blob(repo: &Repository, view: &IndexView, id: &Id) -> Result<Vec<u8>> {
+    let (loc, sealed) = fetch_located_blob(repo, view, id)?;
     let base = loc
         .base
-        .map(|b| fetch_located_blob(repo, locs, &b))
+        .map(|b| fetch_located_blob(repo, view, &b))
         .transpose()?;
     repo.decode_blob_with_base(id, &loc, &sealed, base.as_ref().map(|(l, s)| (l, &s[..])))
 }
 
-/// Every blob (tree and data) reachable from the given snapshot root trees,
-/// reading the trees from the packs `locs` names (see [`blob_locations`]),
-/// not through the catalog. Fails ([`ErrorKind::Corrupt`] /
-/// [`ErrorKind::NotFound`]) if a tree cannot be read: then the set would be
-/// incomplete and deleting anything unsafe.
-pub fn referenced_blobs(
-    repo: &Repository,
-    locs: &HashMap<Id, crate::catalog::BlobLocation>,
-    roots: &[Id],
-) -> Result<HashSet<Id>> {
-    let mut seen: HashSet<Id> = HashSet::new();
+/// Records in `view` every blob (tree and data) reachable from the given
+/// snapshot root trees, reading the trees from the packs the view names,
+/// not through the catalog; then closes the set
+/// ([`IndexView::close_refs`]) and returns its size. Memory: one tree at a
+/// time plus the stack of unvisited subtree ids. Fails
+/// ([`ErrorKind::Corrupt`] / [`ErrorKind::NotFound`]) if a tree cannot be
+/// read: then the set would be incomplete and deleting anything unsafe.
+pub fn mark_referenced(repo: &Repository, view: &mut IndexView, roots: &[Id]) -> Result<u64> {
     let mut stack: Vec<Id> = Vec::new();
-    for r in roots {
-        if seen.insert(*r) {
-            stack.push(*r);
-        }
-    }
-    while let Some(t) = stack.pop() {
-        let tree = read_located_blob(repo, locs, &t)
-            .and_then(|plain| crate::repo::decode_tree(&t, &plain))
-            .map_err(|e| {
-                e.context(format!(
-                    "tree {} is unreadable; run `snap check` and `snap repair snapshots` before pruning",
-                    t.short()
-                ))
-            })?;
-        for e in &tree.entries {
-            for c in &e.content {
-                seen.insert(*c);
+    view.begin()?;
+    let walk: Result<()> = (|| {
+        for r in roots {
+            if view.see_tree(r)? {
+                view.add_ref(r)?;
+                stack.push(*r);
             }
-            if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
-                if seen.insert(s) {
-                    stack.push(s);
+        }
+        while let Some(t) = stack.pop() {
+            let tree = read_located_blob(repo, view, &t)
+                .and_then(|plain| crate::repo::decode_tree(&t, &plain))
+                .map_err(|e| {
+                    e.context(format!(
+                        "tree {} is unreadable; run `snap check` and `snap repair snapshots` before pruning",
+                        t.short()
+                    ))
+                })?;
+            for e in &tree.entries {
+                for c in &e.content {
+                    view.add_ref(c)?;
+                }
+                if let (EntryKind::Dir, Some(s)) = (e.kind, e.subtree) {
+                    if view.see_tree(&s)? {
+                        view.add_ref(&s)?;
+                        stack.push(s);
+                    }
                 }
             }
         }
-    }
-    Ok(seen)
+        Ok(())
+    })();
+    view.commit()?;
+    walk?;
+    view.close_refs()
 }
 
 /// The snapshot objects listed under `snapshots/` now, oldest first, and
@@ -351,7 +330,7 @@ fn prune_without(
     // wrote to it, at any moment, so it may lack a snapshot or the index of
     // a snapshot it holds.
     let (mut snaps, bad_snaps) = list_snapshots(repo)?;
-    let (index_ids, packs, bad) = load_indexes_lenient(repo)?;
+    let (mut view, index_ids, bad) = IndexView::load(repo)?;
     // A skipped object would make the blobs it names look unused.
     if let Some((id, e)) = bad.first() {
         return Err(Error::corrupt(format!(
@@ -389,103 +368,88 @@ fn prune_without(
         }
     }
 
-    // 2. Referenced blobs.
+    // 2. Referenced blobs, as a table of prune's own view.
     rep.snapshots = snaps.len() as u64;
     let roots: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
-    let all_marked: HashSet<Id> = ripe
-        .iter()
-        .chain(waiting.iter())
-        .flat_map(|(_, m)| m.pack_ids())
-        .collect();
-    let locs = blob_locations(&packs, &all_marked);
-    let mut referenced = referenced_blobs(repo, &locs, &roots)?;
-    // A referenced delta blob needs its base (format-spec §13); bases are
-    // never deltas, so one pass closes the set. Every stored copy counts.
-    let bases: Vec<Id> = packs
-        .iter()
-        .flat_map(|p| p.blobs.iter())
-        .filter(|b| referenced.contains(&b.id))
-        .filter_map(|b| b.base)
-        .collect();
-    referenced.extend(bases);
-    rep.blobs_referenced = referenced.len() as u64;
-
-    // 3. Ripe marks: delete what is still unneeded.
+    drop(snaps);
     let ripe_packs: HashSet<Id> = ripe.iter().flat_map(|(_, m)| m.pack_ids()).collect();
     let waiting_packs: HashSet<Id> = waiting.iter().flat_map(|(_, m)| m.pack_ids()).collect();
-    let by_id: HashMap<Id, &IndexPack> = packs.iter().map(|p| (p.id, p)).collect();
-    let mut covered: HashSet<Id> = HashSet::new();
-    for p in &packs {
-        if !ripe_packs.contains(&p.id) {
-            covered.extend(p.blobs.iter().map(|b| b.id));
-        }
+    view.set_marked(ripe_packs.iter().chain(waiting_packs.iter()))?;
+    rep.blobs_referenced = mark_referenced(repo, &mut view, &roots)?;
+
+    // 3. Ripe marks: delete what is still unneeded. A ripe pack is needed
+    //    if it holds a referenced blob no covering pack (not ripe, or ripe
+    //    and found needed before it, in id order) holds.
+    let mut ripe_sorted: Vec<Id> = ripe_packs.iter().copied().collect();
+    ripe_sorted.sort();
+    view.begin()?;
+    for x in &ripe_sorted {
+        view.set_flags(x, false, true)?;
     }
+    view.commit()?;
     let mut delete: HashSet<Id> = HashSet::new();
-    for x in &ripe_packs {
-        let needed = by_id.get(x).is_some_and(|p| {
-            p.blobs
-                .iter()
-                .any(|b| referenced.contains(&b.id) && !covered.contains(&b.id))
-        });
+    for x in &ripe_sorted {
+        let vp = view.pack(x)?;
+        let needed = match &vp {
+            Some(p) => view.needs_uncovered(p)?,
+            None => false,
+        };
         if needed {
             rep.packs_unmarked += 1;
-            if let Some(p) = by_id.get(x) {
-                covered.extend(p.blobs.iter().map(|b| b.id));
-            }
-        } else if existing.contains_key(x) || by_id.contains_key(x) {
+            view.set_flags(x, true, true)?;
+        } else if existing.contains_key(x) || vp.is_some() {
             delete.insert(*x);
             rep.packs_deleted += 1;
             rep.bytes_freed += existing
                 .get(x)
                 .copied()
-                .or_else(|| by_id.get(x).map(|p| p.size))
+                .or_else(|| vp.map(|p| p.size))
                 .unwrap_or(0);
         }
     }
 
     // 4. Classify the other packs. Each referenced blob is owned by the first
-    //    unmarked pack holding it.
-    let candidates: Vec<&IndexPack> = packs
-        .iter()
-        .filter(|p| !delete.contains(&p.id) && !waiting_packs.contains(&p.id))
-        .collect();
-    let mut owner: HashMap<Id, Id> = HashMap::new();
-    for p in &candidates {
-        for b in &p.blobs {
-            if referenced.contains(&b.id) {
-                owner.entry(b.id).or_insert(p.id);
+    //    candidate pack (load order) holding it.
+    view.begin()?;
+    for x in delete.iter().chain(waiting_packs.iter()) {
+        view.set_flags(x, true, false)?;
+    }
+    view.commit()?;
+    let mut to_mark: Vec<Id> = Vec::new();
+    let mut to_repack: Vec<ViewPack> = Vec::new();
+    view.for_each_pack(|p| {
+        if delete.contains(&p.id) || waiting_packs.contains(&p.id) {
+            return Ok(());
+        }
+        let (mut used, mut all) = (0u64, 0u64);
+        for (b, owned) in view.usage(p)? {
+            all += b.length as u64;
+            if owned {
+                used += b.length as u64;
             }
         }
-    }
-    let mut to_mark: Vec<Id> = Vec::new();
-    let mut to_repack: Vec<&IndexPack> = Vec::new();
-    for p in &candidates {
-        let used: u64 = p
-            .blobs
-            .iter()
-            .filter(|b| owner.get(&b.id) == Some(&p.id))
-            .map(|b| b.length as u64)
-            .sum();
         if used == 0 {
             to_mark.push(p.id);
         } else {
             // Unused = blobs no snapshot needs from this pack; the header is
             // overhead every pack has, not waste.
-            let all: u64 = p.blobs.iter().map(|b| b.length as u64).sum();
             let unused = (all - used) as f64 / p.size.max(1) as f64;
             if unused > opts.max_unused {
-                to_repack.push(p);
+                to_repack.push(*p);
             }
         }
-    }
+        Ok(())
+    })?;
     // Packs in data/ that no index names (left by an interrupted backup, or
     // being written right now: the mark protocol makes marking them safe).
-    let indexed: HashSet<Id> = packs.iter().map(|p| p.id).collect();
+    let mut unindexed: Vec<Id> = Vec::new();
     for id in existing.keys() {
-        if !indexed.contains(id) && !ripe_packs.contains(id) && !waiting_packs.contains(id) {
-            to_mark.push(*id);
+        if !ripe_packs.contains(id) && !waiting_packs.contains(id) && view.pack(id)?.is_none() {
+            unindexed.push(*id);
         }
     }
+    unindexed.sort();
+    to_mark.extend(unindexed);
     rep.marks_waiting = waiting.len() as u64;
 
     if opts.dry_run {
@@ -509,7 +473,7 @@ fn prune_without(
         let mut saver = BlobSaver::new(store.clone(), key.clone(), cfg.writer_packs().0, 1);
         for p in &to_repack {
             let raw = store.get(&ObjectKind::Pack.key(&p.id.to_hex()))?;
-            for b in p.blobs.iter().filter(|b| owner.get(&b.id) == Some(&p.id)) {
+            for (b, _) in view.usage(p)?.into_iter().filter(|(_, owned)| *owned) {
                 let (s, e) = (b.offset as usize, b.offset as usize + b.length as usize);
                 let sealed = raw.get(s..e).ok_or_else(|| {
                     Error::corrupt(format!(
@@ -517,11 +481,11 @@ fn prune_without(
                         p.id.short()
                     ))
                 })?;
-                let loc = crate::catalog::BlobLocation::of_entry(p.id, b);
+                let loc = crate::catalog::BlobLocation::of_entry(p.id, &b);
                 // A delta's base is located through prune's own index view.
                 let base = b
                     .base
-                    .map(|base| fetch_located_blob(repo, &locs, &base))
+                    .map(|base| fetch_located_blob(repo, &view, &base))
                     .transpose()?;
                 repo.decode_blob_with_base(
                     &b.id,
@@ -583,22 +547,42 @@ fn prune_without(
         }
     }
 
-    // 6. New index, then deletions.
-    if !delete.is_empty() || !new_packs.is_empty() || index_ids.len() > 1 {
-        let mut all: Vec<IndexPack> = packs
-            .iter()
-            .filter(|p| !delete.contains(&p.id))
-            .cloned()
-            .collect();
-        all.extend(new_packs);
+    // 6. New index objects, then deletions. Rewritten only when packs go or
+    //    come, or when there are more index objects than the blob count
+    //    needs at [`MAX_INDEX_BLOBS`] each (consolidation).
+    let needed = view.blob_count()?.div_ceil(MAX_INDEX_BLOBS).max(1);
+    if !delete.is_empty() || !new_packs.is_empty() || index_ids.len() as u64 > needed {
         let mut old = index_ids.clone();
         old.extend(new_index_ids.iter().copied());
         rep.indexes_superseded = old.len() as u64;
-        write_index(repo, all, old.clone())?;
+        // Every object but the last supersedes nothing, so a crash before
+        // the last leaves the old ones in force (packs named twice count
+        // once); the last supersedes them all.
+        let mut batch: Vec<IndexPack> = Vec::new();
+        let mut batch_blobs = 0u64;
+        view.for_each_pack(|p| {
+            if delete.contains(&p.id) {
+                return Ok(());
+            }
+            if batch_blobs > 0 && batch_blobs + p.count > MAX_INDEX_BLOBS {
+                write_index(repo, std::mem::take(&mut batch), Vec::new())?;
+                batch_blobs = 0;
+            }
+            batch.push(IndexPack {
+                id: p.id,
+                size: p.size,
+                blobs: view.pack_blobs(p)?,
+            });
+            batch_blobs += p.count;
+            Ok(())
+        })?;
+        batch.extend(new_packs);
+        write_index(repo, batch, old.clone())?;
         for id in &old {
             store.delete(&ObjectKind::Index.key(&id.to_hex()))?;
         }
     }
+    drop(view);
     for id in &delete {
         store.delete(&ObjectKind::Pack.key(&id.to_hex()))?;
     }
@@ -611,6 +595,11 @@ fn prune_without(
     rep.seconds = started.elapsed().as_secs_f64();
     Ok(rep)
 }
+
+/// Most blobs one index object written by prune lists (about 25 MiB of
+/// plaintext at 45–77 bytes per entry, far under the 256 MiB object limit),
+/// so rewriting the index needs memory for one such object, not the index.
+pub const MAX_INDEX_BLOBS: u64 = 500_000;
 
 /// Age after which a staging file is taken to be left by a killed write.
 pub const STAGING_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);

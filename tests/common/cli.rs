@@ -12,9 +12,13 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// Path of the `snap` binary built by cargo for integration tests.
+/// Path of the `snap` binary built by cargo for integration tests, or the
+/// one `SNAP_TEST_BIN` names (to run a test against another build, e.g. to
+/// show it fails on the code before a fix).
 pub fn snap_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_snap"))
+    std::env::var_os("SNAP_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_snap")))
 }
 
 /// A temporary directory holding a repository location and a cache directory.
