@@ -207,63 +207,61 @@ impl Copier<'_> {
             }
         }
         let store = self.src.store().clone();
-        let mut in_flight = VecDeque::new();
-        let spawn = |job: FetchJob| {
-            let (pack, start, group) = job;
-            let end = group
-                .iter()
-                .map(|(_, l)| l.offset as u64 + l.length as u64)
-                .max()
-                .unwrap_or(start);
-            let fut = store.get_range_async(ObjectKind::Pack.key(&pack.to_hex()), start..end);
-            (start, group, store.spawn(fut))
-        };
         let level = self.dst.config().compression_level;
-        loop {
-            while in_flight.len() < FETCH_IN_FLIGHT {
-                match jobs.pop_front() {
-                    Some(j) => in_flight.push_back(spawn(j)),
-                    None => break,
-                }
-            }
-            let Some((start, group, handle)) = in_flight.pop_front() else {
-                break;
-            };
+        while !jobs.is_empty() {
+            // A batch of coalesced reads at a time, fetched concurrently by
+            // the store, then processed in order.
+            let batch: Vec<FetchJob> = (0..FETCH_IN_FLIGHT)
+                .map_while(|_| jobs.pop_front())
+                .collect();
+            let reqs: Vec<(String, std::ops::Range<u64>)> = batch
+                .iter()
+                .map(|(pack, start, group)| {
+                    let end = group
+                        .iter()
+                        .map(|(_, l)| l.offset as u64 + l.length as u64)
+                        .max()
+                        .unwrap_or(*start);
+                    (ObjectKind::Pack.key(&pack.to_hex()), *start..end)
+                })
+                .collect();
             crate::interrupt::check()?;
-            let bytes = store.wait(handle)?;
-            for (id, loc) in group {
-                let o = (loc.offset as u64 - start) as usize;
-                let sealed = bytes
-                    .get(o..o + loc.length as usize)
-                    .ok_or_else(|| Error::corrupt(format!("pack {} is short", loc.pack.short())))?;
-                self.report.blobs_read += 1;
-                if self.same_ids {
-                    // Same ids: move the compressed bytes to the new key. A
-                    // delta blob is stored whole instead (its base may not be
-                    // in the destination).
-                    let mut enc = self
-                        .src
-                        .key()
-                        .open_blob(BlobKind::Data, &id, sealed)
-                        .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
-                    if loc.base.is_some() {
+            let got = store.get_ranges(&reqs)?;
+            for ((_, start, group), bytes) in batch.into_iter().zip(got) {
+                for (id, loc) in group {
+                    let o = (loc.offset as u64 - start) as usize;
+                    let sealed = bytes.get(o..o + loc.length as usize).ok_or_else(|| {
+                        Error::corrupt(format!("pack {} is short", loc.pack.short()))
+                    })?;
+                    self.report.blobs_read += 1;
+                    if self.same_ids {
+                        // Same ids: move the compressed bytes to the new key. A
+                        // delta blob is stored whole instead (its base may not be
+                        // in the destination).
+                        let mut enc = self
+                            .src
+                            .key()
+                            .open_blob(BlobKind::Data, &id, sealed)
+                            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
+                        if loc.base.is_some() {
+                            let plain = self.src.decode_blob(&id, &loc, sealed)?;
+                            compress::encode(&plain, level, &mut enc);
+                        }
+                        let resealed = self.dst.key().seal_blob(BlobKind::Data, &id, &enc);
+                        self.add(BlobKind::Data, id, &resealed, loc.raw_len)?;
+                        self.map.insert(id, id);
+                    } else {
                         let plain = self.src.decode_blob(&id, &loc, sealed)?;
+                        let new_id = self.dst.key().blob_id(&plain);
+                        self.map.insert(id, new_id);
+                        if self.dst_has(&new_id)? {
+                            continue;
+                        }
+                        let mut enc = Vec::new();
                         compress::encode(&plain, level, &mut enc);
+                        let resealed = self.dst.key().seal_blob(BlobKind::Data, &new_id, &enc);
+                        self.add(BlobKind::Data, new_id, &resealed, plain.len() as u32)?;
                     }
-                    let resealed = self.dst.key().seal_blob(BlobKind::Data, &id, &enc);
-                    self.add(BlobKind::Data, id, &resealed, loc.raw_len)?;
-                    self.map.insert(id, id);
-                } else {
-                    let plain = self.src.decode_blob(&id, &loc, sealed)?;
-                    let new_id = self.dst.key().blob_id(&plain);
-                    self.map.insert(id, new_id);
-                    if self.dst_has(&new_id)? {
-                        continue;
-                    }
-                    let mut enc = Vec::new();
-                    compress::encode(&plain, level, &mut enc);
-                    let resealed = self.dst.key().seal_blob(BlobKind::Data, &new_id, &enc);
-                    self.add(BlobKind::Data, new_id, &resealed, plain.len() as u32)?;
                 }
             }
         }
