@@ -249,7 +249,8 @@ type Op<'a> = dyn Fn(&MemRepo, Arc<dyn ObjectStore>, &Path) -> snap::Result<Opti
 
 /// Runs `op` on a fork of `base` once to count its store calls, then for
 /// every N up to that count and both kinds of crash: crashes it at call N,
-/// verifies the repository keeps `kept`, retries, verifies again (with the
+/// verifies the repository keeps `kept` (and the snapshot of a run that
+/// reported success all the same), retries, verifies again (with the
 /// retry's snapshot), and runs `after_retry` on the result. Returns the
 /// number of store calls of a clean run.
 fn crash_everywhere(
@@ -280,15 +281,20 @@ fn crash_everywhere(
             let cache = tmp();
             let crashed = op(&repo, fs.clone(), cache.path());
             assert!(fs.tripped(), "{what}: the fault never fired");
-            drop(crashed);
             fs.disarm();
-            verify(&repo, kept, &what);
+            // An operation that reported success despite the crash (its
+            // last calls only clean up) must have stored what it reported.
+            let mut kept = kept.to_vec();
+            if let Ok(Some(k)) = crashed {
+                kept.push(k);
+            }
+            verify(&repo, &kept, &what);
             // The same machine (same cache) runs the operation again once
             // the dead process's lease has expired.
             repo.expire_leases();
             let made = op(&repo, fs.clone(), cache.path())
                 .unwrap_or_else(|e| panic!("{what}: retry failed: {e:#}"));
-            let mut all = kept.to_vec();
+            let mut all = kept;
             all.extend(made);
             verify(&repo, &all, &format!("{what}, after the retry"));
             after_retry(&repo, &what);
