@@ -28,7 +28,8 @@
 //! error       snap::Error (kind, message, source() chain), the exit-code mapping
 //! format/     byte layouts (format-spec.md), pure, no I/O
 //! catalog     SQLite cache of index + snapshots (derived, rebuildable)
-//! store/      object_store facade (local directory, S3), rate limits, statistics
+//! store/      synchronous object_store facade (local directory, S3, any
+//!             ObjectStore), rate limits, statistics; fault.rs: FaultStore (tests)
 //! interrupt   SIGINT/SIGTERM: the interrupted flag, children stopped, leases released
 //! ```
 //!
@@ -49,6 +50,13 @@
 //!   `Store::warn` and from there to the sink the program installed; store
 //!   statistics and the graceful-stop notice go to hooks the binary sets
 //!   (`store::set_stats_report`, `interrupt::install`).
+//! - Tokio stays inside `store/`: the `Store` API is synchronous, and
+//!   nothing outside `store/` knows whether a repository is a local folder
+//!   (reads, deletes and staging cleanup of a folder happen in the store).
+//!   Held by tests/backends.rs (one suite over memory, local and S3 stores).
+//! - A crash at any store call leaves a repository that checks clean, keeps
+//!   every earlier snapshot, and accepts the same operation again
+//!   (tests/crash_inprocess.rs, for backup, prune and copy).
 //! - An authentication failure is `ErrorKind::Unauthenticated`, malformed
 //!   data `ErrorKind::Corrupt`; exit codes come from `ErrorKind::exit_code`
 //!   only.
