@@ -3,7 +3,8 @@
 //! the process at its N-th store call — that call and every later one fail —
 //! for every N up to the operation's call count, once with the N-th call
 //! lost before it reached the store and once with it applied but its reply
-//! lost. After each crash: the repository checks clean (data read), every
+//! lost; and once more with only the N-th call failing, the process living
+//! on (its error paths: salvaged indexes, released leases). After each: the repository checks clean (data read), every
 //! snapshot that existed before restores byte-identical, and the same
 //! operation run again succeeds and leaves a valid repository. The crashed
 //! process's lease is removed before the retry, as its expiry would
@@ -248,7 +249,7 @@ fn make_dir(root: &Path, name: &str, seed: u64, n: usize, like: Option<(&Path, u
 type Op<'a> = dyn Fn(&MemRepo, Arc<dyn ObjectStore>, &Path) -> snap::Result<Option<Kept>> + 'a;
 
 /// Runs `op` on a fork of `base` once to count its store calls, then for
-/// every N up to that count and both kinds of crash: crashes it at call N,
+/// every N up to that count and each kind of fault: fails it at call N,
 /// verifies the repository keeps `kept` (and the snapshot of a run that
 /// reported success all the same), retries, verifies again (with the
 /// retry's snapshot), and runs `after_retry` on the result. Returns the
@@ -266,17 +267,17 @@ fn crash_everywhere(
     let total = fs.calls(None);
     assert!(total > 5, "only {total} store calls");
     for n in 1..=total {
-        for applied in [false, true] {
-            let what = format!(
-                "crash at call {n}/{total}{}",
-                if applied { " (applied)" } else { "" }
-            );
+        // A crash with the call lost, a crash with its reply lost, and a
+        // single failed call that the process lives through.
+        for mode in ["crash", "crash (applied)", "transient"] {
+            let what = format!("{mode} at call {n}/{total}");
             let repo = base.fork();
             let fs = Arc::new(FaultStore::new(repo.objects.clone()));
-            let mut fault = Fault::crash_at(n);
-            if applied {
-                fault = fault.applied();
-            }
+            let fault = match mode {
+                "crash" => Fault::crash_at(n),
+                "crash (applied)" => Fault::crash_at(n).applied(),
+                _ => Fault::nth(n),
+            };
             fs.arm(fault);
             let cache = tmp();
             let crashed = op(&repo, fs.clone(), cache.path());
