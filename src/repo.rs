@@ -309,7 +309,7 @@ impl Repository {
         warnings: &mut Vec<String>,
     ) -> Result<(MasterKey, String)> {
         let mut keys: Vec<String> = store
-            .list("keys/")?
+            .list(ObjectKind::Key.list_prefix())?
             .into_iter()
             .map(|l| l.name)
             .filter(|n| Id::from_hex(n).is_some())
@@ -536,9 +536,16 @@ impl Repository {
         // Snapshots are listed before the index (format-spec §14): a writer
         // stores index objects before the snapshot that needs them, so every
         // snapshot seen here has its index objects in the listing below.
-        let listed_snapshots: std::collections::HashSet<Id> =
-            self.store.list_ids("snapshots/")?.into_iter().collect();
-        let listed: Vec<Id> = self.store.list_ids("index/")?.into_iter().collect();
+        let listed_snapshots: std::collections::HashSet<Id> = self
+            .store
+            .list_ids(ObjectKind::Snapshot.list_prefix())?
+            .into_iter()
+            .collect();
+        let listed: Vec<Id> = self
+            .store
+            .list_ids(ObjectKind::Index.list_prefix())?
+            .into_iter()
+            .collect();
         // Marks first: blobs loaded below prefer copies in unmarked packs.
         let marks = crate::lease::list_marks(&self.store, &self.key)?;
         let marked: std::collections::HashSet<Id> =

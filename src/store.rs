@@ -73,6 +73,19 @@ impl ObjectKind {
         }
     }
 
+    /// The prefix to list all objects of this kind with, with its trailing
+    /// `/` (`"index/"`).
+    pub fn list_prefix(self) -> &'static str {
+        match self {
+            ObjectKind::Pack => "data/",
+            ObjectKind::Index => "index/",
+            ObjectKind::Snapshot => "snapshots/",
+            ObjectKind::Key => "keys/",
+            ObjectKind::Lock => "locks/",
+            ObjectKind::Mark => "marks/",
+        }
+    }
+
     /// Full key of the object with hex name `name`.
     pub fn key(self, name: &str) -> String {
         match self {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod id;
 pub mod index;
 pub mod keyfile;
+pub mod lease;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

@@ -263,7 +263,7 @@ fn problem(message: String) -> Problem {
 /// them. Unreadable objects and disagreements become problems in `out`.
 /// Returns the readable snapshots, ordered like the catalog (time, id).
 fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id, Snapshot)>> {
-    let listed: Vec<Id> = repo.store().list_ids("snapshots/")?;
+    let listed: Vec<Id> = repo.store().list_ids(ObjectKind::Snapshot.list_prefix())?;
     let mut snaps = Vec::new();
     for id in listed {
         match repo.read_snapshot(&id) {
@@ -402,7 +402,11 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         let found = compare_catalog_blobs(repo, &packs, cat_ids == read)?;
         // Reported only if no index object came or went meanwhile (check
         // takes no lease; a concurrent prune or backup changes the index).
-        let now: HashSet<Id> = repo.store().list_ids("index/")?.into_iter().collect();
+        let now: HashSet<Id> = repo
+            .store()
+            .list_ids(ObjectKind::Index.list_prefix())?
+            .into_iter()
+            .collect();
         if now == read {
             other.extend(found);
         }
