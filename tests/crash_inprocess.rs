@@ -131,7 +131,10 @@ impl MemRepo {
     /// Removes every lease: a crashed process's lease, once it expires.
     fn expire_leases(&self) {
         let store = store_over(self.objects.clone());
-        for l in store.list("locks/").expect("list locks") {
+        for l in store
+            .list(ObjectKind::Lock.list_prefix())
+            .expect("list locks")
+        {
             store
                 .delete(&ObjectKind::Lock.key(&l.name))
                 .expect("delete lease");
@@ -141,7 +144,7 @@ impl MemRepo {
     fn data_bytes(&self) -> u64 {
         let store = store_over(self.objects.clone());
         store
-            .list("data/")
+            .list(ObjectKind::Pack.list_prefix())
             .expect("list")
             .iter()
             .map(|l| l.size)
@@ -354,7 +357,7 @@ fn prune_survives_a_crash_at_every_store_call() {
             "{what}: prune freed nothing ({after} of {before} bytes left)"
         );
         let snaps = store_over(repo.objects.clone())
-            .list_ids("snapshots/")
+            .list_ids(ObjectKind::Snapshot.list_prefix())
             .unwrap();
         assert_eq!(snaps, vec![kept[0].id], "{what}: snapshots");
     };
