@@ -1,5 +1,5 @@
 //! Key management: several passwords for one repository, and the printable
-//! recovery code (format-spec, section "Recovery code").
+//! recovery code (format-spec §16).
 //!
 //! Every key file `keys/<id>` wraps the same master key under a different
 //! password ([`crypto::wrap_master_key`]). A recovery code carries the master
@@ -205,7 +205,7 @@ pub fn parse_recovery_code(config: &Config, code: &str) -> Result<MasterKey> {
     }
     let master = MasterKey::from_bytes(&payload[1 + RECOVERY_REPO_ID_LEN..])
         .ok_or_else(|| Error::corrupt("recovery code holds a master key of the wrong length"))?;
-    // Its master key must be the one `config.key_check` names (format-spec §2.1).
+    // Its master key must be the one `config.key_check` names (format-spec §4).
     if !crypto::config_key_matches(&master, config) {
         return Err(Error::usage(
             "recovery code does not hold this repository's master key (`config` key_check differs)",

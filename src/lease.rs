@@ -1,5 +1,5 @@
 //! Leases (`locks/<id>`) and prune marks (`marks/<id>`), format-spec
-//! "Leases and two-phase prune".
+//! §9, §10 (objects) and §19, §20 (protocol).
 //!
 //! A lease says "process P on host H runs operation O since S, and is alive
 //! until E". Running operations refresh their lease (overwrite) every

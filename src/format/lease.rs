@@ -1,5 +1,5 @@
 //! Lease (`locks/<id>`) and prune-mark (`marks/<id>`) plaintexts: JSON
-//! objects, sealed by the caller (format-spec "Leases and two-phase prune").
+//! objects, sealed by the caller (format-spec §9, §10).
 //! Pure: no I/O, no crypto; the protocol lives in [`crate::lease`].
 
 use serde::{Deserialize, Serialize};
@@ -67,9 +67,23 @@ pub fn encode_lease(lease: &Lease) -> Vec<u8> {
     serde_json::to_vec(lease).unwrap_or_default()
 }
 
-/// Decodes a lease's JSON. Errors: the parser's, for the caller to wrap.
+/// Decodes a lease's JSON; a `version` other than 1 is an error
+/// (format-spec §1, §9). Errors: the parser's, for the caller to wrap.
 pub fn decode_lease(bytes: &[u8]) -> Result<Lease, serde_json::Error> {
-    serde_json::from_slice(bytes)
+    let l: Lease = serde_json::from_slice(bytes)?;
+    check_version("lease", l.version)?;
+    Ok(l)
+}
+
+/// Objects of another format version are malformed (format-spec §1).
+fn check_version(what: &str, v: u32) -> Result<(), serde_json::Error> {
+    if v == 1 {
+        Ok(())
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "unsupported {what} version {v}"
+        )))
+    }
 }
 
 /// The JSON bytes of `mark`.
@@ -77,9 +91,12 @@ pub fn encode_mark(mark: &Mark) -> Vec<u8> {
     serde_json::to_vec(mark).unwrap_or_default()
 }
 
-/// Decodes a mark's JSON. Errors: the parser's, for the caller to wrap.
+/// Decodes a mark's JSON; a `version` other than 1 is an error
+/// (format-spec §1, §10). Errors: the parser's, for the caller to wrap.
 pub fn decode_mark(bytes: &[u8]) -> Result<Mark, serde_json::Error> {
-    serde_json::from_slice(bytes)
+    let m: Mark = serde_json::from_slice(bytes)?;
+    check_version("mark", m.version)?;
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -110,5 +127,20 @@ mod tests {
         assert_eq!(decode_mark(&encode_mark(&mark)).unwrap(), mark);
         assert!(decode_lease(b"{\"version\":1}").is_err());
         assert!(decode_mark(b"\xff").is_err());
+    }
+
+    #[test]
+    fn leases_and_marks_of_another_version_are_rejected() {
+        let lease = br#"{"version":1,"host":"h","pid":1,"operation":"backup","detail":"","start":"2026-01-01T00:00:00.000Z","refreshed":"2026-01-01T00:00:00.000Z","expires":"2026-01-01T00:05:00.000Z"}"#;
+        assert_eq!(decode_lease(lease).unwrap().operation, Operation::Backup);
+        let lease2 = String::from_utf8_lossy(lease).replacen("\"version\":1", "\"version\":2", 1);
+        let e = decode_lease(lease2.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("lease version 2"), "{e}");
+
+        let mark = br#"{"version":1,"time":"2026-01-01T00:00:00.000Z","packs":[],"blockers":null}"#;
+        assert!(decode_mark(mark).unwrap().blockers.is_none());
+        let mark2 = String::from_utf8_lossy(mark).replacen("\"version\":1", "\"version\":3", 1);
+        let e = decode_mark(mark2.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("mark version 3"), "{e}");
     }
 }

@@ -170,7 +170,7 @@ pub fn verify_pack(
 pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, Vec<String>)> {
     let snaps = repo.snapshots()?;
     let mut memo: HashMap<Id, bool> = HashMap::new();
-    // Both walks recurse at most MAX_DEPTH levels (format-spec §12); a
+    // Both walks recurse at most MAX_DEPTH levels (format-spec §17); a
     // deeper tree counts as affected.
     fn affected(
         repo: &Repository,
@@ -479,7 +479,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             for e in &tree.entries {
                 let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
                 for c in &e.content {
-                    // A delta blob needs its base too (format-spec §25).
+                    // A delta blob needs its base too (format-spec §13).
                     let missing = match cat.lookup(c)? {
                         None => Some(format!("blob {}", c.short())),
                         Some(l) => match l.base {

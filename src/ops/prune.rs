@@ -1,6 +1,6 @@
 //! Prune: remove packs no snapshot needs, repack mostly-unused packs and
 //! rewrite the index, safely while backups run (two-phase deletion with
-//! marks and leases, format-spec "Leases and two-phase prune").
+//! marks and leases, format-spec §19, §20).
 //!
 //! One run of [`prune`]:
 //! 1. lists leases, then snapshots, then indexes, so that every backup
@@ -399,7 +399,7 @@ fn prune_without(
         .collect();
     let locs = blob_locations(&packs, &all_marked);
     let mut referenced = referenced_blobs(repo, &locs, &roots)?;
-    // A referenced delta blob needs its base (format-spec §25); bases are
+    // A referenced delta blob needs its base (format-spec §13); bases are
     // never deltas, so one pass closes the set. Every stored copy counts.
     let bases: Vec<Id> = packs
         .iter()

@@ -203,7 +203,7 @@ struct Rewriter<'a> {
 }
 
 impl Rewriter<'_> {
-    /// Indexed, and for a delta blob its base too (format-spec §25).
+    /// Indexed, and for a delta blob its base too (format-spec §13).
     fn available(&self, id: &Id) -> Result<bool> {
         let cat = self.repo.catalog();
         Ok(match cat.lookup(id)? {
@@ -217,7 +217,7 @@ impl Rewriter<'_> {
 
     /// Rewrites tree `t` at `path`, whose entries are `depth` levels below
     /// the root; `None` if the tree itself is lost. Recursion is bounded by
-    /// the depth limit (format-spec §12).
+    /// the depth limit (format-spec §17).
     fn tree(&mut self, t: Id, path: &str, depth: usize) -> Result<Option<Id>> {
         crate::read::restore::check_depth(depth, || path.to_string())?;
         let tree = match self.repo.read_tree(&t) {

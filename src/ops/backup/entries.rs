@@ -35,7 +35,7 @@ pub struct EntrySink<'a, 'r> {
 }
 
 /// The usage error for an archive entry deeper than the folder nesting
-/// limit (format-spec §8.2).
+/// limit (format-spec §14.2).
 fn too_deep(path: &[u8]) -> Error {
     let mut shown: String = String::from_utf8_lossy(path).chars().take(120).collect();
     if shown.len() < path.len() {

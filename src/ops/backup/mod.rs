@@ -18,7 +18,7 @@
 //! (files and streams through ingest), `tree` (trees stored bottom-up);
 //! `entries` builds a snapshot from an archive instead of the file system.
 //!
-//! Write order follows format-spec §14: packs, then index objects, then the
+//! Write order follows format-spec §18: packs, then index objects, then the
 //! snapshot.
 
 use crate::error::{Error, ErrorKind, Result};
@@ -118,7 +118,7 @@ pub struct BackupOptions {
     pub progress: Arc<Progress>,
     /// Called just before the snapshot object is written; an error aborts
     /// the backup without a snapshot (the CLI checks that its lease is still
-    /// valid, format-spec "Leases and two-phase prune").
+    /// valid, format-spec §19, §20).
     pub before_commit: Option<Box<dyn Fn() -> Result<()> + Send + Sync>>,
     /// When a stream source fails, record the snapshot anyway without that
     /// stream, marked `partial` (tag `partial`, `partial: true`, the source

@@ -63,7 +63,7 @@ fn describe(input: &StreamInput) -> String {
 
 /// The previous version of each stream about to be read: the content of the
 /// stream of the same name in the newest snapshot of this host that holds
-/// one (for delta blobs, format-spec §25). Best effort: a stream whose
+/// one (for delta blobs, format-spec §13). Best effort: a stream whose
 /// previous version cannot be read simply gets no delta bases.
 pub(super) fn previous_streams(
     repo: &Repository,

@@ -102,7 +102,7 @@ const WINDOW: u64 = 16 << 20;
 /// Fetches the plaintexts of `ids` in order. Reads go in batches of about
 /// [`WINDOW`] bytes through [`crate::read::fetch::fetch`] (neighbours coalesced,
 /// concurrent requests on S3), together with the bases of the batch's delta
-/// blobs (format-spec §25).
+/// blobs (format-spec §13).
 ///
 /// Errors: [`ErrorKind::NotFound`] for a blob or base no index names, store
 /// errors, and [`ErrorKind::Corrupt`] for a blob that does not decode.
