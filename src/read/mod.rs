@@ -4,8 +4,10 @@
 //! find     (trees → paths: ls, find, diff, stats, the catalog path index)
 //! restore  (trees → plan of folders and files → fetch → open → write)
 //!   fetch  (blob locations → coalesced ranged pack reads)
+//! trees    (one level of tree ids → trees, read concurrently)
 //! ```
 
 pub mod fetch;
 pub mod find;
 pub mod restore;
+pub mod trees;
