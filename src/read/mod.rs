@@ -5,9 +5,11 @@
 //! restore  (trees → plan of folders and files → fetch → open → write)
 //!   fetch  (blob locations → coalesced ranged pack reads)
 //! trees    (one level of tree ids → trees, read concurrently)
+//! mount    (trees → inodes, lazily; read(offset, size) → the covering blobs, LRU-cached)
 //! ```
 
 pub mod fetch;
 pub mod find;
+pub mod mount;
 pub mod restore;
 pub mod trees;
