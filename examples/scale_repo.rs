@@ -101,11 +101,12 @@ pub fn generate(
 ) -> anyhow::Result<String> {
     let t = Instant::now();
     let repo = Repository::open(loc, pw.as_bytes(), cache)?;
-    let root = repo
-        .store()
-        .local_root()
-        .ok_or_else(|| anyhow::anyhow!("{loc} is not a local repository"))?
-        .to_path_buf();
+    // Sparse packs are made with the file system directly: only a local
+    // repository (a plain path) will do.
+    if loc.contains("://") {
+        anyhow::bail!("{loc} is not a local repository");
+    }
+    let root = std::path::PathBuf::from(loc);
     let step = u64::MAX / n.max(1);
     let packs = n.div_ceil(PER_PACK);
     let pack_size = PER_PACK * BLOB_LEN as u64 + 4096;

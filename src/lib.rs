@@ -11,7 +11,8 @@
 //! format/   byte layouts, pure: no I/O, no keys
 //! crypto    master key, keyed BLAKE3 ids, sealed envelope, Argon2id
 //! keys      key files and the recovery code
-//! store/    the only code that talks to a backend (local folder, S3)
+//! store/    the only code that talks to a backend (local folder, S3, any
+//!           ObjectStore): a synchronous API, Tokio inside; fault.rs for tests
 //! repo      Repository: open, unlock, catalog sync, verified reads
 //! session   Session: the one way to write (holds the operation's lease)
 //! lease     the lease protocol: take, refresh, release; list leases and marks

@@ -156,6 +156,15 @@ impl Repository {
     /// does not match `key_check`.
     pub fn init(location: &str, password: &[u8], opts: &InitOptions) -> Result<Id> {
         let store = Store::open_with(location, true, &opts.store)?;
+        Self::init_in(&store, password, opts)
+    }
+
+    /// [`Repository::init`] in an already opened store (an in-memory or
+    /// fault-injecting one in tests); `opts.store` is not used.
+    ///
+    /// Errors: as [`Repository::init`].
+    pub fn init_in(store: &Store, password: &[u8], opts: &InitOptions) -> Result<Id> {
+        let location = store.location();
         let exists = || Error::usage(format!("repository {location} already exists"));
         match store.get("config") {
             Ok(_) => return Err(exists()),

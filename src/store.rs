@@ -1,5 +1,16 @@
 //! Where repository bytes live: a small synchronous facade over
-//! `object_store` (LocalFileSystem for paths, AmazonS3 for `s3://` URLs).
+//! `object_store` (LocalFileSystem for paths, AmazonS3 for `s3://` URLs,
+//! any other `ObjectStore` — `InMemory`, [`fault::FaultStore`] — through
+//! [`Store::from_object_store`]).
+//!
+//! The API is synchronous and free of Tokio types: put-if-absent
+//! ([`Store::put_new`]), put-overwrite, get, get-range, a batch of ranges
+//! ([`Store::get_ranges`], concurrent inside the store and bounded), list,
+//! delete and size. Every method takes `&self` and may be called from many
+//! threads at once (the store runs each call on its own I/O runtime); it
+//! must not be called from inside a Tokio runtime. A local repository is
+//! read with `pread` and its leftover staging files removed here, so no
+//! caller needs to know whether the repository is a folder.
 //!
 //! Objects are written whole and never rewritten: content-named objects use
 //! `PutMode::Create` (on S3 a conditional `PUT` with `If-None-Match: *`), and
@@ -17,6 +28,7 @@
 //! repository façade, lease refreshes, …) go to [`Store::warn`] and from
 //! there to the sink the program installed ([`Store::set_warning_sink`]).
 
+pub mod fault;
 mod limit;
 mod stats;
 
@@ -28,7 +40,6 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -228,19 +239,32 @@ fn url_scheme(location: &str) -> Option<&str> {
 fn backend_err(what: String, e: object_store::Error) -> Error {
     match e {
         object_store::Error::NotFound { .. } => Error::with_source(ErrorKind::NotFound, what, e),
-        e => {
-            // Local ENOSPC surfaces through object_store as a generic error.
-            let msg = e.to_string();
-            if msg.contains("No space left on device") || msg.contains("os error 28") {
-                Error::new(
-                    ErrorKind::NoSpace,
-                    format!("{what}: no space left on device"),
-                )
-            } else {
-                Error::with_source(ErrorKind::Backend, what, e)
+        // A full local disk surfaces through object_store as a generic
+        // error whose source chain holds the io::Error.
+        e if is_storage_full(&e) => Error::new(
+            ErrorKind::NoSpace,
+            format!("{what}: no space left on device"),
+        ),
+        e => Error::with_source(ErrorKind::Backend, what, e),
+    }
+}
+
+/// Whether `e` or any error in its `source()` chain is an `io::Error` for
+/// a full filesystem or an exhausted quota: `ErrorKind::StorageFull`, or
+/// the OS error ENOSPC or EDQUOT.
+pub fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull
+                || matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+            {
+                return true;
             }
         }
+        cur = err.source();
     }
+    false
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -411,9 +435,23 @@ impl Store {
         })
     }
 
-    /// Wraps an arbitrary `ObjectStore` (tests: `InMemory`, fault injection).
+    /// Wraps an arbitrary `ObjectStore` (tests: `InMemory`,
+    /// [`fault::FaultStore`]) with default [`StoreOptions`]; `location` only
+    /// names it in messages. The store counts as remote ([`Store::is_remote`]).
+    ///
+    /// Errors: [`ErrorKind::Io`] if the I/O runtime cannot be started.
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, location: &str) -> Result<Store> {
-        Self::build(inner, location, false, None, &StoreOptions::default())
+        Self::from_object_store_with(inner, location, &StoreOptions::default())
+    }
+
+    /// [`Store::from_object_store`] with explicit options (upload
+    /// concurrency, rate limits, multipart sizes).
+    pub fn from_object_store_with(
+        inner: Arc<dyn ObjectStore>,
+        location: &str,
+        opts: &StoreOptions,
+    ) -> Result<Store> {
+        Self::build(inner, location, false, None, opts)
     }
 
     /// The location string this store was opened with.
@@ -421,9 +459,12 @@ impl Store {
         &self.shared.location
     }
 
-    /// The local directory, for local repositories.
-    pub fn local_root(&self) -> Option<&std::path::Path> {
-        self.local_root.as_deref()
+    /// Whether a request costs a network round trip (S3, or any store
+    /// wrapped with [`Store::from_object_store`]) rather than a local system
+    /// call: readers coalesce ranges across gaps and writers expect upload
+    /// waits only then.
+    pub fn is_remote(&self) -> bool {
+        self.local_root.is_none()
     }
 
     /// The options this store was opened with.
@@ -475,25 +516,21 @@ impl Store {
         &self.shared.stats
     }
 
-    /// Runs a future on this store's runtime without waiting for it.
-    pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.rt.spawn(f)
-    }
-
-    /// Writes a new object at `key`. Returns `false` if an object already
-    /// exists there (for content-named objects: already stored). Durable on
-    /// return (local: file and directory fsynced).
+    /// Writes a new object at `key` (put-if-absent). Returns `false` if an
+    /// object already exists there (for content-named objects: already
+    /// stored; its bytes are left as they are). Durable on return (local:
+    /// file and directory fsynced). Callable from many threads at once.
     ///
     /// On a local repository, key files (`keys/…`) are made readable by
     /// their owner only (mode 0600).
+    ///
+    /// Errors: [`ErrorKind::NoSpace`] for a full disk or quota,
+    /// [`ErrorKind::Backend`] for other store failures, [`ErrorKind::Io`]
+    /// if a key file's mode cannot be set.
     pub fn put_new(&self, key: &str, data: Bytes) -> Result<bool> {
         let created = self
             .rt
-            .block_on(self.put_new_async(key.to_string(), data))?;
+            .block_on(self.shared.put(key.to_string(), data, true))?;
         if let (true, Some(root)) = (created && key.starts_with("keys/"), &self.local_root) {
             use std::os::unix::fs::PermissionsExt;
             let p = root.join(key);
@@ -503,21 +540,12 @@ impl Store {
         Ok(created)
     }
 
-    /// [`Store::put_new`] as a `'static` future, for [`Store::spawn`].
-    pub fn put_new_async(
-        &self,
-        key: String,
-        data: Bytes,
-    ) -> impl Future<Output = Result<bool>> + Send + 'static {
-        let sh = self.shared.clone();
-        async move { sh.put(key, data, true).await }
-    }
-
     /// Writes `key`, replacing any object there (leases only).
+    ///
+    /// Errors: as [`Store::put_new`].
     pub fn put_overwrite(&self, key: &str, data: Bytes) -> Result<()> {
-        let sh = self.shared.clone();
         self.rt
-            .block_on(sh.put(key.to_string(), data, false))
+            .block_on(self.shared.put(key.to_string(), data, false))
             .map(|_| ())
     }
 
@@ -525,17 +553,59 @@ impl Store {
     /// [`ErrorKind::Corrupt`] before downloading anything if the backend
     /// reports it larger than [`max_object_size`] for its kind.
     pub fn get(&self, key: &str) -> Result<Bytes> {
-        let sh = self.shared.clone();
-        self.rt.block_on(sh.get(key.to_string(), None))
+        self.rt.block_on(self.shared.get(key.to_string(), None))
     }
 
-    /// Reads bytes `range` of an object; a short object is an error.
+    /// Reads bytes `range` (offsets in bytes, end exclusive) of an object.
+    /// Callable from many threads at once; on a local repository one `pread`
+    /// on the calling thread.
+    ///
+    /// Errors: [`ErrorKind::NotFound`] if the object does not exist,
+    /// [`ErrorKind::Corrupt`] if it ends before `range.end` (a range that
+    /// starts at or past its end included; an empty range returns no bytes
+    /// without a request), [`ErrorKind::Backend`] /
+    /// [`ErrorKind::Io`] for transport failures.
     pub fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        if range.start >= range.end {
+            return Ok(Bytes::new());
+        }
         if let (Some(root), None) = (&self.local_root, &self.shared.down) {
             return self.local_get_range(root, key, range);
         }
-        let sh = self.shared.clone();
-        self.rt.block_on(sh.get(key.to_string(), Some(range)))
+        self.rt
+            .block_on(self.shared.get(key.to_string(), Some(range)))
+    }
+
+    /// Most ranged reads [`Store::get_ranges`] keeps in flight at once on a
+    /// remote store.
+    pub const RANGES_IN_FLIGHT: usize = 16;
+
+    /// Reads a batch of ranges — `(key, byte range)` pairs, in any order,
+    /// duplicates allowed — and returns their bytes in the same order. A
+    /// remote store runs up to [`Store::RANGES_IN_FLIGHT`] requests at once;
+    /// a local one reads them with `pread` on the calling thread. Each range
+    /// behaves as [`Store::get_range`].
+    ///
+    /// Errors: the first error of any range (the others are abandoned), as
+    /// [`Store::get_range`].
+    pub fn get_ranges(&self, reqs: &[(String, std::ops::Range<u64>)]) -> Result<Vec<Bytes>> {
+        if self.local_root.is_some() && self.shared.down.is_none() {
+            return reqs
+                .iter()
+                .map(|(k, r)| self.get_range(k, r.clone()))
+                .collect();
+        }
+        let sh = &self.shared;
+        self.rt.block_on(
+            futures::stream::iter(reqs.iter().map(|(k, r)| async move {
+                if r.start >= r.end {
+                    return Ok(Bytes::new());
+                }
+                sh.get(k.clone(), Some(r.clone())).await
+            }))
+            .buffered(Self::RANGES_IN_FLIGHT)
+            .try_collect(),
+        )
     }
 
     /// Ranged read of a local object with one `pread`, without the hop
@@ -567,10 +637,7 @@ impl Store {
         let len = range.end.saturating_sub(range.start) as usize;
         let size = f.metadata().map_err(|e| Error::io(what(), e))?.len();
         if range.end > size {
-            return Err(Error::corrupt(format!(
-                "{key} is truncated: wanted bytes {}..{} of {size}",
-                range.start, range.end
-            )));
+            return Err(truncated(key, &range, size));
         }
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, range.start).map_err(|e| {
@@ -587,26 +654,6 @@ impl Store {
         Ok(Bytes::from(buf))
     }
 
-    /// [`Store::get_range`] as a `'static` future, for [`Store::spawn`].
-    pub fn get_range_async(
-        &self,
-        key: String,
-        range: std::ops::Range<u64>,
-    ) -> impl Future<Output = Result<Bytes>> + Send + 'static {
-        let sh = self.shared.clone();
-        async move { sh.get(key, Some(range)).await }
-    }
-
-    /// Waits for a spawned task; a panicked task is a backend error.
-    pub fn wait<T>(&self, h: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
-        self.rt.block_on(h).unwrap_or_else(|e| {
-            Err(Error::new(
-                ErrorKind::Backend,
-                format!("an I/O task of {} failed: {e}", self.location()),
-            ))
-        })
-    }
-
     /// The ids of the objects under `prefix` (`"index/"`, `"snapshots/"`,
     /// …), sorted; names that are not 64 hex digits are left out.
     ///
@@ -621,7 +668,13 @@ impl Store {
         Ok(ids)
     }
 
-    /// Lists the objects under `prefix` (recursively).
+    /// Lists the objects under `prefix` (recursively), in no particular
+    /// order. A prefix matches whole path segments: `"data/"` and `"data"`
+    /// list the same objects, `"dat"` lists none. Staging files of
+    /// unfinished local writes (names with `#`) are left out.
+    ///
+    /// Errors: [`ErrorKind::Backend`] (or [`ErrorKind::Io`]) if the listing
+    /// fails.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
         let sh = &self.shared;
         StoreStats::inc(&sh.stats.kind(prefix).list, 1);
@@ -644,6 +697,8 @@ impl Store {
     }
 
     /// Deletes an object; deleting a missing object is not an error.
+    ///
+    /// Errors: [`ErrorKind::Backend`] if the store refuses or fails.
     pub fn delete(&self, key: &str) -> Result<()> {
         let sh = &self.shared;
         StoreStats::inc(&sh.stats.kind(key).delete, 1);
@@ -657,7 +712,68 @@ impl Store {
         }
     }
 
+    /// Removes the staging files (`NAME#N`, written before the rename that
+    /// makes an object visible) that object_store's local backend leaves
+    /// behind when a process is killed mid-write, if they are older than
+    /// `min_age` (a write in progress is younger). They are never objects of
+    /// the repository (format-spec §2: names are ids or lease and mark
+    /// names, which never contain `#`). Returns how many were removed; a
+    /// remote store has none (an interrupted upload is not visible).
+    ///
+    /// Errors: [`ErrorKind::Io`] if a folder cannot be listed or a file
+    /// removed.
+    pub fn remove_stale_staging(&self, min_age: Duration) -> Result<u64> {
+        let Some(root) = &self.local_root else {
+            return Ok(0);
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        let mut dirs = vec![(root.to_path_buf(), 0)];
+        while let Some((dir, depth)) = dirs.pop() {
+            let rd = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+            };
+            for e in rd {
+                let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+                let ft = e
+                    .file_type()
+                    .map_err(|err| Error::io("reading a file type", err))?;
+                if ft.is_dir() {
+                    // data/<2 hex>/ is the deepest level snap writes.
+                    if depth < 2 {
+                        dirs.push((e.path(), depth + 1));
+                    }
+                    continue;
+                }
+                if !ft.is_file() || !e.file_name().as_encoded_bytes().contains(&b'#') {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= min_age);
+                if old {
+                    match std::fs::remove_file(e.path()) {
+                        Ok(()) => removed += 1,
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(err) => {
+                            return Err(Error::io(format!("removing {}", e.path().display()), err))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Size of an object in bytes.
+    ///
+    /// Errors: [`ErrorKind::NotFound`] if it does not exist,
+    /// [`ErrorKind::Backend`] for transport failures.
     pub fn size(&self, key: &str) -> Result<u64> {
         let sh = &self.shared;
         StoreStats::inc(&sh.stats.kind(key).head, 1);
@@ -748,11 +864,24 @@ impl Shared {
             range: range.clone().map(Into::into),
             ..Default::default()
         };
-        let res = self
-            .inner
-            .get_opts(&path, opts)
-            .await
-            .map_err(|e| backend_err(what(), e))?;
+        let res = match self.inner.get_opts(&path, opts).await {
+            Ok(res) => res,
+            Err(e) => {
+                // Stores differ in how they refuse a range past the end
+                // (S3: 416, local and memory: their own range errors); a
+                // HEAD tells a short object from a failed request.
+                if let (Some(r), false) =
+                    (&range, matches!(e, object_store::Error::NotFound { .. }))
+                {
+                    if let Ok(m) = self.inner.head(&path).await {
+                        if m.size < r.end {
+                            return Err(truncated(&key, r, m.size));
+                        }
+                    }
+                }
+                return Err(backend_err(what(), e));
+            }
+        };
         // Whole objects: the size the backend reports is checked against
         // the kind's cap before a byte of the body is read.
         let max = max_object_size(&key);
@@ -783,14 +912,19 @@ impl Shared {
         }
         if let Some(r) = &range {
             if buf.len() as u64 != r.end - r.start {
-                return Err(Error::corrupt(format!(
-                    "{key} is truncated: wanted bytes {}..{}",
-                    r.start, r.end
-                )));
+                return Err(truncated(&key, r, r.start + buf.len() as u64));
             }
         }
         Ok(Bytes::from(buf))
     }
+}
+
+/// The error for an object of `size` bytes that ends before `r.end`.
+fn truncated(key: &str, r: &std::ops::Range<u64>, size: u64) -> Error {
+    Error::corrupt(format!(
+        "{key} is truncated: wanted bytes {}..{} of {size}",
+        r.start, r.end
+    ))
 }
 
 impl Drop for Store {

@@ -52,7 +52,8 @@ pub const COPY_INDEX_EVERY: usize = 4;
 /// Ranges of one source pack closer than this many bytes are fetched as one.
 const COALESCE_GAP: u64 = 1 << 20;
 
-/// Source pack reads kept in flight.
+/// Coalesced source pack reads fetched at once (as one [`crate::store::Store::get_ranges`]
+/// batch); one batch is read ahead while the previous one is re-packed.
 const FETCH_IN_FLIGHT: usize = 4;
 
 /// One coalesced read: source pack, first byte offset, blobs in the range.
@@ -226,69 +227,99 @@ impl Copier<'_> {
             }
         }
         let store = self.src.store().clone();
-        let mut in_flight = VecDeque::new();
-        let spawn = |job: FetchJob| {
-            let (pack, start, group) = job;
-            let end = group
-                .iter()
-                .map(|(_, l)| l.offset as u64 + l.length as u64)
-                .max()
-                .unwrap_or(start);
-            let fut = store.get_range_async(ObjectKind::Pack.key(&pack.to_hex()), start..end);
-            (start, group, store.spawn(fut))
-        };
         let level = self.dst.config().compression_level;
-        loop {
-            while in_flight.len() < FETCH_IN_FLIGHT {
-                match jobs.pop_front() {
-                    Some(j) => in_flight.push_back(spawn(j)),
-                    None => break,
+        let mut batches: Vec<Vec<FetchJob>> = Vec::new();
+        while !jobs.is_empty() {
+            batches.push(
+                (0..FETCH_IN_FLIGHT)
+                    .map_while(|_| jobs.pop_front())
+                    .collect(),
+            );
+        }
+        // A reader thread fetches one batch of coalesced reads ahead
+        // (concurrently inside the store) while this thread decodes and
+        // re-packs the previous one, in order.
+        std::thread::scope(|s| -> Result<()> {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<(Vec<FetchJob>, Result<Vec<bytes::Bytes>>)>(1);
+            s.spawn(move || {
+                for batch in batches {
+                    let reqs: Vec<(String, std::ops::Range<u64>)> = batch
+                        .iter()
+                        .map(|(pack, start, group)| {
+                            let end = group
+                                .iter()
+                                .map(|(_, l)| l.offset as u64 + l.length as u64)
+                                .max()
+                                .unwrap_or(*start);
+                            (ObjectKind::Pack.key(&pack.to_hex()), *start..end)
+                        })
+                        .collect();
+                    let got = store.get_ranges(&reqs);
+                    let failed = got.is_err();
+                    // A closed channel: the copy stopped on an error.
+                    if tx.send((batch, got)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for (batch, got) in rx {
+                crate::interrupt::check()?;
+                for ((_, start, group), bytes) in batch.into_iter().zip(got?) {
+                    self.copy_group(start, group, &bytes, level)?;
                 }
             }
-            let Some((start, group, handle)) = in_flight.pop_front() else {
-                break;
-            };
-            crate::interrupt::check()?;
-            let bytes = store.wait(handle)?;
-            for (id, loc) in group {
-                let o = (loc.offset as u64 - start) as usize;
-                let sealed = bytes
-                    .get(o..o + loc.length as usize)
-                    .ok_or_else(|| Error::corrupt(format!("pack {} is short", loc.pack.short())))?;
-                self.report.blobs_read += 1;
-                if self.same_ids {
-                    // Same ids: move the compressed bytes to the new key. A
-                    // delta blob is stored whole instead (its base may not be
-                    // in the destination).
-                    let mut enc = self
-                        .src
-                        .key()
-                        .open_blob(BlobKind::Data, &id, sealed)
-                        .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
-                    if loc.base.is_some() {
-                        let plain = self.src.decode_blob(&id, &loc, sealed)?;
-                        compress::encode(&plain, level, &mut enc);
-                    } else if let Some(src_dict) = compress::dict_of(&enc) {
-                        // The same zstd frame, naming the destination's copy
-                        // of the dictionary (stored before the blob).
-                        let dst_dict = self.dst_dictionary(&src_dict)?;
-                        enc[1..33].copy_from_slice(&dst_dict.0);
-                    }
-                    let resealed = self.dst.key().seal_blob(BlobKind::Data, &id, &enc);
-                    self.add(BlobKind::Data, id, &resealed, loc.raw_len)?;
-                    self.map.insert(id, id);
-                } else {
+            Ok(())
+        })
+    }
+
+    /// Re-keys (or moves) the blobs `group` of one coalesced read whose
+    /// bytes, starting at pack offset `start`, are `bytes`.
+    fn copy_group(
+        &mut self,
+        start: u64,
+        group: Vec<(Id, BlobLocation)>,
+        bytes: &[u8],
+        level: i32,
+    ) -> Result<()> {
+        for (id, loc) in group {
+            let o = (loc.offset as u64 - start) as usize;
+            let sealed = bytes
+                .get(o..o + loc.length as usize)
+                .ok_or_else(|| Error::corrupt(format!("pack {} is short", loc.pack.short())))?;
+            self.report.blobs_read += 1;
+            if self.same_ids {
+                // Same ids: move the compressed bytes to the new key. A
+                // delta blob is stored whole instead (its base may not be
+                // in the destination).
+                let mut enc = self
+                    .src
+                    .key()
+                    .open_blob(BlobKind::Data, &id, sealed)
+                    .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
+                if loc.base.is_some() {
                     let plain = self.src.decode_blob(&id, &loc, sealed)?;
-                    let new_id = self.dst.key().blob_id(&plain);
-                    self.map.insert(id, new_id);
-                    if self.dst_has(&new_id)? {
-                        continue;
-                    }
-                    let mut enc = Vec::new();
                     compress::encode(&plain, level, &mut enc);
-                    let resealed = self.dst.key().seal_blob(BlobKind::Data, &new_id, &enc);
-                    self.add(BlobKind::Data, new_id, &resealed, plain.len() as u32)?;
+                } else if let Some(src_dict) = compress::dict_of(&enc) {
+                    // The same zstd frame, naming the destination's copy
+                    // of the dictionary (stored before the blob).
+                    let dst_dict = self.dst_dictionary(&src_dict)?;
+                    enc[1..33].copy_from_slice(&dst_dict.0);
                 }
+                let resealed = self.dst.key().seal_blob(BlobKind::Data, &id, &enc);
+                self.add(BlobKind::Data, id, &resealed, loc.raw_len)?;
+                self.map.insert(id, id);
+            } else {
+                let plain = self.src.decode_blob(&id, &loc, sealed)?;
+                let new_id = self.dst.key().blob_id(&plain);
+                self.map.insert(id, new_id);
+                if self.dst_has(&new_id)? {
+                    continue;
+                }
+                let mut enc = Vec::new();
+                compress::encode(&plain, level, &mut enc);
+                let resealed = self.dst.key().seal_blob(BlobKind::Data, &new_id, &enc);
+                self.add(BlobKind::Data, new_id, &resealed, plain.len() as u32)?;
             }
         }
         Ok(())

@@ -614,51 +614,7 @@ pub const STAGING_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(
 ///
 /// Errors: [`ErrorKind::Io`] if a folder cannot be listed or a file removed.
 pub fn remove_stale_staging(repo: &Repository, min_age: std::time::Duration) -> Result<u64> {
-    let Some(root) = repo.store().local_root() else {
-        return Ok(0);
-    };
-    let now = std::time::SystemTime::now();
-    let mut removed = 0;
-    let mut dirs = vec![(root.to_path_buf(), 0)];
-    while let Some((dir, depth)) = dirs.pop() {
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-        };
-        for e in rd {
-            let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-            let ft = e
-                .file_type()
-                .map_err(|err| Error::io("reading a file type", err))?;
-            if ft.is_dir() {
-                // data/<2 hex>/ is the deepest level snap writes.
-                if depth < 2 {
-                    dirs.push((e.path(), depth + 1));
-                }
-                continue;
-            }
-            if !ft.is_file() || !e.file_name().as_encoded_bytes().contains(&b'#') {
-                continue;
-            }
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age >= min_age);
-            if old {
-                match std::fs::remove_file(e.path()) {
-                    Ok(()) => removed += 1,
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(err) => {
-                        return Err(Error::io(format!("removing {}", e.path().display()), err))
-                    }
-                }
-            }
-        }
-    }
-    Ok(removed)
+    repo.store().remove_stale_staging(min_age)
 }
 
 /// Kind name for messages.

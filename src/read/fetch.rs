@@ -52,8 +52,7 @@ impl Fetched {
 /// Errors: the store's (NotFound for a missing pack, Corrupt for one shorter
 /// than the index says, Backend/Io for transport failures).
 pub fn fetch(store: &Store, locs: &[BlobLocation]) -> Result<Fetched> {
-    let local = store.local_root().is_some();
-    let gap = if local { 0 } else { REMOTE_GAP };
+    let gap = if store.is_remote() { REMOTE_GAP } else { 0 };
     let mut want: Vec<(Id, u64, u64)> = locs
         .iter()
         .map(|l| (l.pack, l.offset as u64, l.offset as u64 + l.length as u64))
@@ -70,24 +69,15 @@ pub fn fetch(store: &Store, locs: &[BlobLocation]) -> Result<Fetched> {
         }
     }
     let key = |p: &Id| ObjectKind::Pack.key(&p.to_hex());
+    let reqs: Vec<(String, std::ops::Range<u64>)> =
+        plan.iter().map(|(p, s, e)| (key(p), *s..*e)).collect();
+    let got = store.get_ranges(&reqs)?;
     let mut ranges = Vec::with_capacity(plan.len());
-    if local {
-        for (p, s, e) in plan {
-            let b = store.get_range(&key(&p), s..e)?;
-            ranges.push((p, s, b));
+    for ((p, s, e), b) in plan.into_iter().zip(got) {
+        if (b.len() as u64) < e - s {
+            return Err(short_pack(&p));
         }
-    } else {
-        let handles: Vec<_> = plan
-            .iter()
-            .map(|(p, s, e)| store.spawn(store.get_range_async(key(p), *s..*e)))
-            .collect();
-        for ((p, s, e), h) in plan.into_iter().zip(handles) {
-            let b = store.wait(h)?;
-            if (b.len() as u64) < e - s {
-                return Err(short_pack(&p));
-            }
-            ranges.push((p, s, b));
-        }
+        ranges.push((p, s, b));
     }
     Ok(Fetched { ranges })
 }

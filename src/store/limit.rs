@@ -52,7 +52,7 @@ impl RateLimiter {
     }
 
     /// Waits (asynchronously) until `n` more bytes fit within the rate.
-    pub async fn take(&self, n: u64) {
+    pub(crate) async fn take(&self, n: u64) {
         let d = self.reserve(n);
         if !d.is_zero() {
             tokio::time::sleep(d).await;

@@ -103,10 +103,7 @@ impl Gauge {
 
     fn of(repo: &Repository) -> Gauge {
         let store = repo.store();
-        Gauge::new(
-            store.local_root().is_none(),
-            store.upload_concurrency() as u64,
-        )
+        Gauge::new(store.is_remote(), store.upload_concurrency() as u64)
     }
 
     /// Takes in, at time `now`, the saver's packs sent and total upload

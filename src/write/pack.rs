@@ -278,15 +278,21 @@ impl BlobSaver {
         self.stats.packs += 1;
         self.stats.stored_bytes += p.bytes.len() as u64;
         let size = p.bytes.len() as u64;
-        let fut = self
-            .store
-            .put_new_async(ObjectKind::Pack.key(&p.id.to_hex()), p.bytes);
+        // One thread per upload (at most `max_in_flight` at once), each
+        // blocking on the store's synchronous put; a pack is megabytes, so a
+        // thread start is noise beside its upload.
+        let store = self.store.clone();
         let tx = self.done_tx.clone();
-        let (id, blobs) = (p.id, p.entries);
-        self.store.spawn(async move {
-            let r = fut.await.map(|_| IndexPack { id, size, blobs });
-            let _ = tx.send(r);
-        });
+        let (id, blobs, bytes) = (p.id, p.entries, p.bytes);
+        std::thread::Builder::new()
+            .name("snap-upload".into())
+            .spawn(move || {
+                let r = store
+                    .put_new(&ObjectKind::Pack.key(&id.to_hex()), bytes)
+                    .map(|_| IndexPack { id, size, blobs });
+                let _ = tx.send(r);
+            })
+            .map_err(|e| Error::io("starting a pack upload thread", e))?;
         self.in_flight += 1;
         Ok(())
     }
