@@ -1,22 +1,18 @@
 //! Batched reads of sealed blobs: the blobs wanted from each pack are sorted,
 //! neighbours are coalesced into one ranged read (on a remote store also
 //! across gaps of up to [`REMOTE_GAP`] bytes, since a request costs more than
-//! the bytes between two blobs), and a remote store gets all of a batch's
-//! requests at once. Used by stream and file restores and by the backup's
+//! the bytes between two blobs), and the reads of a batch run on
+//! [`crate::read::planner::reads_in_flight`] threads. Used by the backup's
 //! delta-base reads, whose blobs sit in stream order but interleaved over a
-//! few packs.
+//! few packs (restores go through [`crate::read::planner`]).
 
 use crate::catalog::BlobLocation;
 use crate::error::{Error, Result};
 use crate::format::Id;
-use crate::store::{ObjectKind, Store};
+use crate::store::Store;
 use bytes::Bytes;
 
-/// Largest coalesced read, bytes.
-pub const MAX_READ: u64 = 8 << 20;
-/// Largest gap between two blobs read with one request on a remote store,
-/// bytes (a local store only joins adjacent blobs).
-pub const REMOTE_GAP: u64 = 256 << 10;
+pub use crate::read::planner::{MAX_READ, REMOTE_GAP};
 
 /// The bytes of one batch of coalesced reads.
 pub struct Fetched {
@@ -69,26 +65,14 @@ pub fn fetch(store: &Store, locs: &[BlobLocation]) -> Result<Fetched> {
             _ => plan.push((pack, s, e)),
         }
     }
-    let key = |p: &Id| ObjectKind::Pack.key(&p.to_hex());
-    let mut ranges = Vec::with_capacity(plan.len());
-    if local {
-        for (p, s, e) in plan {
-            let b = store.get_range(&key(&p), s..e)?;
-            ranges.push((p, s, b));
-        }
-    } else {
-        let handles: Vec<_> = plan
-            .iter()
-            .map(|(p, s, e)| store.spawn(store.get_range_async(key(p), *s..*e)))
-            .collect();
-        for ((p, s, e), h) in plan.into_iter().zip(handles) {
-            let b = store.wait(h)?;
-            if (b.len() as u64) < e - s {
-                return Err(short_pack(&p));
-            }
-            ranges.push((p, s, b));
-        }
-    }
+    let threads = crate::read::planner::reads_in_flight(store, 0);
+    let want: Vec<(Id, std::ops::Range<u64>)> = plan.iter().map(|(p, s, e)| (*p, *s..*e)).collect();
+    let bytes = crate::read::planner::read_ranges(store, &want, threads)?;
+    let ranges: Vec<(Id, u64, Bytes)> = plan
+        .into_iter()
+        .zip(bytes)
+        .map(|((p, s, _), b)| (p, s, b))
+        .collect();
     Ok(Fetched { ranges })
 }
 
