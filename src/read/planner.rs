@@ -637,3 +637,63 @@ pub fn for_each_blob_with(
         r
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(b: u8) -> Id {
+        Id([b; 32])
+    }
+
+    #[test]
+    fn coalesce_joins_neighbours_within_gap_and_cap() {
+        let (a, b) = (id(1), id(2));
+        let want = vec![
+            (a, 1000, 1100, 2),
+            (a, 0, 100, 0),
+            (a, 150, 400, 1),
+            (b, 0, 50, 3),
+            (a, 0, 100, 4), // the same blob needed again
+        ];
+        // Adjacent only: the 50-byte gap splits.
+        let r = coalesce(want.clone(), 0, MAX_READ);
+        let spans: Vec<_> = r.iter().map(|r| (r.pack, r.start, r.end)).collect();
+        assert_eq!(
+            spans,
+            vec![(a, 0, 100), (a, 150, 400), (a, 1000, 1100), (b, 0, 50)]
+        );
+        assert_eq!(r[0].blobs, vec![0, 4]);
+        // A 1000-byte gap joins everything of pack a into one read.
+        let r = coalesce(want.clone(), 1000, MAX_READ);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].start, r[0].end, r[0].blobs.len()), (0, 1100, 4));
+        // The cap splits again, and a blob over the cap has its own read.
+        let r = coalesce(want, 1000, 400);
+        let spans: Vec<_> = r.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(spans, vec![(0, 400), (1000, 1100), (0, 50)]);
+        let r = coalesce(vec![(a, 0, 10, 0), (a, 10, 900, 1)], 0, 100);
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn workers_stop_at_the_first_error_and_bound_threads() {
+        let running = AtomicUsize::new(0);
+        let max = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let r = run_workers(3, 40, |i| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            running.fetch_sub(1, Ordering::SeqCst);
+            done.fetch_add(1, Ordering::SeqCst);
+            if i == 10 {
+                return Err(Error::corrupt("boom"));
+            }
+            Ok(())
+        });
+        assert!(r.is_err());
+        assert!(max.load(Ordering::SeqCst) <= 3);
+        assert!(done.load(Ordering::SeqCst) < 40);
+    }
+}
