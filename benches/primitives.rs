@@ -1,6 +1,6 @@
 //! Throughput of each content-pipeline primitive on one core: FastCDC with the
 //! keyed gear table, keyed BLAKE3, zstd level 3, delta encoding and decoding
-//! against a base chunk (format-spec §25), XChaCha20-Poly1305 seal/open and
+//! against a base chunk (format-spec §13), XChaCha20-Poly1305 seal/open and
 //! pack building. Results read as bytes/s (MB/s).
 
 mod common;

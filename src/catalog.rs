@@ -1,5 +1,5 @@
 //! The catalog: a SQLite cache of the repository's index and snapshot list
-//! (format-spec §13, non-normative).
+//! (format-spec §23, non-normative).
 //!
 //! Derived state only: it mirrors `index/` and `snapshots/` objects and is
 //! rebuilt from them when missing, stale or of another schema version, so
@@ -30,7 +30,7 @@ pub struct BlobLocation {
     pub length: u32,
     /// Plaintext length, bytes.
     pub raw_len: u32,
-    /// Base blob of a delta blob (format-spec §25), else `None`.
+    /// Base blob of a delta blob (format-spec §13), else `None`.
     pub base: Option<Id>,
 }
 
@@ -60,7 +60,7 @@ pub struct Catalog {
     /// The packs this process itself last listed as marked
     /// ([`Catalog::set_marked`]); they count as marked whatever the table
     /// says now, so a concurrent rewrite can never unmark them for this
-    /// process (format-spec "Leases and two-phase prune").
+    /// process (format-spec §10, §23.4).
     own_marked: std::cell::RefCell<HashSet<Id>>,
 }
 
@@ -437,8 +437,8 @@ impl Catalog {
 
     /// Whether blob `id` is in some indexed pack that is not marked for
     /// deletion (a backup must store blobs again rather than reference a
-    /// marked pack; format-spec "Leases and two-phase prune"). A delta blob
-    /// counts only if its base passes the same test (§25).
+    /// marked pack; format-spec §10, §20.2). A delta blob
+    /// counts only if its base passes the same test (§13).
     pub fn contains(&self, id: &Id) -> Result<bool> {
         let mut st = self.conn.prepare_cached(
             "SELECT p.id, b.base FROM blobs b JOIN packs p ON p.pack_no=b.pack_no WHERE b.id=?1",
@@ -790,7 +790,7 @@ impl Catalog {
 pub struct IndexedEntry {
     /// Name bytes.
     pub name: Vec<u8>,
-    /// Entry kind byte (format-spec §8.1).
+    /// Entry kind byte (format-spec §14.1).
     pub kind: u8,
     /// Size, bytes.
     pub size: u64,

@@ -1,4 +1,4 @@
-//! Keys, keyed ids and the sealed envelope (format-spec §3, §4, §11).
+//! Keys, keyed ids and the sealed envelope (format-spec §3, §5, §11).
 //!
 //! Envelope: `nonce[24] || ciphertext || tag[16]`, XChaCha20-Poly1305 under the
 //! master encryption key with a random 192-bit nonce and associated data that
@@ -28,7 +28,7 @@ pub const AAD_SNAPSHOT: &[u8] = b"snap/snapshot/v1";
 pub const AAD_KEY: &[u8] = b"snap/key/v1";
 /// Associated data of a sealed lease object.
 pub const AAD_LOCK: &[u8] = b"snap/lock/v1";
-/// Associated data of a sealed prune mark object (format-spec "Leases and two-phase prune").
+/// Associated data of a sealed prune mark object (format-spec §10, §11).
 pub const AAD_MARK: &[u8] = b"snap/mark/v1";
 
 /// Length of the master key, bytes: encryption key 32 || id key 32 ||
@@ -190,7 +190,7 @@ impl MasterKey {
     }
 }
 
-/// Associated data of a sealed blob (format-spec §4): the kind byte
+/// Associated data of a sealed blob (format-spec §11): the kind byte
 /// (0 data, 1 tree) followed by the blob's 32-byte id.
 pub fn blob_aad(kind: BlobKind, id: &Id) -> [u8; 33] {
     let mut aad = [0u8; 33];
@@ -325,10 +325,10 @@ pub fn wrap_master_key_with(
     })
 }
 
-/// BLAKE3 `derive_key` context of the `config` key check (format-spec §2.1).
+/// BLAKE3 `derive_key` context of the `config` key check (format-spec §4).
 pub const CONFIG_KEY_CHECK_CONTEXT: &str = "snap 2026-11 config key check v1";
 
-/// The `key_check` of a config (format-spec §2.1): 64 hex digits of keyed
+/// The `key_check` of a config (format-spec §4): 64 hex digits of keyed
 /// BLAKE3 over `config_bytes` (the config encoded with `key_check` absent),
 /// keyed with `derive_key(CONFIG_KEY_CHECK_CONTEXT, master key)`. Ties
 /// `config` to exactly one master key and authenticates it.

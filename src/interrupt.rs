@@ -15,7 +15,7 @@
 //!   removal) and ends the process as the signal's default action would.
 //!
 //! A second signal ends the process at once, without clean-up (the lease then
-//! expires by itself, format-spec §21.1).
+//! expires by itself, format-spec §19).
 
 use crate::error::{Error, ErrorKind, Result};
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};

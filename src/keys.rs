@@ -1,5 +1,5 @@
 //! Key management: several passwords for one repository, and the printable
-//! recovery code (format-spec, section "Recovery code").
+//! recovery code (format-spec §16).
 //!
 //! Every key file `keys/<id>` wraps the same master key under a different
 //! password ([`crypto::wrap_master_key`]). A recovery code carries the master
@@ -45,7 +45,7 @@ pub struct KeyInfo {
 /// Unparsable key files are listed with `file: None`.
 pub fn list_keys(store: &Store) -> Result<Vec<KeyInfo>> {
     let mut out = Vec::new();
-    for l in store.list("keys/")? {
+    for l in store.list(ObjectKind::Key.list_prefix())? {
         // An oversized or vanished key file is listed as unparsable.
         let file = match store.get(&ObjectKind::Key.key(&l.name)) {
             Ok(raw) => KeyFile::decode(&raw).ok(),
@@ -205,7 +205,7 @@ pub fn parse_recovery_code(config: &Config, code: &str) -> Result<MasterKey> {
     }
     let master = MasterKey::from_bytes(&payload[1 + RECOVERY_REPO_ID_LEN..])
         .ok_or_else(|| Error::corrupt("recovery code holds a master key of the wrong length"))?;
-    // Its master key must be the one `config.key_check` names (format-spec §2.1).
+    // Its master key must be the one `config.key_check` names (format-spec §4).
     if !crypto::config_key_matches(&master, config) {
         return Err(Error::usage(
             "recovery code does not hold this repository's master key (`config` key_check differs)",
@@ -218,11 +218,11 @@ pub fn parse_recovery_code(config: &Config, code: &str) -> Result<MasterKey> {
 /// one snapshot or index object. Returns `Ok(false)` if the repository holds
 /// neither yet (nothing to check against).
 pub fn verify_master(store: &Store, master: &MasterKey) -> Result<bool> {
-    for (kind, prefix, aad) in [
-        (ObjectKind::Snapshot, "snapshots/", AAD_SNAPSHOT),
-        (ObjectKind::Index, "index/", AAD_INDEX),
+    for (kind, aad) in [
+        (ObjectKind::Snapshot, AAD_SNAPSHOT),
+        (ObjectKind::Index, AAD_INDEX),
     ] {
-        if let Some(l) = store.list(prefix)?.into_iter().next() {
+        if let Some(l) = store.list(kind.list_prefix())?.into_iter().next() {
             let raw = store.get(&kind.key(&l.name))?;
             return master
                 .open(aad, &raw, &kind.key(&l.name))

@@ -1,5 +1,5 @@
 //! Leases (`locks/<id>`) and prune marks (`marks/<id>`), format-spec
-//! "Leases and two-phase prune".
+//! §9, §10 (objects) and §19, §20 (protocol).
 //!
 //! A lease says "process P on host H runs operation O since S, and is alive
 //! until E". Running operations refresh their lease (overwrite) every
@@ -16,11 +16,11 @@
 
 use crate::crypto::{self, MasterKey, AAD_LOCK, AAD_MARK};
 use crate::error::{Error, ErrorKind, Result};
+pub use crate::format::lease::{Lease, Mark, Operation};
 use crate::format::{Id, MAX_METADATA_SIZE};
 use crate::store::{ObjectKind, Store};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -36,22 +36,6 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// last successful refresh is older than `EXPIRY - SAFETY` (120 seconds).
 pub const SAFETY: Duration = Duration::from_secs(120);
 
-/// What a lease holder does; decides who conflicts with whom.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Operation {
-    /// `snap backup` (shared).
-    Backup,
-    /// `snap prune` / `forget --prune` (one at a time).
-    Prune,
-    /// `snap copy` (shared).
-    Copy,
-    /// `snap check` (shared).
-    Check,
-    /// Repair or key removal (exclusive: nobody else may run).
-    Exclusive,
-}
-
 impl Operation {
     /// Whether a live lease of `other` stops `self` from starting.
     pub fn conflicts_with(self, other: Operation) -> bool {
@@ -61,28 +45,6 @@ impl Operation {
             _ => other == Operation::Exclusive,
         }
     }
-}
-
-/// A lease object's plaintext (JSON, sealed with `AAD_LOCK`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    /// Format version (1).
-    pub version: u32,
-    /// Host name of the holder.
-    pub host: String,
-    /// Process id of the holder.
-    pub pid: u32,
-    /// Operation held for.
-    pub operation: Operation,
-    /// Free-form detail ("repair index", …).
-    #[serde(default)]
-    pub detail: String,
-    /// When the operation started (UTC, RFC 3339).
-    pub start: String,
-    /// Last refresh (UTC, RFC 3339).
-    pub refreshed: String,
-    /// Valid until (UTC, RFC 3339); dead once more than [`CLOCK_SKEW`] past.
-    pub expires: String,
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
@@ -148,10 +110,10 @@ fn read_sealed(store: &Store, key: &MasterKey, path: &str, aad: &[u8]) -> Result
 /// Lists every lease under `locks/`.
 pub fn list_leases(store: &Store, key: &MasterKey) -> Result<Vec<ListedLease>> {
     let mut out = Vec::new();
-    for l in store.list("locks/")? {
+    for l in store.list(ObjectKind::Lock.list_prefix())? {
         let path = ObjectKind::Lock.key(&l.name);
         let lease = match read_sealed(store, key, &path, AAD_LOCK) {
-            Ok(p) => serde_json::from_slice::<Lease>(&p)
+            Ok(p) => crate::format::lease::decode_lease(&p)
                 .map_err(|e| Error::corrupt(format!("lease {}: {e}", l.name))),
             // Deleted between list and read: finished.
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -185,7 +147,7 @@ pub struct LeaseGuard {
 }
 
 fn store_lease(store: &Store, key: &MasterKey, name: &str, lease: &Lease) -> Result<()> {
-    let plain = serde_json::to_vec(lease).unwrap_or_default();
+    let plain = crate::format::lease::encode_lease(lease);
     let sealed = key.seal(AAD_LOCK, &plain);
     store.put_overwrite(&ObjectKind::Lock.key(name), Bytes::from(sealed))
 }
@@ -343,26 +305,6 @@ impl Drop for LeaseGuard {
     }
 }
 
-/// A prune mark's plaintext (JSON, sealed with `AAD_MARK`), stored at
-/// `marks/<random 64 hex>`.
-///
-/// Written in two steps by prune: first with `blockers: None` (pending),
-/// then, after listing `locks/`, overwritten with the names of every lease
-/// that was live at that moment. The packs may be deleted by a later prune
-/// once `time + grace` has passed, none of the blockers is still live, and a
-/// fresh reference check finds them unneeded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mark {
-    /// Format version (1).
-    pub version: u32,
-    /// When the mark was written (UTC, RFC 3339).
-    pub time: String,
-    /// Pack ids (hex) pending deletion.
-    pub packs: Vec<String>,
-    /// Lease names live after the mark became visible; `None` while pending.
-    pub blockers: Option<Vec<String>>,
-}
-
 impl Mark {
     /// The mark's time (epoch if unparsable: then the grace is already over).
     pub fn time(&self) -> DateTime<Utc> {
@@ -377,7 +319,7 @@ impl Mark {
 
 /// Writes (or overwrites) mark `name`.
 pub fn store_mark(store: &Store, key: &MasterKey, name: &str, mark: &Mark) -> Result<()> {
-    let plain = serde_json::to_vec(mark).unwrap_or_default();
+    let plain = crate::format::lease::encode_mark(mark);
     store.put_overwrite(
         &ObjectKind::Mark.key(name),
         Bytes::from(key.seal(AAD_MARK, &plain)),
@@ -396,14 +338,14 @@ pub fn new_mark_name() -> String {
 /// pack that is about to be deleted.
 pub fn list_marks(store: &Store, key: &MasterKey) -> Result<Vec<(String, Mark)>> {
     let mut out = Vec::new();
-    for l in store.list("marks/")? {
+    for l in store.list(ObjectKind::Mark.list_prefix())? {
         let path = ObjectKind::Mark.key(&l.name);
         let plain = match read_sealed(store, key, &path, AAD_MARK) {
             Ok(p) => p,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let m: Mark = serde_json::from_slice(&plain)
+        let m: Mark = crate::format::lease::decode_mark(&plain)
             .map_err(|e| Error::corrupt(format!("mark {}: {e}", l.name)))?;
         out.push((l.name, m));
     }

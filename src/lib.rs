@@ -1,57 +1,30 @@
 //! snap: a content-addressed, deduplicating, encrypted snapshot store.
 //!
+//! `ARCHITECTURE.md` (repository root) is the map: the write and read paths
+//! as diagrams, what each module may and may not do, and the architecture
+//! invariants with the tests that hold them. `format-spec.md` specifies
+//! every byte written to a repository.
+//!
 //! # Code map
 //!
 //! ```text
-//! cli/        (binary) clap front end; one file per subcommand; progress
-//!             display; profile: snap.toml, the child argument lists of `snap run`
-//! repo        Repository façade: init/open, keys, catalog sync, blob/tree reads
-//! session     Session: the one way to write — open, take the Operation's
-//!             lease, sync the catalog; write entry points take a &Session
-//! lease       lease and prune-mark objects, the lease refresh thread
-//! write/      the write path in stage order:
-//!   sources     file reads, child-process streams (scrubbed environment)
-//!   chunker     FastCDC 2020 with a keyed gear table
-//!   ingest      read → chunk → hash → seen? → compress → seal → pack
-//!   compress    zstd / raw / delta blob payloads and their inverse
-//!   pack        PackBuilder (pure) and BlobSaver (open packs, upload thread, index)
-//! read/       the read path:
-//!   find        ls, find, diff, stats; the catalog path index
-//!   restore     tree walk → plan → ranged pack reads → open → write files;
-//!               restore/target opens the target path by path component,
-//!               never following symlinks
-//!   fetch       batched sealed-blob reads: coalesced ranges, concurrent on S3
-//! ops/        operations: backup (walk, parent, trees, snapshot), copy, check,
-//!             prune, repair, retention, archive (tar/zip export, tar import)
-//! crypto      master key, keyed BLAKE3 ids, XChaCha20-Poly1305 envelope, Argon2id
-//! keys        key files: add, remove, change password
-//! error       snap::Error (kind, message, source() chain), the exit-code mapping
-//! format/     byte layouts (format-spec.md), pure, no I/O
-//! catalog     SQLite cache of index + snapshots (derived, rebuildable)
-//! store/      object_store facade (local directory, S3), rate limits, statistics
-//! interrupt   SIGINT/SIGTERM: the interrupted flag, children stopped, leases released
+//! format/   byte layouts, pure: no I/O, no keys
+//! crypto    master key, keyed BLAKE3 ids, sealed envelope, Argon2id
+//! keys      key files and the recovery code
+//! store/    the only code that talks to a backend (local folder, S3)
+//! repo      Repository: open, unlock, catalog sync, verified reads
+//! session   Session: the one way to write (holds the operation's lease)
+//! lease     the lease protocol: take, refresh, release; list leases and marks
+//! catalog   SQLite cache of index and snapshots (derived, rebuildable)
+//! write/    sources → chunker → ingest → compress → pack
+//! read/     find (ls, diff, stats), restore (plan → fetch → write), fetch
+//! ops/      backup, copy, check, prune, repair, retention, archive
+//! error     snap::Error, ErrorKind, the exit-code mapping
+//! interrupt SIGINT/SIGTERM: flag, children stopped, leases released
 //! ```
 //!
-//! # Architecture invariants
-//!
-//! - `format/` does no I/O and no crypto.
-//! - Nothing reaches the backend unsealed except `config` and key files
-//!   (whose secret part is sealed under the password-derived key).
-//! - Write order: packs, then index objects naming them, then snapshots.
-//!   A snapshot never names a blob that is not in a stored, indexed pack.
-//! - Every write to a repository (packs, snapshots, key files) happens in a
-//!   `Session`, i.e. under a live lease taken before the catalog sync.
-//! - The catalog is a cache: deleting it loses no data.
-//! - Only `write::ingest` and `read::restore` spawn rayon work.
-//! - Bytes read from the repository are authenticated before use and never
-//!   cause a panic; lengths are bounded before allocation.
-//! - The library never prints: warnings go to `Repository::warn` /
-//!   `Store::warn` and from there to the sink the program installed; store
-//!   statistics and the graceful-stop notice go to hooks the binary sets
-//!   (`store::set_stats_report`, `interrupt::install`).
-//! - An authentication failure is `ErrorKind::Unauthenticated`, malformed
-//!   data `ErrorKind::Corrupt`; exit codes come from `ErrorKind::exit_code`
-//!   only.
+//! The binary (`src/main.rs`, `src/cli/`) is the only code that prints or
+//! uses `anyhow`.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

@@ -29,7 +29,7 @@ pub struct InitOptions {
     /// zstd level (with `compression` auto: the level when uploads are the
     /// bottleneck).
     pub compression_level: i32,
-    /// The config's `compression` field (format-spec §2.1); default auto.
+    /// The config's `compression` field (format-spec §4); default auto.
     pub compression: Option<crate::format::config::Compression>,
     /// How to reach the storage.
     pub store: StoreOptions,
@@ -66,7 +66,7 @@ struct Unreadable {
     snapshots: std::collections::BTreeMap<Id, String>,
 }
 
-/// At most this many key files are tried when unlocking (format-spec §11):
+/// At most this many key files are tried when unlocking (format-spec §5):
 /// forged key files can cost at most this many Argon2 evaluations.
 pub const MAX_KEY_FILES_TRIED: usize = 16;
 
@@ -137,7 +137,7 @@ impl Repository {
     /// Creates a repository at `location` and a first key file for
     /// `password`. Fails with [`ErrorKind::Usage`] if one already exists,
     /// also when another `init` of the same location wins a race: exactly one
-    /// master key ever exists in a repository (format-spec §2, §14).
+    /// master key ever exists in a repository (format-spec §2, §18).
     ///
     /// Order: the key file is stored first, then `config` (create-only),
     /// which carries `key_check`, a MAC under the master key. An init that
@@ -283,7 +283,7 @@ impl Repository {
     }
 
     /// Finds a key file that `password` opens and whose master key matches
-    /// `config.key_check` (format-spec §11): `preferred` (a key file name)
+    /// `config.key_check` (format-spec §5): `preferred` (a key file name)
     /// first, then the others by name, at most [`MAX_KEY_FILES_TRIED`] in
     /// all. Key files that do not decode, are too large or wrap another
     /// master key are skipped with a warning pushed to `warnings`.
@@ -300,7 +300,7 @@ impl Repository {
         warnings: &mut Vec<String>,
     ) -> Result<(MasterKey, String)> {
         let mut keys: Vec<String> = store
-            .list("keys/")?
+            .list(ObjectKind::Key.list_prefix())?
             .into_iter()
             .map(|l| l.name)
             .filter(|n| Id::from_hex(n).is_some())
@@ -419,7 +419,7 @@ impl Repository {
     }
 
     /// Warns if `config`'s chunking differs from the one this catalog
-    /// recorded when it was created (format-spec §15: `config` is never
+    /// recorded when it was created (format-spec §4, §25.4: `config` is never
     /// rewritten, so a difference means it was tampered with).
     fn check_chunking(&self) -> Result<()> {
         let now = serde_json::to_string(&self.config.chunking).unwrap_or_default();
@@ -524,12 +524,19 @@ impl Repository {
     /// (prune, repair), rebuilds from scratch. Returns the number of index
     /// objects downloaded.
     pub fn sync_catalog(&self) -> Result<usize> {
-        // Snapshots are listed before the index (format-spec §14): a writer
+        // Snapshots are listed before the index (format-spec §18): a writer
         // stores index objects before the snapshot that needs them, so every
         // snapshot seen here has its index objects in the listing below.
-        let listed_snapshots: std::collections::HashSet<Id> =
-            self.store.list_ids("snapshots/")?.into_iter().collect();
-        let listed: Vec<Id> = self.store.list_ids("index/")?.into_iter().collect();
+        let listed_snapshots: std::collections::HashSet<Id> = self
+            .store
+            .list_ids(ObjectKind::Snapshot.list_prefix())?
+            .into_iter()
+            .collect();
+        let listed: Vec<Id> = self
+            .store
+            .list_ids(ObjectKind::Index.list_prefix())?
+            .into_iter()
+            .collect();
         // Marks first: blobs loaded below prefer copies in unmarked packs.
         let marks = crate::lease::list_marks(&self.store, &self.key)?;
         let marked: std::collections::HashSet<Id> =
@@ -686,7 +693,7 @@ impl Repository {
     }
 
     /// Opens, decompresses and verifies a sealed blob read from `loc`. A
-    /// delta blob's base (format-spec §25) is read and decoded first; a base
+    /// delta blob's base (format-spec §13) is read and decoded first; a base
     /// must itself be a plain data blob.
     ///
     /// Errors: [`ErrorKind::Corrupt`] (authentication, decompression, id

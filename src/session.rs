@@ -2,7 +2,7 @@
 //! [`Repository`] and the lease of the [`Operation`] it was opened for.
 //!
 //! [`Session::open`] opens the repository, takes the lease, then syncs the
-//! catalog — the order format-spec §21.1 requires, so that a concurrent prune
+//! catalog — the order format-spec §19 requires, so that a concurrent prune
 //! either lists the lease as a blocker of its marks or this session's catalog
 //! sees the prune's marks. The library's write entry points (backup, import,
 //! copy, prune, repair, snapshot tag and removal, key changes) take a
@@ -61,7 +61,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The lease kind written for this operation (format-spec §21.1).
+    /// The lease kind written for this operation (format-spec §19).
     pub fn lease_kind(self) -> lease::Operation {
         match self {
             Operation::Backup

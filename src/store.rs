@@ -62,6 +62,19 @@ impl ObjectKind {
         }
     }
 
+    /// The prefix to list all objects of this kind with, with its trailing
+    /// `/` (`"index/"`).
+    pub fn list_prefix(self) -> &'static str {
+        match self {
+            ObjectKind::Pack => "data/",
+            ObjectKind::Index => "index/",
+            ObjectKind::Snapshot => "snapshots/",
+            ObjectKind::Key => "keys/",
+            ObjectKind::Lock => "locks/",
+            ObjectKind::Mark => "marks/",
+        }
+    }
+
     /// Full key of the object with hex name `name`.
     pub fn key(self, name: &str) -> String {
         match self {
@@ -72,7 +85,7 @@ impl ObjectKind {
 }
 
 /// Largest object [`Store::get`] reads whole under `key`, bytes, by kind
-/// (format-spec §12): `config` and key files 64 KiB, leases 1 MiB, index,
+/// (format-spec §17): `config` and key files 64 KiB, leases 1 MiB, index,
 /// snapshot and mark objects (and unknown keys) 256 MiB
 /// ([`crate::format::MAX_METADATA_SIZE`]), packs 2³² − 1 bytes.
 pub fn max_object_size(key: &str) -> u64 {
@@ -341,7 +354,7 @@ impl Store {
                 format!("repository {location} does not exist; create it with `snap init`"),
             ));
         }
-        // Durability (format-spec "Durability of writes"): with `with_fsync(true)`,
+        // Durability (format-spec §18.1): with `with_fsync(true)`,
         // object_store 0.14.2's LocalFileSystem::put_opts writes the object to a
         // staging file `<key>#<n>` in the destination directory, `sync_all`s and
         // closes it, then publishes it — PutMode::Create by `hard_link` (fails

@@ -1,4 +1,4 @@
-//! `compression = "auto"` (format-spec §2.1, §5) through the built binary:
+//! `compression = "auto"` (format-spec §4, §12) through the built binary:
 //! `snap init` writes it by default, an `auto` repository round-trips
 //! (backup, `check --read-data`, identical restore), a local (CPU-bound)
 //! backup uses the fast level, and an S3 backup still in its upload-bound

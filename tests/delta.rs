@@ -1,4 +1,4 @@
-//! Delta blobs (format-spec §25) through the built binary: the second of two
+//! Delta blobs (format-spec §13) through the built binary: the second of two
 //! nightly dumps, with a few rows changed, is stored as deltas against the
 //! first; it restores byte-identical, survives forgetting and pruning the
 //! snapshot that holds the bases, copies whole to another repository, and

@@ -601,7 +601,7 @@ sql = [{{ query = "select count(*) from pgbench_accounts", expect-min = 100000 }
     let off = s.snapshot_ids();
     assert!(off.len() >= 2, "offsite has {off:?}");
     // A copied snapshot gets its own id and names the source snapshot in
-    // `original` (format-spec "Copied snapshots").
+    // `original` (format-spec §8.4).
     let after = read_json(&p.dir().join("after.json"));
     let listing: serde_json::Value = serde_json::from_str(&s.ok(["--json", "snapshots"])).unwrap();
     let originals: Vec<&str> = listing
@@ -628,7 +628,7 @@ sql = [{{ query = "select count(*) from pgbench_accounts", expect-min = 100000 }
 
 /// Exit code 11: an exclusive operation (`repair index`) meets the lease of
 /// a running backup. (Prune does not: it is designed to run beside backups,
-/// format-spec "Leases and two-phase prune".)
+/// format-spec §19, §20.)
 #[test]
 fn exit_11_when_repository_locked() {
     let p = Profiled::new(

@@ -458,7 +458,7 @@ fn crafted_name_snapshot(s: &Snap, name: &[u8]) -> String {
 #[test]
 fn crafted_names_that_leave_the_target_are_refused() {
     // The tree decoder already refused these before this change (format-spec
-    // §8.1); this pins the behaviour at the CLI.
+    // §14.1); this pins the behaviour at the CLI.
     let s = Snap::new();
     s.init();
     let src = s.path("src");

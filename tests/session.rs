@@ -1,4 +1,4 @@
-//! Every writer holds a lease (format-spec §21.1): the session API and the
+//! Every writer holds a lease (format-spec §19): the session API and the
 //! commands that used to write without one (`import-tar`, `key remove`).
 
 mod common;

@@ -1,9 +1,9 @@
-//! Test vectors (format-spec §16): recomputes every encoding in
+//! Test vectors (format-spec §26): recomputes every encoding in
 //! `tests/data/vectors.json` from fixed inputs and compares byte for byte.
 //!
 //! The committed file is the contract: a normal run fails if any byte
 //! changes. `SNAP_REGENERATE_VECTORS=1 cargo test --test vectors` rewrites it
-//! (only do that for a deliberate format change, recorded in §17).
+//! (only do that for a deliberate format change, recorded in §27).
 
 use serde_json::{json, Map, Value};
 use snap::crypto::{
@@ -68,7 +68,7 @@ fn build() -> Value {
         }),
     );
 
-    // §11 key file.
+    // §5 key file.
     let kdf = Kdf {
         algorithm: "argon2id".into(),
         m_cost_kib: 64,
@@ -141,7 +141,7 @@ fn build() -> Value {
         json!({"bytes": h(b"snap"), "id": Id::of_object(b"snap").to_hex()}),
     );
 
-    // §4 envelope.
+    // §11 envelope.
     let plain = b"attack at dawn";
     let env = mk.seal_with_nonce(&nonce(0x40), AAD_INDEX, plain);
     assert_eq!(mk.open(AAD_INDEX, &env, "vector").unwrap(), plain);
@@ -169,7 +169,7 @@ fn build() -> Value {
         }),
     );
 
-    // §5 blob payloads.
+    // §12 blob payloads.
     let short = b"hello, snap\n".to_vec();
     let text = b"the quick brown fox jumps over the lazy dog\n".repeat(40);
     let noise = xof("snap vector noise", 4096);
@@ -197,7 +197,7 @@ fn build() -> Value {
         json!({"note": "noise = BLAKE3-XOF(\"snap vector noise\")[0..4096]", "cases": payloads}),
     );
 
-    // §25 delta payload: 300 numbered rows with one row changed, against
+    // §13 delta payload: 300 numbered rows with one row changed, against
     // the unchanged rows as its base (zstd raw-content dictionary = base
     // plaintext).
     let rows: Vec<u8> = (0..300u32)
@@ -242,7 +242,7 @@ fn build() -> Value {
         }),
     );
 
-    // §8 tree.
+    // §14 tree.
     let content_a = mk.blob_id(&text);
     let content_b = mk.blob_id(&short);
     let mut dir = TreeEntry::new(&b"docs"[..], EntryKind::Dir);
@@ -381,7 +381,7 @@ fn build() -> Value {
         }),
     );
 
-    // §10 snapshot.
+    // §8 snapshot.
     let snap = Snapshot {
         version: 1,
         time: "2026-01-02T03:04:05.678Z".into(),
@@ -429,7 +429,7 @@ fn build() -> Value {
         }),
     );
 
-    // §2 config.
+    // §4 config.
     let cfg = Config {
         version: 1,
         id: hex::encode(seq(0xe0, 32)),
@@ -450,7 +450,7 @@ fn build() -> Value {
         json!({"json": String::from_utf8(cbytes).unwrap()}),
     );
     // The same with `compression` = `auto` and a `key_check` under the
-    // vectors' master key (§2.1), as `init` writes since `auto` exists.
+    // vectors' master key (§4), as `init` writes since `auto` exists.
     let mut auto = Config {
         compression: Some(Compression::Auto),
         ..cfg.clone()
@@ -464,7 +464,7 @@ fn build() -> Value {
         json!({"json": String::from_utf8(abytes).unwrap()}),
     );
 
-    // §9 chunking.
+    // §15 chunking.
     let seed: [u8; 32] = seq(64, 32).try_into().unwrap();
     let gear = gear_table(&seed);
     let input = xof("snap vector chunker input", 256 << 10);
@@ -516,7 +516,7 @@ fn build() -> Value {
     );
 
     json!({
-        "format": "snap repository format v1 test vectors (format-spec.md §16)",
+        "format": "snap repository format v1 test vectors (format-spec.md §26)",
         "hex": "all byte strings are lower-case hex unless named json/text",
         "nonces": "nonce(s) = 24 bytes s, s+1, ... (mod 256)",
         "vectors": v,
@@ -631,8 +631,8 @@ fn committed_bytes_decode(file: &Value) {
     assert!(crypto::config_key_matches(&mk, &auto));
 }
 
-/// The cut-point pseudo-code of format-spec §9.3, written independently of
-/// the `fastcdc` crate, with the mask table of §9.2.
+/// The cut-point pseudo-code of format-spec §15.3, written independently of
+/// the `fastcdc` crate, with the mask table of §15.2.
 fn spec_cut(d: &[u8], g: &[u64; 256], min: usize, avg: usize, max: usize) -> usize {
     const MASKS: [(u32, u64); 17] = [
         (7, 0x0000000018035100),

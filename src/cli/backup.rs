@@ -75,7 +75,7 @@ pub struct BackupArgs {
 pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     // The lease is written before the catalog loads the prune marks, so a
     // concurrent prune either sees this lease as a blocker or this backup
-    // sees its mark (format-spec "Leases and two-phase prune"); the snapshot
+    // sees its mark (format-spec §19, §20.2); the snapshot
     // is committed only while the lease is valid.
     let repo = open_session(g, Operation::Backup)?;
     let mut streams = Vec::new();

@@ -59,8 +59,8 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
     // taken before its catalog loads the prune marks: a concurrent prune
     // then lists it as a blocker of every mark it writes meanwhile, so
     // neither the copy's new packs nor the packs it deduplicates against are
-    // deleted before its snapshot is visible (format-spec "Leases and
-    // two-phase prune").
+    // deleted before its snapshot is visible (format-spec §19,
+    // §20.2).
     let dst = Session::start(dst, Operation::Copy)?;
     let mut selected: Vec<Id> = Vec::new();
     if a.ids.is_empty() {

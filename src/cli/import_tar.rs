@@ -25,7 +25,7 @@ pub struct ImportTarArgs {
 
 pub fn run(g: &Global, a: &ImportTarArgs) -> Result<u8> {
     // Like a backup, the import writes packs under a lease taken before the
-    // catalog sync (format-spec §21.1), so a concurrent prune cannot delete
+    // catalog sync (format-spec §19), so a concurrent prune cannot delete
     // packs it relies on.
     let repo = open_session(g, Operation::ImportTar)?;
     let progress = Arc::new(Progress::default());

@@ -1,4 +1,4 @@
-//! The repository `config` object (format-spec §2): plaintext JSON.
+//! The repository `config` object (format-spec §4): plaintext JSON.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +33,7 @@ impl ChunkSizes {
     }
 }
 
-/// Named chunking profiles (format-spec §9).
+/// Named chunking profiles (format-spec §15).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunking {
     /// Profile for files in trees.
@@ -42,7 +42,7 @@ pub struct Chunking {
     pub streams: ChunkSizes,
 }
 
-/// The `config` field `compression` (format-spec §2.1).
+/// The `config` field `compression` (format-spec §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
@@ -68,13 +68,13 @@ pub struct Config {
     /// zstd level for blobs (default 3); with [`Compression::Auto`] the
     /// level used when uploads are the bottleneck.
     pub compression_level: i32,
-    /// How writers choose each blob's compression (format-spec §2.1, §5):
+    /// How writers choose each blob's compression (format-spec §4, §12):
     /// `Some(Compression::Auto)` (the default for new repositories), or
     /// absent: every blob at `compression_level` (repositories created
     /// before `auto` existed, and `snap init --compression N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
-    /// MAC of this config under the master key (format-spec §2.1), 64 hex
+    /// MAC of this config under the master key (format-spec §4), 64 hex
     /// digits; absent in repositories created before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_check: Option<String>,
@@ -90,7 +90,7 @@ impl Config {
     /// Default chunking for streams: min 16 KiB, avg 64 KiB, max 512 KiB.
     /// Small enough that a nightly dump's unchanged stretches deduplicate,
     /// large enough to compress well; changed chunks are stored as delta
-    /// blobs against the previous dump (format-spec §25). Measured on a 678 MB
+    /// blobs against the previous dump (format-spec §13). Measured on a 678 MB
     /// dump of real text: 4/16/128 KiB stored 80 MiB and the next night
     /// added 3.5 MiB; 16/64/512 KiB stored 56 MiB and added 2.6 MiB.
     pub const STREAMS: ChunkSizes = ChunkSizes {
@@ -122,14 +122,14 @@ impl Config {
     /// and to at most [`Config::MAX_OPEN_PACK_BYTES`] held open (at least
     /// one pack), so that a config within the reader's ranges — written by
     /// an older `init`, or altered in a repository without `key_check` —
-    /// cannot raise a writer's memory (format-spec §2.1).
+    /// cannot raise a writer's memory (format-spec §4).
     pub fn writer_packs(&self) -> (usize, usize) {
         let size = self.pack_size.clamp(1 << 20, Self::MAX_PACK_SIZE) as u64;
         let open = (self.open_packs.max(1) as u64).min((Self::MAX_OPEN_PACK_BYTES / size).max(1));
         (size as usize, open as usize)
     }
 
-    /// Parses and validates (format-spec §2.1); see [`Config::validate`].
+    /// Parses and validates (format-spec §4); see [`Config::validate`].
     pub fn decode(buf: &[u8]) -> Result<Config, super::DecodeError> {
         let c: Config = serde_json::from_slice(buf).map_err(|e| super::DecodeError {
             what: "config",
@@ -144,7 +144,7 @@ impl Config {
         Ok(c)
     }
 
-    /// Checks every field against format-spec §2.1: version 1, `id` of 64
+    /// Checks every field against format-spec §4: version 1, `id` of 64
     /// lower-case hex digits, chunk sizes ([`ChunkSizes::validate`]),
     /// `pack_size` 1 MiB ..= 1 GiB, `open_packs` 1 ..= 64 (writers clamp
     /// both, [`Config::writer_packs`]), zstd level −7 ..= 22, `key_check`

@@ -1,4 +1,4 @@
-//! Key files `keys/<id>` (format-spec §11): plaintext JSON holding the
+//! Key files `keys/<id>` (format-spec §5): plaintext JSON holding the
 //! master key sealed under a key derived from a password with Argon2id.
 
 use serde::{Deserialize, Serialize};
@@ -51,7 +51,7 @@ pub struct KeyFile {
     pub username: String,
     /// Password KDF.
     pub kdf: Kdf,
-    /// Sealed envelope (§4) of the 96-byte master key, hex.
+    /// Sealed envelope (§11) of the 96-byte master key, hex.
     pub sealed_master: String,
 }
 
@@ -66,7 +66,7 @@ impl KeyFile {
     /// Parses and bounds the KDF parameters (8·p ≤ m ≤ 256 MiB,
     /// 1 ≤ t ≤ 10, 1 ≤ p ≤ 16, m·t ≤ 1 GiB) so a hostile key file cannot
     /// make the client allocate or compute without bound; checks the salt (32 bytes) and `sealed_master`
-    /// (136 bytes) are hex of the right length (format-spec §11).
+    /// (136 bytes) are hex of the right length (format-spec §5).
     pub fn decode(buf: &[u8]) -> Result<KeyFile, super::DecodeError> {
         let err = |detail: String| super::DecodeError {
             what: "key file",

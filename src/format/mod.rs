@@ -9,6 +9,7 @@ pub mod config;
 pub mod id;
 pub mod index;
 pub mod keyfile;
+pub mod lease;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
@@ -19,10 +20,10 @@ pub use id::Id;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Largest data blob plaintext accepted when reading (64 MiB, format-spec
-/// §12): bounds decompression and allocation for data from the repository.
+/// §17): bounds decompression and allocation for data from the repository.
 pub const MAX_BLOB_SIZE: usize = 64 << 20;
 
-/// Largest tree blob plaintext written or read (256 MiB, format-spec §12).
+/// Largest tree blob plaintext written or read (256 MiB, format-spec §17).
 /// Trees hold every content id of their files (32 bytes per chunk), so they
 /// may outgrow [`MAX_BLOB_SIZE`]; a writer refuses a larger tree rather than
 /// store a snapshot no reader accepts.
@@ -32,10 +33,10 @@ pub const MAX_TREE_SIZE: usize = 256 << 20;
 pub const MAX_PACK_SIZE: u64 = u32::MAX as u64;
 
 /// Largest pack header, index or snapshot object accepted when reading
-/// (256 MiB, format-spec §12).
+/// (256 MiB, format-spec §17).
 pub const MAX_METADATA_SIZE: usize = 256 << 20;
 
-/// Kind of a blob (format-spec §5), stored as one byte.
+/// Kind of a blob (format-spec §6.2, §11), stored as one byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BlobKind {

@@ -1,7 +1,7 @@
 //! Pack layout and pack header (format-spec §6).
 //!
 //! A pack is `blob_1 || … || blob_n || sealed_header || header_len`, where
-//! each blob is a sealed envelope (§4), `sealed_header` seals the encoded
+//! each blob is a sealed envelope (§11), `sealed_header` seals the encoded
 //! [`PackHeader`] and `header_len` is the sealed header's length as a u32 LE.
 
 use super::{BlobKind, DecodeError, Id, Reader};
@@ -18,7 +18,7 @@ pub const PACK_ENTRY_SIZE: usize = 1 + 32 + 4 + 4 + 4;
 pub const BASE_ID_SIZE: usize = 32;
 
 /// Flag ORed into an entry's kind byte when a base id follows the entry
-/// (format-spec §6, "Delta blobs" §25).
+/// (format-spec §6, "Delta blobs" §13).
 pub const KIND_HAS_BASE: u8 = 0x80;
 
 /// Size of the trailing header length field in bytes.

@@ -1,4 +1,4 @@
-//! Snapshot objects (format-spec §10): JSON, sealed.
+//! Snapshot objects (format-spec §8): JSON, sealed.
 
 use super::Id;
 use serde::{Deserialize, Serialize};
@@ -101,13 +101,22 @@ impl Snapshot {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Parses the JSON plaintext.
+    /// Parses the JSON plaintext; a `version` other than 1 is malformed
+    /// (format-spec §1, §8.1).
     pub fn decode(buf: &[u8]) -> Result<Snapshot, super::DecodeError> {
-        serde_json::from_slice(buf).map_err(|e| super::DecodeError {
+        let s: Snapshot = serde_json::from_slice(buf).map_err(|e| super::DecodeError {
             what: "snapshot",
             offset: e.column(),
             detail: e.to_string(),
-        })
+        })?;
+        if s.version != 1 {
+            return Err(super::DecodeError {
+                what: "snapshot",
+                offset: 0,
+                detail: format!("unsupported snapshot version {}", s.version),
+            });
+        }
+        Ok(s)
     }
 
     /// Start time as Unix milliseconds (0 if unparsable).
@@ -201,6 +210,34 @@ mod tests {
                     },
                 },
             )
+    }
+
+    #[test]
+    fn unknown_version_is_rejected() {
+        let s = Snapshot {
+            version: 1,
+            time: "2026-01-02T03:04:05.678Z".into(),
+            hostname: "h".into(),
+            username: "u".into(),
+            paths: vec!["/srv".into()],
+            streams: Vec::new(),
+            tags: Vec::new(),
+            parent: None,
+            tree: Id([7; 32]),
+            description: None,
+            sources: Vec::new(),
+            partial: false,
+            failed_sources: Vec::new(),
+            summary: Summary::default(),
+            original: None,
+        };
+        assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+        let v2 =
+            String::from_utf8(s.encode())
+                .unwrap()
+                .replacen("\"version\":1", "\"version\":2", 1);
+        let e = Snapshot::decode(v2.as_bytes()).unwrap_err();
+        assert!(e.detail.contains("version 2"), "{e}");
     }
 
     proptest! {

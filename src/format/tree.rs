@@ -1,4 +1,4 @@
-//! Tree blobs (format-spec §8): one directory's entries, sorted by name.
+//! Tree blobs (format-spec §14): one directory's entries, sorted by name.
 
 use super::{DecodeError, Id, Reader};
 
@@ -9,12 +9,12 @@ pub const TREE_VERSION: u8 = 1;
 pub const MAX_NAME_LEN: usize = u16::MAX as usize;
 
 /// Deepest nesting of folders a snapshot may have, in levels below the
-/// root tree (the root's children are level 1; format-spec §12). Writers
+/// root tree (the root's children are level 1; format-spec §17). Writers
 /// refuse deeper paths; readers report "tree deeper than N levels" instead of
 /// walking further.
 pub const MAX_DEPTH: usize = 1024;
 
-/// Name of the reserved top-level folder that holds streams (format-spec §8.3).
+/// Name of the reserved top-level folder that holds streams (format-spec §14.3).
 pub const STREAMS_DIR: &str = "@streams";
 
 /// Type of a tree entry, one byte.
@@ -38,7 +38,7 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    /// The kind byte (format-spec §8.1).
+    /// The kind byte (format-spec §14.1).
     pub fn to_byte(self) -> u8 {
         match self {
             EntryKind::File => 1,
@@ -65,7 +65,7 @@ impl EntryKind {
     }
 }
 
-/// Chunking profile a file's content was cut with (format-spec §9).
+/// Chunking profile a file's content was cut with (format-spec §15).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChunkProfile {
@@ -161,7 +161,7 @@ impl Tree {
         self.entries.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
-    /// Plaintext layout in format-spec §8.1.
+    /// Plaintext layout in format-spec §14.1.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(5 + self.entries.len() * 96);
         out.push(TREE_VERSION);

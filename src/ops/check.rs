@@ -170,7 +170,7 @@ pub fn verify_pack(
 pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, Vec<String>)> {
     let snaps = repo.snapshots()?;
     let mut memo: HashMap<Id, bool> = HashMap::new();
-    // Both walks recurse at most MAX_DEPTH levels (format-spec §12); a
+    // Both walks recurse at most MAX_DEPTH levels (format-spec §17); a
     // deeper tree counts as affected.
     fn affected(
         repo: &Repository,
@@ -263,7 +263,7 @@ fn problem(message: String) -> Problem {
 /// them. Unreadable objects and disagreements become problems in `out`.
 /// Returns the readable snapshots, ordered like the catalog (time, id).
 fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id, Snapshot)>> {
-    let listed: Vec<Id> = repo.store().list_ids("snapshots/")?;
+    let listed: Vec<Id> = repo.store().list_ids(ObjectKind::Snapshot.list_prefix())?;
     let mut snaps = Vec::new();
     for id in listed {
         match repo.read_snapshot(&id) {
@@ -402,7 +402,11 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         let found = compare_catalog_blobs(repo, &packs, cat_ids == read)?;
         // Reported only if no index object came or went meanwhile (check
         // takes no lease; a concurrent prune or backup changes the index).
-        let now: HashSet<Id> = repo.store().list_ids("index/")?.into_iter().collect();
+        let now: HashSet<Id> = repo
+            .store()
+            .list_ids(ObjectKind::Index.list_prefix())?
+            .into_iter()
+            .collect();
         if now == read {
             other.extend(found);
         }
@@ -475,7 +479,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             for e in &tree.entries {
                 let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
                 for c in &e.content {
-                    // A delta blob needs its base too (format-spec §25).
+                    // A delta blob needs its base too (format-spec §13).
                     let missing = match cat.lookup(c)? {
                         None => Some(format!("blob {}", c.short())),
                         Some(l) => match l.base {

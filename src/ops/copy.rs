@@ -14,7 +14,7 @@
 //!    index object every [`COPY_INDEX_EVERY`] packs.
 //! 4. Store the trees bottom-up, then the snapshot with `original` set.
 //!
-//! Blob ids are keyed (format-spec §4). When both repositories share the id
+//! Blob ids are keyed (format-spec §3). When both repositories share the id
 //! key (`snap init --copy-chunker-params-from`), ids are equal: blobs the
 //! destination has are skipped without reading them, and trees are copied
 //! unchanged. Otherwise every content blob is read and decrypted to compute

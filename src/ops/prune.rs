@@ -1,6 +1,6 @@
 //! Prune: remove packs no snapshot needs, repack mostly-unused packs and
 //! rewrite the index, safely while backups run (two-phase deletion with
-//! marks and leases, format-spec "Leases and two-phase prune").
+//! marks and leases, format-spec §19, §20).
 //!
 //! One run of [`prune`]:
 //! 1. lists leases, then snapshots, then indexes, so that every backup
@@ -190,7 +190,7 @@ pub fn referenced_blobs(
 /// (snapshot objects never change). A snapshot deleted between listing and
 /// reading is left out. Fails only on store errors other than NotFound.
 pub fn list_snapshots(repo: &Repository) -> Result<ListedSnapshots> {
-    let listed: Vec<Id> = repo.store().list_ids("snapshots/")?;
+    let listed: Vec<Id> = repo.store().list_ids(ObjectKind::Snapshot.list_prefix())?;
     let mut known: HashMap<Id, Snapshot> = repo.snapshots()?.into_iter().collect();
     let mut out = Vec::with_capacity(listed.len());
     let mut bad = Vec::new();
@@ -240,7 +240,7 @@ pub type LoadedIndexes = (Vec<Id>, Vec<IndexPack>, Vec<(Id, Error)>);
 /// decode and returns them as a third element: (id, error), ordered by id.
 /// Only store errors other than NotFound fail.
 pub fn load_indexes_lenient(repo: &Repository) -> Result<LoadedIndexes> {
-    let listed: Vec<Id> = repo.store().list_ids("index/")?;
+    let listed: Vec<Id> = repo.store().list_ids(ObjectKind::Index.list_prefix())?;
     let mut files = Vec::new();
     let mut bad = Vec::new();
     for id in &listed {
@@ -291,7 +291,7 @@ pub fn write_index(repo: &Repository, packs: Vec<IndexPack>, old: Vec<Id>) -> Re
 pub fn list_packs(repo: &Repository) -> Result<HashMap<Id, u64>> {
     Ok(repo
         .store()
-        .list("data/")?
+        .list(ObjectKind::Pack.list_prefix())?
         .into_iter()
         .filter_map(|l| Some((Id::from_hex(&l.name)?, l.size)))
         .collect())
@@ -399,7 +399,7 @@ fn prune_without(
         .collect();
     let locs = blob_locations(&packs, &all_marked);
     let mut referenced = referenced_blobs(repo, &locs, &roots)?;
-    // A referenced delta blob needs its base (format-spec §25); bases are
+    // A referenced delta blob needs its base (format-spec §13); bases are
     // never deltas, so one pass closes the set. Every stored copy counts.
     let bases: Vec<Id> = packs
         .iter()

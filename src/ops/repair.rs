@@ -51,7 +51,10 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let repo: &Repository = session;
     let mut rep = IndexRepair::default();
     let store = repo.store().clone();
-    let old: Vec<Id> = store.list_ids("index/")?.into_iter().collect();
+    let old: Vec<Id> = store
+        .list_ids(ObjectKind::Index.list_prefix())?
+        .into_iter()
+        .collect();
     // What the old index objects said about each pack: the fallback for
     // packs whose header is lost.
     let (_, old_packs, unreadable) = load_indexes_lenient(repo)?;
@@ -200,7 +203,7 @@ struct Rewriter<'a> {
 }
 
 impl Rewriter<'_> {
-    /// Indexed, and for a delta blob its base too (format-spec §25).
+    /// Indexed, and for a delta blob its base too (format-spec §13).
     fn available(&self, id: &Id) -> Result<bool> {
         let cat = self.repo.catalog();
         Ok(match cat.lookup(id)? {
@@ -214,7 +217,7 @@ impl Rewriter<'_> {
 
     /// Rewrites tree `t` at `path`, whose entries are `depth` levels below
     /// the root; `None` if the tree itself is lost. Recursion is bounded by
-    /// the depth limit (format-spec §12).
+    /// the depth limit (format-spec §17).
     fn tree(&mut self, t: Id, path: &str, depth: usize) -> Result<Option<Id>> {
         crate::read::restore::check_depth(depth, || path.to_string())?;
         let tree = match self.repo.read_tree(&t) {

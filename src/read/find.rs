@@ -1,8 +1,8 @@
 //! Finding things in snapshots: the catalog's path index and `find`, tree
 //! `diff`, and `stats` (logical vs stored size, dedup and compression).
 //!
-//! The path index is keyed by tree id (format-spec, section "Catalog path
-//! index"): a tree blob is content-addressed, so a subtree shared by many
+//! The path index is keyed by tree id (format-spec
+//! §23.6): a tree blob is content-addressed, so a subtree shared by many
 //! snapshots is indexed once.
 //! A tree is marked indexed only after every tree below it, so indexing a
 //! new snapshot reads only the trees no earlier snapshot had.

@@ -1,6 +1,6 @@
 //! Content-defined chunking: FastCDC 2020 (Xia et al., "The Design of Fast
 //! Content-Defined Chunking for Data Deduplication Based Storage Systems",
-//! IEEE TPDS 2020) with a secret gear table (format-spec §9).
+//! IEEE TPDS 2020) with a secret gear table (format-spec §15).
 //!
 //! A public gear table lets chunk sizes fingerprint known content; the table
 //! here is 256 u64 words from BLAKE3's XOF in derive-key mode over the
@@ -9,7 +9,7 @@
 use crate::format::config::ChunkSizes;
 use fastcdc::v2020::{cut_gear, select_masks, Normalization};
 
-/// BLAKE3 derive-key context for the gear table (format-spec §9).
+/// BLAKE3 derive-key context for the gear table (format-spec §15).
 pub const GEAR_CONTEXT: &str = "snap 2026 fastcdc gear table v1";
 
 /// A chunker for one profile: gear tables plus size bounds. Cheap to share.

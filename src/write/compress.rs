@@ -1,4 +1,4 @@
-//! Blob compression (format-spec §5): one leading byte says how the rest is
+//! Blob compression (format-spec §12): one leading byte says how the rest is
 //! stored (0 = raw, 1 = zstd frame, 2 = zstd frame against a base blob).
 
 use crate::error::{Error, Result};
@@ -9,7 +9,7 @@ pub const RAW: u8 = 0;
 pub const ZSTD: u8 = 1;
 /// Compression byte: payload is the 32-byte id of a base data blob followed
 /// by one zstd frame compressed with the base's plaintext as a raw-content
-/// dictionary (a delta blob, format-spec §25).
+/// dictionary (a delta blob, format-spec §13).
 pub const ZSTD_DELTA: u8 = 2;
 
 /// A delta encoding is kept without trying plain zstd when it is at most
@@ -58,7 +58,7 @@ pub fn looks_incompressible(data: &[u8]) -> bool {
 }
 
 /// zstd level of [`Policy::choose`] for a compressible blob on a CPU-bound
-/// writer (an `auto` repository, format-spec §5). Measured on a 258 MiB
+/// writer (an `auto` repository, format-spec §12). Measured on a 258 MiB
 /// proportional sample of the toolchain tree (`benches/stages.rs` sampling):
 /// level 2 spends 29% less time in zstd than level 3 and stores 3.7% more;
 /// level 1 spends 45% less but stores 8.7% more, beyond the 5% allowed.
@@ -85,7 +85,7 @@ pub enum Choice {
 }
 
 /// How a writer compresses blobs: a repository's `compression_level` and
-/// `compression` (format-spec §2.1).
+/// `compression` (format-spec §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// The repository's zstd level (−7 ..= 22).
@@ -104,7 +104,7 @@ impl Policy {
     }
 
     /// The compression for a blob with plaintext `data` on a writer whose
-    /// bottleneck is `bottleneck` (format-spec §5, "Writing"): raw when the
+    /// bottleneck is `bottleneck` (format-spec §12, "Writing"): raw when the
     /// entropy estimate ([`looks_incompressible`]) says incompressible;
     /// else the repository's level, except that an `auto` policy on a
     /// CPU-bound writer uses the faster [`FAST_LEVEL`] (or the repository's

@@ -12,7 +12,7 @@
 //!
 //! A stream read with a [`DeltaRef`] (its previous version's chunk list)
 //! stores each new chunk as a delta blob against the previous version's
-//! chunk at the same place when that is smaller (format-spec §25): a nightly
+//! chunk at the same place when that is smaller (format-spec §13): a nightly
 //! database dump changes a few rows per chunk, and zstd with the old chunk
 //! as its dictionary stores only the change.
 
@@ -41,13 +41,13 @@ pub const SMALL_FILE: u64 = 1 << 20;
 /// of the previous window.
 pub const STREAM_WINDOW: usize = 8 << 20;
 /// Share of recent time a writer spends waiting for uploads above which it
-/// counts as upload-bound (format-spec §5, `auto`).
+/// counts as upload-bound (format-spec §12, `auto`).
 const UPLOAD_BOUND_SHARE: f64 = 0.1;
 /// Weight of the latest batch in the moving share of upload waits.
 const WAIT_WEIGHT: f64 = 0.25;
 
 /// Where the writer's time goes, for `compression = "auto"` (format-spec
-/// §5): a moving average, over batches, of the share of time the saver
+/// §12): a moving average, over batches, of the share of time the saver
 /// waited for a free upload slot. A remote store starts upload-bound and
 /// stays so until more packs were sent than uploads run at once (before
 /// that its queue cannot have been full); a local one starts CPU-bound.
@@ -127,7 +127,7 @@ struct Piece {
 }
 
 /// The chunk list of a stream's previous version, used to pick delta bases
-/// (format-spec §25). Chunks are placed by byte offset: a new chunk's
+/// (format-spec §13). Chunks are placed by byte offset: a new chunk's
 /// candidate base is the previous version's chunk that holds the new chunk's
 /// middle, after shifting by the offset difference at the last chunk both
 /// versions share. Offsets, unlike chunk counts, do not drift when a change

@@ -1,7 +1,7 @@
 //! Pack building: a pure [`PackBuilder`] and the [`BlobSaver`] that spreads
 //! sealed blobs over several open packs, uploads full packs concurrently
 //! (up to [`Store::upload_concurrency`] in flight, as tasks on the store's
-//! runtime) and writes index objects for them (format-spec §6, §7, §14).
+//! runtime) and writes index objects for them (format-spec §6, §7, §18).
 
 use crate::crypto::{MasterKey, AAD_INDEX, AAD_PACK_HEADER};
 use crate::error::{Error, Result};
@@ -118,7 +118,7 @@ type UploadResult = Result<IndexPack>;
 
 /// Saves sealed blobs into packs and indexes them.
 ///
-/// Write order (format-spec §14): a pack is stored before any index names it
+/// Write order (format-spec §18): a pack is stored before any index names it
 /// (a pack enters an index only after its upload returned success);
 /// blobs enter the catalog only after their index object is stored.
 /// Memory: the open packs plus at most `upload_concurrency` finished packs.
@@ -238,7 +238,7 @@ impl BlobSaver {
     }
 
     /// [`BlobSaver::add`] for a blob that may be delta-encoded against the
-    /// data blob `base` (format-spec §25); the base must already be stored.
+    /// data blob `base` (format-spec §13); the base must already be stored.
     pub fn add_with_base(
         &mut self,
         kind: BlobKind,

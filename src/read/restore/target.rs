@@ -14,7 +14,7 @@
 //!
 //! A route is the list of names from the target to an entry (what a tree
 //! walk or a restore planner produces); names were checked by the tree
-//! decoder (format-spec §8.1: no `/`, NUL, `.` or `..`) and are checked again
+//! decoder (format-spec §14.1: no `/`, NUL, `.` or `..`) and are checked again
 //! here.
 
 use crate::format::tree::{EntryKind, TreeEntry};
