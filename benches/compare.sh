@@ -15,6 +15,13 @@
 #   NAME     suffix for the result file name (compare-<date>-NAME.md)
 #   WORK     scratch directory for repositories and restores (default a new /tmp/snap-compare.*;
 #            all repositories live on the same filesystem)
+#   LOCAL    1 = run steps 1-5 (local repositories), 0 = skip them (default 1)
+#   S3       1 = run step 6 (S3, snap and restic only), 0 = skip it (default 1)
+#   S3_SRC   tree for step 6: a path, or the word "toolchain" for SRC (default /usr/share/doc)
+#   DELAYS   added latency per request/response exchange in ms for step 6 (default "0 20 50")
+#   S3_SERVER  s3s (default: s3s-fs, started by this script on 127.0.0.1 with its data in WORK,
+#            built once by scripts/services.sh) or moto (the running test server of
+#            scripts/services.sh, SNAP_TEST_S3_ENDPOINT; it handles one request at a time)
 #
 # Steps, each timed with /usr/bin/time (wall s, user+sys CPU s, peak RSS):
 #   1. initial backup of SRC into a fresh repository (repository bytes after it)
@@ -33,6 +40,19 @@
 #   5. restic and snap: the same pair as `pg_dump -Fc -Z0` (snap: its own
 #      `--pg` source, which runs exactly that) and as `pg_dump -Fc` (default
 #      compression), to show what the dump settings save.
+#   6. S3 (snap and restic): both back up S3_SRC into a fresh repository on the same
+#      S3-compatible server on 127.0.0.1 (6-d00-initial, no latency added), then for each
+#      delay D in DELAYS, through benches/latency_proxy.py (D ms added to every HTTP
+#      request/response exchange, not to each packet; see that file):
+#        6-dD-restore   full restore of the latest snapshot, the tool's cache as the backup
+#                       left it, into a fresh ext4 (as step 3), verified with diff -r;
+#        6-dD-1file     restore of one file (the median-sized file of S3_SRC) with a new,
+#                       empty cache dir: snap `restore --include FILE` with a fresh
+#                       SNAP_CACHE_DIR, restic `restore --include FILE` with a fresh
+#                       --cache-dir; verified with cmp;
+#        6-dD-nochange  backup of the unchanged S3_SRC with the tool's cache.
+#      Clients at their defaults (restic: 5 S3 connections). The table adds a speed ratio
+#      snap/restic = restic wall / snap wall (above 1: snap is faster).
 # Before every timed step the script runs `sync` (not timed), so one step's
 # dirty pages are not written back during the next tool's step.
 # Caches: there is no way to drop the page cache here, so SRC is read once
@@ -47,6 +67,13 @@ ROOT=$PWD
 SRC="${SRC:-$HOME/.rustup/toolchains/stable-x86_64-unknown-linux-gnu}"
 SRC=$(cd "$SRC" && pwd -P)
 ROUNDS="${ROUNDS:-3}"
+LOCAL="${LOCAL:-1}"
+S3="${S3:-1}"
+S3_SRC="${S3_SRC:-/usr/share/doc}"
+[ "$S3_SRC" = toolchain ] && S3_SRC=$SRC
+S3_SRC=$(cd "$S3_SRC" && pwd -P)
+DELAYS="${DELAYS:-0 20 50}"
+S3_SERVER="${S3_SERVER:-s3s}"
 TOOLS="${TOOLS:-snap restic borg-lz4 borg-zstd3}"
 DUMPS="${DUMPS:-1}"
 WORK="${WORK:-$(mktemp -d /tmp/snap-compare.XXXXXX)}"
@@ -66,10 +93,10 @@ if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
 fi
 log "building snap (release)"
 cargo build --release --quiet
-SNAP="$ROOT/target/release/snap"
+SNAP="${CARGO_TARGET_DIR:-$ROOT/target}/release/snap"
 VERSIONS="snap $(git rev-parse --short HEAD); $(restic version | cut -d' ' -f1-2); $(borg --version)"
 
-if [ "$DUMPS" = 1 ]; then
+if [ "$DUMPS" = 1 ] && [ "$LOCAL" = 1 ]; then
   : "${SNAP_TEST_PG_HOST:?steps 4-5 need PostgreSQL: source scripts/services.sh start (or DUMPS=0)}"
   export PGHOST="$SNAP_TEST_PG_HOST" PGPORT="$SNAP_TEST_PG_PORT" PGUSER="$SNAP_TEST_PG_USER"
   PGBIN="${SNAP_TEST_PG_BIN:-/usr/bin}"
@@ -158,7 +185,8 @@ export -f t_backup t_restore borg_comp
 export SNAP WORK
 
 # fresh_fs: makes a new ext4 filesystem on a loop device at $FRESH_MNT for the
-# next restore (RESTORE_FS=fresh, the default); returns 1 and leaves
+# next restore (RESTORE_FS=fresh, the default), sized for a tree of $1 bytes
+# (default SRC_BYTES); returns 1 and leaves
 # FRESH_MNT empty when that is not possible here (then restores go to $WORK).
 # Why: restoring right after deleting the previous restore makes ext4's inode
 # allocator skip every recently deleted inode (fs/ext4/ialloc.c
@@ -172,7 +200,7 @@ fresh_fs() {
   if mountpoint -q "$mnt" 2>/dev/null; then umount "$mnt"; fi
   rm -f "$img"
   mkdir -p "$mnt"
-  truncate -s "$((SRC_BYTES * 2 + (1 << 30)))" "$img" &&
+  truncate -s "$((${1:-$SRC_BYTES} * 2 + (1 << 30)))" "$img" &&
     mkfs.ext4 -q -F "$img" >/dev/null 2>&1 &&
     mount -o loop "$img" "$mnt" 2>/dev/null || {
       log "RESTORE_FS=fresh: cannot make a loop-mounted ext4 here; restoring into $WORK"
@@ -191,14 +219,17 @@ trap cleanup_fresh_fs EXIT
 # --- warm-up ---------------------------------------------------------------
 SRC_BYTES=$(du -sb "$SRC" | cut -f1)
 SRC_FILES=$(find "$SRC" -type f | wc -l)
-log "warm-up read of $SRC ($SRC_BYTES bytes, $SRC_FILES files)"
-tar -cf - "$SRC" 2>/dev/null | cat >/dev/null
+if [ "$LOCAL" = 1 ]; then
+  log "warm-up read of $SRC ($SRC_BYTES bytes, $SRC_FILES files)"
+  tar -cf - "$SRC" 2>/dev/null | cat >/dev/null
+fi
 
 # --- rounds ----------------------------------------------------------------
 read -r -a tools <<<"$TOOLS"
 n=${#tools[@]}
 started=$(date +%s)
 for ((round = 1; round <= ROUNDS; round++)); do
+  [ "$LOCAL" = 1 ] || break
   for ((k = 0; k < n; k++)); do
     t=${tools[$(((k + round - 1) % n))]}
     log "round $round: $t"
@@ -273,6 +304,111 @@ for ((round = 1; round <= ROUNDS; round++)); do
     fi
   done
 done
+# --- 6. S3 -----------------------------------------------------------------
+S3_PIDS=()
+cleanup_s3() {
+  local p
+  for p in "${S3_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  cleanup_fresh_fs
+}
+trap cleanup_s3 EXIT
+# s3_env TOOL ENDPOINT: the environment both clients read (keys as scripts/services.sh uses).
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+# s3_cmd TOOL VERB ENDPOINT PREFIX CACHE [ARGS...]: runs one tool against the S3 repository
+# PREFIX of the bucket through ENDPOINT, with cache dir CACHE.
+s3_cmd() {
+  local t=$1 verb=$2 ep=$3 prefix=$4 cache=$5
+  shift 5
+  case $t in
+    snap) env SNAP_REPO="s3://$S3_BUCKET/$prefix" SNAP_CACHE_DIR="$cache" AWS_ENDPOINT_URL="$ep" \
+      AWS_ALLOW_HTTP=true "$SNAP" "$verb" "$@" ;;
+    restic) restic "$verb" --repo "s3:$ep/$S3_BUCKET/$prefix" --cache-dir "$cache" "$@" ;;
+  esac
+}
+export -f s3_cmd
+if [ "$S3" = 1 ]; then
+  S3_BUCKET=bench
+  case $S3_SERVER in
+    s3s)
+      # shellcheck source=scripts/services.sh
+      source scripts/services.sh ''
+      out=$(_snap_run_s3s "$WORK/s3s" "$WORK/s3s/data") || { log "cannot start s3s-fs"; exit 1; }
+      S3_PIDS+=("${out%% *}")
+      S3_EP=${out#* }
+      code=$(_snap_http PUT "$S3_EP/$S3_BUCKET" '')
+      [ "$code" = 200 ] || { log "cannot create bucket $S3_BUCKET at $S3_EP (HTTP $code)"; exit 1; }
+      S3_VERSION="s3s-fs $_SNAP_S3S_VERSION"
+      ;;
+    moto)
+      : "${SNAP_TEST_S3_ENDPOINT:?S3_SERVER=moto needs the test services: source scripts/services.sh start}"
+      S3_EP=$SNAP_TEST_S3_ENDPOINT S3_BUCKET=${SNAP_TEST_S3_BUCKET:-snap-test}
+      S3_VERSION="moto (one request at a time)"
+      ;;
+    *) log "S3_SERVER must be s3s or moto"; exit 1 ;;
+  esac
+  export S3_BUCKET
+  # One latency proxy per delay.
+  declare -A PROXY_EP
+  for d in $DELAYS; do
+    pf="$WORK/proxy-$d.port"
+    rm -f "$pf"
+    python3 benches/latency_proxy.py --target "${S3_EP#http://}" --delay-ms "$d" --port-file "$pf" \
+      >"$WORK/proxy-$d.log" 2>&1 &
+    S3_PIDS+=("$!")
+    for _ in $(seq 1 100); do [ -s "$pf" ] && break; sleep 0.1; done
+    [ -s "$pf" ] || { log "latency proxy ($d ms) did not start: $(cat "$WORK/proxy-$d.log")"; exit 1; }
+    PROXY_EP[$d]="http://127.0.0.1:$(cat "$pf")"
+  done
+  S3_SRC_BYTES=$(du -sb "$S3_SRC" | cut -f1)
+  S3_SRC_FILES=$(find "$S3_SRC" -type f | wc -l)
+  # The single file: the median-sized regular file (ties: first in path order).
+  ONE_FILE=$(find "$S3_SRC" -type f -printf '%s\t%p\n' | LC_ALL=C sort -t$'\t' -k1,1n -k2,2 |
+    awk -F'\t' -v n="$S3_SRC_FILES" 'NR == int((n + 1) / 2) { print $2 }')
+  log "S3 ($S3_VERSION at $S3_EP): $S3_SRC ($S3_SRC_BYTES bytes, $S3_SRC_FILES files); single file $ONE_FILE ($(stat -c %s "$ONE_FILE") bytes)"
+  tar -cf - "$S3_SRC" 2>/dev/null | cat >/dev/null
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for k in 0 1; do
+      if (((k + round) % 2 == 1)); then t=snap; else t=restic; fi
+      prefix="$t-$round-$(date +%s)"
+      cache="$WORK/s3cache-$t"
+      rm -rf "$cache"
+      log "S3 round $round: $t"
+      s3_cmd "$t" init "$S3_EP" "$prefix" "$cache" >/dev/null
+      timed "$t" "$round" 6-initial bash -c 's3_cmd "$@"' _ "$t" backup "$S3_EP" "$prefix" "$cache" "$S3_SRC"
+      for d in $DELAYS; do
+        ep=${PROXY_EP[$d]}
+        dd=$(printf '%02d' "$d")
+        target="$WORK/restore"
+        if fresh_fs "$S3_SRC_BYTES"; then target="$FRESH_MNT/restore"; fi
+        timed "$t" "$round" "6-d$dd-restore" bash -c 's3_cmd "$@"' _ "$t" restore "$ep" "$prefix" "$cache" \
+          latest --target "$target"
+        if diff -r --no-dereference "$S3_SRC" "$target${S3_SRC}" >"$WORK/diff.log" 2>&1; then
+          rec "$t" "$round" "6-d$dd-restore" verified 1
+        else
+          rec "$t" "$round" "6-d$dd-restore" verified 0
+          log "S3 RESTORE DIFFERS for $t: $(head -3 "$WORK/diff.log")"
+        fi
+        rm -rf "$target"
+        one="$WORK/restore-one"
+        rm -rf "$one" "$WORK/s3cache-empty"
+        timed "$t" "$round" "6-d$dd-1file" bash -c 's3_cmd "$@"' _ "$t" restore "$ep" "$prefix" \
+          "$WORK/s3cache-empty" latest --include "$ONE_FILE" --target "$one"
+        if cmp -s "$ONE_FILE" "$one$ONE_FILE" && [ "$(find "$one" -type f | wc -l)" = 1 ]; then
+          rec "$t" "$round" "6-d$dd-1file" verified 1
+        else
+          rec "$t" "$round" "6-d$dd-1file" verified 0
+          log "S3 SINGLE-FILE RESTORE WRONG for $t: $(find "$one" -type f | head -3)"
+        fi
+        rm -rf "$one" "$WORK/s3cache-empty"
+        timed "$t" "$round" "6-d$dd-nochange" bash -c 's3_cmd "$@"' _ "$t" backup "$ep" "$prefix" "$cache" "$S3_SRC"
+      done
+      rm -rf "$cache"
+    done
+  done
+  VERSIONS="$VERSIONS; S3 server $S3_VERSION"
+  export S3_INFO="S3 steps (6): \`$S3_SRC\`, $(echo "scale=2; $S3_SRC_BYTES / 1000000" | bc) MB in $S3_SRC_FILES files, on $S3_VERSION at 127.0.0.1 through benches/latency_proxy.py (delays $DELAYS ms per request/response exchange); single file \`$ONE_FILE\` ($(stat -c %s "$ONE_FILE") bytes)."
+fi
 elapsed=$(($(date +%s) - started))
 
 # --- table -----------------------------------------------------------------
@@ -300,7 +436,8 @@ def fmt(x, metric):
         return "yes" if x == 1 else "NO"
     return f"{x:.2f}" if x < 100 else f"{x:.0f}"
 print(f"# snap vs restic vs borg — {versions}\n")
-print(f"Source tree (steps 1-3): `{src}`, {int(src_bytes)/1e9:.2f} GB in {src_files} files; warm page cache "
+if any(step[0] in "12345" for (_, step, _) in d):
+  print(f"Source tree (steps 1-3): `{src}`, {int(src_bytes)/1e9:.2f} GB in {src_files} files; warm page cache "
       f"(read once before the first round; caches cannot be dropped here). Nightly dumps: plain `pg_dump` of "
       f"a {int(dump_bytes)/1e6:.0f} MB table of real text lines; 2nd dump after 0.25% updated / 0.1% inserted / 0.1% deleted rows.")
 print(f"Medians of {rounds} round(s), tools alternating; {cpus} CPUs shared with other work; total {int(elapsed)//60} min. "
@@ -318,6 +455,18 @@ for step, metric in steps:
     s, r = med("snap", step, metric), med("restic", step, metric)
     ratio = f"{s/r:.2f}" if s is not None and r and metric != "verified" else "–"
     print(f"| {step} | {metric} | " + " | ".join(fmt(v, metric) for v in vals) + f" | {ratio} |")
+import os
+s3 = sorted({step for (t, step, metric) in d if step.startswith("6-") and metric == "wall"})
+if s3:
+    print(f"\n## S3: speed ratio snap/restic (restic wall / snap wall; above 1 = snap faster)\n")
+    print(os.environ.get("S3_INFO", "") + "\n")
+    print("| step | snap wall s | restic wall s | snap/restic speed | verified (snap, restic) |")
+    print("|---|---:|---:|---:|---|")
+    for step in s3:
+        sw, rw = med("snap", step, "wall"), med("restic", step, "wall")
+        ratio = f"{rw/sw:.2f}" if sw and rw else "–"
+        ver = ", ".join(fmt(med(t, step, "verified"), "verified") for t in ("snap", "restic"))
+        print(f"| {step} | {fmt(sw, 'wall')} | {fmt(rw, 'wall')} | {ratio} | {ver} |")
 print(f"\nRaw measurements: one line per tool/round/step/metric in the run's raw.tsv.")
 PY
 cp "$RAW" "${OUT%.md}.raw.tsv"

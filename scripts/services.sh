@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throwaway test services for snap's integration tests:
 #   * a PostgreSQL cluster on 127.0.0.1 (trust auth, fsync off), and
-#   * an S3-compatible server on 127.0.0.1 with a bucket "snap-test".
+#   * an S3-compatible server on 127.0.0.1 with a bucket "snap-test" (moto), and
+#   * a second S3-compatible server on another port with a bucket "snap-test" (s3s-fs).
 #
 # Usage:
 #   source scripts/services.sh start   # start (or reuse) the services and export the variables
@@ -11,13 +12,15 @@
 #
 # Exported by `start` (and printed by `env`):
 #   SNAP_TEST_PG_HOST SNAP_TEST_PG_PORT SNAP_TEST_PG_USER SNAP_TEST_PG_BIN
-#   SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET
+#   SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET      (moto)
+#   SNAP_TEST_S3S_ENDPOINT SNAP_TEST_S3S_BUCKET    (s3s-fs; same keys and region as moto)
 #   AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_DEFAULT_REGION
 #
 # Knobs:
 #   SNAP_TEST_STATE  state file with pids, dirs and variables (default /tmp/snap-test-services.env)
-#   SNAP_TEST_TOOLS  where the moto virtualenv is kept between runs
+#   SNAP_TEST_TOOLS  where the moto virtualenv and the s3s-fs binary are kept between runs
 #                    (default $HOME/.cache/snap-test-tools)
+#   SNAP_TEST_S3S=0  do not start s3s-fs (tests that need it then skip, or fail under CI=true)
 #   SNAP_TEST_FRESH=1  make `start` restart services instead of reusing healthy ones
 #
 # S3 server: moto (PyPI "moto[server]", pinned in _SNAP_MOTO_SPEC, installed into a venv under
@@ -32,14 +35,24 @@
 # (_snap_write_moto_launcher) that handles one request at a time, making conditional writes
 # atomic as on real S3.
 #
+# Second S3 server: s3s-fs (crates.io "s3s-fs", pinned in _SNAP_S3S_VERSION, built once with
+# `cargo install --locked` into $SNAP_TEST_TOOLS/s3s-fs-VERSION and reused). It keeps objects
+# as files under its data dir, checks SigV4 signatures against the test keys, and serves
+# requests concurrently (tokio). It honours `If-None-Match: *` and a stale `If-Match` (412),
+# but checks them without a lock: of 16 racing conditional creates of one key, several can
+# win (seen here: up to 15), so tests of racing writers stay on moto. A cold build takes a few minutes on 2 cores (see the
+# `start` line that reports it). If moto and PostgreSQL are already running and healthy,
+# `start` adds s3s-fs beside them without restarting them.
+#
 # Everything a service prints goes to log files in its temp dir (/tmp/snap-test.XXXXXX);
 # `start` prints one line per service with its address. The file works when sourced into a
 # shell running `set -euo pipefail` and leaves that shell's options alone.
 
 _SNAP_MOTO_SPEC='moto[server]==5.2.5'
 _SNAP_S3_BUCKET='snap-test'
+_SNAP_S3S_VERSION='0.14.1'
 _SNAP_EXPORTED_VARS='SNAP_TEST_PG_HOST SNAP_TEST_PG_PORT SNAP_TEST_PG_USER SNAP_TEST_PG_BIN
-SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET SNAP_TEST_S3S_ENDPOINT SNAP_TEST_S3S_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
 AWS_DEFAULT_REGION'
 
 _snap_say() { printf 'services: %s\n' "$*"; }
@@ -190,7 +203,7 @@ _snap_venv_dir() { printf '%s/moto-venv\n' "$(_snap_tools_dir)"; }
 
 # HTTP request to the S3 server, signed with AWS SigV4 as test/test in us-east-1. moto does
 # not check signatures, but it answers 403 to some anonymous requests (DELETE, conditional
-# PUT), so requests are signed: with curl's --aws-sigv4 (curl >= 7.75) when available, else
+# PUT); s3s-fs checks them and wants the x-amz-content-sha256 header. So requests are signed: with curl's --aws-sigv4 (curl >= 7.75) when available, else
 # with botocore from the moto venv.
 # Usage: _snap_http METHOD URL [BODY [HEADER...]]; prints the status code (000 on no answer).
 _snap_http() {
@@ -206,7 +219,8 @@ _snap_http() {
     fi
     if [ "$_SNAP_CURL_SIGV4" = yes ]; then
         local args=(-s -o /dev/null -w '%{http_code}' --max-time 10 -X "$method"
-            --aws-sigv4 'aws:amz:us-east-1:s3' --user 'test:test')
+            --aws-sigv4 'aws:amz:us-east-1:s3' --user 'test:test'
+            -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
         if [ "$method" = PUT ] || [ "$method" = POST ]; then
             args+=(-H 'Content-Type: application/octet-stream' --data-binary "$body")
         fi
@@ -403,8 +417,30 @@ sys.exit(moto_server.main(sys.argv[1:]))
 EOF
 }
 
+# Checks that the S3 server at $1 honours conditional writes, as object_store's
+# PutMode::Create (If-None-Match: *) and PutMode::Update (If-Match: <etag>) send them; prints
+# a WARNING line for each that it does not honour. Fails only when a plain PUT fails.
+_snap_probe_conditional() {
+    local url=$1 probe code
+    probe="$url/$_SNAP_S3_BUCKET/.snap-services-probe-$$"
+    code=$(_snap_http PUT "$probe" 'first')
+    if [ "$code" != 200 ]; then
+        _snap_err "PUT of a probe object to $probe failed (HTTP $code)"
+        return 1
+    fi
+    code=$(_snap_http PUT "$probe" 'second' 'If-None-Match: *')
+    if [ "$code" != 412 ]; then
+        _snap_warn "S3 server at $url does not honour 'If-None-Match: *' on PutObject (HTTP $code, expected 412); conditional-write tests will fail"
+    fi
+    code=$(_snap_http PUT "$probe" 'third' 'If-Match: "0123456789abcdef0123456789abcdef"')
+    if [ "$code" != 412 ]; then
+        _snap_warn "S3 server at $url does not honour a stale 'If-Match' on PutObject (HTTP $code, expected 412)"
+    fi
+    _snap_http DELETE "$probe" >/dev/null
+}
+
 _snap_start_s3() {
-    local root=$1 venv s3dir port pid url code probe ver
+    local root=$1 venv s3dir port pid url code ver
     venv=$(_snap_moto_venv) || return 1
     s3dir="$root/s3"
     mkdir -p "$s3dir" || return 1
@@ -448,23 +484,7 @@ _snap_start_s3() {
         ;;
     esac
 
-    # Conditional writes, as object_store's PutMode::Create (If-None-Match: *) and
-    # PutMode::Update (If-Match: <etag>) send them.
-    probe="$url/$_SNAP_S3_BUCKET/.snap-services-probe-$$"
-    code=$(_snap_http PUT "$probe" 'first')
-    if [ "$code" != 200 ]; then
-        _snap_err "PUT of a probe object to $probe failed (HTTP $code)"
-        return 1
-    fi
-    code=$(_snap_http PUT "$probe" 'second' 'If-None-Match: *')
-    if [ "$code" != 412 ]; then
-        _snap_warn "S3 server at $url does not honour 'If-None-Match: *' on PutObject (HTTP $code, expected 412); conditional-write tests will fail"
-    fi
-    code=$(_snap_http PUT "$probe" 'third' 'If-Match: "0123456789abcdef0123456789abcdef"')
-    if [ "$code" != 412 ]; then
-        _snap_warn "S3 server at $url does not honour a stale 'If-Match' on PutObject (HTTP $code, expected 412)"
-    fi
-    _snap_http DELETE "$probe" >/dev/null
+    _snap_probe_conditional "$url" || return 1
 
     _snap_state_export SNAP_TEST_S3_ENDPOINT "$url"
     _snap_state_export SNAP_TEST_S3_BUCKET "$_SNAP_S3_BUCKET"
@@ -474,6 +494,112 @@ _snap_start_s3() {
     _snap_state_export AWS_DEFAULT_REGION us-east-1
     ver=${_SNAP_MOTO_SPEC##*==}
     _snap_say "s3 (moto $ver) at $url bucket $_SNAP_S3_BUCKET (log $s3dir/moto.log)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# S3 (s3s-fs)
+
+# Makes sure the pinned s3s-fs binary is built; prints its path. Built once with
+# `cargo install --locked` (serialised with the moto install's lock) and reused afterwards.
+_snap_s3s_bin() {
+    local tools dir bin log t0 rc=0
+    tools=$(_snap_tools_dir)
+    dir="$tools/s3s-fs-$_SNAP_S3S_VERSION"
+    bin="$dir/bin/s3s-fs"
+    if [ -x "$bin" ]; then
+        printf '%s\n' "$bin"
+        return 0
+    fi
+    mkdir -p "$tools" || return 1
+    log="$tools/s3s-fs-install.log"
+    if ! command -v cargo >/dev/null 2>&1; then
+        _snap_err "cargo is needed to build s3s-fs $_SNAP_S3S_VERSION (not on PATH)"
+        return 1
+    fi
+    t0=$(date +%s)
+    (
+        if command -v flock >/dev/null 2>&1; then flock 9; fi
+        [ -x "$bin" ] && exit 0
+        printf 'services: building s3s-fs %s into %s (log: %s)\n' "$_SNAP_S3S_VERSION" "$dir" "$log" >&2
+        # Its own target dir (removed afterwards), so no project's CARGO_TARGET_DIR is touched.
+        env -u CARGO_TARGET_DIR cargo install --locked --quiet "s3s-fs@$_SNAP_S3S_VERSION" \
+            --features binary --root "$dir" --target-dir "$tools/s3s-fs-build" >"$log" 2>&1 || rc=$?
+        rm -rf "$tools/s3s-fs-build"
+        exit "$rc"
+    ) 9>"$tools/.lock" || rc=$?
+    if [ "$rc" -ne 0 ] || [ ! -x "$bin" ]; then
+        _snap_err "could not build s3s-fs $_SNAP_S3S_VERSION; last lines of $log:"
+        tail -n 20 "$log" >&2 2>/dev/null
+        return 1
+    fi
+    _snap_say "built s3s-fs $_SNAP_S3S_VERSION in $(($(date +%s) - t0)) s" >&2
+    printf '%s\n' "$bin"
+}
+
+# Starts s3s-fs serving directory $2 on 127.0.0.1 with keys test/test; $1 is a directory for
+# its log and pid; prints "PID URL". Used by _snap_start_s3s and by benches/compare.sh.
+_snap_run_s3s() {
+    local dir=$1 data=$2 bin port pid url code moto=${SNAP_TEST_S3_ENDPOINT:-}
+    bin=$(_snap_s3s_bin) || return 1
+    mkdir -p "$dir" "$data" || return 1
+    port=$(_snap_pick_port "${SNAP_TEST_PG_PORT:-}" "${moto##*:}") || {
+        _snap_err "no free TCP port found on 127.0.0.1"
+        return 1
+    }
+    url="http://127.0.0.1:$port"
+    (
+        trap '' HUP
+        exec "$bin" --host 127.0.0.1 --port "$port" --access-key test --secret-key test "$data"
+    ) </dev/null >"$dir/s3s-fs.log" 2>&1 &
+    pid=$!
+    code=000
+    for _ in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || break
+        code=$(_snap_http GET "$url/")
+        [ "$code" = 200 ] && break
+        sleep 0.1
+    done
+    if [ "$code" != 200 ]; then
+        _snap_err "s3s-fs did not answer on $url (last status $code); last lines of $dir/s3s-fs.log:"
+        tail -n 20 "$dir/s3s-fs.log" >&2 2>/dev/null
+        kill "$pid" 2>/dev/null
+        return 1
+    fi
+    printf '%s %s\n' "$pid" "$url"
+}
+
+_snap_start_s3s() {
+    local root=$1 out pid url code
+    out=$(_snap_run_s3s "$root/s3s" "$root/s3s/data") || return 1
+    pid=${out%% *}
+    url=${out#* }
+    _snap_state_set SNAP_SVC_S3S_PID "$pid"
+    code=$(_snap_http PUT "$url/$_SNAP_S3_BUCKET" '')
+    case $code in
+    200 | 409) ;;
+    *)
+        _snap_err "could not create bucket $_SNAP_S3_BUCKET at $url (HTTP $code)"
+        return 1
+        ;;
+    esac
+    _snap_probe_conditional "$url" || return 1
+    _snap_state_export SNAP_TEST_S3S_ENDPOINT "$url"
+    _snap_state_export SNAP_TEST_S3S_BUCKET "$_SNAP_S3_BUCKET"
+    _snap_say "s3 (s3s-fs $_SNAP_S3S_VERSION) at $url bucket $_SNAP_S3_BUCKET (log $root/s3s/s3s-fs.log)"
+}
+
+# True when the s3s-fs of the state file is alive and answering.
+_snap_s3s_healthy() {
+    local state
+    state=$(_snap_state_file)
+    [ -f "$state" ] || return 1
+    (
+        # shellcheck disable=SC1090
+        . "$state" || exit 1
+        [ -n "${SNAP_TEST_S3S_ENDPOINT:-}" ] || exit 1
+        _snap_pid_is "${SNAP_SVC_S3S_PID:-}" "${SNAP_SVC_ROOT:-}/s3s/data" || exit 1
+        [ "$(_snap_http GET "$SNAP_TEST_S3S_ENDPOINT/$SNAP_TEST_S3S_BUCKET")" = 200 ] || exit 1
+    ) >/dev/null 2>&1
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -512,6 +638,20 @@ snap_services_start() {
         SNAP_TEST_SERVICES_REUSED=1
         _snap_say "postgresql at $SNAP_TEST_PG_HOST:$SNAP_TEST_PG_PORT (already running, reused)"
         _snap_say "s3 at $SNAP_TEST_S3_ENDPOINT bucket $SNAP_TEST_S3_BUCKET (already running, reused)"
+        if [ "${SNAP_TEST_S3S:-1}" = 0 ]; then
+            return 0
+        fi
+        if _snap_s3s_healthy; then
+            _snap_say "s3 at $SNAP_TEST_S3S_ENDPOINT bucket $SNAP_TEST_S3S_BUCKET (s3s-fs, already running, reused)"
+            return 0
+        fi
+        # Services started before s3s-fs was added: start it beside them.
+        # shellcheck disable=SC1090
+        root=$(. "$state" && printf '%s' "$SNAP_SVC_ROOT")
+        if ! _snap_start_s3s "$root"; then
+            _snap_err "starting s3s-fs failed (PostgreSQL and moto keep running)"
+            return 1
+        fi
         return 0
     fi
     if [ -f "$state" ]; then
@@ -525,7 +665,8 @@ snap_services_start() {
     : >"$state" || return 1
     _snap_state_set SNAP_SVC_ROOT "$root"
 
-    if ! _snap_start_pg "$root" || ! _snap_start_s3 "$root"; then
+    if ! _snap_start_pg "$root" || ! _snap_start_s3 "$root" ||
+        { [ "${SNAP_TEST_S3S:-1}" != 0 ] && ! _snap_start_s3s "$root"; }; then
         _snap_err "starting test services failed; stopping what was started"
         snap_services_stop >/dev/null || true
         return 1
@@ -541,7 +682,7 @@ snap_services_stop() {
     if [ -f "$state" ]; then
         (
             SNAP_SVC_ROOT='' SNAP_SVC_PG_OWNER='' SNAP_SVC_PG_BIN='' SNAP_SVC_PG_DATA=''
-            SNAP_SVC_PG_PID='' SNAP_SVC_S3_PID=''
+            SNAP_SVC_PG_PID='' SNAP_SVC_S3_PID='' SNAP_SVC_S3S_PID=''
             # shellcheck disable=SC1090
             . "$state"
             if [ -n "$SNAP_SVC_PG_DATA" ] && [ -f "$SNAP_SVC_PG_DATA/postmaster.pid" ]; then
@@ -558,6 +699,7 @@ snap_services_stop() {
             fi
             if [ -n "$SNAP_SVC_ROOT" ]; then
                 _snap_kill "$SNAP_SVC_S3_PID" "$SNAP_SVC_ROOT/s3/snap_moto_server.py"
+                _snap_kill "$SNAP_SVC_S3S_PID" "$SNAP_SVC_ROOT/s3s/data"
             fi
             case $SNAP_SVC_ROOT in
             /tmp/snap-test.*) rm -rf "$SNAP_SVC_ROOT" || true ;;

@@ -17,7 +17,8 @@
 //! lease     the lease protocol: take, refresh, release; list leases and marks
 //! catalog   SQLite cache of index and snapshots (derived, rebuildable)
 //! write/    sources → chunker → ingest → compress → pack
-//! read/     find (ls, diff, stats), restore (plan → fetch → write), fetch
+//! read/     find (ls, diff, stats), restore (plan → fetch → write), fetch,
+//!           mount (inode table and range reads of `snap mount`)
 //! ops/      backup, copy, check, prune, repair, retention, archive
 //! error     snap::Error, ErrorKind, the exit-code mapping
 //! interrupt SIGINT/SIGTERM: flag, children stopped, leases released

@@ -1,4 +1,6 @@
-//! S3 repositories (moto from scripts/services.sh) and `snap copy`.
+//! S3 repositories and `snap copy`, on both S3 servers of scripts/services.sh: moto and
+//! s3s-fs. Each main case is one function taking the server, run by a test per server
+//! (`*_moto`, `*_s3s`); under CI=true a missing server fails its tests.
 
 mod common;
 use common::cli::{restored_path, tree_diff, Snap};
@@ -116,10 +118,22 @@ fn s3_store(s3: &S3, prefix: &str) -> Store {
 }
 
 #[test]
-fn conditional_create_and_multipart_on_moto() {
-    let Some(s3) = services::s3() else { return };
+fn conditional_create_and_multipart_moto() {
+    if let Some(s3) = services::s3() {
+        conditional_create_and_multipart(&s3);
+    }
+}
+
+#[test]
+fn conditional_create_and_multipart_s3s() {
+    if let Some(s3) = services::s3s() {
+        conditional_create_and_multipart(&s3);
+    }
+}
+
+fn conditional_create_and_multipart(s3: &S3) {
     let prefix = services::unique_name("cond_");
-    let st = s3_store(&s3, &prefix);
+    let st = s3_store(s3, &prefix);
     // Create-only writes: the second one reports "exists" and changes nothing.
     assert!(st.put_new("config", "first".into()).unwrap());
     assert!(!st.put_new("config", "second".into()).unwrap());
@@ -141,10 +155,10 @@ fn conditional_create_and_multipart_on_moto() {
     );
 
     // A second `init` on S3 neither succeeds nor replaces config.
-    let s = s3_snap(&s3, &services::unique_name("init_"));
+    let s = s3_snap(s3, &services::unique_name("init_"));
     s.init();
     let st = s3_store(
-        &s3,
+        s3,
         s.repo.trim_start_matches(&format!("s3://{}/", s3.bucket)),
     );
     let config = st.get("config").unwrap();
@@ -159,16 +173,28 @@ fn conditional_create_and_multipart_on_moto() {
 }
 
 #[test]
-fn s3_backup_restore_incremental_sync() {
-    let Some(s3) = services::s3() else { return };
-    let s = s3_snap(&s3, &services::unique_name("bk_"));
+fn s3_backup_restore_incremental_sync_moto() {
+    if let Some(s3) = services::s3() {
+        s3_backup_restore_incremental_sync(&s3);
+    }
+}
+
+#[test]
+fn s3_backup_restore_incremental_sync_s3s() {
+    if let Some(s3) = services::s3s() {
+        s3_backup_restore_incremental_sync(&s3);
+    }
+}
+
+fn s3_backup_restore_incremental_sync(s3: &S3) {
+    let s = s3_snap(s3, &services::unique_name("bk_"));
     let src = s.path("src");
     gen_tree(&src, 220, 1);
     let stream = s.path("stream.bin");
     std::fs::write(&stream, text_bytes(99, 12 << 20)).unwrap();
     s.init();
     // A second machine: same repository, its own catalog cache.
-    let mut other = s3_snap(&s3, "unused");
+    let mut other = s3_snap(s3, "unused");
     other.repo = s.repo.clone();
     let t = Instant::now();
     let cmd = format!("dump=cat {}", stream.display());
@@ -262,8 +288,20 @@ fn copy_json(s: &Snap, args: &[OsString]) -> Value {
 }
 
 #[test]
-fn copy_local_s3_roundtrip_and_resume() {
-    let Some(s3) = services::s3() else { return };
+fn copy_local_s3_roundtrip_and_resume_moto() {
+    if let Some(s3) = services::s3() {
+        copy_local_s3_roundtrip_and_resume(&s3);
+    }
+}
+
+#[test]
+fn copy_local_s3_roundtrip_and_resume_s3s() {
+    if let Some(s3) = services::s3s() {
+        copy_local_s3_roundtrip_and_resume(&s3);
+    }
+}
+
+fn copy_local_s3_roundtrip_and_resume(s3: &S3) {
     // Source: a local repository with two snapshots.
     let mut local = Snap::new();
     local.password = "source password".into();
@@ -277,7 +315,7 @@ fn copy_local_s3_roundtrip_and_resume() {
     assert_eq!(ids.len(), 2);
 
     // local → S3 (independent keys: every blob re-keyed, trees re-encoded).
-    let remote = s3_snap(&s3, &services::unique_name("cp_"));
+    let remote = s3_snap(s3, &services::unique_name("cp_"));
     remote.init();
     let from = local.repo.clone();
     let t = Instant::now();
@@ -325,7 +363,7 @@ fn copy_local_s3_roundtrip_and_resume() {
 
     // Killed half way, then run again: same ids (chunker params copied), so
     // the second run skips what arrived.
-    let resumed = s3_snap(&s3, &services::unique_name("cpk_"));
+    let resumed = s3_snap(s3, &services::unique_name("cpk_"));
     let init = resumed
         .cmd(os(&[
             &"init",
@@ -356,7 +394,7 @@ fn copy_local_s3_roundtrip_and_resume() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while count_objects(&s3, &resumed.repo, "index/") == 0 {
+    while count_objects(s3, &resumed.repo, "index/") == 0 {
         assert!(Instant::now() < deadline, "no index object appeared");
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -370,9 +408,9 @@ fn copy_local_s3_roundtrip_and_resume() {
         resumed.snapshot_ids().is_empty(),
         "killed copy left no snapshot"
     );
-    let packs_before = count_objects(&s3, &resumed.repo, "data/");
+    let packs_before = count_objects(s3, &resumed.repo, "data/");
     let j = copy_json(&resumed, &os(&[&"--from", &from, &ids[0]]));
-    let packs_total = count_objects(&s3, &resumed.repo, "data/");
+    let packs_total = count_objects(s3, &resumed.repo, "data/");
     eprintln!(
         "resume: {packs_before} packs before, {} sent by the second run, {packs_total} in all",
         j["packs"]
@@ -480,10 +518,22 @@ impl Proxy {
 }
 
 #[test]
-fn server_gone_mid_backup() {
-    let Some(s3) = services::s3() else { return };
+fn server_gone_mid_backup_moto() {
+    if let Some(s3) = services::s3() {
+        server_gone_mid_backup(&s3);
+    }
+}
+
+#[test]
+fn server_gone_mid_backup_s3s() {
+    if let Some(s3) = services::s3s() {
+        server_gone_mid_backup(&s3);
+    }
+}
+
+fn server_gone_mid_backup(s3: &S3) {
     let proxy = Proxy::start(&s3.endpoint);
-    let mut s = s3_snap(&s3, &services::unique_name("cut_"));
+    let mut s = s3_snap(s3, &services::unique_name("cut_"));
     for (k, v) in s.env.iter_mut() {
         if k == "AWS_ENDPOINT_URL" {
             *v = format!("http://127.0.0.1:{}", proxy.port);

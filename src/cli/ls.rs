@@ -52,19 +52,35 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<u8> {
         prefix = format!("/{}", p.trim_matches('/'));
     }
     let start_depth = prefix.matches('/').count() + 1;
-    let mut stack = vec![(start, prefix, start_depth)];
+    // Breadth-first, each level's trees read at once.
+    let mut level = vec![(start, prefix, start_depth)];
     let mut out: Vec<(String, TreeEntry)> = Vec::new();
-    while let Some((tid, pre, depth)) = stack.pop() {
-        snap::read::restore::check_depth(depth, || pre.clone())?;
-        let t = repo.read_tree(&tid)?;
-        for mut e in t.entries.into_iter().rev() {
-            let path = format!("{pre}/{}", String::from_utf8_lossy(&e.name));
-            if let Some(s) = e.subtree {
-                stack.push((s, path.clone(), depth + 1));
-            }
-            e.content = Vec::new();
-            out.push((path, e));
+    while !level.is_empty() {
+        for (_, pre, depth) in &level {
+            snap::read::restore::check_depth(*depth, || pre.clone())?;
         }
+        let ids: Vec<_> = level.iter().map(|l| l.0).collect();
+        let trees = snap::read::trees::read_trees(&repo, &ids);
+        let mut next = Vec::new();
+        for (tid, pre, depth) in level {
+            let t = match trees.get(&tid) {
+                Some(Ok(t)) => t,
+                Some(Err(e)) => return Err(Error::new(e.kind(), format!("{e:#}")).into()),
+                None => {
+                    return Err(Error::corrupt(format!("tree {} was not read", tid.short())).into())
+                }
+            };
+            for e in &t.entries {
+                let path = format!("{pre}/{}", String::from_utf8_lossy(&e.name));
+                if let Some(s) = e.subtree {
+                    next.push((s, path.clone(), depth + 1));
+                }
+                let mut e = e.clone();
+                e.content = Vec::new();
+                out.push((path, e));
+            }
+        }
+        level = next;
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     if g.json {

@@ -26,6 +26,7 @@ mod jobs;
 mod key;
 mod locks;
 mod ls;
+mod mount;
 pub mod output;
 pub mod profile;
 mod progress;
@@ -199,6 +200,8 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Write one file (or stream) of a snapshot to standard output.
     Dump(dump::DumpArgs),
+    /// Browse the snapshots as a read-only file system (FUSE), until Ctrl-C.
+    Mount(mount::MountArgs),
     /// Sizes, deduplication and compression of snapshots.
     Stats(stats::StatsArgs),
     /// Add, remove or set snapshot tags.
@@ -259,6 +262,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Find(a) => find::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Dump(a) => dump::run(g, a),
+        Command::Mount(a) => mount::run(g, a),
         Command::Stats(a) => stats::run(g, a),
         Command::Tag(a) => tag::run(g, a),
         Command::Cache(a) => cache::run(g, a),
@@ -436,12 +440,20 @@ pub fn mtime_str(ns: i64) -> String {
 /// gracefully (called by [`snap::interrupt`]'s watcher thread).
 pub fn on_stopping(sig: i32) {
     if std::io::stderr().is_terminal() {
+        let what = STOPPING
+            .get()
+            .copied()
+            .unwrap_or("indexing what is stored, releasing the lease");
         eprintln!(
-            "\nsnap: {}: stopping (indexing what is stored, releasing the lease); signal again to quit at once",
+            "\nsnap: {}: stopping ({what}); signal again to quit at once",
             snap::interrupt::signal_name(sig)
         );
     }
 }
+
+/// What [`on_stopping`] says the command does before it ends, when not the
+/// default (a backup's "indexing what is stored, releasing the lease").
+pub static STOPPING: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
 /// Maps an error to the documented exit code: the kind of the outermost
 /// [`snap::Error`] in the chain ([`snap::ErrorKind::exit_code`]), else 1.

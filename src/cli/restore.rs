@@ -67,6 +67,35 @@ pub struct RestoreArgs {
     /// Do not restore paths matching this glob (repeatable).
     #[arg(long = "exclude")]
     exclude: Vec<String>,
+    /// Files that already exist in the target: "always" replaces them;
+    /// "if-changed" keeps those whose size and mtime match the snapshot or
+    /// whose content gives the snapshot's chunk ids (their metadata is
+    /// restored); "if-newer" replaces only those older than the snapshot's;
+    /// "never" keeps whatever exists.
+    #[arg(long, value_enum, default_value = "always")]
+    overwrite: OverwriteArg,
+    /// Remove files and folders in the target that the snapshot does not
+    /// have, in the folders restored whole (symlinks are removed, never
+    /// followed).
+    #[arg(long)]
+    delete: bool,
+    /// Print what would be written, kept and deleted (one "write PATH",
+    /// "keep PATH" or "delete PATH" line each); change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Read every restored file back (also those --overwrite kept) and
+    /// compare its chunk ids with the snapshot's; a mismatch is named and
+    /// the exit code is 1.
+    #[arg(long)]
+    verify: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum OverwriteArg {
+    Always,
+    IfChanged,
+    IfNewer,
+    Never,
 }
 
 pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
@@ -115,13 +144,41 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             include: a.include.clone(),
             exclude: a.exclude.clone(),
             progress: progress.clone(),
+            overwrite: match a.overwrite {
+                OverwriteArg::Always => snap::read::restore::Overwrite::Always,
+                OverwriteArg::IfChanged => snap::read::restore::Overwrite::IfChanged,
+                OverwriteArg::IfNewer => snap::read::restore::Overwrite::IfNewer,
+                OverwriteArg::Never => snap::read::restore::Overwrite::Never,
+            },
+            delete: a.delete,
+            dry_run: a.dry_run,
+            verify: a.verify,
             reads_in_flight: a.reads_in_flight.map_or(0, usize::from),
         },
     );
     bar.finish();
     let sum = r.with_context(|| format!("restoring snapshot {}", id.short()))?;
     let secs = started.elapsed().as_secs_f64();
+    if a.dry_run {
+        for l in &sum.actions {
+            if g.json {
+                let (action, path) = l.split_once(' ').unwrap_or((l, ""));
+                outln!(
+                    "{}",
+                    serde_json::json!({"type": "action", "action": action, "path": path})
+                )?;
+            } else {
+                outln!("{}", super::output::escape(l))?;
+            }
+        }
+    }
     if g.json {
+        for v in &sum.verify_failed {
+            outln!(
+                "{}",
+                serde_json::json!({"type": "verify_failed", "path": v.path.to_string_lossy(), "error": v.error})
+            )?;
+        }
         for w in &sum.warnings {
             outln!("{}", serde_json::json!({"type": "warning", "message": w}))?;
         }
@@ -133,14 +190,19 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         }
         outln!(
             "{}",
-            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "damaged": sum.damaged.len(), "seconds": secs})
+            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "damaged": sum.damaged.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
         )?;
     } else {
         for w in &sum.warnings {
             eprintln!("warning: {w}");
         }
         eprintln!(
-            "restored snapshot {} to {}: {} files, {} dirs, {} in {:.2} s",
+            "{} snapshot {} to {}: {} files, {} dirs, {} in {:.2} s",
+            if a.dry_run {
+                "would restore"
+            } else {
+                "restored"
+            },
             id.short(),
             target.display(),
             sum.files,
@@ -148,6 +210,17 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             human(sum.bytes),
             secs
         );
+        if sum.kept + sum.deleted + sum.bytes_compared > 0 {
+            eprintln!(
+                "kept {} existing files, deleted {}, read {} of existing files to compare",
+                sum.kept,
+                sum.deleted,
+                human(sum.bytes_compared)
+            );
+        }
+        for v in &sum.verify_failed {
+            eprintln!("error: {}: verify failed: {}", v.path.display(), v.error);
+        }
         for d in &sum.damaged {
             eprintln!("error: {}: not restored: {}", d.path.display(), d.error);
         }
@@ -157,6 +230,15 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             eprintln!(
                 "error: {} file(s) not restored because their data in the repository is damaged; run `snap check --read-data`",
                 sum.damaged.len()
+            );
+        }
+        return Ok(1);
+    }
+    if !sum.verify_failed.is_empty() {
+        if !g.json {
+            eprintln!(
+                "error: {} file(s) on disk do not match the snapshot after the restore",
+                sum.verify_failed.len()
             );
         }
         return Ok(1);

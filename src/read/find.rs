@@ -20,45 +20,76 @@ use std::rc::Rc;
 /// index, reading only trees not indexed yet. Returns how many trees were
 /// added.
 pub fn ensure_indexed(repo: &Repository, root: &Id) -> Result<u64> {
-    let mut added = 0u64;
-    let mut done: HashSet<Id> = HashSet::new();
-    // (tree, its depth, the tree once read): read, push its subtrees, index
-    // it when they are done.
-    let mut stack: Vec<(Id, usize, Option<Tree>)> = vec![(*root, 1, None)];
-    while let Some((id, depth, tree)) = stack.pop() {
-        match tree {
-            None => {
-                if done.contains(&id) || repo.catalog().tree_indexed(&id)? {
-                    continue;
-                }
-                crate::read::restore::check_depth(depth, || format!("tree {}", id.short()))?;
-                let t = repo.read_tree(&id)?;
-                let subs: Vec<Id> = t.entries.iter().filter_map(|e| e.subtree).collect();
-                stack.push((id, depth, Some(t)));
-                stack.extend(subs.into_iter().map(|s| (s, depth + 1, None)));
-            }
-            Some(t) => {
-                if !done.insert(id) {
-                    continue;
-                }
-                let entries: Vec<IndexedEntry> = t
-                    .entries
-                    .iter()
-                    .map(|e| IndexedEntry {
-                        name: e.name.clone(),
-                        kind: e.kind.to_byte(),
-                        size: e.size,
-                        mtime_ns: e.mtime_ns,
-                        subtree: e.subtree,
-                    })
-                    .collect();
-                repo.catalog().index_tree(&id, &entries)?;
-                added += 1;
+    // Read every tree not indexed yet, a level at a time (concurrently),
+    // then index them children first from memory.
+    let mut read: HashMap<Id, Tree> = HashMap::new();
+    let mut level: Vec<Id> = vec![*root];
+    let mut depth = 1;
+    while !level.is_empty() {
+        let mut want = Vec::with_capacity(level.len());
+        for id in level {
+            if !read.contains_key(&id) && !repo.catalog().tree_indexed(&id)? {
+                want.push(id);
             }
         }
+        want.sort_unstable();
+        want.dedup();
+        if want.is_empty() {
+            break;
+        }
+        crate::read::restore::check_depth(depth, || format!("tree {}", want[0].short()))?;
+        let mut next = Vec::new();
+        for (id, t) in crate::read::trees::read_trees(repo, &want) {
+            let t = t?;
+            next.extend(t.entries.iter().filter_map(|e| e.subtree));
+            read.insert(id, t);
+        }
+        level = next;
+        depth += 1;
+    }
+    let mut added = 0u64;
+    let mut done: HashSet<Id> = HashSet::new();
+    // (tree, its children pushed?): a tree is indexed after the trees below it.
+    let mut stack: Vec<(Id, bool)> = vec![(*root, false)];
+    while let Some((id, expanded)) = stack.pop() {
+        let Some(t) = read.get(&id) else {
+            continue; // indexed before this call
+        };
+        if done.contains(&id) {
+            continue;
+        }
+        if !expanded {
+            stack.push((id, true));
+            stack.extend(
+                t.entries
+                    .iter()
+                    .filter_map(|e| e.subtree)
+                    .filter(|s| !done.contains(s))
+                    .map(|s| (s, false)),
+            );
+            continue;
+        }
+        let entries: Vec<IndexedEntry> = t
+            .entries
+            .iter()
+            .map(|e| IndexedEntry {
+                name: e.name.clone(),
+                kind: e.kind.to_byte(),
+                size: e.size,
+                mtime_ns: e.mtime_ns,
+                subtree: e.subtree,
+            })
+            .collect();
+        repo.catalog().index_tree(&id, &entries)?;
+        done.insert(id);
+        added += 1;
     }
     Ok(added)
 }
+
+/// A pattern's literal folder prefix (name components) and, without `**`,
+/// its number of components.
+type PatternRoot = (Vec<Vec<u8>>, Option<usize>);
 
 /// Glob patterns for [`find`]: a pattern without `/` matches an entry's
 /// name; one with `/` matches the whole path (`*` stays within one
@@ -66,6 +97,12 @@ pub fn ensure_indexed(repo: &Repository, root: &Id) -> Result<u64> {
 pub struct Patterns {
     names: globset::GlobSet,
     paths: globset::GlobSet,
+    /// Literal folder prefixes (components) of the patterns when every
+    /// pattern is a case-sensitive path pattern: only folders on the way to
+    /// or below one of them can hold a match; with the pattern's number of
+    /// components when it has no `**` (`*` stays within a component, so a
+    /// match is exactly that deep).
+    roots: Option<Vec<PatternRoot>>,
 }
 
 impl Patterns {
@@ -96,14 +133,38 @@ impl Patterns {
             b.build()
                 .map_err(|e| Error::usage(format!("invalid pattern: {e}")))
         };
+        let roots = if ignore_case {
+            None
+        } else {
+            patterns
+                .iter()
+                .map(|p| {
+                    let depth =
+                        (!p.contains("**")).then(|| p.split('/').filter(|c| !c.is_empty()).count());
+                    crate::read::restore::literal_root(p).map(|r| (r, depth))
+                })
+                .collect()
+        };
         Ok(Patterns {
             names: build(names)?,
             paths: build(paths)?,
+            roots,
         })
     }
 
     fn matches(&self, name: &str, path: &str) -> bool {
         self.names.is_match(name) || self.paths.is_match(path)
+    }
+
+    /// Whether the folder with these name components (from the snapshot
+    /// root) can hold a match.
+    fn may_hold(&self, comps: &[&[u8]]) -> bool {
+        self.roots.as_ref().is_none_or(|roots| {
+            roots.iter().any(|(r, depth)| {
+                depth.is_none_or(|d| comps.len() < d)
+                    && r.iter().zip(comps).all(|(a, b)| a.as_slice() == *b)
+            })
+        })
     }
 }
 
@@ -134,18 +195,97 @@ pub fn find(
     patterns: &Patterns,
 ) -> Result<(Vec<SnapshotMatches>, u64)> {
     let mut indexed = 0;
+    // Snapshots not in the path index yet are walked directly when the
+    // patterns prune the walk (only the trees on the way are read);
+    // otherwise they are indexed first.
+    let pruned = patterns.roots.is_some();
+    let mut walked: HashMap<Id, Vec<Found>> = HashMap::new();
     for (_, s) in snaps {
-        indexed += ensure_indexed(repo, &s.tree)?;
+        if pruned && !repo.catalog().tree_indexed(&s.tree)? {
+            if let std::collections::hash_map::Entry::Vacant(v) = walked.entry(s.tree) {
+                v.insert(walk_pruned(repo, &s.tree, patterns)?);
+            }
+        } else {
+            indexed += ensure_indexed(repo, &s.tree)?;
+        }
     }
     // Memo by (tree, path prefix): the same subtree at the same place in
     // successive snapshots is searched once.
     let mut memo: HashMap<(Id, String), Rc<Vec<Found>>> = HashMap::new();
     let mut out = Vec::with_capacity(snaps.len());
     for (id, s) in snaps {
+        if let Some(found) = walked.get(&s.tree) {
+            out.push((*id, found.clone()));
+            continue;
+        }
         let found = search(repo, &s.tree, "", 1, patterns, &mut memo)?;
         out.push((*id, found.as_ref().clone()));
     }
     Ok((out, indexed))
+}
+
+/// Searches the snapshot tree `root` without the path index, reading only
+/// the folders [`Patterns::may_hold`] admits, a level at a time. Matches
+/// come in the order [`search`] gives (depth first, entries in tree order).
+fn walk_pruned(repo: &Repository, root: &Id, patterns: &Patterns) -> Result<Vec<Found>> {
+    let mut read: HashMap<Id, Tree> = HashMap::new();
+    // (tree, name components of its folder)
+    let mut level: Vec<(Id, Vec<Vec<u8>>)> = vec![(*root, Vec::new())];
+    let mut depth = 1;
+    while !level.is_empty() {
+        crate::read::restore::check_depth(depth, || "a searched folder".to_string())?;
+        let want: Vec<Id> = level
+            .iter()
+            .map(|l| l.0)
+            .filter(|id| !read.contains_key(id))
+            .collect();
+        for (id, t) in crate::read::trees::read_trees(repo, &want) {
+            read.insert(id, t?);
+        }
+        let mut next = Vec::new();
+        for (id, comps) in level {
+            let Some(t) = read.get(&id) else { continue };
+            for e in &t.entries {
+                if let Some(sub) = e.subtree {
+                    let mut c = comps.clone();
+                    c.push(e.name.clone());
+                    let cs: Vec<&[u8]> = c.iter().map(|x| x.as_slice()).collect();
+                    if patterns.may_hold(&cs) {
+                        next.push((sub, c));
+                    }
+                }
+            }
+        }
+        level = next;
+        depth += 1;
+    }
+    // Depth first from memory, entries in tree order, as `search` does.
+    let mut out = Vec::new();
+    let Some(top) = read.get(root) else {
+        return Ok(out);
+    };
+    let mut stack: Vec<(&Tree, String, usize)> = vec![(top, String::new(), 0)];
+    while let Some((t, prefix, i)) = stack.last_mut() {
+        let Some(e) = t.entries.get(*i) else {
+            stack.pop();
+            continue;
+        };
+        *i += 1;
+        let name = String::from_utf8_lossy(&e.name);
+        let path = format!("{prefix}/{name}");
+        if patterns.matches(&name, &path) {
+            out.push(Found {
+                path: path.clone(),
+                kind: e.kind,
+                size: e.size,
+                mtime_ns: e.mtime_ns,
+            });
+        }
+        if let Some(sub) = e.subtree.and_then(|s| read.get(&s)) {
+            stack.push((sub, path, 0));
+        }
+    }
+    Ok(out)
 }
 
 fn search(

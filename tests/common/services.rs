@@ -1,9 +1,11 @@
 //! Access to the external test services that `scripts/services.sh start` provides: a
-//! throwaway PostgreSQL server and an S3-compatible server (moto) with a bucket.
+//! throwaway PostgreSQL server and two S3-compatible servers (moto and s3s-fs), each with
+//! a bucket.
 //!
 //! The script exports `SNAP_TEST_PG_HOST`, `SNAP_TEST_PG_PORT`, `SNAP_TEST_PG_USER`,
-//! `SNAP_TEST_PG_BIN`, `SNAP_TEST_S3_ENDPOINT` and `SNAP_TEST_S3_BUCKET`; [`pg()`] and
-//! [`s3()`] read them. When they are missing, a plain `cargo test` skips the test (the
+//! `SNAP_TEST_PG_BIN`, `SNAP_TEST_S3_ENDPOINT`, `SNAP_TEST_S3_BUCKET`,
+//! `SNAP_TEST_S3S_ENDPOINT` and `SNAP_TEST_S3S_BUCKET`; [`pg()`], [`s3()`] and [`s3s()`]
+//! read them. When they are missing, a plain `cargo test` skips the test (the
 //! helpers print a `skipping: ...` line and return `None`), but under CI (`CI=true`) the
 //! helpers panic, so that a broken service setup can never pass as a green run.
 //!
@@ -246,6 +248,21 @@ pub fn s3() -> Option<S3> {
     Some(S3 {
         endpoint: endpoint.trim_end_matches('/').to_string(),
         bucket: var("SNAP_TEST_S3_BUCKET").unwrap_or_else(|| "snap-test".to_string()),
+    })
+}
+
+/// The second S3 test service, s3s-fs, described by `SNAP_TEST_S3S_ENDPOINT` and
+/// `SNAP_TEST_S3S_BUCKET` (default `snap-test`); same keys and region as [`s3()`].
+///
+/// Returns `None` after printing a `skipping:` line when `SNAP_TEST_S3S_ENDPOINT` is
+/// missing; panics instead when `CI=true`.
+pub fn s3s() -> Option<S3> {
+    let Some(endpoint) = var("SNAP_TEST_S3S_ENDPOINT") else {
+        return missing("S3 (s3s-fs)", "SNAP_TEST_S3S_ENDPOINT");
+    };
+    Some(S3 {
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        bucket: var("SNAP_TEST_S3S_BUCKET").unwrap_or_else(|| "snap-test".to_string()),
     })
 }
 

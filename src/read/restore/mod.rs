@@ -19,6 +19,7 @@ use crate::format::tree::{EntryKind, TreeEntry, MAX_DEPTH, STREAMS_DIR};
 use crate::format::Id;
 use crate::read::planner;
 use crate::repo::Repository;
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::Write;
@@ -33,6 +34,22 @@ pub mod target;
 
 use target::Target;
 
+/// What [`restore`] does with a file that already exists in the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Replace it (restic's default too).
+    #[default]
+    Always,
+    /// Keep it when its size and mtime match the snapshot, or when its
+    /// content, cut with the repository's chunker, gives the snapshot's
+    /// chunk ids (then only its metadata is restored); else replace it.
+    IfChanged,
+    /// Replace it only if its mtime is older than the snapshot's.
+    IfNewer,
+    /// Keep whatever exists.
+    Never,
+}
+
 /// Options for [`restore`].
 #[derive(Default)]
 pub struct RestoreOptions {
@@ -42,6 +59,16 @@ pub struct RestoreOptions {
     pub exclude: Vec<String>,
     /// Live counters.
     pub progress: Arc<Progress>,
+    /// Existing files in the target.
+    pub overwrite: Overwrite,
+    /// Remove what the target holds beside the snapshot's entries, in every
+    /// folder restored whole (not following symlinks).
+    pub delete: bool,
+    /// Decide and report ([`RestoreSummary::actions`]), write nothing.
+    pub dry_run: bool,
+    /// Read every selected file back (written or kept) and compare its
+    /// chunk ids with the snapshot's ([`RestoreSummary::verify_failed`]).
+    pub verify: bool,
     /// Pack reads kept in flight (1..=64); 0 picks by store kind
     /// ([`crate::read::planner::reads_in_flight`]: 4 local, 16 remote).
     pub reads_in_flight: usize,
@@ -74,6 +101,18 @@ pub struct RestoreSummary {
     /// One line each: extended attributes or device nodes that could not
     /// be restored (the restore is otherwise complete).
     pub warnings: Vec<String>,
+    /// Existing files kept as they were (`--overwrite` other than always).
+    pub kept: u64,
+    /// Bytes of existing files read to compare them (`if-changed`, `--verify`).
+    pub bytes_compared: u64,
+    /// Entries removed by `--delete`.
+    pub deleted: u64,
+    /// With `dry_run`: what would be done, "write PATH", "keep PATH",
+    /// "delete PATH", in that order.
+    pub actions: Vec<String>,
+    /// With `verify`: files whose content on disk does not give the
+    /// snapshot's chunk ids, with why.
+    pub verify_failed: Vec<DamagedFile>,
 }
 
 /// Errors with "tree deeper than [`MAX_DEPTH`] levels at PATH"
@@ -173,6 +212,27 @@ pub fn restore_stream(
 struct Filter {
     include: Option<globset::GlobSet>,
     exclude: globset::GlobSet,
+    /// The literal folder prefixes of the include patterns (components),
+    /// when every include pattern is anchored at `/`: a folder that is on
+    /// none of their ways holds no match and is not read.
+    roots: Option<Vec<Vec<Vec<u8>>>>,
+}
+
+/// The leading components of an anchored glob that hold no glob syntax
+/// (`*?[]{}\`); `None` for a pattern matched against names (no `/`).
+/// With `literal_separator(false)` a `*` may cross `/`, but only after the
+/// literal components, so a match lies at or below them.
+pub(crate) fn literal_root(p: &str) -> Option<Vec<Vec<u8>>> {
+    if !p.contains('/') {
+        return None;
+    }
+    Some(
+        p.split('/')
+            .filter(|c| !c.is_empty())
+            .take_while(|c| !c.contains(['*', '?', '[', ']', '{', '}', '\\']))
+            .map(|c| c.as_bytes().to_vec())
+            .collect(),
+    )
 }
 
 impl Filter {
@@ -195,6 +255,11 @@ impl Filter {
             b.build()
                 .map_err(|e| Error::usage(format!("invalid pattern: {e}")))
         };
+        let roots = if include.is_empty() {
+            None
+        } else {
+            include.iter().map(|p| literal_root(p)).collect()
+        };
         Ok(Filter {
             include: if include.is_empty() {
                 None
@@ -202,6 +267,7 @@ impl Filter {
                 Some(build(include)?)
             },
             exclude: build(exclude)?,
+            roots,
         })
     }
 
@@ -220,6 +286,25 @@ impl Filter {
             Some(g) => parent_selected || g.is_match(snap_path),
         }
     }
+
+    /// Whether the folder at `snap_path` (not selected itself) may hold a
+    /// selected entry: it lies on the way to, or below, the literal root
+    /// of an include pattern.
+    fn may_hold(&self, snap_path: &Path) -> bool {
+        let Some(roots) = &self.roots else {
+            return true;
+        };
+        let comps: Vec<&[u8]> = snap_path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.as_bytes()),
+                _ => None,
+            })
+            .collect();
+        roots
+            .iter()
+            .any(|r| r.iter().zip(&comps).all(|(a, b)| a.as_slice() == *b))
+    }
 }
 
 /// A folder met by the plan: created when `needed`. Its route is found
@@ -229,6 +314,9 @@ struct PlanDir {
     entry: TreeEntry,
     parent: Option<usize>,
     needed: bool,
+    /// With `--delete`, for a folder restored whole: every name its tree
+    /// holds (what else the target folder holds is removed).
+    names: Option<std::collections::HashSet<Vec<u8>>>,
 }
 
 /// A non-folder entry selected for restore; `parent` indexes `Plan::dirs`
@@ -248,6 +336,8 @@ struct Plan {
     /// Folders (by index in `dirs`) whose tree could not be read from the
     /// repository, with the error: created, but empty.
     unreadable: Vec<(usize, String)>,
+    /// With `--delete` and no include pattern: the names of the root tree.
+    root_names: Option<std::collections::HashSet<Vec<u8>>>,
 }
 
 impl Plan {
@@ -262,68 +352,111 @@ impl Plan {
         }
     }
 
-    /// Walks the trees below `root` (explicit stack, depth checked).
-    fn build(repo: &Repository, root: &Id, filter: &Filter) -> Result<Plan> {
+    /// Walks the trees below `root` breadth-first, one level at a time
+    /// (each level's trees read concurrently, [`crate::read::trees`]; depth
+    /// checked). Folders that cannot hold a selected entry are not read.
+    fn build(repo: &Repository, root: &Id, filter: &Filter, delete: bool) -> Result<Plan> {
         let mut plan = Plan::default();
         let mut inodes: HashMap<(u64, u64), usize> = HashMap::new();
-        // (tree, its folder in `dirs`, the level of its entries, its
-        // snapshot path, selected?)
-        let mut stack: Vec<(Id, Option<usize>, usize, PathBuf, bool)> =
-            vec![(*root, None, 1, PathBuf::from("/"), filter.include.is_none())];
-        while let Some((tid, dir, depth, snap_dir, dir_selected)) = stack.pop() {
-            check_depth(depth, || snap_dir.display().to_string())?;
-            let tree = match (repo.read_tree(&tid), dir) {
-                (Ok(t), _) => t,
-                // A damaged folder listing below the root: report it, restore the rest.
-                (Err(e), Some(d)) if is_damage(&e) => {
-                    plan.unreadable.push((d, format!("{e:#}")));
-                    continue;
-                }
-                (Err(e), _) => return Err(e),
-            };
-            for e in tree.entries {
-                let snap_path = snap_dir.join(OsStr::from_bytes(&e.name));
-                if filter.excluded(&snap_path) {
-                    continue;
-                }
-                let selected = filter.selected(&snap_path, dir_selected);
-                match e.kind {
-                    EntryKind::Dir => {
-                        let sub = e
-                            .subtree
-                            .ok_or_else(|| Error::corrupt("directory entry without subtree"))?;
-                        let idx = plan.dirs.len();
-                        plan.dirs.push(PlanDir {
-                            entry: e,
-                            parent: dir,
-                            needed: false,
-                        });
-                        if selected {
-                            plan.need(Some(idx));
-                        }
-                        stack.push((sub, Some(idx), depth + 1, snap_path, selected));
+        // (tree, its folder in `dirs`, its snapshot path, selected?)
+        type Level = Vec<(Id, Option<usize>, PathBuf, bool)>;
+        let mut level: Level = vec![(*root, None, PathBuf::from("/"), filter.include.is_none())];
+        let mut depth = 1;
+        while !level.is_empty() {
+            for (_, _, snap_dir, _) in &level {
+                check_depth(depth, || snap_dir.display().to_string())?;
+            }
+            let ids: Vec<Id> = level.iter().map(|l| l.0).collect();
+            let mut trees = crate::read::trees::read_trees(repo, &ids);
+            // Uses left per tree: the last use takes the tree, earlier ones clone it.
+            let mut uses: HashMap<Id, usize> = HashMap::new();
+            for id in &ids {
+                *uses.entry(*id).or_default() += 1;
+            }
+            let mut next: Level = Vec::new();
+            for (tid, dir, snap_dir, dir_selected) in level {
+                let left = uses.get_mut(&tid).map(|n| {
+                    *n -= 1;
+                    *n
+                });
+                let read = if left == Some(0) {
+                    trees.remove(&tid)
+                } else {
+                    match trees.get(&tid) {
+                        Some(Ok(t)) => Some(Ok(t.clone())),
+                        Some(Err(e)) => Some(Err(Error::new(e.kind(), format!("{e:#}")))),
+                        None => None,
                     }
-                    EntryKind::Socket => {}
-                    _ if !selected => {}
-                    _ => {
-                        let mut link_to = None;
-                        if e.kind == EntryKind::File && e.nlink > 1 && e.inode != 0 {
-                            match inodes.get(&(e.dev, e.inode)) {
-                                Some(&i) => link_to = Some(i),
-                                None => {
-                                    inodes.insert((e.dev, e.inode), plan.items.len());
+                };
+                let tree = match (read, dir) {
+                    (Some(Ok(t)), _) => t,
+                    // A damaged folder listing below the root: report it, restore the rest.
+                    (Some(Err(e)), Some(d)) if is_damage(&e) => {
+                        plan.unreadable.push((d, format!("{e:#}")));
+                        continue;
+                    }
+                    (Some(Err(e)), _) => return Err(e),
+                    (None, _) => {
+                        return Err(Error::corrupt(format!("tree {} was not read", tid.short())))
+                    }
+                };
+                if delete && dir_selected {
+                    let names = tree.entries.iter().map(|e| e.name.clone()).collect();
+                    match dir {
+                        Some(d) => plan.dirs[d].names = Some(names),
+                        None => plan.root_names = Some(names),
+                    }
+                }
+                for e in tree.entries {
+                    let snap_path = snap_dir.join(OsStr::from_bytes(&e.name));
+                    if filter.excluded(&snap_path) {
+                        continue;
+                    }
+                    let selected = filter.selected(&snap_path, dir_selected);
+                    match e.kind {
+                        EntryKind::Dir => {
+                            if !selected && !filter.may_hold(&snap_path) {
+                                continue;
+                            }
+                            let sub = e
+                                .subtree
+                                .ok_or_else(|| Error::corrupt("directory entry without subtree"))?;
+                            let idx = plan.dirs.len();
+                            plan.dirs.push(PlanDir {
+                                entry: e,
+                                parent: dir,
+                                needed: false,
+                                names: None,
+                            });
+                            if selected {
+                                plan.need(Some(idx));
+                            }
+                            next.push((sub, Some(idx), snap_path, selected));
+                        }
+                        EntryKind::Socket => {}
+                        _ if !selected => {}
+                        _ => {
+                            let mut link_to = None;
+                            if e.kind == EntryKind::File && e.nlink > 1 && e.inode != 0 {
+                                match inodes.get(&(e.dev, e.inode)) {
+                                    Some(&i) => link_to = Some(i),
+                                    None => {
+                                        inodes.insert((e.dev, e.inode), plan.items.len());
+                                    }
                                 }
                             }
+                            plan.items.push(PlanItem {
+                                entry: e,
+                                parent: dir,
+                                link_to,
+                            });
+                            plan.need(dir);
                         }
-                        plan.items.push(PlanItem {
-                            entry: e,
-                            parent: dir,
-                            link_to,
-                        });
-                        plan.need(dir);
                     }
                 }
             }
+            level = next;
+            depth += 1;
         }
         Ok(plan)
     }
@@ -365,7 +498,10 @@ pub fn restore(
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
     let filter = Filter::new(&opts.include, &opts.exclude)?;
-    let plan = Plan::build(repo, root, &filter)?;
+    let plan = Plan::build(repo, root, &filter, opts.delete)?;
+    if opts.dry_run {
+        return dry_run(repo, &plan, target, opts);
+    }
     let tgt =
         Target::open(target).map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
     let mut summary = RestoreSummary::default();
@@ -397,6 +533,12 @@ pub fn restore(
                 err,
             )
         })?;
+        if opts.overwrite == Overwrite::Never
+            && matches!(target::stat_at(&dir, &e.name), Ok(Some(_)))
+        {
+            summary.kept += 1;
+            continue;
+        }
         let made = match e.kind {
             EntryKind::Symlink => target::create_symlink(&dir, &e.name, &e.link_target),
             _ => target::create_special(&dir, &e.name, e.kind, e.mode, e.rdev),
@@ -426,8 +568,8 @@ pub fn restore(
         })?;
         summary.files += 1;
     }
-    // Files, pack by pack (read/planner.rs).
-    let files: Vec<&PlanItem> = plan
+    // Files, in parallel, largest first so the long ones start early.
+    let mut files: Vec<&PlanItem> = plan
         .items
         .iter()
         .filter(|i| i.entry.kind == EntryKind::File && i.link_to.is_none())
@@ -437,6 +579,23 @@ pub fn restore(
     opts.progress
         .total_files
         .store(files.len() as u64, Ordering::Relaxed);
+    files.sort_by_key(|f| std::cmp::Reverse(f.entry.size));
+    let all_files = files.clone();
+    if opts.overwrite != Overwrite::Always {
+        let decided: Vec<Result<(bool, u64)>> = files
+            .par_iter()
+            .map(|it| keep_existing(repo, &tgt, &plan, it, opts.overwrite, true))
+            .collect();
+        let mut keep = Vec::with_capacity(files.len());
+        for d in decided {
+            let (k, n) = d?;
+            summary.bytes_compared += n;
+            summary.kept += k as u64;
+            keep.push(k);
+        }
+        let mut k = keep.into_iter();
+        files.retain(|_| !k.next().unwrap_or(false));
+    }
     let sink = TargetFiles {
         tgt: &tgt,
         plan: &plan,
@@ -471,6 +630,42 @@ pub fn restore(
             );
         }
     }
+    if opts.verify {
+        let damaged: std::collections::HashSet<PathBuf> =
+            summary.damaged.iter().map(|d| d.path.clone()).collect();
+        // Every selected file, kept ones too: the target is checked against the snapshot.
+        let checked: Vec<(PathBuf, Result<(bool, u64)>)> = all_files
+            .par_iter()
+            .map(|it| (tgt.display(&plan.item_route(it)), it))
+            .filter(|(p, _)| !damaged.contains(p))
+            .map(|(p, it)| {
+                let r = (|| {
+                    let dir = tgt.dir(&plan.dir_route(it.parent), false)?;
+                    let mut f = target::open_existing(&dir, &it.entry.name)?;
+                    same_content(repo, &mut f, &it.entry)
+                })()
+                .map_err(|e| Error::io(format!("verifying {}", p.display()), e));
+                (p, r)
+            })
+            .collect();
+        for (path, r) in checked {
+            match r {
+                Ok((true, n)) => summary.bytes_compared += n,
+                Ok((false, n)) => {
+                    summary.bytes_compared += n;
+                    summary.verify_failed.push(DamagedFile {
+                        path,
+                        error: "its content on disk does not match the snapshot".into(),
+                    });
+                }
+                Err(e) => summary.verify_failed.push(DamagedFile {
+                    path,
+                    error: format!("{e:#}"),
+                }),
+            }
+        }
+        summary.verify_failed.sort_by(|a, b| a.path.cmp(&b.path));
+    }
     // Hard links to files restored above.
     for it in plan.items.iter() {
         let Some(orig) = it.link_to.map(|i| &plan.items[i]) else {
@@ -494,6 +689,22 @@ pub fn restore(
         summary.files += 1;
     }
     summary.damaged.sort_by(|a, b| a.path.cmp(&b.path));
+    if opts.delete {
+        for (route, names) in deletable(&plan) {
+            let fd = tgt
+                .dir(&route, false)
+                .map_err(|e| Error::io(format!("opening {}", at(&route)), e))?;
+            let there =
+                target::names(&fd).map_err(|e| Error::io(format!("listing {}", at(&route)), e))?;
+            for n in there.into_iter().filter(|n| !names.contains(n)) {
+                let mut r = route.clone();
+                r.push(n.clone());
+                target::remove_at(&fd, &n)
+                    .map_err(|e| Error::io(format!("removing {}", at(&r)), e))?;
+                summary.deleted += 1;
+            }
+        }
+    }
     // Folder metadata, children before parents, after their content.
     for (i, d) in plan.dirs.iter().enumerate().rev().filter(|(_, d)| d.needed) {
         let route = plan.dir_route(Some(i));
@@ -506,6 +717,183 @@ pub fn restore(
         summary
             .warnings
             .extend(w.into_iter().map(|w| format!("{}: {w}", at(&route))));
+    }
+    Ok(summary)
+}
+
+/// The names of a folder's entries in the snapshot.
+type NameSet = std::collections::HashSet<Vec<u8>>;
+
+/// The folders `--delete` cleans: (route from the target, the names the
+/// snapshot's tree holds there), for folders restored whole.
+fn deletable(plan: &Plan) -> Vec<(Vec<Vec<u8>>, &NameSet)> {
+    let mut out = Vec::new();
+    if let Some(n) = &plan.root_names {
+        out.push((Vec::new(), n));
+    }
+    for (i, d) in plan.dirs.iter().enumerate() {
+        if let (true, Some(n)) = (d.needed, &d.names) {
+            out.push((plan.dir_route(Some(i)), n));
+        }
+    }
+    out
+}
+
+/// Whether the existing file at `it`'s place is kept under `mode`, and the
+/// bytes read to decide. With `apply`, a file kept by `if-changed` whose
+/// content matches gets the snapshot's metadata.
+fn keep_existing(
+    repo: &Repository,
+    tgt: &Target,
+    plan: &Plan,
+    it: &PlanItem,
+    mode: Overwrite,
+    apply: bool,
+) -> Result<(bool, u64)> {
+    let shown = || tgt.display(&plan.item_route(it)).display().to_string();
+    let io = |e| Error::io(format!("comparing {}", shown()), e);
+    if mode == Overwrite::Always {
+        return Ok((false, 0));
+    }
+    let Ok(dir) = tgt.dir(&plan.dir_route(it.parent), false) else {
+        return Ok((false, 0));
+    };
+    let e = &it.entry;
+    let Some(st) = target::stat_at(&dir, &e.name).map_err(io)? else {
+        return Ok((false, 0));
+    };
+    #[allow(clippy::unnecessary_cast)] // i32 on some targets
+    let mtime = (st.st_mtime as i64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(st.st_mtime_nsec as i64);
+    match mode {
+        Overwrite::Never => Ok((true, 0)),
+        Overwrite::IfNewer => Ok((mtime >= e.mtime_ns, 0)),
+        _ => {
+            if !target::is_file(&st) || st.st_size as u64 != e.size {
+                return Ok((false, 0));
+            }
+            if mtime == e.mtime_ns {
+                return Ok((true, 0));
+            }
+            let mut f = target::open_existing(&dir, &e.name).map_err(io)?;
+            let (same, n) = same_content(repo, &mut f, e).map_err(io)?;
+            if same && apply {
+                let mut w = Vec::new();
+                target::apply_metadata_fd(&f, e, &mut w)
+                    .map_err(|err| Error::io(format!("setting metadata of {}", shown()), err))?;
+            }
+            Ok((same, n))
+        }
+    }
+}
+
+/// Whether `f` holds exactly `e`'s content: cut with the repository's file
+/// chunker (as a backup cuts it), its chunks' keyed BLAKE3 ids equal
+/// `e.content`. Returns (equal, bytes read); stops at the first chunk that
+/// differs.
+fn same_content(
+    repo: &Repository,
+    f: &mut std::fs::File,
+    e: &TreeEntry,
+) -> std::io::Result<(bool, u64)> {
+    use std::io::Read;
+    let ch = repo.files_chunker();
+    let max = ch.max_size();
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * max);
+    let mut tmp = vec![0u8; 1 << 20];
+    let (mut idx, mut read, mut eof) = (0usize, 0u64, false);
+    let mut cuts = Vec::new();
+    loop {
+        while !eof && buf.len() < max {
+            let n = f.read(&mut tmp)?;
+            if n == 0 {
+                eof = true;
+            } else {
+                buf.extend_from_slice(&tmp[..n]);
+                read += n as u64;
+            }
+        }
+        if buf.is_empty() {
+            break;
+        }
+        cuts.clear();
+        let used = ch.cuts(&buf, eof, &mut cuts);
+        for &(off, len) in &cuts {
+            if e.content.get(idx) != Some(&repo.key().blob_id(&buf[off..off + len])) {
+                return Ok((false, read));
+            }
+            idx += 1;
+        }
+        buf.drain(..used);
+    }
+    Ok((idx == e.content.len(), read))
+}
+
+/// [`restore`] with `dry_run`: decides as a restore would and lists the
+/// actions in [`RestoreSummary::actions`]; nothing is created or changed.
+fn dry_run(
+    repo: &Repository,
+    plan: &Plan,
+    target: &Path,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary> {
+    let mut summary = RestoreSummary::default();
+    let tgt = if target.is_dir() {
+        Some(
+            Target::open(target)
+                .map_err(|e| Error::io(format!("opening {}", target.display()), e))?,
+        )
+    } else {
+        None
+    };
+    let shown = |route: &[Vec<u8>]| {
+        let mut p = target.to_path_buf();
+        for c in route {
+            p.push(OsStr::from_bytes(c));
+        }
+        p.display().to_string()
+    };
+    let (mut writes, mut keeps) = (Vec::new(), Vec::new());
+    for it in plan.items.iter() {
+        let route = plan.item_route(it);
+        let keep = match &tgt {
+            Some(t) if it.entry.kind == EntryKind::File && it.link_to.is_none() => {
+                let (k, n) = keep_existing(repo, t, plan, it, opts.overwrite, false)?;
+                summary.bytes_compared += n;
+                k
+            }
+            Some(t) if opts.overwrite == Overwrite::Never => t
+                .dir(&plan.dir_route(it.parent), false)
+                .ok()
+                .is_some_and(|d| matches!(target::stat_at(&d, &it.entry.name), Ok(Some(_)))),
+            _ => false,
+        };
+        if keep {
+            summary.kept += 1;
+            keeps.push(format!("keep {}", shown(&route)));
+        } else {
+            summary.files += 1;
+            summary.bytes += it.entry.size;
+            writes.push(format!("write {}", shown(&route)));
+        }
+    }
+    summary.actions = writes;
+    summary.actions.extend(keeps);
+    if let (true, Some(t)) = (opts.delete, &tgt) {
+        for (route, names) in deletable(plan) {
+            let Ok(fd) = t.dir(&route, false) else {
+                continue;
+            };
+            let there = target::names(&fd)
+                .map_err(|e| Error::io(format!("listing {}", shown(&route)), e))?;
+            for n in there.into_iter().filter(|n| !names.contains(n)) {
+                let mut r = route.clone();
+                r.push(n);
+                summary.deleted += 1;
+                summary.actions.push(format!("delete {}", shown(&r)));
+            }
+        }
     }
     Ok(summary)
 }
@@ -644,5 +1032,26 @@ impl planner::FileSink for TargetFiles<'_> {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_roots_prune_only_folders_off_the_way() {
+        let f = Filter::new(&["/a/b/*.txt".into(), "c/d".into()], &[]).unwrap();
+        for on_the_way in ["/", "/a", "/a/b", "/a/b/deeper", "/c", "/c/d", "/c/d/e"] {
+            assert!(f.may_hold(Path::new(on_the_way)), "{on_the_way}");
+        }
+        for off in ["/b", "/a/c", "/c/e", "/ab"] {
+            assert!(!f.may_hold(Path::new(off)), "{off}");
+        }
+        // A name pattern matches anywhere: nothing can be pruned.
+        let f = Filter::new(&["/a/b".into(), "*.txt".into()], &[]).unwrap();
+        assert!(f.may_hold(Path::new("/z/y")));
+        // Glob syntax ends the literal root.
+        assert_eq!(literal_root("/x/y*/z").unwrap(), vec![b"x".to_vec()],);
     }
 }

@@ -299,3 +299,74 @@ pub fn apply_metadata_at(dir: &OwnedFd, name: &[u8], e: &TreeEntry) -> io::Resul
     rustix::fs::utimensat(dir, name, &timestamps(e), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
+
+/// What is at `name` in `dir`, not following a symlink: `None` if nothing.
+pub fn stat_at(dir: &OwnedFd, name: &[u8]) -> io::Result<Option<rustix::fs::Stat>> {
+    match rustix::fs::statat(dir, component(name)?, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `st` is a regular file.
+pub fn is_file(st: &rustix::fs::Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+}
+
+/// Opens the existing regular file `name` in `dir` for reading, never
+/// following a symlink (`ELOOP`).
+pub fn open_existing(dir: &OwnedFd, name: &[u8]) -> io::Result<std::fs::File> {
+    let fd = rustix::fs::openat(
+        dir,
+        component(name)?,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// The names in folder `dir`, without `.` and `..`.
+pub fn names(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let mut d = rustix::fs::Dir::read_from(dir)?;
+    let mut out = Vec::new();
+    while let Some(e) = d.read() {
+        let n = e?.file_name().to_bytes().to_vec();
+        if n != b"." && n != b".." {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// Folders below a removed folder that [`remove_at`] descends into at most.
+const MAX_REMOVE_DEPTH: usize = 256;
+
+/// Removes `name` in `dir`: a folder with everything in it, anything else
+/// (a symlink included: the link, never what it points to) with one
+/// `unlinkat`. Folders are opened with `O_NOFOLLOW`, so nothing outside
+/// `dir` is touched.
+pub fn remove_at(dir: &OwnedFd, name: &[u8]) -> io::Result<()> {
+    remove_depth(dir, name, 0)
+}
+
+fn remove_depth(dir: &OwnedFd, name: &[u8], depth: usize) -> io::Result<()> {
+    let n = component(name)?;
+    match rustix::fs::unlinkat(dir, n, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::ISDIR) | Err(Errno::PERM) if is_dir_at(dir, n) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if depth >= MAX_REMOVE_DEPTH {
+        return Err(io::Error::other(format!(
+            "folders nested deeper than {MAX_REMOVE_DEPTH} levels; not removed"
+        )));
+    }
+    let sub = rustix::fs::openat(dir, n, dir_flags(), Mode::empty())?;
+    for child in names(&sub)? {
+        remove_depth(&sub, &child, depth + 1)?;
+    }
+    drop(sub);
+    rustix::fs::unlinkat(dir, n, AtFlags::REMOVEDIR)?;
+    Ok(())
+}
