@@ -18,6 +18,10 @@ pub struct RestoreArgs {
     /// Directory to restore into (created if missing).
     #[arg(long, conflicts_with = "stdout")]
     target: Option<PathBuf>,
+    /// Pack reads kept in flight while restoring into a directory (1..=64;
+    /// default: 4 for a local repository, 16 for S3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    reads_in_flight: Option<u16>,
     /// Write the snapshot's stream to standard output.
     #[arg(long)]
     stdout: bool,
@@ -149,6 +153,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             delete: a.delete,
             dry_run: a.dry_run,
             verify: a.verify,
+            reads_in_flight: a.reads_in_flight.map_or(0, usize::from),
         },
     );
     bar.finish();

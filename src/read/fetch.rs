@@ -1,10 +1,10 @@
 //! Batched reads of sealed blobs: the blobs wanted from each pack are sorted,
 //! neighbours are coalesced into one ranged read (on a remote store also
 //! across gaps of up to [`REMOTE_GAP`] bytes, since a request costs more than
-//! the bytes between two blobs), and a remote store gets all of a batch's
-//! requests at once. Used by stream and file restores and by the backup's
+//! the bytes between two blobs), and a batch's reads go to
+//! [`Store::get_ranges`] at once (concurrent inside the store). Used by the backup's
 //! delta-base reads, whose blobs sit in stream order but interleaved over a
-//! few packs.
+//! few packs (restores go through [`crate::read::planner`]).
 
 use crate::catalog::BlobLocation;
 use crate::error::{Error, Result};
@@ -12,11 +12,7 @@ use crate::format::Id;
 use crate::store::{ObjectKind, Store};
 use bytes::Bytes;
 
-/// Largest coalesced read, bytes.
-pub const MAX_READ: u64 = 8 << 20;
-/// Largest gap between two blobs read with one request on a remote store,
-/// bytes (a local store only joins adjacent blobs).
-pub const REMOTE_GAP: u64 = 256 << 10;
+pub use crate::read::planner::{MAX_READ, REMOTE_GAP};
 
 /// The bytes of one batch of coalesced reads.
 pub struct Fetched {

@@ -14,19 +14,19 @@
 //! [`RestoreSummary::damaged`], and the restore goes on. Directory metadata
 //! is applied last, children before parents, also when some files failed.
 
-use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{EntryKind, TreeEntry, MAX_DEPTH, STREAMS_DIR};
 use crate::format::Id;
+use crate::read::planner;
 use crate::repo::Repository;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::ops::backup::Progress;
 
@@ -69,6 +69,9 @@ pub struct RestoreOptions {
     /// Read every selected file back (written or kept) and compare its
     /// chunk ids with the snapshot's ([`RestoreSummary::verify_failed`]).
     pub verify: bool,
+    /// Pack reads kept in flight (1..=64); 0 picks by store kind
+    /// ([`crate::read::planner::reads_in_flight`]: 4 local, 16 remote).
+    pub reads_in_flight: usize,
 }
 
 /// A file the restore could not write because its content could not be
@@ -134,69 +137,7 @@ pub fn check_depth(depth: usize, path: impl FnOnce() -> String) -> Result<()> {
     )))
 }
 
-/// Sealed bytes read per batch by [`for_each_blob`] (plus coalescing gaps).
-const WINDOW: u64 = 16 << 20;
-
-/// Fetches the plaintexts of `ids` in order. Reads go in batches of about
-/// [`WINDOW`] bytes through [`crate::read::fetch::fetch`] (neighbours coalesced,
-/// concurrent requests on S3), together with the bases of the batch's delta
-/// blobs (format-spec §13).
-///
-/// Errors: [`ErrorKind::NotFound`] for a blob or base no index names, store
-/// errors, and [`ErrorKind::Corrupt`] for a blob that does not decode.
-pub fn for_each_blob(
-    repo: &Repository,
-    ids: &[Id],
-    mut f: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    let missing = |id: &Id| {
-        Error::new(
-            ErrorKind::NotFound,
-            format!("blob {} is not in any index; run `snap check`", id.short()),
-        )
-    };
-    let (locs, bases): (Vec<BlobLocation>, HashMap<Id, BlobLocation>) = {
-        let cat = repo.catalog();
-        let locs = ids
-            .iter()
-            .map(|id| cat.lookup(id)?.ok_or_else(|| missing(id)))
-            .collect::<Result<Vec<_>>>()?;
-        let mut bases = HashMap::new();
-        for b in locs.iter().filter_map(|l| l.base) {
-            if let std::collections::hash_map::Entry::Vacant(v) = bases.entry(b) {
-                v.insert(cat.lookup(&b)?.ok_or_else(|| missing(&b))?);
-            }
-        }
-        (locs, bases)
-    };
-    let mut i = 0;
-    while i < ids.len() {
-        let mut j = i;
-        let mut bytes = 0u64;
-        while j < ids.len() && (j == i || bytes + locs[j].length as u64 <= WINDOW) {
-            bytes += locs[j].length as u64;
-            j += 1;
-        }
-        let mut want: Vec<BlobLocation> = locs[i..j].to_vec();
-        want.extend(
-            locs[i..j]
-                .iter()
-                .filter_map(|l| l.base.and_then(|b| bases.get(&b))),
-        );
-        let fetched = crate::read::fetch::fetch(repo.store(), &want)?;
-        for k in i..j {
-            let sealed = fetched.sealed(&locs[k])?;
-            let base = match locs[k].base.and_then(|b| bases.get(&b)) {
-                Some(bl) => Some((bl, fetched.sealed(bl)?)),
-                None => None,
-            };
-            let plain = repo.decode_blob_with_base(&ids[k], &locs[k], sealed, base)?;
-            f(&plain)?;
-        }
-        i = j;
-    }
-    Ok(())
-}
+pub use crate::read::planner::for_each_blob;
 
 /// Writes the content of a file entry to `w`.
 pub fn write_content(repo: &Repository, entry: &TreeEntry, w: &mut dyn Write) -> Result<u64> {
@@ -539,11 +480,7 @@ impl Plan {
     }
 }
 
-/// Whether a restore error is about the repository's data for one file
-/// (reported per file), not about the target or the backend (fatal).
-fn is_damage(e: &Error) -> bool {
-    e.kind().is_damaged_data() || e.kind() == ErrorKind::NotFound
-}
+use crate::read::planner::is_damage;
 
 /// Restores the snapshot tree `root` below `target` (created if missing;
 /// symlinks inside it are never followed, see [`target`]).
@@ -659,40 +596,39 @@ pub fn restore(
         let mut k = keep.into_iter();
         files.retain(|_| !k.next().unwrap_or(false));
     }
-    type FileResult<'p> = (&'p PlanItem, Result<(u64, Vec<String>)>);
-    let results: Vec<FileResult> = files
-        .par_iter()
-        .map(|it| {
-            let r = restore_file(repo, &tgt, &plan, it);
-            if let Ok((n, _)) = &r {
-                opts.progress.bytes.fetch_add(*n, Ordering::Relaxed);
-                opts.progress.files.fetch_add(1, Ordering::Relaxed);
-            }
-            (*it, r)
+    let sink = TargetFiles {
+        tgt: &tgt,
+        plan: &plan,
+        slots: files.iter().map(|_| Mutex::new(Slot::default())).collect(),
+        files: &files,
+        open: AtomicUsize::new(0),
+        progress: &opts.progress,
+    };
+    let contents: Vec<planner::FileContent> = files
+        .iter()
+        .map(|it| planner::FileContent {
+            content: &it.entry.content,
+            size: it.entry.size,
         })
         .collect();
-    let mut fatal = None;
-    for (it, r) in results {
-        match r {
-            Ok((n, w)) => {
-                summary.bytes += n;
-                summary.files += 1;
-                summary.warnings.extend(
-                    w.into_iter()
-                        .map(|w| format!("{}: {w}", at(&plan.item_route(it)))),
-                );
-            }
-            Err(e) if is_damage(&e) => summary.damaged.push(DamagedFile {
+    let threads = planner::reads_in_flight(repo.store(), opts.reads_in_flight);
+    planner::restore_files(repo, &contents, &sink, threads)?;
+    for (it, slot) in files.iter().zip(sink.slots) {
+        let slot = slot.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(error) = slot.damaged {
+            summary.damaged.push(DamagedFile {
                 path: tgt.display(&plan.item_route(it)),
-                error: format!("{e:#}"),
-            }),
-            Err(e) => {
-                fatal.get_or_insert(e);
-            }
+                error,
+            });
+        } else if slot.finished {
+            summary.bytes += it.entry.size;
+            summary.files += 1;
+            summary.warnings.extend(
+                slot.warnings
+                    .into_iter()
+                    .map(|w| format!("{}: {w}", at(&plan.item_route(it)))),
+            );
         }
-    }
-    if let Some(e) = fatal {
-        return Err(e);
     }
     if opts.verify {
         let damaged: std::collections::HashSet<PathBuf> =
@@ -962,72 +898,141 @@ fn dry_run(
     Ok(summary)
 }
 
-/// Writes one file; returns its size and warnings. On a repository error
-/// the partial file is removed.
-fn restore_file(
-    repo: &Repository,
-    tgt: &Target,
-    plan: &Plan,
-    it: &PlanItem,
-) -> Result<(u64, Vec<String>)> {
-    let shown = || tgt.display(&plan.item_route(it)).display().to_string();
-    let io = |e| Error::io(format!("writing {}", shown()), e);
-    let dir = tgt
-        .dir(&plan.dir_route(it.parent), false)
-        .map_err(|e| Error::io(format!("opening the folder of {}", shown()), e))?;
-    let mut f = target::create_file(&dir, &it.entry.name).map_err(io)?;
-    let written = write_file(repo, &mut f, &it.entry, &shown);
-    let pos = match written {
-        Ok(p) => p,
-        Err(e) => {
-            drop(f);
-            let _ = rustix::fs::unlinkat(
-                &dir,
-                OsStr::from_bytes(&it.entry.name),
-                rustix::fs::AtFlags::empty(),
-            );
-            return Err(e);
-        }
-    };
-    let mut warnings = Vec::new();
-    target::apply_metadata_fd(&f, &it.entry, &mut warnings)
-        .map_err(|e| Error::io(format!("setting metadata of {}", shown()), e))?;
-    Ok((pos, warnings))
+/// Most files held open at once by a restore; past this, a file is closed
+/// after each write and opened again for the next.
+const MAX_OPEN_FILES: usize = 128;
+
+/// The state of one file being restored.
+#[derive(Default)]
+struct Slot {
+    /// Open for writing.
+    fd: Option<std::fs::File>,
+    /// (dev, ino) of the file created, once it is.
+    created: Option<(u64, u64)>,
+    /// Why it cannot be restored (it is removed).
+    damaged: Option<String>,
+    /// Content, length and metadata done.
+    finished: bool,
+    /// From applying its metadata.
+    warnings: Vec<String>,
 }
 
-/// Writes the content of `entry` into the new file `f`, leaving holes for
-/// all-zero chunks; returns the size written.
-fn write_file(
-    repo: &Repository,
-    f: &mut std::fs::File,
-    entry: &TreeEntry,
-    shown: &dyn Fn() -> String,
-) -> Result<u64> {
-    let io = |e| Error::io(format!("writing {}", shown()), e);
-    let mut pos = 0u64;
-    let mut hole = false;
-    for_each_blob(repo, &entry.content, |b| {
-        if b.iter().all(|&x| x == 0) {
-            // Leave a hole: the file stays sparse.
-            f.seek(SeekFrom::Current(b.len() as i64)).map_err(io)?;
-            hole = true;
-        } else {
-            f.write_all(b).map_err(io)?;
-            hole = false;
+/// The planner's [`planner::FileSink`] for a directory restore: file `i`
+/// is `files[i]`, created through [`Target`] on its first non-zero write
+/// (or at its finish), written with `pwrite`, all-zero blobs left as holes.
+struct TargetFiles<'a> {
+    tgt: &'a Target,
+    plan: &'a Plan,
+    files: &'a [&'a PlanItem],
+    slots: Vec<Mutex<Slot>>,
+    /// Files open now.
+    open: AtomicUsize,
+    progress: &'a Progress,
+}
+
+impl TargetFiles<'_> {
+    fn shown(&self, it: &PlanItem) -> String {
+        self.tgt
+            .display(&self.plan.item_route(it))
+            .display()
+            .to_string()
+    }
+
+    fn lock(&self, file: usize) -> std::sync::MutexGuard<'_, Slot> {
+        self.slots[file].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens file `i` (creating it the first time); errors are the target's.
+    fn open<'s>(&self, i: usize, slot: &'s mut Slot) -> Result<&'s std::fs::File> {
+        if slot.fd.is_none() {
+            use std::os::unix::fs::MetadataExt;
+            let it = self.files[i];
+            let dir = self
+                .tgt
+                .dir(&self.plan.dir_route(it.parent), false)
+                .map_err(|e| Error::io(format!("opening the folder of {}", self.shown(it)), e))?;
+            let io = |e| Error::io(format!("writing {}", self.shown(it)), e);
+            let f = match slot.created {
+                None => {
+                    let f = target::create_file(&dir, &it.entry.name).map_err(io)?;
+                    let md = f.metadata().map_err(io)?;
+                    slot.created = Some((md.dev(), md.ino()));
+                    f
+                }
+                Some(di) => target::reopen_file(&dir, &it.entry.name, di).map_err(io)?,
+            };
+            self.open.fetch_add(1, Ordering::Relaxed);
+            slot.fd = Some(f);
         }
-        pos += b.len() as u64;
+        Ok(slot.fd.as_ref().expect("opened above"))
+    }
+
+    fn close(&self, slot: &mut Slot) {
+        if slot.fd.take().is_some() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl planner::FileSink for TargetFiles<'_> {
+    fn write(&self, file: usize, offset: u64, data: &[u8], zero: bool) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut slot = self.lock(file);
+        if slot.damaged.is_some() {
+            return Ok(());
+        }
+        if !zero {
+            // A hole otherwise: finish sets the length, the file stays sparse.
+            let f = self.open(file, &mut slot)?;
+            f.write_all_at(data, offset)
+                .map_err(|e| Error::io(format!("writing {}", self.shown(self.files[file])), e))?;
+            if self.open.load(Ordering::Relaxed) > MAX_OPEN_FILES {
+                self.close(&mut slot);
+            }
+        }
+        self.progress
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(())
-    })?;
-    if hole || pos != entry.size {
-        f.set_len(pos).map_err(io)?;
     }
-    if pos != entry.size {
-        return Err(Error::corrupt(format!(
-            "restored {pos} bytes but the snapshot records {}",
-            entry.size
-        )));
+
+    fn finish(&self, file: usize) -> Result<()> {
+        let mut slot = self.lock(file);
+        if slot.damaged.is_some() || slot.finished {
+            return Ok(());
+        }
+        let it = self.files[file];
+        let f = self.open(file, &mut slot)?;
+        f.set_len(it.entry.size)
+            .map_err(|e| Error::io(format!("writing {}", self.shown(it)), e))?;
+        let mut warnings = Vec::new();
+        target::apply_metadata_fd(f, &it.entry, &mut warnings)
+            .map_err(|e| Error::io(format!("setting metadata of {}", self.shown(it)), e))?;
+        self.close(&mut slot);
+        slot.warnings = warnings;
+        slot.finished = true;
+        self.progress.files.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
-    Ok(pos)
+
+    fn damaged(&self, file: usize, err: &Error) {
+        let mut slot = self.lock(file);
+        if slot.damaged.is_some() {
+            return;
+        }
+        slot.damaged = Some(format!("{err:#}"));
+        self.close(&mut slot);
+        if slot.created.is_some() {
+            let it = self.files[file];
+            if let Ok(dir) = self.tgt.dir(&self.plan.dir_route(it.parent), false) {
+                let _ = rustix::fs::unlinkat(
+                    &dir,
+                    OsStr::from_bytes(&it.entry.name),
+                    rustix::fs::AtFlags::empty(),
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -174,6 +174,24 @@ pub fn create_file(dir: &OwnedFd, name: &[u8]) -> io::Result<std::fs::File> {
     ))
 }
 
+/// Opens the regular file `name` in `dir` again for writing (no create, no
+/// truncate, symlinks not followed), for a restore that closed it between
+/// writes; `(dev, ino)` are those of the file it created, and anything else
+/// found there is an error (the file was replaced while it was restored).
+pub fn reopen_file(dir: &OwnedFd, name: &[u8], dev_ino: (u64, u64)) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let name = component(name)?;
+    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let f = std::fs::File::from(rustix::fs::openat(dir, name, flags, Mode::empty())?);
+    let md = f.metadata()?;
+    if (md.dev(), md.ino()) != dev_ino || !md.is_file() {
+        return Err(io::Error::other(
+            "the file was replaced by something else while it was restored",
+        ));
+    }
+    Ok(f)
+}
+
 /// Creates symlink `name` → `target` in `dir`, replacing a non-folder.
 pub fn create_symlink(dir: &OwnedFd, name: &[u8], target: &[u8]) -> io::Result<()> {
     let name = component(name)?;
