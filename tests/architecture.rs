@@ -95,7 +95,11 @@ fn format_does_no_io_and_holds_no_keys() {
 
 #[test]
 fn sqlite_only_in_the_catalog() {
-    let bad = offenders("src", &["rusqlite"], &["src/catalog.rs", "src/index_view.rs", "src/error.rs"]);
+    let bad = offenders(
+        "src",
+        &["rusqlite"],
+        &["src/catalog.rs", "src/index_view.rs", "src/error.rs"],
+    );
     assert!(
         bad.is_empty(),
         "SQLite is the catalog's business:\n{}",
