@@ -88,6 +88,9 @@ pub struct Repository {
     unreadable: Mutex<Unreadable>,
     /// Dictionary objects read so far (authenticated and accepted by zstd).
     dicts: Mutex<std::collections::HashMap<Id, Arc<Dictionary>>>,
+    /// Held while a dictionary is loaded, so concurrent readers of a fresh
+    /// cache fetch it once.
+    dict_load: Mutex<()>,
     /// The dictionary writers compress stream chunks with: `None` until
     /// looked up, then the lookup's answer.
     stream_dict: Mutex<Option<Option<Arc<Dictionary>>>>,
@@ -431,6 +434,7 @@ impl Repository {
             tree_gen: std::sync::atomic::AtomicI64::new(0),
             unreadable: Mutex::new(Unreadable::default()),
             dicts: Mutex::new(std::collections::HashMap::new()),
+            dict_load: Mutex::new(()),
             stream_dict: Mutex::new(None),
             dict_cache,
             cache_dir: cat_path
@@ -723,6 +727,10 @@ impl Repository {
     /// not match its name or is not a zstd dictionary;
     /// [`ErrorKind::Unauthenticated`] if it does not open; store errors.
     pub fn dictionary(&self, id: &Id) -> Result<Arc<Dictionary>> {
+        if let Some(d) = self.dicts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(d.clone());
+        }
+        let _loading = self.dict_load.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(d) = self.dicts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(d.clone());
         }

@@ -32,6 +32,7 @@
 use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Id;
+use crate::read::fetch::Fetched;
 use crate::repo::Repository;
 use crate::store::{ObjectKind, Store};
 use bytes::Bytes;
@@ -163,9 +164,32 @@ fn slice_of<'a>(r: &Read, buf: &'a [u8], loc: &BlobLocation) -> Option<&'a [u8]>
     buf.get(from..from.checked_add(loc.length as usize)?)
 }
 
+/// The delta bases of a read's blobs that the read itself does not cover,
+/// fetched in one batch of coalesced reads (so a stream of delta blobs costs
+/// a few requests per read, not one per blob). Errors: the store's.
+fn fetch_bases<'a>(
+    repo: &Repository,
+    r: &Read,
+    bases: impl Iterator<Item = Option<&'a BlobLocation>>,
+) -> Result<Option<Fetched>> {
+    let missing: Vec<BlobLocation> = bases
+        .flatten()
+        .filter(|bl| {
+            !(bl.pack == r.pack
+                && bl.offset as u64 >= r.start
+                && bl.offset as u64 + bl.length as u64 <= r.end)
+        })
+        .copied()
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    crate::read::fetch::fetch(repo.store(), &missing).map(Some)
+}
+
 /// Decodes blob `id` at `loc` from the bytes of read `r`; the base of a
-/// delta blob is taken from the same read when it holds it, else read by
-/// the repository.
+/// delta blob is taken from the same read when it holds it, else from
+/// `fetched` (see [`fetch_bases`]), else read by the repository.
 fn decode_in(
     repo: &Repository,
     r: &Read,
@@ -173,10 +197,22 @@ fn decode_in(
     id: &Id,
     loc: &BlobLocation,
     base: Option<&BlobLocation>,
+    fetched: Option<&Fetched>,
 ) -> Result<Vec<u8>> {
     let sealed = slice_of(r, buf, loc).ok_or_else(|| short_pack(&loc.pack))?;
-    let base = base.and_then(|bl| slice_of(r, buf, bl).map(|s| (bl, s)));
+    let base = base.and_then(|bl| {
+        slice_of(r, buf, bl)
+            .or_else(|| fetched.and_then(|f| f.get(bl)))
+            .map(|s| (bl, s))
+    });
     let plain = repo.decode_blob_with_base(id, loc, sealed, base)?;
+    check_len(id, loc, &plain)?;
+    Ok(plain)
+}
+
+/// [`ErrorKind::Corrupt`] unless `plain` has the length the index gives
+/// for blob `id`.
+fn check_len(id: &Id, loc: &BlobLocation, plain: &[u8]) -> Result<()> {
     if plain.len() as u64 != loc.raw_len as u64 {
         return Err(Error::corrupt(format!(
             "blob {} in pack {} decodes to {} bytes, its index says {}; run `snap check`",
@@ -186,7 +222,7 @@ fn decode_in(
             loc.raw_len
         )));
     }
-    Ok(plain)
+    Ok(())
 }
 
 /// Runs `work(i)` for `i` in `0..count` on up to `threads` threads, in
@@ -464,9 +500,21 @@ pub fn restore_files(
             }
             Err(e) => return Err(e),
         };
+        // Bases outside this read; a failure leaves them to the repository.
+        let fetched = fetch_bases(repo, r, r.blobs.iter().map(|&bi| blobs[bi].base.as_ref()))
+            .ok()
+            .flatten();
         for &bi in &r.blobs {
             let b = &blobs[bi];
-            match decode_in(repo, r, &buf, &b.id, &b.loc, b.base.as_ref()) {
+            match decode_in(
+                repo,
+                r,
+                &buf,
+                &b.id,
+                &b.loc,
+                b.base.as_ref(),
+                fetched.as_ref(),
+            ) {
                 Ok(plain) => {
                     let zero = plain.iter().all(|&x| x == 0);
                     for d in &b.dests {
@@ -523,35 +571,23 @@ pub fn for_each_blob_with(
         }
         (locs, bases)
     };
-    // Reads in stream order: a run of blobs of one pack, each after the
-    // previous (or inside the range already read), within the gap.
-    let gap = gap_for(repo.store());
-    let mut reads: Vec<Read> = Vec::new();
-    let mut raw = 0u64;
+    // Windows of consecutive blobs of at most STREAM_READ_RAW plaintext
+    // bytes (at least one blob each). A window's blobs and the delta bases
+    // they need are read together: sorted by pack, neighbours coalesced,
+    // the reads sent at once (`fetch`), so blobs interleaved over a few
+    // packs (a second night's dump: deltas in a new pack, the rest in old
+    // ones) cost a few requests per window, not one per run.
+    let mut reads: Vec<std::ops::Range<usize>> = Vec::new();
+    let (mut start, mut raw) = (0usize, 0u64);
     for (i, l) in locs.iter().enumerate() {
-        let (s, e) = (l.offset as u64, l.offset as u64 + l.length as u64);
-        match reads.last_mut() {
-            Some(r)
-                if r.pack == l.pack
-                    && s >= r.start
-                    && s <= r.end.saturating_add(gap)
-                    && e.max(r.end) - r.start <= MAX_READ
-                    && raw + l.raw_len as u64 <= STREAM_READ_RAW =>
-            {
-                r.end = r.end.max(e);
-                r.blobs.push(i);
-                raw += l.raw_len as u64;
-            }
-            _ => {
-                reads.push(Read {
-                    pack: l.pack,
-                    start: s,
-                    end: e,
-                    blobs: vec![i],
-                });
-                raw = l.raw_len as u64;
-            }
+        if i > start && raw + l.raw_len as u64 > STREAM_READ_RAW {
+            reads.push(start..i);
+            (start, raw) = (i, 0);
         }
+        raw += l.raw_len as u64;
+    }
+    if start < locs.len() {
+        reads.push(start..locs.len());
     }
     let window = window.clamp(1, MAX_READS);
     // Worker threads fetch and decode reads in order, at most `window`
@@ -571,14 +607,19 @@ pub fn for_each_blob_with(
     let cv = Condvar::new();
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     let work = |i: usize| -> Result<Vec<Vec<u8>>> {
-        let r = &reads[i];
-        let buf = read_range(repo.store(), r)?;
-        r.blobs
-            .iter()
-            .map(|&b| {
-                let loc = &locs[b];
-                let base = loc.base.and_then(|x| bases.get(&x));
-                decode_in(repo, r, &buf, &ids[b], loc, base)
+        let range = reads[i].clone();
+        let base_of = |b: usize| locs[b].base.and_then(|x| bases.get(&x));
+        let mut want: Vec<BlobLocation> = locs[range.clone()].to_vec();
+        want.extend(range.clone().filter_map(|b| base_of(b).copied()));
+        let fetched = crate::read::fetch::fetch(repo.store(), &want)?;
+        range
+            .map(|b| {
+                let (id, loc) = (&ids[b], &locs[b]);
+                let sealed = fetched.sealed(loc)?;
+                let base = base_of(b).and_then(|bl| fetched.get(bl).map(|s| (bl, s)));
+                let plain = repo.decode_blob_with_base(id, loc, sealed, base)?;
+                check_len(id, loc, &plain)?;
+                Ok(plain)
             })
             .collect()
     };
