@@ -48,6 +48,14 @@ impl Fetched {
 /// Errors: the store's (NotFound for a missing pack, Corrupt for one shorter
 /// than the index says, Backend/Io for transport failures).
 pub fn fetch(store: &Store, locs: &[BlobLocation]) -> Result<Fetched> {
+    fetch_in(store, locs, true)
+}
+
+/// [`fetch`], with the coalesced reads sent at once (`concurrent`, through
+/// [`Store::get_ranges`]) or one after another (for a caller that bounds
+/// the reads in flight with its own threads, as the planner's stream
+/// windows do). Errors: as [`fetch`].
+pub fn fetch_in(store: &Store, locs: &[BlobLocation], concurrent: bool) -> Result<Fetched> {
     let gap = if store.is_remote() { REMOTE_GAP } else { 0 };
     let mut want: Vec<(Id, u64, u64)> = locs
         .iter()
@@ -67,7 +75,13 @@ pub fn fetch(store: &Store, locs: &[BlobLocation]) -> Result<Fetched> {
     let key = |p: &Id| ObjectKind::Pack.key(&p.to_hex());
     let reqs: Vec<(String, std::ops::Range<u64>)> =
         plan.iter().map(|(p, s, e)| (key(p), *s..*e)).collect();
-    let got = store.get_ranges(&reqs)?;
+    let got = if concurrent {
+        store.get_ranges(&reqs)?
+    } else {
+        reqs.iter()
+            .map(|(k, r)| store.get_range(k, r.clone()))
+            .collect::<Result<Vec<_>>>()?
+    };
     let mut ranges = Vec::with_capacity(plan.len());
     for ((p, s, e), b) in plan.into_iter().zip(got) {
         if (b.len() as u64) < e - s {

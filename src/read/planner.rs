@@ -611,7 +611,8 @@ pub fn for_each_blob_with(
         let base_of = |b: usize| locs[b].base.and_then(|x| bases.get(&x));
         let mut want: Vec<BlobLocation> = locs[range.clone()].to_vec();
         want.extend(range.clone().filter_map(|b| base_of(b).copied()));
-        let fetched = crate::read::fetch::fetch(repo.store(), &want)?;
+        // One read at a time per window: `window` bounds the reads in flight.
+        let fetched = crate::read::fetch::fetch_in(repo.store(), &want, false)?;
         range
             .map(|b| {
                 let (id, loc) = (&ids[b], &locs[b]);
