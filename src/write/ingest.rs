@@ -397,11 +397,19 @@ impl Reader<'_> {
     ) -> std::result::Result<u64, ReadError> {
         let mut total = first.len() as u64;
         let mut v = first;
+        // Bytes already read ahead (for training a dictionary) are cut as
+        // they are, without waiting for more: a source that pauses (a dump
+        // between two tables, a command that sleeps) must not hold them.
+        let mut prefilled = v.len() >= STREAM_WINDOW;
         loop {
             // A window holds STREAM_WINDOW bytes, or at least half of that
             // beyond the previous window's uncut tail (shorter than the
             // chunker's max): windows grow until one holds a cut.
-            let target = STREAM_WINDOW.max(v.len() + STREAM_WINDOW / 2);
+            let target = if std::mem::take(&mut prefilled) {
+                v.len()
+            } else {
+                STREAM_WINDOW.max(v.len() + STREAM_WINDOW / 2)
+            };
             v.reserve_exact(target - v.len());
             let mut eof = false;
             while v.len() < target {
