@@ -737,8 +737,11 @@ impl Repository {
         let key = ObjectKind::Dict.key(&id.to_hex());
         let max = crate::store::max_object_size(&key) as usize;
         let cache_file = self.dict_cache.join(id.to_hex());
-        let cached = std::fs::read(&cache_file)
+        // The size is checked before the read: a cache file is not trusted.
+        let cached = std::fs::metadata(&cache_file)
             .ok()
+            .filter(|m| m.len() <= max as u64)
+            .and_then(|_| std::fs::read(&cache_file).ok())
             .filter(|b| b.len() <= max && Id::of_object(b) == *id);
         let raw = match cached {
             Some(b) => b,
