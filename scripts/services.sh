@@ -627,7 +627,9 @@ _snap_as_my_owner() {
 # Starts a private MariaDB server (Debian's mariadb-server, installed when missing): its own
 # datadir under $1/mysql made by mariadb-install-db, no option files read (--no-defaults), TCP
 # on 127.0.0.1:PORT and a unix socket in $1/mysql; durability off (a throwaway server). Then
-# makes user `snap` (every privilege, random password in $1/mysql/password, mode 0600).
+# makes user `snap` (every privilege, random password in $1/mysql/password, mode 0600) and
+# drops the accounts mariadb-install-db made for this machine's host name (with
+# --skip-name-resolve the server cannot show them, which breaks `mariadb-dump --system=users`).
 _snap_start_mysql() {
     local root=$1 owner mydir data sock port attempt ok=0 pid pwfile pw ver
     if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
@@ -710,7 +712,10 @@ _snap_start_mysql() {
         "CREATE USER 'snap'@'127.0.0.1' IDENTIFIED BY '$pw';
          CREATE USER 'snap'@'localhost' IDENTIFIED BY '$pw';
          GRANT ALL PRIVILEGES ON *.* TO 'snap'@'127.0.0.1' WITH GRANT OPTION;
-         GRANT ALL PRIVILEGES ON *.* TO 'snap'@'localhost' WITH GRANT OPTION;" \
+         GRANT ALL PRIVILEGES ON *.* TO 'snap'@'localhost' WITH GRANT OPTION;
+         DELETE FROM mysql.global_priv
+           WHERE Host NOT IN ('localhost', '127.0.0.1', '::1', '%');
+         FLUSH PRIVILEGES;" \
         >"$mydir/users.log" 2>&1; then
         _snap_err "creating MariaDB user snap failed; see $mydir/users.log"
         return 1
