@@ -158,11 +158,14 @@ impl MyConn {
                 }
             }
             if !hosts.is_empty() {
-                let (h, p) = match hosts.rsplit_once(':') {
-                    Some((h, p)) if !h.ends_with(']') || hosts.starts_with('[') => (h, Some(p)),
-                    _ => (hosts, None),
+                // `[IPv6]:PORT`, `[IPv6]`, `HOST:PORT` or `HOST`.
+                let (h, p) = match hosts.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                    Some((h, rest)) => (h, rest.strip_prefix(':')),
+                    None => match hosts.rsplit_once(':') {
+                        Some((h, p)) => (h, Some(p)),
+                        None => (hosts, None),
+                    },
                 };
-                let h = h.trim_start_matches('[').trim_end_matches(']');
                 if !h.is_empty() {
                     c.host = Some(percent_decode(h));
                 }
@@ -588,13 +591,12 @@ mod tests {
             MyConn::parse("shop").unwrap().database.as_deref(),
             Some("shop")
         );
-        assert_eq!(
-            MyConn::parse("mariadb://[::1]:9/x")
-                .unwrap()
-                .host
-                .as_deref(),
-            Some("::1")
-        );
+        let c = MyConn::parse("mariadb://[::1]:9/x").unwrap();
+        assert_eq!((c.host.as_deref(), c.port), (Some("::1"), Some(9)));
+        let c = MyConn::parse("mysql://[::1]/x").unwrap();
+        assert_eq!((c.host.as_deref(), c.port), (Some("::1"), None));
+        let c = MyConn::parse("mysql://h").unwrap();
+        assert_eq!((c.host.as_deref(), c.database), (Some("h"), None));
         for bad in [
             "mysql://u:pw@h/db",
             "host=h password=x",
