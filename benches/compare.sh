@@ -16,6 +16,8 @@
 #            SNAP_TEST_MYSQL_PORT is set, i.e. scripts/services.sh started MariaDB)
 #   MYSQL_SCALE  posts in the MariaDB database of step 7 (default 20000: a 49 MB dump)
 #   NAME     suffix for the result file name (compare-<date>-NAME.md)
+#   SNAP_BIN a snap binary to use instead of building the release one (e.g. the dev build,
+#            whose dependencies are optimised too; bytes are the same, times a little slower)
 #   WORK     scratch directory for repositories and restores (default a new /tmp/snap-compare.*;
 #            all repositories live on the same filesystem)
 #   LOCAL    1 = run steps 1-5 (local repositories), 0 = skip them (default 1)
@@ -99,9 +101,14 @@ if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
   apt-get install -y -q restic borgbackup >/dev/null 2>&1 ||
     { apt-get update -q >/dev/null && apt-get install -y -q restic borgbackup >/dev/null; }
 fi
-log "building snap (release)"
-cargo build --release --quiet
-SNAP="${CARGO_TARGET_DIR:-$ROOT/target}/release/snap"
+if [ -n "${SNAP_BIN:-}" ]; then
+  SNAP=$(realpath "$SNAP_BIN")
+  log "using $SNAP (SNAP_BIN; not the release build)"
+else
+  log "building snap (release)"
+  cargo build --release --quiet
+  SNAP="${CARGO_TARGET_DIR:-$ROOT/target}/release/snap"
+fi
 VERSIONS="snap $(git rev-parse --short HEAD); $(restic version | cut -d' ' -f1-2); $(borg --version)"
 
 if [ "$DUMPS" = 1 ] && [ "$LOCAL" = 1 ]; then
