@@ -220,7 +220,8 @@ fn mysql_backup_restore_and_second_night() {
 
 /// A wrong database and a wrong password record no snapshot and fail in one line naming
 /// the source and the server's reason; a password in the connection string is refused
-/// (and not echoed); MYSQL_PWD in the environment is used by the client.
+/// (and not echoed); MYSQL_PWD in the environment, the user's option file and the unix
+/// socket work; `--allow-partial` records a partial snapshot naming the failed dump.
 #[test]
 fn failing_mysql_sources_record_nothing() {
     let Some(my) = services::mysql() else { return };
@@ -294,6 +295,58 @@ fn failing_mysql_sources_record_nothing() {
     let dump = s.ok(["restore", "latest", "--stdout", "--stream", "t.sql"]);
     assert!(dump.contains("INSERT INTO `t` VALUES"), "{dump}");
     assert!(dump.contains("(1,'one')"), "{dump}");
+
+    // The user's own option file, and the unix socket.
+    let cnf = s.path("my.cnf");
+    std::fs::write(
+        &cnf,
+        format!("[client]\nuser={}\npassword=\"{pw}\"\n", my.user),
+    )
+    .unwrap();
+    let mut sources = vec![format!(
+        "o.sql=host={} port={} database={db} option-file={}",
+        my.host,
+        my.port,
+        cnf.display()
+    )];
+    if !my.socket.is_empty() {
+        sources.push(format!(
+            "s.sql=mysql://{}@/{db}?socket={}&password-file={}",
+            my.user,
+            my.socket,
+            my.password_file.display()
+        ));
+    }
+    let mut args = vec!["backup".to_string()];
+    for src in &sources {
+        args.push("--mysql".into());
+        args.push(src.clone());
+    }
+    s.ok(&args);
+    for name in ["o.sql", "s.sql"].iter().take(sources.len()) {
+        let dump = s.ok(["restore", "latest", "--stdout", "--stream", name]);
+        assert!(dump.contains("(1,'one')"), "{name}: {dump}");
+    }
+
+    // --allow-partial records the snapshot without the failed dump, marked.
+    let (code, err) = s.fail([
+        "backup",
+        &s.path("f.txt").to_string_lossy(),
+        "--mysql",
+        &my.conninfo(&missing),
+        "--allow-partial",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("Unknown database"), "{err}");
+    let j: Value = serde_json::from_str(&s.ok(["--json", "snapshots"])).unwrap();
+    let last = j.as_array().unwrap().last().unwrap();
+    assert_eq!(last["partial"], true, "{last}");
+    assert_eq!(last["failed_sources"][0]["kind"], "mysql", "{last}");
+    assert_eq!(
+        last["failed_sources"][0]["name"],
+        format!("mysql-{missing}.sql").as_str()
+    );
+    assert_eq!(leftover_option_files(&s), Vec::<String>::new());
     my.dropdb(&db);
 }
 
