@@ -29,7 +29,7 @@ use rusqlite::{params, Connection};
 use snap::crypto::AAD_INDEX;
 use snap::format::index::IndexFile;
 use snap::store::ObjectKind;
-use snap::{Id, Repository};
+use snap::{IndexId, Repository};
 use std::time::Instant;
 
 const PER_PACK: u64 = 64;
@@ -54,7 +54,7 @@ fn main() -> anyhow::Result<()> {
             packs: Vec::new(),
         };
         let sealed = repo.key().seal(AAD_INDEX, &empty.encode());
-        let id = Id::of_object(&sealed);
+        let id = IndexId::of_object(&sealed);
         repo.store()
             .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))?;
         (id, repo.config().id.clone())

@@ -44,7 +44,7 @@ use snap::format::tree::{EntryKind, Tree, TreeEntry};
 use snap::format::BlobKind;
 use snap::store::ObjectKind;
 use snap::write::pack::BlobSaver;
-use snap::{Id, Repository};
+use snap::{BlobId, IndexId, PackId, Repository, SnapshotId};
 use std::time::Instant;
 
 const PER_PACK: u64 = 4096;
@@ -53,15 +53,15 @@ const BLOB_LEN: u32 = (1 << 18) + 40;
 const RAW_LEN: u32 = 1 << 18;
 const FILES_PER_DIR: usize = 16;
 
-fn blob_id(i: u64, step: u64) -> Id {
+fn blob_id(i: u64, step: u64) -> BlobId {
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&(i * step).to_be_bytes());
     id[8..].copy_from_slice(&blake3::hash(&i.to_le_bytes()).as_bytes()[..24]);
-    Id(id)
+    BlobId(id)
 }
 
-fn pack_id(p: u64) -> Id {
-    Id(*blake3::hash(&[b"scale-pack".as_slice(), &p.to_le_bytes()].concat()).as_bytes())
+fn pack_id(p: u64) -> PackId {
+    PackId(*blake3::hash(&[b"scale-pack".as_slice(), &p.to_le_bytes()].concat()).as_bytes())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -141,7 +141,7 @@ pub fn generate(
             });
         }
         let sealed = repo.key().seal(AAD_INDEX, &f.encode());
-        let id = Id::of_object(&sealed);
+        let id = IndexId::of_object(&sealed);
         repo.store()
             .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))?;
         indexes += 1;
@@ -202,7 +202,7 @@ pub fn generate(
         original: None,
     };
     let sealed = repo.key().seal(AAD_SNAPSHOT, &snap.encode());
-    let sid = Id::of_object(&sealed);
+    let sid = SnapshotId::of_object(&sealed);
     repo.store().put_new(
         &ObjectKind::Snapshot.key(&sid.to_hex()),
         Bytes::from(sealed),

@@ -9,7 +9,10 @@ use crate::format::index::IndexFile;
 use crate::format::keyfile::KeyFile;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::format::{Id, MAX_METADATA_SIZE};
+use crate::format::{
+    BlobId, DictId, IndexId, KeyId, ObjectId, PackId, RepoId, SnapshotId, TypedId,
+    MAX_METADATA_SIZE,
+};
 use crate::store::{ObjectKind, Store, StoreOptions};
 use crate::write::chunker::Chunker;
 use crate::write::compress::{self, Dictionary};
@@ -62,8 +65,8 @@ pub use crate::store::WarningSink;
 /// or decode: (object id, the error), ordered by id.
 #[derive(Default, Clone)]
 struct Unreadable {
-    indexes: std::collections::BTreeMap<Id, String>,
-    snapshots: std::collections::BTreeMap<Id, String>,
+    indexes: std::collections::BTreeMap<IndexId, String>,
+    snapshots: std::collections::BTreeMap<SnapshotId, String>,
 }
 
 /// At most this many key files are tried when unlocking (format-spec §5):
@@ -87,7 +90,7 @@ pub struct Repository {
     tree_gen: std::sync::atomic::AtomicI64,
     unreadable: Mutex<Unreadable>,
     /// Dictionary objects read so far (authenticated and accepted by zstd).
-    dicts: Mutex<std::collections::HashMap<Id, Arc<Dictionary>>>,
+    dicts: Mutex<std::collections::HashMap<DictId, Arc<Dictionary>>>,
     /// Held while a dictionary is loaded, so concurrent readers of a fresh
     /// cache fetch it once.
     dict_load: Mutex<()>,
@@ -157,7 +160,7 @@ impl Repository {
     /// loses the race for `config` deletes its key file again; a key file
     /// left by an init that crashed is never used, because its master key
     /// does not match `key_check`.
-    pub fn init(location: &str, password: &[u8], opts: &InitOptions) -> Result<Id> {
+    pub fn init(location: &str, password: &[u8], opts: &InitOptions) -> Result<RepoId> {
         let store = Store::open_with(location, true, &opts.store)?;
         Self::init_in(&store, password, opts)
     }
@@ -166,7 +169,7 @@ impl Repository {
     /// fault-injecting one in tests); `opts.store` is not used.
     ///
     /// Errors: as [`Repository::init`].
-    pub fn init_in(store: &Store, password: &[u8], opts: &InitOptions) -> Result<Id> {
+    pub fn init_in(store: &Store, password: &[u8], opts: &InitOptions) -> Result<RepoId> {
         let location = store.location();
         let exists = || Error::usage(format!("repository {location} already exists"));
         match store.get("config") {
@@ -196,7 +199,7 @@ impl Repository {
         config.key_check = Some(crypto::config_key_check(&master, &config.encode()));
         let kf = crypto::wrap_master_key(&master, password, now_rfc3339(), hostname(), username())?;
         let kbytes = kf.encode();
-        let kkey = ObjectKind::Key.key(&Id::of_object(&kbytes).to_hex());
+        let kkey = ObjectKind::Key.key(&KeyId::of_object(&kbytes).to_hex());
         store.put_new(&kkey, Bytes::from(kbytes))?;
         if !store.put_new("config", Bytes::from(config.encode()))? {
             // Lost the race: leave nothing behind. A key file whose delete
@@ -205,7 +208,7 @@ impl Repository {
             let _ = store.delete(&kkey);
             return Err(exists());
         }
-        Ok(Id::from_hex(&config.id).unwrap_or_default())
+        Ok(RepoId::from_hex(&config.id).unwrap_or_default())
     }
 
     /// Opens a repository: reads `config`, finds a key file that `password`
@@ -325,7 +328,7 @@ impl Repository {
             .list(ObjectKind::Key.list_prefix())?
             .into_iter()
             .map(|l| l.name)
-            .filter(|n| Id::from_hex(n).is_some())
+            .filter(|n| KeyId::from_hex(n).is_some())
             .collect();
         if keys.is_empty() {
             return Err(Error::corrupt(format!(
@@ -535,14 +538,14 @@ impl Repository {
 
     /// Index objects the last [`Repository::sync_catalog`] skipped because
     /// they do not authenticate or decode: (id, error), ordered by id.
-    pub fn unreadable_indexes(&self) -> Vec<(Id, String)> {
+    pub fn unreadable_indexes(&self) -> Vec<(IndexId, String)> {
         let u = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
         u.indexes.iter().map(|(i, e)| (*i, e.clone())).collect()
     }
 
     /// Snapshot objects the last [`Repository::sync_catalog`] skipped
     /// because they do not authenticate or decode: (id, error), ordered by id.
-    pub fn unreadable_snapshots(&self) -> Vec<(Id, String)> {
+    pub fn unreadable_snapshots(&self) -> Vec<(SnapshotId, String)> {
         let u = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
         u.snapshots.iter().map(|(i, e)| (*i, e.clone())).collect()
     }
@@ -569,38 +572,38 @@ impl Repository {
         // Snapshots are listed before the index (format-spec §18): a writer
         // stores index objects before the snapshot that needs them, so every
         // snapshot seen here has its index objects in the listing below.
-        let listed_snapshots: std::collections::HashSet<Id> = self
+        let listed_snapshots: std::collections::HashSet<SnapshotId> = self
             .store
             .list_ids(ObjectKind::Snapshot.list_prefix())?
             .into_iter()
             .collect();
-        let listed: Vec<Id> = self
+        let listed: Vec<IndexId> = self
             .store
             .list_ids(ObjectKind::Index.list_prefix())?
             .into_iter()
             .collect();
         // Marks first: blobs loaded below prefer copies in unmarked packs.
         let marks = crate::lease::list_marks(&self.store, &self.key)?;
-        let marked: std::collections::HashSet<Id> =
+        let marked: std::collections::HashSet<PackId> =
             marks.iter().flat_map(|(_, m)| m.pack_ids()).collect();
         let mut cat = self.catalog();
         cat.set_marked(&marked)?;
         let known = cat.index_ids()?;
-        let listed_set: std::collections::HashSet<Id> = listed.iter().copied().collect();
+        let listed_set: std::collections::HashSet<IndexId> = listed.iter().copied().collect();
         let mut bad = Unreadable::default();
         // Index objects are loaded one at a time as read (never all in
         // memory). Ids named in a `supersedes` list read so far; an index
         // named there is recorded with no packs.
-        let mut superseded: std::collections::HashSet<Id> = std::collections::HashSet::new();
+        let mut superseded: std::collections::HashSet<IndexId> = std::collections::HashSet::new();
         // Index objects loaded with their packs in this sync.
-        let mut with_packs: std::collections::HashSet<Id> = std::collections::HashSet::new();
+        let mut with_packs: std::collections::HashSet<IndexId> = std::collections::HashSet::new();
         // Loads index `id`; returns whether a supersedes list names an index
         // already loaded with its packs (then the catalog must be rebuilt).
         let load = |cat: &mut Catalog,
-                    id: &Id,
+                    id: &IndexId,
                     bad: &mut Unreadable,
-                    superseded: &mut std::collections::HashSet<Id>,
-                    with_packs: &mut std::collections::HashSet<Id>|
+                    superseded: &mut std::collections::HashSet<IndexId>,
+                    with_packs: &mut std::collections::HashSet<IndexId>|
          -> Result<bool> {
             let idx = match self.read_index(id) {
                 Ok(idx) => idx,
@@ -655,7 +658,7 @@ impl Repository {
         for id in known.difference(&listed) {
             cat.remove_snapshot(id)?;
         }
-        let mut unread: Vec<&Id> = listed.difference(&known).collect();
+        let mut unread: Vec<&SnapshotId> = listed.difference(&known).collect();
         unread.sort();
         for id in unread {
             match self.read_snapshot(id) {
@@ -686,21 +689,21 @@ impl Repository {
     }
 
     /// Reads, verifies (name = BLAKE3 of bytes) and opens an index object.
-    pub fn read_index(&self, id: &Id) -> Result<IndexFile> {
+    pub fn read_index(&self, id: &IndexId) -> Result<IndexFile> {
         let plain = self.read_sealed(ObjectKind::Index, id, AAD_INDEX)?;
         IndexFile::decode(&plain)
             .map_err(|e| Error::with_source(ErrorKind::Corrupt, format!("index {}", id.short()), e))
     }
 
     /// Reads, verifies and opens a snapshot object.
-    pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
+    pub fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let plain = self.read_sealed(ObjectKind::Snapshot, id, AAD_SNAPSHOT)?;
         Snapshot::decode(&plain).map_err(|e| {
             Error::with_source(ErrorKind::Corrupt, format!("snapshot {}", id.short()), e)
         })
     }
 
-    fn read_sealed(&self, kind: ObjectKind, id: &Id, aad: &[u8]) -> Result<Vec<u8>> {
+    fn read_sealed<T: ObjectId>(&self, kind: ObjectKind, id: &T, aad: &[u8]) -> Result<Vec<u8>> {
         let key = kind.key(&id.to_hex());
         let raw = self.store.get(&key)?;
         if raw.len() > MAX_METADATA_SIZE {
@@ -708,7 +711,7 @@ impl Repository {
                 "{key} is larger than the 256 MiB limit"
             )));
         }
-        if Id::of_object(&raw) != *id {
+        if T::of_object(&raw) != *id {
             return Err(Error::corrupt(format!(
                 "{key} does not match its name (corrupt or replaced)"
             )));
@@ -726,7 +729,7 @@ impl Repository {
     /// has no such dictionary; [`ErrorKind::Corrupt`] if it is too large, does
     /// not match its name or is not a zstd dictionary;
     /// [`ErrorKind::Unauthenticated`] if it does not open; store errors.
-    pub fn dictionary(&self, id: &Id) -> Result<Arc<Dictionary>> {
+    pub fn dictionary(&self, id: &DictId) -> Result<Arc<Dictionary>> {
         if let Some(d) = self.dicts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(d.clone());
         }
@@ -742,7 +745,7 @@ impl Repository {
             .ok()
             .filter(|m| m.len() <= max as u64)
             .and_then(|_| std::fs::read(&cache_file).ok())
-            .filter(|b| b.len() <= max && Id::of_object(b) == *id);
+            .filter(|b| b.len() <= max && DictId::of_object(b) == *id);
         let raw = match cached {
             Some(b) => b,
             None => {
@@ -764,7 +767,7 @@ impl Repository {
                         "{key} is larger than the 1 MiB dictionary limit"
                     )));
                 }
-                if Id::of_object(&b) != *id {
+                if DictId::of_object(&b) != *id {
                     return Err(Error::corrupt(format!(
                         "{key} does not match its name (corrupt or replaced)"
                     )));
@@ -794,7 +797,7 @@ impl Repository {
 
     /// Keeps a sealed dictionary object in the cache directory (best
     /// effort: the cache is only a shortcut).
-    fn cache_dict_object(&self, id: &Id, sealed: &[u8]) {
+    fn cache_dict_object(&self, id: &DictId, sealed: &[u8]) {
         let tmp = self.dict_cache.join(format!("{}.tmp", id.to_hex()));
         let _ = std::fs::create_dir_all(&self.dict_cache)
             .and_then(|_| std::fs::write(&tmp, sealed))
@@ -842,9 +845,9 @@ impl Repository {
     /// Errors: [`ErrorKind::Corrupt`] if zstd does not accept `bytes` or they
     /// exceed 1 MiB; store errors.
     pub fn store_dictionary(&self, bytes: &[u8]) -> Result<Arc<Dictionary>> {
-        Dictionary::new(Id([0; 32]), bytes)?;
+        Dictionary::new(DictId([0; 32]), bytes)?;
         let sealed = self.key.seal(AAD_DICT, bytes);
-        let id = Id::of_object(&sealed);
+        let id = DictId::of_object(&sealed);
         self.store.put_new(
             &ObjectKind::Dict.key(&id.to_hex()),
             Bytes::from(sealed.clone()),
@@ -869,7 +872,7 @@ impl Repository {
     /// dictionary is compared), else a new one stored with
     /// [`Repository::store_dictionary`]. Used by copy, which moves
     /// dictionary payloads between repositories unchanged but for the id.
-    pub fn import_dictionary(&self, bytes: &[u8]) -> Result<Id> {
+    pub fn import_dictionary(&self, bytes: &[u8]) -> Result<DictId> {
         for id in self.store.list_ids(ObjectKind::Dict.list_prefix())? {
             if let Ok(d) = self.dictionary(&id) {
                 if d.bytes() == bytes {
@@ -883,9 +886,9 @@ impl Repository {
     /// Stores a snapshot object (after its trees and blobs are indexed) and
     /// records it in the catalog. Outside the crate only through
     /// [`crate::session::Session::save_snapshot`], i.e. under a lease.
-    pub(crate) fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+    pub(crate) fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
         let sealed = self.key.seal(AAD_SNAPSHOT, &snap.encode());
-        let id = Id::of_object(&sealed);
+        let id = SnapshotId::of_object(&sealed);
         self.store
             .put_new(&ObjectKind::Snapshot.key(&id.to_hex()), Bytes::from(sealed))?;
         self.catalog().add_snapshot(&id, snap)?;
@@ -893,7 +896,7 @@ impl Repository {
     }
 
     /// Where a blob is stored; [`ErrorKind::NotFound`] if no index names it.
-    pub fn locate(&self, id: &Id) -> Result<BlobLocation> {
+    pub fn locate(&self, id: &BlobId) -> Result<BlobLocation> {
         self.catalog().lookup(id)?.ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
@@ -903,7 +906,7 @@ impl Repository {
     }
 
     /// Reads one blob's plaintext, verified against its id.
-    pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
         let sealed = self.read_sealed_blob(&loc)?;
         self.decode_blob(id, &loc, &sealed)
@@ -923,7 +926,7 @@ impl Repository {
     /// Errors: [`ErrorKind::Corrupt`] (authentication, decompression, id
     /// mismatch, a delta whose base is a delta or disagrees with the index),
     /// [`ErrorKind::NotFound`] (a base no index names), store errors.
-    pub fn decode_blob(&self, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+    pub fn decode_blob(&self, id: &BlobId, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
         self.decode_blob_depth(id, loc, sealed, true, None)
     }
 
@@ -932,7 +935,7 @@ impl Repository {
     /// when `None`.
     pub fn decode_blob_with_base(
         &self,
-        id: &Id,
+        id: &BlobId,
         loc: &BlobLocation,
         sealed: &[u8],
         base: Option<(&BlobLocation, &[u8])>,
@@ -942,7 +945,7 @@ impl Repository {
 
     fn decode_blob_depth(
         &self,
-        id: &Id,
+        id: &BlobId,
         loc: &BlobLocation,
         sealed: &[u8],
         allow_delta: bool,
@@ -1015,7 +1018,7 @@ impl Repository {
     }
 
     /// Keeps a tree's plaintext in the tree cache (if in use).
-    pub fn cache_tree(&self, id: &Id, plain: &[u8]) -> Result<()> {
+    pub fn cache_tree(&self, id: &BlobId, plain: &[u8]) -> Result<()> {
         let g = self.tree_gen.load(std::sync::atomic::Ordering::Relaxed);
         if g > 0 && plain.len() <= MAX_CACHED_TREE {
             self.catalog().cache_tree(id, plain, g)?;
@@ -1026,7 +1029,7 @@ impl Repository {
     /// [`Repository::read_tree`] through the tree cache: a cached plaintext
     /// is used only if it matches `id` (keyed BLAKE3), else the tree is read
     /// from the repository and cached.
-    pub fn read_tree_cached(&self, id: &Id) -> Result<Tree> {
+    pub fn read_tree_cached(&self, id: &BlobId) -> Result<Tree> {
         let g = self.tree_gen.load(std::sync::atomic::Ordering::Relaxed);
         if g == 0 {
             return self.read_tree(id);
@@ -1044,17 +1047,17 @@ impl Repository {
     }
 
     /// Reads and decodes a tree blob.
-    pub fn read_tree(&self, id: &Id) -> Result<Tree> {
+    pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
         decode_tree(id, &self.read_blob(id)?)
     }
 
     /// All snapshots, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         self.catalog().snapshots()
     }
 
     /// Resolves "latest", "latest~N", a full id or a unique hex prefix.
-    pub fn resolve_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+    pub fn resolve_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         let snaps = self.snapshots()?;
         if let Some(rest) = spec.strip_prefix("latest") {
             let back: usize = if rest.is_empty() {
@@ -1104,7 +1107,7 @@ impl Repository {
 /// Why an object could not be read, without the object key the message of
 /// [`Repository::read_index`] / [`Repository::read_snapshot`] starts with
 /// (callers name the object themselves).
-pub fn reason(kind: ObjectKind, id: &Id, e: &Error) -> String {
+pub fn reason<T: TypedId>(kind: ObjectKind, id: &T, e: &Error) -> String {
     let msg = format!("{e:#}");
     let key = kind.key(&id.to_hex());
     match msg.strip_prefix(&key) {
@@ -1115,7 +1118,7 @@ pub fn reason(kind: ObjectKind, id: &Id, e: &Error) -> String {
 
 /// Decodes the plaintext of tree blob `id`; [`ErrorKind::Corrupt`] naming the
 /// tree if it is not a valid tree encoding.
-pub fn decode_tree(id: &Id, plain: &[u8]) -> Result<Tree> {
+pub fn decode_tree(id: &BlobId, plain: &[u8]) -> Result<Tree> {
     Tree::decode(plain)
         .map_err(|e| Error::with_source(ErrorKind::Corrupt, format!("tree {}", id.short()), e))
 }
