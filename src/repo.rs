@@ -11,7 +11,6 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::format::{
     BlobId, DictId, IndexId, KeyId, ObjectId, PackId, RepoId, SnapshotId, TypedId,
-    MAX_METADATA_SIZE,
 };
 use crate::store::{ObjectKind, Store, StoreOptions};
 use crate::write::chunker::Chunker;
@@ -690,33 +689,17 @@ impl Repository {
 
     /// Reads, verifies (name = BLAKE3 of bytes) and opens an index object.
     pub fn read_index(&self, id: &IndexId) -> Result<IndexFile> {
-        let plain = self.read_sealed(ObjectKind::Index, id, AAD_INDEX)?;
+        let plain = read_sealed(&self.store, &self.key, id)?;
         IndexFile::decode(&plain)
             .map_err(|e| Error::with_source(ErrorKind::Corrupt, format!("index {}", id.short()), e))
     }
 
     /// Reads, verifies and opens a snapshot object.
     pub fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let plain = self.read_sealed(ObjectKind::Snapshot, id, AAD_SNAPSHOT)?;
+        let plain = read_sealed(&self.store, &self.key, id)?;
         Snapshot::decode(&plain).map_err(|e| {
             Error::with_source(ErrorKind::Corrupt, format!("snapshot {}", id.short()), e)
         })
-    }
-
-    fn read_sealed<T: ObjectId>(&self, kind: ObjectKind, id: &T, aad: &[u8]) -> Result<Vec<u8>> {
-        let key = kind.key(&id.to_hex());
-        let raw = self.store.get(&key)?;
-        if raw.len() > MAX_METADATA_SIZE {
-            return Err(Error::corrupt(format!(
-                "{key} is larger than the 256 MiB limit"
-            )));
-        }
-        if T::of_object(&raw) != *id {
-            return Err(Error::corrupt(format!(
-                "{key} does not match its name (corrupt or replaced)"
-            )));
-        }
-        self.key.open(aad, &raw, &key)
     }
 
     /// Dictionary object `id` (format-spec §12.1), authenticated and accepted
@@ -749,7 +732,7 @@ impl Repository {
         let raw = match cached {
             Some(b) => b,
             None => {
-                let b = self.store.get(&key).map_err(|e| {
+                let b = fetch_sealed(&self.store, id).map_err(|e| {
                     if e.kind() == ErrorKind::NotFound {
                         Error::new(
                             ErrorKind::NotFound,
@@ -762,22 +745,12 @@ impl Repository {
                         e.context(format!("dictionary {}", id.short()))
                     }
                 })?;
-                if b.len() > max {
-                    return Err(Error::corrupt(format!(
-                        "{key} is larger than the 1 MiB dictionary limit"
-                    )));
-                }
-                if DictId::of_object(&b) != *id {
-                    return Err(Error::corrupt(format!(
-                        "{key} does not match its name (corrupt or replaced)"
-                    )));
-                }
                 let b = b.to_vec();
                 self.cache_dict_object(id, &b);
                 b
             }
         };
-        let plain = self.key.open(AAD_DICT, &raw, &key)?;
+        let plain = open_sealed(&self.key, id, &raw)?;
         let d = Arc::new(Dictionary::new(*id, &plain)?);
         self.dicts
             .lock()
@@ -846,12 +819,7 @@ impl Repository {
     /// exceed 1 MiB; store errors.
     pub fn store_dictionary(&self, bytes: &[u8]) -> Result<Arc<Dictionary>> {
         Dictionary::new(DictId([0; 32]), bytes)?;
-        let sealed = self.key.seal(AAD_DICT, bytes);
-        let id = DictId::of_object(&sealed);
-        self.store.put_new(
-            &ObjectKind::Dict.key(&id.to_hex()),
-            Bytes::from(sealed.clone()),
-        )?;
+        let (id, sealed) = write_sealed::<DictId>(&self.store, &self.key, bytes)?;
         self.cache_dict_object(&id, &sealed);
         let d = Arc::new(Dictionary::new(id, bytes)?);
         self.dicts
@@ -887,10 +855,7 @@ impl Repository {
     /// records it in the catalog. Outside the crate only through
     /// [`crate::session::Session::save_snapshot`], i.e. under a lease.
     pub(crate) fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
-        let sealed = self.key.seal(AAD_SNAPSHOT, &snap.encode());
-        let id = SnapshotId::of_object(&sealed);
-        self.store
-            .put_new(&ObjectKind::Snapshot.key(&id.to_hex()), Bytes::from(sealed))?;
+        let (id, _) = write_sealed::<SnapshotId>(&self.store, &self.key, &snap.encode())?;
         self.catalog().add_snapshot(&id, snap)?;
         Ok(id)
     }
@@ -1104,6 +1069,85 @@ impl Repository {
     }
 }
 
+/// A kind of sealed, content-named object (format-spec §3, §11): its id
+/// type fixes its key prefix and its associated-data label, so an object is
+/// always read and written with the right ones. The size cap of each kind
+/// lives in one place, [`crate::store::max_object_size`], and is applied by
+/// [`Store::get`] before the body is downloaded.
+pub trait SealedObject: ObjectId {
+    /// Where objects of this kind are stored.
+    const KIND: ObjectKind;
+    /// The envelope's associated data (format-spec §11).
+    const AAD: &'static [u8];
+}
+
+impl SealedObject for IndexId {
+    const KIND: ObjectKind = ObjectKind::Index;
+    const AAD: &'static [u8] = AAD_INDEX;
+}
+
+impl SealedObject for SnapshotId {
+    const KIND: ObjectKind = ObjectKind::Snapshot;
+    const AAD: &'static [u8] = AAD_SNAPSHOT;
+}
+
+impl SealedObject for DictId {
+    const KIND: ObjectKind = ObjectKind::Dict;
+    const AAD: &'static [u8] = AAD_DICT;
+}
+
+/// Downloads sealed object `id` and checks that its bytes hash to its name
+/// (format-spec §3); the bytes are not opened (see [`open_sealed`]).
+///
+/// Errors: [`ErrorKind::NotFound`] if it does not exist;
+/// [`ErrorKind::Corrupt`] if it exceeds its kind's size cap (before the
+/// download) or does not match its name; store errors.
+pub fn fetch_sealed<T: SealedObject>(store: &Store, id: &T) -> Result<Bytes> {
+    let key = T::KIND.key(&id.to_hex());
+    let raw = store.get(&key)?;
+    if T::of_object(&raw) != *id {
+        return Err(Error::corrupt(format!(
+            "{key} does not match its name (corrupt or replaced)"
+        )));
+    }
+    Ok(raw)
+}
+
+/// Opens the envelope of sealed object `id` (bytes `raw`, already checked
+/// against the name by [`fetch_sealed`]); returns the plaintext.
+///
+/// Errors: [`ErrorKind::Unauthenticated`] naming the object key if the
+/// envelope does not open under `key` with the kind's label.
+pub fn open_sealed<T: SealedObject>(key: &MasterKey, id: &T, raw: &[u8]) -> Result<Vec<u8>> {
+    key.open(T::AAD, raw, &T::KIND.key(&id.to_hex()))
+}
+
+/// Reads sealed object `id`: [`fetch_sealed`], then [`open_sealed`]; the
+/// one way whole index, snapshot and dictionary objects are read.
+///
+/// Errors: as those two.
+pub fn read_sealed<T: SealedObject>(store: &Store, key: &MasterKey, id: &T) -> Result<Vec<u8>> {
+    let raw = fetch_sealed(store, id)?;
+    open_sealed(key, id, &raw)
+}
+
+/// Seals `plain` as an object of kind `T`, names it by the BLAKE3 of the
+/// sealed bytes and stores it write-once; returns its id and the stored
+/// bytes. The one way index, snapshot and dictionary objects are written.
+///
+/// Errors: store errors (an object of that name already stored is not an
+/// error: it holds the same bytes).
+pub fn write_sealed<T: SealedObject>(
+    store: &Store,
+    key: &MasterKey,
+    plain: &[u8],
+) -> Result<(T, Bytes)> {
+    let sealed = Bytes::from(key.seal(T::AAD, plain));
+    let id = T::of_object(&sealed);
+    store.put_new(&T::KIND.key(&id.to_hex()), sealed.clone())?;
+    Ok((id, sealed))
+}
+
 /// Why an object could not be read, without the object key the message of
 /// [`Repository::read_index`] / [`Repository::read_snapshot`] starts with
 /// (callers name the object themselves).
@@ -1121,4 +1165,47 @@ pub fn reason<T: TypedId>(kind: ObjectKind, id: &T, e: &Error) -> String {
 pub fn decode_tree(id: &BlobId, plain: &[u8]) -> Result<Tree> {
     Tree::decode(plain)
         .map_err(|e| Error::with_source(ErrorKind::Corrupt, format!("tree {}", id.short()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_store() -> Store {
+        Store::from_object_store(Arc::new(object_store::memory::InMemory::new()), "memory").unwrap()
+    }
+
+    /// The id type picks the prefix and the envelope label: an object is
+    /// read back only as the kind it was written as, and only if its bytes
+    /// match its name.
+    #[test]
+    fn sealed_objects_round_trip_only_as_their_own_kind() {
+        let store = memory_store();
+        let key = MasterKey::generate();
+        let (id, sealed) = write_sealed::<IndexId>(&store, &key, b"an index").unwrap();
+        assert_eq!(id, IndexId::of_object(&sealed));
+        assert!(store.get(&format!("index/{}", id.to_hex())).is_ok());
+        assert_eq!(read_sealed(&store, &key, &id).unwrap(), b"an index");
+
+        // The same bytes under snapshots/ do not open as a snapshot: the
+        // label differs (format-spec §11).
+        let as_snap = SnapshotId(id.0);
+        store
+            .put_new(&ObjectKind::Snapshot.key(&as_snap.to_hex()), sealed.clone())
+            .unwrap();
+        let e = read_sealed(&store, &key, &as_snap).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+
+        // Bytes that do not hash to the name are refused before opening.
+        let (other, _) = write_sealed::<IndexId>(&store, &key, b"another").unwrap();
+        let wrong = IndexId(other.0.map(|b| b ^ 1));
+        store
+            .put_new(&ObjectKind::Index.key(&wrong.to_hex()), sealed)
+            .unwrap();
+        let e = read_sealed(&store, &key, &wrong).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.to_string().contains("does not match its name"), "{e}");
+        let e = read_sealed(&store, &key, &IndexId([0; 32])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
 }

@@ -262,12 +262,9 @@ pub fn write_index(
         supersedes: old,
         packs,
     };
-    let sealed = repo.key().seal(crate::crypto::AAD_INDEX, &idx.encode());
-    let id = IndexId::of_object(&sealed);
-    let n = sealed.len() as u64;
-    repo.store()
-        .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))?;
-    Ok((id, n))
+    let (id, sealed) =
+        crate::repo::write_sealed::<IndexId>(repo.store(), repo.key(), &idx.encode())?;
+    Ok((id, sealed.len() as u64))
 }
 
 /// Packs under `data/` with their sizes in bytes.

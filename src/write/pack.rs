@@ -3,7 +3,7 @@
 //! (up to [`Store::upload_concurrency`] in flight, as tasks on the store's
 //! runtime) and writes index objects for them (format-spec §6, §7, §18).
 
-use crate::crypto::{MasterKey, AAD_INDEX, AAD_PACK_HEADER};
+use crate::crypto::{MasterKey, AAD_PACK_HEADER};
 use crate::error::{Error, Result};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{PackEntry, PackHeader};
@@ -353,18 +353,16 @@ impl BlobSaver {
             supersedes: Vec::new(),
             packs: std::mem::take(&mut self.uploaded),
         };
-        let sealed = self.key.seal(AAD_INDEX, &idx.encode());
-        let id = IndexId::of_object(&sealed);
-        let len = sealed.len() as u64;
-        if let Err(e) = self
-            .store
-            .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))
-        {
-            // Keep the packs for a later attempt (finish, salvage).
-            self.uploaded = idx.packs;
-            return Err(e);
-        }
-        self.stats.stored_bytes += len;
+        let (id, sealed) =
+            match crate::repo::write_sealed::<IndexId>(&self.store, &self.key, &idx.encode()) {
+                Ok(w) => w,
+                Err(e) => {
+                    // Keep the packs for a later attempt (finish, salvage).
+                    self.uploaded = idx.packs;
+                    return Err(e);
+                }
+            };
+        self.stats.stored_bytes += sealed.len() as u64;
         self.written_indexes.push((id, idx));
         self.last_index = Instant::now();
         Ok(())
