@@ -35,13 +35,12 @@
 //! id range, which makes loading the catalog append-friendly (a real
 //! repository's index objects each span the whole id space).
 
-use bytes::Bytes;
-use snap::crypto::{AAD_INDEX, AAD_SNAPSHOT};
 use snap::format::index::{IndexFile, IndexPack};
 use snap::format::pack::PackEntry;
 use snap::format::snapshot::Snapshot;
 use snap::format::tree::{EntryKind, Tree, TreeEntry};
 use snap::format::BlobKind;
+use snap::repo::write_sealed;
 use snap::store::ObjectKind;
 use snap::write::pack::BlobSaver;
 use snap::{BlobId, IndexId, PackId, Repository, SnapshotId};
@@ -140,10 +139,7 @@ pub fn generate(
                 blobs,
             });
         }
-        let sealed = repo.key().seal(AAD_INDEX, &f.encode());
-        let id = IndexId::of_object(&sealed);
-        repo.store()
-            .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))?;
+        write_sealed::<IndexId>(repo.store(), repo.key(), &f.encode())?;
         indexes += 1;
     }
     eprintln!(
@@ -201,12 +197,7 @@ pub fn generate(
         summary: Default::default(),
         original: None,
     };
-    let sealed = repo.key().seal(AAD_SNAPSHOT, &snap.encode());
-    let sid = SnapshotId::of_object(&sealed);
-    repo.store().put_new(
-        &ObjectKind::Snapshot.key(&sid.to_hex()),
-        Bytes::from(sealed),
-    )?;
+    let (sid, _) = write_sealed::<SnapshotId>(repo.store(), repo.key(), &snap.encode())?;
     drop(repo);
     let written = t.elapsed().as_secs_f64();
     let t2 = Instant::now();
