@@ -169,9 +169,7 @@ impl IndexView {
     /// Errors: store errors other than NotFound; view errors.
     pub fn load(repo: &Repository) -> Result<LoadedView> {
         let mut view = IndexView::create(&repo.cache_dir())?;
-        let listed: Vec<IndexId> = repo
-            .store()
-            .list_ids(crate::store::ObjectKind::Index.list_prefix())?;
+        let listed: Vec<IndexId> = crate::repo::list_sealed(repo.store())?;
         let mut ids = Vec::new();
         let mut bad = Vec::new();
         for id in &listed {

@@ -571,16 +571,11 @@ impl Repository {
         // Snapshots are listed before the index (format-spec §18): a writer
         // stores index objects before the snapshot that needs them, so every
         // snapshot seen here has its index objects in the listing below.
-        let listed_snapshots: std::collections::HashSet<SnapshotId> = self
-            .store
-            .list_ids(ObjectKind::Snapshot.list_prefix())?
-            .into_iter()
-            .collect();
-        let listed: Vec<IndexId> = self
-            .store
-            .list_ids(ObjectKind::Index.list_prefix())?
-            .into_iter()
-            .collect();
+        let listed_snapshots: std::collections::HashSet<SnapshotId> =
+            list_sealed::<SnapshotId>(&self.store)?
+                .into_iter()
+                .collect();
+        let listed: Vec<IndexId> = list_sealed(&self.store)?;
         // Marks first: blobs loaded below prefer copies in unmarked packs.
         let marks = crate::lease::list_marks(&self.store, &self.key)?;
         let marked: std::collections::HashSet<PackId> =
@@ -790,7 +785,7 @@ impl Repository {
             return Ok(d.clone());
         }
         let mut found: Option<Arc<Dictionary>> = None;
-        for id in self.store.list_ids(ObjectKind::Dict.list_prefix())? {
+        for id in list_sealed::<DictId>(&self.store)? {
             match self.dictionary(&id) {
                 Ok(d) => {
                     if found
@@ -841,7 +836,7 @@ impl Repository {
     /// [`Repository::store_dictionary`]. Used by copy, which moves
     /// dictionary payloads between repositories unchanged but for the id.
     pub fn import_dictionary(&self, bytes: &[u8]) -> Result<DictId> {
-        for id in self.store.list_ids(ObjectKind::Dict.list_prefix())? {
+        for id in list_sealed::<DictId>(&self.store)? {
             if let Ok(d) = self.dictionary(&id) {
                 if d.bytes() == bytes {
                     return Ok(id);
@@ -1096,6 +1091,14 @@ impl SealedObject for DictId {
     const AAD: &'static [u8] = AAD_DICT;
 }
 
+/// The ids of the stored objects of kind `T`, sorted; names that are not
+/// ids are left out.
+///
+/// Errors: store errors.
+pub fn list_sealed<T: SealedObject>(store: &Store) -> Result<Vec<T>> {
+    store.list_ids(T::KIND.list_prefix())
+}
+
 /// Downloads sealed object `id` and checks that its bytes hash to its name
 /// (format-spec §3); the bytes are not opened (see [`open_sealed`]).
 ///
@@ -1195,6 +1198,10 @@ mod tests {
             .unwrap();
         let e = read_sealed(&store, &key, &as_snap).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+        // Each kind is listed under its own prefix.
+        assert_eq!(list_sealed::<IndexId>(&store).unwrap(), vec![id]);
+        assert_eq!(list_sealed::<SnapshotId>(&store).unwrap(), vec![as_snap]);
+        assert!(list_sealed::<DictId>(&store).unwrap().is_empty());
 
         // Bytes that do not hash to the name are refused before opening.
         let (other, _) = write_sealed::<IndexId>(&store, &key, b"another").unwrap();

@@ -291,7 +291,7 @@ fn reread_snapshots(
     repo: &Repository,
     out: &mut Vec<Problem>,
 ) -> Result<Vec<(SnapshotId, Snapshot)>> {
-    let listed: Vec<SnapshotId> = repo.store().list_ids(ObjectKind::Snapshot.list_prefix())?;
+    let listed: Vec<SnapshotId> = crate::repo::list_sealed(repo.store())?;
     let mut snaps = Vec::new();
     for id in listed {
         match repo.read_snapshot(&id) {
@@ -372,9 +372,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         let (examples, total) = view.compare_catalog(cat_ids == read, 5)?;
         // Reported only if no index object came or went meanwhile (check
         // takes no lease; a concurrent prune or backup changes the index).
-        let now: HashSet<IndexId> = repo
-            .store()
-            .list_ids(ObjectKind::Index.list_prefix())?
+        let now: HashSet<IndexId> = crate::repo::list_sealed::<IndexId>(repo.store())?
             .into_iter()
             .collect();
         if now == read && total > 0 {
@@ -480,7 +478,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     // dictionary. Which blobs use one is known only from reading them.
     // Read from the store, not the local cache.
     repo.forget_cached_dictionaries();
-    for d in repo.store().list_ids(ObjectKind::Dict.list_prefix())? {
+    for d in crate::repo::list_sealed::<DictId>(repo.store())? {
         if let Err(e) = repo.dictionary(&d) {
             other.push(problem(format!(
                 "dictionary object {} is unreadable: {e:#}; the stream chunks compressed with it cannot be restored",

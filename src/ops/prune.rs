@@ -169,7 +169,7 @@ pub fn mark_referenced(repo: &Repository, view: &mut IndexView, roots: &[BlobId]
 /// (snapshot objects never change). A snapshot deleted between listing and
 /// reading is left out. Fails only on store errors other than NotFound.
 pub fn list_snapshots(repo: &Repository) -> Result<ListedSnapshots> {
-    let listed: Vec<SnapshotId> = repo.store().list_ids(ObjectKind::Snapshot.list_prefix())?;
+    let listed: Vec<SnapshotId> = crate::repo::list_sealed(repo.store())?;
     let mut known: HashMap<SnapshotId, Snapshot> = repo.snapshots()?.into_iter().collect();
     let mut out = Vec::with_capacity(listed.len());
     let mut bad = Vec::new();
@@ -219,7 +219,7 @@ pub type LoadedIndexes = (Vec<IndexId>, Vec<IndexPack>, Vec<(IndexId, Error)>);
 /// decode and returns them as a third element: (id, error), ordered by id.
 /// Only store errors other than NotFound fail.
 pub fn load_indexes_lenient(repo: &Repository) -> Result<LoadedIndexes> {
-    let listed: Vec<IndexId> = repo.store().list_ids(ObjectKind::Index.list_prefix())?;
+    let listed: Vec<IndexId> = crate::repo::list_sealed(repo.store())?;
     let mut files = Vec::new();
     let mut bad = Vec::new();
     for id in &listed {

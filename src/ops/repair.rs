@@ -51,10 +51,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let repo: &Repository = session;
     let mut rep = IndexRepair::default();
     let store = repo.store().clone();
-    let old: Vec<IndexId> = store
-        .list_ids(ObjectKind::Index.list_prefix())?
-        .into_iter()
-        .collect();
+    let old: Vec<IndexId> = crate::repo::list_sealed(&store)?.into_iter().collect();
     // What the old index objects said about each pack: the fallback for
     // packs whose header is lost.
     let (_, old_packs, unreadable) = load_indexes_lenient(repo)?;
