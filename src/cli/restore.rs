@@ -475,7 +475,7 @@ fn restore_mongo(
 fn restore_mysql(
     g: &Global,
     repo: &snap::Repository,
-    id: &snap::format::Id,
+    id: &snap::SnapshotId,
     snap: &Snapshot,
     a: &RestoreArgs,
     conninfo: &str,
