@@ -37,6 +37,7 @@ mod restore_test;
 mod restore_test_mysql;
 mod run;
 mod schedule;
+mod serve;
 mod snapshots;
 mod stats;
 mod tag;
@@ -120,7 +121,7 @@ pub struct Cli {
     cmd: Command,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository: a directory path or s3://bucket/prefix [default: ~/.local/share/snap/repo].
@@ -233,6 +234,8 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// Restore a profile's latest snapshot into scratch space and check it.
     RestoreTest(restore_test::RestoreTestArgs),
+    /// Serve the web console and its JSON API (127.0.0.1:8080 by default).
+    Serve(serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff): `snap man > snap.1`.
@@ -278,6 +281,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(a) => run::run(g, a),
         Command::Schedule(a) => schedule::run(g, a),
         Command::RestoreTest(a) => restore_test::run(g, a),
+        Command::Serve(a) => serve::run(g, a),
         Command::Completions(a) => completions::run(a),
         Command::Man => completions::man(),
     }

@@ -1,0 +1,251 @@
+// snap console: one page over the JSON API (docs/api.md). No framework, no
+// network beyond this server.
+"use strict";
+let csrf = null;
+let current = null; // {id, short, path}
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "onclick") e.addEventListener("click", v);
+    else e.setAttribute(k, v);
+  }
+  for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  return e;
+}
+
+function human(n) {
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return i === 0 ? n + " B" : n.toFixed(2) + " " + u[i];
+}
+
+async function api(method, url, body, raw) {
+  const opts = { method, headers: {} };
+  if (method !== "GET") opts.headers["X-CSRF-Token"] = csrf || "";
+  if (raw !== undefined) { opts.body = raw; opts.headers["Content-Type"] = "application/x-tar"; }
+  else if (body !== undefined) { opts.body = JSON.stringify(body); opts.headers["Content-Type"] = "application/json"; }
+  const r = await fetch(url, opts);
+  const j = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(j.error || r.statusText);
+  return j;
+}
+
+function showError(e) { $("error").textContent = e ? String(e.message || e) : ""; }
+
+async function start() {
+  const s = await api("GET", "/api/session");
+  $("repo").textContent = s.repository;
+  if (!s.logged_in) { $("login").hidden = false; $("app").hidden = true; return; }
+  csrf = s.csrf;
+  $("login").hidden = true; $("app").hidden = false;
+  $("logout").hidden = !s.login_required;
+  await Promise.all([loadSnapshots(), loadProfiles(), loadJobs()]);
+}
+
+$("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    await api("POST", "/api/login", { password: $("login-password").value });
+    $("login-password").value = "";
+    $("login-error").textContent = "";
+    await start();
+  } catch (e) { $("login-error").textContent = e.message; }
+});
+$("logout").addEventListener("click", async () => { await api("POST", "/api/logout", {}); location.reload(); });
+
+let snaps = [];
+async function loadSnapshots() {
+  const q = new URLSearchParams({ host: $("f-host").value, tag: $("f-tag").value, path: $("f-path").value });
+  snaps = await api("GET", "/api/snapshots?" + q);
+  const tb = $("snapshots").querySelector("tbody");
+  tb.replaceChildren();
+  for (const s of snaps.slice().reverse()) {
+    tb.append(el("tr", { "data-id": s.id },
+      el("td", {}, el("input", { type: "checkbox", class: "pick", value: s.id })),
+      el("td", {}, el("a", { class: "browse", onclick: () => browse(s, "") }, s.short_id)),
+      el("td", {}, s.time.replace("T", " ").slice(0, 19)),
+      el("td", {}, s.host),
+      el("td", {}, ...s.tags.map((t) => el("span", { class: "tag" }, t))),
+      el("td", {}, s.description || ""),
+      el("td", { class: "num" }, human(s.size)),
+      el("td", { class: "num" }, human(s.bytes_added)),
+      el("td", {}, el("a", { href: "/api/snapshots/" + s.id + "/tar" }, "tar"))));
+  }
+  drawCharts(snaps);
+}
+$("filters").addEventListener("submit", (ev) => { ev.preventDefault(); loadSnapshots().catch(showError); });
+
+function chart(title, values, labels) {
+  const W = 360, H = 140, P = 24;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", W); svg.setAttribute("height", H);
+  const t = document.createElementNS(ns, "text");
+  t.setAttribute("x", 6); t.setAttribute("y", 14); t.textContent = title + (values.length ? " (max " + human(Math.max(...values)) + ")" : "");
+  svg.append(t);
+  const max = Math.max(1, ...values);
+  const bw = (W - 2 * P) / Math.max(1, values.length);
+  values.forEach((v, i) => {
+    const h = (H - 2 * P) * v / max;
+    const r = document.createElementNS(ns, "rect");
+    r.setAttribute("x", P + i * bw + 1); r.setAttribute("y", H - P - h);
+    r.setAttribute("width", Math.max(1, bw - 2)); r.setAttribute("height", h);
+    r.setAttribute("fill", "#4a8");
+    const tip = document.createElementNS(ns, "title");
+    tip.textContent = labels[i] + ": " + human(v);
+    r.append(tip);
+    svg.append(r);
+  });
+  return svg;
+}
+
+function drawCharts(list) {
+  let total = 0;
+  const stored = list.map((s) => (total += s.bytes_added));
+  const labels = list.map((s) => s.time.slice(0, 16));
+  $("charts").replaceChildren(
+    chart("Repository size (stored)", stored, labels),
+    chart("Bytes added per snapshot", list.map((s) => s.bytes_added), labels));
+}
+
+async function loadProfiles() {
+  const ps = await api("GET", "/api/profiles");
+  const box = $("profiles");
+  box.replaceChildren();
+  for (const p of ps) {
+    const last = p.last_runs[0];
+    const keep = ["keep_last", "keep_daily", "keep_weekly", "keep_monthly"].filter((k) => p[k] != null).map((k) => k.replace("keep_", "") + " " + p[k]).join(", ");
+    box.append(el("div", { class: "profile" },
+      el("b", {}, p.name), " → ", p.repository, " · ", (p.paths || []).join(" "),
+      keep ? " · keeps " + keep : "",
+      " · last run: ", last ? last.time.replace("T", " ").slice(0, 19) + " (" + human(last.bytes_added) + " added)" : "never",
+      " ", el("button", { class: "run-profile", onclick: () => startJob("/api/jobs/backup", { profile: p.name }) }, "Back up " + p.name + " now")));
+  }
+}
+
+$("backup-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const paths = $("backup-paths").value.split(/\s+/).filter((x) => x);
+  startJob("/api/jobs/backup", { paths });
+});
+
+async function startJob(url, body, raw) {
+  showError(null);
+  try {
+    const j = await api("POST", url, body, raw);
+    watch(j.id);
+  } catch (e) { showError(e); }
+}
+
+const jobViews = {};
+function jobView(j) {
+  let v = jobViews[j.id];
+  if (!v) {
+    v = jobViews[j.id] = {
+      row: el("div", { class: "job", id: "job-" + j.id }),
+      bar: el("div", {}),
+      text: el("span", { class: "job-state" }),
+    };
+    v.row.append(el("span", {}, "#" + j.id + " " + j.title + " "), el("span", { class: "bar" }, v.bar), " ", v.text);
+    $("jobs").prepend(v.row);
+  }
+  const pct = j.state === "done" ? 1 : (j.percent || 0);
+  v.bar.style.width = Math.round(pct * 100) + "%";
+  v.text.className = "job-state state-" + j.state;
+  v.text.textContent = j.state + (j.state === "running" ? " " + Math.round(pct * 100) + "% (" + human(j.bytes_done) + ")" : "") + (j.error ? ": " + j.error : "");
+}
+
+function watch(id) {
+  const es = new EventSource("/api/jobs/" + id + "/events");
+  es.addEventListener("job", (ev) => {
+    const j = JSON.parse(ev.data);
+    jobView(j);
+    if (j.state !== "running") {
+      es.close();
+      loadSnapshots().catch(showError);
+      loadProfiles().catch(showError);
+    }
+  });
+  es.onerror = () => es.close();
+}
+
+async function loadJobs() {
+  const js = await api("GET", "/api/jobs");
+  for (const j of js) { jobView(j); if (j.state === "running") watch(j.id); }
+}
+
+async function browse(s, path) {
+  current = { id: s.id, short: s.short_id, path };
+  const t = await api("GET", "/api/snapshots/" + s.id + "/tree?path=" + encodeURIComponent(path));
+  $("browser").hidden = false;
+  $("browse-title").textContent = s.short_id + " (" + s.time.slice(0, 19) + ")";
+  const crumbs = $("crumbs");
+  crumbs.replaceChildren(el("a", { onclick: () => browse(s, "") }, "/"));
+  let acc = "";
+  for (const part of path.split("/").filter((x) => x)) {
+    acc = acc ? acc + "/" + part : part;
+    const to = acc;
+    crumbs.append(" ", el("a", { onclick: () => browse(s, to) }, part), " /");
+  }
+  const tb = $("tree").querySelector("tbody");
+  tb.replaceChildren();
+  for (const e of t.entries) {
+    const q = "?path=" + encodeURIComponent(e.path);
+    const name = e.type === "dir"
+      ? el("a", { class: "dir", onclick: () => browse(s, e.path) }, e.name + "/")
+      : el("span", {}, e.name);
+    const link = e.type === "file"
+      ? el("a", { class: "download", href: "/api/snapshots/" + s.id + "/file" + q, download: e.name }, "download")
+      : e.type === "dir" ? el("a", { href: "/api/snapshots/" + s.id + "/tar" + q }, "tar") : "";
+    tb.append(el("tr", {}, el("td", {}, name), el("td", {}, e.type), el("td", { class: "num" }, e.type === "file" ? human(e.size) : ""), el("td", {}, e.mtime), el("td", {}, link)));
+  }
+  $("tar-link").href = "/api/snapshots/" + s.id + "/tar?path=" + encodeURIComponent(path);
+}
+
+$("restore-button").addEventListener("click", () => {
+  $("restore-snap").textContent = current.short;
+  $("restore-what").textContent = current.path ? "(only /" + current.path + ")" : "(everything)";
+  $("restore-confirm").checked = false;
+  $("restore-dialog").showModal();
+});
+$("restore-dialog").addEventListener("close", () => {
+  if ($("restore-dialog").returnValue !== "ok") return;
+  if (!$("restore-confirm").checked) { showError("restore not started: tick the confirmation"); return; }
+  startJob("/api/jobs/restore", { snapshot: current.id, target: $("restore-target").value, path: current.path || null });
+});
+
+$("meta-button").addEventListener("click", async () => {
+  const s = snaps.find((x) => x.id === current.id);
+  const d = prompt("Description", (s && s.description) || "");
+  if (d === null) return;
+  const t = prompt("Tags (comma-separated)", s ? s.tags.join(",") : "");
+  if (t === null) return;
+  try {
+    const r = await api("POST", "/api/snapshots/" + current.id + "/meta", { description: d, tags: t.split(",").map((x) => x.trim()) });
+    current.id = r.id;
+    await loadSnapshots();
+  } catch (e) { showError(e); }
+});
+
+$("upload-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = $("upload-file").files[0];
+  if (!f) { showError("choose a .tar file first"); return; }
+  startJob("/api/jobs/import?name=" + encodeURIComponent(f.name), undefined, f);
+});
+
+$("diff-button").addEventListener("click", async () => {
+  const picked = [...document.querySelectorAll(".pick:checked")].map((x) => x.value);
+  if (picked.length !== 2) { showError("check exactly two snapshots"); return; }
+  const order = snaps.map((s) => s.id);
+  picked.sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  try {
+    const d = await api("GET", "/api/diff?from=" + picked[0] + "&to=" + picked[1]);
+    $("diff").textContent = d.changes.map((c) => c.change + "  " + c.path).join("\n") || "no changes";
+  } catch (e) { showError(e); }
+});
+
+start().catch(showError);

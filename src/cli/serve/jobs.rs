@@ -1,0 +1,213 @@
+//! Console jobs: long operations (backup, restore, import) run as child
+//! `snap` processes owned by the server, so they go on when the browser
+//! closes. Progress comes from the child's `--json` status lines.
+
+use serde::Serialize;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Lines of a job's output kept for the page (the newest).
+const LOG_LINES: usize = 200;
+
+/// One job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Job number, from 1, unique for this server process.
+    pub id: u64,
+    /// `backup`, `restore` or `import`.
+    pub kind: String,
+    /// What the job does, for people.
+    pub title: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Share done, 0..=1, once the child reports a total.
+    pub percent: Option<f64>,
+    /// Bytes processed so far, as the child reports them.
+    pub bytes_done: u64,
+    /// Start time, RFC 3339 UTC.
+    pub started: String,
+    /// End time, RFC 3339 UTC.
+    pub ended: Option<String>,
+    /// The child's exit status once it ended.
+    pub exit_code: Option<i32>,
+    /// The error line of a failed job (the lease's reason when it was locked).
+    pub error: Option<String>,
+    /// The newest lines of the child's output.
+    pub log: Vec<String>,
+    /// Key used to refuse conflicting jobs (the repository, or a restore target).
+    #[serde(skip)]
+    pub conflict_key: String,
+}
+
+/// Every job of this server, with a change counter for server-sent events.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Mutex<Vec<Job>>>,
+    tick: watch::Sender<u64>,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs {
+            inner: Arc::default(),
+            tick: watch::channel(0).0,
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Jobs {
+    /// All jobs, oldest first.
+    pub fn list(&self) -> Vec<Job> {
+        self.inner.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Job `id`, if it exists.
+    pub fn get(&self, id: u64) -> Option<Job> {
+        self.list().into_iter().find(|j| j.id == id)
+    }
+
+    /// A receiver that changes whenever any job changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tick.subscribe()
+    }
+
+    fn update(&self, id: u64, f: impl FnOnce(&mut Job)) {
+        if let Ok(mut v) = self.inner.lock() {
+            if let Some(j) = v.iter_mut().find(|j| j.id == id) {
+                f(j);
+            }
+        }
+        self.tick.send_modify(|t| *t += 1);
+    }
+
+    /// Starts `cmd` as job `kind`. Refused (Err with the reason) while a
+    /// running job has the same `conflict_key`.
+    pub fn start(
+        &self,
+        kind: &str,
+        title: String,
+        conflict_key: String,
+        mut cmd: Command,
+        cleanup: Option<std::path::PathBuf>,
+    ) -> Result<u64, String> {
+        let id = {
+            let mut v = self.inner.lock().map_err(|_| "job list poisoned".to_string())?;
+            if let Some(o) = v
+                .iter()
+                .find(|j| j.state == "running" && j.conflict_key == conflict_key)
+            {
+                return Err(format!(
+                    "refused: job {} ({}: {}) is still running on {}; wait for it to finish",
+                    o.id, o.kind, o.title, conflict_key
+                ));
+            }
+            let id = v.len() as u64 + 1;
+            v.push(Job {
+                id,
+                kind: kind.to_string(),
+                title,
+                state: "running".into(),
+                percent: None,
+                bytes_done: 0,
+                started: now(),
+                ended: None,
+                exit_code: None,
+                error: None,
+                log: Vec::new(),
+                conflict_key,
+            });
+            id
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                self.update(id, |j| {
+                    j.state = "failed".into();
+                    j.error = Some(format!("starting snap: {e}"));
+                    j.ended = Some(now());
+                });
+                return Ok(id);
+            }
+        };
+        self.tick.send_modify(|t| *t += 1);
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let me = self.clone();
+        let err_thread = stderr.map(|s| {
+            let me = me.clone();
+            std::thread::spawn(move || {
+                let mut last_error = None;
+                for line in BufReader::new(s).lines().map_while(Result::ok) {
+                    let msg = match serde_json::from_str::<serde_json::Value>(&line) {
+                        Ok(v) if v["type"] == "error" => {
+                            let m = v["message"].as_str().unwrap_or("").to_string();
+                            last_error = Some(m.clone());
+                            m
+                        }
+                        Ok(v) if v["message"].is_string() => {
+                            v["message"].as_str().unwrap_or("").to_string()
+                        }
+                        _ => {
+                            if let Some(m) = line.strip_prefix("snap: error: ") {
+                                last_error = Some(m.to_string());
+                            }
+                            line
+                        }
+                    };
+                    me.update(id, |j| push_log(j, msg));
+                }
+                last_error
+            })
+        });
+        std::thread::spawn(move || {
+            if let Some(s) = stdout {
+                for line in BufReader::new(s).lines().map_while(Result::ok) {
+                    match serde_json::from_str::<serde_json::Value>(&line) {
+                        Ok(v) if v["type"] == "status" => me.update(id, |j| {
+                            j.percent = v["percent_done"].as_f64();
+                            j.bytes_done = v["bytes_done"].as_u64().unwrap_or(j.bytes_done);
+                        }),
+                        _ => me.update(id, |j| push_log(j, line)),
+                    }
+                }
+            }
+            let status = child.wait();
+            let last_error = err_thread.and_then(|t| t.join().ok()).flatten();
+            if let Some(p) = cleanup {
+                let _ = std::fs::remove_file(p);
+            }
+            me.update(id, |j| {
+                j.ended = Some(now());
+                let code = status.as_ref().ok().and_then(|s| s.code());
+                j.exit_code = code;
+                if code == Some(0) {
+                    j.state = "done".into();
+                    j.percent = Some(1.0);
+                } else {
+                    j.state = "failed".into();
+                    j.error = Some(last_error.unwrap_or_else(|| match &status {
+                        Ok(s) => format!("snap exited with {s}"),
+                        Err(e) => format!("waiting for snap: {e}"),
+                    }));
+                }
+            });
+        });
+        Ok(id)
+    }
+}
+
+fn push_log(j: &mut Job, line: String) {
+    if j.log.len() >= LOG_LINES {
+        j.log.remove(0);
+    }
+    j.log.push(line);
+}
