@@ -216,14 +216,7 @@ fn entries_of_tar(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
 fn endpoints(s: &Snap) {
     s.init();
     let (d, b) = data(s);
-    s.ok([
-        "backup",
-        "--host",
-        "h1",
-        "--tag",
-        "t1",
-        d.to_str().unwrap(),
-    ]);
+    s.ok(["backup", "--host", "h1", "--tag", "t1", d.to_str().unwrap()]);
     let cfg = s.path("snap.toml");
     std::fs::write(
         &cfg,
@@ -254,10 +247,34 @@ fn endpoints(s: &Snap) {
     assert_eq!(list[0]["host"], "h1");
     assert!(list[0]["size"].as_u64().unwrap() >= b.len() as u64);
     assert!(list[0]["bytes_added"].as_u64().unwrap() > 0);
-    assert_eq!(c.get("/api/snapshots?host=h1&tag=t1").json().as_array().unwrap().len(), 1);
-    assert_eq!(c.get("/api/snapshots?host=nope").json().as_array().unwrap().len(), 0);
-    assert_eq!(c.get("/api/snapshots?tag=nope").json().as_array().unwrap().len(), 0);
-    assert_eq!(c.get(&format!("/api/snapshots/{first}")).json()["hostname"], "h1");
+    assert_eq!(
+        c.get("/api/snapshots?host=h1&tag=t1")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        c.get("/api/snapshots?host=nope")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        c.get("/api/snapshots?tag=nope")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        c.get(&format!("/api/snapshots/{first}")).json()["hostname"],
+        "h1"
+    );
 
     // Profiles with their last runs.
     let profs = c.get("/api/profiles").json();
@@ -269,8 +286,15 @@ fn endpoints(s: &Snap) {
     let sub = bpath.trim_end_matches("/b.bin");
     let root = c.get(&format!("/api/snapshots/{first}/tree")).json();
     assert!(!root["entries"].as_array().unwrap().is_empty(), "{root}");
-    let t = c.get(&format!("/api/snapshots/{first}/tree?path={sub}")).json();
-    let names: Vec<_> = t["entries"].as_array().unwrap().iter().map(|e| e["name"].clone()).collect();
+    let t = c
+        .get(&format!("/api/snapshots/{first}/tree?path={sub}"))
+        .json();
+    let names: Vec<_> = t["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
     assert_eq!(names, vec![json!("b.bin")], "{t}");
     let f = c.get(&format!("/api/snapshots/{first}/file?path={bpath}"));
     assert_eq!(f.status, 200);
@@ -281,29 +305,61 @@ fn endpoints(s: &Snap) {
     let tr = c.get(&format!("/api/snapshots/{first}/tar?path={sub}"));
     assert_eq!(tr.status, 200);
     let ents = entries_of_tar(&tr.body);
-    assert!(ents.iter().any(|(p, v)| p.ends_with("b.bin") && *v == b), "tar entries: {:?}", ents.iter().map(|e| &e.0).collect::<Vec<_>>());
+    assert!(
+        ents.iter().any(|(p, v)| p.ends_with("b.bin") && *v == b),
+        "tar entries: {:?}",
+        ents.iter().map(|e| &e.0).collect::<Vec<_>>()
+    );
 
     // Refusals: a path outside the snapshot, bad and unknown ids, not a file.
     for bad in ["../etc/passwd", "a/../../x", "./x"] {
         let r = c.get(&format!("/api/snapshots/{first}/file?path={bad}"));
         assert_eq!(r.status, 400, "{bad}");
-        assert!(r.json()["error"].as_str().unwrap().contains("outside the snapshot"));
-        assert_eq!(c.get(&format!("/api/snapshots/{first}/tree?path={bad}")).status, 400);
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("outside the snapshot"));
+        assert_eq!(
+            c.get(&format!("/api/snapshots/{first}/tree?path={bad}"))
+                .status,
+            400
+        );
     }
     let r = c.get("/api/snapshots/xyz!/tree");
     assert_eq!(r.status, 400);
-    assert!(r.json()["error"].as_str().unwrap().contains("bad snapshot id"));
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("bad snapshot id"));
     assert_eq!(c.get("/api/snapshots/00000000/tree").status, 404);
-    assert_eq!(c.get(&format!("/api/snapshots/{first}/file?path={sub}")).status, 400);
-    assert_eq!(c.get(&format!("/api/snapshots/{first}/file?path={sub}/nope")).status, 404);
+    assert_eq!(
+        c.get(&format!("/api/snapshots/{first}/file?path={sub}"))
+            .status,
+        400
+    );
+    assert_eq!(
+        c.get(&format!("/api/snapshots/{first}/file?path={sub}/nope"))
+            .status,
+        404
+    );
     assert_eq!(c.get("/api/jobs/abc").status, 400);
     assert_eq!(c.get("/api/jobs/999").status, 404);
 
     // CSRF: missing and wrong tokens are refused, even on loopback.
     let meta = json!({"description": "before the upgrade", "tags": ["t1", "keep"]});
-    let no = c.post_with(&format!("/api/snapshots/{first}/meta"), meta.to_string().into_bytes(), Some(""), "application/json");
+    let no = c.post_with(
+        &format!("/api/snapshots/{first}/meta"),
+        meta.to_string().into_bytes(),
+        Some(""),
+        "application/json",
+    );
     assert_eq!(no.status, 403);
-    let wrong = c.post_with(&format!("/api/snapshots/{first}/meta"), meta.to_string().into_bytes(), Some(&"0".repeat(64)), "application/json");
+    let wrong = c.post_with(
+        &format!("/api/snapshots/{first}/meta"),
+        meta.to_string().into_bytes(),
+        Some(&"0".repeat(64)),
+        "application/json",
+    );
     assert_eq!(wrong.status, 403);
     assert!(wrong.json()["error"].as_str().unwrap().contains("CSRF"));
     // Description and tags.
@@ -322,7 +378,10 @@ fn endpoints(s: &Snap) {
     let clash = c.post("/api/jobs/backup", json!({"paths": [d.to_str().unwrap()]}));
     assert_eq!(clash.status, 409);
     let why = clash.json()["error"].as_str().unwrap().to_string();
-    assert!(why.contains("still running") && why.contains("profile slow"), "{why}");
+    assert!(
+        why.contains("still running") && why.contains("profile slow"),
+        "{why}"
+    );
     // Progress as server-sent events, until the job is done.
     let sse = c.get(&format!("/api/jobs/{slow}/events"));
     assert_eq!(sse.header("content-type"), Some("text/event-stream"));
@@ -330,11 +389,22 @@ fn endpoints(s: &Snap) {
     assert!(text.contains("event: job"), "{text}");
     assert!(text.contains("\"state\":\"done\""), "{text}");
     assert_eq!(c.wait_job(slow)["state"], "done");
-    assert_eq!(c.post("/api/jobs/backup", json!({"profile": "nope"})).status, 404);
-    assert_eq!(c.post("/api/jobs/backup", json!({"paths": ["relative"]})).status, 400);
+    assert_eq!(
+        c.post("/api/jobs/backup", json!({"profile": "nope"}))
+            .status,
+        404
+    );
+    assert_eq!(
+        c.post("/api/jobs/backup", json!({"paths": ["relative"]}))
+            .status,
+        400
+    );
 
     // A backup of paths, with progress from the child's status lines.
-    let j = c.post("/api/jobs/backup", json!({"paths": [d.to_str().unwrap()], "tags": ["web"]}));
+    let j = c.post(
+        "/api/jobs/backup",
+        json!({"paths": [d.to_str().unwrap()], "tags": ["web"]}),
+    );
     assert_eq!(j.status, 202);
     let j = c.wait_job(j.json()["id"].as_u64().unwrap());
     assert_eq!(j["state"], "done", "{j}");
@@ -348,18 +418,48 @@ fn endpoints(s: &Snap) {
     let df = c.get(&format!("/api/diff?from={first}&to={last}")).json();
     let changes = df["changes"].as_array().unwrap();
     assert!(changes.iter().any(|ch| ch["path"].as_str().unwrap().ends_with("a.txt") && ch["change"] == "modified"), "{df}");
-    assert_eq!(c.get(&format!("/api/diff?from={first}&to=nothex")).status, 400);
+    assert_eq!(
+        c.get(&format!("/api/diff?from={first}&to=nothex")).status,
+        400
+    );
 
     // Restore into a target; refused targets.
     let target = s.path("restored");
-    let r = c.post("/api/jobs/restore", json!({"snapshot": first, "target": target.to_str().unwrap()}));
+    let r = c.post(
+        "/api/jobs/restore",
+        json!({"snapshot": first, "target": target.to_str().unwrap()}),
+    );
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(c.wait_job(r.json()["id"].as_u64().unwrap())["state"], "done");
+    assert_eq!(
+        c.wait_job(r.json()["id"].as_u64().unwrap())["state"],
+        "done"
+    );
     let back = std::fs::read(target.join(&bpath)).expect("restored file");
     assert!(back == b, "restored bytes differ");
-    assert_eq!(c.post("/api/jobs/restore", json!({"snapshot": first, "target": "rel/dir"})).status, 400);
-    assert_eq!(c.post("/api/jobs/restore", json!({"snapshot": first, "target": "/tmp/x", "path": "../x"})).status, 400);
-    assert_eq!(c.post("/api/jobs/restore", json!({"snapshot": "zz", "target": "/tmp/x"})).status, 400);
+    assert_eq!(
+        c.post(
+            "/api/jobs/restore",
+            json!({"snapshot": first, "target": "rel/dir"})
+        )
+        .status,
+        400
+    );
+    assert_eq!(
+        c.post(
+            "/api/jobs/restore",
+            json!({"snapshot": first, "target": "/tmp/x", "path": "../x"})
+        )
+        .status,
+        400
+    );
+    assert_eq!(
+        c.post(
+            "/api/jobs/restore",
+            json!({"snapshot": "zz", "target": "/tmp/x"})
+        )
+        .status,
+        400
+    );
 
     // Upload a tar archive: imported as a new snapshot.
     let mut tb = tar::Builder::new(Vec::new());
@@ -369,9 +469,19 @@ fn endpoints(s: &Snap) {
     h.set_cksum();
     tb.append_data(&mut h, "up/x.txt", &b"12345"[..]).unwrap();
     let body = tb.into_inner().unwrap();
-    let nocsrf = c.post_with("/api/jobs/import?name=site.tar", body.clone(), Some("bad"), "application/x-tar");
+    let nocsrf = c.post_with(
+        "/api/jobs/import?name=site.tar",
+        body.clone(),
+        Some("bad"),
+        "application/x-tar",
+    );
     assert_eq!(nocsrf.status, 403);
-    let up = c.post_with("/api/jobs/import?name=site.tar&tag=upload", body, None, "application/x-tar");
+    let up = c.post_with(
+        "/api/jobs/import?name=site.tar&tag=upload",
+        body,
+        None,
+        "application/x-tar",
+    );
     assert_eq!(up.status, 202, "{}", String::from_utf8_lossy(&up.body));
     let j = c.wait_job(up.json()["id"].as_u64().unwrap());
     assert_eq!(j["state"], "done", "{j}");
@@ -412,7 +522,11 @@ fn console_login_and_refusals() {
         .env("SNAP_CONSOLE_PASSWORD", "open sesame 42")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let h = std::fs::read_to_string(&hash).unwrap();
     assert!(h.starts_with("$argon2id$"), "{h}");
     assert!(!h.contains("open sesame"));
@@ -421,7 +535,13 @@ fn console_login_and_refusals() {
     let (code, err) = s.fail(["serve", "--listen", "0.0.0.0:0"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a loopback address"), "{err}");
-    let (code, _) = s.fail(["serve", "--listen", "0.0.0.0:0", "--password-hash-file", hash.to_str().unwrap()]);
+    let (code, _) = s.fail([
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--password-hash-file",
+        hash.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2);
 
     let mut c = Console::start(&s, &["--password-hash-file", hash.to_str().unwrap()]);
@@ -435,22 +555,40 @@ fn console_login_and_refusals() {
         assert_eq!(r.status, 401, "{p}");
         assert!(r.json()["error"].as_str().unwrap().contains("log in"));
     }
-    assert_eq!(c.post("/api/jobs/backup", json!({"paths": ["/tmp"]})).status, 401);
+    assert_eq!(
+        c.post("/api/jobs/backup", json!({"paths": ["/tmp"]}))
+            .status,
+        401
+    );
     // Wrong password.
-    assert_eq!(c.post("/api/login", json!({"password": "wrong"})).status, 401);
+    assert_eq!(
+        c.post("/api/login", json!({"password": "wrong"})).status,
+        401
+    );
     // Right password: an HttpOnly, SameSite=Strict cookie.
     let ok = c.post("/api/login", json!({"password": "open sesame 42"}));
     assert_eq!(ok.status, 200);
     let cookie = ok.header("set-cookie").unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     c.cookie = Some(cookie.split(';').next().unwrap().to_string());
     let token = ok.json()["csrf"].as_str().unwrap().to_string();
     assert_eq!(c.get("/api/snapshots").json().as_array().unwrap().len(), 1);
     let sess = c.session();
     assert_eq!(sess["csrf"], token.as_str());
     // Logged in but without the CSRF token: refused.
-    let id = c.get("/api/snapshots").json()[0]["id"].as_str().unwrap().to_string();
-    let r = c.post_with(&format!("/api/snapshots/{id}/meta"), b"{\"description\":\"x\"}".to_vec(), Some(""), "application/json");
+    let id = c.get("/api/snapshots").json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c.post_with(
+        &format!("/api/snapshots/{id}/meta"),
+        b"{\"description\":\"x\"}".to_vec(),
+        Some(""),
+        "application/json",
+    );
     assert_eq!(r.status, 403);
     // A forged cookie is not a session.
     c.cookie = Some(format!("snap_session={}", "a".repeat(64)));
@@ -488,7 +626,14 @@ fn console_pg_profile_backup() {
     pg.dropdb(&db);
     assert_eq!(j["state"], "done", "{j}");
     let profs = c.get("/api/profiles").json();
-    assert_eq!(profs[0]["last_runs"].as_array().unwrap().len(), 1, "{profs}");
+    assert_eq!(
+        profs[0]["last_runs"].as_array().unwrap().len(),
+        1,
+        "{profs}"
+    );
     let snaps = c.get("/api/snapshots?tag=profile:db").json();
-    assert!(!snaps[0]["streams"].as_array().unwrap().is_empty(), "{snaps}");
+    assert!(
+        !snaps[0]["streams"].as_array().unwrap().is_empty(),
+        "{snaps}"
+    );
 }

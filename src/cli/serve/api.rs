@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use snap::format::tree::EntryKind;
 use snap::format::snapshot::Snapshot;
+use snap::format::tree::EntryKind;
 use snap::{ErrorKind, SnapshotId};
 use std::io::Write;
 use std::process::Command;
@@ -119,7 +119,10 @@ async fn guard(St(s): St<S>, req: Request, next: Next) -> Response {
     }
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "content-security-policy",
@@ -404,9 +407,8 @@ async fn streamed<C: Send + 'static>(
     ok_rx
         .await
         .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "worker ended".into()))??;
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (b, rx))
-    });
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
     let disp = format!(
         "attachment; filename=\"{}\"",
         filename.replace(|c: char| c == '"' || c == '\\' || c.is_control(), "_")
@@ -644,7 +646,10 @@ async fn start_backup(St(s): St<S>, Json(b): Json<BackupBody>) -> R<(StatusCode,
         }
         _ => return Err(bad("give either a profile or paths")),
     };
-    accepted(&s, s.jobs.start("backup", title, REPO_WRITE.into(), c, None))
+    accepted(
+        &s,
+        s.jobs.start("backup", title, REPO_WRITE.into(), c, None),
+    )
 }
 
 #[derive(Deserialize)]
@@ -668,7 +673,10 @@ async fn start_restore(St(s): St<S>, Json(b): Json<RestoreBody>) -> R<(StatusCod
     let snap_id = b.snapshot.clone();
     let (id, _) = blocking(&st, move |s| resolve(s, &snap_id)).await?;
     let mut c = child(&s)?;
-    c.arg("restore").arg(id.to_hex()).arg("--target").arg(&b.target);
+    c.arg("restore")
+        .arg(id.to_hex())
+        .arg("--target")
+        .arg(&b.target);
     if !p.is_empty() {
         c.arg("--include").arg(format!("/{p}"));
         c.arg("--include").arg(format!("/{p}/**"));
@@ -695,7 +703,9 @@ async fn start_import(
     Query(q): Query<ImportQuery>,
     body: Body,
 ) -> R<(StatusCode, Json<Value>)> {
-    let file = s.upload_dir.join(format!("upload-{}.tar", auth::random_token()));
+    let file = s
+        .upload_dir
+        .join(format!("upload-{}.tar", auth::random_token()));
     let mut f = tokio::fs::File::create(&file)
         .await
         .map_err(|e| bad(format!("creating {}: {e}", file.display())))?;

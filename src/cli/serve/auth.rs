@@ -23,7 +23,7 @@ pub fn random_token() -> String {
 /// Errors: the hasher's error (not expected for in-range parameters).
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt)?;
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)

@@ -97,7 +97,10 @@ impl Jobs {
         cleanup: Option<std::path::PathBuf>,
     ) -> Result<u64, String> {
         let id = {
-            let mut v = self.inner.lock().map_err(|_| "job list poisoned".to_string())?;
+            let mut v = self
+                .inner
+                .lock()
+                .map_err(|_| "job list poisoned".to_string())?;
             if let Some(o) = v
                 .iter()
                 .find(|j| j.state == "running" && j.conflict_key == conflict_key)

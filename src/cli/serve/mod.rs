@@ -64,11 +64,14 @@ pub fn run(g: &Global, a: &ServeArgs) -> Result<u8> {
     }
     let hash = match &a.password_hash_file {
         Some(f) => {
-            let s = std::fs::read_to_string(f)
-                .with_context(|| format!("reading {}", f.display()))?;
+            let s =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             let h = s.lines().next().unwrap_or("").trim().to_string();
             argon2::password_hash::PasswordHash::new(&h).map_err(|e| {
-                Error::usage(format!("{} holds no Argon2 password hash: {e}", f.display()))
+                Error::usage(format!(
+                    "{} holds no Argon2 password hash: {e}",
+                    f.display()
+                ))
             })?;
             Some(h)
         }
@@ -104,9 +107,7 @@ pub fn run(g: &Global, a: &ServeArgs) -> Result<u8> {
         if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
             let cfg = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
-                .with_context(|| {
-                    format!("loading TLS {} and {}", cert.display(), key.display())
-                })?;
+                .with_context(|| format!("loading TLS {} and {}", cert.display(), key.display()))?;
             let listener = std::net::TcpListener::bind(a.listen)
                 .with_context(|| format!("listening on {}", a.listen))?;
             eprintln!("snap console on {scheme}://{}/", listener.local_addr()?);
