@@ -466,6 +466,9 @@ fn endpoints(s: &Snap) {
     let mut h = tar::Header::new_gnu();
     h.set_size(5);
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
     h.set_cksum();
     tb.append_data(&mut h, "up/x.txt", &b"12345"[..]).unwrap();
     let body = tb.into_inner().unwrap();

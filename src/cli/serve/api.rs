@@ -691,8 +691,8 @@ async fn start_restore(St(s): St<S>, Json(b): Json<RestoreBody>) -> R<(StatusCod
 
 #[derive(Deserialize)]
 struct ImportQuery {
-    #[serde(default)]
-    tag: Vec<String>,
+    /// Tags, comma-separated.
+    tag: Option<String>,
     description: Option<String>,
     name: Option<String>,
 }
@@ -720,7 +720,12 @@ async fn start_import(
     let name = q.name.unwrap_or_else(|| "upload.tar".into());
     let mut c = child(&s)?;
     c.arg("import-tar").arg(&file);
-    for t in &q.tag {
+    for t in q
+        .tag
+        .iter()
+        .flat_map(|t| t.split(','))
+        .filter(|t| !t.is_empty())
+    {
         c.arg("--tag").arg(t);
     }
     c.arg("--description")
