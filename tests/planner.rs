@@ -231,10 +231,7 @@ impl Fixture {
     fn contents(&self) -> Vec<FileContent<'_>> {
         self.files
             .iter()
-            .map(|(c, size, _)| FileContent {
-                content: c,
-                size: *size,
-            })
+            .map(|(c, size, _)| FileContent::whole(c, *size))
             .collect()
     }
 
