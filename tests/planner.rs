@@ -539,3 +539,61 @@ fn more_files_than_the_open_file_limit() {
     let sum = restore_summary(&s, &t2, &[]);
     assert!(sum["peak_open_files"].as_u64().unwrap() > 7, "{sum}");
 }
+
+/// `snap export` reads file content through the planner's stream reads,
+/// many files per request (before: at least one request per file, 32 blobs
+/// at most, one file after the other), and the archive holds the tree.
+#[test]
+fn export_reads_many_files_per_request() {
+    let s = Snap::new();
+    s.init();
+    let src = s.path("src");
+    let mut rng = Rng::new(3);
+    let files = 400;
+    for i in 0..files {
+        let d = src.join(format!("d{}", i % 8));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("f{i}")), rng.bytes(4096 + i * 13)).unwrap();
+    }
+    std::fs::write(src.join("big"), rng.bytes(3 << 20)).unwrap();
+    std::fs::write(src.join("empty"), b"").unwrap();
+    s.ok([std::ffi::OsStr::new("backup"), src.as_os_str()]);
+    for format in ["tar", "zip"] {
+        let out_file = s.path(&format!("out.{format}"));
+        let out = s
+            .cmd([
+                std::ffi::OsStr::new("export"),
+                "latest".as_ref(),
+                "--format".as_ref(),
+                format.as_ref(),
+                "-o".as_ref(),
+                out_file.as_os_str(),
+            ])
+            .env("SNAP_STATS", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let gets = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["type"] == "store_stats")
+            .and_then(|v| v["requests"]["by_kind"]["data"]["get"].as_u64())
+            .unwrap_or_else(|| panic!("no store stats: {stderr}"));
+        eprintln!("export --format {format}: {gets} data GETs for {files} files");
+        assert!(gets <= 20, "{format}: {gets} data GETs for {files} files");
+    }
+    // The tar holds the tree as backed up.
+    let x = s.path("x");
+    std::fs::create_dir_all(&x).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(s.path("out.tar"))
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let d = common::cli::tree_diff(&src, &common::cli::restored_path(&x, &src));
+    assert!(d.is_empty(), "{d:?}");
+}
