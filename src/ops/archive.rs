@@ -199,18 +199,61 @@ pub struct ExportSummary {
     pub bytes: u64,
 }
 
+/// Most trees [`walk`] reads ahead of its position.
+const TREES_AHEAD: usize = 4096;
+
+/// Trees read ahead of a depth-first walk: on a miss, the tree and its
+/// descendants level by level (each level one batch of concurrent,
+/// coalesced reads, [`crate::read::trees::read_trees`]) until
+/// [`TREES_AHEAD`] are held, so a walk costs about one round trip per
+/// level and per [`TREES_AHEAD`] folders instead of one per folder.
+struct TreesAhead<'r> {
+    repo: &'r Repository,
+    held: std::collections::HashMap<Id, Result<crate::format::tree::Tree>>,
+}
+
+impl TreesAhead<'_> {
+    fn get(&mut self, id: &Id) -> Result<crate::format::tree::Tree> {
+        if let Some(t) = self.held.remove(id) {
+            return t;
+        }
+        let mut level = vec![*id];
+        while !level.is_empty() && self.held.len() < TREES_AHEAD {
+            let got = crate::read::trees::read_trees(self.repo, &level);
+            level = got
+                .values()
+                .flatten()
+                .flat_map(|t| t.entries.iter().filter_map(|e| e.subtree))
+                .filter(|s| !self.held.contains_key(s) && s != id)
+                .collect();
+            level.sort_unstable();
+            level.dedup();
+            level.truncate(TREES_AHEAD.saturating_sub(self.held.len() + got.len()));
+            self.held.extend(got);
+        }
+        self.held
+            .remove(id)
+            .unwrap_or_else(|| self.repo.read_tree(id))
+    }
+}
+
 /// Visits every entry below tree `id` depth-first, parents before
 /// children, with its relative path. Iterative (one open tree per level);
 /// [`ErrorKind::Corrupt`] for a tree deeper than
-/// [`crate::format::tree::MAX_DEPTH`].
+/// [`crate::format::tree::MAX_DEPTH`]. Trees are read ahead
+/// ([`TreesAhead`]).
 fn walk(
     repo: &Repository,
     id: &Id,
     f: &mut dyn FnMut(&[u8], &TreeEntry) -> Result<()>,
 ) -> Result<()> {
+    let mut trees = TreesAhead {
+        repo,
+        held: std::collections::HashMap::new(),
+    };
     // One level per open folder: its remaining entries and its path.
     let mut stack: Vec<(std::vec::IntoIter<TreeEntry>, Vec<u8>)> =
-        vec![(repo.read_tree(id)?.entries.into_iter(), Vec::new())];
+        vec![(trees.get(id)?.entries.into_iter(), Vec::new())];
     while let Some((entries, prefix)) = stack.last_mut() {
         let Some(e) = entries.next() else {
             stack.pop();
@@ -227,7 +270,7 @@ fn walk(
                 crate::read::restore::check_depth(stack.len() + 1, || {
                     format!("/{}", String::from_utf8_lossy(&path))
                 })?;
-                let t = repo.read_tree(sub)?;
+                let t = trees.get(sub)?;
                 stack.push((t.entries.into_iter(), path));
             }
         }
