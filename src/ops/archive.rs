@@ -98,6 +98,9 @@ impl Read for FileReader<'_> {
     }
 }
 
+/// What [`walk_with_content`] calls per entry: (path, entry, its content).
+type EntryFn<'a> = dyn FnMut(&[u8], &TreeEntry, &mut FileReader<'_>) -> Result<()> + 'a;
+
 /// Walks the snapshot tree `root` (see [`walk`]) in batches of at most
 /// [`BATCH_ENTRIES`] entries or [`BATCH_BYTES`] content bytes, and calls
 /// `f(path, entry, content)` for each entry in walk order; `content`
@@ -109,11 +112,7 @@ impl Read for FileReader<'_> {
 ///
 /// Errors: `f`'s, and the repository's reading trees and blobs (a blob
 /// error reaches `f` as an I/O error wrapping it, see [`write_err`]).
-fn walk_with_content(
-    repo: &Repository,
-    root: &Id,
-    f: &mut dyn FnMut(&[u8], &TreeEntry, &mut FileReader<'_>) -> Result<()>,
-) -> Result<()> {
+fn walk_with_content(repo: &Repository, root: &Id, f: &mut EntryFn<'_>) -> Result<()> {
     let window = crate::read::planner::reads_in_flight(repo.store(), 0);
     let mut batch: Vec<(Vec<u8>, TreeEntry)> = Vec::new();
     let mut bytes = 0u64;
