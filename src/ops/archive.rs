@@ -13,7 +13,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{EntryKind, TreeEntry};
-use crate::format::Id;
+use crate::format::BlobId;
 use crate::ops::backup::{backup_entries, BackupOptions, BackupOutcome};
 use crate::read::planner::for_each_blob_with;
 use crate::repo::Repository;
@@ -112,12 +112,12 @@ type EntryFn<'a> = dyn FnMut(&[u8], &TreeEntry, &mut FileReader<'_>) -> Result<(
 ///
 /// Errors: `f`'s, and the repository's reading trees and blobs (a blob
 /// error reaches `f` as an I/O error wrapping it, see [`write_err`]).
-fn walk_with_content(repo: &Repository, root: &Id, f: &mut EntryFn<'_>) -> Result<()> {
+fn walk_with_content(repo: &Repository, root: &BlobId, f: &mut EntryFn<'_>) -> Result<()> {
     let window = crate::read::planner::reads_in_flight(repo.store(), 0);
     let mut batch: Vec<(Vec<u8>, TreeEntry)> = Vec::new();
     let mut bytes = 0u64;
     let mut flush = |batch: &mut Vec<(Vec<u8>, TreeEntry)>| -> Result<()> {
-        let ids: Vec<Id> = batch
+        let ids: Vec<BlobId> = batch
             .iter()
             .filter(|(_, e)| e.kind == EntryKind::File)
             .flat_map(|(_, e)| e.content.iter().copied())
@@ -208,11 +208,11 @@ const TREES_AHEAD: usize = 4096;
 /// level and per [`TREES_AHEAD`] folders instead of one per folder.
 struct TreesAhead<'r> {
     repo: &'r Repository,
-    held: std::collections::HashMap<Id, Result<crate::format::tree::Tree>>,
+    held: std::collections::HashMap<BlobId, Result<crate::format::tree::Tree>>,
 }
 
 impl TreesAhead<'_> {
-    fn get(&mut self, id: &Id) -> Result<crate::format::tree::Tree> {
+    fn get(&mut self, id: &BlobId) -> Result<crate::format::tree::Tree> {
         if let Some(t) = self.held.remove(id) {
             return t;
         }
@@ -243,7 +243,7 @@ impl TreesAhead<'_> {
 /// ([`TreesAhead`]).
 fn walk(
     repo: &Repository,
-    id: &Id,
+    id: &BlobId,
     f: &mut dyn FnMut(&[u8], &TreeEntry) -> Result<()>,
 ) -> Result<()> {
     let mut trees = TreesAhead {
@@ -303,7 +303,7 @@ fn secs(ns: i64) -> i64 {
 /// [`ErrorKind::Corrupt`] error (tar headers carry the size up front).
 pub fn export(
     repo: &Repository,
-    root: &Id,
+    root: &BlobId,
     format: ArchiveFormat,
     w: &mut dyn Write,
 ) -> Result<ExportSummary> {
@@ -313,7 +313,7 @@ pub fn export(
     }
 }
 
-fn export_tar(repo: &Repository, root: &Id, w: &mut dyn Write) -> Result<ExportSummary> {
+fn export_tar(repo: &Repository, root: &BlobId, w: &mut dyn Write) -> Result<ExportSummary> {
     let mut sum = ExportSummary::default();
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
@@ -414,7 +414,7 @@ fn zip_time(ns: i64) -> zip::DateTime {
     .unwrap_or_default()
 }
 
-fn export_zip(repo: &Repository, root: &Id, w: &mut dyn Write) -> Result<ExportSummary> {
+fn export_zip(repo: &Repository, root: &BlobId, w: &mut dyn Write) -> Result<ExportSummary> {
     let zerr = |e: zip::result::ZipError| {
         Error::new(ErrorKind::Io, format!("writing the zip archive: {e}"))
     };
