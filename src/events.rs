@@ -101,7 +101,8 @@ pub enum Event {
     Totals {
         /// Operation.
         op: Op,
-        /// Files (and streams) to read or write.
+        /// Files to read or write (a backup's streams are not counted
+        /// here, though each sends [`Event::FileDone`]).
         files: u64,
         /// Content bytes, `None` while unknown (a backup with streams).
         bytes: Option<u64>,
