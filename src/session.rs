@@ -24,7 +24,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
-use crate::format::Id;
+use crate::format::SnapshotId;
 use crate::keys;
 use crate::lease::{self, LeaseGuard};
 use crate::repo::Repository;
@@ -220,7 +220,7 @@ impl Session {
     /// [`ErrorKind::Locked`] when the lease may have lapsed, so that no
     /// snapshot is committed that a prune may already have ignored.
     /// Reports [`crate::Event::SnapshotSaved`].
-    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
         self.check_lease()?;
         let id = self.repo.save_snapshot(snap)?;
         self.repo.events().event(&crate::Event::SnapshotSaved {
@@ -231,7 +231,7 @@ impl Session {
 
     /// Deletes snapshot object `id` and drops it from the catalog (forget,
     /// tag, `forget --prune`, repair snapshots).
-    pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
         self.require(
             &[
                 Operation::Forget,

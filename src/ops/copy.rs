@@ -38,7 +38,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::events::{run_op, Op};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind, DictId, PackId, SnapshotId};
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
@@ -58,15 +58,15 @@ const COALESCE_GAP: u64 = 1 << 20;
 const FETCH_IN_FLIGHT: usize = 4;
 
 /// One coalesced read: source pack, first byte offset, blobs in the range.
-type FetchJob = (Id, u64, Vec<(Id, BlobLocation)>);
+type FetchJob = (PackId, u64, Vec<(BlobId, BlobLocation)>);
 
 /// What one [`copy_snapshot`] call did.
 #[derive(Debug, Clone, Default)]
 pub struct CopyReport {
     /// Destination snapshot id; `None` when the snapshot was already there.
-    pub copied_to: Option<Id>,
+    pub copied_to: Option<SnapshotId>,
     /// The destination snapshot that already was a copy, when skipped.
-    pub existing: Option<Id>,
+    pub existing: Option<SnapshotId>,
     /// Blobs (content and trees) added to the destination.
     pub blobs: u64,
     /// Plaintext bytes of those blobs.
@@ -80,12 +80,12 @@ pub struct CopyReport {
 }
 
 /// Identity of the backup a snapshot holds: its `original`, else its id.
-pub fn origin_of(id: &Id, snap: &Snapshot) -> Id {
+pub fn origin_of(id: &SnapshotId, snap: &Snapshot) -> SnapshotId {
     snap.original.unwrap_or(*id)
 }
 
 /// The destination snapshot that already is a copy of `origin`, if any.
-pub fn find_copy(dst: &Repository, origin: &Id) -> Result<Option<Id>> {
+pub fn find_copy(dst: &Repository, origin: &SnapshotId) -> Result<Option<SnapshotId>> {
     Ok(dst
         .snapshots()?
         .into_iter()
@@ -107,22 +107,22 @@ struct Copier<'a> {
     same_ids: bool,
     saver: BlobSaver,
     /// Source id → destination id (content and trees done so far).
-    map: HashMap<Id, Id>,
+    map: HashMap<BlobId, BlobId>,
     /// Source trees, decoded, with their plaintext.
-    trees: HashMap<Id, (Tree, Vec<u8>)>,
+    trees: HashMap<BlobId, (Tree, Vec<u8>)>,
     /// Source tree ids, children before parents.
-    tree_order: Vec<Id>,
+    tree_order: Vec<BlobId>,
     /// Source content blob ids, first-seen order.
-    content: Vec<Id>,
+    content: Vec<BlobId>,
     /// Source dictionary id → destination dictionary id (format-spec §12.1).
-    dicts: HashMap<Id, Id>,
+    dicts: HashMap<DictId, DictId>,
     report: CopyReport,
 }
 
 impl Copier<'_> {
     /// The destination's dictionary object with the same zstd dictionary as
     /// source dictionary `src_dict`, copied there first if needed.
-    fn dst_dictionary(&mut self, src_dict: &Id) -> Result<Id> {
+    fn dst_dictionary(&mut self, src_dict: &DictId) -> Result<DictId> {
         if let Some(d) = self.dicts.get(src_dict) {
             return Ok(*d);
         }
@@ -132,13 +132,13 @@ impl Copier<'_> {
         Ok(id)
     }
 
-    fn dst_has(&self, id: &Id) -> Result<bool> {
+    fn dst_has(&self, id: &BlobId) -> Result<bool> {
         Ok(self.saver.is_pending(id) || self.dst.catalog().contains(id)?)
     }
 
     /// Depth-first walk of the source trees below `root`.
-    fn walk(&mut self, root: Id) -> Result<()> {
-        let mut seen_content: HashSet<Id> = self.content.iter().copied().collect();
+    fn walk(&mut self, root: BlobId) -> Result<()> {
+        let mut seen_content: HashSet<BlobId> = self.content.iter().copied().collect();
         // Explicit stack: (tree id, children pushed?).
         let mut stack = vec![(root, false)];
         while let Some((id, expanded)) = stack.pop() {
@@ -174,7 +174,7 @@ impl Copier<'_> {
 
     /// Adds blob `id` to the destination: already sealed (`Sealed`), or
     /// its plaintext to compress and seal ([`BlobSaver::add_plain`]).
-    fn add(&mut self, kind: BlobKind, id: Id, blob: Blob<'_>) -> Result<()> {
+    fn add(&mut self, kind: BlobKind, id: BlobId, blob: Blob<'_>) -> Result<()> {
         match blob {
             Blob::Sealed(sealed, raw_len) => self.saver.add(kind, id, sealed, raw_len)?,
             Blob::Plain(plain) => {
@@ -195,7 +195,7 @@ impl Copier<'_> {
     /// Copies the content blobs the destination needs.
     fn copy_content(&mut self) -> Result<()> {
         // Which blobs to read, grouped by source pack.
-        let mut by_pack: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
+        let mut by_pack: HashMap<PackId, Vec<(BlobId, BlobLocation)>> = HashMap::new();
         let mut pack_order = Vec::new();
         for id in &self.content {
             if self.same_ids {
@@ -224,7 +224,7 @@ impl Copier<'_> {
         for pack in pack_order {
             let mut blobs = by_pack.remove(&pack).unwrap_or_default();
             blobs.sort_by_key(|(_, l)| l.offset);
-            let mut group: Vec<(Id, BlobLocation)> = Vec::new();
+            let mut group: Vec<(BlobId, BlobLocation)> = Vec::new();
             let mut start = 0u64;
             let mut end = 0u64;
             for (id, loc) in blobs {
@@ -295,7 +295,7 @@ impl Copier<'_> {
     fn copy_group(
         &mut self,
         start: u64,
-        group: Vec<(Id, BlobLocation)>,
+        group: Vec<(BlobId, BlobLocation)>,
         bytes: &[u8],
         level: i32,
     ) -> Result<()> {
@@ -340,7 +340,7 @@ impl Copier<'_> {
     }
 
     /// Stores the trees, children first; returns the destination root id.
-    fn copy_trees(&mut self, root: Id) -> Result<Id> {
+    fn copy_trees(&mut self, root: BlobId) -> Result<BlobId> {
         for id in std::mem::take(&mut self.tree_order) {
             if self.map.contains_key(&id) {
                 continue;
@@ -350,7 +350,7 @@ impl Copier<'_> {
                 .trees
                 .remove(&id)
                 .ok_or_else(|| Error::new(ErrorKind::Corrupt, "tree walked twice"))?;
-            let missing = |what: &Id| {
+            let missing = |what: &BlobId| {
                 Error::new(
                     ErrorKind::Corrupt,
                     format!("blob {} was not copied", what.short()),
@@ -396,12 +396,12 @@ impl Copier<'_> {
 ///
 /// Reports `Started`, `PackUploaded`, `SnapshotSaved` and `Finished` to
 /// `dst`'s [`crate::Events`].
-pub fn copy_snapshot(src: &Repository, dst: &Session, src_id: &Id) -> Result<CopyReport> {
+pub fn copy_snapshot(src: &Repository, dst: &Session, src_id: &SnapshotId) -> Result<CopyReport> {
     dst.require(&[Operation::Copy], "a copy")?;
     run_op(dst.events(), Op::Copy, || copy_in(src, dst, src_id))
 }
 
-fn copy_in(src: &Repository, dst: &Session, src_id: &Id) -> Result<CopyReport> {
+fn copy_in(src: &Repository, dst: &Session, src_id: &SnapshotId) -> Result<CopyReport> {
     let snap = src.read_snapshot(src_id)?;
     let origin = origin_of(src_id, &snap);
     if let Some(existing) = find_copy(dst, &origin)? {
