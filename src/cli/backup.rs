@@ -3,11 +3,10 @@
 use super::{human, open_session, progress, Global, EXIT_PARTIAL};
 use anyhow::Result;
 use clap::Args;
-use snap::ops::backup::{BackupOptions, Progress, StreamInput, StreamSource};
+use snap::ops::backup::{BackupOptions, StreamInput, StreamSource};
 use snap::session::Operation;
 use snap::write::{mysql, sources};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
@@ -208,11 +207,10 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
         Some(p) => Some(repo.resolve_snapshot(p)?.0),
         None => None,
     };
-    let progress = Arc::new(Progress::default());
     let bar = if g.json && !g.no_progress {
-        progress::start_json(&progress, "backup")
+        progress::start_json(g, "backup")
     } else {
-        progress::start(&progress, "backup", g.json || g.no_progress)
+        progress::start(g, "backup", g.json || g.no_progress)
     };
     let out = snap::ops::backup::backup(
         &repo,
@@ -225,7 +223,6 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
             parent,
             force: a.force,
             description: a.description.clone(),
-            progress: progress.clone(),
             before_commit: None,
             allow_partial: a.allow_partial,
             failed_sources,
@@ -242,28 +239,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
         ),
         _ => e,
     })?;
-    // Under --json every warning is one JSON object on stderr.
-    let warn = |m: String| {
-        if g.json {
-            eprintln!("{}", serde_json::json!({"type": "warning", "message": m}));
-        } else {
-            eprintln!("warning: {}", super::output::escape(&m));
-        }
-    };
-    for f in &out.snapshot.failed_sources {
-        warn(
-            f.details
-                .get("error")
-                .cloned()
-                .unwrap_or_else(|| "source failed".into()),
-        );
-    }
-    for w in &out.warnings {
-        warn(format!("skipped {w}"));
-    }
-    for c in &out.changed {
-        warn(format!("{c}: changed while reading; stored the bytes read"));
-    }
+    // Warnings were printed as they came (progress::CliEvents).
     let s = &out.snapshot.summary;
     if g.json {
         outln!(

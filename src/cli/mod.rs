@@ -402,7 +402,8 @@ pub fn open_unsynced(g: &Global) -> Result<Repository> {
     let loc = repo_location(g)?;
     let opts = store_options(g)?;
     let pw = password(g, false)?;
-    let repo = Repository::open_unsynced(&loc, pw.as_bytes(), &cache_dir(g), &opts)?;
+    let mut repo = Repository::open_unsynced(&loc, pw.as_bytes(), &cache_dir(g), &opts)?;
+    repo.set_events(progress::events(g));
     print_warnings(g, &repo);
     Ok(repo)
 }

@@ -4,12 +4,10 @@ use super::{human, open, progress, Global};
 use anyhow::{Context, Result};
 use clap::Args;
 use snap::format::snapshot::Snapshot;
-use snap::ops::backup::Progress;
 use snap::read::restore::restore_stream;
 use snap::write::{mysql, sources};
 use snap::Error;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
@@ -151,8 +149,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             )
             .into()),
         };
-    let progress = Arc::new(Progress::default());
-    let bar = progress::start(&progress, "restore", g.json || g.no_progress);
+    let bar = progress::start(g, "restore", g.json || g.no_progress);
     let started = std::time::Instant::now();
     let r = snap::read::restore::restore(
         &repo,
@@ -161,7 +158,6 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         &snap::read::restore::RestoreOptions {
             include: a.include.clone(),
             exclude: a.exclude.clone(),
-            progress: progress.clone(),
             overwrite: match a.overwrite {
                 OverwriteArg::Always => snap::read::restore::Overwrite::Always,
                 OverwriteArg::IfChanged => snap::read::restore::Overwrite::IfChanged,
@@ -203,9 +199,6 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
                 serde_json::json!({"type": "verify_failed", "path": v.path.to_string_lossy(), "error": v.error})
             )?;
         }
-        for w in &sum.warnings {
-            outln!("{}", serde_json::json!({"type": "warning", "message": w}))?;
-        }
         for d in &sum.damaged {
             outln!(
                 "{}",
@@ -217,9 +210,6 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "bytes_read": sum.bytes_read, "updated": sum.updated, "peak_open_files": sum.peak_open_files, "damaged": sum.damaged.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
         )?;
     } else {
-        for w in &sum.warnings {
-            eprintln!("warning: {w}");
-        }
         eprintln!(
             "{} snapshot {} to {}: {} files, {} dirs, {} written, {} read from the repository in {:.2} s",
             if a.dry_run {
