@@ -801,7 +801,7 @@ mod tests {
         let held: Vec<&[u8]> = pieces.iter().skip(1).step_by(2).copied().collect();
         let bytes =
             Dictionary::train(&learn, crate::format::dict::TRAIN_DICT_SIZE, 1).expect("trained");
-        let dict = Dictionary::new(Id([5; 32]), &bytes).unwrap();
+        let dict = Dictionary::new(DictId([5; 32]), &bytes).unwrap();
         let mut enc = Vec::new();
         let mut small = |level: i32| {
             let n: usize = held
