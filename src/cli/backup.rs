@@ -36,10 +36,16 @@ pub struct BackupArgs {
     /// `--config` file, never on the command line.
     #[arg(long = "mongo", value_name = "[NAME=]URI")]
     mongo: Vec<String>,
+    /// Copy a SQLite database with SQLite's online backup API (consistent
+    /// while applications write to it; repeatable) into a private temporary
+    /// file in $TMPDIR, stored as stream `sqlite-<file name>` unless given
+    /// as NAME=PATH.
+    #[arg(long = "sqlite", value_name = "[NAME=]PATH")]
+    sqlite: Vec<String>,
     /// Add `--oplog` to every mongodump (point-in-time dump of a replica set).
     #[arg(long, requires = "mongo")]
     mongo_oplog: bool,
-    /// If a --pg/--mongo/--command/--stdin source fails, still record the
+    /// If a --pg/--mongo/--sqlite/--command/--stdin source fails, still record the
     /// snapshot without it, tagged `partial` (exit code 3).
     #[arg(long)]
     allow_partial: bool,
@@ -155,6 +161,16 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
                 secrets.extend(secret);
             }
             Err(e) => fail_or_record(e, "mongo".into(), sources::KIND_MONGO)?,
+        }
+    }
+    for spec in &a.sqlite {
+        match snap::write::sqlite::sqlite_source(spec) {
+            Ok(s) => streams.push(s),
+            Err(e) => fail_or_record(
+                e,
+                snap::write::sqlite::stream_name(spec),
+                snap::write::sqlite::KIND_SQLITE,
+            )?,
         }
     }
     let mut names = std::collections::HashSet::new();
