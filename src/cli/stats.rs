@@ -71,7 +71,7 @@ pub fn run(g: &Global, a: &StatsArgs) -> Result<u8> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "snapshots": v,
                 "total": total,
-                "repository": {"blobs": blobs, "stored_size": stored, "raw_size": raw},
+                "repository": {"blobs": blobs, "stored_size": stored, "raw_size": raw, "snapshots": repo.snapshots()?.len()},
             }))?
         )?;
         return Ok(0);
