@@ -240,8 +240,15 @@ pub fn consistent_copy(path: &Path) -> Result<std::fs::File> {
 /// Errors: [`ErrorKind::Corrupt`] with SQLite's first complaint (and how
 /// many there were) when the check fails or the file is not a database.
 pub fn integrity_check(path: &Path) -> Result<()> {
+    check_with(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+}
+
+/// [`integrity_check`] through a connection opened with `flags`. A WAL
+/// database opened read-write gets its `-wal` and `-shm` files removed
+/// when the connection closes; read-only, SQLite leaves them.
+fn check_with(path: &Path, flags: OpenFlags) -> Result<()> {
     let what = format!("PRAGMA integrity_check on {}", path.display());
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| Error::new(ErrorKind::Corrupt, format!("{what}: {e}")))?;
     let lines: Vec<String> = (|| -> rusqlite::Result<Vec<String>> {
         let mut st = conn.prepare("PRAGMA integrity_check")?;
@@ -350,8 +357,15 @@ pub fn restore_file(
     f.sync_all()
         .map_err(|e| Error::io(format!("syncing {}", tmp.path().display()), e))?;
     drop(f);
-    integrity_check(tmp.path())
+    // Read-write (no create), so that a restored WAL-mode database leaves
+    // no -wal/-shm files named after the temporary file.
+    check_with(tmp.path(), OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| e.context("the restored database is damaged; nothing was replaced"))?;
+    for ext in ["-wal", "-shm"] {
+        let mut side = tmp.path().as_os_str().to_os_string();
+        side.push(ext);
+        let _ = std::fs::remove_file(side);
+    }
     if let Some(m) = &old {
         let _ = std::fs::set_permissions(
             tmp.path(),
