@@ -373,3 +373,78 @@ state-file = "{dir}/stale.json"
         "{err}"
     );
 }
+
+/// `snap check --compare-source` names a file whose bytes changed (same
+/// size, same mtime), a changed mode, a deleted and a new file, and
+/// ignores a file whose only change is its mtime.
+#[test]
+fn compare_source_finds_changes_and_ignores_mtime() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Snap::new();
+    s.init();
+    let src = s.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for (name, body) in [
+        ("same.txt", "unchanged"),
+        ("touched.txt", "only its mtime changes"),
+        ("sub/edited.bin", "0123456789abcdef"),
+        ("chmod.sh", "#!/bin/sh\n"),
+        ("gone.txt", "deleted later"),
+    ] {
+        std::fs::write(src.join(name), body).unwrap();
+    }
+    std::os::unix::fs::symlink("same.txt", src.join("link")).unwrap();
+    s.ok(["backup", src.to_str().unwrap()]);
+    let out = s.ok(["check", "--compare-source", src.to_str().unwrap()]);
+    assert!(out.contains("no differences"), "{out}");
+
+    filetime::set_file_mtime(
+        src.join("touched.txt"),
+        filetime::FileTime::from_unix_time(1_000_000_000, 0),
+    )
+    .unwrap();
+    let edited = src.join("sub/edited.bin");
+    let mtime =
+        filetime::FileTime::from_last_modification_time(&std::fs::metadata(&edited).unwrap());
+    std::fs::write(&edited, "0123456789abcdeX").unwrap();
+    filetime::set_file_mtime(&edited, mtime).unwrap();
+    std::fs::set_permissions(src.join("chmod.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(src.join("gone.txt")).unwrap();
+    std::fs::write(src.join("new.txt"), "new").unwrap();
+
+    let o = s.run(["--json", "check", "--compare-source", src.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let objs = lines(&String::from_utf8_lossy(&o.stdout));
+    let diffs: Vec<(String, String)> = objs
+        .iter()
+        .filter(|v| v["type"] == "difference")
+        .map(|v| {
+            let p = v["path"].as_str().unwrap();
+            (
+                v["change"].as_str().unwrap().to_string(),
+                p.strip_prefix(src.to_str().unwrap()).unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        diffs,
+        [
+            ("mode".to_string(), "/chmod.sh".to_string()),
+            ("missing".into(), "/gone.txt".into()),
+            ("new".into(), "/new.txt".into()),
+            ("content".into(), "/sub/edited.bin".into()),
+        ],
+        "{objs:?}"
+    );
+    let last = objs.last().unwrap();
+    assert_eq!(last["ok"], false);
+    assert!(last["files_read"].as_u64().unwrap() >= 3, "{last}");
+    // A path no snapshot holds is a usage error.
+    let (code, err) = s.fail(["check", "--compare-source", "/nonexistent/x"]);
+    assert_eq!(code, 2, "{err}");
+}

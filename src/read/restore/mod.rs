@@ -792,7 +792,7 @@ fn keep_existing(
 /// chunker (as a backup cuts it), its chunks' keyed BLAKE3 ids equal
 /// `e.content`. Returns (equal, bytes read); stops at the first chunk that
 /// differs.
-fn same_content(
+pub(crate) fn same_content(
     repo: &Repository,
     f: &mut std::fs::File,
     e: &TreeEntry,
