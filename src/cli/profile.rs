@@ -1080,12 +1080,13 @@ offsite = true
             [
                 (StepKind::Backup, "r"),
                 (StepKind::Copy, "o"),
+                (StepKind::Check, "r"),
                 (StepKind::RestoreTest, "r"),
                 (StepKind::RestoreTest, "o")
             ]
         );
         assert_eq!(
-            steps[3].args,
+            steps[4].args,
             [
                 "--json",
                 "--no-progress",
