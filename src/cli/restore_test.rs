@@ -610,32 +610,6 @@ fn restore_dump(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verdicts() {
-        let q = SqlCheck {
-            query: "q".into(),
-            expect_min: Some(1.0),
-            expect_max: Some(10.0),
-            ..Default::default()
-        };
-        assert!(sql_verdict(&q, "5").is_ok());
-        assert!(sql_verdict(&q, "0").unwrap_err().contains("at least 1"));
-        assert!(sql_verdict(&q, "11").unwrap_err().contains("at most 10"));
-        assert!(sql_verdict(&q, "x").unwrap_err().contains("not a number"));
-        let q = SqlCheck {
-            query: "q".into(),
-            expect: Some("t".into()),
-            ..Default::default()
-        };
-        assert!(sql_verdict(&q, "t").is_ok());
-        assert!(sql_verdict(&q, "f").is_err());
-    }
-}
-
 /// The snapshot's SQLite streams (sources of kind `sqlite`).
 fn sqlite_streams(snap: &Value) -> Vec<String> {
     snap["sources"]
@@ -722,4 +696,30 @@ fn sqlite_checks(
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(handled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        let q = SqlCheck {
+            query: "q".into(),
+            expect_min: Some(1.0),
+            expect_max: Some(10.0),
+            ..Default::default()
+        };
+        assert!(sql_verdict(&q, "5").is_ok());
+        assert!(sql_verdict(&q, "0").unwrap_err().contains("at least 1"));
+        assert!(sql_verdict(&q, "11").unwrap_err().contains("at most 10"));
+        assert!(sql_verdict(&q, "x").unwrap_err().contains("not a number"));
+        let q = SqlCheck {
+            query: "q".into(),
+            expect: Some("t".into()),
+            ..Default::default()
+        };
+        assert!(sql_verdict(&q, "t").is_ok());
+        assert!(sql_verdict(&q, "f").is_err());
+    }
 }
