@@ -436,7 +436,7 @@ pub fn ping(p: &Profile, ok: bool, body: &str) {
     }
 }
 
-/// The repository facts after a run: `snap stats --json latest` on `repo`
+/// The repository facts after a run: `snap stats --json --repository` on `repo`
 /// (`repository.stored_size`, `repository.snapshots`). `None` when it fails.
 pub fn measure(
     cfg: &Config,
@@ -454,7 +454,7 @@ pub fn measure(
         args.push("--cache-dir".into());
         args.push(c.to_string_lossy().into_owned());
     }
-    args.extend(["stats".to_string(), "latest".to_string()]);
+    args.extend(["stats".to_string(), "--repository".to_string()]);
     let out = super::jobs::snap_child(cfg, pw, repo, None, &args)
         .ok()?
         .stdout(std::process::Stdio::piped())

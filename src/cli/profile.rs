@@ -128,7 +128,9 @@ pub struct Profile {
     /// Run `snap check` on the primary repository at the end.
     #[serde(default)]
     pub check: bool,
-    /// With check: also read and verify this share of the pack data (`5%`).
+    /// With check: also read and verify this share of the pack data (`5%`);
+    /// also accepted as `read-data-subset`.
+    #[serde(alias = "read-data-subset")]
     pub check_read_data_subset: Option<String>,
     /// Run the check step only when the last successful check of this
     /// profile is older than this span (`7d`, `12h`) [default: every run].
@@ -1098,6 +1100,11 @@ offsite = true
                 "--repository",
                 "o"
             ]
+        );
+        let c2 = cfg("[repository.r]\npath='/r'\n[profile.p]\nrepository='r'\npaths=['/x']\ncheck-every='7d'\nread-data-subset='5%'\n").unwrap();
+        assert_eq!(
+            c2.get("p").unwrap().check_args(),
+            ["check", "--read-data-subset", "5%"]
         );
         assert_eq!(parse_span("7d"), Ok(7 * 86400));
         assert_eq!(parse_span("26h"), Ok(26 * 3600));
