@@ -81,15 +81,27 @@ pub fn now() -> i64 {
 
 /// The state file of profile `name`: `state-file`, else
 /// `$XDG_STATE_HOME/snap/profiles/NAME.json` (`~/.local/state/…`), else
-/// the same below the cache folder.
+/// the same below the cache folder; characters of NAME other than ASCII
+/// letters, digits, `-` and `_` become `_`.
 pub fn state_path(name: &str, p: &Profile) -> PathBuf {
     if let Some(f) = &p.state_file {
         return f.clone();
     }
     let base = dirs::state_dir().unwrap_or_else(snap::repo::default_cache_dir);
+    // A profile name is any TOML key: keep it inside the folder.
+    let file: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     base.join("snap")
         .join("profiles")
-        .join(format!("{name}.json"))
+        .join(format!("{file}.json"))
 }
 
 impl State {
@@ -530,6 +542,8 @@ mod tests {
 
     #[test]
     fn record_keeps_last_success_and_due() {
+        let p = state_path("../../x y", &Profile::default());
+        assert_eq!(p.file_name().unwrap(), "______x_y.json");
         let mut s = State::default();
         let r = |ok| OpRecord {
             operation: "check".into(),
