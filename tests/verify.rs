@@ -305,6 +305,9 @@ paths = ["{dir}/data"]
 max-age = "26h"
 check-every = "7d"
 state-file = "{dir}/fresh.json"
+[profile.fresh.restore-test]
+every = "7d"
+min-files = 1
 [profile.stale]
 repository = "main"
 paths = ["{dir}/data"]
@@ -322,6 +325,12 @@ state-file = "{dir}/stale.json"
             .any(|o| o["step"] == "check" && o["status"] == "ok"),
         "{out}"
     );
+    assert!(
+        lines(&out)
+            .iter()
+            .any(|o| o["step"] == "restore-test" && o["status"] == "ok"),
+        "{out}"
+    );
     // The second run skips the check: it ran less than 7 days ago.
     let out = p.ok(&["--json", "run", "fresh"]);
     assert!(
@@ -330,8 +339,17 @@ state-file = "{dir}/stale.json"
             .any(|o| o["step"] == "check" && o["status"] == "not-due"),
         "{out}"
     );
+    assert!(
+        lines(&out)
+            .iter()
+            .any(|o| o["step"] == "restore-test" && o["status"] == "not-due"),
+        "{out}"
+    );
     let out = p.ok(&["status", "fresh"]);
-    assert!(out.contains("backup") && out.contains("check"), "{out}");
+    assert!(
+        out.contains("backup") && out.contains("check") && out.contains("restore-test"),
+        "{out}"
+    );
 
     // Never run: stale.
     let (code, out, err) = p.out(&["status", "stale"]);
