@@ -464,7 +464,7 @@ fn restore_mongo(
 fn restore_sqlite(
     g: &Global,
     repo: &snap::Repository,
-    id: &snap::format::Id,
+    id: &snap::SnapshotId,
     snap: &Snapshot,
     a: &RestoreArgs,
     path: &std::path::Path,

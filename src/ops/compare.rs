@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::tree::{EntryKind, TreeEntry};
-use crate::format::Id;
+use crate::format::BlobId;
 use crate::repo::Repository;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -69,7 +69,7 @@ pub struct CompareReport {
 /// Errors: [`crate::ErrorKind::Usage`] when `source` is not absolute or not
 /// in the snapshot; tree reads' errors ([`crate::ErrorKind::Corrupt`],
 /// backend errors); [`crate::ErrorKind::Interrupted`].
-pub fn compare_source(repo: &Repository, root: &Id, source: &Path) -> Result<CompareReport> {
+pub fn compare_source(repo: &Repository, root: &BlobId, source: &Path) -> Result<CompareReport> {
     if !source.is_absolute() {
         return Err(Error::usage(format!(
             "{} is not an absolute path",
