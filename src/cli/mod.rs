@@ -35,6 +35,7 @@ mod prune;
 mod repair;
 mod restore;
 mod restore_test;
+mod restore_test_mysql;
 mod run;
 mod schedule;
 mod snapshots;

@@ -1,10 +1,10 @@
 //! `snap restore-test PROFILE`: restore the profile's latest snapshot into
-//! a scratch directory (and its PostgreSQL dumps into scratch databases,
-//! dropped afterwards; its SQLite streams into scratch files, each checked
-//! with `PRAGMA integrity_check`), run the checks of
-//! `[profile.NAME.restore-test]`, report each, and fail naming the checks
-//! that did not hold. The result is recorded in the profile's state file
-//! and metrics (`cli::monitor`).
+//! a scratch directory (and its PostgreSQL and MariaDB/MySQL dumps into
+//! scratch databases, dropped afterwards; MySQL in `restore_test_mysql.rs`;
+//! its SQLite streams into scratch files, each checked with `PRAGMA
+//! integrity_check`), run the checks of `[profile.NAME.restore-test]`,
+//! report each, and fail naming the checks that did not hold. The result is
+//! recorded in the profile's state file and metrics (`cli::monitor`).
 
 use super::jobs::{child_error, load_config, secs, snap_child, Passwords};
 use super::Global;
@@ -323,12 +323,22 @@ fn run_checks(g: &Global, a: &RestoreTestArgs, cfg: &Config, repo: &str) -> Resu
     // checks); the other SQL checks against scratch databases, one per
     // dump stream used.
     let sqlite_sql = sqlite_checks(&cfg, &mut pw, &p, &base, &id, &snap, &dir, &mut rep)?;
-    let mut p = p.clone();
-    p.restore_test
+    let rest: Vec<SqlCheck> = rt
         .sql
-        .retain(|q| !sqlite_sql.contains(&q.query));
-    if !p.restore_test.sql.is_empty() {
-        sql_checks(&cfg, &mut pw, &p, &base, &id, &snap, &mut rep)?;
+        .iter()
+        .filter(|q| !sqlite_sql.contains(&q.query))
+        .cloned()
+        .collect();
+    if !rest.is_empty() {
+        let (my_checks, pg_checks) = super::restore_test_mysql::split_checks(&rest, &snap);
+        if !pg_checks.is_empty() {
+            sql_checks(&cfg, &mut pw, &p, &base, &id, &snap, &pg_checks, &mut rep)?;
+        }
+        let outcomes =
+            super::restore_test_mysql::run_checks(&cfg, &mut pw, &p, &base, &id, &snap, &my_checks);
+        for (name, ok, detail) in outcomes {
+            rep.add(&name, ok, detail);
+        }
     }
     // 5. Commands in the restore directory.
     for (i, c) in rt.commands.iter().enumerate() {
@@ -446,6 +456,7 @@ fn find_snapshot(
     Ok((id, s))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sql_checks(
     cfg: &Config,
     pw: &mut Passwords<'_>,
@@ -453,6 +464,7 @@ fn sql_checks(
     base: &dyn Fn(&[&str]) -> Vec<String>,
     id: &str,
     snap: &Value,
+    checks: &[&SqlCheck],
     rep: &mut Report<'_>,
 ) -> Result<()> {
     let rt = &p.restore_test;
@@ -481,7 +493,7 @@ fn sql_checks(
     };
     // Which stream each check uses.
     let mut by_stream: Vec<(String, Vec<&SqlCheck>)> = Vec::new();
-    for q in &rt.sql {
+    for &q in checks {
         let stream = match (&q.stream, dumps.as_slice()) {
             (Some(s), _) => s.clone(),
             (None, [one]) => one.clone(),
@@ -641,9 +653,15 @@ fn sqlite_checks(
     rep: &mut Report<'_>,
 ) -> Result<Vec<String>> {
     let streams = sqlite_streams(snap);
+    // Another database stream (a pg dump, a MySQL dump) takes the checks
+    // that name no stream.
     let has_pg = snap["streams"]
         .as_array()
-        .is_some_and(|a| a.iter().filter_map(|s| s.as_str()).any(is_pg_dump_stream));
+        .is_some_and(|a| a.iter().filter_map(|s| s.as_str()).any(is_pg_dump_stream))
+        || snap["sources"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|s| s["kind"] == snap::write::mysql::KIND_MYSQL)
+        });
     let mut handled = Vec::new();
     if streams.is_empty() {
         return Ok(handled);
