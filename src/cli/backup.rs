@@ -48,7 +48,7 @@ pub struct BackupArgs {
     /// Dump a MariaDB/MySQL database with `mariadb-dump --single-transaction
     /// --quick --routines --events --triggers --hex-blob`
     /// (repeatable). CONNINFO is `mysql://USER@HOST:PORT/DATABASE` or
-    /// `host=… port=… user=… database=…`, without a password (the client
+    /// `host=... port=... user=... database=...`, without a password (the client
     /// reads MYSQL_PWD or ~/.my.cnf; `password-file=PATH` is passed in a
     /// private option file); the stream is named `mysql-<database>.sql`
     /// unless given as NAME=CONNINFO.
