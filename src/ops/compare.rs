@@ -199,8 +199,7 @@ fn compare_entry(
                 return Ok(());
             }
             rep.files_read += 1;
-            let r = std::fs::File::open(path)
-                .and_then(|mut f| crate::read::restore::same_content(repo, &mut f, e));
+            let r = std::fs::File::open(path).and_then(|mut f| same_content(repo, &mut f, e));
             match r {
                 Ok((same, n)) => {
                     rep.bytes_read += n;
@@ -269,4 +268,46 @@ fn compare_entry(
         _ => {}
     }
     Ok(())
+}
+
+/// Whether `f` holds exactly `e`'s content: cut with the repository's file
+/// chunker (as a backup cuts it), its chunks' keyed BLAKE3 ids equal
+/// `e.content`. Returns (equal, bytes read); stops at the first chunk that
+/// differs. Needs no index: the cut points come from the bytes.
+fn same_content(
+    repo: &Repository,
+    f: &mut std::fs::File,
+    e: &TreeEntry,
+) -> std::io::Result<(bool, u64)> {
+    use std::io::Read;
+    let ch = repo.files_chunker();
+    let max = ch.max_size();
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * max);
+    let mut tmp = vec![0u8; 1 << 20];
+    let (mut idx, mut read, mut eof) = (0usize, 0u64, false);
+    let mut cuts = Vec::new();
+    loop {
+        while !eof && buf.len() < max {
+            let n = f.read(&mut tmp)?;
+            if n == 0 {
+                eof = true;
+            } else {
+                buf.extend_from_slice(&tmp[..n]);
+                read += n as u64;
+            }
+        }
+        if buf.is_empty() {
+            break;
+        }
+        cuts.clear();
+        let used = ch.cuts(&buf, eof, &mut cuts);
+        for &(off, len) in &cuts {
+            if e.content.get(idx) != Some(&repo.key().blob_id(&buf[off..off + len])) {
+                return Ok((false, read));
+            }
+            idx += 1;
+        }
+        buf.drain(..used);
+    }
+    Ok((idx == e.content.len(), read))
 }
