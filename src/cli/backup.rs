@@ -35,13 +35,19 @@ pub struct BackupArgs {
     /// `--config` file, never on the command line.
     #[arg(long = "mongo", value_name = "[NAME=]URI")]
     mongo: Vec<String>,
+    /// Copy a SQLite database with SQLite's online backup API (consistent
+    /// while applications write to it; repeatable) into a private temporary
+    /// file in $TMPDIR, stored as stream `sqlite-<file name>` unless given
+    /// as NAME=PATH.
+    #[arg(long = "sqlite", value_name = "[NAME=]PATH")]
+    sqlite: Vec<String>,
     /// Add `--oplog` to every mongodump (point-in-time dump of a replica set).
     #[arg(long, requires = "mongo")]
     mongo_oplog: bool,
     /// Dump a MariaDB/MySQL database with `mariadb-dump --single-transaction
     /// --quick --routines --events --triggers --hex-blob`
     /// (repeatable). CONNINFO is `mysql://USER@HOST:PORT/DATABASE` or
-    /// `host=… port=… user=… database=…`, without a password (the client
+    /// `host=... port=... user=... database=...`, without a password (the client
     /// reads MYSQL_PWD or ~/.my.cnf; `password-file=PATH` is passed in a
     /// private option file); the stream is named `mysql-<database>.sql`
     /// unless given as NAME=CONNINFO.
@@ -51,7 +57,7 @@ pub struct BackupArgs {
     /// (`mariadb-dump --system=users`) as stream `mysql-globals.sql`.
     #[arg(long, requires = "mysql")]
     mysql_globals: bool,
-    /// If a --pg/--mysql/--mongo/--command/--stdin source fails, still record the
+    /// If a --pg/--mysql/--mongo/--sqlite/--command/--stdin source fails, still record the
     /// snapshot without it, tagged `partial` (exit code 3).
     #[arg(long)]
     allow_partial: bool,
@@ -191,6 +197,16 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
                 secrets.extend(secret);
             }
             Err(e) => fail_or_record(e, "mongo".into(), sources::KIND_MONGO)?,
+        }
+    }
+    for spec in &a.sqlite {
+        match snap::write::sqlite::sqlite_source(spec) {
+            Ok(s) => streams.push(s),
+            Err(e) => fail_or_record(
+                e,
+                snap::write::sqlite::stream_name(spec),
+                snap::write::sqlite::KIND_SQLITE,
+            )?,
         }
     }
     let mut names = std::collections::HashSet::new();

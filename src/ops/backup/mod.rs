@@ -61,6 +61,9 @@ pub enum StreamInput {
     Command(String),
     /// A program and its arguments, run directly (no shell).
     Program(Vec<String>),
+    /// A SQLite database file, copied consistently with the online backup
+    /// API when the stream is read ([`crate::write::sqlite::consistent_copy`]).
+    Sqlite(std::path::PathBuf),
 }
 
 /// One stream to store under `@streams/NAME`.
