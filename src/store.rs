@@ -236,6 +236,31 @@ fn url_scheme(location: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
+/// What snap says when the store refuses to delete an object for lack of
+/// permission: the credentials are append-only (format-spec §19, §25).
+pub const DELETE_REFUSED: &str = "the store refused DeleteObject: access denied — this repository's credentials are append-only; run prune from a machine with full credentials";
+
+/// Whether `e` is the store refusing a request for lack of permission: HTTP
+/// 401/403 (object_store's `PermissionDenied`, `Unauthenticated`), or S3's
+/// `AccessDenied` code inside a generic error (object_store deletes through
+/// `DeleteObjects`, whose per-key failures arrive as such).
+fn is_access_denied(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => true,
+        e => {
+            let s = e.to_string();
+            s.contains("AccessDenied") || s.contains("Access Denied")
+        }
+    }
+}
+
+/// Whether `e` is a delete refused by append-only credentials
+/// ([`Store::delete`] failing with [`DELETE_REFUSED`]).
+pub fn is_delete_refused(e: &Error) -> bool {
+    e.kind() == ErrorKind::Backend && e.to_string().contains(DELETE_REFUSED)
+}
+
 fn backend_err(what: String, e: object_store::Error) -> Error {
     match e {
         object_store::Error::NotFound { .. } => Error::with_source(ErrorKind::NotFound, what, e),
@@ -705,6 +730,10 @@ impl Store {
         let path = Path::from(key);
         match self.rt.block_on(sh.inner.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) if is_access_denied(&e) => Err(Error::new(
+                ErrorKind::Backend,
+                format!("deleting {key} from {}: {DELETE_REFUSED}", sh.location),
+            )),
             Err(e) => Err(backend_err(
                 format!("deleting {key} from {}", sh.location),
                 e,
