@@ -16,7 +16,8 @@
 #   SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET      (moto)
 #   SNAP_TEST_S3S_ENDPOINT SNAP_TEST_S3S_BUCKET    (s3s-fs; same keys and region as moto)
 #   SNAP_TEST_S3AUTH_ENDPOINT SNAP_TEST_S3AUTH_BUCKET  (a second moto enforcing IAM authorization;
-#       bucket "<bucket>-lock" has Object Lock enabled) with the keys of two IAM users:
+#       bucket "<bucket>-lock" has Object Lock enabled, "<bucket>-lockdefault" also a default
+#       retention of 1 day) with the keys of two IAM users:
 #       SNAP_TEST_S3AUTH_FULL_{KEY,SECRET} (s3:*) and SNAP_TEST_S3AUTH_APPEND_{KEY,SECRET}
 #       (s3:PutObject, s3:GetObject, s3:ListBucket only)
 #   SNAP_TEST_MYSQL_HOST SNAP_TEST_MYSQL_PORT SNAP_TEST_MYSQL_SOCKET
@@ -512,7 +513,8 @@ _snap_start_s3() {
 # S3 with authorization (a second moto)
 
 # Writes the setup script of the authorizing moto to $1. Run while moto still accepts every
-# request (its default), it creates bucket $2, bucket $2-lock (Object Lock enabled), an IAM
+# request (its default), it creates bucket $2, bucket $2-lock (Object Lock enabled), bucket
+# $2-lockdefault (Object Lock with a default retention of 1 day, governance mode), an IAM
 # user "snap-full" allowed s3:* and an IAM user "snap-append" allowed only s3:PutObject,
 # s3:GetObject and s3:ListBucket (no s3:DeleteObject: an append-only credential), then turns
 # authorization on (POST /moto-api/reset-auth with 0: from then on every request is checked
@@ -529,6 +531,10 @@ s3 = boto3.client("s3", **kw)
 iam = boto3.client("iam", **kw)
 s3.create_bucket(Bucket=bucket)
 s3.create_bucket(Bucket=bucket + "-lock", ObjectLockEnabledForBucket=True)
+s3.create_bucket(Bucket=bucket + "-lockdefault", ObjectLockEnabledForBucket=True)
+s3.put_object_lock_configuration(Bucket=bucket + "-lockdefault", ObjectLockConfiguration={
+    "ObjectLockEnabled": "Enabled",
+    "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
 
 
 def user(name, actions):
@@ -555,7 +561,7 @@ EOF
 
 # Starts a second moto (same launcher) that enforces IAM authorization; exports
 # SNAP_TEST_S3AUTH_ENDPOINT, SNAP_TEST_S3AUTH_BUCKET (plain bucket; "<bucket>-lock" has
-# Object Lock enabled) and the two users' keys SNAP_TEST_S3AUTH_{FULL,APPEND}_{KEY,SECRET}
+# Object Lock enabled, "<bucket>-lockdefault" also a default retention) and the two users' keys SNAP_TEST_S3AUTH_{FULL,APPEND}_{KEY,SECRET}
 # (throwaway keys of this test server only).
 _snap_start_s3auth() {
     local root=$1 venv dir port pid url code out line moto=${SNAP_TEST_S3_ENDPOINT:-} s3s=${SNAP_TEST_S3S_ENDPOINT:-}

@@ -261,8 +261,25 @@ pub fn is_delete_refused(e: &Error) -> bool {
     e.kind() == ErrorKind::Backend && e.to_string().contains(DELETE_REFUSED)
 }
 
+/// What snap says when a bucket with a default Object Lock retention refuses
+/// an upload for want of `Content-MD5` (format-spec §25.8).
+pub const OBJECT_LOCK_DEFAULT_UNSUPPORTED: &str = "the bucket locks every new object (Object Lock default retention) and wants a Content-MD5 header on uploads, which snap cannot send yet; use a bucket without a default retention";
+
+/// Whether `e` is an upload refused because the bucket's default Object Lock
+/// retention wants `Content-MD5` (moto: `MissingUploadObjectWithObjectLockHeaders`;
+/// AWS: `InvalidRequest` naming Content-MD5 and Object Lock).
+fn is_object_lock_upload_refused(e: &object_store::Error) -> bool {
+    let s = e.to_string();
+    s.contains("MissingUploadObjectWithObjectLockHeaders")
+        || (s.contains("Content-MD5") && s.contains("Object Lock"))
+}
+
 fn backend_err(what: String, e: object_store::Error) -> Error {
     match e {
+        e if is_object_lock_upload_refused(&e) => Error::new(
+            ErrorKind::Backend,
+            format!("{what}: {OBJECT_LOCK_DEFAULT_UNSUPPORTED}"),
+        ),
         object_store::Error::NotFound { .. } => Error::with_source(ErrorKind::NotFound, what, e),
         // A full local disk surfaces through object_store as a generic
         // error whose source chain holds the io::Error.
