@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -513,11 +514,11 @@ pub fn restore(
         });
     }
 
+    let dirs = DirFds::new(&tgt, &plan);
     // Folders, parents first.
     for (i, _) in plan.dirs.iter().enumerate().filter(|(_, d)| d.needed) {
-        let route = plan.dir_route(Some(i));
-        tgt.dir(&route, true)
-            .map_err(|e| Error::io(format!("creating {}", at(&route)), e))?;
+        dirs.get(Some(i), true)
+            .map_err(|e| Error::io(format!("creating {}", at(&plan.dir_route(Some(i)))), e))?;
         summary.dirs += 1;
     }
     // Symlinks and special files.
@@ -527,7 +528,7 @@ pub fn restore(
         .filter(|i| i.entry.kind != EntryKind::File)
     {
         let e = &it.entry;
-        let dir = tgt.dir(&plan.dir_route(it.parent), false).map_err(|err| {
+        let dir = dirs.get(it.parent, false).map_err(|err| {
             Error::io(
                 format!("opening the folder of {}", at(&plan.item_route(it))),
                 err,
@@ -598,6 +599,7 @@ pub fn restore(
     }
     let sink = TargetFiles {
         tgt: &tgt,
+        dirs: &dirs,
         plan: &plan,
         slots: files.iter().map(|_| Mutex::new(Slot::default())).collect(),
         files: &files,
@@ -707,16 +709,16 @@ pub fn restore(
     }
     // Folder metadata, children before parents, after their content.
     for (i, d) in plan.dirs.iter().enumerate().rev().filter(|(_, d)| d.needed) {
-        let route = plan.dir_route(Some(i));
-        let fd = tgt
-            .dir(&route, false)
-            .map_err(|e| Error::io(format!("opening {}", at(&route)), e))?;
+        let route = || plan.dir_route(Some(i));
+        let fd = dirs
+            .get(Some(i), false)
+            .map_err(|e| Error::io(format!("opening {}", at(&route())), e))?;
         let mut w = Vec::new();
-        target::apply_metadata_fd(&fd, &d.entry, &mut w)
-            .map_err(|e| Error::io(format!("setting metadata of {}", at(&route)), e))?;
+        target::apply_metadata_fd(&*fd, &d.entry, &mut w)
+            .map_err(|e| Error::io(format!("setting metadata of {}", at(&route())), e))?;
         summary
             .warnings
-            .extend(w.into_iter().map(|w| format!("{}: {w}", at(&route))));
+            .extend(w.into_iter().map(|w| format!("{}: {w}", at(&route()))));
     }
     Ok(summary)
 }
@@ -898,6 +900,94 @@ fn dry_run(
     Ok(summary)
 }
 
+/// Folder handles kept open by a restore at most (each plan folder's handle
+/// is kept once opened, up to this many, or fewer when the process may open
+/// few files: see [`DirFds::new`]).
+const MAX_DIR_FDS: usize = 4096;
+
+/// Open handles of a plan's folders below a [`Target`]: folder `i` is
+/// opened once, relative to its parent's handle (so a file costs one
+/// `openat` instead of one per component of its path), and kept until the
+/// restore ends. Past the cap, a folder is opened from its nearest kept
+/// ancestor each time it is asked for and closed after use.
+struct DirFds<'a> {
+    tgt: &'a Target,
+    plan: &'a Plan,
+    /// One per folder of `plan.dirs`, then the target itself.
+    fds: Vec<std::sync::OnceLock<OwnedFd>>,
+    kept: AtomicUsize,
+    cap: usize,
+}
+
+/// A folder handle from [`DirFds::get`]: kept by the cache or owned.
+enum DirFd<'a> {
+    Kept(&'a OwnedFd),
+    Owned(OwnedFd),
+}
+
+impl std::ops::Deref for DirFd<'_> {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        match self {
+            DirFd::Kept(f) => f,
+            DirFd::Owned(f) => f,
+        }
+    }
+}
+
+impl<'a> DirFds<'a> {
+    /// A cache for `plan`'s folders below `tgt`, keeping at most
+    /// [`MAX_DIR_FDS`] handles and at most a quarter of the process's open
+    /// file limit (`RLIMIT_NOFILE`, soft), so files, sockets and the
+    /// catalog keep room.
+    fn new(tgt: &'a Target, plan: &'a Plan) -> DirFds<'a> {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let cap = usize::try_from(limit / 4)
+            .unwrap_or(usize::MAX)
+            .min(MAX_DIR_FDS);
+        DirFds {
+            tgt,
+            plan,
+            fds: (0..=plan.dirs.len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+            kept: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// The handle of folder `d` (`None`: the target itself), opened with
+    /// `create` as [`Target::dir`] does when not kept yet. Errors: those of
+    /// [`target::child_dir`].
+    fn get(&self, d: Option<usize>, create: bool) -> std::io::Result<DirFd<'_>> {
+        let slot = &self.fds[d.unwrap_or(self.plan.dirs.len())];
+        if let Some(f) = slot.get() {
+            return Ok(DirFd::Kept(f));
+        }
+        let fd = match d {
+            None => self.tgt.dir(&[], false)?,
+            Some(i) => {
+                let dir = &self.plan.dirs[i];
+                let parent = self.get(dir.parent, create)?;
+                target::child_dir(parent.as_fd(), &dir.entry.name, create)?
+            }
+        };
+        if self.kept.fetch_add(1, Ordering::Relaxed) >= self.cap {
+            self.kept.fetch_sub(1, Ordering::Relaxed);
+            return Ok(DirFd::Owned(fd));
+        }
+        match slot.set(fd) {
+            Ok(()) => Ok(DirFd::Kept(slot.get().expect("set above"))),
+            Err(fd) => {
+                self.kept.fetch_sub(1, Ordering::Relaxed);
+                Ok(DirFd::Owned(fd))
+            }
+        }
+    }
+}
+
 /// Most files held open at once by a restore; past this, a file is closed
 /// after each write and opened again for the next.
 const MAX_OPEN_FILES: usize = 128;
@@ -907,8 +997,13 @@ const MAX_OPEN_FILES: usize = 128;
 struct Slot {
     /// Open for writing.
     fd: Option<std::fs::File>,
-    /// (dev, ino) of the file created, once it is.
-    created: Option<(u64, u64)>,
+    /// The file was created.
+    created: bool,
+    /// (dev, ino) of the file created, recorded when it is closed before
+    /// its last write (to check it when it is opened again).
+    dev_ino: Option<(u64, u64)>,
+    /// One past the last byte written, bytes (the length of the new file).
+    end: u64,
     /// Why it cannot be restored (it is removed).
     damaged: Option<String>,
     /// Content, length and metadata done.
@@ -922,6 +1017,7 @@ struct Slot {
 /// (or at its finish), written with `pwrite`, all-zero blobs left as holes.
 struct TargetFiles<'a> {
     tgt: &'a Target,
+    dirs: &'a DirFds<'a>,
     plan: &'a Plan,
     files: &'a [&'a PlanItem],
     slots: Vec<Mutex<Slot>>,
@@ -945,21 +1041,27 @@ impl TargetFiles<'_> {
     /// Opens file `i` (creating it the first time); errors are the target's.
     fn open<'s>(&self, i: usize, slot: &'s mut Slot) -> Result<&'s std::fs::File> {
         if slot.fd.is_none() {
-            use std::os::unix::fs::MetadataExt;
             let it = self.files[i];
             let dir = self
-                .tgt
-                .dir(&self.plan.dir_route(it.parent), false)
+                .dirs
+                .get(it.parent, false)
                 .map_err(|e| Error::io(format!("opening the folder of {}", self.shown(it)), e))?;
             let io = |e| Error::io(format!("writing {}", self.shown(it)), e);
-            let f = match slot.created {
-                None => {
+            let f = match (slot.created, slot.dev_ino) {
+                (false, _) => {
                     let f = target::create_file(&dir, &it.entry.name).map_err(io)?;
-                    let md = f.metadata().map_err(io)?;
-                    slot.created = Some((md.dev(), md.ino()));
+                    slot.created = true;
                     f
                 }
-                Some(di) => target::reopen_file(&dir, &it.entry.name, di).map_err(io)?,
+                (true, Some(di)) => target::reopen_file(&dir, &it.entry.name, di).map_err(io)?,
+                (true, None) => {
+                    return Err(Error::io(
+                        format!("writing {}", self.shown(it)),
+                        std::io::Error::other(
+                            "reopened without its device and inode (internal error)",
+                        ),
+                    ))
+                }
             };
             self.open.fetch_add(1, Ordering::Relaxed);
             slot.fd = Some(f);
@@ -983,10 +1085,24 @@ impl planner::FileSink for TargetFiles<'_> {
         }
         if !zero {
             // A hole otherwise: finish sets the length, the file stays sparse.
-            let f = self.open(file, &mut slot)?;
-            f.write_all_at(data, offset)
-                .map_err(|e| Error::io(format!("writing {}", self.shown(self.files[file])), e))?;
-            if self.open.load(Ordering::Relaxed) > MAX_OPEN_FILES {
+            use std::os::unix::fs::MetadataExt;
+            let io = |e| Error::io(format!("writing {}", self.shown(self.files[file])), e);
+            let need_id = slot.dev_ino.is_none();
+            let park = {
+                let f = self.open(file, &mut slot)?;
+                f.write_all_at(data, offset).map_err(io)?;
+                if self.open.load(Ordering::Relaxed) <= MAX_OPEN_FILES {
+                    None
+                } else if need_id {
+                    let md = f.metadata().map_err(io)?;
+                    Some(Some((md.dev(), md.ino())))
+                } else {
+                    Some(None)
+                }
+            };
+            slot.end = slot.end.max(offset + data.len() as u64);
+            if let Some(id) = park {
+                slot.dev_ino = slot.dev_ino.or(id);
                 self.close(&mut slot);
             }
         }
@@ -1002,9 +1118,13 @@ impl planner::FileSink for TargetFiles<'_> {
             return Ok(());
         }
         let it = self.files[file];
+        let end = slot.end;
         let f = self.open(file, &mut slot)?;
-        f.set_len(it.entry.size)
-            .map_err(|e| Error::io(format!("writing {}", self.shown(it)), e))?;
+        // The file is new: its length is already `end` (no trailing hole).
+        if end != it.entry.size {
+            f.set_len(it.entry.size)
+                .map_err(|e| Error::io(format!("writing {}", self.shown(it)), e))?;
+        }
         let mut warnings = Vec::new();
         target::apply_metadata_fd(f, &it.entry, &mut warnings)
             .map_err(|e| Error::io(format!("setting metadata of {}", self.shown(it)), e))?;
@@ -1022,11 +1142,11 @@ impl planner::FileSink for TargetFiles<'_> {
         }
         slot.damaged = Some(format!("{err:#}"));
         self.close(&mut slot);
-        if slot.created.is_some() {
+        if slot.created {
             let it = self.files[file];
-            if let Ok(dir) = self.tgt.dir(&self.plan.dir_route(it.parent), false) {
+            if let Ok(dir) = self.dirs.get(it.parent, false) {
                 let _ = rustix::fs::unlinkat(
-                    &dir,
+                    &*dir,
                     OsStr::from_bytes(&it.entry.name),
                     rustix::fs::AtFlags::empty(),
                 );
