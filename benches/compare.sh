@@ -20,6 +20,8 @@
 #   S3_SRC   trees for step 6, one after the other: paths, or the word "toolchain" for SRC
 #            (default "/usr/share/doc toolchain"); with more than one, step names get the
 #            tree's label (its last path component, or "toolchain"): 6-doc-d00-restore
+#   SNAP_BIN a snap binary to measure instead of building this tree's (e.g. a copy of an
+#            older build, for a before/after table); SNAP_REV names it in the table
 #   S3_STEPS which of step 6's per-delay steps to run (default "restore 1file nochange")
 #   DELAYS   added latency per request/response exchange in ms for step 6 (default "0 20 50")
 #   S3_SERVER  s3s (default: s3s-fs, started by this script on 127.0.0.1 with its data in WORK,
@@ -93,10 +95,16 @@ if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
   apt-get install -y -q restic borgbackup >/dev/null 2>&1 ||
     { apt-get update -q >/dev/null && apt-get install -y -q restic borgbackup >/dev/null; }
 fi
-log "building snap (release)"
-cargo build --release --quiet
-SNAP="${CARGO_TARGET_DIR:-$ROOT/target}/release/snap"
-VERSIONS="snap $(git rev-parse --short HEAD); $(restic version | cut -d' ' -f1-2); $(borg --version)"
+if [ -n "${SNAP_BIN:-}" ]; then
+  SNAP=$(realpath "$SNAP_BIN")
+  SNAP_VERSION="snap ${SNAP_REV:-$SNAP}"
+else
+  log "building snap (release)"
+  cargo build --release --quiet
+  SNAP="${CARGO_TARGET_DIR:-$ROOT/target}/release/snap"
+  SNAP_VERSION="snap $(git rev-parse --short HEAD)"
+fi
+VERSIONS="$SNAP_VERSION; $(restic version | cut -d' ' -f1-2); $(borg --version)"
 
 if [ "$DUMPS" = 1 ] && [ "$LOCAL" = 1 ]; then
   : "${SNAP_TEST_PG_HOST:?steps 4-5 need PostgreSQL: source scripts/services.sh start (or DUMPS=0)}"
