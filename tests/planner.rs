@@ -506,7 +506,8 @@ fn restore_counting(s: &Snap, id: &str, target: &std::path::Path) -> (u64, u64) 
 /// so the restore costs at most one GET per pack and reads no pack byte
 /// twice; a tree cache with a wrong plaintext is not trusted (the trees are
 /// read from S3 and the restore is still exact). Before the tree cache was
-/// used, this restore cost one more GET per folder level (5 GETs for 4 packs).
+/// used, this restore cost a GET per folder level and more (14 data GETs for
+/// 4 packs).
 #[test]
 fn s3_full_restore_gets_each_pack_once_and_trees_from_the_cache() {
     use common::cli::{restored_path, tree_diff};
