@@ -22,7 +22,7 @@ use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::PackEntry;
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind, IndexId, PackId, TypedId};
 use crate::repo::Repository;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -46,7 +46,7 @@ pub struct ViewPack {
     /// Position in the view (load order).
     pub pack_no: i64,
     /// Pack id.
-    pub id: Id,
+    pub id: PackId,
     /// Stored size the index gives, bytes.
     pub size: u64,
     /// First blob row of the pack.
@@ -72,8 +72,8 @@ impl Drop for IndexView {
 }
 
 /// A malformed id in the view (never expected: the view writes only ids).
-fn id_of(raw: &[u8]) -> Result<Id> {
-    Id::from_slice(raw).ok_or_else(|| {
+fn id_of<T: TypedId>(raw: &[u8]) -> Result<T> {
+    T::from_slice(raw).ok_or_else(|| {
         Error::new(
             ErrorKind::Catalog,
             "temporary index view holds a malformed id",
@@ -123,7 +123,7 @@ fn to_entry((id, kind, offset, length, raw_len, base): EntryRow) -> Result<PackE
 /// What [`IndexView::load`] returns: the view, the readable index ids
 /// (listing order), and the index objects that do not authenticate or
 /// decode, with their errors, ordered by id.
-pub type LoadedView = (IndexView, Vec<Id>, Vec<(Id, Error)>);
+pub type LoadedView = (IndexView, Vec<IndexId>, Vec<(IndexId, Error)>);
 
 impl IndexView {
     /// An empty view in a new temporary file under `dir` (created 0700 if
@@ -169,9 +169,7 @@ impl IndexView {
     /// Errors: store errors other than NotFound; view errors.
     pub fn load(repo: &Repository) -> Result<LoadedView> {
         let mut view = IndexView::create(&repo.cache_dir())?;
-        let listed: Vec<Id> = repo
-            .store()
-            .list_ids(crate::store::ObjectKind::Index.list_prefix())?;
+        let listed: Vec<IndexId> = crate::repo::list_sealed(repo.store())?;
         let mut ids = Vec::new();
         let mut bad = Vec::new();
         for id in &listed {
@@ -190,7 +188,7 @@ impl IndexView {
     }
 
     /// Appends one index object (its packs and blobs in pack order).
-    pub fn add_index(&mut self, id: &Id, f: &IndexFile) -> Result<()> {
+    pub fn add_index(&mut self, id: &IndexId, f: &IndexFile) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute("INSERT INTO indexes(id) VALUES(?1)", [&id.0[..]])?;
         let idx_no = tx.last_insert_rowid();
@@ -297,7 +295,7 @@ impl IndexView {
     }
 
     /// The effective pack `id`, if the view holds it.
-    pub fn pack(&self, id: &Id) -> Result<Option<ViewPack>> {
+    pub fn pack(&self, id: &PackId) -> Result<Option<ViewPack>> {
         let row = self
             .conn
             .prepare_cached("SELECT pack_no,id,size,first,count FROM packs WHERE id=?1")?
@@ -319,7 +317,7 @@ impl IndexView {
 
     /// Records the packs of prune marks: [`IndexView::locate`] prefers
     /// copies outside them.
-    pub fn set_marked<'a>(&mut self, ids: impl IntoIterator<Item = &'a Id>) -> Result<()> {
+    pub fn set_marked<'a>(&mut self, ids: impl IntoIterator<Item = &'a PackId>) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare("INSERT OR IGNORE INTO marked(id) VALUES(?1)")?;
@@ -334,7 +332,7 @@ impl IndexView {
     /// Where blob `id` is stored: the first copy (load order) in a pack
     /// outside the marked ones, else the first copy; `None` if no effective
     /// pack holds it.
-    pub fn locate(&self, id: &Id) -> Result<Option<BlobLocation>> {
+    pub fn locate(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
         let row = self
             .conn
             .prepare_cached(
@@ -353,7 +351,7 @@ impl IndexView {
     }
 
     /// Whether the view lists blob `id` with exactly location `l`.
-    pub fn lists_at(&self, id: &Id, l: &BlobLocation) -> Result<bool> {
+    pub fn lists_at(&self, id: &BlobId, l: &BlobLocation) -> Result<bool> {
         Ok(self
             .conn
             .prepare_cached(
@@ -376,7 +374,7 @@ impl IndexView {
     }
 
     /// Records tree `id` as seen; `true` the first time.
-    pub fn see_tree(&self, id: &Id) -> Result<bool> {
+    pub fn see_tree(&self, id: &BlobId) -> Result<bool> {
         Ok(self
             .conn
             .prepare_cached("INSERT OR IGNORE INTO trees(id) VALUES(?1)")?
@@ -386,7 +384,7 @@ impl IndexView {
 
     /// Adds `id` to the referenced blobs (duplicates allowed until
     /// [`IndexView::close_refs`]).
-    pub fn add_ref(&self, id: &Id) -> Result<()> {
+    pub fn add_ref(&self, id: &BlobId) -> Result<()> {
         self.conn
             .prepare_cached("INSERT INTO refs(id) VALUES(?1)")?
             .execute([&id.0[..]])?;
@@ -432,7 +430,7 @@ impl IndexView {
     /// Sets which packs count as covering their blobs for
     /// [`IndexView::needs_uncovered`] (`cover`) and which are prune
     /// candidates for [`IndexView::usage`] (`cand`).
-    pub fn set_flags(&self, pack: &Id, cover: bool, cand: bool) -> Result<()> {
+    pub fn set_flags(&self, pack: &PackId, cover: bool, cand: bool) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE packs SET cover=?2, cand=?3 WHERE id=?1")?
             .execute(params![&pack.0[..], cover as i64, cand as i64])?;
@@ -500,7 +498,7 @@ impl IndexView {
             if out.len() < limit {
                 out.push(format!(
                     "blob {} is missing",
-                    id_of(&r.get::<_, Vec<u8>>(0)?)?.short()
+                    id_of::<BlobId>(&r.get::<_, Vec<u8>>(0)?)?.short()
                 ));
             }
         }
@@ -528,8 +526,8 @@ impl IndexView {
             if out.len() < limit {
                 out.push(format!(
                     "blob {} points to pack {} offset {}, which no index lists",
-                    id_of(&r.get::<_, Vec<u8>>(0)?)?.short(),
-                    id_of(&r.get::<_, Vec<u8>>(1)?)?.short(),
+                    id_of::<BlobId>(&r.get::<_, Vec<u8>>(0)?)?.short(),
+                    id_of::<PackId>(&r.get::<_, Vec<u8>>(1)?)?.short(),
                     r.get::<_, i64>(2)?
                 ));
             }

@@ -5,7 +5,7 @@ use crate::error::{ErrorKind, Result};
 use crate::format::index::IndexPack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{EntryKind, Tree};
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind, IndexId, PackId, SnapshotId};
 use crate::ops::check::{read_pack_header, verify_pack};
 use crate::ops::prune::{list_packs, load_indexes_lenient, write_index};
 use crate::repo::Repository;
@@ -51,10 +51,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let repo: &Repository = session;
     let mut rep = IndexRepair::default();
     let store = repo.store().clone();
-    let old: Vec<Id> = store
-        .list_ids(ObjectKind::Index.list_prefix())?
-        .into_iter()
-        .collect();
+    let old: Vec<IndexId> = crate::repo::list_sealed(&store)?.into_iter().collect();
     // What the old index objects said about each pack: the fallback for
     // packs whose header is lost.
     let (_, old_packs, unreadable) = load_indexes_lenient(repo)?;
@@ -66,7 +63,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
         ));
         rep.indexes_unreadable.push(id.to_hex());
     }
-    let old_entries: std::collections::HashMap<Id, IndexPack> =
+    let old_entries: std::collections::HashMap<PackId, IndexPack> =
         old_packs.into_iter().map(|p| (p.id, p)).collect();
     let existing = list_packs(repo)?;
     rep.packs = existing.len() as u64;
@@ -77,8 +74,8 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
         repo.config().writer_packs().0,
         1,
     );
-    let mut damaged: Vec<Id> = Vec::new();
-    let mut ids: Vec<(&Id, &u64)> = existing.iter().collect();
+    let mut damaged: Vec<PackId> = Vec::new();
+    let mut ids: Vec<(&PackId, &u64)> = existing.iter().collect();
     ids.sort();
     for (id, &size) in ids {
         if !read_data {
@@ -145,7 +142,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
             }),
             Some(entries) => {
                 repo.warn(msgs.join("; "));
-                let bad: HashSet<Id> = bad.into_iter().collect();
+                let bad: HashSet<BlobId> = bad.into_iter().collect();
                 rep.blobs_lost += bad.len() as u64;
                 for e in entries.iter().filter(|e| !bad.contains(&e.id)) {
                     let s = e.offset as usize;
@@ -204,7 +201,7 @@ struct Rewriter<'a> {
 
 impl Rewriter<'_> {
     /// Indexed, and for a delta blob its base too (format-spec §13).
-    fn available(&self, id: &Id) -> Result<bool> {
+    fn available(&self, id: &BlobId) -> Result<bool> {
         let cat = self.repo.catalog();
         Ok(match cat.lookup(id)? {
             None => false,
@@ -218,7 +215,7 @@ impl Rewriter<'_> {
     /// Rewrites tree `t` at `path`, whose entries are `depth` levels below
     /// the root; `None` if the tree itself is lost. Recursion is bounded by
     /// the depth limit (format-spec §17).
-    fn tree(&mut self, t: Id, path: &str, depth: usize) -> Result<Option<Id>> {
+    fn tree(&mut self, t: BlobId, path: &str, depth: usize) -> Result<Option<BlobId>> {
         crate::read::restore::check_depth(depth, || path.to_string())?;
         let tree = match self.repo.read_tree(&t) {
             Ok(tr) => tr,
@@ -299,7 +296,7 @@ pub fn repair_snapshots(session: &Session, dry_run: bool) -> Result<Vec<Snapshot
         ),
         lost: Vec::new(),
     };
-    let mut changed: Vec<(Id, Snapshot, Vec<String>)> = Vec::new();
+    let mut changed: Vec<(SnapshotId, Snapshot, Vec<String>)> = Vec::new();
     for (id, s) in repo.snapshots()? {
         rw.lost.clear();
         let root = rw.tree(s.tree, "", 1)?;
