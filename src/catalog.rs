@@ -575,7 +575,7 @@ impl Catalog {
     /// The plaintext of tree blob `id` if the tree cache holds it, without
     /// marking it used (a restore reads the cache, only backups keep it
     /// alive). Callers verify it against `id`.
-    pub fn peek_tree(&self, id: &Id) -> Result<Option<Vec<u8>>> {
+    pub fn peek_tree(&self, id: &BlobId) -> Result<Option<Vec<u8>>> {
         Ok(self
             .conn
             .prepare_cached("SELECT plain FROM tree_cache WHERE id=?1")?
