@@ -77,10 +77,11 @@ pub struct RestoreArgs {
     #[arg(long = "exclude")]
     exclude: Vec<String>,
     /// Files that already exist in the target: "always" replaces them;
-    /// "if-changed" keeps those whose size and mtime match the snapshot or
-    /// whose content gives the snapshot's chunk ids (their metadata is
-    /// restored); "if-newer" replaces only those older than the snapshot's;
-    /// "never" keeps whatever exists.
+    /// "if-changed" keeps those whose size and mtime match the snapshot
+    /// (unread), reads the others at the snapshot's chunk boundaries and
+    /// rewrites only the chunks whose keyed hash differs (then sets length
+    /// and metadata; a file that matches is kept); "if-newer" replaces only
+    /// those older than the snapshot's; "never" keeps whatever exists.
     #[arg(long, value_enum, default_value = "always")]
     overwrite: OverwriteArg,
     /// Remove files and folders in the target that the snapshot does not
@@ -88,8 +89,9 @@ pub struct RestoreArgs {
     /// followed).
     #[arg(long)]
     delete: bool,
-    /// Print what would be written, kept and deleted (one "write PATH",
-    /// "keep PATH" or "delete PATH" line each); change nothing.
+    /// Print what would be written, updated in place, kept and deleted (one
+    /// "write PATH", "update PATH", "keep PATH" or "delete PATH" line each)
+    /// and the bytes that would be written; change nothing.
     #[arg(long)]
     dry_run: bool,
     /// Read every restored file back (also those --overwrite kept) and
@@ -170,6 +172,12 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             dry_run: a.dry_run,
             verify: a.verify,
             reads_in_flight: a.reads_in_flight.map_or(0, usize::from),
+            // For tests only: lowers the open-file limit to exercise the
+            // close-and-reopen path without thousands of files.
+            max_open_files: std::env::var("SNAP_TEST_MAX_OPEN_FILES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         },
     );
     bar.finish();
@@ -206,14 +214,14 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         }
         outln!(
             "{}",
-            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "damaged": sum.damaged.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
+            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "bytes_read": sum.bytes_read, "updated": sum.updated, "peak_open_files": sum.peak_open_files, "damaged": sum.damaged.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
         )?;
     } else {
         for w in &sum.warnings {
             eprintln!("warning: {w}");
         }
         eprintln!(
-            "{} snapshot {} to {}: {} files, {} dirs, {} in {:.2} s",
+            "{} snapshot {} to {}: {} files, {} dirs, {} written, {} read from the repository in {:.2} s",
             if a.dry_run {
                 "would restore"
             } else {
@@ -224,11 +232,13 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             sum.files,
             sum.dirs,
             human(sum.bytes),
+            human(sum.bytes_read),
             secs
         );
-        if sum.kept + sum.deleted + sum.bytes_compared > 0 {
+        if sum.kept + sum.updated + sum.deleted + sum.bytes_compared > 0 {
             eprintln!(
-                "kept {} existing files, deleted {}, read {} of existing files to compare",
+                "updated {} existing files in place (changed chunks only), kept {}, deleted {}, read {} of existing files to compare",
+                sum.updated,
                 sum.kept,
                 sum.deleted,
                 human(sum.bytes_compared)
