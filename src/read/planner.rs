@@ -17,8 +17,9 @@
 //!    the synchronous [`Store::get_range`], decoding the blobs of its read and
 //!    writing each to all its destinations through a [`FileSink`].
 //!
-//! Memory is bounded by the reads in flight (each at most [`MAX_READ`]
-//! sealed bytes plus one decoded blob), not by the snapshot; the plan itself
+//! Memory is bounded by the reads in flight (together at most
+//! [`READ_BUDGET`] sealed bytes, see [`max_read`], plus one decoded blob
+//! each), not by the snapshot; the plan itself
 //! holds one small record per distinct blob and per (file, offset).
 //!
 //! A read or blob that fails with damaged or missing data
@@ -52,6 +53,16 @@ pub const REMOTE_READS: usize = 16;
 pub const LOCAL_READS: usize = 4;
 /// Largest number of reads in flight a caller may ask for.
 pub const MAX_READS: usize = 64;
+/// Sealed bytes a file restore holds in its reads in flight at most: each
+/// read is at most this divided by the reads in flight (and at most
+/// [`MAX_READ`]), so 16 reads on S3 read 4 MiB each, 4 local reads 8 MiB.
+pub const READ_BUDGET: u64 = 64 << 20;
+
+/// The largest read, bytes, with `threads` reads in flight: [`MAX_READ`],
+/// less when [`READ_BUDGET`] would be exceeded, at least 1 MiB.
+pub fn max_read(threads: usize) -> u64 {
+    (READ_BUDGET / threads.max(1) as u64).clamp(1 << 20, MAX_READ)
+}
 /// Decoded bytes a stream read may hold (the look-ahead window of
 /// [`for_each_blob`] holds at most this many per read in flight), bytes.
 const STREAM_READ_RAW: u64 = 4 << 20;
@@ -493,7 +504,7 @@ pub fn restore_files(
             (b.loc.pack, s, s + b.loc.length as u64, i)
         })
         .collect();
-    let mut reads = coalesce(want, gap, MAX_READ);
+    let mut reads = coalesce(want, gap, max_read(threads));
     reads.sort_by_key(|r| (pack_order.get(&r.pack).copied(), r.start));
     let mut stats = PlanStats {
         blobs: blobs.len() as u64,

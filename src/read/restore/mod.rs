@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -545,11 +546,11 @@ fn restore_in(
         });
     }
 
+    let dirs = DirFds::new(&tgt, &plan);
     // Folders, parents first.
     for (i, _) in plan.dirs.iter().enumerate().filter(|(_, d)| d.needed) {
-        let route = plan.dir_route(Some(i));
-        tgt.dir(&route, true)
-            .map_err(|e| Error::io(format!("creating {}", at(&route)), e))?;
+        dirs.get(Some(i), true)
+            .map_err(|e| Error::io(format!("creating {}", at(&plan.dir_route(Some(i)))), e))?;
         summary.dirs += 1;
     }
     // Symlinks and special files.
@@ -559,7 +560,7 @@ fn restore_in(
         .filter(|i| i.entry.kind != EntryKind::File)
     {
         let e = &it.entry;
-        let dir = tgt.dir(&plan.dir_route(it.parent), false).map_err(|err| {
+        let dir = dirs.get(it.parent, false).map_err(|err| {
             Error::io(
                 format!("opening the folder of {}", at(&plan.item_route(it))),
                 err,
@@ -652,6 +653,7 @@ fn restore_in(
     }
     let sink = TargetFiles {
         tgt: &tgt,
+        dirs: &dirs,
         plan: &plan,
         slots: updates
             .iter()
@@ -783,15 +785,15 @@ fn restore_in(
     }
     // Folder metadata, children before parents, after their content.
     for (i, d) in plan.dirs.iter().enumerate().rev().filter(|(_, d)| d.needed) {
-        let route = plan.dir_route(Some(i));
-        let fd = tgt
-            .dir(&route, false)
-            .map_err(|e| Error::io(format!("opening {}", at(&route)), e))?;
+        let route = || plan.dir_route(Some(i));
+        let fd = dirs
+            .get(Some(i), false)
+            .map_err(|e| Error::io(format!("opening {}", at(&route())), e))?;
         let mut w = Vec::new();
-        target::apply_metadata_fd(&fd, &d.entry, &mut w)
-            .map_err(|e| Error::io(format!("setting metadata of {}", at(&route)), e))?;
+        target::apply_metadata_fd(&*fd, &d.entry, &mut w)
+            .map_err(|e| Error::io(format!("setting metadata of {}", at(&route())), e))?;
         for w in w {
-            metadata_warning(events, &mut summary, at(&route), w);
+            metadata_warning(events, &mut summary, at(&route()), w);
         }
     }
     Ok(summary)
@@ -1079,6 +1081,94 @@ fn dry_run(
     Ok(summary)
 }
 
+/// Folder handles kept open by a restore at most (each plan folder's handle
+/// is kept once opened, up to this many, or fewer when the process may open
+/// few files: see [`DirFds::new`]).
+const MAX_DIR_FDS: usize = 4096;
+
+/// Open handles of a plan's folders below a [`Target`]: folder `i` is
+/// opened once, relative to its parent's handle (so a file costs one
+/// `openat` instead of one per component of its path), and kept until the
+/// restore ends. Past the cap, a folder is opened from its nearest kept
+/// ancestor each time it is asked for and closed after use.
+struct DirFds<'a> {
+    tgt: &'a Target,
+    plan: &'a Plan,
+    /// One per folder of `plan.dirs`, then the target itself.
+    fds: Vec<std::sync::OnceLock<OwnedFd>>,
+    kept: AtomicUsize,
+    cap: usize,
+}
+
+/// A folder handle from [`DirFds::get`]: kept by the cache or owned.
+enum DirFd<'a> {
+    Kept(&'a OwnedFd),
+    Owned(OwnedFd),
+}
+
+impl std::ops::Deref for DirFd<'_> {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        match self {
+            DirFd::Kept(f) => f,
+            DirFd::Owned(f) => f,
+        }
+    }
+}
+
+impl<'a> DirFds<'a> {
+    /// A cache for `plan`'s folders below `tgt`, keeping at most
+    /// [`MAX_DIR_FDS`] handles and at most a quarter of the process's open
+    /// file limit (`RLIMIT_NOFILE`, soft), so files, sockets and the
+    /// catalog keep room.
+    fn new(tgt: &'a Target, plan: &'a Plan) -> DirFds<'a> {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let cap = usize::try_from(limit / 4)
+            .unwrap_or(usize::MAX)
+            .min(MAX_DIR_FDS);
+        DirFds {
+            tgt,
+            plan,
+            fds: (0..=plan.dirs.len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+            kept: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// The handle of folder `d` (`None`: the target itself), opened with
+    /// `create` as [`Target::dir`] does when not kept yet. Errors: those of
+    /// [`target::child_dir`].
+    fn get(&self, d: Option<usize>, create: bool) -> std::io::Result<DirFd<'_>> {
+        let slot = &self.fds[d.unwrap_or(self.plan.dirs.len())];
+        if let Some(f) = slot.get() {
+            return Ok(DirFd::Kept(f));
+        }
+        let fd = match d {
+            None => self.tgt.dir(&[], false)?,
+            Some(i) => {
+                let dir = &self.plan.dirs[i];
+                let parent = self.get(dir.parent, create)?;
+                target::child_dir(parent.as_fd(), &dir.entry.name, create)?
+            }
+        };
+        if self.kept.fetch_add(1, Ordering::Relaxed) >= self.cap {
+            self.kept.fetch_sub(1, Ordering::Relaxed);
+            return Ok(DirFd::Owned(fd));
+        }
+        match slot.set(fd) {
+            Ok(()) => Ok(DirFd::Kept(slot.get().expect("set above"))),
+            Err(fd) => {
+                self.kept.fetch_sub(1, Ordering::Relaxed);
+                Ok(DirFd::Owned(fd))
+            }
+        }
+    }
+}
+
 /// Most files held open at once by a restore by default; past this, a file
 /// is closed after each write and opened again for the next.
 pub const MAX_OPEN_FILES: usize = 128;
@@ -1101,6 +1191,8 @@ struct Slot {
     update: bool,
     /// Content bytes handed to it.
     written: u64,
+    /// One past the last byte written, bytes (the length of a new file).
+    end: u64,
 }
 
 /// The planner's [`planner::FileSink`] for a directory restore: file `i`
@@ -1108,6 +1200,7 @@ struct Slot {
 /// (or at its finish), written with `pwrite`, all-zero blobs left as holes.
 struct TargetFiles<'a> {
     tgt: &'a Target,
+    dirs: &'a DirFds<'a>,
     plan: &'a Plan,
     files: &'a [&'a PlanItem],
     slots: Vec<Mutex<Slot>>,
@@ -1138,8 +1231,8 @@ impl TargetFiles<'_> {
             use std::os::unix::fs::MetadataExt;
             let it = self.files[i];
             let dir = self
-                .tgt
-                .dir(&self.plan.dir_route(it.parent), false)
+                .dirs
+                .get(it.parent, false)
                 .map_err(|e| Error::io(format!("opening the folder of {}", self.shown(it)), e))?;
             let io = |e| Error::io(format!("writing {}", self.shown(it)), e);
             let f = match slot.created {
@@ -1181,6 +1274,7 @@ impl planner::FileSink for TargetFiles<'_> {
             if self.open.load(Ordering::Relaxed) > self.max_open {
                 self.close(&mut slot);
             }
+            slot.end = slot.end.max(offset + data.len() as u64);
         }
         slot.written += data.len() as u64;
         self.events.event(&Event::Bytes {
@@ -1195,9 +1289,13 @@ impl planner::FileSink for TargetFiles<'_> {
             return Ok(());
         }
         let it = self.files[file];
+        // A new file whose writes end at its size needs no truncate.
+        let sized = !slot.update && slot.end == it.entry.size;
         let f = self.open(file, &mut slot)?;
-        f.set_len(it.entry.size)
-            .map_err(|e| Error::io(format!("writing {}", self.shown(it)), e))?;
+        if !sized {
+            f.set_len(it.entry.size)
+                .map_err(|e| Error::io(format!("writing {}", self.shown(it)), e))?;
+        }
         let mut warnings = Vec::new();
         target::apply_metadata_fd(f, &it.entry, &mut warnings)
             .map_err(|e| Error::io(format!("setting metadata of {}", self.shown(it)), e))?;
@@ -1217,9 +1315,9 @@ impl planner::FileSink for TargetFiles<'_> {
         self.close(&mut slot);
         if slot.created.is_some() {
             let it = self.files[file];
-            if let Ok(dir) = self.tgt.dir(&self.plan.dir_route(it.parent), false) {
+            if let Ok(dir) = self.dirs.get(it.parent, false) {
                 let _ = rustix::fs::unlinkat(
-                    &dir,
+                    &*dir,
                     OsStr::from_bytes(&it.entry.name),
                     rustix::fs::AtFlags::empty(),
                 );

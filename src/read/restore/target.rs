@@ -89,14 +89,8 @@ impl Target {
     pub fn dir(&self, route: &[Vec<u8>], create: bool) -> io::Result<OwnedFd> {
         let mut cur: Option<OwnedFd> = None;
         for name in route {
-            let name = component(name)?;
             let parent = cur.as_ref().map(|f| f.as_fd()).unwrap_or(self.root.as_fd());
-            let fd = if create {
-                open_or_make_dir(parent, name)?
-            } else {
-                rustix::fs::openat(parent, name, dir_flags(), Mode::empty())?
-            };
-            cur = Some(fd);
+            cur = Some(child_dir(parent, name, create)?);
         }
         match cur {
             Some(f) => Ok(f),
@@ -107,6 +101,29 @@ impl Target {
                 Mode::empty(),
             )?),
         }
+    }
+}
+
+/// Opens folder `name` (one component) in the folder `parent` without
+/// following a symlink; with `create` as [`Target::dir`] does for each
+/// component of a route (missing: created; a non-folder in the way:
+/// replaced). Errors: `InvalidInput` for a bad name, else the `openat`,
+/// `unlinkat` or `mkdirat` error.
+pub fn child_dir(
+    parent: std::os::fd::BorrowedFd<'_>,
+    name: &[u8],
+    create: bool,
+) -> io::Result<OwnedFd> {
+    let name = component(name)?;
+    if create {
+        open_or_make_dir(parent, name)
+    } else {
+        Ok(rustix::fs::openat(
+            parent,
+            name,
+            dir_flags(),
+            Mode::empty(),
+        )?)
     }
 }
 
