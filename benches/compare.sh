@@ -17,12 +17,16 @@
 #   MYSQL_SCALE  posts in the MariaDB database of step 7 (default 20000: a 49 MB dump)
 #   NAME     suffix for the result file name (compare-<date>-NAME.md)
 #   SNAP_BIN a snap binary to use instead of building the release one (e.g. the dev build,
-#            whose dependencies are optimised too; bytes are the same, times a little slower)
+#            whose dependencies are optimised too; bytes are the same, times a little slower;
+#            or a copy of an older build, for a before/after table); SNAP_REV names it
 #   WORK     scratch directory for repositories and restores (default a new /tmp/snap-compare.*;
 #            all repositories live on the same filesystem)
 #   LOCAL    1 = run steps 1-5 (local repositories), 0 = skip them (default 1)
 #   S3       1 = run step 6 (S3, snap and restic only), 0 = skip it (default 1)
-#   S3_SRC   tree for step 6: a path, or the word "toolchain" for SRC (default /usr/share/doc)
+#   S3_SRC   trees for step 6, one after the other: paths, or the word "toolchain" for SRC
+#            (default "/usr/share/doc toolchain"); with more than one, step names get the
+#            tree's label (its last path component, or "toolchain"): 6-doc-d00-restore
+#   S3_STEPS which of step 6's per-delay steps to run (default "restore 1file nochange")
 #   DELAYS   added latency per request/response exchange in ms for step 6 (default "0 20 50")
 #   S3_SERVER  s3s (default: s3s-fs, started by this script on 127.0.0.1 with its data in WORK,
 #            built once by scripts/services.sh) or moto (the running test server of
@@ -77,9 +81,8 @@ SRC=$(cd "$SRC" && pwd -P)
 ROUNDS="${ROUNDS:-3}"
 LOCAL="${LOCAL:-1}"
 S3="${S3:-1}"
-S3_SRC="${S3_SRC:-/usr/share/doc}"
-[ "$S3_SRC" = toolchain ] && S3_SRC=$SRC
-S3_SRC=$(cd "$S3_SRC" && pwd -P)
+S3_SRC="${S3_SRC:-/usr/share/doc toolchain}"
+S3_STEPS="${S3_STEPS:-restore 1file nochange}"
 DELAYS="${DELAYS:-0 20 50}"
 S3_SERVER="${S3_SERVER:-s3s}"
 TOOLS="${TOOLS:-snap restic borg-lz4 borg-zstd3}"
@@ -103,13 +106,15 @@ if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
 fi
 if [ -n "${SNAP_BIN:-}" ]; then
   SNAP=$(realpath "$SNAP_BIN")
+  SNAP_VERSION="snap ${SNAP_REV:-$SNAP}"
   log "using $SNAP (SNAP_BIN; not the release build)"
 else
   log "building snap (release)"
   cargo build --release --quiet
   SNAP="${CARGO_TARGET_DIR:-$ROOT/target}/release/snap"
+  SNAP_VERSION="snap $(git rev-parse --short HEAD)"
 fi
-VERSIONS="snap $(git rev-parse --short HEAD); $(restic version | cut -d' ' -f1-2); $(borg --version)"
+VERSIONS="$SNAP_VERSION; $(restic version | cut -d' ' -f1-2); $(borg --version)"
 
 if [ "$DUMPS" = 1 ] && [ "$LOCAL" = 1 ]; then
   : "${SNAP_TEST_PG_HOST:?steps 4-5 need PostgreSQL: source scripts/services.sh start (or DUMPS=0)}"
@@ -375,54 +380,68 @@ if [ "$S3" = 1 ]; then
     [ -s "$pf" ] || { log "latency proxy ($d ms) did not start: $(cat "$WORK/proxy-$d.log")"; exit 1; }
     PROXY_EP[$d]="http://127.0.0.1:$(cat "$pf")"
   done
-  S3_SRC_BYTES=$(du -sb "$S3_SRC" | cut -f1)
-  S3_SRC_FILES=$(find "$S3_SRC" -type f | wc -l)
-  # The single file: the median-sized regular file (ties: first in path order).
-  ONE_FILE=$(find "$S3_SRC" -type f -printf '%s\t%p\n' | LC_ALL=C sort -t$'\t' -k1,1n -k2,2 |
-    awk -F'\t' -v n="$S3_SRC_FILES" 'NR == int((n + 1) / 2) { print $2 }')
-  log "S3 ($S3_VERSION at $S3_EP): $S3_SRC ($S3_SRC_BYTES bytes, $S3_SRC_FILES files); single file $ONE_FILE ($(stat -c %s "$ONE_FILE") bytes)"
-  tar -cf - "$S3_SRC" 2>/dev/null | cat >/dev/null
-  for ((round = 1; round <= ROUNDS; round++)); do
-    for k in 0 1; do
-      if (((k + round) % 2 == 1)); then t=snap; else t=restic; fi
-      prefix="$t-$round-$(date +%s)"
-      cache="$WORK/s3cache-$t"
-      rm -rf "$cache"
-      log "S3 round $round: $t"
-      s3_cmd "$t" init "$S3_EP" "$prefix" "$cache" >/dev/null
-      timed "$t" "$round" 6-initial bash -c 's3_cmd "$@"' _ "$t" backup "$S3_EP" "$prefix" "$cache" "$S3_SRC"
-      for d in $DELAYS; do
-        ep=${PROXY_EP[$d]}
-        dd=$(printf '%02d' "$d")
-        target="$WORK/restore"
-        if fresh_fs "$S3_SRC_BYTES"; then target="$FRESH_MNT/restore"; fi
-        timed "$t" "$round" "6-d$dd-restore" bash -c 's3_cmd "$@"' _ "$t" restore "$ep" "$prefix" "$cache" \
-          latest --target "$target"
-        if diff -r --no-dereference "$S3_SRC" "$target${S3_SRC}" >"$WORK/diff.log" 2>&1; then
-          rec "$t" "$round" "6-d$dd-restore" verified 1
-        else
-          rec "$t" "$round" "6-d$dd-restore" verified 0
-          log "S3 RESTORE DIFFERS for $t: $(head -3 "$WORK/diff.log")"
-        fi
-        rm -rf "$target"
-        one="$WORK/restore-one"
-        rm -rf "$one" "$WORK/s3cache-empty"
-        timed "$t" "$round" "6-d$dd-1file" bash -c 's3_cmd "$@"' _ "$t" restore "$ep" "$prefix" \
-          "$WORK/s3cache-empty" latest --include "$ONE_FILE" --target "$one"
-        if cmp -s "$ONE_FILE" "$one$ONE_FILE" && [ "$(find "$one" -type f | wc -l)" = 1 ]; then
-          rec "$t" "$round" "6-d$dd-1file" verified 1
-        else
-          rec "$t" "$round" "6-d$dd-1file" verified 0
-          log "S3 SINGLE-FILE RESTORE WRONG for $t: $(find "$one" -type f | head -3)"
-        fi
-        rm -rf "$one" "$WORK/s3cache-empty"
-        timed "$t" "$round" "6-d$dd-nochange" bash -c 's3_cmd "$@"' _ "$t" backup "$ep" "$prefix" "$cache" "$S3_SRC"
+  S3_INFO=""
+  n_src=$(echo $S3_SRC | wc -w)
+  for s3src in $S3_SRC; do
+    if [ "$s3src" = toolchain ]; then S3_LABEL=toolchain; s3src=$SRC; else S3_LABEL=$(basename "$s3src"); fi
+    S3_TREE=$(cd "$s3src" && pwd -P)
+    if [ "$n_src" -gt 1 ]; then S3_PRE="6-$S3_LABEL-"; else S3_PRE="6-"; fi
+    S3_SRC_BYTES=$(du -sb "$S3_TREE" | cut -f1)
+    S3_SRC_FILES=$(find "$S3_TREE" -type f | wc -l)
+    # The single file: the median-sized regular file (ties: first in path order).
+    ONE_FILE=$(find "$S3_TREE" -type f -printf '%s\t%p\n' | LC_ALL=C sort -t$'\t' -k1,1n -k2,2 |
+      awk -F'\t' -v n="$S3_SRC_FILES" 'NR == int((n + 1) / 2) { print $2 }')
+    log "S3 ($S3_VERSION at $S3_EP): $S3_TREE ($S3_SRC_BYTES bytes, $S3_SRC_FILES files); single file $ONE_FILE ($(stat -c %s "$ONE_FILE") bytes)"
+    tar -cf - "$S3_TREE" 2>/dev/null | cat >/dev/null
+    for ((round = 1; round <= ROUNDS; round++)); do
+      for k in 0 1; do
+        if (((k + round) % 2 == 1)); then t=snap; else t=restic; fi
+        prefix="$t-$round-$(date +%s)"
+        cache="$WORK/s3cache-$t"
+        rm -rf "$cache"
+        log "S3 round $round: $t, $S3_LABEL"
+        s3_cmd "$t" init "$S3_EP" "$prefix" "$cache" >/dev/null
+        timed "$t" "$round" "${S3_PRE}initial" bash -c 's3_cmd "$@"' _ "$t" backup "$S3_EP" "$prefix" "$cache" "$S3_TREE"
+        for d in $DELAYS; do
+          ep=${PROXY_EP[$d]}
+          st="${S3_PRE}d$(printf '%02d' "$d")"
+          if [[ " $S3_STEPS " == *" restore "* ]]; then
+            target="$WORK/restore"
+            if fresh_fs "$S3_SRC_BYTES"; then target="$FRESH_MNT/restore"; fi
+            timed "$t" "$round" "$st-restore" bash -c 's3_cmd "$@"' _ "$t" restore "$ep" "$prefix" "$cache" \
+              latest --target "$target"
+            if diff -r --no-dereference "$S3_TREE" "$target${S3_TREE}" >"$WORK/diff.log" 2>&1; then
+              rec "$t" "$round" "$st-restore" verified 1
+            else
+              rec "$t" "$round" "$st-restore" verified 0
+              log "S3 RESTORE DIFFERS for $t: $(head -3 "$WORK/diff.log")"
+            fi
+            rm -rf "$target"
+          fi
+          if [[ " $S3_STEPS " == *" 1file "* ]]; then
+            one="$WORK/restore-one"
+            rm -rf "$one" "$WORK/s3cache-empty"
+            timed "$t" "$round" "$st-1file" bash -c 's3_cmd "$@"' _ "$t" restore "$ep" "$prefix" \
+              "$WORK/s3cache-empty" latest --include "$ONE_FILE" --target "$one"
+            if cmp -s "$ONE_FILE" "$one$ONE_FILE" && [ "$(find "$one" -type f | wc -l)" = 1 ]; then
+              rec "$t" "$round" "$st-1file" verified 1
+            else
+              rec "$t" "$round" "$st-1file" verified 0
+              log "S3 SINGLE-FILE RESTORE WRONG for $t: $(find "$one" -type f | head -3)"
+            fi
+            rm -rf "$one" "$WORK/s3cache-empty"
+          fi
+          if [[ " $S3_STEPS " == *" nochange "* ]]; then
+            timed "$t" "$round" "$st-nochange" bash -c 's3_cmd "$@"' _ "$t" backup "$ep" "$prefix" "$cache" "$S3_TREE"
+          fi
+        done
+        rm -rf "$cache"
       done
-      rm -rf "$cache"
     done
+    S3_INFO="$S3_INFO${S3_INFO:+ }S3 steps (${S3_PRE}*): \`$S3_TREE\`, $(echo "scale=2; $S3_SRC_BYTES / 1000000" | bc) MB in $S3_SRC_FILES files, on $S3_VERSION at 127.0.0.1 through benches/latency_proxy.py (delays $DELAYS ms per request/response exchange); single file \`$ONE_FILE\` ($(stat -c %s "$ONE_FILE") bytes)."
   done
+  export S3_INFO
   VERSIONS="$VERSIONS; S3 server $S3_VERSION"
-  export S3_INFO="S3 steps (6): \`$S3_SRC\`, $(echo "scale=2; $S3_SRC_BYTES / 1000000" | bc) MB in $S3_SRC_FILES files, on $S3_VERSION at 127.0.0.1 through benches/latency_proxy.py (delays $DELAYS ms per request/response exchange); single file \`$ONE_FILE\` ($(stat -c %s "$ONE_FILE") bytes)."
 fi
 # --- 7. MariaDB nightly dumps ------------------------------------------------
 # snap (its own --mysql source: mariadb-dump --single-transaction --quick --routines --events

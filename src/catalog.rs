@@ -206,6 +206,14 @@ impl Catalog {
                 | rusqlite::OpenFlags::SQLITE_OPEN_URI,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(60))?;
+        // Query planner stability: without it, SQLite compiles a cached
+        // statement again at every step whose bound parameter it compares
+        // while planning (`b.id=?1` in `lookup`), which made 54,000 blob
+        // lookups of a restore cost seconds (perf: sqlite3Reprepare).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         // Small pages: inserting a backup's new blobs into a catalog of
         // millions dirties one leaf page per blob (ids are random), and the
         // WAL and its checkpoint write whole pages. Takes effect only when
@@ -561,6 +569,17 @@ impl Catalog {
             .conn
             .prepare_cached("UPDATE tree_cache SET used=?2 WHERE id=?1 RETURNING plain")?
             .query_row(params![&id.0[..], generation], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The plaintext of tree blob `id` if the tree cache holds it, without
+    /// marking it used (a restore reads the cache, only backups keep it
+    /// alive). Callers verify it against `id`.
+    pub fn peek_tree(&self, id: &BlobId) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT plain FROM tree_cache WHERE id=?1")?
+            .query_row(params![&id.0[..]], |r| r.get(0))
             .optional()?)
     }
 

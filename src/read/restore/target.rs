@@ -6,7 +6,9 @@
 //! no symlink inside the target is ever followed. Where the snapshot has a
 //! folder and the target has something else (a symlink, a file), that thing
 //! is removed and a folder created in its place; an existing file is
-//! replaced by a new file, never opened for writing. Metadata is applied to
+//! replaced by a new file, or, when `--overwrite if-changed` updates it in
+//! place, opened for writing only after checking it is the regular file
+//! compared (same device and inode) with no other hard link. Metadata is applied to
 //! the open handle (`fchown`, `fchmod`, `fsetxattr`, `futimens`); for
 //! symlinks and device nodes with the `*at` calls and
 //! `AT_SYMLINK_NOFOLLOW`. The target directory itself, given by the user,
@@ -87,14 +89,8 @@ impl Target {
     pub fn dir(&self, route: &[Vec<u8>], create: bool) -> io::Result<OwnedFd> {
         let mut cur: Option<OwnedFd> = None;
         for name in route {
-            let name = component(name)?;
             let parent = cur.as_ref().map(|f| f.as_fd()).unwrap_or(self.root.as_fd());
-            let fd = if create {
-                open_or_make_dir(parent, name)?
-            } else {
-                rustix::fs::openat(parent, name, dir_flags(), Mode::empty())?
-            };
-            cur = Some(fd);
+            cur = Some(child_dir(parent, name, create)?);
         }
         match cur {
             Some(f) => Ok(f),
@@ -105,6 +101,29 @@ impl Target {
                 Mode::empty(),
             )?),
         }
+    }
+}
+
+/// Opens folder `name` (one component) in the folder `parent` without
+/// following a symlink; with `create` as [`Target::dir`] does for each
+/// component of a route (missing: created; a non-folder in the way:
+/// replaced). Errors: `InvalidInput` for a bad name, else the `openat`,
+/// `unlinkat` or `mkdirat` error.
+pub fn child_dir(
+    parent: std::os::fd::BorrowedFd<'_>,
+    name: &[u8],
+    create: bool,
+) -> io::Result<OwnedFd> {
+    let name = component(name)?;
+    if create {
+        open_or_make_dir(parent, name)
+    } else {
+        Ok(rustix::fs::openat(
+            parent,
+            name,
+            dir_flags(),
+            Mode::empty(),
+        )?)
     }
 }
 
@@ -175,16 +194,19 @@ pub fn create_file(dir: &OwnedFd, name: &[u8]) -> io::Result<std::fs::File> {
 }
 
 /// Opens the regular file `name` in `dir` again for writing (no create, no
-/// truncate, symlinks not followed), for a restore that closed it between
-/// writes; `(dev, ino)` are those of the file it created, and anything else
-/// found there is an error (the file was replaced while it was restored).
+/// truncate, symlinks not followed, non-blocking so a FIFO swapped in
+/// cannot stall it), for a restore that closed it between writes or that
+/// updates an existing file in place; `(dev, ino)` are those of the file it
+/// created or compared, and anything else found there, or a file that
+/// gained another hard link (a write would change the other name too), is
+/// an error (the file was replaced while it was restored).
 pub fn reopen_file(dir: &OwnedFd, name: &[u8], dev_ino: (u64, u64)) -> io::Result<std::fs::File> {
     use std::os::unix::fs::MetadataExt;
     let name = component(name)?;
-    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let f = std::fs::File::from(rustix::fs::openat(dir, name, flags, Mode::empty())?);
     let md = f.metadata()?;
-    if (md.dev(), md.ino()) != dev_ino || !md.is_file() {
+    if (md.dev(), md.ino()) != dev_ino || !md.is_file() || md.nlink() != 1 {
         return Err(io::Error::other(
             "the file was replaced by something else while it was restored",
         ));
