@@ -703,6 +703,10 @@ async fn start_import(
     Query(q): Query<ImportQuery>,
     body: Body,
 ) -> R<(StatusCode, Json<Value>)> {
+    // Made on the first upload (a server that imports nothing leaves no folder).
+    tokio::fs::create_dir_all(&s.upload_dir)
+        .await
+        .map_err(|e| bad(format!("creating {}: {e}", s.upload_dir.display())))?;
     let file = s
         .upload_dir
         .join(format!("upload-{}.tar", auth::random_token()));

@@ -87,8 +87,6 @@ pub fn run(g: &Global, a: &ServeArgs) -> Result<u8> {
     }
     let repo = super::open(g)?;
     let upload_dir = std::env::temp_dir().join(format!("snap-console-{}", std::process::id()));
-    std::fs::create_dir_all(&upload_dir)
-        .with_context(|| format!("creating {}", upload_dir.display()))?;
     let state = Arc::new(State {
         g: g.clone(),
         repo,
