@@ -419,3 +419,37 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A folder where the snapshot has a file is not removed, and it does not
+/// stop the restore: that file is named in one line (exit 1), every other
+/// file is restored.
+#[test]
+fn a_folder_in_place_of_a_file_is_named_and_the_rest_restored() {
+    let (s, src, r) = setup();
+    let t = s.path("t");
+    std::fs::remove_file(r.join("a.txt")).unwrap();
+    std::fs::create_dir_all(r.join("a.txt/mine")).unwrap();
+    std::fs::write(r.join("a.txt/mine/keep"), b"user data").unwrap();
+    std::fs::write(r.join("sub/b.txt"), b"changed").unwrap();
+    let (sum, out) = restore_json(&s, &t, &[], 1);
+    assert_eq!(sum["blocked"], 1, "{sum}");
+    assert!(out.contains(r#""type":"blocked""#), "{out}");
+    assert_eq!(
+        std::fs::read(r.join("sub/b.txt")).unwrap(),
+        vec![b'b'; 4096]
+    );
+    assert_eq!(
+        std::fs::read(r.join("a.txt/mine/keep")).unwrap(),
+        b"user data"
+    );
+    let out = s.run(os(&[&"restore", &"latest", &"--target", &t]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("a.txt") && l.contains("a folder is in the way")),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = src;
+}

@@ -135,6 +135,10 @@ pub struct RestoreSummary {
     /// With `verify`: files whose content on disk does not give the
     /// snapshot's chunk ids, with why.
     pub verify_failed: Vec<DamagedFile>,
+    /// Files not restored because a folder is in their place in the
+    /// target (it is never removed), in path order; the restore is
+    /// incomplete when this is not empty.
+    pub blocked: Vec<DamagedFile>,
     /// Most files the restore held open for writing at once (at most
     /// [`RestoreOptions::max_open_files`] plus the reads in flight).
     pub peak_open_files: u64,
@@ -605,6 +609,20 @@ pub fn restore(
         .total_files
         .store(files.len() as u64, Ordering::Relaxed);
     files.sort_by_key(|f| std::cmp::Reverse(f.entry.size));
+    // A folder where a file goes is never removed: that file is named and
+    // skipped, the rest of the restore goes on.
+    files.retain(|it| {
+        let blocked = tgt
+            .dir(&plan.dir_route(it.parent), false)
+            .is_ok_and(|d| target::folder_at(&d, &it.entry.name));
+        if blocked {
+            summary.blocked.push(DamagedFile {
+                path: tgt.display(&plan.item_route(it)),
+                error: "a folder is in the way (it is not removed)".into(),
+            });
+        }
+        !blocked
+    });
     let all_files = files.clone();
     // What to do with each file: written whole unless decided otherwise.
     let mut updates: Vec<Option<Update>> = Vec::new();

@@ -149,6 +149,11 @@ fn clear(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
     }
 }
 
+/// Whether a folder (not a symlink to one) is at `name` in `dir`.
+pub fn folder_at(dir: &OwnedFd, name: &[u8]) -> bool {
+    component(name).is_ok_and(|n| is_dir_at(dir, n))
+}
+
 fn is_dir_at(dir: &OwnedFd, name: &OsStr) -> bool {
     rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .map(|st| {
