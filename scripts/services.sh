@@ -15,6 +15,11 @@
 #   SNAP_TEST_PG_HOST SNAP_TEST_PG_PORT SNAP_TEST_PG_USER SNAP_TEST_PG_BIN
 #   SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET      (moto)
 #   SNAP_TEST_S3S_ENDPOINT SNAP_TEST_S3S_BUCKET    (s3s-fs; same keys and region as moto)
+#   SNAP_TEST_S3AUTH_ENDPOINT SNAP_TEST_S3AUTH_BUCKET  (a second moto enforcing IAM authorization;
+#       bucket "<bucket>-lock" has Object Lock enabled, "<bucket>-lockdefault" also a default
+#       retention of 1 day) with the keys of two IAM users:
+#       SNAP_TEST_S3AUTH_FULL_{KEY,SECRET} (s3:*) and SNAP_TEST_S3AUTH_APPEND_{KEY,SECRET}
+#       (s3:PutObject, s3:GetObject, s3:ListBucket only)
 #   SNAP_TEST_MYSQL_HOST SNAP_TEST_MYSQL_PORT SNAP_TEST_MYSQL_SOCKET
 #   SNAP_TEST_MYSQL_USER SNAP_TEST_MYSQL_PASSWORD_FILE  (MariaDB; the user has every privilege,
 #                                                  its password is the file's only line, 0600)
@@ -57,7 +62,9 @@ _SNAP_MOTO_SPEC='moto[server]==5.2.5'
 _SNAP_S3_BUCKET='snap-test'
 _SNAP_S3S_VERSION='0.14.1'
 _SNAP_EXPORTED_VARS='SNAP_TEST_PG_HOST SNAP_TEST_PG_PORT SNAP_TEST_PG_USER SNAP_TEST_PG_BIN
-SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET SNAP_TEST_S3S_ENDPOINT SNAP_TEST_S3S_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET SNAP_TEST_S3S_ENDPOINT SNAP_TEST_S3S_BUCKET
+SNAP_TEST_S3AUTH_ENDPOINT SNAP_TEST_S3AUTH_BUCKET SNAP_TEST_S3AUTH_FULL_KEY SNAP_TEST_S3AUTH_FULL_SECRET
+SNAP_TEST_S3AUTH_APPEND_KEY SNAP_TEST_S3AUTH_APPEND_SECRET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
 AWS_DEFAULT_REGION SNAP_TEST_MYSQL_HOST SNAP_TEST_MYSQL_PORT SNAP_TEST_MYSQL_SOCKET SNAP_TEST_MYSQL_USER
 SNAP_TEST_MYSQL_PASSWORD_FILE'
 
@@ -503,6 +510,119 @@ _snap_start_s3() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# S3 with authorization (a second moto)
+
+# Writes the setup script of the authorizing moto to $1. Run while moto still accepts every
+# request (its default), it creates bucket $2, bucket $2-lock (Object Lock enabled), bucket
+# $2-lockdefault (Object Lock with a default retention of 1 day, governance mode), an IAM
+# user "snap-full" allowed s3:* and an IAM user "snap-append" allowed only s3:PutObject,
+# s3:GetObject and s3:ListBucket (no s3:DeleteObject: an append-only credential), then turns
+# authorization on (POST /moto-api/reset-auth with 0: from then on every request is checked
+# against IAM). Prints `NAME=VALUE` lines with both users' keys.
+_snap_write_s3auth_setup() {
+    cat >"$1" <<'EOF'
+import json, sys, urllib.request
+import boto3
+
+url, bucket = sys.argv[1], sys.argv[2]
+kw = dict(endpoint_url=url, region_name="us-east-1",
+          aws_access_key_id="test", aws_secret_access_key="test")
+s3 = boto3.client("s3", **kw)
+iam = boto3.client("iam", **kw)
+s3.create_bucket(Bucket=bucket)
+s3.create_bucket(Bucket=bucket + "-lock", ObjectLockEnabledForBucket=True)
+s3.create_bucket(Bucket=bucket + "-lockdefault", ObjectLockEnabledForBucket=True)
+s3.put_object_lock_configuration(Bucket=bucket + "-lockdefault", ObjectLockConfiguration={
+    "ObjectLockEnabled": "Enabled",
+    "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+
+
+def user(name, actions):
+    iam.create_user(UserName=name)
+    doc = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": actions,
+        "Resource": ["arn:aws:s3:::*"]}]}
+    iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=json.dumps(doc))
+    k = iam.create_access_key(UserName=name)["AccessKey"]
+    return k["AccessKeyId"], k["SecretAccessKey"]
+
+
+full = user("snap-full", ["s3:*"])
+append = user("snap-append", ["s3:PutObject", "s3:GetObject", "s3:ListBucket"])
+req = urllib.request.Request(url + "/moto-api/reset-auth", data=b"0", method="POST",
+                             headers={"Content-Type": "text/plain"})
+urllib.request.urlopen(req, timeout=10).read()
+print("SNAP_TEST_S3AUTH_FULL_KEY=" + full[0])
+print("SNAP_TEST_S3AUTH_FULL_SECRET=" + full[1])
+print("SNAP_TEST_S3AUTH_APPEND_KEY=" + append[0])
+print("SNAP_TEST_S3AUTH_APPEND_SECRET=" + append[1])
+EOF
+}
+
+# Starts a second moto (same launcher) that enforces IAM authorization; exports
+# SNAP_TEST_S3AUTH_ENDPOINT, SNAP_TEST_S3AUTH_BUCKET (plain bucket; "<bucket>-lock" has
+# Object Lock enabled, "<bucket>-lockdefault" also a default retention) and the two users' keys SNAP_TEST_S3AUTH_{FULL,APPEND}_{KEY,SECRET}
+# (throwaway keys of this test server only).
+_snap_start_s3auth() {
+    local root=$1 venv dir port pid url code out line moto=${SNAP_TEST_S3_ENDPOINT:-} s3s=${SNAP_TEST_S3S_ENDPOINT:-}
+    venv=$(_snap_moto_venv) || return 1
+    dir="$root/s3auth"
+    mkdir -p "$dir" || return 1
+    port=$(_snap_pick_port "${SNAP_TEST_PG_PORT:-}" "${moto##*:}" "${s3s##*:}") || {
+        _snap_err "no free TCP port found on 127.0.0.1"
+        return 1
+    }
+    url="http://127.0.0.1:$port"
+    _snap_write_moto_launcher "$dir/snap_moto_server.py" || return 1
+    _snap_write_s3auth_setup "$dir/setup.py" || return 1
+    (
+        trap '' HUP
+        cd "$dir" || exit 1
+        TMPDIR="$dir" exec "$venv/bin/python" "$dir/snap_moto_server.py" -H 127.0.0.1 -p "$port"
+    ) </dev/null >"$dir/moto.log" 2>&1 &
+    pid=$!
+    _snap_state_set SNAP_SVC_S3AUTH_PID "$pid"
+    code=000
+    for _ in $(seq 1 600); do
+        kill -0 "$pid" 2>/dev/null || break
+        code=$(_snap_http GET "$url/")
+        [ "$code" = 200 ] && break
+        sleep 0.1
+    done
+    if [ "$code" != 200 ]; then
+        _snap_err "the authorizing S3 server (moto) did not answer on $url (last status $code); last lines of $dir/moto.log:"
+        tail -n 20 "$dir/moto.log" >&2 2>/dev/null
+        return 1
+    fi
+    if ! out=$("$venv/bin/python" "$dir/setup.py" "$url" "$_SNAP_S3_BUCKET" 2>"$dir/setup.log"); then
+        _snap_err "setting up users and buckets on $url failed; last lines of $dir/setup.log:"
+        tail -n 20 "$dir/setup.log" >&2 2>/dev/null
+        return 1
+    fi
+    while IFS= read -r line; do
+        case $line in SNAP_TEST_S3AUTH_*=*) _snap_state_export "${line%%=*}" "${line#*=}" ;; esac
+    done <<<"$out"
+    _snap_state_export SNAP_TEST_S3AUTH_ENDPOINT "$url"
+    _snap_state_export SNAP_TEST_S3AUTH_BUCKET "$_SNAP_S3_BUCKET"
+    _snap_say "s3 with IAM authorization (moto) at $url buckets $_SNAP_S3_BUCKET, $_SNAP_S3_BUCKET-lock (Object Lock) (log $dir/moto.log)"
+}
+
+# True when the authorizing moto of the state file is alive and answering.
+_snap_s3auth_healthy() {
+    local state
+    state=$(_snap_state_file)
+    [ -f "$state" ] || return 1
+    (
+        # shellcheck disable=SC1090
+        . "$state" || exit 1
+        [ -n "${SNAP_TEST_S3AUTH_ENDPOINT:-}" ] || exit 1
+        _snap_pid_is "${SNAP_SVC_S3AUTH_PID:-}" "${SNAP_SVC_ROOT:-}/s3auth/snap_moto_server.py" || exit 1
+        # Unsigned by a known user: 403 means it answers and enforces authorization.
+        [ "$(_snap_http GET "$SNAP_TEST_S3AUTH_ENDPOINT/$SNAP_TEST_S3AUTH_BUCKET")" = 403 ] || exit 1
+    ) >/dev/null 2>&1
+}
+
+# ---------------------------------------------------------------------------------------------
 # S3 (s3s-fs)
 
 # Makes sure the pinned s3s-fs binary is built; prints its path. Built once with
@@ -782,6 +902,13 @@ snap_services_start() {
         _snap_say "s3 at $SNAP_TEST_S3_ENDPOINT bucket $SNAP_TEST_S3_BUCKET (already running, reused)"
         # shellcheck disable=SC1090
         root=$(. "$state" && printf '%s' "$SNAP_SVC_ROOT")
+        if _snap_s3auth_healthy; then
+            _snap_say "s3 with authorization at $SNAP_TEST_S3AUTH_ENDPOINT (moto, already running, reused)"
+        elif ! _snap_start_s3auth "$root"; then
+            # Services started before it was added: it is started beside them.
+            _snap_err "starting the authorizing moto failed (the other services keep running)"
+            return 1
+        fi
         if [ "${SNAP_TEST_S3S:-1}" != 0 ]; then
             if _snap_s3s_healthy; then
                 _snap_say "s3 at $SNAP_TEST_S3S_ENDPOINT bucket $SNAP_TEST_S3S_BUCKET (s3s-fs, already running, reused)"
@@ -813,7 +940,7 @@ snap_services_start() {
     : >"$state" || return 1
     _snap_state_set SNAP_SVC_ROOT "$root"
 
-    if ! _snap_start_pg "$root" || ! _snap_start_s3 "$root" ||
+    if ! _snap_start_pg "$root" || ! _snap_start_s3 "$root" || ! _snap_start_s3auth "$root" ||
         { [ "${SNAP_TEST_S3S:-1}" != 0 ] && ! _snap_start_s3s "$root"; } ||
         { [ "${SNAP_TEST_MYSQL:-1}" != 0 ] && ! _snap_start_mysql "$root"; }; then
         _snap_err "starting test services failed; stopping what was started"
@@ -831,7 +958,7 @@ snap_services_stop() {
     if [ -f "$state" ]; then
         (
             SNAP_SVC_ROOT='' SNAP_SVC_PG_OWNER='' SNAP_SVC_PG_BIN='' SNAP_SVC_PG_DATA=''
-            SNAP_SVC_PG_PID='' SNAP_SVC_S3_PID='' SNAP_SVC_S3S_PID=''
+            SNAP_SVC_PG_PID='' SNAP_SVC_S3_PID='' SNAP_SVC_S3S_PID='' SNAP_SVC_S3AUTH_PID=''
             SNAP_SVC_MY_PID='' SNAP_SVC_MY_DATA=''
             # shellcheck disable=SC1090
             . "$state"
@@ -850,6 +977,7 @@ snap_services_stop() {
             if [ -n "$SNAP_SVC_ROOT" ]; then
                 _snap_kill "$SNAP_SVC_S3_PID" "$SNAP_SVC_ROOT/s3/snap_moto_server.py"
                 _snap_kill "$SNAP_SVC_S3S_PID" "$SNAP_SVC_ROOT/s3s/data"
+                _snap_kill "$SNAP_SVC_S3AUTH_PID" "$SNAP_SVC_ROOT/s3auth/snap_moto_server.py"
             fi
             if [ -n "$SNAP_SVC_MY_DATA" ]; then
                 # SIGTERM is mariadbd's normal shutdown.

@@ -3,7 +3,8 @@
 //!
 //! A lease says "process P on host H runs operation O since S, and is alive
 //! until E". Running operations refresh their lease (overwrite) every
-//! [`REFRESH`] and delete it at the end; a lease whose `expires` is more than
+//! [`REFRESH`] and delete it at the end (with append-only credentials the
+//! delete is refused: the lease stays, with a warning, and expires); a lease whose `expires` is more than
 //! [`CLOCK_SKEW`] in the past is dead. Leases are taken through
 //! [`crate::session::Session`], which maps each command to a lease kind. Only
 //! exclusive operations (repair, key removal and password change) refuse to start while other live leases exist; backups refuse only
@@ -298,9 +299,19 @@ impl Drop for LeaseGuard {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        if let Err(e) = self.store.delete(&ObjectKind::Lock.key(&self.name)) {
-            self.store
-                .warn(format!("removing lease {}: {e:#}", &self.name[..8]));
+        match self.store.delete(&ObjectKind::Lock.key(&self.name)) {
+            Ok(()) => {}
+            // Append-only credentials: the lease stays and expires by itself
+            // (format-spec §19); a full-credential `snap unlock` or prune
+            // removes it later.
+            Err(e) if crate::store::is_delete_refused(&e) => self.store.warn(format!(
+                "lease {} left in place: the store refused DeleteObject (append-only credentials); it expires within {} s",
+                &self.name[..8],
+                (EXPIRY + CLOCK_SKEW).as_secs()
+            )),
+            Err(e) => self
+                .store
+                .warn(format!("removing lease {}: {e:#}", &self.name[..8])),
         }
     }
 }

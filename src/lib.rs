@@ -34,6 +34,7 @@
 pub mod catalog;
 pub mod crypto;
 pub mod error;
+pub mod events;
 pub mod format;
 pub mod index_view;
 pub mod interrupt;
@@ -47,6 +48,7 @@ pub mod store;
 pub mod write;
 
 pub use error::{Error, ErrorKind, Result};
+pub use events::{Event, Events};
 pub use format::{BlobId, DictId, IndexId, KeyId, ObjectId, PackId, RepoId, SnapshotId, TypedId};
 pub use repo::Repository;
 pub use session::Session;

@@ -4,6 +4,7 @@
 use crate::catalog::{BlobLocation, Catalog};
 use crate::crypto::{self, MasterKey, AAD_DICT, AAD_INDEX, AAD_SNAPSHOT};
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Events, NoEvents};
 use crate::format::config::{Chunking, Config};
 use crate::format::index::IndexFile;
 use crate::format::keyfile::KeyFile;
@@ -15,6 +16,7 @@ use crate::format::{
 use crate::store::{ObjectKind, Store, StoreOptions};
 use crate::write::chunker::Chunker;
 use crate::write::compress::{self, Dictionary};
+use crate::write::pack::BlobSaver;
 use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -101,6 +103,8 @@ pub struct Repository {
     dict_cache: PathBuf,
     /// This repository's cache directory (`<cache dir>/<repository id>`).
     cache_dir: std::path::PathBuf,
+    /// Where operations on this repository report ([`Repository::set_events`]).
+    events: Arc<dyn Events>,
 }
 
 /// Trees larger than this (plaintext bytes) are not kept in the tree cache.
@@ -439,6 +443,7 @@ impl Repository {
             dict_load: Mutex::new(()),
             stream_dict: Mutex::new(None),
             dict_cache,
+            events: Arc::new(NoEvents),
             cache_dir: cat_path
                 .parent()
                 .map(|d| d.to_path_buf())
@@ -533,6 +538,36 @@ impl Repository {
     /// raised, to `sink`.
     pub fn set_warning_sink(&self, sink: WarningSink) {
         self.store.set_warning_sink(sink);
+    }
+
+    /// Makes every operation on this repository (and on a [`Session`] made
+    /// from it) report to `events` from now on ([`crate::events`]).
+    ///
+    /// [`Session`]: crate::Session
+    pub fn set_events(&mut self, events: Arc<dyn Events>) {
+        self.events = events;
+    }
+
+    /// Where operations report ([`NoEvents`] unless
+    /// [`Repository::set_events`] was called).
+    pub fn events(&self) -> &dyn Events {
+        &*self.events
+    }
+
+    /// A [`BlobSaver`] for this repository's store and key that fills the
+    /// configured number of packs at once, `pack_size` bytes each
+    /// (config `writer_packs`), and reports each stored pack as
+    /// [`crate::Event::PackUploaded`].
+    pub fn blob_saver(&self) -> BlobSaver {
+        let (size, open) = self.config.writer_packs();
+        self.blob_saver_with(size, open)
+    }
+
+    /// As [`Repository::blob_saver`] with `open_packs` packs filled at
+    /// once (1 for a rewrite that keeps blobs in order: prune, repair).
+    pub fn blob_saver_with(&self, pack_size: usize, open_packs: usize) -> BlobSaver {
+        BlobSaver::new(self.store.clone(), self.key.clone(), pack_size, open_packs)
+            .with_events(self.events.clone())
     }
 
     /// Index objects the last [`Repository::sync_catalog`] skipped because

@@ -167,6 +167,12 @@ impl Session {
         self.repo
     }
 
+    /// As [`Repository::set_events`]: operations of this session report to
+    /// `events` from now on.
+    pub fn set_events(&mut self, events: std::sync::Arc<dyn crate::Events>) {
+        self.repo.set_events(events);
+    }
+
     /// What this session was opened for.
     pub fn operation(&self) -> Operation {
         self.operation
@@ -213,9 +219,14 @@ impl Session {
     /// records it in the catalog; returns its id. Refuses with
     /// [`ErrorKind::Locked`] when the lease may have lapsed, so that no
     /// snapshot is committed that a prune may already have ignored.
+    /// Reports [`crate::Event::SnapshotSaved`].
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
         self.check_lease()?;
-        self.repo.save_snapshot(snap)
+        let id = self.repo.save_snapshot(snap)?;
+        self.repo.events().event(&crate::Event::SnapshotSaved {
+            snapshot: id.to_hex(),
+        });
+        Ok(id)
     }
 
     /// Deletes snapshot object `id` and drops it from the catalog (forget,

@@ -236,8 +236,50 @@ fn url_scheme(location: &str) -> Option<&str> {
     .then_some(scheme)
 }
 
+/// What snap says when the store refuses to delete an object for lack of
+/// permission: the credentials are append-only (format-spec §19, §25).
+pub const DELETE_REFUSED: &str = "the store refused DeleteObject: access denied — this repository's credentials are append-only; run prune from a machine with full credentials";
+
+/// Whether `e` is the store refusing a request for lack of permission: HTTP
+/// 401/403 (object_store's `PermissionDenied`, `Unauthenticated`), or S3's
+/// `AccessDenied` code inside a generic error (object_store deletes through
+/// `DeleteObjects`, whose per-key failures arrive as such).
+fn is_access_denied(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => true,
+        e => {
+            let s = e.to_string();
+            s.contains("AccessDenied") || s.contains("Access Denied")
+        }
+    }
+}
+
+/// Whether `e` is a delete refused by append-only credentials
+/// ([`Store::delete`] failing with [`DELETE_REFUSED`]).
+pub fn is_delete_refused(e: &Error) -> bool {
+    e.kind() == ErrorKind::Backend && e.to_string().contains(DELETE_REFUSED)
+}
+
+/// What snap says when a bucket with a default Object Lock retention refuses
+/// an upload for want of `Content-MD5` (format-spec §25.8).
+pub const OBJECT_LOCK_DEFAULT_UNSUPPORTED: &str = "the bucket locks every new object (Object Lock default retention) and wants a Content-MD5 header on uploads, which snap cannot send yet; use a bucket without a default retention";
+
+/// Whether `e` is an upload refused because the bucket's default Object Lock
+/// retention wants `Content-MD5` (moto: `MissingUploadObjectWithObjectLockHeaders`;
+/// AWS: `InvalidRequest` naming Content-MD5 and Object Lock).
+fn is_object_lock_upload_refused(e: &object_store::Error) -> bool {
+    let s = e.to_string();
+    s.contains("MissingUploadObjectWithObjectLockHeaders")
+        || (s.contains("Content-MD5") && s.contains("Object Lock"))
+}
+
 fn backend_err(what: String, e: object_store::Error) -> Error {
     match e {
+        e if is_object_lock_upload_refused(&e) => Error::new(
+            ErrorKind::Backend,
+            format!("{what}: {OBJECT_LOCK_DEFAULT_UNSUPPORTED}"),
+        ),
         object_store::Error::NotFound { .. } => Error::with_source(ErrorKind::NotFound, what, e),
         // A full local disk surfaces through object_store as a generic
         // error whose source chain holds the io::Error.
@@ -705,6 +747,10 @@ impl Store {
         let path = Path::from(key);
         match self.rt.block_on(sh.inner.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) if is_access_denied(&e) => Err(Error::new(
+                ErrorKind::Backend,
+                format!("deleting {key} from {}: {DELETE_REFUSED}", sh.location),
+            )),
             Err(e) => Err(backend_err(
                 format!("deleting {key} from {}", sh.location),
                 e,

@@ -485,7 +485,7 @@ fn error_chain_prints_each_cause_once() {
 }
 
 #[test]
-fn backup_json_prints_status_lines_with_totals() {
+fn backup_json_prints_status_lines_with_totals_and_events() {
     let s = Snap::new();
     s.init();
     let data = s.path("data");
@@ -505,10 +505,27 @@ fn backup_json_prints_status_lines_with_totals() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
-    let (summary, status) = lines.split_last().unwrap();
+    let (summary, progress) = lines.split_last().unwrap();
     assert_eq!(summary["type"], "summary", "{out}");
+    // Progress: status lines, and the library's events (README "Events").
+    assert!(
+        progress
+            .iter()
+            .all(|v| v["type"] == "status" || v["type"] == "event"),
+        "{out}"
+    );
+    let events: Vec<&str> = progress
+        .iter()
+        .filter(|v| v["type"] == "event")
+        .map(|v| v["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events.first(), Some(&"started"), "{out}");
+    assert!(events.contains(&"pack_uploaded"), "{out}");
+    assert!(events.contains(&"snapshot_saved"), "{out}");
+    assert!(events.contains(&"finished"), "{out}");
+    let status: Vec<&serde_json::Value> =
+        progress.iter().filter(|v| v["type"] == "status").collect();
     assert!(!status.is_empty(), "no status line: {out}");
-    assert!(status.iter().all(|v| v["type"] == "status"), "{out}");
     let last = status.last().unwrap();
     assert_eq!(last["total_bytes"], total, "{last}");
     assert_eq!(last["total_files"], 51, "{last}");

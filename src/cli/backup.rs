@@ -3,11 +3,10 @@
 use super::{human, open_session, progress, Global, EXIT_PARTIAL};
 use anyhow::Result;
 use clap::Args;
-use snap::ops::backup::{BackupOptions, Progress, StreamInput, StreamSource};
+use snap::ops::backup::{BackupOptions, StreamInput, StreamSource};
 use snap::session::Operation;
 use snap::write::{mysql, sources};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
@@ -36,13 +35,19 @@ pub struct BackupArgs {
     /// `--config` file, never on the command line.
     #[arg(long = "mongo", value_name = "[NAME=]URI")]
     mongo: Vec<String>,
+    /// Copy a SQLite database with SQLite's online backup API (consistent
+    /// while applications write to it; repeatable) into a private temporary
+    /// file in $TMPDIR, stored as stream `sqlite-<file name>` unless given
+    /// as NAME=PATH.
+    #[arg(long = "sqlite", value_name = "[NAME=]PATH")]
+    sqlite: Vec<String>,
     /// Add `--oplog` to every mongodump (point-in-time dump of a replica set).
     #[arg(long, requires = "mongo")]
     mongo_oplog: bool,
     /// Dump a MariaDB/MySQL database with `mariadb-dump --single-transaction
     /// --quick --routines --events --triggers --hex-blob`
     /// (repeatable). CONNINFO is `mysql://USER@HOST:PORT/DATABASE` or
-    /// `host=… port=… user=… database=…`, without a password (the client
+    /// `host=... port=... user=... database=...`, without a password (the client
     /// reads MYSQL_PWD or ~/.my.cnf; `password-file=PATH` is passed in a
     /// private option file); the stream is named `mysql-<database>.sql`
     /// unless given as NAME=CONNINFO.
@@ -52,7 +57,7 @@ pub struct BackupArgs {
     /// (`mariadb-dump --system=users`) as stream `mysql-globals.sql`.
     #[arg(long, requires = "mysql")]
     mysql_globals: bool,
-    /// If a --pg/--mysql/--mongo/--command/--stdin source fails, still record the
+    /// If a --pg/--mysql/--mongo/--sqlite/--command/--stdin source fails, still record the
     /// snapshot without it, tagged `partial` (exit code 3).
     #[arg(long)]
     allow_partial: bool,
@@ -194,6 +199,16 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
             Err(e) => fail_or_record(e, "mongo".into(), sources::KIND_MONGO)?,
         }
     }
+    for spec in &a.sqlite {
+        match snap::write::sqlite::sqlite_source(spec) {
+            Ok(s) => streams.push(s),
+            Err(e) => fail_or_record(
+                e,
+                snap::write::sqlite::stream_name(spec),
+                snap::write::sqlite::KIND_SQLITE,
+            )?,
+        }
+    }
     let mut names = std::collections::HashSet::new();
     for s in &streams {
         if !names.insert(s.name.clone()) {
@@ -208,11 +223,10 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
         Some(p) => Some(repo.resolve_snapshot(p)?.0),
         None => None,
     };
-    let progress = Arc::new(Progress::default());
     let bar = if g.json && !g.no_progress {
-        progress::start_json(&progress, "backup")
+        progress::start_json(g, "backup")
     } else {
-        progress::start(&progress, "backup", g.json || g.no_progress)
+        progress::start(g, "backup", g.json || g.no_progress)
     };
     let out = snap::ops::backup::backup(
         &repo,
@@ -225,7 +239,6 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
             parent,
             force: a.force,
             description: a.description.clone(),
-            progress: progress.clone(),
             before_commit: None,
             allow_partial: a.allow_partial,
             failed_sources,
@@ -242,28 +255,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
         ),
         _ => e,
     })?;
-    // Under --json every warning is one JSON object on stderr.
-    let warn = |m: String| {
-        if g.json {
-            eprintln!("{}", serde_json::json!({"type": "warning", "message": m}));
-        } else {
-            eprintln!("warning: {}", super::output::escape(&m));
-        }
-    };
-    for f in &out.snapshot.failed_sources {
-        warn(
-            f.details
-                .get("error")
-                .cloned()
-                .unwrap_or_else(|| "source failed".into()),
-        );
-    }
-    for w in &out.warnings {
-        warn(format!("skipped {w}"));
-    }
-    for c in &out.changed {
-        warn(format!("{c}: changed while reading; stored the bytes read"));
-    }
+    // Warnings were printed as they came (progress::CliEvents).
     let s = &out.snapshot.summary;
     if g.json {
         outln!(

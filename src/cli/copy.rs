@@ -49,7 +49,8 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
     let dst_pw = password(g, false)?;
     let cache = cache_dir(g);
     let src = Repository::open_opts(&a.from, src_pw.as_bytes(), &cache, &opts)?;
-    let dst = Repository::open_unsynced(&to, dst_pw.as_bytes(), &cache, &opts)?;
+    let mut dst = Repository::open_unsynced(&to, dst_pw.as_bytes(), &cache, &opts)?;
+    dst.set_events(super::progress::events(g));
     super::print_warnings(g, &src);
     super::print_warnings(g, &dst);
     if src.config().id == dst.config().id {

@@ -3,10 +3,9 @@
 use super::{human, open_session, progress, Global};
 use anyhow::{Context, Result};
 use clap::Args;
-use snap::ops::backup::{BackupOptions, Progress};
+use snap::ops::backup::BackupOptions;
 use snap::session::Operation;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct ImportTarArgs {
@@ -28,8 +27,7 @@ pub fn run(g: &Global, a: &ImportTarArgs) -> Result<u8> {
     // catalog sync (format-spec §19), so a concurrent prune cannot delete
     // packs it relies on.
     let repo = open_session(g, Operation::ImportTar)?;
-    let progress = Arc::new(Progress::default());
-    let bar = progress::start(&progress, "import", g.json || g.no_progress);
+    let bar = progress::start(g, "import", g.json || g.no_progress);
     let opts = BackupOptions {
         tags: a.tags.clone(),
         host: a.host.clone(),
@@ -38,7 +36,6 @@ pub fn run(g: &Global, a: &ImportTarArgs) -> Result<u8> {
                 .clone()
                 .unwrap_or_else(|| format!("imported from {}", a.file.display())),
         ),
-        progress: progress.clone(),
         ..Default::default()
     };
     let out = if a.file.as_os_str() == "-" {

@@ -26,6 +26,7 @@ mod jobs;
 mod key;
 mod locks;
 mod ls;
+mod monitor;
 mod mount;
 pub mod output;
 pub mod profile;
@@ -39,6 +40,7 @@ mod run;
 mod schedule;
 mod snapshots;
 mod stats;
+mod status;
 mod tag;
 
 #[cfg(test)]
@@ -233,6 +235,9 @@ enum Command {
     Schedule(schedule::ScheduleArgs),
     /// Restore a profile's latest snapshot into scratch space and check it.
     RestoreTest(restore_test::RestoreTestArgs),
+    /// Show each profile's last successful backup, copy, check and
+    /// restore-test with their age; exit 1 when one is older than max-age.
+    Status(status::StatusArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff): `snap man > snap.1`.
@@ -278,6 +283,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(a) => run::run(g, a),
         Command::Schedule(a) => schedule::run(g, a),
         Command::RestoreTest(a) => restore_test::run(g, a),
+        Command::Status(a) => status::run(g, a),
         Command::Completions(a) => completions::run(a),
         Command::Man => completions::man(),
     }
@@ -402,7 +408,8 @@ pub fn open_unsynced(g: &Global) -> Result<Repository> {
     let loc = repo_location(g)?;
     let opts = store_options(g)?;
     let pw = password(g, false)?;
-    let repo = Repository::open_unsynced(&loc, pw.as_bytes(), &cache_dir(g), &opts)?;
+    let mut repo = Repository::open_unsynced(&loc, pw.as_bytes(), &cache_dir(g), &opts)?;
+    repo.set_events(progress::events(g));
     print_warnings(g, &repo);
     Ok(repo)
 }

@@ -103,6 +103,9 @@ pub struct Profile {
     /// Command streams, `NAME=CMD` (`snap backup --command`).
     #[serde(default)]
     pub command: Vec<String>,
+    /// SQLite databases, `[NAME=]PATH` (`snap backup --sqlite`).
+    #[serde(default)]
+    pub sqlite: Vec<String>,
     /// Tags for the snapshot (the tag `profile:NAME` is always added).
     #[serde(default)]
     pub tags: Vec<String>,
@@ -132,8 +135,33 @@ pub struct Profile {
     /// Run `snap check` on the primary repository at the end.
     #[serde(default)]
     pub check: bool,
-    /// With check: also read and verify this share of the pack data (`5%`).
+    /// With check: also read and verify this share of the pack data (`5%`);
+    /// also accepted as `read-data-subset`.
+    #[serde(alias = "read-data-subset")]
     pub check_read_data_subset: Option<String>,
+    /// Run the check step only when the last successful check of this
+    /// profile is older than this span (`7d`, `12h`) [default: every run].
+    pub check_every: Option<String>,
+    /// Write Prometheus metrics (node_exporter textfile format) to this file
+    /// after every run, restore-test and check of the profile (atomically;
+    /// other profiles' lines in the file are kept).
+    pub metrics_file: Option<PathBuf>,
+    /// Also PUT the profile's metrics to this Prometheus Pushgateway URL
+    /// (`http://host:9091`; `/metrics/job/snap/profile/NAME` is appended
+    /// unless the URL holds `/metrics/job/`).
+    pub metrics_push: Option<String>,
+    /// Healthchecks-style URL: requested after every run and restore-test,
+    /// `URL` on success, `URL/fail` on failure.
+    pub ping_url: Option<String>,
+    /// `snap status` exits non-zero when the last successful backup (copy,
+    /// check, restore-test) is older than this span (`26h`); for check and
+    /// restore-test with a rotation (`check-every`, `every`) the rotation is
+    /// added.
+    pub max_age: Option<String>,
+    /// Where `snap run`, `restore-test` and `status` keep this profile's
+    /// last results [default: `$XDG_STATE_HOME/snap/profiles/NAME.json`,
+    /// i.e. `~/.local/state/snap/profiles/NAME.json`].
+    pub state_file: Option<PathBuf>,
     /// Commands run before the backup; a failure fails the job.
     #[serde(default)]
     pub before: Commands,
@@ -180,6 +208,13 @@ pub struct RestoreTest {
     /// Shell commands run in the restore directory; each must exit 0.
     #[serde(default)]
     pub commands: Vec<String>,
+    /// Make restore-test a step of `snap run`: `"always"` in every run, or
+    /// a span (`"7d"`): when the last restore-test of the repository is
+    /// older than that [default: not part of `snap run`].
+    pub every: Option<String>,
+    /// With `every`: also test the profile's `copy-to` repository.
+    #[serde(default)]
+    pub offsite: bool,
 }
 
 /// One SQL check: the first column of the first row of `query`, as a number.
@@ -266,14 +301,34 @@ impl Config {
                 && p.mongo.is_empty()
                 && p.mysql.is_empty()
                 && p.command.is_empty()
+                && p.sqlite.is_empty()
             {
                 return Err(Error::usage(format!(
-                    "{origin}: profile {name:?} has no sources: give paths, pg, mysql, mongo or command"
+                    "{origin}: profile {name:?} has no sources: give paths, pg, mysql, mongo, sqlite or command"
                 )));
             }
             if p.mysql_globals && p.mysql.is_empty() {
                 return Err(Error::usage(format!(
                     "{origin}: profile {name:?}: mysql-globals needs a mysql source"
+                )));
+            }
+            let spans = [
+                ("check-every", &p.check_every),
+                ("max-age", &p.max_age),
+                ("restore-test every", &p.restore_test.every),
+            ];
+            for (key, v) in spans {
+                if let Some(v) = v {
+                    if !(key == "restore-test every" && v == "always") {
+                        parse_span(v).map_err(|e| {
+                            Error::usage(format!("{origin}: profile {name:?}: {key}: {e}"))
+                        })?;
+                    }
+                }
+            }
+            if p.restore_test.offsite && p.copy_to.is_none() {
+                return Err(Error::usage(format!(
+                    "{origin}: profile {name:?}: restore-test offsite = true needs copy-to"
                 )));
             }
             for c in &p.command {
@@ -369,6 +424,14 @@ impl Config {
     }
 }
 
+/// Parses a span such as `"7d"`, `"26h"`, `"90m"` or `"1w 2d"`
+/// (humantime syntax) into seconds.
+pub fn parse_span(s: &str) -> std::result::Result<u64, String> {
+    humantime::parse_duration(s.trim())
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("{s:?} is not a span like \"7d\" or \"26h\": {e}"))
+}
+
 /// Parses `"5%"` or `"5"` into a percentage in (0, 100].
 pub fn parse_percent(s: &str) -> std::result::Result<f64, String> {
     let v: f64 = s
@@ -443,6 +506,8 @@ pub enum StepKind {
     Copy,
     /// `snap check` of the primary repository.
     Check,
+    /// `snap restore-test` of the profile, on the primary or the copy-to repository.
+    RestoreTest,
 }
 
 impl StepKind {
@@ -453,6 +518,7 @@ impl StepKind {
             StepKind::Forget => "forget",
             StepKind::Copy => "copy",
             StepKind::Check => "check",
+            StepKind::RestoreTest => "restore-test",
         }
     }
 }
@@ -486,7 +552,7 @@ impl Profile {
 
     /// True when the job ends with `snap check`.
     pub fn wants_check(&self) -> bool {
-        self.check || self.check_read_data_subset.is_some()
+        self.check || self.check_read_data_subset.is_some() || self.check_every.is_some()
     }
 
     /// `backup` arguments (after the global options).
@@ -522,6 +588,10 @@ impl Profile {
         for c in &self.command {
             a.push("--command".into());
             a.push(c.clone());
+        }
+        for q in &self.sqlite {
+            a.push("--sqlite".into());
+            a.push(q.clone());
         }
         if !self.paths.is_empty() {
             a.push("--".into());
@@ -597,9 +667,14 @@ pub struct ChildGlobals {
 
 impl Config {
     /// The steps `snap run NAME` performs, in order: backup, then forget
-    /// (when retention is set), copy (when `copy-to` is set) and check
-    /// (when `check` or `check-read-data-subset` is set). Each `args`
-    /// starts with `--repo LOCATION --json --no-progress [--cache-dir DIR]`.
+    /// (when retention is set), copy (when `copy-to` is set), check
+    /// (when `check` or `check-read-data-subset` is set) and restore-test
+    /// (when `[restore-test] every` is set; a second one on the copy-to
+    /// repository with `offsite = true`). Each `args` starts with
+    /// `--repo LOCATION --json --no-progress [--cache-dir DIR]`, except
+    /// restore-test's, which name the profile file (`--config FILE`)
+    /// instead of a repository. `snap run` skips a check or restore-test
+    /// that is not due (`check-every`, `every`).
     pub fn plan(&self, name: &str, g: &ChildGlobals) -> Result<Vec<Step>> {
         let p = self.get(name)?;
         let main = self.repo(&p.repository)?;
@@ -660,6 +735,34 @@ impl Config {
                 &p.repository,
                 None,
             ));
+        }
+        if p.restore_test.every.is_some() {
+            let mut repos = vec![p.repository.clone()];
+            if p.restore_test.offsite {
+                repos.extend(p.copy_to.clone());
+            }
+            for r in repos {
+                let mut args = vec!["--json".to_string(), "--no-progress".to_string()];
+                if let Some(c) = &g.cache_dir {
+                    args.push("--cache-dir".into());
+                    args.push(c.to_string_lossy().into_owned());
+                }
+                args.extend([
+                    "--config".to_string(),
+                    self.path.to_string_lossy().into_owned(),
+                    "restore-test".to_string(),
+                    name.to_string(),
+                    "--from-run".to_string(),
+                    "--repository".to_string(),
+                    r.clone(),
+                ]);
+                steps.push(Step {
+                    kind: StepKind::RestoreTest,
+                    args,
+                    repo: r,
+                    from: None,
+                });
+            }
         }
         Ok(steps)
     }
@@ -970,6 +1073,72 @@ sql = [{ query = "select count(*) from accounts", expect-min = 1 }]
         assert_eq!(rt.sql[0].expect_min, Some(1.0));
         let e = cfg("[repository.r]\npath='/r'\n[profile.p]\nrepository='r'\npaths=['/x']\n[profile.p.restore-test]\nsql=[{query='select 1'}]\n").unwrap_err();
         assert!(e.to_string().contains("expect"), "{e}");
+    }
+
+    #[test]
+    fn sqlite_restore_test_steps_and_spans() {
+        let c = cfg(r#"
+[repository.r]
+path = "/r"
+[repository.o]
+path = "/o"
+[profile.p]
+repository = "r"
+sqlite = ["app=/srv/app.db"]
+copy-to = "o"
+check-every = "7d"
+max-age = "26h"
+[profile.p.restore-test]
+every = "always"
+offsite = true
+"#)
+        .unwrap();
+        let p = c.get("p").unwrap();
+        assert_eq!(
+            p.backup_args("p")[3..],
+            ["--sqlite".to_string(), "app=/srv/app.db".to_string()]
+        );
+        let steps = c.plan("p", &ChildGlobals::default()).unwrap();
+        assert_eq!(
+            steps
+                .iter()
+                .map(|s| (s.kind, s.repo.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (StepKind::Backup, "r"),
+                (StepKind::Copy, "o"),
+                (StepKind::Check, "r"),
+                (StepKind::RestoreTest, "r"),
+                (StepKind::RestoreTest, "o")
+            ]
+        );
+        assert_eq!(
+            steps[4].args,
+            [
+                "--json",
+                "--no-progress",
+                "--config",
+                "snap.toml",
+                "restore-test",
+                "p",
+                "--from-run",
+                "--repository",
+                "o"
+            ]
+        );
+        let c2 = cfg("[repository.r]\npath='/r'\n[profile.p]\nrepository='r'\npaths=['/x']\ncheck-every='7d'\nread-data-subset='5%'\n").unwrap();
+        assert_eq!(
+            c2.get("p").unwrap().check_args(),
+            ["check", "--read-data-subset", "5%"]
+        );
+        assert_eq!(parse_span("7d"), Ok(7 * 86400));
+        assert_eq!(parse_span("26h"), Ok(26 * 3600));
+        let e = cfg("[repository.r]\npath='/r'\n[profile.p]\nrepository='r'\npaths=['/x']\nmax-age='soon'\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("max-age"), "{e}");
+        let e = cfg("[repository.r]\npath='/r'\n[profile.p]\nrepository='r'\npaths=['/x']\n[profile.p.restore-test]\nevery='1d'\noffsite=true\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("copy-to"), "{e}");
     }
 
     #[test]

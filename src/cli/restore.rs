@@ -4,12 +4,10 @@ use super::{human, open, progress, Global};
 use anyhow::{Context, Result};
 use clap::Args;
 use snap::format::snapshot::Snapshot;
-use snap::ops::backup::Progress;
 use snap::read::restore::restore_stream;
 use snap::write::{mysql, sources};
 use snap::Error;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
@@ -25,7 +23,7 @@ pub struct RestoreArgs {
     /// Write the snapshot's stream to standard output.
     #[arg(long)]
     stdout: bool,
-    /// With --stdout, --pg, --mysql or --mongo: which stream, when the snapshot has
+    /// With --stdout, --pg, --mysql, --mongo or --sqlite: which stream, when the snapshot has
     /// several of that kind.
     #[arg(long)]
     stream: Option<String>,
@@ -65,6 +63,15 @@ pub struct RestoreArgs {
     /// (`mongorestore --drop`).
     #[arg(long, requires = "mongo")]
     drop: bool,
+    /// Restore the snapshot's SQLite database stream to this file: written
+    /// beside it, checked with `PRAGMA integrity_check`, then renamed into
+    /// place. An existing file is refused unless --force.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["stdout", "target"])]
+    sqlite: Option<PathBuf>,
+    /// With --sqlite: replace an existing database file (and remove its
+    /// -wal, -shm and -journal files). Stop the application using it first.
+    #[arg(long, requires = "sqlite")]
+    force: bool,
     /// Only restore paths matching this glob, and everything below them
     /// (repeatable). Only selected folders and the parents of selected
     /// entries are created; those parents get their snapshot metadata
@@ -142,17 +149,20 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
     if let Some(uri) = &a.mongo {
         restore_mongo(g, &repo, &id, &snap, a, uri)?;
     }
-    let target =
-        match &a.target {
-            Some(t) => t.clone(),
-            None if a.pg.is_some() || a.mongo.is_some() || a.mysql.is_some() => return Ok(0),
-            None => return Err(Error::usage(
-                "give --target DIR (or --stdout for a stream, --pg/--mysql/--mongo for a database)",
+    if let Some(path) = &a.sqlite {
+        restore_sqlite(g, &repo, &id, &snap, a, path)?;
+    }
+    let target = match &a.target {
+        Some(t) => t.clone(),
+        None if a.pg.is_some() || a.mongo.is_some() || a.mysql.is_some() || a.sqlite.is_some() => {
+            return Ok(0)
+        }
+        None => return Err(Error::usage(
+            "give --target DIR (or --stdout for a stream, --pg/--mysql/--mongo/--sqlite for a database)",
             )
             .into()),
         };
-    let progress = Arc::new(Progress::default());
-    let bar = progress::start(&progress, "restore", g.json || g.no_progress);
+    let bar = progress::start(g, "restore", g.json || g.no_progress);
     let started = std::time::Instant::now();
     let r = snap::read::restore::restore(
         &repo,
@@ -161,7 +171,6 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         &snap::read::restore::RestoreOptions {
             include: a.include.clone(),
             exclude: a.exclude.clone(),
-            progress: progress.clone(),
             overwrite: match a.overwrite {
                 OverwriteArg::Always => snap::read::restore::Overwrite::Always,
                 OverwriteArg::IfChanged => snap::read::restore::Overwrite::IfChanged,
@@ -203,9 +212,6 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
                 serde_json::json!({"type": "verify_failed", "path": v.path.to_string_lossy(), "error": v.error})
             )?;
         }
-        for w in &sum.warnings {
-            outln!("{}", serde_json::json!({"type": "warning", "message": w}))?;
-        }
         for d in &sum.blocked {
             outln!(
                 "{}",
@@ -223,9 +229,6 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "bytes_read": sum.bytes_read, "updated": sum.updated, "peak_open_files": sum.peak_open_files, "damaged": sum.damaged.len(), "blocked": sum.blocked.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
         )?;
     } else {
-        for w in &sum.warnings {
-            eprintln!("warning: {w}");
-        }
         eprintln!(
             "{} snapshot {} to {}: {} files, {} dirs, {} written, {} read from the repository in {:.2} s",
             if a.dry_run {
@@ -310,6 +313,7 @@ fn pick_stream(snap: &Snapshot, kind: &str, a: &RestoreArgs, flag: &str) -> Resu
                     sources::KIND_MONGO,
                     mysql::KIND_MYSQL,
                     mysql::KIND_MYSQL_GLOBALS,
+                    snap::write::sqlite::KIND_SQLITE,
                 ]
                 .contains(&s.kind.as_str())
         });
@@ -592,6 +596,37 @@ fn restore_mysql(
             "restored stream {name} ({}) of snapshot {} into database {db} with the mysql client in {secs:.2} s",
             human(n),
             id.short()
+        );
+    }
+    Ok(())
+}
+
+fn restore_sqlite(
+    g: &Global,
+    repo: &snap::Repository,
+    id: &snap::SnapshotId,
+    snap: &Snapshot,
+    a: &RestoreArgs,
+    path: &std::path::Path,
+) -> Result<()> {
+    let name = pick_stream(snap, snap::write::sqlite::KIND_SQLITE, a, "--sqlite")?;
+    let started = std::time::Instant::now();
+    let n = snap::write::sqlite::restore_file(path, a.force, |w| {
+        restore_stream(repo, &snap.tree, &snap.streams, Some(&name), w)
+    })
+    .with_context(|| format!("restoring snapshot {} to {}", id.short(), path.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    if g.json {
+        outln!(
+            "{}",
+            serde_json::json!({"type": "database", "kind": "sqlite", "snapshot": id.to_hex(), "stream": name, "path": path.to_string_lossy(), "bytes": n, "seconds": secs})
+        )?;
+    } else {
+        eprintln!(
+            "restored stream {name} ({}) of snapshot {} to {} in {secs:.2} s (integrity_check ok)",
+            human(n),
+            id.short(),
+            path.display()
         );
     }
     Ok(())

@@ -1,8 +1,10 @@
 //! `snap restore-test PROFILE`: restore the profile's latest snapshot into
 //! a scratch directory (and its PostgreSQL and MariaDB/MySQL dumps into
-//! scratch databases, dropped afterwards; MySQL in `restore_test_mysql.rs`),
-//! run the checks of `[profile.NAME.restore-test]`, report each, and fail
-//! naming the checks that did not hold.
+//! scratch databases, dropped afterwards; MySQL in `restore_test_mysql.rs`;
+//! its SQLite streams into scratch files, each checked with `PRAGMA
+//! integrity_check`), run the checks of `[profile.NAME.restore-test]`,
+//! report each, and fail naming the checks that did not hold. The result is
+//! recorded in the profile's state file and metrics (`cli::monitor`).
 
 use super::jobs::{child_error, load_config, secs, snap_child, Passwords};
 use super::Global;
@@ -25,6 +27,13 @@ pub struct RestoreTestArgs {
     /// Keep the scratch directory (its path is printed).
     #[arg(long)]
     keep: bool,
+    /// Test the profile's snapshot in this repository (the profile's
+    /// `repository` or its `copy-to`) [default: the profile's repository].
+    #[arg(long, value_name = "NAME")]
+    repository: Option<String>,
+    /// Started by `snap run`: record the result, leave metrics to the run.
+    #[arg(long, hide = true)]
+    from_run: bool,
 }
 
 struct Report<'g> {
@@ -145,6 +154,37 @@ pub fn sql_verdict(q: &SqlCheck, value: &str) -> Result<String, String> {
 pub fn run(g: &Global, a: &RestoreTestArgs) -> Result<u8> {
     let cfg = load_config(g)?;
     let p = cfg.get(&a.profile)?.clone();
+    let repo = a.repository.clone().unwrap_or_else(|| p.repository.clone());
+    if repo != p.repository && Some(&repo) != p.copy_to.as_ref() {
+        return Err(Error::usage(format!(
+            "--repository {repo:?} is neither the repository nor the copy-to of profile {}",
+            a.profile
+        ))
+        .into());
+    }
+    let t0 = Instant::now();
+    let res = run_checks(g, a, &cfg, &repo);
+    let rec = super::monitor::OpRecord {
+        operation: "restore-test".into(),
+        repository: repo,
+        ok: res.is_ok(),
+        seconds: secs(t0),
+        error: res.as_ref().err().map(super::error_line),
+        ..Default::default()
+    };
+    match super::monitor::update(&a.profile, &p, |st| st.record(rec)) {
+        Ok(st) if !a.from_run => super::monitor::publish(&a.profile, &p, &st),
+        Ok(_) => {}
+        Err(e) => eprintln!("snap: warning: {e}"),
+    }
+    res
+}
+
+fn run_checks(g: &Global, a: &RestoreTestArgs, cfg: &Config, repo: &str) -> Result<u8> {
+    let mut p = cfg.get(&a.profile)?.clone();
+    // Everything below opens `p.repository`: the one under test.
+    p.repository = repo.to_string();
+    let cfg = cfg.clone();
     let rt = p.restore_test.clone();
     let mut pw = Passwords::new(g, &cfg);
     let t0 = Instant::now();
@@ -279,9 +319,18 @@ pub fn run(g: &Global, a: &RestoreTestArgs) -> Result<u8> {
             "the snapshot has no file tree, but min-files/files checks are set".into(),
         );
     }
-    // 4. SQL checks against scratch databases, one per dump stream used.
-    if !rt.sql.is_empty() {
-        let (my_checks, pg_checks) = super::restore_test_mysql::split_checks(&rt.sql, &snap);
+    // 4. SQLite streams into scratch files (integrity_check, their SQL
+    // checks); the other SQL checks against scratch databases, one per
+    // dump stream used.
+    let sqlite_sql = sqlite_checks(&cfg, &mut pw, &p, &base, &id, &snap, &dir, &mut rep)?;
+    let rest: Vec<SqlCheck> = rt
+        .sql
+        .iter()
+        .filter(|q| !sqlite_sql.contains(&q.query))
+        .cloned()
+        .collect();
+    if !rest.is_empty() {
+        let (my_checks, pg_checks) = super::restore_test_mysql::split_checks(&rest, &snap);
         if !pg_checks.is_empty() {
             sql_checks(&cfg, &mut pw, &p, &base, &id, &snap, &pg_checks, &mut rep)?;
         }
@@ -571,6 +620,100 @@ fn restore_dump(
         return Err(format!("pg_restore failed ({}): {line}", pgr.status));
     }
     Ok(())
+}
+
+/// The snapshot's SQLite streams (sources of kind `sqlite`).
+fn sqlite_streams(snap: &Value) -> Vec<String> {
+    snap["sources"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["kind"] == snap::write::sqlite::KIND_SQLITE)
+                .filter_map(|s| s["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Restores every SQLite stream of the snapshot into a scratch file below
+/// `dir` (`snap restore ID --sqlite FILE --stream NAME`, which runs
+/// `PRAGMA integrity_check` before the file is in place) and runs the SQL
+/// checks meant for it: those naming it with `stream`, and those naming no
+/// stream when it is the snapshot's only database stream. Returns the
+/// queries it handled (the others go to PostgreSQL).
+#[allow(clippy::too_many_arguments)]
+fn sqlite_checks(
+    cfg: &Config,
+    pw: &mut Passwords<'_>,
+    p: &crate::cli::profile::Profile,
+    base: &dyn Fn(&[&str]) -> Vec<String>,
+    id: &str,
+    snap: &Value,
+    dir: &Path,
+    rep: &mut Report<'_>,
+) -> Result<Vec<String>> {
+    let streams = sqlite_streams(snap);
+    // Another database stream (a pg dump, a MySQL dump) takes the checks
+    // that name no stream.
+    let has_pg = snap["streams"]
+        .as_array()
+        .is_some_and(|a| a.iter().filter_map(|s| s.as_str()).any(is_pg_dump_stream))
+        || snap["sources"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|s| s["kind"] == snap::write::mysql::KIND_MYSQL)
+        });
+    let mut handled = Vec::new();
+    if streams.is_empty() {
+        return Ok(handled);
+    }
+    let scratch = dir.join(".snap-restore-test-sqlite");
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
+    for stream in &streams {
+        let file = scratch.join(stream);
+        let t = Instant::now();
+        let mut args = base(&["restore", id, "--stream", stream, "--sqlite"]);
+        args.push(file.to_string_lossy().into_owned());
+        let out = snap_child(cfg, pw, &p.repository, None, &args)?
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()?;
+        let ok = out.status.success();
+        rep.add(
+            &format!("sqlite-restore {stream}"),
+            ok,
+            if ok {
+                format!("restored, PRAGMA integrity_check ok, in {:.2} s", secs(t))
+            } else {
+                child_error(&String::from_utf8_lossy(&out.stderr))
+            },
+        );
+        for q in &p.restore_test.sql {
+            let mine = match &q.stream {
+                Some(s) => s == stream,
+                None => streams.len() == 1 && !has_pg,
+            };
+            if !mine {
+                continue;
+            }
+            handled.push(q.query.clone());
+            let name = format!("sql {}", q.query);
+            if !ok {
+                rep.add(&name, false, "the database could not be restored".into());
+                continue;
+            }
+            match snap::write::sqlite::query_value(&file, &q.query) {
+                Ok(value) => match sql_verdict(q, &value) {
+                    Ok(d) => rep.add(&name, true, d),
+                    Err(d) => rep.add(&name, false, d),
+                },
+                Err(e) => rep.add(&name, false, e.to_string()),
+            }
+        }
+        let _ = std::fs::remove_file(&file);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(handled)
 }
 
 #[cfg(test)]

@@ -1,11 +1,15 @@
 //! `snap run PROFILE`: before hooks → backup → forget/prune → copy → check →
-//! after / on-failure hooks → notifications. Each step is this executable
-//! run as a child process (`snap --repo … --json <verb> …`), so `run` only
-//! depends on the command line of the other subcommands.
+//! restore-test → after / on-failure hooks → notifications → state file,
+//! metrics and ping (`cli::monitor`). Each step is this executable run as a
+//! child process (`snap --repo … --json <verb> …`), so `run` only depends
+//! on the command line of the other subcommands. A check or restore-test
+//! with a rotation (`check-every`, `[restore-test] every`) runs only when
+//! due, judged from the state file.
 
 use super::jobs::{child_error, load_config, secs, snap_child, Passwords};
+use super::monitor::{self, OpRecord};
 use super::{Global, EXIT_PARTIAL};
-use crate::cli::profile::{step_error, ChildGlobals, Config, StepKind};
+use crate::cli::profile::{parse_span, step_error, ChildGlobals, Config, Profile, Step, StepKind};
 use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
@@ -213,6 +217,10 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
             job.fail("before", 1, e);
         }
     }
+    let state = monitor::State::load(&monitor::state_path(&a.profile, &p)).unwrap_or_else(|e| {
+        eprintln!("snap: warning: {e}");
+        monitor::State::default()
+    });
     for s in &plan {
         if job.failed_step.is_some() {
             let v = json!({"type": "step", "step": s.kind.name(), "status": "skipped"});
@@ -220,7 +228,19 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
             job.steps.push(v);
             continue;
         }
+        if let Some(every) = not_due(&p, &state, s) {
+            let v = json!({"type": "step", "step": s.kind.name(), "repository": s.repo, "status": "not-due", "every": every});
+            emit(g, &v, || {
+                format!("{} on {}: not due (every {every})", s.kind.name(), s.repo)
+            });
+            job.steps.push(v);
+            continue;
+        }
+        let before = job.steps.len();
         run_step(g, &cfg, &mut pw, &mut job, s)?;
+        if job.steps.len() > before {
+            record_step(&a.profile, &p, s, &job.steps[before]);
+        }
     }
     if job.failed_step.is_none() {
         if let Some(e) = run_hooks(g, &mut job, "after", &p.after.0, false) {
@@ -238,6 +258,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
         eprintln!("snap: warning: {e}");
     }
     let summary = job.summary(false);
+    report(g, &cfg, &mut pw, &a.profile, &p, &job, &summary);
     emit(g, &summary, || {
         format!(
             "profile {}: {} in {:.2} s{}",
@@ -361,4 +382,80 @@ fn run_step(
         job.fail(name, c, error.unwrap_or_default());
     }
     Ok(())
+}
+
+/// The rotation of a check or restore-test step that is not due yet
+/// (`check-every`, `[restore-test] every`), else `None` (run it).
+fn not_due(p: &Profile, st: &monitor::State, s: &Step) -> Option<String> {
+    let every = match s.kind {
+        StepKind::Check => p.check_every.clone()?,
+        StepKind::RestoreTest => p.restore_test.every.clone().filter(|e| e != "always")?,
+        _ => return None,
+    };
+    let secs = parse_span(&every).ok()?;
+    (!st.due(s.kind.name(), &s.repo, secs)).then_some(every)
+}
+
+/// Records a finished step in the profile's state file (restore-test
+/// records itself); a failure to write it is a warning.
+fn record_step(name: &str, p: &Profile, s: &Step, v: &Value) {
+    if s.kind == StepKind::RestoreTest {
+        return;
+    }
+    let summary = &v["result"]["summary"];
+    let backup = s.kind == StepKind::Backup;
+    let rec = OpRecord {
+        operation: s.kind.name().to_string(),
+        repository: s.repo.clone(),
+        ok: v["status"] == "ok" || v["status"] == "partial",
+        seconds: v["seconds"].as_f64().unwrap_or(0.0),
+        error: v["error"].as_str().map(str::to_string),
+        bytes_read: summary["bytes_read"].as_u64().filter(|_| backup),
+        bytes_added: summary["bytes_added_stored"].as_u64().filter(|_| backup),
+        ..Default::default()
+    };
+    if let Err(e) = monitor::update(name, p, |st| st.record(rec)) {
+        eprintln!("snap: warning: {e}");
+    }
+}
+
+/// After the job: records it as operation `run`, measures the repositories
+/// written to when metrics are wanted, writes/pushes the metrics and pings
+/// `ping-url`. Failures are warnings: the job's result stands.
+fn report(
+    g: &Global,
+    cfg: &Config,
+    pw: &mut super::jobs::Passwords<'_>,
+    name: &str,
+    p: &Profile,
+    job: &Job,
+    summary: &Value,
+) {
+    let ok = job.failed_step.is_none();
+    let mut facts = Vec::new();
+    if p.metrics_file.is_some() || p.metrics_push.is_some() {
+        let mut repos = vec![p.repository.clone()];
+        repos.extend(p.copy_to.clone());
+        for r in repos {
+            if let Some(f) = monitor::measure(cfg, pw, &r, g.cache_dir.as_deref()) {
+                facts.push((r, f));
+            }
+        }
+    }
+    let rec = OpRecord {
+        operation: "run".into(),
+        repository: p.repository.clone(),
+        ok,
+        seconds: secs(job.t0),
+        error: job.error.clone(),
+        ..Default::default()
+    };
+    match monitor::update(name, p, |st| {
+        st.record(rec);
+        st.repositories.extend(facts);
+    }) {
+        Ok(st) => monitor::publish(name, p, &st),
+        Err(e) => eprintln!("snap: warning: {e}"),
+    }
+    monitor::ping(p, ok, &summary.to_string());
 }

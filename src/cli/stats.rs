@@ -9,6 +9,11 @@ use snap::read::find::{Stats, StatsWalker};
 pub struct StatsArgs {
     /// Snapshots to measure [default: all].
     snapshots: Vec<String>,
+    /// Only the repository's totals (blobs, stored and raw bytes,
+    /// snapshots) from the catalog: reads no tree, so it is quick on any
+    /// repository.
+    #[arg(long, conflicts_with = "snapshots")]
+    repository: bool,
 }
 
 fn print(label: &str, s: &Stats) -> std::io::Result<()> {
@@ -33,6 +38,23 @@ fn print(label: &str, s: &Stats) -> std::io::Result<()> {
 
 pub fn run(g: &Global, a: &StatsArgs) -> Result<u8> {
     let repo = open(g)?;
+    if a.repository {
+        let (blobs, stored, raw) = repo.catalog().blob_totals()?;
+        let n = repo.snapshots()?.len();
+        if g.json {
+            outln!(
+                "{}",
+                serde_json::json!({"repository": {"blobs": blobs, "stored_size": stored, "raw_size": raw, "snapshots": n}})
+            )?;
+        } else {
+            outln!(
+                "repository: {n} snapshots, {blobs} blobs indexed, {} stored, {} raw",
+                human(stored),
+                human(raw)
+            )?;
+        }
+        return Ok(0);
+    }
     let snaps = if a.snapshots.is_empty() {
         repo.snapshots()?
     } else {
@@ -71,7 +93,7 @@ pub fn run(g: &Global, a: &StatsArgs) -> Result<u8> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "snapshots": v,
                 "total": total,
-                "repository": {"blobs": blobs, "stored_size": stored, "raw_size": raw},
+                "repository": {"blobs": blobs, "stored_size": stored, "raw_size": raw, "snapshots": repo.snapshots()?.len()},
             }))?
         )?;
         return Ok(0);

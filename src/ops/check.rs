@@ -9,6 +9,7 @@
 
 use crate::catalog::BlobLocation;
 use crate::error::{Error, Result};
+use crate::events::{run_op, Event, Op};
 use crate::format::pack::{split_pack, PackEntry, PackHeader, HEADER_LEN_SIZE};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
@@ -345,8 +346,24 @@ fn reread_snapshots(
 }
 
 /// Runs a check; `read_data` selects the packs whose data is verified.
+/// Reports `Started`, a `Phase` per step ("index", "trees",
+/// "dictionaries", "read-data") and `Finished` to the repository's
+/// [`crate::Events`]; problems are in the report.
 pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport> {
+    run_op(repo.events(), Op::Check, || check_in(repo, read_data))
+}
+
+/// Reports that check step `name` begins.
+fn phase(repo: &Repository, name: &'static str) {
+    repo.events().event(&Event::Phase {
+        op: Op::Check,
+        phase: name,
+    });
+}
+
+fn check_in(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport> {
     let started = Instant::now();
+    phase(repo, "index");
     let mut rep = CheckReport::default();
     // Index objects are read before the catalog sync, so the catalog holds
     // at least what they name when the two are compared below.
@@ -402,6 +419,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     })?;
     // Trees and references, from the snapshot objects re-read and
     // re-authenticated (the catalog is only compared with them).
+    phase(repo, "trees");
     let snaps = reread_snapshots(repo, &mut other)?;
     rep.snapshots = snaps.len() as u64;
     // Trees seen are a table of the view, not a set in memory.
@@ -474,6 +492,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             }
         }
     }
+    phase(repo, "dictionaries");
     // Dictionary objects (format-spec §12.1): each must open and be a zstd
     // dictionary. Which blobs use one is known only from reading them.
     // Read from the store, not the local cache.
@@ -489,6 +508,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     // Data.
     let mut dict_problems: Vec<(DictId, BlobId, String)> = Vec::new();
     if let Some(sub) = read_data {
+        phase(repo, "read-data");
         rep.subset = match sub {
             Subset::All => "all".into(),
             Subset::Part(n, m) => format!("{n}/{m}"),

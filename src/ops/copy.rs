@@ -35,6 +35,7 @@
 
 use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{run_op, Op};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::format::{BlobId, BlobKind, DictId, PackId, SnapshotId};
@@ -90,6 +91,14 @@ pub fn find_copy(dst: &Repository, origin: &SnapshotId) -> Result<Option<Snapsho
         .into_iter()
         .find(|(id, s)| id == origin || s.original.as_ref() == Some(origin))
         .map(|(id, _)| id))
+}
+
+/// A blob for [`Copier::add`].
+enum Blob<'b> {
+    /// Sealed for the destination, with its plaintext length.
+    Sealed(&'b [u8], u32),
+    /// Plaintext, to compress and seal.
+    Plain(&'b [u8]),
 }
 
 struct Copier<'a> {
@@ -163,8 +172,16 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn add(&mut self, kind: BlobKind, id: BlobId, sealed: &[u8], raw_len: u32) -> Result<()> {
-        self.saver.add(kind, id, sealed, raw_len)?;
+    /// Adds blob `id` to the destination: already sealed (`Sealed`), or
+    /// its plaintext to compress and seal ([`BlobSaver::add_plain`]).
+    fn add(&mut self, kind: BlobKind, id: BlobId, blob: Blob<'_>) -> Result<()> {
+        match blob {
+            Blob::Sealed(sealed, raw_len) => self.saver.add(kind, id, sealed, raw_len)?,
+            Blob::Plain(plain) => {
+                let level = self.dst.config().compression_level;
+                self.saver.add_plain(kind, id, plain, level)?
+            }
+        }
         let written = self.saver.take_written();
         if !written.is_empty() {
             let mut cat = self.dst.catalog();
@@ -307,7 +324,7 @@ impl Copier<'_> {
                     enc[1..33].copy_from_slice(&dst_dict.0);
                 }
                 let resealed = self.dst.key().seal_blob(BlobKind::Data, &id, &enc);
-                self.add(BlobKind::Data, id, &resealed, loc.raw_len)?;
+                self.add(BlobKind::Data, id, Blob::Sealed(&resealed, loc.raw_len))?;
                 self.map.insert(id, id);
             } else {
                 let plain = self.src.decode_blob(&id, &loc, sealed)?;
@@ -316,10 +333,7 @@ impl Copier<'_> {
                 if self.dst_has(&new_id)? {
                     continue;
                 }
-                let mut enc = Vec::new();
-                compress::encode(&plain, level, &mut enc);
-                let resealed = self.dst.key().seal_blob(BlobKind::Data, &new_id, &enc);
-                self.add(BlobKind::Data, new_id, &resealed, plain.len() as u32)?;
+                self.add(BlobKind::Data, new_id, Blob::Plain(&plain))?;
             }
         }
         Ok(())
@@ -327,7 +341,6 @@ impl Copier<'_> {
 
     /// Stores the trees, children first; returns the destination root id.
     fn copy_trees(&mut self, root: BlobId) -> Result<BlobId> {
-        let level = self.dst.config().compression_level;
         for id in std::mem::take(&mut self.tree_order) {
             if self.map.contains_key(&id) {
                 continue;
@@ -363,10 +376,7 @@ impl Copier<'_> {
             if self.dst_has(&new_id)? {
                 continue;
             }
-            let mut enc = Vec::new();
-            compress::encode(&plain, level, &mut enc);
-            let sealed = self.dst.key().seal_blob(BlobKind::Tree, &new_id, &enc);
-            self.add(BlobKind::Tree, new_id, &sealed, plain.len() as u32)?;
+            self.add(BlobKind::Tree, new_id, Blob::Plain(&plain))?;
         }
         self.map.get(&root).copied().ok_or_else(|| {
             Error::new(
@@ -383,8 +393,15 @@ impl Copier<'_> {
 /// indexed so that the next run skips them. `dst` must be a session opened
 /// for [`Operation::Copy`]; the copy is committed only while its lease is
 /// valid ([`crate::ErrorKind::Locked`] otherwise).
+///
+/// Reports `Started`, `PackUploaded`, `SnapshotSaved` and `Finished` to
+/// `dst`'s [`crate::Events`].
 pub fn copy_snapshot(src: &Repository, dst: &Session, src_id: &SnapshotId) -> Result<CopyReport> {
     dst.require(&[Operation::Copy], "a copy")?;
+    run_op(dst.events(), Op::Copy, || copy_in(src, dst, src_id))
+}
+
+fn copy_in(src: &Repository, dst: &Session, src_id: &SnapshotId) -> Result<CopyReport> {
     let snap = src.read_snapshot(src_id)?;
     let origin = origin_of(src_id, &snap);
     if let Some(existing) = find_copy(dst, &origin)? {
@@ -396,13 +413,7 @@ pub fn copy_snapshot(src: &Repository, dst: &Session, src_id: &SnapshotId) -> Re
     // A SIGINT/SIGTERM stops the copy at the next blob; what arrived is
     // indexed below, so the next run skips it.
     let _graceful = crate::interrupt::graceful();
-    let cfg = dst.config();
-    let mut saver = BlobSaver::new(
-        dst.store().clone(),
-        dst.key().clone(),
-        cfg.writer_packs().0,
-        cfg.writer_packs().1,
-    );
+    let mut saver = dst.blob_saver();
     saver.set_index_every(COPY_INDEX_EVERY);
     let mut c = Copier {
         src,

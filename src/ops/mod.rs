@@ -1,11 +1,13 @@
 //! Operations on a repository, each built from the write and read paths:
 //! backup (walk, parent matching, trees, snapshot), copy between
-//! repositories, check, prune, repair, retention (`forget` policies), and
+//! repositories, check, compare (a snapshot against its live source), prune,
+//! repair, retention (`forget` policies), and
 //! archives (tar/zip export, tar import).
 
 pub mod archive;
 pub mod backup;
 pub mod check;
+pub mod compare;
 pub mod copy;
 pub mod prune;
 pub mod repair;

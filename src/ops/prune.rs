@@ -19,6 +19,7 @@
 //!    indexes, then deletes the ripe packs and their marks.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{run_op, Event, Op};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
@@ -28,7 +29,6 @@ use crate::lease::{self, Mark};
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
-use crate::write::pack::BlobSaver;
 use bytes::Bytes;
 use chrono::Utc;
 use std::collections::{HashMap, HashSet};
@@ -282,7 +282,9 @@ pub fn list_packs(repo: &Repository) -> Result<HashMap<PackId, u64>> {
 /// out and is never a blocker of its own marks.
 pub fn prune(session: &Session, opts: &PruneOptions) -> Result<PruneReport> {
     session.require(&[Operation::Prune], "prune")?;
-    prune_without(session, Some(session.lease().name()), opts, &HashSet::new())
+    run_op(session.events(), Op::Prune, || {
+        prune_without(session, Some(session.lease().name()), opts, &HashSet::new())
+    })
 }
 
 /// A dry run of [`prune`] without a lease (writes and deletes nothing,
@@ -299,7 +301,17 @@ pub fn estimate(
         dry_run: true,
         ..opts.clone()
     };
-    prune_without(repo, None, &opts, forgotten)
+    run_op(repo.events(), Op::Prune, || {
+        prune_without(repo, None, &opts, forgotten)
+    })
+}
+
+/// Reports that prune step `name` begins.
+fn phase(repo: &Repository, name: &'static str) {
+    repo.events().event(&Event::Phase {
+        op: Op::Prune,
+        phase: name,
+    });
 }
 
 /// The prune; `own_lease` is the name of the caller's prune lease, `None`
@@ -315,6 +327,7 @@ fn prune_without(
     let store = repo.store().clone();
     let key = repo.key().clone();
 
+    phase(repo, "list");
     // 1. Leases and marks first, then snapshots and indexes.
     let now = Utc::now();
     let leases = lease::list_leases(&store, &key)?;
@@ -369,6 +382,7 @@ fn prune_without(
         }
     }
 
+    phase(repo, "referenced");
     // 2. Referenced blobs, as a table of prune's own view.
     rep.snapshots = snaps.len() as u64;
     let roots: Vec<BlobId> = snaps.iter().map(|(_, s)| s.tree).collect();
@@ -378,6 +392,7 @@ fn prune_without(
     view.set_marked(ripe_packs.iter().chain(waiting_packs.iter()))?;
     rep.blobs_referenced = mark_referenced(repo, &mut view, &roots)?;
 
+    phase(repo, "plan");
     // 3. Ripe marks: delete what is still unneeded. A ripe pack is needed
     //    if it holds a referenced blob no covering pack (not ripe, or ripe
     //    and found needed before it, in id order) holds.
@@ -466,12 +481,12 @@ fn prune_without(
         return Ok(rep);
     }
 
+    phase(repo, "repack");
     // Repack: copy owned blobs (verified) into new packs.
     let mut new_packs: Vec<IndexPack> = Vec::new();
     let mut new_index_ids: Vec<IndexId> = Vec::new();
     if !to_repack.is_empty() {
-        let cfg = repo.config();
-        let mut saver = BlobSaver::new(store.clone(), key.clone(), cfg.writer_packs().0, 1);
+        let mut saver = repo.blob_saver_with(repo.config().writer_packs().0, 1);
         for p in &to_repack {
             let raw = store.get(&ObjectKind::Pack.key(&p.id.to_hex()))?;
             for (b, _) in view.usage(p)?.into_iter().filter(|(_, owned)| *owned) {
@@ -508,6 +523,7 @@ fn prune_without(
         }
     }
 
+    phase(repo, "mark");
     // 5. New mark: pending, then completed with the live leases.
     if !to_mark.is_empty() {
         let name = lease::new_mark_name();
@@ -548,6 +564,7 @@ fn prune_without(
         }
     }
 
+    phase(repo, "delete");
     // 6. New index objects, then deletions. Rewritten only when packs go or
     //    come, or when there are more index objects than the blob count
     //    needs at [`MAX_INDEX_BLOBS`] each (consolidation).

@@ -2,6 +2,7 @@
 //! lease by the CLI).
 
 use crate::error::{ErrorKind, Result};
+use crate::events::{run_op, Op};
 use crate::format::index::IndexPack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{EntryKind, Tree};
@@ -11,7 +12,6 @@ use crate::ops::prune::{list_packs, load_indexes_lenient, write_index};
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
-use crate::write::compress;
 use crate::write::pack::BlobSaver;
 use std::collections::HashSet;
 
@@ -48,6 +48,12 @@ pub struct IndexRepair {
 /// must be opened for [`Operation::RepairIndex`] (an exclusive lease).
 pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     session.require(&[Operation::RepairIndex], "repair index")?;
+    run_op(session.events(), Op::RepairIndex, || {
+        repair_index_in(session, read_data)
+    })
+}
+
+fn repair_index_in(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let repo: &Repository = session;
     let mut rep = IndexRepair::default();
     let store = repo.store().clone();
@@ -68,12 +74,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let existing = list_packs(repo)?;
     rep.packs = existing.len() as u64;
     let mut packs: Vec<IndexPack> = Vec::new();
-    let mut saver = BlobSaver::new(
-        store.clone(),
-        repo.key().clone(),
-        repo.config().writer_packs().0,
-        1,
-    );
+    let mut saver = repo.blob_saver_with(repo.config().writer_packs().0, 1);
     let mut damaged: Vec<PackId> = Vec::new();
     let mut ids: Vec<(&PackId, &u64)> = existing.iter().collect();
     ids.sort();
@@ -263,11 +264,8 @@ impl Rewriter<'_> {
         let key = self.repo.key();
         let id = key.blob_id(&plain);
         if !self.saver.is_pending(&id) && !self.repo.catalog().contains(&id)? {
-            let mut enc = Vec::new();
-            compress::encode(&plain, self.repo.config().compression_level, &mut enc);
-            let sealed = key.seal_blob(BlobKind::Tree, &id, &enc);
-            self.saver
-                .add(BlobKind::Tree, id, &sealed, plain.len() as u32)?;
+            let level = self.repo.config().compression_level;
+            self.saver.add_plain(BlobKind::Tree, id, &plain, level)?;
         }
         Ok(Some(id))
     }
@@ -283,17 +281,18 @@ impl Rewriter<'_> {
 /// must be opened for [`Operation::RepairSnapshots`] (an exclusive lease).
 pub fn repair_snapshots(session: &Session, dry_run: bool) -> Result<Vec<SnapshotRepair>> {
     session.require(&[Operation::RepairSnapshots], "repair snapshots")?;
+    run_op(session.events(), Op::RepairSnapshots, || {
+        repair_snapshots_in(session, dry_run)
+    })
+}
+
+fn repair_snapshots_in(session: &Session, dry_run: bool) -> Result<Vec<SnapshotRepair>> {
     let repo: &Repository = session;
     repo.sync_catalog()?;
     repo.require_complete_index("to repair snapshots")?;
     let mut rw = Rewriter {
         repo,
-        saver: BlobSaver::new(
-            repo.store().clone(),
-            repo.key().clone(),
-            repo.config().writer_packs().0,
-            1,
-        ),
+        saver: repo.blob_saver_with(repo.config().writer_packs().0, 1),
         lost: Vec::new(),
     };
     let mut changed: Vec<(SnapshotId, Snapshot, Vec<String>)> = Vec::new();
@@ -310,11 +309,8 @@ pub fn repair_snapshots(session: &Session, dry_run: bool) -> Result<Vec<Snapshot
                 // The root itself is lost: an empty tree.
                 let plain = Tree::default().encode();
                 let tid = repo.key().blob_id(&plain);
-                let mut enc = Vec::new();
-                compress::encode(&plain, repo.config().compression_level, &mut enc);
-                let sealed = repo.key().seal_blob(BlobKind::Tree, &tid, &enc);
-                rw.saver
-                    .add(BlobKind::Tree, tid, &sealed, plain.len() as u32)?;
+                let level = repo.config().compression_level;
+                rw.saver.add_plain(BlobKind::Tree, tid, &plain, level)?;
                 tid
             }
         };

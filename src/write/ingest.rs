@@ -27,6 +27,7 @@
 //! first tables.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Events};
 use crate::format::tree::{ChunkProfile, Tree};
 use crate::format::{BlobId, BlobKind};
 use crate::repo::Repository;
@@ -37,7 +38,6 @@ use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 
@@ -251,11 +251,12 @@ const SPARE_WINDOWS: usize = 4;
 
 /// Runs `read` with a [`Reader`] while a processor thread saves blobs through
 /// `saver`. Returns what `read` returned and the processor's result; if the
-/// processor fails, its error wins.
+/// processor fails, its error wins. Each batch processed is reported to
+/// `events` as [`Event::Bytes`] (its content bytes).
 pub fn run<T>(
     repo: &Repository,
     saver: BlobSaver,
-    progress: &AtomicU64,
+    events: &dyn Events,
     read: impl FnOnce(&mut Reader<'_>) -> Result<T>,
 ) -> Result<(T, Ingested)> {
     // The reading loop polls the interrupt flag: a SIGINT/SIGTERM stops it
@@ -266,9 +267,7 @@ pub fn run<T>(
         let (spare_tx, spare) = sync_channel::<Vec<u8>>(SPARE_WINDOWS);
         let handle = std::thread::Builder::new()
             .name("snap-ingest".into())
-            .spawn_scoped(scope, move || {
-                processor(repo, saver, rx, spare_tx, progress)
-            })
+            .spawn_scoped(scope, move || processor(repo, saver, rx, spare_tx, events))
             .map_err(|e| Error::io("starting the ingest thread", e))?;
         let mut reader = Reader {
             repo,
@@ -721,7 +720,7 @@ fn processor(
     mut saver: BlobSaver,
     rx: Receiver<Batch>,
     spare: SyncSender<Vec<u8>>,
-    progress: &AtomicU64,
+    events: &dyn Events,
 ) -> Result<Ingested> {
     let mut contents: Vec<Vec<BlobId>> = Vec::new();
     let mut lengths: Vec<u64> = Vec::new();
@@ -758,7 +757,9 @@ fn processor(
             return Err(e);
         }
         gauge.update(&saver);
-        progress.fetch_add(batch.bytes as u64, Ordering::Relaxed);
+        events.event(&Event::Bytes {
+            bytes: batch.bytes as u64,
+        });
         catalog_written(repo, &mut saver)?;
         // The last piece of a window hands its buffer back to the reader.
         for p in batch.pieces {
@@ -957,10 +958,7 @@ pub fn save_tree(repo: &Repository, saver: &mut BlobSaver, tree: &Tree) -> Resul
     if saver.is_pending(&id) || repo.catalog().contains(&id)? {
         return Ok(id);
     }
-    let mut enc = Vec::new();
-    compress::encode(&plain, repo.config().compression_level, &mut enc);
-    let sealed = key.seal_blob(BlobKind::Tree, &id, &enc);
-    saver.add(BlobKind::Tree, id, &sealed, plain.len() as u32)?;
+    saver.add_plain(BlobKind::Tree, id, &plain, repo.config().compression_level)?;
     Ok(id)
 }
 

@@ -2,7 +2,8 @@
 //! each chunk is named, looked up, compressed, sealed and added to a pack.
 //!
 //! ```text
-//! sources  (file reads, child-process streams, their scrubbed environment)
+//! sources  (file reads, child-process streams, their scrubbed environment;
+//!           sqlite: consistent copies of SQLite files)
 //!   → chunker  (FastCDC: bytes → chunk boundaries)
 //!   → ingest   (keyed BLAKE3 id → catalog: seen? → compress → seal)
 //!   → pack     (PackBuilder: sealed blobs → pack bytes; BlobSaver: upload, index)
@@ -22,3 +23,4 @@ pub mod ingest;
 pub mod mysql;
 pub mod pack;
 pub mod sources;
+pub mod sqlite;

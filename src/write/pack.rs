@@ -5,6 +5,7 @@
 
 use crate::crypto::{MasterKey, AAD_PACK_HEADER};
 use crate::error::{Error, Result};
+use crate::events::{Event, Events, NoEvents};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{PackEntry, PackHeader};
 use crate::format::{BlobId, BlobKind, IndexId, PackId};
@@ -155,6 +156,8 @@ pub struct BlobSaver {
     pub written_indexes: Vec<(IndexId, IndexFile)>,
     /// Totals.
     pub stats: SaveStats,
+    /// Told of each pack stored.
+    events: Arc<dyn Events>,
 }
 
 impl BlobSaver {
@@ -188,7 +191,15 @@ impl BlobSaver {
             uploaded: Vec::new(),
             written_indexes: Vec::new(),
             stats: SaveStats::default(),
+            events: Arc::new(NoEvents),
         }
+    }
+
+    /// Reports each pack stored to `events` as [`Event::PackUploaded`]
+    /// (when its upload is collected, on the thread that owns the saver).
+    pub fn with_events(mut self, events: Arc<dyn Events>) -> BlobSaver {
+        self.events = events;
+        self
     }
 
     /// Writes an index object every `packs` uploaded packs (default 64).
@@ -242,6 +253,25 @@ impl BlobSaver {
     /// pack sizes do not follow one file's chunk sequence.
     pub fn add(&mut self, kind: BlobKind, id: BlobId, sealed: &[u8], raw_len: u32) -> Result<()> {
         self.add_with_base(kind, id, sealed, raw_len, None)
+    }
+
+    /// Compresses `plain` (zstd at `level`, or raw when that is not smaller:
+    /// [`crate::write::compress::encode`]), seals it as blob `id` of `kind`
+    /// with this saver's key and adds it: the one path from a plaintext
+    /// blob to a pack for writers that do not go through ingest (trees,
+    /// copy, repair). `id` must be the keyed id of `plain`.
+    /// Errors: as [`BlobSaver::add`].
+    pub fn add_plain(
+        &mut self,
+        kind: BlobKind,
+        id: BlobId,
+        plain: &[u8],
+        level: i32,
+    ) -> Result<()> {
+        let mut enc = Vec::new();
+        crate::write::compress::encode(plain, level, &mut enc);
+        let sealed = self.key.seal_blob(kind, &id, &enc);
+        self.add(kind, id, &sealed, plain.len() as u32)
     }
 
     /// [`BlobSaver::add`] for a blob that may be delta-encoded against the
@@ -307,7 +337,13 @@ impl BlobSaver {
     fn record(&mut self, r: UploadResult) {
         self.in_flight -= 1;
         match r {
-            Ok(p) => self.uploaded.push(p),
+            Ok(p) => {
+                self.events.event(&Event::PackUploaded {
+                    pack: p.id.to_hex(),
+                    bytes: p.size,
+                });
+                self.uploaded.push(p)
+            }
             Err(e) => {
                 if self.failed.is_none() {
                     self.failed = Some(e);

@@ -266,6 +266,59 @@ pub fn s3s() -> Option<S3> {
     })
 }
 
+/// The S3 server of scripts/services.sh that enforces IAM authorization (a second moto):
+/// `SNAP_TEST_S3AUTH_ENDPOINT`, `SNAP_TEST_S3AUTH_BUCKET` (bucket `<bucket>-lock` has Object
+/// Lock enabled) and the keys of two users: `SNAP_TEST_S3AUTH_FULL_{KEY,SECRET}` (s3:*) and
+/// `SNAP_TEST_S3AUTH_APPEND_{KEY,SECRET}` (s3:PutObject, s3:GetObject, s3:ListBucket only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Auth {
+    /// Endpoint URL.
+    pub endpoint: String,
+    /// Bucket without Object Lock.
+    pub bucket: String,
+    /// (access key id, secret) of the user allowed everything.
+    pub full: (String, String),
+    /// (access key id, secret) of the user without s3:DeleteObject.
+    pub append: (String, String),
+}
+
+/// The authorizing S3 service; `None` after a `skipping:` line when its variables are
+/// missing, a panic instead when `CI=true`.
+pub fn s3auth() -> Option<S3Auth> {
+    let names = [
+        "SNAP_TEST_S3AUTH_ENDPOINT",
+        "SNAP_TEST_S3AUTH_FULL_KEY",
+        "SNAP_TEST_S3AUTH_FULL_SECRET",
+        "SNAP_TEST_S3AUTH_APPEND_KEY",
+        "SNAP_TEST_S3AUTH_APPEND_SECRET",
+    ];
+    let vals: Vec<Option<String>> = names.iter().map(|n| var(n)).collect();
+    if vals.iter().any(|v| v.is_none()) {
+        return missing("S3 with authorization (moto)", &names.join(", "));
+    }
+    let v: Vec<String> = vals.into_iter().flatten().collect();
+    Some(S3Auth {
+        endpoint: v[0].trim_end_matches('/').to_string(),
+        bucket: var("SNAP_TEST_S3AUTH_BUCKET").unwrap_or_else(|| "snap-test".to_string()),
+        full: (v[1].clone(), v[2].clone()),
+        append: (v[3].clone(), v[4].clone()),
+    })
+}
+
+impl S3Auth {
+    /// Environment for a child process using `keys` (one of [`S3Auth::full`],
+    /// [`S3Auth::append`]).
+    pub fn env(&self, keys: &(String, String)) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL".to_string(), self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID".to_string(), keys.0.clone()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), keys.1.clone()),
+            ("AWS_REGION".to_string(), "us-east-1".to_string()),
+            ("AWS_ALLOW_HTTP".to_string(), "true".to_string()),
+        ]
+    }
+}
+
 impl S3 {
     /// Repository URL for a prefix in the test bucket: `s3://bucket/prefix`.
     pub fn repo_url(&self, prefix: &str) -> String {

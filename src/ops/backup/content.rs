@@ -5,10 +5,10 @@ use super::parent::FileJob;
 use super::streams::{command_line, read_source};
 use super::BackupOptions;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, Events, WarningKind};
 use crate::format::snapshot::SourceInfo;
 use crate::write::ingest::{DeltaRef, Reader};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Bytes read, per-job slots (`None`: unreadable, skipped), per-stream
@@ -27,6 +27,7 @@ pub(super) fn read_content(
     jobs: &[FileJob],
     opts: &BackupOptions,
     previous: &HashMap<String, Arc<DeltaRef>>,
+    events: &dyn Events,
     warnings: &mut Vec<String>,
     changed: &mut Vec<String>,
 ) -> Result<ContentResult> {
@@ -39,7 +40,13 @@ pub(super) fn read_content(
             Ok(r) => {
                 bytes_read += r.bytes;
                 if r.changed {
-                    changed.push(job.path.to_string_lossy().into_owned());
+                    let path = job.path.to_string_lossy().into_owned();
+                    events.event(&Event::warning(
+                        WarningKind::Changed,
+                        Some(path.clone()),
+                        "changed while reading; stored the bytes read",
+                    ));
+                    changed.push(path);
                 }
                 slots.push(Some(slot));
             }
@@ -51,11 +58,11 @@ pub(super) fn read_content(
                 if err.raw_os_error() == Some(libc::ENOSPC) {
                     return Err(Error::io(format!("reading {}", job.path.display()), err));
                 }
-                warnings.push(format!("{}: {err}", job.path.display()));
+                super::skipped(events, warnings, &job.path, err.to_string());
                 slots.push(None);
             }
         }
-        opts.progress.files.fetch_add(1, Ordering::Relaxed);
+        events.event(&Event::FileDone);
     }
     let mut stream_slots = Vec::new();
     let mut sources = Vec::new();
@@ -78,13 +85,18 @@ pub(super) fn read_content(
             Err(e) if opts.allow_partial && e.kind() == ErrorKind::Source => {
                 let mut details = s.details.clone();
                 details.insert("error".into(), format!("{e:#}"));
+                events.event(&Event::warning(
+                    WarningKind::SourceFailed,
+                    None,
+                    format!("{e:#}"),
+                ));
                 failed_sources.push(SourceInfo {
                     name: s.name.clone(),
                     kind: s.kind.clone(),
                     command: command_line(&s.input),
                     details,
                 });
-                opts.progress.files.fetch_add(1, Ordering::Relaxed);
+                events.event(&Event::FileDone);
                 continue;
             }
             Err(e) if e.kind() == ErrorKind::Source => {
@@ -105,7 +117,7 @@ pub(super) fn read_content(
             command: command_line(&s.input),
             details: s.details.clone(),
         });
-        opts.progress.files.fetch_add(1, Ordering::Relaxed);
+        events.event(&Event::FileDone);
     }
     Ok((bytes_read, slots, stream_slots, sources, failed_sources))
 }

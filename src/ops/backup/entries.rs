@@ -3,18 +3,16 @@
 //! [`backup_entries`] stores them as one snapshot.
 
 use super::tree::{leaf_mut, store_trees, DirNode, Node};
-use super::{BackupOptions, BackupOutcome, Progress};
+use super::{BackupOptions, BackupOutcome};
 use crate::error::{Error, Result};
+use crate::events::{run_op, Event, Events, Op};
 use crate::format::snapshot::{Snapshot, SourceInfo, Summary};
 use crate::format::tree::{ChunkProfile, EntryKind, TreeEntry, STREAMS_DIR};
 use crate::repo::{hostname, now_rfc3339, username, Repository};
 use crate::session::{Operation, Session};
 use crate::write::ingest::{self, Ingested, Reader};
-use crate::write::pack::BlobSaver;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Path components from the snapshot root to an entry.
@@ -24,7 +22,7 @@ type Route = Vec<Vec<u8>>;
 /// filesystem (an archive); see [`backup_entries`].
 pub struct EntrySink<'a, 'r> {
     reader: &'a mut Reader<'r>,
-    progress: Arc<Progress>,
+    events: &'a dyn Events,
     root: DirNode,
     /// (route, slot) of every file with content.
     files: Vec<(Route, usize)>,
@@ -160,7 +158,7 @@ impl EntrySink<'_, '_> {
             entry.size = n;
             self.bytes_read += n;
             self.files.push((route.clone(), slot));
-            self.progress.files.fetch_add(1, Ordering::Relaxed);
+            self.events.event(&Event::FileDone);
         }
         cur.children.insert(last.clone(), Node::Leaf(entry));
         Ok(())
@@ -183,7 +181,8 @@ impl EntrySink<'_, '_> {
 
 /// Backs up a tree supplied entry by entry by `fill` (e.g. from a tar
 /// archive) into one snapshot. Of `opts`, only `tags`, `host`,
-/// `description` and `progress` are used. Files under `@streams/` become
+/// and `description` are used; events go to the session's
+/// [`Events`] as for [`super::backup`] (operation [`Op::Import`]). Files under `@streams/` become
 /// the snapshot's streams (recorded as sources of kind `import`). The
 /// snapshot's `paths` is empty.
 ///
@@ -196,16 +195,25 @@ where
     F: FnOnce(&mut EntrySink<'_, '_>) -> Result<()>,
 {
     session.require(&[Operation::Backup, Operation::ImportTar], "an import")?;
+    let events = session.events();
+    run_op(events, Op::Import, || {
+        entries_in(session, opts, events, fill)
+    })
+}
+
+fn entries_in<F>(
+    session: &Session,
+    opts: BackupOptions,
+    events: &dyn Events,
+    fill: F,
+) -> Result<BackupOutcome>
+where
+    F: FnOnce(&mut EntrySink<'_, '_>) -> Result<()>,
+{
     let repo: &Repository = session;
     let started = Instant::now();
     let time = now_rfc3339();
-    let config = repo.config();
-    let saver = BlobSaver::new(
-        repo.store().clone(),
-        repo.key().clone(),
-        config.writer_packs().0,
-        config.writer_packs().1,
-    );
+    let saver = repo.blob_saver();
     type Filled = (
         DirNode,
         Vec<(Route, usize)>,
@@ -213,26 +221,25 @@ where
         u64,
         (u64, u64),
     );
-    let (filled, ingested): (Filled, Ingested) =
-        ingest::run(repo, saver, &opts.progress.bytes, |reader| {
-            let mut sink = EntrySink {
-                reader,
-                progress: opts.progress.clone(),
-                root: DirNode::default(),
-                files: Vec::new(),
-                links: Vec::new(),
-                bytes_read: 0,
-                counts: (0, 0),
-            };
-            fill(&mut sink)?;
-            Ok((
-                sink.root,
-                sink.files,
-                sink.links,
-                sink.bytes_read,
-                sink.counts,
-            ))
-        })?;
+    let (filled, ingested): (Filled, Ingested) = ingest::run(repo, saver, events, |reader| {
+        let mut sink = EntrySink {
+            reader,
+            events,
+            root: DirNode::default(),
+            files: Vec::new(),
+            links: Vec::new(),
+            bytes_read: 0,
+            counts: (0, 0),
+        };
+        fill(&mut sink)?;
+        Ok((
+            sink.root,
+            sink.files,
+            sink.links,
+            sink.bytes_read,
+            sink.counts,
+        ))
+    })?;
     let (mut root, files, links, bytes_read, counts) = filled;
     let mut ingested = ingested;
     for (route, slot) in &files {

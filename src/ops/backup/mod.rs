@@ -22,19 +22,17 @@
 //! snapshot.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{run_op, Event, Events, Op, WarningKind};
 use crate::format::snapshot::{Snapshot, SourceInfo, Summary};
 use crate::format::tree::{ChunkProfile, EntryKind, TreeEntry, STREAMS_DIR};
 use crate::format::SnapshotId;
 use crate::repo::{hostname, now_rfc3339, username, Repository};
 use crate::session::{Operation, Session};
 use crate::write::ingest::{self};
-use crate::write::pack::BlobSaver;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 mod content;
@@ -55,19 +53,6 @@ pub use walk::{entry_from_metadata, normalize_path, ExcludeSet};
 /// Tag added to snapshots recorded with `allow_partial` after a source failed.
 pub const PARTIAL_TAG: &str = "partial";
 
-/// Live counters a front end may display; updated as work proceeds.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Content bytes processed so far.
-    pub bytes: AtomicU64,
-    /// Files (or streams) finished so far.
-    pub files: AtomicU64,
-    /// Total content bytes expected, when known (0 = unknown).
-    pub total_bytes: AtomicU64,
-    /// Total files expected, when known.
-    pub total_files: AtomicU64,
-}
-
 /// Where a stream's bytes come from.
 pub enum StreamInput {
     /// The process's standard input.
@@ -76,6 +61,9 @@ pub enum StreamInput {
     Command(String),
     /// A program and its arguments, run directly (no shell).
     Program(Vec<String>),
+    /// A SQLite database file, copied consistently with the online backup
+    /// API when the stream is read ([`crate::write::sqlite::consistent_copy`]).
+    Sqlite(std::path::PathBuf),
 }
 
 /// One stream to store under `@streams/NAME`.
@@ -114,8 +102,6 @@ pub struct BackupOptions {
     pub force: bool,
     /// Snapshot description.
     pub description: Option<String>,
-    /// Live counters.
-    pub progress: Arc<Progress>,
     /// Called just before the snapshot object is written; an error aborts
     /// the backup without a snapshot (the CLI checks that its lease is still
     /// valid, format-spec §19, §20).
@@ -152,9 +138,37 @@ pub struct BackupOutcome {
 /// Unreadable files are skipped and listed in `warnings`; the snapshot is
 /// committed only while the session's lease is valid ([`ErrorKind::Locked`]
 /// otherwise). `session` must be opened for [`Operation::Backup`].
+///
+/// Reports to the session's [`Events`] (`Started`, `Totals`, `Bytes`,
+/// `FileDone` per file and stream, a `Warning` per entry left out, file
+/// changed while read or source failed, `PackUploaded`, `SnapshotSaved`,
+/// `Finished`); the outcome lists the same warnings.
 pub fn backup(session: &Session, opts: BackupOptions) -> Result<BackupOutcome> {
     session.require(&[Operation::Backup], "a backup")?;
+    let events = session.events();
+    run_op(events, Op::Backup, || backup_in(session, opts, events))
+}
+
+/// Records that `path` was left out (`why`): an event and a line of `warnings`.
+pub(super) fn skipped(events: &dyn Events, warnings: &mut Vec<String>, path: &Path, why: String) {
+    warnings.push(format!("{}: {why}", path.display()));
+    events.event(&Event::warning(
+        WarningKind::Unreadable,
+        Some(path.to_string_lossy().into_owned()),
+        why,
+    ));
+}
+
+fn backup_in(session: &Session, opts: BackupOptions, events: &dyn Events) -> Result<BackupOutcome> {
     let repo: &Repository = session;
+    for f in &opts.failed_sources {
+        let why = f.details.get("error").cloned();
+        events.event(&Event::warning(
+            WarningKind::SourceFailed,
+            None,
+            why.unwrap_or_else(|| "source failed".into()),
+        ));
+    }
     let started = Instant::now();
     let time = now_rfc3339();
     if opts.paths.is_empty() && opts.streams.is_empty() && opts.failed_sources.is_empty() {
@@ -238,6 +252,10 @@ pub fn backup(session: &Session, opts: BackupOptions) -> Result<BackupOutcome> {
         }
         cur.children.insert(comps[comps.len() - 1].clone(), node);
     }
+    let mut warnings = Vec::new();
+    for (path, why) in std::mem::take(&mut walker.warnings) {
+        skipped(events, &mut warnings, &path, why);
+    }
     abs_paths.sort();
     abs_paths.dedup();
     let hostname = opts.host.clone().unwrap_or_else(hostname);
@@ -295,33 +313,33 @@ pub fn backup(session: &Session, opts: BackupOptions) -> Result<BackupOutcome> {
         &mut jobs,
         &mut counts,
     )?;
-    opts.progress
-        .total_files
-        .store(jobs.len() as u64, Ordering::Relaxed);
     // Streams have no size before they end: with one, the total stays unknown.
-    if opts.streams.is_empty() {
-        opts.progress
-            .total_bytes
-            .store(jobs.iter().map(|j| j.size).sum(), Ordering::Relaxed);
-    }
-
-    let config = repo.config();
-    let saver = BlobSaver::new(
-        repo.store().clone(),
-        repo.key().clone(),
-        config.writer_packs().0,
-        config.writer_packs().1,
-    );
+    events.event(&Event::Totals {
+        op: Op::Backup,
+        files: jobs.len() as u64,
+        bytes: opts
+            .streams
+            .is_empty()
+            .then(|| jobs.iter().map(|j| j.size).sum()),
+    });
+    let saver = repo.blob_saver();
     // From here on a SIGINT/SIGTERM only sets the interrupt flag: reading
     // stops at the next check, the stored packs are indexed and no snapshot
     // is written.
     let _graceful = crate::interrupt::graceful();
-    let mut warnings = std::mem::take(&mut walker.warnings);
     let mut changed = Vec::new();
     let previous = previous_streams(repo, &hostname, &opts.streams);
     let ((bytes_read, job_slots, stream_slots, sources, failed_sources), mut ingested) =
-        ingest::run(repo, saver, &opts.progress.bytes, |reader| {
-            read_content(reader, &jobs, &opts, &previous, &mut warnings, &mut changed)
+        ingest::run(repo, saver, events, |reader| {
+            read_content(
+                reader,
+                &jobs,
+                &opts,
+                &previous,
+                events,
+                &mut warnings,
+                &mut changed,
+            )
         })?;
     // Sizes come from the content ingested, never from `stat`: a file that
     // grew or shrank since the walk is recorded as read.
@@ -370,7 +388,6 @@ pub fn backup(session: &Session, opts: BackupOptions) -> Result<BackupOutcome> {
         }
     };
     ingest::catalog_written(repo, &mut saver)?;
-    walker.warnings = warnings;
 
     let partial = !failed_sources.is_empty();
     let mut tags = opts.tags.clone();
@@ -404,7 +421,7 @@ pub fn backup(session: &Session, opts: BackupOptions) -> Result<BackupOutcome> {
             blobs_added: stats.blobs,
             bytes_added_raw: stats.raw_bytes,
             bytes_added_stored: stats.stored_bytes,
-            errors: walker.warnings.len() as u64,
+            errors: warnings.len() as u64,
             seconds: 0.0,
         },
         original: None,
@@ -420,7 +437,7 @@ pub fn backup(session: &Session, opts: BackupOptions) -> Result<BackupOutcome> {
     Ok(BackupOutcome {
         id,
         snapshot,
-        warnings: walker.warnings,
+        warnings,
         changed,
     })
 }

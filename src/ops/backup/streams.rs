@@ -21,7 +21,7 @@ fn spawn_source(
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
     let mut cmd = match input {
-        StreamInput::Stdin => return Ok(None),
+        StreamInput::Stdin | StreamInput::Sqlite(_) => return Ok(None),
         StreamInput::Command(c) => {
             let mut cmd = crate::write::sources::command("sh");
             cmd.arg("-c").arg(c);
@@ -58,6 +58,7 @@ fn describe(input: &StreamInput) -> String {
         StreamInput::Stdin => "standard input".into(),
         StreamInput::Command(c) => format!("command `{c}`"),
         StreamInput::Program(a) => format!("`{}`", a.join(" ")),
+        StreamInput::Sqlite(p) => format!("SQLite database {}", p.display()),
     }
 }
 
@@ -115,6 +116,7 @@ pub(super) fn command_line(input: &StreamInput) -> Option<String> {
         StreamInput::Stdin => None,
         StreamInput::Command(c) => Some(c.clone()),
         StreamInput::Program(a) => Some(a.join(" ")),
+        StreamInput::Sqlite(_) => None,
     }
 }
 
@@ -124,6 +126,19 @@ pub(super) fn command_line(input: &StreamInput) -> Option<String> {
 /// code and the last lines of its stderr when it cannot be run, exits
 /// unsuccessfully (even after writing output) or its output cannot be read.
 pub(super) fn read_source(reader: &mut Reader<'_>, slot: usize, s: &StreamSource) -> Result<u64> {
+    if let StreamInput::Sqlite(path) = &s.input {
+        let mut copy = crate::write::sqlite::consistent_copy(path)
+            .map_err(|e| e.context(format!("source {:?}", s.name)))?;
+        return reader
+            .read_stream(slot, &mut copy, ChunkProfile::Streams)
+            .map_err(|e| match e.kind() {
+                ErrorKind::Io => Error::new(
+                    ErrorKind::Source,
+                    format!("source {:?}: reading the copy: {e:#}", s.name),
+                ),
+                _ => e,
+            });
+    }
     let child = spawn_source(&s.input).map_err(|e| e.context(format!("source {:?}", s.name)))?;
     let Some((mut child, guard)) = child else {
         let stdin = std::io::stdin();

@@ -64,7 +64,8 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 pub(super) struct Walker {
     pub(super) excludes: ExcludeSet,
-    pub(super) warnings: Vec<String>,
+    /// Entries left out: (path, why).
+    pub(super) warnings: Vec<(PathBuf, String)>,
     pub(super) dirs: u64,
 }
 
@@ -84,7 +85,7 @@ impl Walker {
             EntryKind::Symlink => match std::fs::read_link(path) {
                 Ok(t) => e.link_target = t.into_os_string().into_vec(),
                 Err(err) => {
-                    self.warnings.push(format!("{}: {err}", path.display()));
+                    self.warnings.push((path.to_path_buf(), err.to_string()));
                     return None;
                 }
             },
@@ -97,10 +98,12 @@ impl Walker {
         // This recursion (and `plan`, `store_trees`) is bounded by the
         // depth limit: a deeper folder is left out with a warning.
         if path.components().count() > crate::format::tree::MAX_DEPTH {
-            self.warnings.push(format!(
-                "{}: tree deeper than {} levels, left out",
-                path.display(),
-                crate::format::tree::MAX_DEPTH
+            self.warnings.push((
+                path.to_path_buf(),
+                format!(
+                    "tree deeper than {} levels, left out",
+                    crate::format::tree::MAX_DEPTH
+                ),
             ));
             return None;
         }
@@ -109,7 +112,7 @@ impl Walker {
         let rd = match std::fs::read_dir(path) {
             Ok(rd) => rd,
             Err(err) => {
-                self.warnings.push(format!("{}: {err}", path.display()));
+                self.warnings.push((path.to_path_buf(), err.to_string()));
                 return None;
             }
         };
@@ -117,7 +120,7 @@ impl Walker {
             let de = match de {
                 Ok(d) => d,
                 Err(err) => {
-                    self.warnings.push(format!("{}: {err}", path.display()));
+                    self.warnings.push((path.to_path_buf(), err.to_string()));
                     continue;
                 }
             };
@@ -128,7 +131,7 @@ impl Walker {
             let cmd = match std::fs::symlink_metadata(&child) {
                 Ok(m) => m,
                 Err(err) => {
-                    self.warnings.push(format!("{}: {err}", child.display()));
+                    self.warnings.push((child.to_path_buf(), err.to_string()));
                     continue;
                 }
             };

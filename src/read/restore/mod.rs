@@ -30,9 +30,9 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use crate::ops::backup::Progress;
+use crate::events::{run_op, Event, Events, Op, WarningKind};
 
 pub mod target;
 
@@ -65,8 +65,6 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Skip paths matching these globs.
     pub exclude: Vec<String>,
-    /// Live counters.
-    pub progress: Arc<Progress>,
     /// Existing files in the target.
     pub overwrite: Overwrite,
     /// Remove what the target holds beside the snapshot's entries, in every
@@ -526,6 +524,19 @@ pub fn restore(
     target: &Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
+    let events = repo.events();
+    run_op(events, Op::Restore, || {
+        restore_in(repo, root, target, opts, events)
+    })
+}
+
+fn restore_in(
+    repo: &Repository,
+    root: &BlobId,
+    target: &Path,
+    opts: &RestoreOptions,
+    events: &dyn Events,
+) -> Result<RestoreSummary> {
     let filter = Filter::new(&opts.include, &opts.exclude)?;
     let plan = Plan::build(repo, root, &filter, opts.delete)?;
     if opts.dry_run {
@@ -578,10 +589,15 @@ pub fn restore(
                 && e.kind != EntryKind::Fifo
                 && err.raw_os_error() == Some(libc::EPERM)
             {
-                summary.warnings.push(format!(
-                    "cannot create device {}: {err}",
-                    at(&plan.item_route(it))
+                let path = at(&plan.item_route(it));
+                events.event(&Event::warning(
+                    WarningKind::Special,
+                    Some(path.clone()),
+                    err.to_string(),
                 ));
+                summary
+                    .warnings
+                    .push(format!("cannot create device {path}: {err}"));
                 continue;
             }
             return Err(Error::io(
@@ -604,10 +620,11 @@ pub fn restore(
         .filter(|i| i.entry.kind == EntryKind::File && i.link_to.is_none())
         .collect();
     let total: u64 = files.iter().map(|f| f.entry.size).sum();
-    opts.progress.total_bytes.store(total, Ordering::Relaxed);
-    opts.progress
-        .total_files
-        .store(files.len() as u64, Ordering::Relaxed);
+    events.event(&Event::Totals {
+        op: Op::Restore,
+        files: files.len() as u64,
+        bytes: Some(total),
+    });
     files.sort_by_key(|f| std::cmp::Reverse(f.entry.size));
     // A folder where a file goes is never removed: that file is named and
     // skipped, the rest of the restore goes on.
@@ -676,7 +693,7 @@ pub fn restore(
         } else {
             opts.max_open_files
         },
-        progress: &opts.progress,
+        events,
         saved: Mutex::new(Saved::None),
     };
     let contents: Vec<planner::FileContent> = files
@@ -703,11 +720,9 @@ pub fn restore(
             summary.bytes += slot.written;
             summary.files += 1;
             summary.updated += slot.update as u64;
-            summary.warnings.extend(
-                slot.warnings
-                    .into_iter()
-                    .map(|w| format!("{}: {w}", at(&plan.item_route(it)))),
-            );
+            for w in slot.warnings {
+                metadata_warning(events, &mut summary, at(&plan.item_route(it)), w);
+            }
         }
     }
     if opts.verify {
@@ -798,11 +813,18 @@ pub fn restore(
         let mut w = Vec::new();
         target::apply_metadata_fd(&fd, &d.entry, &mut w)
             .map_err(|e| Error::io(format!("setting metadata of {}", at(&route)), e))?;
-        summary
-            .warnings
-            .extend(w.into_iter().map(|w| format!("{}: {w}", at(&route))));
+        for w in w {
+            metadata_warning(events, &mut summary, at(&route), w);
+        }
     }
     Ok(summary)
+}
+
+/// Records that metadata of `path` could not be restored (`why`): an event
+/// and a line of the summary's warnings.
+fn metadata_warning(events: &dyn Events, summary: &mut RestoreSummary, path: String, why: String) {
+    summary.warnings.push(format!("{path}: {why}"));
+    events.event(&Event::warning(WarningKind::Metadata, Some(path), why));
 }
 
 /// The names of a folder's entries in the snapshot.
@@ -1248,7 +1270,7 @@ struct TargetFiles<'a> {
     peak_open: AtomicUsize,
     /// Past this many open files, a file is closed after each write.
     max_open: usize,
-    progress: &'a Progress,
+    events: &'a dyn Events,
     /// What in-place updates overwrote (see [`Undo`]).
     saved: Mutex<Saved>,
 }
@@ -1331,9 +1353,9 @@ impl planner::FileSink for TargetFiles<'_> {
             }
         }
         slot.written += data.len() as u64;
-        self.progress
-            .bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.events.event(&Event::Bytes {
+            bytes: data.len() as u64,
+        });
         Ok(())
     }
 
@@ -1353,7 +1375,7 @@ impl planner::FileSink for TargetFiles<'_> {
         slot.undo = None;
         slot.warnings = warnings;
         slot.finished = true;
-        self.progress.files.fetch_add(1, Ordering::Relaxed);
+        self.events.event(&Event::FileDone);
         Ok(())
     }
 
