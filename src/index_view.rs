@@ -15,8 +15,7 @@
 //!
 //! Supersession (format-spec §7): an index object named in another listed
 //! index object's `supersedes` is ignored, and a pack named by several
-//! index objects counts once (its first listing in id order), as
-//! [`crate::ops::prune::load_indexes_lenient`] did in memory.
+//! index objects counts once (its first listing in id order).
 
 use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};

@@ -194,63 +194,6 @@ pub fn list_snapshots(repo: &Repository) -> Result<ListedSnapshots> {
 /// the unreadable ones with the reason.
 pub type ListedSnapshots = (Vec<(Id, Snapshot)>, Vec<(Id, String)>);
 
-/// All index objects: (listed ids, effective packs by id). An index named in
-/// another listed index's `supersedes` is skipped. Fails with
-/// [`ErrorKind::Corrupt`] naming the first index object that does not
-/// authenticate or decode (telling the user to run `snap repair index`):
-/// without it blobs it names would look unused.
-pub fn load_indexes(repo: &Repository) -> Result<(Vec<Id>, Vec<IndexPack>)> {
-    let (ids, packs, bad) = load_indexes_lenient(repo)?;
-    if let Some((id, e)) = bad.into_iter().next() {
-        return Err(Error::corrupt(format!(
-            "index object {} is unreadable ({}), so the blobs it names would look unused; run `snap repair index` first",
-            id.to_hex(),
-            crate::repo::reason(ObjectKind::Index, &id, &e)
-        )));
-    }
-    Ok((ids, packs))
-}
-
-/// What [`load_indexes_lenient`] read: the readable index ids, the
-/// effective packs, and the unreadable index objects with their errors.
-pub type LoadedIndexes = (Vec<Id>, Vec<IndexPack>, Vec<(Id, Error)>);
-
-/// [`load_indexes`] that skips index objects that do not authenticate or
-/// decode and returns them as a third element: (id, error), ordered by id.
-/// Only store errors other than NotFound fail.
-pub fn load_indexes_lenient(repo: &Repository) -> Result<LoadedIndexes> {
-    let listed: Vec<Id> = repo.store().list_ids(ObjectKind::Index.list_prefix())?;
-    let mut files = Vec::new();
-    let mut bad = Vec::new();
-    for id in &listed {
-        match repo.read_index(id) {
-            Ok(f) => files.push((*id, f)),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) if e.kind().is_damaged_data() => bad.push((*id, e)),
-            Err(e) => return Err(e),
-        }
-    }
-    let superseded: HashSet<Id> = files
-        .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .collect();
-    let mut seen = HashSet::new();
-    let mut packs = Vec::new();
-    let mut ids = Vec::new();
-    for (id, f) in files {
-        ids.push(id);
-        if superseded.contains(&id) {
-            continue;
-        }
-        for p in f.packs {
-            if seen.insert(p.id) {
-                packs.push(p);
-            }
-        }
-    }
-    Ok((ids, packs, bad))
-}
-
 /// Writes one index object naming `packs` and superseding `old`; returns its
 /// id and stored size in bytes.
 pub fn write_index(repo: &Repository, packs: Vec<IndexPack>, old: Vec<Id>) -> Result<(Id, u64)> {

@@ -6,8 +6,9 @@ use crate::format::index::IndexPack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{EntryKind, Tree};
 use crate::format::{BlobKind, Id};
+use crate::index_view::IndexView;
 use crate::ops::check::{read_pack_header, verify_pack};
-use crate::ops::prune::{list_packs, load_indexes_lenient, write_index};
+use crate::ops::prune::{list_packs, write_index, MAX_INDEX_BLOBS};
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
@@ -51,13 +52,11 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let repo: &Repository = session;
     let mut rep = IndexRepair::default();
     let store = repo.store().clone();
-    let old: Vec<Id> = store
-        .list_ids(ObjectKind::Index.list_prefix())?
-        .into_iter()
-        .collect();
-    // What the old index objects said about each pack: the fallback for
-    // packs whose header is lost.
-    let (_, old_packs, unreadable) = load_indexes_lenient(repo)?;
+    let old: Vec<Id> = store.list_ids(ObjectKind::Index.list_prefix())?;
+    // What the old index objects said about each pack (the fallback for
+    // packs whose header is lost), in a temporary on-disk view: memory
+    // stays bounded whatever the number of blobs.
+    let (view, _, unreadable) = IndexView::load(repo)?;
     for (id, e) in &unreadable {
         repo.warn(format!(
             "index object {} is unreadable and will be replaced: {}",
@@ -66,11 +65,25 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
         ));
         rep.indexes_unreadable.push(id.to_hex());
     }
-    let old_entries: std::collections::HashMap<Id, IndexPack> =
-        old_packs.into_iter().map(|p| (p.id, p)).collect();
     let existing = list_packs(repo)?;
     rep.packs = existing.len() as u64;
-    let mut packs: Vec<IndexPack> = Vec::new();
+    // The new index, written in objects of at most MAX_INDEX_BLOBS blobs as
+    // the headers are read. Each but the last supersedes nothing, so a crash
+    // before the last leaves the old objects in force (a pack named twice
+    // counts once); the last supersedes every old one.
+    let mut batch: Vec<IndexPack> = Vec::new();
+    let mut batch_blobs = 0u64;
+    let mut push = |rep: &mut IndexRepair, p: IndexPack| -> Result<()> {
+        let n = p.blobs.len() as u64;
+        if batch_blobs > 0 && batch_blobs + n > MAX_INDEX_BLOBS {
+            write_index(repo, std::mem::take(&mut batch), Vec::new())?;
+            batch_blobs = 0;
+        }
+        batch.push(p);
+        batch_blobs += n;
+        rep.packs_indexed += 1;
+        Ok(())
+    };
     let mut saver = BlobSaver::new(
         store.clone(),
         repo.key().clone(),
@@ -81,15 +94,19 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let mut ids: Vec<(&Id, &u64)> = existing.iter().collect();
     ids.sort();
     for (id, &size) in ids {
+        crate::interrupt::check()?;
         if !read_data {
             match read_pack_header(repo, id, size) {
-                Ok(entries) => packs.push(IndexPack {
-                    id: *id,
-                    size,
-                    blobs: entries,
-                }),
+                Ok(entries) => push(
+                    &mut rep,
+                    IndexPack {
+                        id: *id,
+                        size,
+                        blobs: entries,
+                    },
+                )?,
                 Err(e) => {
-                    let hint = if old_entries.contains_key(id) {
+                    let hint = if view.pack(id)?.is_some() {
                         "; `snap repair index --read-data` can salvage its intact blobs"
                     } else {
                         ""
@@ -105,12 +122,12 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
         match entries {
             None => {
                 // Header lost: salvage by the entries the old index lists.
-                let known = old_entries
-                    .get(id)
-                    .map(|p| p.blobs.as_slice())
-                    .unwrap_or(&[]);
+                let known = match view.pack(id)? {
+                    Some(p) => view.pack_blobs(&p)?,
+                    None => Vec::new(),
+                };
                 let mut kept = 0u64;
-                for e in known {
+                for e in &known {
                     let loc = crate::catalog::BlobLocation::of_entry(*id, e);
                     let s = e.offset as usize;
                     let intact = bytes
@@ -138,11 +155,14 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
                     rep.packs_salvaged.push(id.to_hex());
                 }
             }
-            Some(entries) if msgs.is_empty() => packs.push(IndexPack {
-                id: *id,
-                size,
-                blobs: entries,
-            }),
+            Some(entries) if msgs.is_empty() => push(
+                &mut rep,
+                IndexPack {
+                    id: *id,
+                    size,
+                    blobs: entries,
+                },
+            )?,
             Some(entries) => {
                 repo.warn(msgs.join("; "));
                 let bad: HashSet<Id> = bad.into_iter().collect();
@@ -159,17 +179,21 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
             }
         }
     }
+    drop(view);
     saver.finish()?;
+    // The salvaged packs go into the last object, which supersedes the
+    // saver's own index objects too.
     let mut written = Vec::new();
     for (wid, idx) in saver.take_written() {
         written.push(wid);
-        packs.extend(idx.packs);
+        for p in idx.packs {
+            push(&mut rep, p)?;
+        }
     }
-    rep.packs_indexed = packs.len() as u64;
     let mut supersede = old.clone();
     supersede.extend(written.iter().copied());
     rep.indexes_replaced = old.len() as u64;
-    write_index(repo, packs, supersede.clone())?;
+    write_index(repo, batch, supersede.clone())?;
     for id in &supersede {
         store.delete(&ObjectKind::Index.key(&id.to_hex()))?;
     }
