@@ -8,7 +8,7 @@ use crate::format::tree::{EntryKind, Tree};
 use crate::format::{BlobKind, Id};
 use crate::index_view::IndexView;
 use crate::ops::check::{read_pack_header, verify_pack};
-use crate::ops::prune::{list_packs, write_index, MAX_INDEX_BLOBS};
+use crate::ops::prune::{write_index, MAX_INDEX_BLOBS};
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
@@ -47,6 +47,13 @@ pub struct IndexRepair {
 /// index objects list for it: each blob whose bytes are still there and
 /// authenticate is kept. Warnings go to [`Repository::warn`]. `session`
 /// must be opened for [`Operation::RepairIndex`] (an exclusive lease).
+///
+/// Memory does not grow with the repository: the old index and the listing
+/// of `data/` are read into a temporary [`IndexView`], packs are visited in
+/// id order a page at a time, and the new index is written in objects of at
+/// most [`MAX_INDEX_BLOBS`] blobs as headers are read (the last one
+/// supersedes every old object, so a crash before it leaves the old index
+/// in force beside the new objects; a pack named twice counts once).
 pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     session.require(&[Operation::RepairIndex], "repair index")?;
     let repo: &Repository = session;
@@ -56,7 +63,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     // What the old index objects said about each pack (the fallback for
     // packs whose header is lost), in a temporary on-disk view: memory
     // stays bounded whatever the number of blobs.
-    let (view, _, unreadable) = IndexView::load(repo)?;
+    let (mut view, _, unreadable) = IndexView::load(repo)?;
     for (id, e) in &unreadable {
         repo.warn(format!(
             "index object {} is unreadable and will be replaced: {}",
@@ -65,8 +72,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
         ));
         rep.indexes_unreadable.push(id.to_hex());
     }
-    let existing = list_packs(repo)?;
-    rep.packs = existing.len() as u64;
+    rep.packs = view.list_packs(&store)?.0;
     // The new index, written in objects of at most MAX_INDEX_BLOBS blobs as
     // the headers are read. Each but the last supersedes nothing, so a crash
     // before the last leaves the old objects in force (a pack named twice
@@ -91,9 +97,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
         1,
     );
     let mut damaged: Vec<Id> = Vec::new();
-    let mut ids: Vec<(&Id, &u64)> = existing.iter().collect();
-    ids.sort();
-    for (id, &size) in ids {
+    view.for_each_listed(false, |id, size| {
         crate::interrupt::check()?;
         if !read_data {
             match read_pack_header(repo, id, size) {
@@ -115,7 +119,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
                     rep.packs_unreadable.push(id.to_hex());
                 }
             }
-            continue;
+            return Ok(());
         }
         let bytes = store.get(&ObjectKind::Pack.key(&id.to_hex()))?;
         let (entries, bad, msgs) = verify_pack(repo, id, &bytes);
@@ -178,7 +182,8 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
                 rep.packs_salvaged.push(id.to_hex());
             }
         }
-    }
+        Ok(())
+    })?;
     drop(view);
     saver.finish()?;
     // The salvaged packs go into the last object, which supersedes the
