@@ -117,7 +117,7 @@ fn measure(n: u64) -> Vec<u64> {
     std::fs::write(
         src.join("sub/b.bin"),
         (0..200_000u32)
-            .map(|i| (i * 7919 >> 3) as u8)
+            .map(|i| ((i * 7919) >> 3) as u8)
             .collect::<Vec<u8>>(),
     )
     .expect("write");
