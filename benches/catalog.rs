@@ -8,7 +8,7 @@ use snap::catalog::Catalog;
 use snap::format::index::{IndexFile, IndexPack};
 use snap::format::pack::PackEntry;
 use snap::format::BlobKind;
-use snap::Id;
+use snap::{BlobId, TypedId};
 use std::time::Duration;
 
 /// Blobs per synthetic index object.
@@ -16,11 +16,11 @@ const BLOBS: usize = 100_000;
 /// Blobs per synthetic pack (64 × 256 KiB ≈ 16 MiB packs).
 const PER_PACK: usize = 64;
 
-fn id(seed: u64, i: u64) -> Id {
+fn id<T: TypedId>(seed: u64, i: u64) -> T {
     let mut h = blake3::Hasher::new();
     h.update(&seed.to_le_bytes());
     h.update(&i.to_le_bytes());
-    Id(*h.finalize().as_bytes())
+    T::from_bytes(*h.finalize().as_bytes())
 }
 
 /// An index object naming `BLOBS` synthetic blobs in `BLOBS / PER_PACK` packs.
@@ -73,8 +73,8 @@ fn catalog(c: &mut Criterion) {
     cat.add_index(&id(9, 0), &idx).expect("add_index");
     const Q: u64 = 10_000;
     g.throughput(Throughput::Elements(Q));
-    let known: Vec<Id> = (0..Q).map(|i| id(1, (i * 7) % BLOBS as u64)).collect();
-    let unknown: Vec<Id> = (0..Q).map(|i| id(2, i)).collect();
+    let known: Vec<BlobId> = (0..Q).map(|i| id(1, (i * 7) % BLOBS as u64)).collect();
+    let unknown: Vec<BlobId> = (0..Q).map(|i| id(2, i)).collect();
     g.bench_function("contains_known", |b| {
         b.iter(|| {
             for i in &known {

@@ -85,7 +85,7 @@ fn compress(c: &mut Criterion) {
 /// 40-byte row changed (a nightly dump's typical changed chunk).
 fn delta(c: &mut Criterion) {
     let data = common::text(5, N);
-    let base_id = snap::format::Id([7; 32]);
+    let base_id = snap::format::BlobId([7; 32]);
     let chunks: Vec<(&[u8], Vec<u8>)> = data
         .chunks(64 << 10)
         .map(|base| {
@@ -157,7 +157,7 @@ fn seal_open(c: &mut Criterion) {
 fn pack_build(c: &mut Criterion) {
     let key = MasterKey::generate();
     let data = common::random(5, N);
-    let blobs: Vec<(snap::Id, Vec<u8>)> = data
+    let blobs: Vec<(snap::BlobId, Vec<u8>)> = data
         .chunks(256 << 10)
         .map(|p| {
             let id = key.blob_id(p);

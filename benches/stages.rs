@@ -110,7 +110,7 @@ fn main() {
     results.push(("fastcdc (files 64K/256K/2M)", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let ids: Vec<snap::Id> = chunks.iter().map(|c| key.blob_id(c)).collect();
+    let ids: Vec<snap::BlobId> = chunks.iter().map(|c| key.blob_id(c)).collect();
     results.push(("blake3 keyed", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();

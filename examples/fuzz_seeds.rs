@@ -10,7 +10,7 @@ use snap::format::index::{IndexFile, IndexPack};
 use snap::format::pack::{split_pack, PackHeader};
 use snap::format::snapshot::{Snapshot, SourceInfo, Summary};
 use snap::format::tree::{ChunkProfile, EntryKind, Tree, TreeEntry};
-use snap::format::{BlobKind, Id};
+use snap::format::{BlobId, BlobKind, IndexId, SnapshotId};
 use snap::write::compress;
 use snap::write::pack::PackBuilder;
 use std::path::{Path, PathBuf};
@@ -147,7 +147,7 @@ fn main() {
     // index
     write(&dir, "index", "empty", &IndexFile::default().encode());
     let idx = IndexFile {
-        supersedes: vec![Id([3; 32])],
+        supersedes: vec![IndexId([3; 32])],
         packs,
     };
     write(&dir, "index", "two-packs", &idx.encode());
@@ -157,11 +157,11 @@ fn main() {
     file.mode = 0o644;
     file.size = 4096;
     file.mtime_ns = 1_700_000_000_123_456_789;
-    file.content = vec![Id([1; 32]), Id([2; 32])];
+    file.content = vec![BlobId([1; 32]), BlobId([2; 32])];
     file.xattrs = vec![(b"user.a".to_vec(), b"value".to_vec())];
     let mut dir_e = TreeEntry::new(&b"dir"[..], EntryKind::Dir);
     dir_e.mode = 0o755;
-    dir_e.subtree = Some(Id([9; 32]));
+    dir_e.subtree = Some(BlobId([9; 32]));
     let mut link = TreeEntry::new(&b"link"[..], EntryKind::Symlink);
     link.link_target = b"file.txt".to_vec();
     let mut stream = TreeEntry::new(&b"dump.sql"[..], EntryKind::File);
@@ -182,8 +182,8 @@ fn main() {
         paths: vec!["/home/user".into()],
         streams: vec![],
         tags: vec!["daily".into()],
-        parent: Some(Id([4; 32])),
-        tree: Id([5; 32]),
+        parent: Some(SnapshotId([4; 32])),
+        tree: BlobId([5; 32]),
         description: Some("seed".into()),
         sources: vec![],
         original: None,

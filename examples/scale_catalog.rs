@@ -24,12 +24,10 @@
 //! The catalog's own connection settings (WAL, 8 MiB page cache) are restored
 //! at the end; the load itself uses a rollback journal and a 1 GiB cache.
 
-use bytes::Bytes;
 use rusqlite::{params, Connection};
-use snap::crypto::AAD_INDEX;
 use snap::format::index::IndexFile;
-use snap::store::ObjectKind;
-use snap::{Id, Repository};
+use snap::repo::write_sealed;
+use snap::{IndexId, Repository};
 use std::time::Instant;
 
 const PER_PACK: u64 = 64;
@@ -53,10 +51,7 @@ fn main() -> anyhow::Result<()> {
             supersedes: Vec::new(),
             packs: Vec::new(),
         };
-        let sealed = repo.key().seal(AAD_INDEX, &empty.encode());
-        let id = Id::of_object(&sealed);
-        repo.store()
-            .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))?;
+        let (id, _) = write_sealed::<IndexId>(repo.store(), repo.key(), &empty.encode())?;
         (id, repo.config().id.clone())
     };
     let path = cache.join(&repo_id).join("catalog.sqlite");

@@ -39,16 +39,16 @@
 //! id range, which makes loading the catalog append-friendly (a real
 //! repository's index objects each span the whole id space).
 
-use bytes::Bytes;
-use snap::crypto::{AAD_INDEX, AAD_PACK_HEADER, AAD_SNAPSHOT};
+use snap::crypto::AAD_PACK_HEADER;
 use snap::format::index::{IndexFile, IndexPack};
 use snap::format::pack::{PackEntry, PackHeader};
 use snap::format::snapshot::Snapshot;
 use snap::format::tree::{EntryKind, Tree, TreeEntry};
 use snap::format::BlobKind;
+use snap::repo::write_sealed;
 use snap::store::ObjectKind;
 use snap::write::pack::BlobSaver;
-use snap::{Id, Repository};
+use snap::{BlobId, IndexId, PackId, Repository, SnapshotId};
 use std::io::{Seek, SeekFrom, Write};
 use std::time::Instant;
 
@@ -58,15 +58,15 @@ const BLOB_LEN: u32 = (1 << 18) + 40;
 const RAW_LEN: u32 = 1 << 18;
 const FILES_PER_DIR: usize = 16;
 
-fn blob_id(i: u64, step: u64) -> Id {
+fn blob_id(i: u64, step: u64) -> BlobId {
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&(i * step).to_be_bytes());
     id[8..].copy_from_slice(&blake3::hash(&i.to_le_bytes()).as_bytes()[..24]);
-    Id(id)
+    BlobId(id)
 }
 
-fn pack_id(p: u64) -> Id {
-    Id(*blake3::hash(&[b"scale-pack".as_slice(), &p.to_le_bytes()].concat()).as_bytes())
+fn pack_id(p: u64) -> PackId {
+    PackId(*blake3::hash(&[b"scale-pack".as_slice(), &p.to_le_bytes()].concat()).as_bytes())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -154,10 +154,7 @@ pub fn generate(
                 blobs,
             });
         }
-        let sealed = repo.key().seal(AAD_INDEX, &f.encode());
-        let id = Id::of_object(&sealed);
-        repo.store()
-            .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))?;
+        write_sealed::<IndexId>(repo.store(), repo.key(), &f.encode())?;
         indexes += 1;
     }
     eprintln!(
@@ -215,12 +212,7 @@ pub fn generate(
         summary: Default::default(),
         original: None,
     };
-    let sealed = repo.key().seal(AAD_SNAPSHOT, &snap.encode());
-    let sid = Id::of_object(&sealed);
-    repo.store().put_new(
-        &ObjectKind::Snapshot.key(&sid.to_hex()),
-        Bytes::from(sealed),
-    )?;
+    let (sid, _) = write_sealed::<SnapshotId>(repo.store(), repo.key(), &snap.encode())?;
     drop(repo);
     let written = t.elapsed().as_secs_f64();
     let t2 = Instant::now();

@@ -9,7 +9,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::snapshot::Snapshot;
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind, IndexId, PackId, SnapshotId};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashSet;
 use std::path::Path;
@@ -23,7 +23,7 @@ pub struct BlobLocation {
     /// Data or tree.
     pub kind: BlobKind,
     /// Pack holding the blob.
-    pub pack: Id,
+    pub pack: PackId,
     /// Offset of the sealed blob in the pack, bytes.
     pub offset: u32,
     /// Length of the sealed blob, bytes.
@@ -31,13 +31,13 @@ pub struct BlobLocation {
     /// Plaintext length, bytes.
     pub raw_len: u32,
     /// Base blob of a delta blob (format-spec §13), else `None`.
-    pub base: Option<Id>,
+    pub base: Option<BlobId>,
 }
 
 impl BlobLocation {
     /// The location of pack entry `e` (from a pack header or an index
     /// object) in pack `pack`.
-    pub fn of_entry(pack: Id, e: &crate::format::pack::PackEntry) -> BlobLocation {
+    pub fn of_entry(pack: PackId, e: &crate::format::pack::PackEntry) -> BlobLocation {
         BlobLocation {
             kind: e.kind,
             pack,
@@ -56,12 +56,12 @@ pub struct Catalog {
     /// first use, dropped whenever this process changes packs or marks).
     /// Other processes sharing the catalog file may rewrite that table with
     /// an older listing of `marks/`, or reset it, at any time.
-    marked_ids: std::cell::RefCell<Option<HashSet<Id>>>,
+    marked_ids: std::cell::RefCell<Option<HashSet<PackId>>>,
     /// The packs this process itself last listed as marked
     /// ([`Catalog::set_marked`]); they count as marked whatever the table
     /// says now, so a concurrent rewrite can never unmark them for this
     /// process (format-spec §10, §23.4).
-    own_marked: std::cell::RefCell<HashSet<Id>>,
+    own_marked: std::cell::RefCell<HashSet<PackId>>,
 }
 
 const SCHEMA: &str = "
@@ -82,8 +82,8 @@ const BUMP_EPOCH: &str = "INSERT INTO meta(key,value) VALUES('blob_epoch','0') \
      ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER)+1";
 
 /// A pack id read from the catalog.
-fn pack_id(raw: &[u8]) -> Result<Id> {
-    Id::from_slice(raw).ok_or_else(|| {
+fn pack_id(raw: &[u8]) -> Result<PackId> {
+    PackId::from_slice(raw).ok_or_else(|| {
         Error::new(
             ErrorKind::Catalog,
             "catalog holds a malformed pack id; run `snap cache rebuild`",
@@ -324,12 +324,12 @@ impl Catalog {
     }
 
     /// Ids of the index objects already loaded.
-    pub fn index_ids(&self) -> Result<HashSet<Id>> {
+    pub fn index_ids(&self) -> Result<HashSet<IndexId>> {
         let mut st = self.conn.prepare("SELECT id FROM indexes")?;
         let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = HashSet::new();
         for r in rows {
-            if let Some(id) = Id::from_slice(&r?) {
+            if let Some(id) = IndexId::from_slice(&r?) {
                 out.insert(id);
             }
         }
@@ -338,7 +338,7 @@ impl Catalog {
 
     /// Loads one index object in a single transaction. Blobs already known
     /// (stored twice) keep their first location.
-    pub fn add_index(&mut self, index_id: &Id, idx: &IndexFile) -> Result<()> {
+    pub fn add_index(&mut self, index_id: &IndexId, idx: &IndexFile) -> Result<()> {
         *self.marked_ids.borrow_mut() = None;
         let tx = self
             .conn
@@ -388,7 +388,7 @@ impl Catalog {
     }
 
     /// Where blob `id` is stored, if any pack holds it.
-    pub fn lookup(&self, id: &Id) -> Result<Option<BlobLocation>> {
+    pub fn lookup(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
         // The pack id is read in the same statement: pack numbers are
         // reassigned when any process sharing the catalog resets it.
         let mut st = self.conn.prepare_cached(
@@ -412,7 +412,7 @@ impl Catalog {
         };
         let base = match base {
             None => None,
-            Some(b) => Some(Id::from_slice(&b).ok_or_else(|| {
+            Some(b) => Some(BlobId::from_slice(&b).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Catalog,
                     "catalog holds a malformed base id; run `snap cache rebuild`",
@@ -439,7 +439,7 @@ impl Catalog {
     /// deletion (a backup must store blobs again rather than reference a
     /// marked pack; format-spec §10, §20.2). A delta blob
     /// counts only if its base passes the same test (§13).
-    pub fn contains(&self, id: &Id) -> Result<bool> {
+    pub fn contains(&self, id: &BlobId) -> Result<bool> {
         let mut st = self.conn.prepare_cached(
             "SELECT p.id, b.base FROM blobs b JOIN packs p ON p.pack_no=b.pack_no WHERE b.id=?1",
         )?;
@@ -470,7 +470,7 @@ impl Catalog {
 
     /// Whether pack `pack` is marked for deletion neither in this process's
     /// own listing of marks nor in the `marked` table.
-    fn pack_usable(&self, pack: &Id) -> Result<bool> {
+    fn pack_usable(&self, pack: &PackId) -> Result<bool> {
         if self.own_marked.borrow().contains(pack) {
             return Ok(false);
         }
@@ -479,7 +479,7 @@ impl Catalog {
             let ids = q
                 .query_map([], |r| r.get::<_, Vec<u8>>(0))?
                 .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
-            let ids = ids.iter().filter_map(|i| Id::from_slice(i)).collect();
+            let ids = ids.iter().filter_map(|i| PackId::from_slice(i)).collect();
             *self.marked_ids.borrow_mut() = Some(ids);
         }
         Ok(!self
@@ -514,7 +514,7 @@ impl Catalog {
     /// Nothing is recorded while the `marked` table differs from this
     /// process's own listing of marks: the record would vouch for a view
     /// other processes do not share.
-    pub fn set_verified(&self, tree: &Id, epoch: i64) -> Result<()> {
+    pub fn set_verified(&self, tree: &BlobId, epoch: i64) -> Result<()> {
         if !self.own_view_is_shared()? {
             return Ok(());
         }
@@ -533,7 +533,7 @@ impl Catalog {
     /// listing of marks (a record is only written, and only trusted, by a
     /// process whose listing equals the table; every change of the table
     /// starts a new epoch).
-    pub fn is_verified(&self, tree: &Id) -> Result<bool> {
+    pub fn is_verified(&self, tree: &BlobId) -> Result<bool> {
         if !self.own_view_is_shared()? {
             return Ok(false);
         }
@@ -556,7 +556,7 @@ impl Catalog {
 
     /// The plaintext of tree blob `id` if the tree cache holds it (marking
     /// it used by generation `generation`). Callers verify it against `id`.
-    pub fn cached_tree(&self, id: &Id, generation: i64) -> Result<Option<Vec<u8>>> {
+    pub fn cached_tree(&self, id: &BlobId, generation: i64) -> Result<Option<Vec<u8>>> {
         Ok(self
             .conn
             .prepare_cached("UPDATE tree_cache SET used=?2 WHERE id=?1 RETURNING plain")?
@@ -566,7 +566,7 @@ impl Catalog {
 
     /// Keeps the plaintext of tree blob `id` (already verified or just
     /// encoded) for later backups.
-    pub fn cache_tree(&self, id: &Id, plain: &[u8], generation: i64) -> Result<()> {
+    pub fn cache_tree(&self, id: &BlobId, plain: &[u8], generation: i64) -> Result<()> {
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO tree_cache(id,plain,used) VALUES(?1,?2,?3)")?
             .execute(params![&id.0[..], plain, generation])?;
@@ -582,7 +582,7 @@ impl Catalog {
     }
 
     /// Replaces the set of packs marked for deletion.
-    pub fn set_marked(&mut self, packs: &HashSet<Id>) -> Result<()> {
+    pub fn set_marked(&mut self, packs: &HashSet<PackId>) -> Result<()> {
         *self.marked_ids.borrow_mut() = None;
         let tx = self
             .conn
@@ -609,7 +609,7 @@ impl Catalog {
     }
 
     /// Every indexed pack as (id, size in bytes).
-    pub fn packs(&self) -> Result<Vec<(Id, u64)>> {
+    pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
         let mut st = self
             .conn
             .prepare("SELECT id, size FROM packs ORDER BY id")?;
@@ -617,7 +617,7 @@ impl Catalog {
         let mut out = Vec::new();
         for r in rows {
             let (id, size) = r?;
-            if let Some(id) = Id::from_slice(&id) {
+            if let Some(id) = PackId::from_slice(&id) {
                 out.push((id, size as u64));
             }
         }
@@ -632,12 +632,12 @@ impl Catalog {
     }
 
     /// Ids of the snapshots known.
-    pub fn snapshot_ids(&self) -> Result<HashSet<Id>> {
+    pub fn snapshot_ids(&self) -> Result<HashSet<SnapshotId>> {
         let mut st = self.conn.prepare("SELECT id FROM snapshots")?;
         let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = HashSet::new();
         for r in rows {
-            if let Some(id) = Id::from_slice(&r?) {
+            if let Some(id) = SnapshotId::from_slice(&r?) {
                 out.insert(id);
             }
         }
@@ -645,7 +645,7 @@ impl Catalog {
     }
 
     /// Records a snapshot.
-    pub fn add_snapshot(&self, id: &Id, snap: &Snapshot) -> Result<()> {
+    pub fn add_snapshot(&self, id: &SnapshotId, snap: &Snapshot) -> Result<()> {
         let json = serde_json::to_string(snap)
             .map_err(|e| Error::with_source(ErrorKind::Catalog, "encoding snapshot", e))?;
         self.conn.execute(
@@ -656,14 +656,14 @@ impl Catalog {
     }
 
     /// Forgets a snapshot that no longer exists in the repository.
-    pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
         self.conn
             .execute("DELETE FROM snapshots WHERE id=?1", [&id.0[..]])?;
         Ok(())
     }
 
     /// All snapshots, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let mut st = self
             .conn
             .prepare("SELECT id, json FROM snapshots ORDER BY time_ms, id")?;
@@ -673,7 +673,7 @@ impl Catalog {
         let mut out = Vec::new();
         for r in rows {
             let (id, json) = r?;
-            let id = Id::from_slice(&id).ok_or_else(|| {
+            let id = SnapshotId::from_slice(&id).ok_or_else(|| {
                 Error::new(ErrorKind::Catalog, "catalog holds a malformed snapshot id")
             })?;
             let s: Snapshot = serde_json::from_str(&json).map_err(|e| {
@@ -686,7 +686,7 @@ impl Catalog {
 
     /// Whether tree `id` (and, by construction, every tree below it) is in
     /// the path index.
-    pub fn tree_indexed(&self, id: &Id) -> Result<bool> {
+    pub fn tree_indexed(&self, id: &BlobId) -> Result<bool> {
         let mut st = self
             .conn
             .prepare_cached("SELECT 1 FROM trees_indexed WHERE tree=?1")?;
@@ -695,7 +695,7 @@ impl Catalog {
 
     /// Adds one tree's entries to the path index. Callers add a tree only
     /// after all its subtrees, so "indexed" implies "fully indexed below".
-    pub fn index_tree(&mut self, id: &Id, entries: &[IndexedEntry]) -> Result<()> {
+    pub fn index_tree(&mut self, id: &BlobId, entries: &[IndexedEntry]) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -724,7 +724,7 @@ impl Catalog {
 
     /// The indexed entries of tree `id`, sorted by name (empty if the tree
     /// is not indexed).
-    pub fn tree_entries(&self, id: &Id) -> Result<Vec<IndexedEntry>> {
+    pub fn tree_entries(&self, id: &BlobId) -> Result<Vec<IndexedEntry>> {
         let mut st = self.conn.prepare_cached(
             "SELECT name, kind, size, mtime_ns, subtree FROM tree_entries WHERE tree=?1 ORDER BY name",
         )?;
@@ -742,7 +742,7 @@ impl Catalog {
             let (name, kind, size, mtime_ns, sub) = r?;
             let subtree = match sub {
                 None => None,
-                Some(b) => Some(Id::from_slice(&b).ok_or_else(|| {
+                Some(b) => Some(BlobId::from_slice(&b).ok_or_else(|| {
                     Error::new(
                         ErrorKind::Catalog,
                         "catalog path index holds a malformed tree id; run `snap cache rebuild`",
@@ -797,7 +797,7 @@ pub struct IndexedEntry {
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
     /// Subtree of a directory.
-    pub subtree: Option<Id>,
+    pub subtree: Option<BlobId>,
 }
 
 #[cfg(test)]
@@ -838,43 +838,43 @@ mod tests {
         assert_eq!(cat.blob_count().unwrap(), 0);
         let entry = PackEntry {
             kind: BlobKind::Data,
-            id: Id([3; 32]),
+            id: BlobId([3; 32]),
             offset: 0,
             length: 41,
             raw_len: 1,
-            base: Some(Id([4; 32])),
+            base: Some(BlobId([4; 32])),
         };
         let idx = IndexFile {
             supersedes: Vec::new(),
             packs: vec![crate::format::index::IndexPack {
-                id: Id([5; 32]),
+                id: PackId([5; 32]),
                 size: 45,
                 blobs: vec![entry],
             }],
         };
-        cat.add_index(&Id([6; 32]), &idx).unwrap();
+        cat.add_index(&IndexId([6; 32]), &idx).unwrap();
         assert_eq!(
-            cat.lookup(&Id([3; 32])).unwrap().unwrap().base,
-            Some(Id([4; 32]))
+            cat.lookup(&BlobId([3; 32])).unwrap().unwrap().base,
+            Some(BlobId([4; 32]))
         );
-        assert!(cat.is_verified(&Id([1; 32])).is_ok());
-        assert!(cat.cached_tree(&Id([1; 32]), 1).unwrap().is_none());
+        assert!(cat.is_verified(&BlobId([1; 32])).is_ok());
+        assert!(cat.cached_tree(&BlobId([1; 32]), 1).unwrap().is_none());
     }
 
     #[test]
     fn verified_trees_expire_when_blobs_may_have_gone() {
         let dir = tempfile::tempdir().unwrap();
         let mut cat = Catalog::open(&dir.path().join("c.sqlite"), &"ab".repeat(32)).unwrap();
-        let t = Id([1; 32]);
+        let t = BlobId([1; 32]);
         let e0 = cat.blob_epoch().unwrap();
         cat.set_verified(&t, e0).unwrap();
         assert!(cat.is_verified(&t).unwrap());
-        assert!(!cat.is_verified(&Id([2; 32])).unwrap());
+        assert!(!cat.is_verified(&BlobId([2; 32])).unwrap());
         // The same marked set again changes nothing.
         cat.set_marked(&HashSet::new()).unwrap();
         assert!(cat.is_verified(&t).unwrap());
         // A newly marked pack: blobs in it no longer count as stored.
-        let marked: HashSet<Id> = [Id([9; 32])].into_iter().collect();
+        let marked: HashSet<PackId> = [PackId([9; 32])].into_iter().collect();
         cat.set_marked(&marked).unwrap();
         assert!(!cat.is_verified(&t).unwrap());
         let e1 = cat.blob_epoch().unwrap();
@@ -898,11 +898,11 @@ mod tests {
         IndexFile {
             supersedes: Vec::new(),
             packs: vec![crate::format::index::IndexPack {
-                id: Id([pack; 32]),
+                id: PackId([pack; 32]),
                 size: 45,
                 blobs: vec![PackEntry {
                     kind: BlobKind::Data,
-                    id: Id([blob; 32]),
+                    id: BlobId([blob; 32]),
                     offset: 0,
                     length: 41,
                     raw_len: 1,
@@ -921,18 +921,20 @@ mod tests {
         let path = dir.path().join("c.sqlite");
         let mut seen = Catalog::open(&path, &"ab".repeat(32)).unwrap();
         let mut stale = Catalog::open(&path, &"ab".repeat(32)).unwrap();
-        seen.add_index(&Id([6; 32]), &one_blob_index(5, 3)).unwrap();
-        assert!(seen.contains(&Id([3; 32])).unwrap());
-        let marked: HashSet<Id> = [Id([5; 32])].into_iter().collect();
+        seen.add_index(&IndexId([6; 32]), &one_blob_index(5, 3))
+            .unwrap();
+        assert!(seen.contains(&BlobId([3; 32])).unwrap());
+        let marked: HashSet<PackId> = [PackId([5; 32])].into_iter().collect();
         seen.set_marked(&marked).unwrap();
-        assert!(!seen.contains(&Id([3; 32])).unwrap());
+        assert!(!seen.contains(&BlobId([3; 32])).unwrap());
         // The other process finishes its sync with its older listing.
         stale.set_marked(&HashSet::new()).unwrap();
         // The blob's only copy is still marked for the first process; so is
         // a tree verified by the other one at the current epoch.
-        seen.add_index(&Id([7; 32]), &one_blob_index(8, 9)).unwrap();
-        assert!(!seen.contains(&Id([3; 32])).unwrap());
-        let t = Id([1; 32]);
+        seen.add_index(&IndexId([7; 32]), &one_blob_index(8, 9))
+            .unwrap();
+        assert!(!seen.contains(&BlobId([3; 32])).unwrap());
+        let t = BlobId([1; 32]);
         stale.set_verified(&t, stale.blob_epoch().unwrap()).unwrap();
         assert!(!seen.is_verified(&t).unwrap());
         // The other order: the stale process records nothing while the
@@ -953,12 +955,24 @@ mod tests {
         let path = dir.path().join("c.sqlite");
         let mut a = Catalog::open(&path, &"ab".repeat(32)).unwrap();
         let mut b = Catalog::open(&path, &"ab".repeat(32)).unwrap();
-        a.add_index(&Id([6; 32]), &one_blob_index(5, 3)).unwrap();
-        assert_eq!(a.lookup(&Id([3; 32])).unwrap().unwrap().pack, Id([5; 32]));
+        a.add_index(&IndexId([6; 32]), &one_blob_index(5, 3))
+            .unwrap();
+        assert_eq!(
+            a.lookup(&BlobId([3; 32])).unwrap().unwrap().pack,
+            PackId([5; 32])
+        );
         b.reset().unwrap();
-        b.add_index(&Id([7; 32]), &one_blob_index(8, 9)).unwrap();
-        b.add_index(&Id([6; 32]), &one_blob_index(5, 3)).unwrap();
-        assert_eq!(a.lookup(&Id([9; 32])).unwrap().unwrap().pack, Id([8; 32]));
-        assert_eq!(a.lookup(&Id([3; 32])).unwrap().unwrap().pack, Id([5; 32]));
+        b.add_index(&IndexId([7; 32]), &one_blob_index(8, 9))
+            .unwrap();
+        b.add_index(&IndexId([6; 32]), &one_blob_index(5, 3))
+            .unwrap();
+        assert_eq!(
+            a.lookup(&BlobId([9; 32])).unwrap().unwrap().pack,
+            PackId([8; 32])
+        );
+        assert_eq!(
+            a.lookup(&BlobId([3; 32])).unwrap().unwrap().pack,
+            PackId([5; 32])
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::keyfile::{Kdf, KeyFile};
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -126,8 +126,8 @@ impl MasterKey {
 
     /// Blob id: keyed BLAKE3-256 of the plaintext under the id key, so ids
     /// reveal nothing about content to the storage owner.
-    pub fn blob_id(&self, plaintext: &[u8]) -> Id {
-        Id(*blake3::keyed_hash(&self.id, plaintext).as_bytes())
+    pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
+        BlobId(*blake3::keyed_hash(&self.id, plaintext).as_bytes())
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -154,7 +154,7 @@ impl MasterKey {
     }
 
     /// Seals a blob: associated data is the kind byte followed by the id.
-    pub fn seal_blob(&self, kind: BlobKind, id: &Id, plaintext: &[u8]) -> Vec<u8> {
+    pub fn seal_blob(&self, kind: BlobKind, id: &BlobId, plaintext: &[u8]) -> Vec<u8> {
         self.seal(&blob_aad(kind, id), plaintext)
     }
 
@@ -164,7 +164,7 @@ impl MasterKey {
         &self,
         nonce: &[u8; NONCE_LEN],
         kind: BlobKind,
-        id: &Id,
+        id: &BlobId,
         plaintext: &[u8],
     ) -> Vec<u8> {
         seal_with(&self.cipher(), nonce, &blob_aad(kind, id), plaintext)
@@ -183,7 +183,7 @@ impl MasterKey {
     }
 
     /// Opens a sealed blob; see [`MasterKey::open`].
-    pub fn open_blob(&self, kind: BlobKind, id: &Id, envelope: &[u8]) -> Result<Vec<u8>> {
+    pub fn open_blob(&self, kind: BlobKind, id: &BlobId, envelope: &[u8]) -> Result<Vec<u8>> {
         self.open(
             &blob_aad(kind, id),
             envelope,
@@ -194,7 +194,7 @@ impl MasterKey {
 
 /// Associated data of a sealed blob (format-spec §11): the kind byte
 /// (0 data, 1 tree) followed by the blob's 32-byte id.
-pub fn blob_aad(kind: BlobKind, id: &Id) -> [u8; 33] {
+pub fn blob_aad(kind: BlobKind, id: &BlobId) -> [u8; 33] {
     let mut aad = [0u8; 33];
     aad[0] = kind.to_byte();
     aad[1..].copy_from_slice(&id.0);
@@ -414,7 +414,7 @@ mod tests {
             prop_assert_eq!(k.open_blob(BlobKind::Data, &id, &s).unwrap(), plain.clone());
             // Wrong kind or id in the associated data is detected.
             prop_assert!(k.open_blob(BlobKind::Tree, &id, &s).is_err());
-            prop_assert!(k.open_blob(BlobKind::Data, &Id([0; 32]), &s).is_err());
+            prop_assert!(k.open_blob(BlobKind::Data, &BlobId([0; 32]), &s).is_err());
             let i = pos % s.len();
             s[i] ^= 1 << bit;
             prop_assert!(k.open_blob(BlobKind::Data, &id, &s).is_err());
@@ -438,12 +438,12 @@ mod tests {
             }
             let pack = b.finish(&k);
             prop_assert_eq!(verify_pack(&k, &pack.bytes).unwrap(), blobs.len());
-            prop_assert_eq!(Id::of_object(&pack.bytes), pack.id);
+            prop_assert_eq!(crate::format::PackId::of_object(&pack.bytes), pack.id);
             let mut bad = pack.bytes.to_vec();
             let i = pos % bad.len();
             bad[i] ^= 1 << bit;
             prop_assert!(verify_pack(&k, &bad).is_err(), "flip at {} of {} undetected", i, bad.len());
-            prop_assert_ne!(Id::of_object(&bad), pack.id);
+            prop_assert_ne!(crate::format::PackId::of_object(&bad), pack.id);
         }
     }
 

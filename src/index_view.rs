@@ -21,7 +21,7 @@ use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::format::pack::PackEntry;
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind, IndexId, PackId, TypedId};
 use crate::repo::Repository;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ pub struct ViewPack {
     /// Position in the view (load order).
     pub pack_no: i64,
     /// Pack id.
-    pub id: Id,
+    pub id: PackId,
     /// Stored size the index gives, bytes.
     pub size: u64,
     /// First blob row of the pack.
@@ -75,8 +75,8 @@ impl Drop for IndexView {
 }
 
 /// A malformed id in the view (never expected: the view writes only ids).
-fn id_of(raw: &[u8]) -> Result<Id> {
-    Id::from_slice(raw).ok_or_else(|| {
+fn id_of<T: TypedId>(raw: &[u8]) -> Result<T> {
+    T::from_slice(raw).ok_or_else(|| {
         Error::new(
             ErrorKind::Catalog,
             "temporary index view holds a malformed id",
@@ -126,7 +126,7 @@ fn to_entry((id, kind, offset, length, raw_len, base): EntryRow) -> Result<PackE
 /// What [`IndexView::load`] returns: the view, the readable index ids
 /// (listing order), and the index objects that do not authenticate or
 /// decode, with their errors, ordered by id.
-pub type LoadedView = (IndexView, Vec<Id>, Vec<(Id, Error)>);
+pub type LoadedView = (IndexView, Vec<IndexId>, Vec<(IndexId, Error)>);
 
 impl IndexView {
     /// An empty view in a new temporary file under `dir` (created 0700 if
@@ -172,9 +172,7 @@ impl IndexView {
     /// Errors: store errors other than NotFound; view errors.
     pub fn load(repo: &Repository) -> Result<LoadedView> {
         let mut view = IndexView::create(&repo.cache_dir())?;
-        let listed: Vec<Id> = repo
-            .store()
-            .list_ids(crate::store::ObjectKind::Index.list_prefix())?;
+        let listed: Vec<IndexId> = crate::repo::list_sealed(repo.store())?;
         let mut ids = Vec::new();
         let mut bad = Vec::new();
         for id in &listed {
@@ -193,7 +191,7 @@ impl IndexView {
     }
 
     /// Appends one index object (its packs and blobs in pack order).
-    pub fn add_index(&mut self, id: &Id, f: &IndexFile) -> Result<()> {
+    pub fn add_index(&mut self, id: &IndexId, f: &IndexFile) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute("INSERT INTO indexes(id) VALUES(?1)", [&id.0[..]])?;
         let idx_no = tx.last_insert_rowid();
@@ -311,7 +309,7 @@ impl IndexView {
             let mut ins =
                 tx.prepare_cached("INSERT OR IGNORE INTO listed(id, size) VALUES(?1, ?2)")?;
             store.list_each(crate::store::ObjectKind::Pack.list_prefix(), |l| {
-                let Some(id) = Id::from_hex(&l.name) else {
+                let Some(id) = PackId::from_hex(&l.name) else {
                     return Ok(());
                 };
                 let size = i64::try_from(l.size).unwrap_or(i64::MAX);
@@ -328,7 +326,7 @@ impl IndexView {
 
     /// Size in bytes of pack `id` in the listing [`IndexView::list_packs`]
     /// made; `None` if it was not listed.
-    pub fn listed_size(&self, id: &Id) -> Result<Option<u64>> {
+    pub fn listed_size(&self, id: &PackId) -> Result<Option<u64>> {
         Ok(self
             .conn
             .prepare_cached("SELECT size FROM listed WHERE id=?1")?
@@ -344,7 +342,7 @@ impl IndexView {
     pub fn for_each_listed(
         &self,
         unindexed: bool,
-        mut f: impl FnMut(&Id, u64) -> Result<()>,
+        mut f: impl FnMut(&PackId, u64) -> Result<()>,
     ) -> Result<()> {
         let sql = if unindexed {
             "SELECT l.id, l.size FROM listed l WHERE l.id > ?1 AND NOT EXISTS(SELECT 1 FROM packs p WHERE p.id=l.id) ORDER BY l.id LIMIT ?2"
@@ -361,7 +359,7 @@ impl IndexView {
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             for (id, size) in &page {
-                f(&id_of(id)?, (*size).max(0) as u64)?;
+                f(&id_of::<PackId>(id)?, (*size).max(0) as u64)?;
             }
             match page.last() {
                 Some((id, _)) if page.len() == LISTED_PAGE => after = id.clone(),
@@ -371,7 +369,7 @@ impl IndexView {
     }
 
     /// The effective pack `id`, if the view holds it.
-    pub fn pack(&self, id: &Id) -> Result<Option<ViewPack>> {
+    pub fn pack(&self, id: &PackId) -> Result<Option<ViewPack>> {
         let row = self
             .conn
             .prepare_cached("SELECT pack_no,id,size,first,count FROM packs WHERE id=?1")?
@@ -393,7 +391,7 @@ impl IndexView {
 
     /// Records the packs of prune marks: [`IndexView::locate`] prefers
     /// copies outside them.
-    pub fn set_marked<'a>(&mut self, ids: impl IntoIterator<Item = &'a Id>) -> Result<()> {
+    pub fn set_marked<'a>(&mut self, ids: impl IntoIterator<Item = &'a PackId>) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare("INSERT OR IGNORE INTO marked(id) VALUES(?1)")?;
@@ -408,7 +406,7 @@ impl IndexView {
     /// Where blob `id` is stored: the first copy (load order) in a pack
     /// outside the marked ones, else the first copy; `None` if no effective
     /// pack holds it.
-    pub fn locate(&self, id: &Id) -> Result<Option<BlobLocation>> {
+    pub fn locate(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
         let row = self
             .conn
             .prepare_cached(
@@ -427,7 +425,7 @@ impl IndexView {
     }
 
     /// Whether the view lists blob `id` with exactly location `l`.
-    pub fn lists_at(&self, id: &Id, l: &BlobLocation) -> Result<bool> {
+    pub fn lists_at(&self, id: &BlobId, l: &BlobLocation) -> Result<bool> {
         Ok(self
             .conn
             .prepare_cached(
@@ -450,7 +448,7 @@ impl IndexView {
     }
 
     /// Records tree `id` as seen; `true` the first time.
-    pub fn see_tree(&self, id: &Id) -> Result<bool> {
+    pub fn see_tree(&self, id: &BlobId) -> Result<bool> {
         Ok(self
             .conn
             .prepare_cached("INSERT OR IGNORE INTO trees(id) VALUES(?1)")?
@@ -460,7 +458,7 @@ impl IndexView {
 
     /// Adds `id` to the referenced blobs (duplicates allowed until
     /// [`IndexView::close_refs`]).
-    pub fn add_ref(&self, id: &Id) -> Result<()> {
+    pub fn add_ref(&self, id: &BlobId) -> Result<()> {
         self.conn
             .prepare_cached("INSERT INTO refs(id) VALUES(?1)")?
             .execute([&id.0[..]])?;
@@ -506,7 +504,7 @@ impl IndexView {
     /// Sets which packs count as covering their blobs for
     /// [`IndexView::needs_uncovered`] (`cover`) and which are prune
     /// candidates for [`IndexView::usage`] (`cand`).
-    pub fn set_flags(&self, pack: &Id, cover: bool, cand: bool) -> Result<()> {
+    pub fn set_flags(&self, pack: &PackId, cover: bool, cand: bool) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE packs SET cover=?2, cand=?3 WHERE id=?1")?
             .execute(params![&pack.0[..], cover as i64, cand as i64])?;
@@ -574,7 +572,7 @@ impl IndexView {
             if out.len() < limit {
                 out.push(format!(
                     "blob {} is missing",
-                    id_of(&r.get::<_, Vec<u8>>(0)?)?.short()
+                    id_of::<BlobId>(&r.get::<_, Vec<u8>>(0)?)?.short()
                 ));
             }
         }
@@ -602,8 +600,8 @@ impl IndexView {
             if out.len() < limit {
                 out.push(format!(
                     "blob {} points to pack {} offset {}, which no index lists",
-                    id_of(&r.get::<_, Vec<u8>>(0)?)?.short(),
-                    id_of(&r.get::<_, Vec<u8>>(1)?)?.short(),
+                    id_of::<BlobId>(&r.get::<_, Vec<u8>>(0)?)?.short(),
+                    id_of::<PackId>(&r.get::<_, Vec<u8>>(1)?)?.short(),
                     r.get::<_, i64>(2)?
                 ));
             }
@@ -634,8 +632,8 @@ mod tests {
             Store::from_object_store(Arc::new(object_store::memory::InMemory::new()), "memory")
                 .unwrap();
         let n = LISTED_PAGE * 2 + 7;
-        let mut ids: Vec<Id> = (0..n as u32)
-            .map(|i| Id(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+        let mut ids: Vec<PackId> = (0..n as u32)
+            .map(|i| PackId(*blake3::hash(&i.to_le_bytes()).as_bytes()))
             .collect();
         for (i, id) in ids.iter().enumerate() {
             let key = ObjectKind::Pack.key(&id.to_hex());
@@ -653,17 +651,17 @@ mod tests {
             size: 3,
             blobs: Vec::new(),
         });
-        view.add_index(&Id([1; 32]), &f).unwrap();
+        view.add_index(&IndexId([1; 32]), &f).unwrap();
         view.finish_load().unwrap();
         let want_bytes: u64 = (0..n as u64).map(|i| i % 5).sum();
         assert_eq!(view.list_packs(&store).unwrap(), (n as u64, want_bytes));
-        let size_of: std::collections::HashMap<Id, u64> = ids
+        let size_of: std::collections::HashMap<PackId, u64> = ids
             .iter()
             .enumerate()
             .map(|(i, id)| (*id, (i % 5) as u64))
             .collect();
         assert_eq!(view.listed_size(&ids[9]).unwrap(), Some(9 % 5));
-        assert_eq!(view.listed_size(&Id([7; 32])).unwrap(), None);
+        assert_eq!(view.listed_size(&PackId([7; 32])).unwrap(), None);
         let mut seen = Vec::new();
         view.for_each_listed(false, |id, size| {
             assert_eq!(size, size_of[id]);

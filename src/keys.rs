@@ -10,7 +10,7 @@ use crate::crypto::{self, MasterKey, AAD_INDEX, AAD_SNAPSHOT, MASTER_KEY_LEN};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
 use crate::format::keyfile::KeyFile;
-use crate::format::Id;
+use crate::format::KeyId;
 use crate::repo::{hostname, now_rfc3339, username};
 use crate::store::{ObjectKind, Store};
 use bytes::Bytes;
@@ -70,7 +70,7 @@ pub fn add_key(store: &Store, master: &MasterKey, password: &[u8]) -> Result<Str
     }
     let kf = crypto::wrap_master_key(master, password, now_rfc3339(), hostname(), username())?;
     let bytes = kf.encode();
-    let id = Id::of_object(&bytes).to_hex();
+    let id = KeyId::of_object(&bytes).to_hex();
     store.put_new(&ObjectKind::Key.key(&id), Bytes::from(bytes))?;
     Ok(id)
 }

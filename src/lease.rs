@@ -17,7 +17,7 @@
 use crate::crypto::{self, MasterKey, AAD_LOCK, AAD_MARK};
 use crate::error::{Error, ErrorKind, Result};
 pub use crate::format::lease::{Lease, Mark, Operation};
-use crate::format::{Id, MAX_METADATA_SIZE};
+use crate::format::{PackId, MAX_METADATA_SIZE};
 use crate::store::{ObjectKind, Store};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -312,8 +312,11 @@ impl Mark {
     }
 
     /// Pack ids, skipping malformed entries.
-    pub fn pack_ids(&self) -> Vec<Id> {
-        self.packs.iter().filter_map(|h| Id::from_hex(h)).collect()
+    pub fn pack_ids(&self) -> Vec<PackId> {
+        self.packs
+            .iter()
+            .filter_map(|h| PackId::from_hex(h))
+            .collect()
     }
 }
 

@@ -47,6 +47,6 @@ pub mod store;
 pub mod write;
 
 pub use error::{Error, ErrorKind, Result};
-pub use format::Id;
+pub use format::{BlobId, DictId, IndexId, KeyId, ObjectId, PackId, RepoId, SnapshotId, TypedId};
 pub use repo::Repository;
 pub use session::Session;

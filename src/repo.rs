@@ -9,7 +9,9 @@ use crate::format::index::IndexFile;
 use crate::format::keyfile::KeyFile;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::format::{Id, MAX_METADATA_SIZE};
+use crate::format::{
+    BlobId, DictId, IndexId, KeyId, ObjectId, PackId, RepoId, SnapshotId, TypedId,
+};
 use crate::store::{ObjectKind, Store, StoreOptions};
 use crate::write::chunker::Chunker;
 use crate::write::compress::{self, Dictionary};
@@ -62,8 +64,8 @@ pub use crate::store::WarningSink;
 /// or decode: (object id, the error), ordered by id.
 #[derive(Default, Clone)]
 struct Unreadable {
-    indexes: std::collections::BTreeMap<Id, String>,
-    snapshots: std::collections::BTreeMap<Id, String>,
+    indexes: std::collections::BTreeMap<IndexId, String>,
+    snapshots: std::collections::BTreeMap<SnapshotId, String>,
 }
 
 /// At most this many key files are tried when unlocking (format-spec §5):
@@ -87,7 +89,7 @@ pub struct Repository {
     tree_gen: std::sync::atomic::AtomicI64,
     unreadable: Mutex<Unreadable>,
     /// Dictionary objects read so far (authenticated and accepted by zstd).
-    dicts: Mutex<std::collections::HashMap<Id, Arc<Dictionary>>>,
+    dicts: Mutex<std::collections::HashMap<DictId, Arc<Dictionary>>>,
     /// Held while a dictionary is loaded, so concurrent readers of a fresh
     /// cache fetch it once.
     dict_load: Mutex<()>,
@@ -157,7 +159,7 @@ impl Repository {
     /// loses the race for `config` deletes its key file again; a key file
     /// left by an init that crashed is never used, because its master key
     /// does not match `key_check`.
-    pub fn init(location: &str, password: &[u8], opts: &InitOptions) -> Result<Id> {
+    pub fn init(location: &str, password: &[u8], opts: &InitOptions) -> Result<RepoId> {
         let store = Store::open_with(location, true, &opts.store)?;
         Self::init_in(&store, password, opts)
     }
@@ -166,7 +168,7 @@ impl Repository {
     /// fault-injecting one in tests); `opts.store` is not used.
     ///
     /// Errors: as [`Repository::init`].
-    pub fn init_in(store: &Store, password: &[u8], opts: &InitOptions) -> Result<Id> {
+    pub fn init_in(store: &Store, password: &[u8], opts: &InitOptions) -> Result<RepoId> {
         let location = store.location();
         let exists = || Error::usage(format!("repository {location} already exists"));
         match store.get("config") {
@@ -196,7 +198,7 @@ impl Repository {
         config.key_check = Some(crypto::config_key_check(&master, &config.encode()));
         let kf = crypto::wrap_master_key(&master, password, now_rfc3339(), hostname(), username())?;
         let kbytes = kf.encode();
-        let kkey = ObjectKind::Key.key(&Id::of_object(&kbytes).to_hex());
+        let kkey = ObjectKind::Key.key(&KeyId::of_object(&kbytes).to_hex());
         store.put_new(&kkey, Bytes::from(kbytes))?;
         if !store.put_new("config", Bytes::from(config.encode()))? {
             // Lost the race: leave nothing behind. A key file whose delete
@@ -205,7 +207,7 @@ impl Repository {
             let _ = store.delete(&kkey);
             return Err(exists());
         }
-        Ok(Id::from_hex(&config.id).unwrap_or_default())
+        Ok(RepoId::from_hex(&config.id).unwrap_or_default())
     }
 
     /// Opens a repository: reads `config`, finds a key file that `password`
@@ -325,7 +327,7 @@ impl Repository {
             .list(ObjectKind::Key.list_prefix())?
             .into_iter()
             .map(|l| l.name)
-            .filter(|n| Id::from_hex(n).is_some())
+            .filter(|n| KeyId::from_hex(n).is_some())
             .collect();
         if keys.is_empty() {
             return Err(Error::corrupt(format!(
@@ -535,14 +537,14 @@ impl Repository {
 
     /// Index objects the last [`Repository::sync_catalog`] skipped because
     /// they do not authenticate or decode: (id, error), ordered by id.
-    pub fn unreadable_indexes(&self) -> Vec<(Id, String)> {
+    pub fn unreadable_indexes(&self) -> Vec<(IndexId, String)> {
         let u = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
         u.indexes.iter().map(|(i, e)| (*i, e.clone())).collect()
     }
 
     /// Snapshot objects the last [`Repository::sync_catalog`] skipped
     /// because they do not authenticate or decode: (id, error), ordered by id.
-    pub fn unreadable_snapshots(&self) -> Vec<(Id, String)> {
+    pub fn unreadable_snapshots(&self) -> Vec<(SnapshotId, String)> {
         let u = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
         u.snapshots.iter().map(|(i, e)| (*i, e.clone())).collect()
     }
@@ -569,38 +571,33 @@ impl Repository {
         // Snapshots are listed before the index (format-spec §18): a writer
         // stores index objects before the snapshot that needs them, so every
         // snapshot seen here has its index objects in the listing below.
-        let listed_snapshots: std::collections::HashSet<Id> = self
-            .store
-            .list_ids(ObjectKind::Snapshot.list_prefix())?
-            .into_iter()
-            .collect();
-        let listed: Vec<Id> = self
-            .store
-            .list_ids(ObjectKind::Index.list_prefix())?
-            .into_iter()
-            .collect();
+        let listed_snapshots: std::collections::HashSet<SnapshotId> =
+            list_sealed::<SnapshotId>(&self.store)?
+                .into_iter()
+                .collect();
+        let listed: Vec<IndexId> = list_sealed(&self.store)?;
         // Marks first: blobs loaded below prefer copies in unmarked packs.
         let marks = crate::lease::list_marks(&self.store, &self.key)?;
-        let marked: std::collections::HashSet<Id> =
+        let marked: std::collections::HashSet<PackId> =
             marks.iter().flat_map(|(_, m)| m.pack_ids()).collect();
         let mut cat = self.catalog();
         cat.set_marked(&marked)?;
         let known = cat.index_ids()?;
-        let listed_set: std::collections::HashSet<Id> = listed.iter().copied().collect();
+        let listed_set: std::collections::HashSet<IndexId> = listed.iter().copied().collect();
         let mut bad = Unreadable::default();
         // Index objects are loaded one at a time as read (never all in
         // memory). Ids named in a `supersedes` list read so far; an index
         // named there is recorded with no packs.
-        let mut superseded: std::collections::HashSet<Id> = std::collections::HashSet::new();
+        let mut superseded: std::collections::HashSet<IndexId> = std::collections::HashSet::new();
         // Index objects loaded with their packs in this sync.
-        let mut with_packs: std::collections::HashSet<Id> = std::collections::HashSet::new();
+        let mut with_packs: std::collections::HashSet<IndexId> = std::collections::HashSet::new();
         // Loads index `id`; returns whether a supersedes list names an index
         // already loaded with its packs (then the catalog must be rebuilt).
         let load = |cat: &mut Catalog,
-                    id: &Id,
+                    id: &IndexId,
                     bad: &mut Unreadable,
-                    superseded: &mut std::collections::HashSet<Id>,
-                    with_packs: &mut std::collections::HashSet<Id>|
+                    superseded: &mut std::collections::HashSet<IndexId>,
+                    with_packs: &mut std::collections::HashSet<IndexId>|
          -> Result<bool> {
             let idx = match self.read_index(id) {
                 Ok(idx) => idx,
@@ -655,7 +652,7 @@ impl Repository {
         for id in known.difference(&listed) {
             cat.remove_snapshot(id)?;
         }
-        let mut unread: Vec<&Id> = listed.difference(&known).collect();
+        let mut unread: Vec<&SnapshotId> = listed.difference(&known).collect();
         unread.sort();
         for id in unread {
             match self.read_snapshot(id) {
@@ -686,34 +683,18 @@ impl Repository {
     }
 
     /// Reads, verifies (name = BLAKE3 of bytes) and opens an index object.
-    pub fn read_index(&self, id: &Id) -> Result<IndexFile> {
-        let plain = self.read_sealed(ObjectKind::Index, id, AAD_INDEX)?;
+    pub fn read_index(&self, id: &IndexId) -> Result<IndexFile> {
+        let plain = read_sealed(&self.store, &self.key, id)?;
         IndexFile::decode(&plain)
             .map_err(|e| Error::with_source(ErrorKind::Corrupt, format!("index {}", id.short()), e))
     }
 
     /// Reads, verifies and opens a snapshot object.
-    pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
-        let plain = self.read_sealed(ObjectKind::Snapshot, id, AAD_SNAPSHOT)?;
+    pub fn read_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let plain = read_sealed(&self.store, &self.key, id)?;
         Snapshot::decode(&plain).map_err(|e| {
             Error::with_source(ErrorKind::Corrupt, format!("snapshot {}", id.short()), e)
         })
-    }
-
-    fn read_sealed(&self, kind: ObjectKind, id: &Id, aad: &[u8]) -> Result<Vec<u8>> {
-        let key = kind.key(&id.to_hex());
-        let raw = self.store.get(&key)?;
-        if raw.len() > MAX_METADATA_SIZE {
-            return Err(Error::corrupt(format!(
-                "{key} is larger than the 256 MiB limit"
-            )));
-        }
-        if Id::of_object(&raw) != *id {
-            return Err(Error::corrupt(format!(
-                "{key} does not match its name (corrupt or replaced)"
-            )));
-        }
-        self.key.open(aad, &raw, &key)
     }
 
     /// Dictionary object `id` (format-spec §12.1), authenticated and accepted
@@ -726,7 +707,7 @@ impl Repository {
     /// has no such dictionary; [`ErrorKind::Corrupt`] if it is too large, does
     /// not match its name or is not a zstd dictionary;
     /// [`ErrorKind::Unauthenticated`] if it does not open; store errors.
-    pub fn dictionary(&self, id: &Id) -> Result<Arc<Dictionary>> {
+    pub fn dictionary(&self, id: &DictId) -> Result<Arc<Dictionary>> {
         if let Some(d) = self.dicts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(d.clone());
         }
@@ -742,11 +723,11 @@ impl Repository {
             .ok()
             .filter(|m| m.len() <= max as u64)
             .and_then(|_| std::fs::read(&cache_file).ok())
-            .filter(|b| b.len() <= max && Id::of_object(b) == *id);
+            .filter(|b| b.len() <= max && DictId::of_object(b) == *id);
         let raw = match cached {
             Some(b) => b,
             None => {
-                let b = self.store.get(&key).map_err(|e| {
+                let b = fetch_sealed(&self.store, id).map_err(|e| {
                     if e.kind() == ErrorKind::NotFound {
                         Error::new(
                             ErrorKind::NotFound,
@@ -759,22 +740,12 @@ impl Repository {
                         e.context(format!("dictionary {}", id.short()))
                     }
                 })?;
-                if b.len() > max {
-                    return Err(Error::corrupt(format!(
-                        "{key} is larger than the 1 MiB dictionary limit"
-                    )));
-                }
-                if Id::of_object(&b) != *id {
-                    return Err(Error::corrupt(format!(
-                        "{key} does not match its name (corrupt or replaced)"
-                    )));
-                }
                 let b = b.to_vec();
                 self.cache_dict_object(id, &b);
                 b
             }
         };
-        let plain = self.key.open(AAD_DICT, &raw, &key)?;
+        let plain = open_sealed(&self.key, id, &raw)?;
         let d = Arc::new(Dictionary::new(*id, &plain)?);
         self.dicts
             .lock()
@@ -794,7 +765,7 @@ impl Repository {
 
     /// Keeps a sealed dictionary object in the cache directory (best
     /// effort: the cache is only a shortcut).
-    fn cache_dict_object(&self, id: &Id, sealed: &[u8]) {
+    fn cache_dict_object(&self, id: &DictId, sealed: &[u8]) {
         let tmp = self.dict_cache.join(format!("{}.tmp", id.to_hex()));
         let _ = std::fs::create_dir_all(&self.dict_cache)
             .and_then(|_| std::fs::write(&tmp, sealed))
@@ -814,7 +785,7 @@ impl Repository {
             return Ok(d.clone());
         }
         let mut found: Option<Arc<Dictionary>> = None;
-        for id in self.store.list_ids(ObjectKind::Dict.list_prefix())? {
+        for id in list_sealed::<DictId>(&self.store)? {
             match self.dictionary(&id) {
                 Ok(d) => {
                     if found
@@ -842,13 +813,8 @@ impl Repository {
     /// Errors: [`ErrorKind::Corrupt`] if zstd does not accept `bytes` or they
     /// exceed 1 MiB; store errors.
     pub fn store_dictionary(&self, bytes: &[u8]) -> Result<Arc<Dictionary>> {
-        Dictionary::new(Id([0; 32]), bytes)?;
-        let sealed = self.key.seal(AAD_DICT, bytes);
-        let id = Id::of_object(&sealed);
-        self.store.put_new(
-            &ObjectKind::Dict.key(&id.to_hex()),
-            Bytes::from(sealed.clone()),
-        )?;
+        Dictionary::new(DictId([0; 32]), bytes)?;
+        let (id, sealed) = write_sealed::<DictId>(&self.store, &self.key, bytes)?;
         self.cache_dict_object(&id, &sealed);
         let d = Arc::new(Dictionary::new(id, bytes)?);
         self.dicts
@@ -869,8 +835,8 @@ impl Repository {
     /// dictionary is compared), else a new one stored with
     /// [`Repository::store_dictionary`]. Used by copy, which moves
     /// dictionary payloads between repositories unchanged but for the id.
-    pub fn import_dictionary(&self, bytes: &[u8]) -> Result<Id> {
-        for id in self.store.list_ids(ObjectKind::Dict.list_prefix())? {
+    pub fn import_dictionary(&self, bytes: &[u8]) -> Result<DictId> {
+        for id in list_sealed::<DictId>(&self.store)? {
             if let Ok(d) = self.dictionary(&id) {
                 if d.bytes() == bytes {
                     return Ok(id);
@@ -883,17 +849,14 @@ impl Repository {
     /// Stores a snapshot object (after its trees and blobs are indexed) and
     /// records it in the catalog. Outside the crate only through
     /// [`crate::session::Session::save_snapshot`], i.e. under a lease.
-    pub(crate) fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
-        let sealed = self.key.seal(AAD_SNAPSHOT, &snap.encode());
-        let id = Id::of_object(&sealed);
-        self.store
-            .put_new(&ObjectKind::Snapshot.key(&id.to_hex()), Bytes::from(sealed))?;
+    pub(crate) fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        let (id, _) = write_sealed::<SnapshotId>(&self.store, &self.key, &snap.encode())?;
         self.catalog().add_snapshot(&id, snap)?;
         Ok(id)
     }
 
     /// Where a blob is stored; [`ErrorKind::NotFound`] if no index names it.
-    pub fn locate(&self, id: &Id) -> Result<BlobLocation> {
+    pub fn locate(&self, id: &BlobId) -> Result<BlobLocation> {
         self.catalog().lookup(id)?.ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
@@ -903,7 +866,7 @@ impl Repository {
     }
 
     /// Reads one blob's plaintext, verified against its id.
-    pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
         let sealed = self.read_sealed_blob(&loc)?;
         self.decode_blob(id, &loc, &sealed)
@@ -923,7 +886,7 @@ impl Repository {
     /// Errors: [`ErrorKind::Corrupt`] (authentication, decompression, id
     /// mismatch, a delta whose base is a delta or disagrees with the index),
     /// [`ErrorKind::NotFound`] (a base no index names), store errors.
-    pub fn decode_blob(&self, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+    pub fn decode_blob(&self, id: &BlobId, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
         self.decode_blob_depth(id, loc, sealed, true, None)
     }
 
@@ -932,7 +895,7 @@ impl Repository {
     /// when `None`.
     pub fn decode_blob_with_base(
         &self,
-        id: &Id,
+        id: &BlobId,
         loc: &BlobLocation,
         sealed: &[u8],
         base: Option<(&BlobLocation, &[u8])>,
@@ -942,7 +905,7 @@ impl Repository {
 
     fn decode_blob_depth(
         &self,
-        id: &Id,
+        id: &BlobId,
         loc: &BlobLocation,
         sealed: &[u8],
         allow_delta: bool,
@@ -1015,7 +978,7 @@ impl Repository {
     }
 
     /// Keeps a tree's plaintext in the tree cache (if in use).
-    pub fn cache_tree(&self, id: &Id, plain: &[u8]) -> Result<()> {
+    pub fn cache_tree(&self, id: &BlobId, plain: &[u8]) -> Result<()> {
         let g = self.tree_gen.load(std::sync::atomic::Ordering::Relaxed);
         if g > 0 && plain.len() <= MAX_CACHED_TREE {
             self.catalog().cache_tree(id, plain, g)?;
@@ -1026,7 +989,7 @@ impl Repository {
     /// [`Repository::read_tree`] through the tree cache: a cached plaintext
     /// is used only if it matches `id` (keyed BLAKE3), else the tree is read
     /// from the repository and cached.
-    pub fn read_tree_cached(&self, id: &Id) -> Result<Tree> {
+    pub fn read_tree_cached(&self, id: &BlobId) -> Result<Tree> {
         let g = self.tree_gen.load(std::sync::atomic::Ordering::Relaxed);
         if g == 0 {
             return self.read_tree(id);
@@ -1044,17 +1007,17 @@ impl Repository {
     }
 
     /// Reads and decodes a tree blob.
-    pub fn read_tree(&self, id: &Id) -> Result<Tree> {
+    pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
         decode_tree(id, &self.read_blob(id)?)
     }
 
     /// All snapshots, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         self.catalog().snapshots()
     }
 
     /// Resolves "latest", "latest~N", a full id or a unique hex prefix.
-    pub fn resolve_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+    pub fn resolve_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         let snaps = self.snapshots()?;
         if let Some(rest) = spec.strip_prefix("latest") {
             let back: usize = if rest.is_empty() {
@@ -1101,10 +1064,97 @@ impl Repository {
     }
 }
 
+/// A kind of sealed, content-named object (format-spec §3, §11): its id
+/// type fixes its key prefix and its associated-data label, so an object is
+/// always read and written with the right ones. The size cap of each kind
+/// lives in one place, [`crate::store::max_object_size`], and is applied by
+/// [`Store::get`] before the body is downloaded.
+pub trait SealedObject: ObjectId {
+    /// Where objects of this kind are stored.
+    const KIND: ObjectKind;
+    /// The envelope's associated data (format-spec §11).
+    const AAD: &'static [u8];
+}
+
+impl SealedObject for IndexId {
+    const KIND: ObjectKind = ObjectKind::Index;
+    const AAD: &'static [u8] = AAD_INDEX;
+}
+
+impl SealedObject for SnapshotId {
+    const KIND: ObjectKind = ObjectKind::Snapshot;
+    const AAD: &'static [u8] = AAD_SNAPSHOT;
+}
+
+impl SealedObject for DictId {
+    const KIND: ObjectKind = ObjectKind::Dict;
+    const AAD: &'static [u8] = AAD_DICT;
+}
+
+/// The ids of the stored objects of kind `T`, sorted; names that are not
+/// ids are left out.
+///
+/// Errors: store errors.
+pub fn list_sealed<T: SealedObject>(store: &Store) -> Result<Vec<T>> {
+    store.list_ids(T::KIND.list_prefix())
+}
+
+/// Downloads sealed object `id` and checks that its bytes hash to its name
+/// (format-spec §3); the bytes are not opened (see [`open_sealed`]).
+///
+/// Errors: [`ErrorKind::NotFound`] if it does not exist;
+/// [`ErrorKind::Corrupt`] if it exceeds its kind's size cap (before the
+/// download) or does not match its name; store errors.
+pub fn fetch_sealed<T: SealedObject>(store: &Store, id: &T) -> Result<Bytes> {
+    let key = T::KIND.key(&id.to_hex());
+    let raw = store.get(&key)?;
+    if T::of_object(&raw) != *id {
+        return Err(Error::corrupt(format!(
+            "{key} does not match its name (corrupt or replaced)"
+        )));
+    }
+    Ok(raw)
+}
+
+/// Opens the envelope of sealed object `id` (bytes `raw`, already checked
+/// against the name by [`fetch_sealed`]); returns the plaintext.
+///
+/// Errors: [`ErrorKind::Unauthenticated`] naming the object key if the
+/// envelope does not open under `key` with the kind's label.
+pub fn open_sealed<T: SealedObject>(key: &MasterKey, id: &T, raw: &[u8]) -> Result<Vec<u8>> {
+    key.open(T::AAD, raw, &T::KIND.key(&id.to_hex()))
+}
+
+/// Reads sealed object `id`: [`fetch_sealed`], then [`open_sealed`]; the
+/// one way whole index, snapshot and dictionary objects are read.
+///
+/// Errors: as those two.
+pub fn read_sealed<T: SealedObject>(store: &Store, key: &MasterKey, id: &T) -> Result<Vec<u8>> {
+    let raw = fetch_sealed(store, id)?;
+    open_sealed(key, id, &raw)
+}
+
+/// Seals `plain` as an object of kind `T`, names it by the BLAKE3 of the
+/// sealed bytes and stores it write-once; returns its id and the stored
+/// bytes. The one way index, snapshot and dictionary objects are written.
+///
+/// Errors: store errors (an object of that name already stored is not an
+/// error: it holds the same bytes).
+pub fn write_sealed<T: SealedObject>(
+    store: &Store,
+    key: &MasterKey,
+    plain: &[u8],
+) -> Result<(T, Bytes)> {
+    let sealed = Bytes::from(key.seal(T::AAD, plain));
+    let id = T::of_object(&sealed);
+    store.put_new(&T::KIND.key(&id.to_hex()), sealed.clone())?;
+    Ok((id, sealed))
+}
+
 /// Why an object could not be read, without the object key the message of
 /// [`Repository::read_index`] / [`Repository::read_snapshot`] starts with
 /// (callers name the object themselves).
-pub fn reason(kind: ObjectKind, id: &Id, e: &Error) -> String {
+pub fn reason<T: TypedId>(kind: ObjectKind, id: &T, e: &Error) -> String {
     let msg = format!("{e:#}");
     let key = kind.key(&id.to_hex());
     match msg.strip_prefix(&key) {
@@ -1115,7 +1165,54 @@ pub fn reason(kind: ObjectKind, id: &Id, e: &Error) -> String {
 
 /// Decodes the plaintext of tree blob `id`; [`ErrorKind::Corrupt`] naming the
 /// tree if it is not a valid tree encoding.
-pub fn decode_tree(id: &Id, plain: &[u8]) -> Result<Tree> {
+pub fn decode_tree(id: &BlobId, plain: &[u8]) -> Result<Tree> {
     Tree::decode(plain)
         .map_err(|e| Error::with_source(ErrorKind::Corrupt, format!("tree {}", id.short()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_store() -> Store {
+        Store::from_object_store(Arc::new(object_store::memory::InMemory::new()), "memory").unwrap()
+    }
+
+    /// The id type picks the prefix and the envelope label: an object is
+    /// read back only as the kind it was written as, and only if its bytes
+    /// match its name.
+    #[test]
+    fn sealed_objects_round_trip_only_as_their_own_kind() {
+        let store = memory_store();
+        let key = MasterKey::generate();
+        let (id, sealed) = write_sealed::<IndexId>(&store, &key, b"an index").unwrap();
+        assert_eq!(id, IndexId::of_object(&sealed));
+        assert!(store.get(&format!("index/{}", id.to_hex())).is_ok());
+        assert_eq!(read_sealed(&store, &key, &id).unwrap(), b"an index");
+
+        // The same bytes under snapshots/ do not open as a snapshot: the
+        // label differs (format-spec §11).
+        let as_snap = SnapshotId(id.0);
+        store
+            .put_new(&ObjectKind::Snapshot.key(&as_snap.to_hex()), sealed.clone())
+            .unwrap();
+        let e = read_sealed(&store, &key, &as_snap).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+        // Each kind is listed under its own prefix.
+        assert_eq!(list_sealed::<IndexId>(&store).unwrap(), vec![id]);
+        assert_eq!(list_sealed::<SnapshotId>(&store).unwrap(), vec![as_snap]);
+        assert!(list_sealed::<DictId>(&store).unwrap().is_empty());
+
+        // Bytes that do not hash to the name are refused before opening.
+        let (other, _) = write_sealed::<IndexId>(&store, &key, b"another").unwrap();
+        let wrong = IndexId(other.0.map(|b| b ^ 1));
+        store
+            .put_new(&ObjectKind::Index.key(&wrong.to_hex()), sealed)
+            .unwrap();
+        let e = read_sealed(&store, &key, &wrong).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.to_string().contains("does not match its name"), "{e}");
+        let e = read_sealed(&store, &key, &IndexId([0; 32])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
 }

@@ -24,7 +24,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
-use crate::format::Id;
+use crate::format::SnapshotId;
 use crate::keys;
 use crate::lease::{self, LeaseGuard};
 use crate::repo::Repository;
@@ -213,14 +213,14 @@ impl Session {
     /// records it in the catalog; returns its id. Refuses with
     /// [`ErrorKind::Locked`] when the lease may have lapsed, so that no
     /// snapshot is committed that a prune may already have ignored.
-    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
         self.check_lease()?;
         self.repo.save_snapshot(snap)
     }
 
     /// Deletes snapshot object `id` and drops it from the catalog (forget,
     /// tag, `forget --prune`, repair snapshots).
-    pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
+    pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<()> {
         self.require(
             &[
                 Operation::Forget,

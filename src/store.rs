@@ -654,15 +654,15 @@ impl Store {
         Ok(Bytes::from(buf))
     }
 
-    /// The ids of the objects under `prefix` (`"index/"`, `"snapshots/"`,
+    /// The ids (of the kind `T` the prefix holds) of the objects under `prefix` (`"index/"`, `"snapshots/"`,
     /// …), sorted; names that are not 64 hex digits are left out.
     ///
     /// Errors: as [`Store::list`].
-    pub fn list_ids(&self, prefix: &str) -> Result<Vec<crate::format::Id>> {
-        let mut ids: Vec<crate::format::Id> = self
+    pub fn list_ids<T: crate::format::TypedId>(&self, prefix: &str) -> Result<Vec<T>> {
+        let mut ids: Vec<T> = self
             .list(prefix)?
             .into_iter()
-            .filter_map(|l| crate::format::Id::from_hex(&l.name))
+            .filter_map(|l| T::from_hex(&l.name))
             .collect();
         ids.sort();
         Ok(ids)

@@ -22,7 +22,7 @@ use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use snap::crypto::MasterKey;
 use snap::format::config::Config;
-use snap::format::Id;
+use snap::format::SnapshotId;
 use snap::ops::backup::{backup, BackupOptions};
 use snap::ops::check::{check, Subset};
 use snap::ops::copy::copy_snapshot;
@@ -123,7 +123,7 @@ impl MemRepo {
         self.open_via(self.objects.clone(), cache).expect("open")
     }
 
-    fn backup(&self, cache: &Path, dir: &Path) -> Id {
+    fn backup(&self, cache: &Path, dir: &Path) -> SnapshotId {
         let session = Session::start(self.open(cache), Operation::Backup).expect("session");
         backup(&session, backup_of(dir)).expect("backup").id
     }
@@ -164,13 +164,13 @@ fn backup_of(dir: &Path) -> BackupOptions {
 /// that folder's hash.
 #[derive(Clone)]
 struct Kept {
-    id: Id,
+    id: SnapshotId,
     dir: PathBuf,
     hash: String,
 }
 
 impl Kept {
-    fn of(id: Id, dir: &Path) -> Kept {
+    fn of(id: SnapshotId, dir: &Path) -> Kept {
         Kept {
             id,
             dir: dir.to_path_buf(),
@@ -356,7 +356,7 @@ fn prune_survives_a_crash_at_every_store_call() {
             after < before,
             "{what}: prune freed nothing ({after} of {before} bytes left)"
         );
-        let snaps = store_over(repo.objects.clone())
+        let snaps: Vec<SnapshotId> = store_over(repo.objects.clone())
             .list_ids(ObjectKind::Snapshot.list_prefix())
             .unwrap();
         assert_eq!(snaps, vec![kept[0].id], "{what}: snapshots");

@@ -663,10 +663,10 @@ fn repair_index_read_data_salvages_a_truncated_pack() {
     // The data pack with the most blobs (no tree blobs, so the directory
     // itself survives), cut to 60% of its length.
     let repo = snap::Repository::open(&s.repo, s.password.as_bytes(), &s.cache).unwrap();
-    let mut best: Option<(usize, snap::Id)> = None;
+    let mut best: Option<(usize, snap::PackId)> = None;
     for l in repo.store().list("index/").unwrap() {
         let idx = repo
-            .read_index(&snap::Id::from_hex(&l.name).unwrap())
+            .read_index(&snap::IndexId::from_hex(&l.name).unwrap())
             .unwrap();
         for p in idx.packs {
             let trees = p

@@ -9,7 +9,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path as OsPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 use snap::error::Error;
-use snap::format::Id;
+use snap::format::{BlobId, SnapshotId};
 use snap::read::planner::{restore_files, FileContent, FileSink};
 use snap::repo::Repository;
 use snap::store::Store;
@@ -174,7 +174,7 @@ struct Fixture {
     repo: Repository,
     faults: Arc<FaultStore>,
     /// (content ids, size, expected bytes) per file.
-    files: Vec<(Vec<Id>, u64, Vec<u8>)>,
+    files: Vec<(Vec<BlobId>, u64, Vec<u8>)>,
 }
 
 impl Fixture {
@@ -212,7 +212,7 @@ impl Fixture {
         let store = Store::from_object_store(faults.clone(), "memory:///planner").unwrap();
         let repo = Repository::open_with(store, config, key, key_id, &s.path("cache2")).unwrap();
         let snap = repo
-            .read_snapshot(&Id::from_hex(&snap_id).unwrap())
+            .read_snapshot(&SnapshotId::from_hex(&snap_id).unwrap())
             .unwrap();
         let mut out = Vec::new();
         for (n, b) in files {
@@ -391,7 +391,7 @@ fn reads_in_flight_are_bounded() {
 
     // Streams: in order, through a bounded window too.
     fx.faults.max_running.store(0, Ordering::SeqCst);
-    let ids: Vec<Id> = fx.files.iter().flat_map(|f| f.0.clone()).collect();
+    let ids: Vec<BlobId> = fx.files.iter().flat_map(|f| f.0.clone()).collect();
     let mut out = Vec::new();
     snap::read::planner::for_each_blob_with(&fx.repo, &ids, 2, |b| {
         out.extend_from_slice(b);

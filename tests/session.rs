@@ -233,7 +233,9 @@ fn session_holds_its_lease_and_checks_its_operation() {
     let e = session.remove_key("00").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Usage, "{e}");
     assert!(e.to_string().contains("key remove"), "{e}");
-    let e = session.remove_snapshot(&snap::Id::default()).unwrap_err();
+    let e = session
+        .remove_snapshot(&snap::SnapshotId::default())
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Usage, "{e}");
 
     // An exclusive session is refused while the backup's lease lives.

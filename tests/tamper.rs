@@ -14,7 +14,7 @@ use common::gen::Rng;
 use common::verify::{backup_id, tree_hash, verify_repository, Model};
 use snap::format::BlobKind;
 use snap::store::ObjectKind;
-use snap::Id;
+use snap::{IndexId, PackId};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 struct Blob {
     kind: BlobKind,
-    pack: Id,
+    pack: PackId,
     offset: u32,
     length: u32,
 }
@@ -33,7 +33,9 @@ fn blobs(s: &Snap) -> Vec<Blob> {
     let repo = snap::Repository::open(&s.repo, s.password.as_bytes(), &s.cache).unwrap();
     let mut out = Vec::new();
     for l in repo.store().list("index/").unwrap() {
-        let idx = repo.read_index(&Id::from_hex(&l.name).unwrap()).unwrap();
+        let idx = repo
+            .read_index(&IndexId::from_hex(&l.name).unwrap())
+            .unwrap();
         for p in idx.packs {
             for b in p.blobs {
                 out.push(Blob {
@@ -48,7 +50,7 @@ fn blobs(s: &Snap) -> Vec<Blob> {
     out
 }
 
-fn pack_path(s: &Snap, id: &Id) -> PathBuf {
+fn pack_path(s: &Snap, id: &PackId) -> PathBuf {
     Path::new(&s.repo).join(ObjectKind::Pack.key(&id.to_hex()))
 }
 
@@ -204,7 +206,7 @@ fn tampering_is_detected_at_restore() {
 
     // 1. Two equal-length sealed data blobs swapped inside one pack, written
     //    back under the same object name.
-    let mut by_pack: BTreeMap<(Id, u32), Vec<&Blob>> = BTreeMap::new();
+    let mut by_pack: BTreeMap<(PackId, u32), Vec<&Blob>> = BTreeMap::new();
     for b in all.iter().filter(|b| b.kind == BlobKind::Data) {
         by_pack.entry((b.pack, b.length)).or_default().push(b);
     }
@@ -250,7 +252,7 @@ fn tampering_is_detected_at_restore() {
     // 3. Tree blobs edited in place (one byte of ciphertext flipped). Every
     //    tree blob is edited, pack by pack, so the trees `latest` needs are
     //    hit whichever packs they went to.
-    let mut tree_packs: BTreeMap<Id, Vec<&Blob>> = BTreeMap::new();
+    let mut tree_packs: BTreeMap<PackId, Vec<&Blob>> = BTreeMap::new();
     for b in all.iter().filter(|b| b.kind == BlobKind::Tree) {
         tree_packs.entry(b.pack).or_default().push(b);
     }

@@ -16,7 +16,7 @@ use snap::format::keyfile::{Kdf, KeyFile};
 use snap::format::pack::{split_pack, PackHeader};
 use snap::format::snapshot::{Snapshot, SourceInfo, Summary};
 use snap::format::tree::{ChunkProfile, EntryKind, Tree, TreeEntry};
-use snap::format::{BlobKind, Id};
+use snap::format::{BlobId, BlobKind, DictId, IndexId, KeyId, PackId, SnapshotId};
 use snap::write::chunker::{gear_table, Chunker, GEAR_CONTEXT};
 use snap::write::compress;
 use snap::write::pack::PackBuilder;
@@ -115,7 +115,7 @@ fn build() -> Value {
             "kek": h(&kek),
             "sealed_master": kf.sealed_master,
             "json": String::from_utf8(kbytes.clone()).unwrap(),
-            "key_id": Id::of_object(&kbytes).to_hex(),
+            "key_id": KeyId::of_object(&kbytes).to_hex(),
         }),
     );
 
@@ -137,9 +137,19 @@ fn build() -> Value {
         "blob_id".into(),
         json!({"id_key": h(&seq(32, 32)), "cases": ids}),
     );
+    // Every object kind is named alike (format-spec §3): one vector.
+    let oid = PackId::of_object(b"snap").to_hex();
+    for other in [
+        IndexId::of_object(b"snap").to_hex(),
+        SnapshotId::of_object(b"snap").to_hex(),
+        DictId::of_object(b"snap").to_hex(),
+        KeyId::of_object(b"snap").to_hex(),
+    ] {
+        assert_eq!(other, oid);
+    }
     v.insert(
         "object_id".into(),
-        json!({"bytes": h(b"snap"), "id": Id::of_object(b"snap").to_hex()}),
+        json!({"bytes": h(b"snap"), "id": PackId::of_object(b"snap").to_hex()}),
     );
 
     // §11 envelope.
@@ -257,7 +267,7 @@ fn build() -> Value {
     let dsamples: Vec<&[u8]> = drows.chunks(1024).collect();
     let dict_plain = compress::Dictionary::train(&dsamples, 4096, 1).expect("dictionary trains");
     let dict_sealed = mk.seal_with_nonce(&nonce(0x60), AAD_DICT, &dict_plain);
-    let dict_id = Id::of_object(&dict_sealed);
+    let dict_id = DictId::of_object(&dict_sealed);
     let dict = compress::Dictionary::new(dict_id, &dict_plain).unwrap();
     let dtext = &drows[40_000..41_024];
     let mut dpayload = Vec::new();
@@ -341,7 +351,7 @@ fn build() -> Value {
     );
 
     // §6 pack: the text payload (data), the short payload (data) and the tree.
-    let blobs: [(BlobKind, Id, &Vec<u8>, usize, u8); 3] = [
+    let blobs: [(BlobKind, BlobId, &Vec<u8>, usize, u8); 3] = [
         (
             BlobKind::Data,
             content_a,
@@ -386,7 +396,7 @@ fn build() -> Value {
         .unwrap(),
         header
     );
-    assert_eq!(pack.id, Id::of_object(&pack.bytes));
+    assert_eq!(pack.id, PackId::of_object(&pack.bytes));
     v.insert(
         "pack".into(),
         json!({
@@ -401,7 +411,7 @@ fn build() -> Value {
 
     // §7 index.
     let idx = IndexFile {
-        supersedes: vec![Id::of_object(b"an older index")],
+        supersedes: vec![IndexId::of_object(b"an older index")],
         packs: vec![IndexPack {
             id: pack.id,
             size: pack.bytes.len() as u64,
@@ -417,7 +427,7 @@ fn build() -> Value {
             "plaintext": h(&iplain),
             "nonce": h(&nonce(0xc0)),
             "sealed": h(&isealed),
-            "id": Id::of_object(&isealed).to_hex(),
+            "id": IndexId::of_object(&isealed).to_hex(),
         }),
     );
 
@@ -430,7 +440,7 @@ fn build() -> Value {
         paths: vec!["/home/user".into(), "/srv/data".into()],
         streams: vec!["stream.sql".into()],
         tags: vec!["daily".into(), "vector".into()],
-        parent: Some(Id::of_object(b"a parent snapshot")),
+        parent: Some(SnapshotId::of_object(b"a parent snapshot")),
         tree: tree_id,
         description: Some("test vector \u{e9}\u{1f600}".into()),
         original: None,
@@ -465,7 +475,7 @@ fn build() -> Value {
             "json": String::from_utf8(splain.clone()).unwrap(),
             "nonce": h(&nonce(0xd8)),
             "sealed": h(&ssealed),
-            "id": Id::of_object(&ssealed).to_hex(),
+            "id": SnapshotId::of_object(&ssealed).to_hex(),
         }),
     );
 
@@ -626,7 +636,7 @@ fn committed_bytes_decode(file: &Value) {
     assert_eq!(*k.to_bytes(), *mk.to_bytes());
 
     let pack = hx(&v["pack"]["bytes"]);
-    assert_eq!(Id::of_object(&pack).to_hex(), v["pack"]["id"]);
+    assert_eq!(PackId::of_object(&pack).to_hex(), v["pack"]["id"]);
     let (data_len, hs) = split_pack(&pack).unwrap();
     let header = PackHeader::decode(
         &mk.open(AAD_PACK_HEADER, hs, "pack").unwrap(),
@@ -671,7 +681,7 @@ fn committed_bytes_decode(file: &Value) {
     assert!(crypto::config_key_matches(&mk, &auto));
 
     let dsealed = hx(&v["dict"]["sealed"]);
-    let did = Id::of_object(&dsealed);
+    let did = DictId::of_object(&dsealed);
     assert_eq!(did.to_hex(), v["dict"]["id"]);
     let dplain = mk.open(AAD_DICT, &dsealed, "dict").unwrap();
     let dict = compress::Dictionary::new(did, &dplain).unwrap();

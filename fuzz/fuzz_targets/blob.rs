@@ -15,7 +15,7 @@
 use libfuzzer_sys::fuzz_target;
 use snap::write::compress;
 use snap::crypto::MasterKey;
-use snap::format::{BlobKind, Id};
+use snap::format::{BlobId, BlobKind};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 37 {
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let key = MasterKey::from_bytes(&[7u8; 96]).expect("96-byte key");
     let flags = data[0];
     let raw_len = (u32::from_le_bytes(data[1..5].try_into().unwrap()) & ((1 << 27) - 1)) as usize;
-    let id = Id::from_slice(&data[5..37]).unwrap();
+    let id = BlobId::from_slice(&data[5..37]).unwrap();
     let body = &data[37..];
     let kind = if flags & 1 == 0 {
         BlobKind::Data

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 use snap::ops::copy::copy_snapshot;
 use snap::session::Operation;
-use snap::{Error, Id, Repository, Session};
+use snap::{Error, Repository, Session, SnapshotId};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -62,7 +62,7 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
     // deleted before its snapshot is visible (format-spec §19,
     // §20.2).
     let dst = Session::start(dst, Operation::Copy)?;
-    let mut selected: Vec<Id> = Vec::new();
+    let mut selected: Vec<SnapshotId> = Vec::new();
     if a.ids.is_empty() {
         let mut all: Vec<_> = src
             .snapshots()?

@@ -8,7 +8,7 @@ use clap::Args;
 use snap::format::snapshot::Snapshot;
 use snap::ops::retention::{self, Item, Policy, Span};
 use snap::session::Operation;
-use snap::{Error, Id, Repository};
+use snap::{Error, Repository, SnapshotId};
 use std::collections::{BTreeMap, HashSet};
 
 #[derive(Args, Debug)]
@@ -78,7 +78,7 @@ impl SnapshotFilter {
     }
 
     /// The snapshots of `snaps` that pass, in their order.
-    pub fn apply(&self, snaps: Vec<(Id, Snapshot)>) -> Vec<(Id, Snapshot)> {
+    pub fn apply(&self, snaps: Vec<(SnapshotId, Snapshot)>) -> Vec<(SnapshotId, Snapshot)> {
         snaps.into_iter().filter(|(_, s)| self.matches(s)).collect()
     }
 }
@@ -162,7 +162,7 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
             &plain
         }
     };
-    let mut remove: Vec<(Id, Snapshot)> = Vec::new();
+    let mut remove: Vec<(SnapshotId, Snapshot)> = Vec::new();
     let mut groups_json = Vec::new();
     if !a.ids.is_empty() {
         for spec in &a.ids {
@@ -173,7 +173,7 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
         }
     } else {
         let snaps = a.filter.apply(repo.snapshots()?);
-        let mut groups: BTreeMap<String, Vec<(Id, Snapshot)>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
         for (id, s) in snaps {
             groups.entry(group_key(&s, &by)).or_default().push((id, s));
         }
@@ -236,7 +236,7 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
             Some(s) => snap::ops::prune::prune(s, &opts)?,
             // A dry run removed nothing: estimate as if it had.
             None => {
-                let forgotten: HashSet<Id> = remove.iter().map(|(id, _)| *id).collect();
+                let forgotten: HashSet<SnapshotId> = remove.iter().map(|(id, _)| *id).collect();
                 snap::ops::prune::estimate(repo, &opts, &forgotten)?
             }
         };

@@ -303,7 +303,7 @@ fn pick_stream(snap: &Snapshot, kind: &str, a: &RestoreArgs, flag: &str) -> Resu
 fn restore_pg(
     g: &Global,
     repo: &snap::Repository,
-    id: &snap::format::Id,
+    id: &snap::SnapshotId,
     snap: &Snapshot,
     a: &RestoreArgs,
     conninfo: &str,
@@ -412,7 +412,7 @@ fn refuse_existing_database(
 fn restore_mongo(
     g: &Global,
     repo: &snap::Repository,
-    id: &snap::format::Id,
+    id: &snap::SnapshotId,
     snap: &Snapshot,
     a: &RestoreArgs,
     uri: &str,

@@ -1,7 +1,7 @@
 //! Index objects (format-spec §7): which blobs each pack holds.
 
 use super::pack::{PackEntry, PACK_ENTRY_SIZE};
-use super::{DecodeError, Id, Reader};
+use super::{DecodeError, IndexId, PackId, Reader};
 
 /// Version byte of the index plaintext.
 pub const INDEX_VERSION: u8 = 1;
@@ -10,7 +10,7 @@ pub const INDEX_VERSION: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexPack {
     /// BLAKE3 of the pack's stored bytes (its object name).
-    pub id: Id,
+    pub id: PackId,
     /// Stored size of the pack, bytes.
     pub size: u64,
     /// The pack's blobs, as in its header.
@@ -22,7 +22,7 @@ pub struct IndexPack {
 pub struct IndexFile {
     /// Index objects this one replaces (written by prune and repair); readers
     /// ignore a superseded index once the superseding one is present.
-    pub supersedes: Vec<Id>,
+    pub supersedes: Vec<IndexId>,
     /// Packs described by this index.
     pub packs: Vec<IndexPack>,
 }
@@ -99,11 +99,11 @@ mod tests {
             ),
         )
             .prop_map(|(s, p)| IndexFile {
-                supersedes: s.into_iter().map(Id).collect(),
+                supersedes: s.into_iter().map(IndexId).collect(),
                 packs: p
                     .into_iter()
                     .map(|(id, size, (blobs, _))| IndexPack {
-                        id: Id(id),
+                        id: PackId(id),
                         size,
                         blobs,
                     })

@@ -15,7 +15,7 @@ pub mod pack;
 pub mod snapshot;
 pub mod tree;
 
-pub use id::Id;
+pub use id::{BlobId, DictId, IndexId, KeyId, ObjectId, PackId, RepoId, SnapshotId, TypedId};
 
 /// Repository format version written by this build (format-spec §1).
 pub const FORMAT_VERSION: u32 = 1;
@@ -137,9 +137,10 @@ impl<'a> Reader<'a> {
         Ok(self.u64()? as i64)
     }
 
-    pub(crate) fn id(&mut self) -> Result<Id, DecodeError> {
+    /// The next 32 bytes as an id of the kind the caller expects.
+    pub(crate) fn id<T: TypedId>(&mut self) -> Result<T, DecodeError> {
         let b = self.bytes(32)?;
-        Ok(Id(b.try_into().unwrap_or_default()))
+        Ok(T::from_bytes(b.try_into().unwrap_or_default()))
     }
 
     /// A count of items of `item_size` bytes each, checked against the bytes

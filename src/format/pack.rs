@@ -4,7 +4,7 @@
 //! each blob is a sealed envelope (§11), `sealed_header` seals the encoded
 //! [`PackHeader`] and `header_len` is the sealed header's length as a u32 LE.
 
-use super::{BlobKind, DecodeError, Id, Reader};
+use super::{BlobId, BlobKind, DecodeError, Reader};
 
 /// Version byte of the pack header plaintext.
 pub const PACK_HEADER_VERSION: u8 = 1;
@@ -30,7 +30,7 @@ pub struct PackEntry {
     /// Data chunk or tree.
     pub kind: BlobKind,
     /// Keyed BLAKE3 id of the blob's plaintext.
-    pub id: Id,
+    pub id: BlobId,
     /// Offset of the sealed blob in the pack, bytes.
     pub offset: u32,
     /// Length of the sealed blob (nonce + ciphertext + tag), bytes.
@@ -39,7 +39,7 @@ pub struct PackEntry {
     pub raw_len: u32,
     /// For a delta blob (compression byte 2), the data blob whose plaintext
     /// is its zstd dictionary; `None` for every other blob.
-    pub base: Option<Id>,
+    pub base: Option<BlobId>,
 }
 
 /// The list of blobs in a pack, in pack order.
@@ -196,12 +196,12 @@ pub(crate) mod tests {
                 .map(|(tree, id, length, raw_len, base)| {
                     let e = PackEntry {
                         kind: if tree { BlobKind::Tree } else { BlobKind::Data },
-                        id: Id(id),
+                        id: BlobId(id),
                         offset: off,
                         length,
                         raw_len,
                         // Only data blobs have a base, never themselves.
-                        base: base.filter(|b| !tree && *b != id).map(Id),
+                        base: base.filter(|b| !tree && *b != id).map(BlobId),
                     };
                     off += length;
                     e
@@ -242,11 +242,11 @@ pub(crate) mod tests {
     fn base_only_on_data_blobs_and_never_itself() {
         let mut e = PackEntry {
             kind: BlobKind::Data,
-            id: Id([1; 32]),
+            id: BlobId([1; 32]),
             offset: 0,
             length: 41,
             raw_len: 7,
-            base: Some(Id([2; 32])),
+            base: Some(BlobId([2; 32])),
         };
         let h = PackHeader { entries: vec![e] };
         assert_eq!(PackHeader::decode(&h.encode(), 41).unwrap(), h);

@@ -1,6 +1,6 @@
 //! Snapshot objects (format-spec §8): JSON, sealed.
 
-use super::Id;
+use super::{BlobId, SnapshotId};
 use serde::{Deserialize, Serialize};
 
 /// Totals of one backup, stored in its snapshot.
@@ -51,9 +51,9 @@ pub struct Snapshot {
     #[serde(default)]
     pub tags: Vec<String>,
     /// Snapshot this one was compared against for unchanged files.
-    pub parent: Option<Id>,
+    pub parent: Option<SnapshotId>,
     /// Root tree.
-    pub tree: Id,
+    pub tree: BlobId,
     /// Optional description.
     #[serde(default)]
     pub description: Option<String>,
@@ -77,7 +77,7 @@ pub struct Snapshot {
     /// snapshots made by `backup`. Lets a repeated copy skip snapshots that
     /// already arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub original: Option<Id>,
+    pub original: Option<SnapshotId>,
 }
 
 /// A stream source recorded in a snapshot.
@@ -179,10 +179,10 @@ mod tests {
                     paths,
                     streams,
                     tags,
-                    parent: parent.map(Id),
-                    tree: Id(tree),
+                    parent: parent.map(SnapshotId),
+                    tree: BlobId(tree),
                     description,
-                    original: parent.map(|p| Id(p.map(|b| b ^ 0x5a))),
+                    original: parent.map(|p| SnapshotId(p.map(|b| b ^ 0x5a))),
                     partial: n[9] % 2 == 1,
                     failed_sources: Vec::new(),
                     sources: sources
@@ -223,7 +223,7 @@ mod tests {
             streams: Vec::new(),
             tags: Vec::new(),
             parent: None,
-            tree: Id([7; 32]),
+            tree: BlobId([7; 32]),
             description: None,
             sources: Vec::new(),
             partial: false,

@@ -1,6 +1,6 @@
 //! Tree blobs (format-spec §14): one directory's entries, sorted by name.
 
-use super::{DecodeError, Id, Reader};
+use super::{BlobId, DecodeError, Reader};
 
 /// Version byte of the tree plaintext.
 pub const TREE_VERSION: u8 = 1;
@@ -110,9 +110,9 @@ pub struct TreeEntry {
     /// Extended attributes as (name, value), sorted by name.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Data blob ids whose concatenated plaintexts are the file's content.
-    pub content: Vec<Id>,
+    pub content: Vec<BlobId>,
     /// For directories, the id of the subtree blob.
-    pub subtree: Option<Id>,
+    pub subtree: Option<BlobId>,
 }
 
 impl TreeEntry {
@@ -380,8 +380,8 @@ mod tests {
                         },
                         link_target: link,
                         xattrs: xattrs.into_iter().collect(),
-                        content: content.into_iter().map(Id).collect(),
-                        subtree: (kind == EntryKind::Dir).then_some(Id(sub)),
+                        content: content.into_iter().map(BlobId).collect(),
+                        subtree: (kind == EntryKind::Dir).then_some(BlobId(sub)),
                     }
                 },
             )

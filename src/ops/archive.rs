@@ -13,7 +13,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{EntryKind, TreeEntry};
-use crate::format::Id;
+use crate::format::BlobId;
 use crate::ops::backup::{backup_entries, BackupOptions, BackupOutcome};
 use crate::read::restore::for_each_blob;
 use crate::repo::Repository;
@@ -29,14 +29,14 @@ const READ_BATCH: usize = 32;
 /// [`READ_BATCH`] blobs at a time.
 pub struct ContentReader<'r> {
     repo: &'r Repository,
-    ids: Vec<Id>,
+    ids: Vec<BlobId>,
     next: usize,
     buf: VecDeque<u8>,
 }
 
 impl<'r> ContentReader<'r> {
     /// A reader over the blobs `ids`, in order.
-    pub fn new(repo: &'r Repository, ids: Vec<Id>) -> Self {
+    pub fn new(repo: &'r Repository, ids: Vec<BlobId>) -> Self {
         ContentReader {
             repo,
             ids,
@@ -97,7 +97,7 @@ pub struct ExportSummary {
 /// [`crate::format::tree::MAX_DEPTH`].
 fn walk(
     repo: &Repository,
-    id: &Id,
+    id: &BlobId,
     f: &mut dyn FnMut(&[u8], &TreeEntry) -> Result<()>,
 ) -> Result<()> {
     // One level per open folder: its remaining entries and its path.
@@ -153,7 +153,7 @@ fn secs(ns: i64) -> i64 {
 /// [`ErrorKind::Corrupt`] error (tar headers carry the size up front).
 pub fn export(
     repo: &Repository,
-    root: &Id,
+    root: &BlobId,
     format: ArchiveFormat,
     w: &mut dyn Write,
 ) -> Result<ExportSummary> {
@@ -163,7 +163,7 @@ pub fn export(
     }
 }
 
-fn export_tar(repo: &Repository, root: &Id, w: &mut dyn Write) -> Result<ExportSummary> {
+fn export_tar(repo: &Repository, root: &BlobId, w: &mut dyn Write) -> Result<ExportSummary> {
     let mut sum = ExportSummary::default();
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
@@ -264,7 +264,7 @@ fn zip_time(ns: i64) -> zip::DateTime {
     .unwrap_or_default()
 }
 
-fn export_zip(repo: &Repository, root: &Id, w: &mut dyn Write) -> Result<ExportSummary> {
+fn export_zip(repo: &Repository, root: &BlobId, w: &mut dyn Write) -> Result<ExportSummary> {
     let zerr = |e: zip::result::ZipError| {
         Error::new(ErrorKind::Io, format!("writing the zip archive: {e}"))
     };

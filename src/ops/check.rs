@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::pack::{split_pack, PackEntry, PackHeader, HEADER_LEN_SIZE};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
-use crate::format::{Id, MAX_METADATA_SIZE};
+use crate::format::{BlobId, DictId, IndexId, PackId, SnapshotId, MAX_METADATA_SIZE};
 use crate::index_view::{IndexView, ViewPack};
 use crate::repo::Repository;
 use crate::store::ObjectKind;
@@ -31,7 +31,7 @@ pub enum Subset {
 
 impl Subset {
     /// Whether pack `id` is in the subset.
-    pub fn contains(&self, id: &Id) -> bool {
+    pub fn contains(&self, id: &PackId) -> bool {
         match *self {
             Subset::All => true,
             Subset::Part(n, m) => {
@@ -80,7 +80,7 @@ pub struct CheckReport {
 
 /// Reads a pack's header with two ranged reads (length field, then header)
 /// and validates it against the pack `size` in bytes.
-pub fn read_pack_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<PackEntry>> {
+pub fn read_pack_header(repo: &Repository, id: &PackId, size: u64) -> Result<Vec<PackEntry>> {
     let key = ObjectKind::Pack.key(&id.to_hex());
     if size < HEADER_LEN_SIZE as u64 {
         return Err(Error::corrupt(format!("pack {} is too short", id.short())));
@@ -109,13 +109,13 @@ pub fn read_pack_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<Pac
 
 /// What [`verify_pack`] found: (entries from its header, if it opened; ids
 /// of blobs that failed; problems as messages).
-pub type PackVerdict = (Option<Vec<PackEntry>>, Vec<Id>, Vec<String>);
+pub type PackVerdict = (Option<Vec<PackEntry>>, Vec<BlobId>, Vec<String>);
 
 /// Verifies a whole downloaded pack; see [`PackVerdict`]. A blob that is
 /// intact but names a dictionary that is missing or unreadable (format-spec
 /// §12.1) is not counted as failed (repair must keep it); it is recorded in
 /// `dict_problems` as (dictionary id, blob id, the error).
-pub fn verify_pack(repo: &Repository, id: &Id, bytes: &[u8]) -> PackVerdict {
+pub fn verify_pack(repo: &Repository, id: &PackId, bytes: &[u8]) -> PackVerdict {
     verify_pack_dicts(repo, id, bytes, &mut Vec::new())
 }
 
@@ -123,13 +123,13 @@ pub fn verify_pack(repo: &Repository, id: &Id, bytes: &[u8]) -> PackVerdict {
 /// missing or unreadable.
 pub fn verify_pack_dicts(
     repo: &Repository,
-    id: &Id,
+    id: &PackId,
     bytes: &[u8],
-    dict_problems: &mut Vec<(Id, Id, String)>,
+    dict_problems: &mut Vec<(DictId, BlobId, String)>,
 ) -> PackVerdict {
     let mut msgs = Vec::new();
     let mut bad = Vec::new();
-    if Id::of_object(bytes) != *id {
+    if PackId::of_object(bytes) != *id {
         msgs.push(format!(
             "pack {} does not match its name (BLAKE3 of its bytes differs)",
             id.short()
@@ -191,17 +191,17 @@ pub fn verify_pack_dicts(
 
 /// For each damaged blob set, the snapshots and paths that use them.
 /// Returns (snapshot hex ids, "<short>:/path" list).
-pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, Vec<String>)> {
+pub fn dependents(repo: &Repository, bad: &HashSet<BlobId>) -> Result<(Vec<String>, Vec<String>)> {
     let snaps = repo.snapshots()?;
-    let mut memo: HashMap<Id, bool> = HashMap::new();
+    let mut memo: HashMap<BlobId, bool> = HashMap::new();
     // Both walks recurse at most MAX_DEPTH levels (format-spec §17); a
     // deeper tree counts as affected.
     fn affected(
         repo: &Repository,
-        t: Id,
+        t: BlobId,
         depth: usize,
-        bad: &HashSet<Id>,
-        memo: &mut HashMap<Id, bool>,
+        bad: &HashSet<BlobId>,
+        memo: &mut HashMap<BlobId, bool>,
     ) -> bool {
         if let Some(v) = memo.get(&t) {
             return *v;
@@ -233,12 +233,12 @@ pub fn dependents(repo: &Repository, bad: &HashSet<Id>) -> Result<(Vec<String>, 
     #[allow(clippy::too_many_arguments)]
     fn collect(
         repo: &Repository,
-        t: Id,
+        t: BlobId,
         path: &str,
         depth: usize,
         short: &str,
-        bad: &HashSet<Id>,
-        memo: &mut HashMap<Id, bool>,
+        bad: &HashSet<BlobId>,
+        memo: &mut HashMap<BlobId, bool>,
         out: &mut Vec<String>,
     ) {
         if bad.contains(&t) || depth > crate::format::tree::MAX_DEPTH {
@@ -286,8 +286,11 @@ fn problem(message: String) -> Problem {
 /// and encoding verified) and compares the catalog's snapshot list with
 /// them. Unreadable objects and disagreements become problems in `out`.
 /// Returns the readable snapshots, ordered like the catalog (time, id).
-fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id, Snapshot)>> {
-    let listed: Vec<Id> = repo.store().list_ids(ObjectKind::Snapshot.list_prefix())?;
+fn reread_snapshots(
+    repo: &Repository,
+    out: &mut Vec<Problem>,
+) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    let listed: Vec<SnapshotId> = crate::repo::list_sealed(repo.store())?;
     let mut snaps = Vec::new();
     for id in listed {
         match repo.read_snapshot(&id) {
@@ -306,7 +309,7 @@ fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id
             Err(e) => return Err(e),
         }
     }
-    let cached: HashMap<Id, Snapshot> = repo.snapshots()?.into_iter().collect();
+    let cached: HashMap<SnapshotId, Snapshot> = repo.snapshots()?.into_iter().collect();
     let mut stale = Vec::new();
     for (id, s) in &snaps {
         match cached.get(id) {
@@ -315,8 +318,8 @@ fn reread_snapshots(repo: &Repository, out: &mut Vec<Problem>) -> Result<Vec<(Id
             None => stale.push(format!("snapshot {} is missing", id.short())),
         }
     }
-    let read: HashSet<Id> = snaps.iter().map(|(i, _)| *i).collect();
-    let unreadable: HashSet<Id> = repo
+    let read: HashSet<SnapshotId> = snaps.iter().map(|(i, _)| *i).collect();
+    let unreadable: HashSet<SnapshotId> = repo
         .unreadable_snapshots()
         .into_iter()
         .map(|(i, _)| i)
@@ -364,14 +367,12 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         // must hold no other blob. Compared in SQL against the catalog
         // file, attached read-only.
         let cat_ids = repo.catalog().index_ids()?;
-        let read: HashSet<Id> = index_ids.iter().copied().collect();
+        let read: HashSet<IndexId> = index_ids.iter().copied().collect();
         view.attach_catalog(&repo.catalog_path())?;
         let (examples, total) = view.compare_catalog(cat_ids == read, 5)?;
         // Reported only if no index object came or went meanwhile (check
         // takes no lease; a concurrent prune or backup changes the index).
-        let now: HashSet<Id> = repo
-            .store()
-            .list_ids(ObjectKind::Index.list_prefix())?
+        let now: HashSet<IndexId> = crate::repo::list_sealed::<IndexId>(repo.store())?
             .into_iter()
             .collect();
         if now == read && total > 0 {
@@ -382,8 +383,8 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         }
     }
     rep.packs = view.pack_count()?;
-    let mut bad_blobs: HashSet<Id> = HashSet::new();
-    let mut pack_problems: Vec<(Id, String, HashSet<Id>)> = Vec::new();
+    let mut bad_blobs: HashSet<BlobId> = HashSet::new();
+    let mut pack_problems: Vec<(PackId, String, HashSet<BlobId>)> = Vec::new();
     // Indexed packs exist with their size.
     view.for_each_pack(|p| {
         let msg = match view.listed_size(&p.id)? {
@@ -477,7 +478,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     // dictionary. Which blobs use one is known only from reading them.
     // Read from the store, not the local cache.
     repo.forget_cached_dictionaries();
-    for d in repo.store().list_ids(ObjectKind::Dict.list_prefix())? {
+    for d in crate::repo::list_sealed::<DictId>(repo.store())? {
         if let Err(e) = repo.dictionary(&d) {
             other.push(problem(format!(
                 "dictionary object {} is unreadable: {e:#}; the stream chunks compressed with it cannot be restored",
@@ -486,7 +487,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
         }
     }
     // Data.
-    let mut dict_problems: Vec<(Id, Id, String)> = Vec::new();
+    let mut dict_problems: Vec<(DictId, BlobId, String)> = Vec::new();
     if let Some(sub) = read_data {
         rep.subset = match sub {
             Subset::All => "all".into(),
@@ -507,7 +508,7 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
             let (entries, bad, mut msgs) =
                 verify_pack_dicts(repo, &p.id, &bytes, &mut dict_problems);
             rep.blobs_read += entries.as_ref().map_or(0, |e| e.len() as u64);
-            let mut affected: HashSet<Id> = bad.into_iter().collect();
+            let mut affected: HashSet<BlobId> = bad.into_iter().collect();
             match &entries {
                 None => affected.extend(indexed.iter().map(|b| b.id)),
                 Some(e) => {
@@ -530,7 +531,8 @@ pub fn check(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport
     }
     // Blobs whose dictionary is missing or unreadable: one problem per
     // dictionary, naming it and what depends on it.
-    let mut by_dict: std::collections::BTreeMap<Id, (String, HashSet<Id>)> = Default::default();
+    let mut by_dict: std::collections::BTreeMap<DictId, (String, HashSet<BlobId>)> =
+        Default::default();
     for (d, blob, msg) in dict_problems {
         by_dict
             .entry(d)

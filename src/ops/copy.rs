@@ -37,7 +37,7 @@ use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind, DictId, PackId, SnapshotId};
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
@@ -57,15 +57,15 @@ const COALESCE_GAP: u64 = 1 << 20;
 const FETCH_IN_FLIGHT: usize = 4;
 
 /// One coalesced read: source pack, first byte offset, blobs in the range.
-type FetchJob = (Id, u64, Vec<(Id, BlobLocation)>);
+type FetchJob = (PackId, u64, Vec<(BlobId, BlobLocation)>);
 
 /// What one [`copy_snapshot`] call did.
 #[derive(Debug, Clone, Default)]
 pub struct CopyReport {
     /// Destination snapshot id; `None` when the snapshot was already there.
-    pub copied_to: Option<Id>,
+    pub copied_to: Option<SnapshotId>,
     /// The destination snapshot that already was a copy, when skipped.
-    pub existing: Option<Id>,
+    pub existing: Option<SnapshotId>,
     /// Blobs (content and trees) added to the destination.
     pub blobs: u64,
     /// Plaintext bytes of those blobs.
@@ -79,12 +79,12 @@ pub struct CopyReport {
 }
 
 /// Identity of the backup a snapshot holds: its `original`, else its id.
-pub fn origin_of(id: &Id, snap: &Snapshot) -> Id {
+pub fn origin_of(id: &SnapshotId, snap: &Snapshot) -> SnapshotId {
     snap.original.unwrap_or(*id)
 }
 
 /// The destination snapshot that already is a copy of `origin`, if any.
-pub fn find_copy(dst: &Repository, origin: &Id) -> Result<Option<Id>> {
+pub fn find_copy(dst: &Repository, origin: &SnapshotId) -> Result<Option<SnapshotId>> {
     Ok(dst
         .snapshots()?
         .into_iter()
@@ -98,22 +98,22 @@ struct Copier<'a> {
     same_ids: bool,
     saver: BlobSaver,
     /// Source id → destination id (content and trees done so far).
-    map: HashMap<Id, Id>,
+    map: HashMap<BlobId, BlobId>,
     /// Source trees, decoded, with their plaintext.
-    trees: HashMap<Id, (Tree, Vec<u8>)>,
+    trees: HashMap<BlobId, (Tree, Vec<u8>)>,
     /// Source tree ids, children before parents.
-    tree_order: Vec<Id>,
+    tree_order: Vec<BlobId>,
     /// Source content blob ids, first-seen order.
-    content: Vec<Id>,
+    content: Vec<BlobId>,
     /// Source dictionary id → destination dictionary id (format-spec §12.1).
-    dicts: HashMap<Id, Id>,
+    dicts: HashMap<DictId, DictId>,
     report: CopyReport,
 }
 
 impl Copier<'_> {
     /// The destination's dictionary object with the same zstd dictionary as
     /// source dictionary `src_dict`, copied there first if needed.
-    fn dst_dictionary(&mut self, src_dict: &Id) -> Result<Id> {
+    fn dst_dictionary(&mut self, src_dict: &DictId) -> Result<DictId> {
         if let Some(d) = self.dicts.get(src_dict) {
             return Ok(*d);
         }
@@ -123,13 +123,13 @@ impl Copier<'_> {
         Ok(id)
     }
 
-    fn dst_has(&self, id: &Id) -> Result<bool> {
+    fn dst_has(&self, id: &BlobId) -> Result<bool> {
         Ok(self.saver.is_pending(id) || self.dst.catalog().contains(id)?)
     }
 
     /// Depth-first walk of the source trees below `root`.
-    fn walk(&mut self, root: Id) -> Result<()> {
-        let mut seen_content: HashSet<Id> = self.content.iter().copied().collect();
+    fn walk(&mut self, root: BlobId) -> Result<()> {
+        let mut seen_content: HashSet<BlobId> = self.content.iter().copied().collect();
         // Explicit stack: (tree id, children pushed?).
         let mut stack = vec![(root, false)];
         while let Some((id, expanded)) = stack.pop() {
@@ -163,7 +163,7 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn add(&mut self, kind: BlobKind, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
+    fn add(&mut self, kind: BlobKind, id: BlobId, sealed: &[u8], raw_len: u32) -> Result<()> {
         self.saver.add(kind, id, sealed, raw_len)?;
         let written = self.saver.take_written();
         if !written.is_empty() {
@@ -178,7 +178,7 @@ impl Copier<'_> {
     /// Copies the content blobs the destination needs.
     fn copy_content(&mut self) -> Result<()> {
         // Which blobs to read, grouped by source pack.
-        let mut by_pack: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
+        let mut by_pack: HashMap<PackId, Vec<(BlobId, BlobLocation)>> = HashMap::new();
         let mut pack_order = Vec::new();
         for id in &self.content {
             if self.same_ids {
@@ -207,7 +207,7 @@ impl Copier<'_> {
         for pack in pack_order {
             let mut blobs = by_pack.remove(&pack).unwrap_or_default();
             blobs.sort_by_key(|(_, l)| l.offset);
-            let mut group: Vec<(Id, BlobLocation)> = Vec::new();
+            let mut group: Vec<(BlobId, BlobLocation)> = Vec::new();
             let mut start = 0u64;
             let mut end = 0u64;
             for (id, loc) in blobs {
@@ -278,7 +278,7 @@ impl Copier<'_> {
     fn copy_group(
         &mut self,
         start: u64,
-        group: Vec<(Id, BlobLocation)>,
+        group: Vec<(BlobId, BlobLocation)>,
         bytes: &[u8],
         level: i32,
     ) -> Result<()> {
@@ -326,7 +326,7 @@ impl Copier<'_> {
     }
 
     /// Stores the trees, children first; returns the destination root id.
-    fn copy_trees(&mut self, root: Id) -> Result<Id> {
+    fn copy_trees(&mut self, root: BlobId) -> Result<BlobId> {
         let level = self.dst.config().compression_level;
         for id in std::mem::take(&mut self.tree_order) {
             if self.map.contains_key(&id) {
@@ -337,7 +337,7 @@ impl Copier<'_> {
                 .trees
                 .remove(&id)
                 .ok_or_else(|| Error::new(ErrorKind::Corrupt, "tree walked twice"))?;
-            let missing = |what: &Id| {
+            let missing = |what: &BlobId| {
                 Error::new(
                     ErrorKind::Corrupt,
                     format!("blob {} was not copied", what.short()),
@@ -383,7 +383,7 @@ impl Copier<'_> {
 /// indexed so that the next run skips them. `dst` must be a session opened
 /// for [`Operation::Copy`]; the copy is committed only while its lease is
 /// valid ([`crate::ErrorKind::Locked`] otherwise).
-pub fn copy_snapshot(src: &Repository, dst: &Session, src_id: &Id) -> Result<CopyReport> {
+pub fn copy_snapshot(src: &Repository, dst: &Session, src_id: &SnapshotId) -> Result<CopyReport> {
     dst.require(&[Operation::Copy], "a copy")?;
     let snap = src.read_snapshot(src_id)?;
     let origin = origin_of(src_id, &snap);

@@ -22,7 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind, IndexId, PackId, SnapshotId};
 use crate::index_view::{IndexView, ViewPack};
 use crate::lease::{self, Mark};
 use crate::repo::Repository;
@@ -89,7 +89,7 @@ pub struct PruneReport {
 pub fn fetch_located_blob(
     repo: &Repository,
     view: &IndexView,
-    id: &Id,
+    id: &BlobId,
 ) -> Result<(crate::catalog::BlobLocation, Bytes)> {
     let loc = view.locate(id)?.ok_or_else(|| {
         Error::new(
@@ -108,7 +108,7 @@ pub fn fetch_located_blob(
 /// of a delta blob. Fails with [`ErrorKind::NotFound`] if the view does not
 /// list it (or its base), [`ErrorKind::Corrupt`] if it does not
 /// authenticate or decode, or a store error.
-pub fn read_located_blob(repo: &Repository, view: &IndexView, id: &Id) -> Result<Vec<u8>> {
+pub fn read_located_blob(repo: &Repository, view: &IndexView, id: &BlobId) -> Result<Vec<u8>> {
     let (loc, sealed) = fetch_located_blob(repo, view, id)?;
     let base = loc
         .base
@@ -124,8 +124,8 @@ pub fn read_located_blob(repo: &Repository, view: &IndexView, id: &Id) -> Result
 /// time plus the stack of unvisited subtree ids. Fails
 /// ([`ErrorKind::Corrupt`] / [`ErrorKind::NotFound`]) if a tree cannot be
 /// read: then the set would be incomplete and deleting anything unsafe.
-pub fn mark_referenced(repo: &Repository, view: &mut IndexView, roots: &[Id]) -> Result<u64> {
-    let mut stack: Vec<Id> = Vec::new();
+pub fn mark_referenced(repo: &Repository, view: &mut IndexView, roots: &[BlobId]) -> Result<u64> {
+    let mut stack: Vec<BlobId> = Vec::new();
     view.begin()?;
     let walk: Result<()> = (|| {
         for r in roots {
@@ -169,8 +169,8 @@ pub fn mark_referenced(repo: &Repository, view: &mut IndexView, roots: &[Id]) ->
 /// (snapshot objects never change). A snapshot deleted between listing and
 /// reading is left out. Fails only on store errors other than NotFound.
 pub fn list_snapshots(repo: &Repository) -> Result<ListedSnapshots> {
-    let listed: Vec<Id> = repo.store().list_ids(ObjectKind::Snapshot.list_prefix())?;
-    let mut known: HashMap<Id, Snapshot> = repo.snapshots()?.into_iter().collect();
+    let listed: Vec<SnapshotId> = crate::repo::list_sealed(repo.store())?;
+    let mut known: HashMap<SnapshotId, Snapshot> = repo.snapshots()?.into_iter().collect();
     let mut out = Vec::with_capacity(listed.len());
     let mut bad = Vec::new();
     for id in listed {
@@ -192,21 +192,22 @@ pub fn list_snapshots(repo: &Repository) -> Result<ListedSnapshots> {
 
 /// What [`list_snapshots`] read: the readable snapshots, oldest first, and
 /// the unreadable ones with the reason.
-pub type ListedSnapshots = (Vec<(Id, Snapshot)>, Vec<(Id, String)>);
+pub type ListedSnapshots = (Vec<(SnapshotId, Snapshot)>, Vec<(SnapshotId, String)>);
 
 /// Writes one index object naming `packs` and superseding `old`; returns its
 /// id and stored size in bytes.
-pub fn write_index(repo: &Repository, packs: Vec<IndexPack>, old: Vec<Id>) -> Result<(Id, u64)> {
+pub fn write_index(
+    repo: &Repository,
+    packs: Vec<IndexPack>,
+    old: Vec<IndexId>,
+) -> Result<(IndexId, u64)> {
     let idx = IndexFile {
         supersedes: old,
         packs,
     };
-    let sealed = repo.key().seal(crate::crypto::AAD_INDEX, &idx.encode());
-    let id = Id::of_object(&sealed);
-    let n = sealed.len() as u64;
-    repo.store()
-        .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))?;
-    Ok((id, n))
+    let (id, sealed) =
+        crate::repo::write_sealed::<IndexId>(repo.store(), repo.key(), &idx.encode())?;
+    Ok((id, sealed.len() as u64))
 }
 
 /// Total size in bytes of the packs under `data/`, summed as the listing
@@ -215,7 +216,7 @@ pub fn data_bytes(repo: &Repository) -> Result<u64> {
     let mut total = 0u64;
     repo.store()
         .list_each(ObjectKind::Pack.list_prefix(), |l| {
-            if Id::from_hex(&l.name).is_some() {
+            if PackId::from_hex(&l.name).is_some() {
                 total = total.saturating_add(l.size);
             }
             Ok(())
@@ -239,7 +240,7 @@ pub fn prune(session: &Session, opts: &PruneOptions) -> Result<PruneReport> {
 pub fn estimate(
     repo: &Repository,
     opts: &PruneOptions,
-    forgotten: &HashSet<Id>,
+    forgotten: &HashSet<SnapshotId>,
 ) -> Result<PruneReport> {
     let opts = PruneOptions {
         dry_run: true,
@@ -254,7 +255,7 @@ fn prune_without(
     repo: &Repository,
     own_lease: Option<&str>,
     opts: &PruneOptions,
-    forgotten: &HashSet<Id>,
+    forgotten: &HashSet<SnapshotId>,
 ) -> Result<PruneReport> {
     let started = Instant::now();
     let mut rep = PruneReport::default();
@@ -317,24 +318,24 @@ fn prune_without(
 
     // 2. Referenced blobs, as a table of prune's own view.
     rep.snapshots = snaps.len() as u64;
-    let roots: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
+    let roots: Vec<BlobId> = snaps.iter().map(|(_, s)| s.tree).collect();
     drop(snaps);
-    let ripe_packs: HashSet<Id> = ripe.iter().flat_map(|(_, m)| m.pack_ids()).collect();
-    let waiting_packs: HashSet<Id> = waiting.iter().flat_map(|(_, m)| m.pack_ids()).collect();
+    let ripe_packs: HashSet<PackId> = ripe.iter().flat_map(|(_, m)| m.pack_ids()).collect();
+    let waiting_packs: HashSet<PackId> = waiting.iter().flat_map(|(_, m)| m.pack_ids()).collect();
     view.set_marked(ripe_packs.iter().chain(waiting_packs.iter()))?;
     rep.blobs_referenced = mark_referenced(repo, &mut view, &roots)?;
 
     // 3. Ripe marks: delete what is still unneeded. A ripe pack is needed
     //    if it holds a referenced blob no covering pack (not ripe, or ripe
     //    and found needed before it, in id order) holds.
-    let mut ripe_sorted: Vec<Id> = ripe_packs.iter().copied().collect();
+    let mut ripe_sorted: Vec<PackId> = ripe_packs.iter().copied().collect();
     ripe_sorted.sort();
     view.begin()?;
     for x in &ripe_sorted {
         view.set_flags(x, false, true)?;
     }
     view.commit()?;
-    let mut delete: HashSet<Id> = HashSet::new();
+    let mut delete: HashSet<PackId> = HashSet::new();
     for x in &ripe_sorted {
         let vp = view.pack(x)?;
         let needed = match &vp {
@@ -358,7 +359,7 @@ fn prune_without(
         view.set_flags(x, true, false)?;
     }
     view.commit()?;
-    let mut to_mark: Vec<Id> = Vec::new();
+    let mut to_mark: Vec<PackId> = Vec::new();
     let mut to_repack: Vec<ViewPack> = Vec::new();
     view.for_each_pack(|p| {
         if delete.contains(&p.id) || waiting_packs.contains(&p.id) {
@@ -385,7 +386,7 @@ fn prune_without(
     })?;
     // Packs in data/ that no index names (left by an interrupted backup, or
     // being written right now: the mark protocol makes marking them safe).
-    let mut unindexed: Vec<Id> = Vec::new();
+    let mut unindexed: Vec<PackId> = Vec::new();
     view.for_each_listed(true, |id, _| {
         if !ripe_packs.contains(id) && !waiting_packs.contains(id) {
             unindexed.push(*id);
@@ -408,7 +409,7 @@ fn prune_without(
 
     // Repack: copy owned blobs (verified) into new packs.
     let mut new_packs: Vec<IndexPack> = Vec::new();
-    let mut new_index_ids: Vec<Id> = Vec::new();
+    let mut new_index_ids: Vec<IndexId> = Vec::new();
     if !to_repack.is_empty() {
         let cfg = repo.config();
         let mut saver = BlobSaver::new(store.clone(), key.clone(), cfg.writer_packs().0, 1);

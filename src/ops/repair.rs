@@ -5,7 +5,7 @@ use crate::error::{ErrorKind, Result};
 use crate::format::index::IndexPack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{EntryKind, Tree};
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind, IndexId, PackId, SnapshotId};
 use crate::index_view::IndexView;
 use crate::ops::check::{read_pack_header, verify_pack};
 use crate::ops::prune::{write_index, MAX_INDEX_BLOBS};
@@ -59,7 +59,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let repo: &Repository = session;
     let mut rep = IndexRepair::default();
     let store = repo.store().clone();
-    let old: Vec<Id> = store.list_ids(ObjectKind::Index.list_prefix())?;
+    let old: Vec<IndexId> = crate::repo::list_sealed(&store)?.into_iter().collect();
     // What the old index objects said about each pack (the fallback for
     // packs whose header is lost), in a temporary on-disk view: memory
     // stays bounded whatever the number of blobs.
@@ -96,7 +96,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
         repo.config().writer_packs().0,
         1,
     );
-    let mut damaged: Vec<Id> = Vec::new();
+    let mut damaged: Vec<PackId> = Vec::new();
     view.for_each_listed(false, |id, size| {
         crate::interrupt::check()?;
         if !read_data {
@@ -169,7 +169,7 @@ pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
             )?,
             Some(entries) => {
                 repo.warn(msgs.join("; "));
-                let bad: HashSet<Id> = bad.into_iter().collect();
+                let bad: HashSet<BlobId> = bad.into_iter().collect();
                 rep.blobs_lost += bad.len() as u64;
                 for e in entries.iter().filter(|e| !bad.contains(&e.id)) {
                     let s = e.offset as usize;
@@ -233,7 +233,7 @@ struct Rewriter<'a> {
 
 impl Rewriter<'_> {
     /// Indexed, and for a delta blob its base too (format-spec §13).
-    fn available(&self, id: &Id) -> Result<bool> {
+    fn available(&self, id: &BlobId) -> Result<bool> {
         let cat = self.repo.catalog();
         Ok(match cat.lookup(id)? {
             None => false,
@@ -247,7 +247,7 @@ impl Rewriter<'_> {
     /// Rewrites tree `t` at `path`, whose entries are `depth` levels below
     /// the root; `None` if the tree itself is lost. Recursion is bounded by
     /// the depth limit (format-spec §17).
-    fn tree(&mut self, t: Id, path: &str, depth: usize) -> Result<Option<Id>> {
+    fn tree(&mut self, t: BlobId, path: &str, depth: usize) -> Result<Option<BlobId>> {
         crate::read::restore::check_depth(depth, || path.to_string())?;
         let tree = match self.repo.read_tree(&t) {
             Ok(tr) => tr,
@@ -328,7 +328,7 @@ pub fn repair_snapshots(session: &Session, dry_run: bool) -> Result<Vec<Snapshot
         ),
         lost: Vec::new(),
     };
-    let mut changed: Vec<(Id, Snapshot, Vec<String>)> = Vec::new();
+    let mut changed: Vec<(SnapshotId, Snapshot, Vec<String>)> = Vec::new();
     for (id, s) in repo.snapshots()? {
         rw.lost.clear();
         let root = rw.tree(s.tree, "", 1)?;

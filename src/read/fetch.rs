@@ -8,7 +8,7 @@
 
 use crate::catalog::BlobLocation;
 use crate::error::{Error, Result};
-use crate::format::Id;
+use crate::format::PackId;
 use crate::store::{ObjectKind, Store};
 use bytes::Bytes;
 
@@ -17,7 +17,7 @@ pub use crate::read::planner::{MAX_READ, REMOTE_GAP};
 /// The bytes of one batch of coalesced reads.
 pub struct Fetched {
     /// (pack, start offset, bytes), sorted by (pack, start).
-    ranges: Vec<(Id, u64, Bytes)>,
+    ranges: Vec<(PackId, u64, Bytes)>,
 }
 
 impl Fetched {
@@ -57,13 +57,13 @@ pub fn fetch(store: &Store, locs: &[BlobLocation]) -> Result<Fetched> {
 /// windows do). Errors: as [`fetch`].
 pub fn fetch_in(store: &Store, locs: &[BlobLocation], concurrent: bool) -> Result<Fetched> {
     let gap = if store.is_remote() { REMOTE_GAP } else { 0 };
-    let mut want: Vec<(Id, u64, u64)> = locs
+    let mut want: Vec<(PackId, u64, u64)> = locs
         .iter()
         .map(|l| (l.pack, l.offset as u64, l.offset as u64 + l.length as u64))
         .collect();
     want.sort_unstable();
     want.dedup();
-    let mut plan: Vec<(Id, u64, u64)> = Vec::new();
+    let mut plan: Vec<(PackId, u64, u64)> = Vec::new();
     for (pack, s, e) in want {
         match plan.last_mut() {
             Some((p, ps, pe)) if *p == pack && s <= *pe + gap && e - *ps <= MAX_READ => {
@@ -72,7 +72,7 @@ pub fn fetch_in(store: &Store, locs: &[BlobLocation], concurrent: bool) -> Resul
             _ => plan.push((pack, s, e)),
         }
     }
-    let key = |p: &Id| ObjectKind::Pack.key(&p.to_hex());
+    let key = |p: &PackId| ObjectKind::Pack.key(&p.to_hex());
     let reqs: Vec<(String, std::ops::Range<u64>)> =
         plan.iter().map(|(p, s, e)| (key(p), *s..*e)).collect();
     let got = if concurrent {
@@ -92,7 +92,7 @@ pub fn fetch_in(store: &Store, locs: &[BlobLocation], concurrent: bool) -> Resul
     Ok(Fetched { ranges })
 }
 
-fn short_pack(pack: &Id) -> Error {
+fn short_pack(pack: &PackId) -> Error {
     Error::corrupt(format!(
         "pack {} is shorter than its index says; run `snap check`",
         pack.short()

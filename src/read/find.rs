@@ -11,7 +11,7 @@ use crate::catalog::IndexedEntry;
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{EntryKind, Tree, TreeEntry};
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind, SnapshotId};
 use crate::repo::Repository;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -19,11 +19,11 @@ use std::rc::Rc;
 /// Makes sure tree `root` and every tree below it are in the catalog's path
 /// index, reading only trees not indexed yet. Returns how many trees were
 /// added.
-pub fn ensure_indexed(repo: &Repository, root: &Id) -> Result<u64> {
+pub fn ensure_indexed(repo: &Repository, root: &BlobId) -> Result<u64> {
     // Read every tree not indexed yet, a level at a time (concurrently),
     // then index them children first from memory.
-    let mut read: HashMap<Id, Tree> = HashMap::new();
-    let mut level: Vec<Id> = vec![*root];
+    let mut read: HashMap<BlobId, Tree> = HashMap::new();
+    let mut level: Vec<BlobId> = vec![*root];
     let mut depth = 1;
     while !level.is_empty() {
         let mut want = Vec::with_capacity(level.len());
@@ -48,9 +48,9 @@ pub fn ensure_indexed(repo: &Repository, root: &Id) -> Result<u64> {
         depth += 1;
     }
     let mut added = 0u64;
-    let mut done: HashSet<Id> = HashSet::new();
+    let mut done: HashSet<BlobId> = HashSet::new();
     // (tree, its children pushed?): a tree is indexed after the trees below it.
-    let mut stack: Vec<(Id, bool)> = vec![(*root, false)];
+    let mut stack: Vec<(BlobId, bool)> = vec![(*root, false)];
     while let Some((id, expanded)) = stack.pop() {
         let Some(t) = read.get(&id) else {
             continue; // indexed before this call
@@ -183,7 +183,7 @@ pub struct Found {
 }
 
 /// The matches of one snapshot: its id and the entries found, in path order.
-pub type SnapshotMatches = (Id, Vec<Found>);
+pub type SnapshotMatches = (SnapshotId, Vec<Found>);
 
 /// Searches the given snapshots for entries matching `patterns`, answered
 /// from the catalog's path index (indexing any snapshot not yet indexed
@@ -191,7 +191,7 @@ pub type SnapshotMatches = (Id, Vec<Found>);
 /// of trees newly indexed.
 pub fn find(
     repo: &Repository,
-    snaps: &[(Id, Snapshot)],
+    snaps: &[(SnapshotId, Snapshot)],
     patterns: &Patterns,
 ) -> Result<(Vec<SnapshotMatches>, u64)> {
     let mut indexed = 0;
@@ -199,7 +199,7 @@ pub fn find(
     // patterns prune the walk (only the trees on the way are read);
     // otherwise they are indexed first.
     let pruned = patterns.roots.is_some();
-    let mut walked: HashMap<Id, Vec<Found>> = HashMap::new();
+    let mut walked: HashMap<BlobId, Vec<Found>> = HashMap::new();
     for (_, s) in snaps {
         if pruned && !repo.catalog().tree_indexed(&s.tree)? {
             if let std::collections::hash_map::Entry::Vacant(v) = walked.entry(s.tree) {
@@ -211,7 +211,7 @@ pub fn find(
     }
     // Memo by (tree, path prefix): the same subtree at the same place in
     // successive snapshots is searched once.
-    let mut memo: HashMap<(Id, String), Rc<Vec<Found>>> = HashMap::new();
+    let mut memo: HashMap<(BlobId, String), Rc<Vec<Found>>> = HashMap::new();
     let mut out = Vec::with_capacity(snaps.len());
     for (id, s) in snaps {
         if let Some(found) = walked.get(&s.tree) {
@@ -227,14 +227,14 @@ pub fn find(
 /// Searches the snapshot tree `root` without the path index, reading only
 /// the folders [`Patterns::may_hold`] admits, a level at a time. Matches
 /// come in the order [`search`] gives (depth first, entries in tree order).
-fn walk_pruned(repo: &Repository, root: &Id, patterns: &Patterns) -> Result<Vec<Found>> {
-    let mut read: HashMap<Id, Tree> = HashMap::new();
+fn walk_pruned(repo: &Repository, root: &BlobId, patterns: &Patterns) -> Result<Vec<Found>> {
+    let mut read: HashMap<BlobId, Tree> = HashMap::new();
     // (tree, name components of its folder)
-    let mut level: Vec<(Id, Vec<Vec<u8>>)> = vec![(*root, Vec::new())];
+    let mut level: Vec<(BlobId, Vec<Vec<u8>>)> = vec![(*root, Vec::new())];
     let mut depth = 1;
     while !level.is_empty() {
         crate::read::restore::check_depth(depth, || "a searched folder".to_string())?;
-        let want: Vec<Id> = level
+        let want: Vec<BlobId> = level
             .iter()
             .map(|l| l.0)
             .filter(|id| !read.contains_key(id))
@@ -290,11 +290,11 @@ fn walk_pruned(repo: &Repository, root: &Id, patterns: &Patterns) -> Result<Vec<
 
 fn search(
     repo: &Repository,
-    tree: &Id,
+    tree: &BlobId,
     prefix: &str,
     depth: usize,
     patterns: &Patterns,
-    memo: &mut HashMap<(Id, String), Rc<Vec<Found>>>,
+    memo: &mut HashMap<(BlobId, String), Rc<Vec<Found>>>,
 ) -> Result<Rc<Vec<Found>>> {
     if let Some(r) = memo.get(&(*tree, prefix.to_string())) {
         return Ok(r.clone());
@@ -374,7 +374,7 @@ pub struct DiffItem {
 
 /// Lists the differences between trees `a` and `b`, in path order. Subtrees
 /// with equal ids are skipped without being read.
-pub fn diff(repo: &Repository, a: &Id, b: &Id) -> Result<Vec<DiffItem>> {
+pub fn diff(repo: &Repository, a: &BlobId, b: &BlobId) -> Result<Vec<DiffItem>> {
     let mut out = Vec::new();
     diff_trees(repo, a, b, "", 1, &mut out)?;
     Ok(out)
@@ -390,8 +390,8 @@ fn same_metadata(x: &TreeEntry, y: &TreeEntry) -> bool {
 
 fn diff_trees(
     repo: &Repository,
-    a: &Id,
-    b: &Id,
+    a: &BlobId,
+    b: &BlobId,
     prefix: &str,
     depth: usize,
     out: &mut Vec<DiffItem>,
@@ -520,11 +520,11 @@ pub struct Stats {
 /// shared subtrees are read once.
 pub struct StatsWalker<'a> {
     repo: &'a Repository,
-    trees: HashMap<Id, Rc<Tree>>,
-    totals: HashMap<Id, (u64, u64)>,
+    trees: HashMap<BlobId, Rc<Tree>>,
+    totals: HashMap<BlobId, (u64, u64)>,
     /// Catalog answers per blob: (is tree, sealed length, plaintext length),
     /// `None` if no index names the blob.
-    sizes: HashMap<Id, Option<(bool, u32, u32)>>,
+    sizes: HashMap<BlobId, Option<(bool, u32, u32)>>,
 }
 
 impl<'a> StatsWalker<'a> {
@@ -538,7 +538,7 @@ impl<'a> StatsWalker<'a> {
         }
     }
 
-    fn tree(&mut self, id: &Id) -> Result<Rc<Tree>> {
+    fn tree(&mut self, id: &BlobId) -> Result<Rc<Tree>> {
         if let Some(t) = self.trees.get(id) {
             return Ok(t.clone());
         }
@@ -548,7 +548,7 @@ impl<'a> StatsWalker<'a> {
     }
 
     /// (files, logical bytes) below tree `id`.
-    fn totals(&mut self, id: &Id, depth: usize) -> Result<(u64, u64)> {
+    fn totals(&mut self, id: &BlobId, depth: usize) -> Result<(u64, u64)> {
         if let Some(t) = self.totals.get(id) {
             return Ok(*t);
         }
@@ -572,10 +572,10 @@ impl<'a> StatsWalker<'a> {
 
     fn blobs(
         &mut self,
-        id: &Id,
+        id: &BlobId,
         depth: usize,
-        seen: &mut HashSet<Id>,
-        blobs: &mut HashSet<Id>,
+        seen: &mut HashSet<BlobId>,
+        blobs: &mut HashSet<BlobId>,
     ) -> Result<()> {
         if !seen.insert(*id) {
             return Ok(());
@@ -595,7 +595,7 @@ impl<'a> StatsWalker<'a> {
     /// Statistics of the snapshots with root trees `roots`: logical size
     /// counts every snapshot's files; blob sizes count each distinct blob
     /// once, looked up in the catalog.
-    pub fn compute(&mut self, roots: &[Id]) -> Result<Stats> {
+    pub fn compute(&mut self, roots: &[BlobId]) -> Result<Stats> {
         let mut s = Stats::default();
         let mut seen = HashSet::new();
         let mut blobs = HashSet::new();

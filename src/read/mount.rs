@@ -32,7 +32,7 @@ use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{EntryKind, Tree, TreeEntry, MAX_DEPTH};
-use crate::format::Id;
+use crate::format::{BlobId, SnapshotId};
 use crate::read::fetch;
 use crate::Repository;
 use std::collections::{BTreeMap, HashMap};
@@ -136,7 +136,7 @@ enum NodeKind {
     Link(Vec<u8>),
     /// A folder of a snapshot: `tree` is read on first use into `children`.
     Tree {
-        tree: Id,
+        tree: BlobId,
         depth: usize,
         children: Option<BTreeMap<Vec<u8>, u64>>,
     },
@@ -154,7 +154,7 @@ struct Node {
 #[derive(Debug, Clone)]
 pub struct FileLayout {
     /// (blob id, location) in content order.
-    blobs: Vec<(Id, BlobLocation)>,
+    blobs: Vec<(BlobId, BlobLocation)>,
     /// `ends[i]` = bytes of content up to and including blob `i`.
     ends: Vec<u64>,
 }
@@ -216,8 +216,8 @@ pub struct BlobCache {
     cap: u64,
     used: u64,
     tick: u64,
-    map: HashMap<Id, (Arc<Vec<u8>>, u64)>,
-    order: BTreeMap<u64, Id>,
+    map: HashMap<BlobId, (Arc<Vec<u8>>, u64)>,
+    order: BTreeMap<u64, BlobId>,
 }
 
 impl BlobCache {
@@ -248,7 +248,7 @@ impl BlobCache {
     }
 
     /// The plaintext of `id` if held (and marks it most recently used).
-    pub fn get(&mut self, id: &Id) -> Option<Arc<Vec<u8>>> {
+    pub fn get(&mut self, id: &BlobId) -> Option<Arc<Vec<u8>>> {
         self.tick += 1;
         let t = self.tick;
         let (b, old) = self.map.get_mut(id)?;
@@ -261,7 +261,7 @@ impl BlobCache {
     /// Keeps `plain` as the plaintext of `id`, dropping the least recently
     /// used blobs to stay within the capacity; a blob larger than the whole
     /// capacity is not kept.
-    pub fn put(&mut self, id: Id, plain: Arc<Vec<u8>>) {
+    pub fn put(&mut self, id: BlobId, plain: Arc<Vec<u8>>) {
         let n = plain.len() as u64;
         if n > self.cap || self.map.contains_key(&id) {
             return;
@@ -368,7 +368,7 @@ impl MountFs {
         &self.repo
     }
 
-    fn build(&self, snaps: &[(Id, Snapshot)]) {
+    fn build(&self, snaps: &[(SnapshotId, Snapshot)]) {
         let newest = snaps.iter().map(|(_, s)| time_ns(s)).max().unwrap_or(0);
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         nodes.clear();
@@ -407,7 +407,7 @@ impl MountFs {
         for (id, _) in snaps {
             *short_count.entry(id.short()).or_default() += 1;
         }
-        let name_of = |id: &Id| {
+        let name_of = |id: &SnapshotId| {
             let s = id.short();
             if short_count[&s] > 1 {
                 id.to_hex()
@@ -807,7 +807,7 @@ mod tests {
 
     #[test]
     fn blob_cache_keeps_the_recently_used_within_its_capacity() {
-        let id = |n: u8| Id([n; 32]);
+        let id = |n: u8| BlobId([n; 32]);
         let blob = |n: usize| Arc::new(vec![0u8; n]);
         let mut c = BlobCache::new(100);
         c.put(id(1), blob(40));

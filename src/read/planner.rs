@@ -31,7 +31,7 @@
 
 use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Id;
+use crate::format::{BlobId, PackId};
 use crate::read::fetch::Fetched;
 use crate::repo::Repository;
 use crate::store::{ObjectKind, Store};
@@ -83,18 +83,18 @@ pub fn is_damage(e: &Error) -> bool {
     e.kind().is_damaged_data() || e.kind() == ErrorKind::NotFound
 }
 
-fn pack_key(p: &Id) -> String {
+fn pack_key(p: &PackId) -> String {
     ObjectKind::Pack.key(&p.to_hex())
 }
 
-fn short_pack(pack: &Id) -> Error {
+fn short_pack(pack: &PackId) -> Error {
     Error::corrupt(format!(
         "pack {} is shorter than its index says; run `snap check`",
         pack.short()
     ))
 }
 
-fn not_indexed(id: &Id) -> Error {
+fn not_indexed(id: &BlobId) -> Error {
     Error::new(
         ErrorKind::NotFound,
         format!("blob {} is not in any index; run `snap check`", id.short()),
@@ -106,7 +106,7 @@ fn not_indexed(id: &Id) -> Error {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {
     /// The pack.
-    pub pack: Id,
+    pub pack: PackId,
     /// First byte read.
     pub start: u64,
     /// One past the last byte read.
@@ -120,7 +120,7 @@ pub struct Read {
 /// the same pack, at most `gap` bytes apart, and the read stays at most
 /// `max` bytes long (a blob longer than `max` gets a read of its own).
 /// Overlapping or repeated ranges share a read.
-pub fn coalesce(mut want: Vec<(Id, u64, u64, usize)>, gap: u64, max: u64) -> Vec<Read> {
+pub fn coalesce(mut want: Vec<(PackId, u64, u64, usize)>, gap: u64, max: u64) -> Vec<Read> {
     want.sort_unstable_by_key(|w| (w.0, w.1, w.2));
     let mut out: Vec<Read> = Vec::new();
     for (pack, s, e, b) in want {
@@ -194,7 +194,7 @@ fn decode_in(
     repo: &Repository,
     r: &Read,
     buf: &[u8],
-    id: &Id,
+    id: &BlobId,
     loc: &BlobLocation,
     base: Option<&BlobLocation>,
     fetched: Option<&Fetched>,
@@ -212,7 +212,7 @@ fn decode_in(
 
 /// [`ErrorKind::Corrupt`] unless `plain` has the length the index gives
 /// for blob `id`.
-fn check_len(id: &Id, loc: &BlobLocation, plain: &[u8]) -> Result<()> {
+fn check_len(id: &BlobId, loc: &BlobLocation, plain: &[u8]) -> Result<()> {
     if plain.len() as u64 != loc.raw_len as u64 {
         return Err(Error::corrupt(format!(
             "blob {} in pack {} decodes to {} bytes, its index says {}; run `snap check`",
@@ -274,7 +274,7 @@ fn run_workers(
 /// short read is [`ErrorKind::Corrupt`]).
 pub fn read_ranges(
     store: &Store,
-    ranges: &[(Id, std::ops::Range<u64>)],
+    ranges: &[(PackId, std::ops::Range<u64>)],
     threads: usize,
 ) -> Result<Vec<Bytes>> {
     let out: Vec<Mutex<Option<Bytes>>> = ranges.iter().map(|_| Mutex::new(None)).collect();
@@ -321,7 +321,7 @@ pub trait FileSink: Sync {
 /// One file to restore: its blob ids in content order and its size, bytes.
 pub struct FileContent<'a> {
     /// Blob ids in content order.
-    pub content: &'a [Id],
+    pub content: &'a [BlobId],
     /// Size the snapshot records, bytes.
     pub size: u64,
 }
@@ -335,7 +335,7 @@ struct Dest {
 
 /// A distinct blob of the plan.
 struct PlanBlob {
-    id: Id,
+    id: BlobId,
     loc: BlobLocation,
     base: Option<BlobLocation>,
     dests: Vec<Dest>,
@@ -370,13 +370,13 @@ pub fn restore_files(
 ) -> Result<PlanStats> {
     // 1. Distinct blobs and their destinations; packs in order of first need.
     let mut blobs: Vec<PlanBlob> = Vec::new();
-    let mut pack_order: HashMap<Id, usize> = HashMap::new();
+    let mut pack_order: HashMap<PackId, usize> = HashMap::new();
     let remaining: Vec<AtomicU32> = files.iter().map(|_| AtomicU32::new(0)).collect();
     let mut ready: Vec<usize> = Vec::new();
     {
         let cat = repo.catalog();
-        let mut index: HashMap<Id, usize> = HashMap::new();
-        let mut bases: HashMap<Id, Option<BlobLocation>> = HashMap::new();
+        let mut index: HashMap<BlobId, usize> = HashMap::new();
+        let mut bases: HashMap<BlobId, Option<BlobLocation>> = HashMap::new();
         let mut locs: Vec<BlobLocation> = Vec::new();
         for (fi, f) in files.iter().enumerate() {
             // Look the whole file up first: a file with a blob no index
@@ -542,7 +542,7 @@ pub fn restore_files(
 /// not decode, and `f`'s errors; the first in stream order is returned.
 pub fn for_each_blob(
     repo: &Repository,
-    ids: &[Id],
+    ids: &[BlobId],
     f: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     for_each_blob_with(repo, ids, reads_in_flight(repo.store(), 0), f)
@@ -551,7 +551,7 @@ pub fn for_each_blob(
 /// [`for_each_blob`] with `window` reads in flight.
 pub fn for_each_blob_with(
     repo: &Repository,
-    ids: &[Id],
+    ids: &[BlobId],
     window: usize,
     mut f: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
@@ -561,7 +561,7 @@ pub fn for_each_blob_with(
             .iter()
             .map(|id| cat.lookup(id)?.ok_or_else(|| not_indexed(id)))
             .collect::<Result<Vec<_>>>()?;
-        let mut bases: HashMap<Id, BlobLocation> = HashMap::new();
+        let mut bases: HashMap<BlobId, BlobLocation> = HashMap::new();
         for b in locs.iter().filter_map(|l| l.base) {
             if let std::collections::hash_map::Entry::Vacant(v) = bases.entry(b) {
                 if let Some(l) = cat.lookup(&b)? {
@@ -684,8 +684,8 @@ pub fn for_each_blob_with(
 mod tests {
     use super::*;
 
-    fn id(b: u8) -> Id {
-        Id([b; 32])
+    fn id(b: u8) -> PackId {
+        PackId([b; 32])
     }
 
     #[test]

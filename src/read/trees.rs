@@ -10,7 +10,7 @@
 use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::Tree;
-use crate::format::Id;
+use crate::format::BlobId;
 use crate::repo::{decode_tree, Repository};
 use std::collections::HashMap;
 
@@ -26,12 +26,12 @@ pub const MIN_RUN: usize = 32;
 /// authenticate or decode, store errors for transport failures. When a
 /// run's coalesced read fails (a missing or short pack), its trees are read
 /// one by one, so each tree gets its own error.
-pub fn read_trees(repo: &Repository, ids: &[Id]) -> HashMap<Id, Result<Tree>> {
+pub fn read_trees(repo: &Repository, ids: &[BlobId]) -> HashMap<BlobId, Result<Tree>> {
     let mut uniq = ids.to_vec();
     uniq.sort_unstable();
     uniq.dedup();
-    let mut out: HashMap<Id, Result<Tree>> = HashMap::with_capacity(uniq.len());
-    let mut located: Vec<(Id, BlobLocation)> = Vec::with_capacity(uniq.len());
+    let mut out: HashMap<BlobId, Result<Tree>> = HashMap::with_capacity(uniq.len());
+    let mut located: Vec<(BlobId, BlobLocation)> = Vec::with_capacity(uniq.len());
     {
         let cat = repo.catalog();
         for id in uniq {
@@ -61,7 +61,7 @@ pub fn read_trees(repo: &Repository, ids: &[Id]) -> HashMap<Id, Result<Tree>> {
         return out;
     }
     let per = located.len().div_ceil(READERS).max(MIN_RUN);
-    let runs: Vec<Vec<(Id, Result<Tree>)>> = std::thread::scope(|s| {
+    let runs: Vec<Vec<(BlobId, Result<Tree>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = located
             .chunks(per)
             .map(|run| s.spawn(move || read_run(repo, run)))
@@ -93,7 +93,7 @@ pub fn read_trees(repo: &Repository, ids: &[Id]) -> HashMap<Id, Result<Tree>> {
 }
 
 /// Reads one run of trees (sorted by pack and offset) with coalesced reads.
-fn read_run(repo: &Repository, run: &[(Id, BlobLocation)]) -> Vec<(Id, Result<Tree>)> {
+fn read_run(repo: &Repository, run: &[(BlobId, BlobLocation)]) -> Vec<(BlobId, Result<Tree>)> {
     let locs: Vec<BlobLocation> = run.iter().map(|(_, l)| *l).collect();
     match crate::read::fetch::fetch(repo.store(), &locs) {
         Ok(f) => run

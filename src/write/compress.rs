@@ -3,7 +3,7 @@
 //! 3 = zstd frame against a repository dictionary, format-spec §12.1).
 
 use crate::error::{Error, Result};
-use crate::format::Id;
+use crate::format::{BlobId, DictId};
 use std::sync::Arc;
 
 /// Compression byte: payload stored as is.
@@ -24,7 +24,7 @@ pub const ZSTD_DICT: u8 = 3;
 /// dictionary object `id`. Construction checks that zstd accepts it, so
 /// encoding and decoding with it do not fail for the dictionary's sake.
 pub struct Dictionary {
-    id: Id,
+    id: DictId,
     bytes: Arc<[u8]>,
 }
 
@@ -46,7 +46,7 @@ impl Dictionary {
     ///
     /// Errors: [`crate::error::ErrorKind::Corrupt`] naming the dictionary if
     /// `bytes` is not a zstd dictionary zstd accepts.
-    pub fn new(id: Id, bytes: &[u8]) -> Result<Dictionary> {
+    pub fn new(id: DictId, bytes: &[u8]) -> Result<Dictionary> {
         let bad = |why: String| Error::corrupt(format!("dictionary {}: {why}", id.short()));
         crate::format::dict::check(bytes).map_err(|e| bad(e.to_string()))?;
         zstd::bulk::Decompressor::with_dictionary(bytes)
@@ -60,7 +60,7 @@ impl Dictionary {
     }
 
     /// The dictionary object's id.
-    pub fn id(&self) -> Id {
+    pub fn id(&self) -> DictId {
         self.id
     }
 
@@ -101,7 +101,7 @@ impl Dictionary {
         let mut bytes = zstd::dict::from_samples(&learn, max_size).ok()?;
         crate::format::dict::check(&bytes).ok()?;
         bytes[4..8].copy_from_slice(&generation.max(1).to_le_bytes());
-        let dict = Dictionary::new(Id([0; 32]), &bytes).ok()?;
+        let dict = Dictionary::new(DictId([0; 32]), &bytes).ok()?;
         let (mut with, mut without) = (0usize, 0usize);
         let mut enc = Vec::new();
         for s in held.iter().take(64) {
@@ -253,7 +253,7 @@ pub fn encode_as(data: &[u8], choice: Choice, out: &mut Vec<u8>) {
 /// level and dictionary.
 pub fn encode_with(data: &[u8], choice: Choice, dict: Option<&Dictionary>, out: &mut Vec<u8>) {
     thread_local! {
-        static DCCTX: std::cell::RefCell<Vec<((Id, i32), zstd::bulk::Compressor<'static>)>> =
+        static DCCTX: std::cell::RefCell<Vec<((DictId, i32), zstd::bulk::Compressor<'static>)>> =
             const { std::cell::RefCell::new(Vec::new()) };
     }
     if let (Choice::Zstd(level), Some(d)) = (choice, dict) {
@@ -339,7 +339,7 @@ pub fn encode_with(data: &[u8], choice: Choice, dict: Option<&Dictionary>, out: 
 /// `zstd --patch-from`.
 pub fn encode_delta(
     data: &[u8],
-    base_id: &crate::format::Id,
+    base_id: &BlobId,
     base_plain: &[u8],
     level: i32,
     dict: Option<&Dictionary>,
@@ -384,9 +384,9 @@ pub fn encode_delta(
 /// The base blob named by an encoded payload, if it is a delta blob
 /// (compression byte [`ZSTD_DELTA`]); `None` for raw and zstd payloads and
 /// for a delta payload too short to name one.
-pub fn delta_base(encoded: &[u8]) -> Option<crate::format::Id> {
+pub fn delta_base(encoded: &[u8]) -> Option<BlobId> {
     match encoded {
-        [ZSTD_DELTA, rest @ ..] if rest.len() >= 32 => crate::format::Id::from_slice(&rest[..32]),
+        [ZSTD_DELTA, rest @ ..] if rest.len() >= 32 => BlobId::from_slice(&rest[..32]),
         _ => None,
     }
 }
@@ -394,9 +394,9 @@ pub fn delta_base(encoded: &[u8]) -> Option<crate::format::Id> {
 /// The dictionary named by an encoded payload, if it is a dictionary payload
 /// (compression byte [`ZSTD_DICT`]); `None` for other payloads and for a
 /// dictionary payload too short to name one.
-pub fn dict_of(encoded: &[u8]) -> Option<Id> {
+pub fn dict_of(encoded: &[u8]) -> Option<DictId> {
     match encoded {
-        [ZSTD_DICT, rest @ ..] if rest.len() >= 32 => Id::from_slice(&rest[..32]),
+        [ZSTD_DICT, rest @ ..] if rest.len() >= 32 => DictId::from_slice(&rest[..32]),
         _ => None,
     }
 }
@@ -415,7 +415,7 @@ pub fn decode_dict(
     limit: usize,
 ) -> Result<Vec<u8>> {
     thread_local! {
-        static DDCTX: std::cell::RefCell<Vec<(Id, zstd::bulk::Decompressor<'static>)>> =
+        static DDCTX: std::cell::RefCell<Vec<(DictId, zstd::bulk::Decompressor<'static>)>> =
             const { std::cell::RefCell::new(Vec::new()) };
     }
     if raw_len > limit {
@@ -573,7 +573,7 @@ mod tests {
             .collect();
         let mut data = base.clone();
         data[5000..5010].copy_from_slice(b"CHANGED!!!");
-        let base_id = crate::format::Id([5; 32]);
+        let base_id = BlobId([5; 32]);
         let mut out = Vec::new();
         assert!(encode_delta(&data, &base_id, &base, 3, None, &mut out));
         assert_eq!(out[0], ZSTD_DELTA);
@@ -692,7 +692,7 @@ mod tests {
         let data = rows(false, 150_000);
         let chunks: Vec<&[u8]> = data.chunks(16 << 10).collect();
         let bytes = Dictionary::train(&chunks[..chunks.len() / 2], 64 << 10, 7).expect("trained");
-        let dict = Dictionary::new(Id([9; 32]), &bytes).unwrap();
+        let dict = Dictionary::new(DictId([9; 32]), &bytes).unwrap();
         assert_eq!(dict.generation(), 7);
         let (mut with, mut without) = (0, 0);
         let mut enc = Vec::new();
@@ -704,7 +704,7 @@ mod tests {
             with += enc.len();
             // Without its dictionary the payload never decodes silently.
             assert!(decode(&enc, c.len()).is_err());
-            let other = Dictionary::new(Id([8; 32]), &bytes).unwrap();
+            let other = Dictionary::new(DictId([8; 32]), &bytes).unwrap();
             assert!(decode_dict(&enc, &other, c.len(), 1 << 20).is_err());
             encode(c, 3, &mut enc);
             without += enc.len();
@@ -720,7 +720,7 @@ mod tests {
         changed[100..104].copy_from_slice(b"XXXX");
         assert!(encode_delta(
             &changed,
-            &Id([1; 32]),
+            &BlobId([1; 32]),
             base,
             3,
             Some(&dict),
@@ -729,7 +729,7 @@ mod tests {
         let unrelated = vec![b'q'; 4096];
         assert!(!encode_delta(
             &changed,
-            &Id([1; 32]),
+            &BlobId([1; 32]),
             &unrelated,
             3,
             Some(&dict),
@@ -737,7 +737,7 @@ mod tests {
         ));
         assert_eq!(enc[0], ZSTD_DICT);
         // Not a dictionary: refused with its name, before zstd sees it.
-        let e = Dictionary::new(Id([7; 32]), b"not a dictionary").unwrap_err();
+        let e = Dictionary::new(DictId([7; 32]), b"not a dictionary").unwrap_err();
         assert!(e.to_string().contains("dictionary 07070707"), "{e}");
         // Bounded: a frame longer than raw_len is an error.
         encode_with(chunks[3], Choice::Zstd(3), Some(&dict), &mut enc);

@@ -28,7 +28,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{ChunkProfile, Tree};
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind};
 use crate::repo::Repository;
 use crate::write::chunker::Chunker;
 use crate::write::compress::{self, Bottleneck, Dictionary};
@@ -156,16 +156,16 @@ struct Piece {
 /// versions share. Offsets, unlike chunk counts, do not drift when a change
 /// merges or splits chunks.
 pub struct DeltaRef {
-    chunks: Vec<Id>,
+    chunks: Vec<BlobId>,
     /// Start offset of each chunk in the previous version, bytes.
     starts: Vec<u64>,
-    pos: HashMap<Id, usize>,
+    pos: HashMap<BlobId, usize>,
 }
 
 impl DeltaRef {
     /// From the previous version's content ids and their plaintext lengths
     /// in bytes, in stream order.
-    pub fn new(chunks: Vec<(Id, u32)>) -> DeltaRef {
+    pub fn new(chunks: Vec<(BlobId, u32)>) -> DeltaRef {
         let mut pos = HashMap::with_capacity(chunks.len());
         let mut starts = Vec::with_capacity(chunks.len());
         let mut at = 0u64;
@@ -209,7 +209,7 @@ pub struct Ingested {
     /// The saver, still open (trees go in next).
     pub saver: BlobSaver,
     /// Blob ids per slot, in content order.
-    pub contents: Vec<Vec<Id>>,
+    pub contents: Vec<Vec<BlobId>>,
     /// Bytes per slot: the sum of the plaintext lengths of its blobs,
     /// counted from the same pieces the ids come from. A tree entry's size
     /// is set from this, so it always agrees with its content.
@@ -219,7 +219,7 @@ pub struct Ingested {
 impl Ingested {
     /// Takes the content of `slot`: its blob ids and its length in bytes
     /// (empty and 0 for a slot that got no bytes).
-    pub fn take(&mut self, slot: usize) -> (Vec<Id>, u64) {
+    pub fn take(&mut self, slot: usize) -> (Vec<BlobId>, u64) {
         let ids = self
             .contents
             .get_mut(slot)
@@ -723,7 +723,7 @@ fn processor(
     spare: SyncSender<Vec<u8>>,
     progress: &AtomicU64,
 ) -> Result<Ingested> {
-    let mut contents: Vec<Vec<Id>> = Vec::new();
+    let mut contents: Vec<Vec<BlobId>> = Vec::new();
     let mut lengths: Vec<u64> = Vec::new();
     let mut cursors: HashMap<usize, DeltaCursor> = HashMap::new();
     let mut gauge = Gauge::of(repo);
@@ -789,12 +789,12 @@ pub fn catalog_written(repo: &Repository, saver: &mut BlobSaver) -> Result<()> {
 }
 
 /// A chosen delta base: its id and where it is stored.
-type Base = Option<(Id, crate::catalog::BlobLocation)>;
+type Base = Option<(BlobId, crate::catalog::BlobLocation)>;
 
 /// The base for a new chunk whose previous-version counterpart is `cand`:
 /// `cand` itself, or its base if `cand` is a delta (bases are never deltas),
 /// provided it is indexed as data and not in a pack marked for deletion.
-fn choose_base(cat: &crate::catalog::Catalog, cand: &Id, id: &Id) -> Result<Base> {
+fn choose_base(cat: &crate::catalog::Catalog, cand: &BlobId, id: &BlobId) -> Result<Base> {
     let Some(loc) = cat.lookup(cand)? else {
         return Ok(None);
     };
@@ -818,7 +818,7 @@ fn choose_base(cat: &crate::catalog::Catalog, cand: &Id, id: &Id) -> Result<Base
 /// the delta, not the backup.
 fn fetch_bases(
     repo: &Repository,
-    new: &[(usize, usize, usize, Id, Base)],
+    new: &[(usize, usize, usize, BlobId, Base)],
 ) -> Option<crate::read::fetch::Fetched> {
     let locs: Vec<crate::catalog::BlobLocation> = new
         .iter()
@@ -834,14 +834,14 @@ fn process(
     repo: &Repository,
     saver: &mut BlobSaver,
     batch: &Batch,
-    contents: &mut Vec<Vec<Id>>,
+    contents: &mut Vec<Vec<BlobId>>,
     lengths: &mut Vec<u64>,
     cursors: &mut HashMap<usize, DeltaCursor>,
     bottleneck: Bottleneck,
 ) -> Result<()> {
     let key = repo.key();
     // Cut (whole small files) and hash, in parallel; order is kept.
-    let chunks: Vec<Vec<(usize, usize, Id)>> = batch
+    let chunks: Vec<Vec<(usize, usize, BlobId)>> = batch
         .pieces
         .par_iter()
         .map(|p| {
@@ -865,7 +865,7 @@ fn process(
     // Which chunks are new: not pending in the saver, not in the catalog,
     // not earlier in this batch. For streams with a previous version, follow
     // it to pick each new chunk's delta base.
-    let mut new: Vec<(usize, usize, usize, Id, Base)> = Vec::new();
+    let mut new: Vec<(usize, usize, usize, BlobId, Base)> = Vec::new();
     {
         let cat = repo.catalog();
         let mut seen = HashSet::new();
@@ -895,7 +895,7 @@ fn process(
     let policy = compress::Policy::of(repo.config());
     let level = policy.level;
     let fetched = fetch_bases(repo, &new);
-    let sealed: Vec<(Vec<u8>, Option<Id>)> = new
+    let sealed: Vec<(Vec<u8>, Option<BlobId>)> = new
         .par_iter()
         .map_init(Vec::new, |enc, (pi, start, len, id, base)| {
             let data = &batch.pieces[*pi].buf[*start..*start + *len];
@@ -943,7 +943,7 @@ fn process(
 }
 
 /// Stores a tree blob unless already stored; returns its id.
-pub fn save_tree(repo: &Repository, saver: &mut BlobSaver, tree: &Tree) -> Result<Id> {
+pub fn save_tree(repo: &Repository, saver: &mut BlobSaver, tree: &Tree) -> Result<BlobId> {
     let plain = tree.encode();
     if plain.len() > crate::format::MAX_TREE_SIZE {
         return Err(Error::usage(format!(

@@ -3,11 +3,11 @@
 //! (up to [`Store::upload_concurrency`] in flight, as tasks on the store's
 //! runtime) and writes index objects for them (format-spec §6, §7, §18).
 
-use crate::crypto::{MasterKey, AAD_INDEX, AAD_PACK_HEADER};
+use crate::crypto::{MasterKey, AAD_PACK_HEADER};
 use crate::error::{Error, Result};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{PackEntry, PackHeader};
-use crate::format::{BlobKind, Id};
+use crate::format::{BlobId, BlobKind, IndexId, PackId};
 use crate::store::{ObjectKind, Store};
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -25,7 +25,7 @@ pub struct PackBuilder {
 /// A finished pack: its id (BLAKE3 of `bytes`), bytes and header entries.
 pub struct FinishedPack {
     /// BLAKE3-256 of `bytes`; the object name.
-    pub id: Id,
+    pub id: PackId,
     /// The whole pack.
     pub bytes: Bytes,
     /// Entries, in pack order.
@@ -44,7 +44,14 @@ impl PackBuilder {
     }
 
     /// Appends one sealed blob; `base` names the base of a delta blob.
-    pub fn add(&mut self, kind: BlobKind, id: Id, sealed: &[u8], raw_len: u32, base: Option<Id>) {
+    pub fn add(
+        &mut self,
+        kind: BlobKind,
+        id: BlobId,
+        sealed: &[u8],
+        raw_len: u32,
+        base: Option<BlobId>,
+    ) {
         self.entries.push(PackEntry {
             kind,
             id,
@@ -77,7 +84,7 @@ impl PackBuilder {
         buf.extend_from_slice(&sealed);
         buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         FinishedPack {
-            id: Id::of_object(&buf),
+            id: PackId::of_object(&buf),
             bytes: Bytes::from(buf),
             entries: header.entries,
         }
@@ -128,7 +135,7 @@ pub struct BlobSaver {
     pack_size: usize,
     open: Vec<PackBuilder>,
     /// Blobs in open, uploading or uploaded-but-unindexed packs.
-    pending: HashSet<Id>,
+    pending: HashSet<BlobId>,
     done_tx: mpsc::Sender<UploadResult>,
     done_rx: mpsc::Receiver<UploadResult>,
     /// Uploads spawned and not yet collected.
@@ -145,7 +152,7 @@ pub struct BlobSaver {
     upload_wait: Duration,
     uploaded: Vec<IndexPack>,
     /// Index objects written, with their contents, for the caller to catalog.
-    pub written_indexes: Vec<(Id, IndexFile)>,
+    pub written_indexes: Vec<(IndexId, IndexFile)>,
     /// Totals.
     pub stats: SaveStats,
 }
@@ -227,13 +234,13 @@ impl BlobSaver {
     }
 
     /// Whether this saver already holds blob `id` (not yet in the catalog).
-    pub fn is_pending(&self, id: &Id) -> bool {
+    pub fn is_pending(&self, id: &BlobId) -> bool {
         self.pending.contains(id)
     }
 
     /// Adds a sealed blob. The open pack is chosen by the blob's keyed id, so
     /// pack sizes do not follow one file's chunk sequence.
-    pub fn add(&mut self, kind: BlobKind, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
+    pub fn add(&mut self, kind: BlobKind, id: BlobId, sealed: &[u8], raw_len: u32) -> Result<()> {
         self.add_with_base(kind, id, sealed, raw_len, None)
     }
 
@@ -242,10 +249,10 @@ impl BlobSaver {
     pub fn add_with_base(
         &mut self,
         kind: BlobKind,
-        id: Id,
+        id: BlobId,
         sealed: &[u8],
         raw_len: u32,
-        base: Option<Id>,
+        base: Option<BlobId>,
     ) -> Result<()> {
         if !self.pending.insert(id) {
             return Ok(());
@@ -346,18 +353,16 @@ impl BlobSaver {
             supersedes: Vec::new(),
             packs: std::mem::take(&mut self.uploaded),
         };
-        let sealed = self.key.seal(AAD_INDEX, &idx.encode());
-        let id = Id::of_object(&sealed);
-        let len = sealed.len() as u64;
-        if let Err(e) = self
-            .store
-            .put_new(&ObjectKind::Index.key(&id.to_hex()), Bytes::from(sealed))
-        {
-            // Keep the packs for a later attempt (finish, salvage).
-            self.uploaded = idx.packs;
-            return Err(e);
-        }
-        self.stats.stored_bytes += len;
+        let (id, sealed) =
+            match crate::repo::write_sealed::<IndexId>(&self.store, &self.key, &idx.encode()) {
+                Ok(w) => w,
+                Err(e) => {
+                    // Keep the packs for a later attempt (finish, salvage).
+                    self.uploaded = idx.packs;
+                    return Err(e);
+                }
+            };
+        self.stats.stored_bytes += sealed.len() as u64;
         self.written_indexes.push((id, idx));
         self.last_index = Instant::now();
         Ok(())
@@ -408,7 +413,7 @@ impl BlobSaver {
 
     /// Takes the index objects written since the last call (for the catalog);
     /// their blobs stop being pending.
-    pub fn take_written(&mut self) -> Vec<(Id, IndexFile)> {
+    pub fn take_written(&mut self) -> Vec<(IndexId, IndexFile)> {
         let w = std::mem::take(&mut self.written_indexes);
         for (_, idx) in &w {
             for p in &idx.packs {

@@ -24,7 +24,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Snapshot, SourceInfo, Summary};
 use crate::format::tree::{ChunkProfile, EntryKind, TreeEntry, STREAMS_DIR};
-use crate::format::Id;
+use crate::format::SnapshotId;
 use crate::repo::{hostname, now_rfc3339, username, Repository};
 use crate::session::{Operation, Session};
 use crate::write::ingest::{self};
@@ -109,7 +109,7 @@ pub struct BackupOptions {
     /// relative to the current directory.
     pub excludes: Vec<String>,
     /// Parent snapshot id; `None` picks the latest with the same host and paths.
-    pub parent: Option<Id>,
+    pub parent: Option<SnapshotId>,
     /// Read every file even when the parent says it is unchanged.
     pub force: bool,
     /// Snapshot description.
@@ -134,7 +134,7 @@ pub struct BackupOptions {
 #[derive(Debug)]
 pub struct BackupOutcome {
     /// The new snapshot's id.
-    pub id: Id,
+    pub id: SnapshotId,
     /// The snapshot.
     pub snapshot: Snapshot,
     /// Source entries that could not be read (each one line).

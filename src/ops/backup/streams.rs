@@ -5,7 +5,7 @@
 use super::{StreamInput, StreamSource};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{ChunkProfile, STREAMS_DIR};
-use crate::format::Id;
+use crate::format::BlobId;
 use crate::repo::Repository;
 use crate::write::ingest::{DeltaRef, Reader};
 use std::collections::HashMap;
@@ -77,7 +77,7 @@ pub(super) fn previous_streams(
     let Ok(snaps) = repo.snapshots() else {
         return out;
     };
-    let content = |tree: &Id, name: &str| -> Option<Vec<Id>> {
+    let content = |tree: &BlobId, name: &str| -> Option<Vec<BlobId>> {
         let root = repo.read_tree_cached(tree).ok()?;
         let sub = repo
             .read_tree_cached(&root.get(STREAMS_DIR.as_bytes())?.subtree?)

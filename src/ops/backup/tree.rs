@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::format::tree::{EntryKind, Tree, TreeEntry};
-use crate::format::Id;
+use crate::format::BlobId;
 use crate::repo::Repository;
 use crate::write::ingest::{self};
 use crate::write::pack::BlobSaver;
@@ -46,7 +46,7 @@ pub(super) fn store_trees(
     saver: &mut BlobSaver,
     dir: DirNode,
     total: &mut u64,
-) -> Result<Id> {
+) -> Result<BlobId> {
     let mut tree = Tree::default();
     for (name, node) in dir.children {
         match node {

@@ -16,7 +16,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{EntryKind, TreeEntry, MAX_DEPTH, STREAMS_DIR};
-use crate::format::Id;
+use crate::format::BlobId;
 use crate::read::planner;
 use crate::repo::Repository;
 use rayon::prelude::*;
@@ -151,7 +151,7 @@ pub fn write_content(repo: &Repository, entry: &TreeEntry, w: &mut dyn Write) ->
 }
 
 /// Finds the entry at `path` (components separated by `/`) in a snapshot tree.
-pub fn find_entry(repo: &Repository, root: &Id, path: &str) -> Result<TreeEntry> {
+pub fn find_entry(repo: &Repository, root: &BlobId, path: &str) -> Result<TreeEntry> {
     let mut tree = repo.read_tree(root)?;
     let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     let (last, dirs) = comps
@@ -181,7 +181,7 @@ pub fn find_entry(repo: &Repository, root: &Id, path: &str) -> Result<TreeEntry>
 /// must hold exactly one stream.
 pub fn restore_stream(
     repo: &Repository,
-    tree: &Id,
+    tree: &BlobId,
     streams: &[String],
     name: Option<&str>,
     w: &mut dyn Write,
@@ -355,21 +355,21 @@ impl Plan {
     /// Walks the trees below `root` breadth-first, one level at a time
     /// (each level's trees read concurrently, [`crate::read::trees`]; depth
     /// checked). Folders that cannot hold a selected entry are not read.
-    fn build(repo: &Repository, root: &Id, filter: &Filter, delete: bool) -> Result<Plan> {
+    fn build(repo: &Repository, root: &BlobId, filter: &Filter, delete: bool) -> Result<Plan> {
         let mut plan = Plan::default();
         let mut inodes: HashMap<(u64, u64), usize> = HashMap::new();
         // (tree, its folder in `dirs`, its snapshot path, selected?)
-        type Level = Vec<(Id, Option<usize>, PathBuf, bool)>;
+        type Level = Vec<(BlobId, Option<usize>, PathBuf, bool)>;
         let mut level: Level = vec![(*root, None, PathBuf::from("/"), filter.include.is_none())];
         let mut depth = 1;
         while !level.is_empty() {
             for (_, _, snap_dir, _) in &level {
                 check_depth(depth, || snap_dir.display().to_string())?;
             }
-            let ids: Vec<Id> = level.iter().map(|l| l.0).collect();
+            let ids: Vec<BlobId> = level.iter().map(|l| l.0).collect();
             let mut trees = crate::read::trees::read_trees(repo, &ids);
             // Uses left per tree: the last use takes the tree, earlier ones clone it.
-            let mut uses: HashMap<Id, usize> = HashMap::new();
+            let mut uses: HashMap<BlobId, usize> = HashMap::new();
             for id in &ids {
                 *uses.entry(*id).or_default() += 1;
             }
@@ -493,7 +493,7 @@ use crate::read::planner::is_damage;
 /// [`MAX_DEPTH`].
 pub fn restore(
     repo: &Repository,
-    root: &Id,
+    root: &BlobId,
     target: &Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
