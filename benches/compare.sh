@@ -12,7 +12,12 @@
 #   ROUNDS   rounds (default 3); each round runs every tool once, in a rotated order
 #   TOOLS    tools to run (default "snap restic borg-lz4 borg-zstd3")
 #   DUMPS    1 = run steps 4-5 (PostgreSQL dumps), 0 = skip (default 1)
+#   MYSQL    1 = run step 7 (MariaDB dumps, snap and restic), 0 = skip (default 1 when
+#            SNAP_TEST_MYSQL_PORT is set, i.e. scripts/services.sh started MariaDB)
+#   MYSQL_SCALE  posts in the MariaDB database of step 7 (default 20000: a 49 MB dump)
 #   NAME     suffix for the result file name (compare-<date>-NAME.md)
+#   SNAP_BIN a snap binary to use instead of building the release one (e.g. the dev build,
+#            whose dependencies are optimised too; bytes are the same, times a little slower)
 #   WORK     scratch directory for repositories and restores (default a new /tmp/snap-compare.*;
 #            all repositories live on the same filesystem)
 #   LOCAL    1 = run steps 1-5 (local repositories), 0 = skip them (default 1)
@@ -53,6 +58,9 @@
 #        6-dD-nochange  backup of the unchanged S3_SRC with the tool's cache.
 #      Clients at their defaults (restic: 5 S3 connections). The table adds a speed ratio
 #      snap/restic = restic wall / snap wall (above 1: snap is faster).
+#   7. MariaDB (snap and restic): two nightly dumps of a database of real text
+#      (benches/mysql_data.py), snap through its --mysql source, restic through
+#      `mariadb-dump ... | restic backup --stdin`; bytes added by the second night.
 # Before every timed step the script runs `sync` (not timed), so one step's
 # dirty pages are not written back during the next tool's step.
 # Caches: there is no way to drop the page cache here, so SRC is read once
@@ -76,6 +84,8 @@ DELAYS="${DELAYS:-0 20 50}"
 S3_SERVER="${S3_SERVER:-s3s}"
 TOOLS="${TOOLS:-snap restic borg-lz4 borg-zstd3}"
 DUMPS="${DUMPS:-1}"
+MYSQL="${MYSQL:-$([ -n "${SNAP_TEST_MYSQL_PORT:-}" ] && echo 1 || echo 0)}"
+MYSQL_SCALE="${MYSQL_SCALE:-20000}"
 WORK="${WORK:-$(mktemp -d /tmp/snap-compare.XXXXXX)}"
 mkdir -p "$WORK"
 RAW="$WORK/raw.tsv"
@@ -91,9 +101,14 @@ if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
   apt-get install -y -q restic borgbackup >/dev/null 2>&1 ||
     { apt-get update -q >/dev/null && apt-get install -y -q restic borgbackup >/dev/null; }
 fi
-log "building snap (release)"
-cargo build --release --quiet
-SNAP="${CARGO_TARGET_DIR:-$ROOT/target}/release/snap"
+if [ -n "${SNAP_BIN:-}" ]; then
+  SNAP=$(realpath "$SNAP_BIN")
+  log "using $SNAP (SNAP_BIN; not the release build)"
+else
+  log "building snap (release)"
+  cargo build --release --quiet
+  SNAP="${CARGO_TARGET_DIR:-$ROOT/target}/release/snap"
+fi
 VERSIONS="snap $(git rev-parse --short HEAD); $(restic version | cut -d' ' -f1-2); $(borg --version)"
 
 if [ "$DUMPS" = 1 ] && [ "$LOCAL" = 1 ]; then
@@ -409,6 +424,56 @@ if [ "$S3" = 1 ]; then
   VERSIONS="$VERSIONS; S3 server $S3_VERSION"
   export S3_INFO="S3 steps (6): \`$S3_SRC\`, $(echo "scale=2; $S3_SRC_BYTES / 1000000" | bc) MB in $S3_SRC_FILES files, on $S3_VERSION at 127.0.0.1 through benches/latency_proxy.py (delays $DELAYS ms per request/response exchange); single file \`$ONE_FILE\` ($(stat -c %s "$ONE_FILE") bytes)."
 fi
+# --- 7. MariaDB nightly dumps ------------------------------------------------
+# snap (its own --mysql source: mariadb-dump --single-transaction --quick --routines --events
+# --triggers --hex-blob) and restic (`restic backup --stdin` of the same mariadb-dump command)
+# back up bench_my_v1 and then bench_my_v2 (v1 after one night: 0.25% of the rows updated,
+# 0.1% inserted, 0.1% deleted; benches/mysql_data.py) into a fresh repository each round;
+# repository bytes after night 1 and bytes added by night 2. The password goes through an
+# option file (0600) that both tools' mariadb-dump read.
+if [ "$MYSQL" = 1 ]; then
+  : "${SNAP_TEST_MYSQL_PORT:?step 7 needs MariaDB: source scripts/services.sh start (or MYSQL=0)}"
+  MYCNF="$WORK/mysql-client.cnf"
+  (umask 077 && printf '[client]\nhost=%s\nport=%s\nuser=%s\npassword="%s"\n' "$SNAP_TEST_MYSQL_HOST" \
+    "$SNAP_TEST_MYSQL_PORT" "$SNAP_TEST_MYSQL_USER" "$(head -n 1 "$SNAP_TEST_MYSQL_PASSWORD_FILE")" >"$MYCNF")
+  my() { mariadb --defaults-extra-file="$MYCNF" "$@"; }
+  if [ "${MYSQL_FRESH:-0}" = 1 ] || ! my -e "USE bench_my_v2" 2>/dev/null; then
+    log "preparing bench_my_v1 and bench_my_v2 (scale $MYSQL_SCALE)"
+    my -e "DROP DATABASE IF EXISTS bench_my_v1; DROP DATABASE IF EXISTS bench_my_v2; CREATE DATABASE bench_my_v1; CREATE DATABASE bench_my_v2"
+    python3 benches/mysql_data.py create "$MYSQL_SCALE" | my bench_my_v1
+    mariadb-dump --defaults-extra-file="$MYCNF" --single-transaction --routines --triggers bench_my_v1 | my bench_my_v2
+    python3 benches/mysql_data.py night 2 "$MYSQL_SCALE" | my bench_my_v2
+  fi
+  MYSQL_DUMP_BYTES=$(mariadb-dump --defaults-extra-file="$MYCNF" --single-transaction --quick \
+    --routines --events --triggers --hex-blob bench_my_v1 | wc -c)
+  log "mariadb-dump of bench_my_v1: $MYSQL_DUMP_BYTES bytes"
+  MYDUMP="mariadb-dump --defaults-extra-file=$MYCNF --single-transaction --quick --routines --events --triggers --hex-blob"
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for t in snap restic; do
+      case " $TOOLS " in *" $t "*) ;; *) continue ;; esac
+      drepo="$WORK/mysql-$t"
+      rm -rf "$drepo" "$WORK/cache-snap" "$WORK/cache-restic"
+      t_init "$t" "$drepo"
+      for night in 1 2; do
+        step="7-mysql-dump$night"
+        [ "$night" = 2 ] && d1=$(bytes "$drepo")
+        if [ "$t" = snap ]; then
+          timed "$t" "$round" "$step" env SNAP_REPO="$drepo" SNAP_CACHE_DIR="$WORK/cache-snap" \
+            "$SNAP" backup --mysql "db.sql=database=bench_my_v$night option-file=$MYCNF"
+        else
+          timed_pipe "$t" "$round" "$step" "$MYDUMP bench_my_v$night" bash -c "$(t_stdin_cmd "$t" "$drepo" db.sql)"
+        fi
+        if [ "$night" = 1 ]; then
+          rec "$t" "$round" "$step" repo_bytes "$(bytes "$drepo")"
+        else
+          rec "$t" "$round" "$step" bytes_added "$(($(bytes "$drepo") - d1))"
+        fi
+      done
+      rm -rf "$drepo"
+    done
+  done
+  export MYSQL_INFO="MariaDB step (7): \`benches/mysql_data.py\` scale $MYSQL_SCALE (posts of real text, users, comments; a view, a trigger, a procedure), dump $MYSQL_DUMP_BYTES bytes; night 2 after 0.25% of the rows updated, 0.1% inserted, 0.1% deleted. $(mariadb --version)."
+fi
 elapsed=$(($(date +%s) - started))
 
 # --- table -----------------------------------------------------------------
@@ -467,6 +532,12 @@ if s3:
         ratio = f"{rw/sw:.2f}" if sw and rw else "–"
         ver = ", ".join(fmt(med(t, step, "verified"), "verified") for t in ("snap", "restic"))
         print(f"| {step} | {fmt(sw, 'wall')} | {fmt(rw, 'wall')} | {ratio} | {ver} |")
+if os.environ.get("MYSQL_INFO"):
+    print("\n" + os.environ["MYSQL_INFO"])
+    for t in ("snap", "restic"):
+        n1, n2 = med(t, "7-mysql-dump1", "repo_bytes"), med(t, "7-mysql-dump2", "bytes_added")
+        if n1 and n2 is not None:
+            print(f"- {t}: night 2 added {fmt(n2, 'bytes_added')}, {n2 * 100 / n1:.1f}% of night 1's {fmt(n1, 'repo_bytes')}")
 print(f"\nRaw measurements: one line per tool/round/step/metric in the run's raw.tsv.")
 PY
 cp "$RAW" "${OUT%.md}.raw.tsv"

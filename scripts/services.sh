@@ -2,7 +2,8 @@
 # Throwaway test services for snap's integration tests:
 #   * a PostgreSQL cluster on 127.0.0.1 (trust auth, fsync off), and
 #   * an S3-compatible server on 127.0.0.1 with a bucket "snap-test" (moto), and
-#   * a second S3-compatible server on another port with a bucket "snap-test" (s3s-fs).
+#   * a second S3-compatible server on another port with a bucket "snap-test" (s3s-fs), and
+#   * a MariaDB server on 127.0.0.1 and a unix socket (Debian's mariadb-server, own datadir).
 #
 # Usage:
 #   source scripts/services.sh start   # start (or reuse) the services and export the variables
@@ -14,6 +15,9 @@
 #   SNAP_TEST_PG_HOST SNAP_TEST_PG_PORT SNAP_TEST_PG_USER SNAP_TEST_PG_BIN
 #   SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET      (moto)
 #   SNAP_TEST_S3S_ENDPOINT SNAP_TEST_S3S_BUCKET    (s3s-fs; same keys and region as moto)
+#   SNAP_TEST_MYSQL_HOST SNAP_TEST_MYSQL_PORT SNAP_TEST_MYSQL_SOCKET
+#   SNAP_TEST_MYSQL_USER SNAP_TEST_MYSQL_PASSWORD_FILE  (MariaDB; the user has every privilege,
+#                                                  its password is the file's only line, 0600)
 #   AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_DEFAULT_REGION
 #
 # Knobs:
@@ -21,6 +25,7 @@
 #   SNAP_TEST_TOOLS  where the moto virtualenv and the s3s-fs binary are kept between runs
 #                    (default $HOME/.cache/snap-test-tools)
 #   SNAP_TEST_S3S=0  do not start s3s-fs (tests that need it then skip, or fail under CI=true)
+#   SNAP_TEST_MYSQL=0  do not start MariaDB (tests that need it then skip, or fail under CI=true)
 #   SNAP_TEST_FRESH=1  make `start` restart services instead of reusing healthy ones
 #
 # S3 server: moto (PyPI "moto[server]", pinned in _SNAP_MOTO_SPEC, installed into a venv under
@@ -53,7 +58,8 @@ _SNAP_S3_BUCKET='snap-test'
 _SNAP_S3S_VERSION='0.14.1'
 _SNAP_EXPORTED_VARS='SNAP_TEST_PG_HOST SNAP_TEST_PG_PORT SNAP_TEST_PG_USER SNAP_TEST_PG_BIN
 SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET SNAP_TEST_S3S_ENDPOINT SNAP_TEST_S3S_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
-AWS_DEFAULT_REGION'
+AWS_DEFAULT_REGION SNAP_TEST_MYSQL_HOST SNAP_TEST_MYSQL_PORT SNAP_TEST_MYSQL_SOCKET SNAP_TEST_MYSQL_USER
+SNAP_TEST_MYSQL_PASSWORD_FILE'
 
 _snap_say() { printf 'services: %s\n' "$*"; }
 _snap_warn() { printf 'services: WARNING: %s\n' "$*" >&2; }
@@ -603,6 +609,142 @@ _snap_s3s_healthy() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# MariaDB
+
+# Runs a command as the owner of the MariaDB datadir ($1 = mysql or self).
+_snap_as_my_owner() {
+    local owner=$1
+    shift
+    if [ "$owner" = self ]; then
+        "$@"
+    elif command -v runuser >/dev/null 2>&1; then
+        (cd / && runuser -u mysql -- "$@")
+    else
+        (cd / && su mysql -s /bin/sh -c "$(printf '%q ' "$@")")
+    fi
+}
+
+# Starts a private MariaDB server (Debian's mariadb-server, installed when missing): its own
+# datadir under $1/mysql made by mariadb-install-db, no option files read (--no-defaults), TCP
+# on 127.0.0.1:PORT and a unix socket in $1/mysql; durability off (a throwaway server). Then
+# makes user `snap` (every privilege, random password in $1/mysql/password, mode 0600) and
+# drops the accounts mariadb-install-db made for this machine's host name (with
+# --skip-name-resolve the server cannot show them, which breaks `mariadb-dump --system=users`).
+_snap_start_mysql() {
+    local root=$1 owner mydir data sock port attempt ok=0 pid pwfile pw ver
+    if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+        _snap_apt_install mariadb-server mariadb-client || return 1
+    fi
+    if ! command -v mariadb-install-db >/dev/null 2>&1 || ! command -v mariadb >/dev/null 2>&1 ||
+        ! command -v mariadb-dump >/dev/null 2>&1; then
+        _snap_apt_install mariadb-server mariadb-client || return 1
+    fi
+    local mariadbd
+    mariadbd=$(command -v mariadbd 2>/dev/null || printf '/usr/sbin/mariadbd')
+    if [ "$(id -u)" -eq 0 ]; then
+        owner=mysql
+        if ! id mysql >/dev/null 2>&1; then
+            useradd --system --user-group --no-create-home --home-dir /nonexistent \
+                --shell /usr/sbin/nologin mysql || return 1
+        fi
+    else
+        owner=self
+    fi
+    mydir="$root/mysql"
+    data="$mydir/data"
+    sock="$mydir/mysqld.sock"
+    mkdir -p "$mydir" || return 1
+    if [ "$owner" = mysql ]; then
+        chown mysql: "$mydir" || return 1
+    fi
+    chmod 700 "$mydir" || return 1
+    _snap_state_set SNAP_SVC_MY_OWNER "$owner"
+    _snap_state_set SNAP_SVC_MY_DATA "$data"
+    local userarg=()
+    [ "$owner" = mysql ] && userarg=(--user=mysql)
+    if ! _snap_as_my_owner "$owner" mariadb-install-db --no-defaults "${userarg[@]}" \
+        --datadir="$data" --auth-root-authentication-method=normal --skip-test-db \
+        --skip-name-resolve >"$mydir/install-db.log" 2>&1; then
+        _snap_err "mariadb-install-db failed; last lines of $mydir/install-db.log:"
+        tail -n 20 "$mydir/install-db.log" >&2
+        return 1
+    fi
+    # A port can be taken between probing and binding: retry with another one.
+    for attempt in 1 2 3; do
+        port=$(_snap_pick_port "${SNAP_TEST_PG_PORT:-}") || {
+            _snap_err "no free TCP port found on 127.0.0.1"
+            return 1
+        }
+        (
+            trap '' HUP
+            cd / || exit 1
+            exec "$mariadbd" --no-defaults "${userarg[@]}" --datadir="$data" --socket="$sock" \
+                --port="$port" --bind-address=127.0.0.1 --pid-file="$mydir/mysqld.pid" \
+                --log-error="$mydir/mysqld.log" --skip-name-resolve --skip-log-bin \
+                --innodb-buffer-pool-size=64M --innodb-log-file-size=64M \
+                --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --sync-binlog=0 \
+                --performance-schema=OFF --max-connections=200 --character-set-server=utf8mb4
+        ) </dev/null >"$mydir/mysqld.out" 2>&1 &
+        pid=$!
+        _snap_state_set SNAP_SVC_MY_PID "$pid"
+        for _ in $(seq 1 600); do
+            kill -0 "$pid" 2>/dev/null || break
+            if mariadb-admin --no-defaults --protocol=socket -S "$sock" -u root \
+                --connect-timeout=2 ping >/dev/null 2>&1; then
+                ok=1
+                break
+            fi
+            sleep 0.1
+        done
+        [ "$ok" = 1 ] && break
+        _snap_warn "MariaDB did not start on port $port (attempt $attempt)"
+        _snap_kill "$pid" "$data"
+    done
+    if [ "$ok" != 1 ]; then
+        _snap_err "MariaDB failed to start; last lines of $mydir/mysqld.log:"
+        tail -n 20 "$mydir/mysqld.log" >&2 2>/dev/null
+        return 1
+    fi
+    pwfile="$mydir/password"
+    pw="snap-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+    (umask 077 && printf '%s\n' "$pw" >"$pwfile") || return 1
+    if ! mariadb --no-defaults --protocol=socket -S "$sock" -u root -e \
+        "CREATE USER 'snap'@'127.0.0.1' IDENTIFIED BY '$pw';
+         CREATE USER 'snap'@'localhost' IDENTIFIED BY '$pw';
+         GRANT ALL PRIVILEGES ON *.* TO 'snap'@'127.0.0.1' WITH GRANT OPTION;
+         GRANT ALL PRIVILEGES ON *.* TO 'snap'@'localhost' WITH GRANT OPTION;
+         DELETE FROM mysql.global_priv
+           WHERE Host NOT IN ('localhost', '127.0.0.1', '::1', '%');
+         FLUSH PRIVILEGES;" \
+        >"$mydir/users.log" 2>&1; then
+        _snap_err "creating MariaDB user snap failed; see $mydir/users.log"
+        return 1
+    fi
+    _snap_state_export SNAP_TEST_MYSQL_HOST 127.0.0.1
+    _snap_state_export SNAP_TEST_MYSQL_PORT "$port"
+    _snap_state_export SNAP_TEST_MYSQL_SOCKET "$sock"
+    _snap_state_export SNAP_TEST_MYSQL_USER snap
+    _snap_state_export SNAP_TEST_MYSQL_PASSWORD_FILE "$pwfile"
+    ver=$("$mariadbd" --version 2>/dev/null | awk '{print $3}')
+    _snap_say "mariadb $ver at 127.0.0.1:$port and $sock (user snap, password in $pwfile; log $mydir/mysqld.log)"
+}
+
+# True when the MariaDB of the state file is alive and answering.
+_snap_mysql_healthy() {
+    local state
+    state=$(_snap_state_file)
+    [ -f "$state" ] || return 1
+    (
+        # shellcheck disable=SC1090
+        . "$state" || exit 1
+        [ -n "${SNAP_TEST_MYSQL_SOCKET:-}" ] || exit 1
+        _snap_pid_is "${SNAP_SVC_MY_PID:-}" "${SNAP_SVC_MY_DATA:-}" || exit 1
+        mariadb-admin --no-defaults --protocol=socket -S "$SNAP_TEST_MYSQL_SOCKET" -u root \
+            --connect-timeout=5 ping || exit 1
+    ) >/dev/null 2>&1
+}
+
+# ---------------------------------------------------------------------------------------------
 # Commands
 
 # True when the state file describes services that are alive and answering.
@@ -638,19 +780,25 @@ snap_services_start() {
         SNAP_TEST_SERVICES_REUSED=1
         _snap_say "postgresql at $SNAP_TEST_PG_HOST:$SNAP_TEST_PG_PORT (already running, reused)"
         _snap_say "s3 at $SNAP_TEST_S3_ENDPOINT bucket $SNAP_TEST_S3_BUCKET (already running, reused)"
-        if [ "${SNAP_TEST_S3S:-1}" = 0 ]; then
-            return 0
-        fi
-        if _snap_s3s_healthy; then
-            _snap_say "s3 at $SNAP_TEST_S3S_ENDPOINT bucket $SNAP_TEST_S3S_BUCKET (s3s-fs, already running, reused)"
-            return 0
-        fi
-        # Services started before s3s-fs was added: start it beside them.
         # shellcheck disable=SC1090
         root=$(. "$state" && printf '%s' "$SNAP_SVC_ROOT")
-        if ! _snap_start_s3s "$root"; then
-            _snap_err "starting s3s-fs failed (PostgreSQL and moto keep running)"
-            return 1
+        if [ "${SNAP_TEST_S3S:-1}" != 0 ]; then
+            if _snap_s3s_healthy; then
+                _snap_say "s3 at $SNAP_TEST_S3S_ENDPOINT bucket $SNAP_TEST_S3S_BUCKET (s3s-fs, already running, reused)"
+            elif ! _snap_start_s3s "$root"; then
+                # Services started before s3s-fs was added: it is started beside them.
+                _snap_err "starting s3s-fs failed (PostgreSQL and moto keep running)"
+                return 1
+            fi
+        fi
+        if [ "${SNAP_TEST_MYSQL:-1}" != 0 ]; then
+            if _snap_mysql_healthy; then
+                _snap_say "mariadb at $SNAP_TEST_MYSQL_HOST:$SNAP_TEST_MYSQL_PORT (already running, reused)"
+            elif ! _snap_start_mysql "$root"; then
+                # Services started before MariaDB was added: it is started beside them.
+                _snap_err "starting MariaDB failed (the other services keep running)"
+                return 1
+            fi
         fi
         return 0
     fi
@@ -666,7 +814,8 @@ snap_services_start() {
     _snap_state_set SNAP_SVC_ROOT "$root"
 
     if ! _snap_start_pg "$root" || ! _snap_start_s3 "$root" ||
-        { [ "${SNAP_TEST_S3S:-1}" != 0 ] && ! _snap_start_s3s "$root"; }; then
+        { [ "${SNAP_TEST_S3S:-1}" != 0 ] && ! _snap_start_s3s "$root"; } ||
+        { [ "${SNAP_TEST_MYSQL:-1}" != 0 ] && ! _snap_start_mysql "$root"; }; then
         _snap_err "starting test services failed; stopping what was started"
         snap_services_stop >/dev/null || true
         return 1
@@ -683,6 +832,7 @@ snap_services_stop() {
         (
             SNAP_SVC_ROOT='' SNAP_SVC_PG_OWNER='' SNAP_SVC_PG_BIN='' SNAP_SVC_PG_DATA=''
             SNAP_SVC_PG_PID='' SNAP_SVC_S3_PID='' SNAP_SVC_S3S_PID=''
+            SNAP_SVC_MY_PID='' SNAP_SVC_MY_DATA=''
             # shellcheck disable=SC1090
             . "$state"
             if [ -n "$SNAP_SVC_PG_DATA" ] && [ -f "$SNAP_SVC_PG_DATA/postmaster.pid" ]; then
@@ -700,6 +850,10 @@ snap_services_stop() {
             if [ -n "$SNAP_SVC_ROOT" ]; then
                 _snap_kill "$SNAP_SVC_S3_PID" "$SNAP_SVC_ROOT/s3/snap_moto_server.py"
                 _snap_kill "$SNAP_SVC_S3S_PID" "$SNAP_SVC_ROOT/s3s/data"
+            fi
+            if [ -n "$SNAP_SVC_MY_DATA" ]; then
+                # SIGTERM is mariadbd's normal shutdown.
+                _snap_kill "$SNAP_SVC_MY_PID" "$SNAP_SVC_MY_DATA"
             fi
             case $SNAP_SVC_ROOT in
             /tmp/snap-test.*) rm -rf "$SNAP_SVC_ROOT" || true ;;

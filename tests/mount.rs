@@ -489,3 +489,178 @@ fn library_answers_a_damaged_blob_with_an_error_not_a_panic() {
         }
     }
 }
+
+/// Looks up every entry below folder `ino` (depth first, as a `find`
+/// does through the kernel) and returns the inodes looked up, parents
+/// before children, once per lookup.
+fn lookup_all(fs: &MountFs, ino: u64, out: &mut Vec<u64>) {
+    for (name, _) in fs.children(ino).unwrap() {
+        let a = fs.lookup(ino, &name).unwrap();
+        out.push(a.ino);
+        if a.kind == snap::format::tree::EntryKind::Dir {
+            lookup_all(fs, a.ino, out);
+        }
+    }
+}
+
+/// FUSE `forget` is honoured: a walk of a snapshot (1500 files and more)
+/// grows the inode table by what it looked up, forgetting those inodes
+/// (children first, as the kernel does) brings it back to where it was,
+/// and a second walk grows it no further than the first. A walk that
+/// forgets as it goes keeps it small. Looked-up inodes stay stable while
+/// referenced.
+#[test]
+fn library_forget_keeps_the_inode_table_bounded() {
+    let f = fixture();
+    let repo = snap::Repository::open(&f.s.repo, f.s.password.as_bytes(), &f.s.cache).unwrap();
+    let fs = MountFs::new(repo, MountOptions::default()).unwrap();
+    let start = fs.inode_count();
+    let snap_dir = walk(&fs, &PathBuf::from("snapshots").join(&f.ids[0])).unwrap();
+    let mut peaks = Vec::new();
+    for _ in 0..2 {
+        let mut looked = Vec::new();
+        lookup_all(&fs, snap_dir, &mut looked);
+        assert!(looked.len() > MANY, "{}", looked.len());
+        peaks.push(fs.inode_count());
+        // The same name gives the same inode while it is referenced.
+        let again = walk(&fs, &PathBuf::from("snapshots").join(&f.ids[0]).join("x"));
+        assert!(matches!(again, Err(FsError::NotFound)));
+        for ino in looked.iter().rev() {
+            fs.forget(*ino, 1);
+        }
+        // What is left: the pinned top, the walk() lookups of the snapshot
+        // folder and of the `snapshots` folder.
+        assert_eq!(fs.inode_count(), start, "after forgetting a walk");
+    }
+    assert_eq!(peaks[0], peaks[1], "the second walk grew the table more");
+    assert!(peaks[0] > start + MANY, "{peaks:?}");
+
+    // Forgetting as it goes (the kernel under memory pressure): the table
+    // stays at the folders on the way plus one entry.
+    let many = fs.lookup(snap_dir, b"src").map(|a| a.ino);
+    let mut dir = snap_dir;
+    let mut path_inos = Vec::new();
+    for c in restored_path(Path::new(""), &f.src.join("many")).components() {
+        use std::os::unix::ffi::OsStrExt;
+        dir = fs.lookup(dir, c.as_os_str().as_bytes()).unwrap().ino;
+        path_inos.push(dir);
+    }
+    let base = fs.inode_count();
+    let mut peak = 0;
+    for (name, ino) in fs.children(dir).unwrap() {
+        let a = fs.lookup(dir, &name).unwrap();
+        assert_eq!(a.ino, ino, "listing and lookup disagree");
+        peak = peak.max(fs.inode_count());
+        fs.forget(a.ino, 1);
+    }
+    assert_eq!(peak, base + 1, "forgotten entries stayed in the table");
+    for ino in path_inos.iter().rev() {
+        fs.forget(*ino, 1);
+    }
+    if let Ok(i) = many {
+        fs.forget(i, 1);
+    }
+    assert!(fs.inode_count() <= start + 2, "{}", fs.inode_count());
+    // A forgotten folder is found (and read) again.
+    assert!(walk(
+        &fs,
+        &restored_path(&PathBuf::from("snapshots").join(&f.ids[0]), &f.src)
+    )
+    .is_ok());
+}
+
+/// A backup made while the file system is up appears after a refresh
+/// (the FUSE layer refreshes when a snapshot folder is listed); a
+/// snapshot already there keeps its inode.
+#[test]
+fn library_refresh_shows_a_new_snapshot() {
+    let s = Snap::new();
+    s.init();
+    let src = s.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"one").unwrap();
+    let first = s.backup_json([src.as_os_str()])["snapshot"]
+        .as_str()
+        .unwrap()[..8]
+        .to_string();
+    let repo = snap::Repository::open(&s.repo, s.password.as_bytes(), &s.cache).unwrap();
+    let fs = MountFs::new(repo, MountOptions::default()).unwrap();
+    let snaps = walk(&fs, Path::new("snapshots")).unwrap();
+    let before = fs.lookup(snaps, first.as_bytes()).unwrap().ino;
+    std::fs::write(src.join("a"), b"two").unwrap();
+    let second = s.backup_json([src.as_os_str()])["snapshot"]
+        .as_str()
+        .unwrap()[..8]
+        .to_string();
+    assert!(fs.lookup(snaps, second.as_bytes()).is_err());
+    assert_eq!(fs.refresh().unwrap(), 2);
+    let names: Vec<Vec<u8>> = fs
+        .children(snaps)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert!(names.contains(&second.clone().into_bytes()), "{names:?}");
+    assert_eq!(fs.lookup(snaps, first.as_bytes()).unwrap().ino, before);
+    assert_eq!(
+        fs.readlink(fs.lookup(snaps, b"latest").unwrap().ino)
+            .unwrap(),
+        second.as_bytes()
+    );
+    let a = walk(
+        &fs,
+        &restored_path(&Path::new("snapshots").join(&second), &src.join("a")),
+    )
+    .unwrap();
+    let fh = fs.open(a).unwrap();
+    assert_eq!(fs.read(fh, 0, 100).unwrap(), b"two");
+}
+
+/// Through FUSE: mount, back up again, list `snapshots/`: the new
+/// snapshot is there (and `latest` points to it).
+#[test]
+fn mounted_snapshot_list_follows_new_backups() {
+    if let Err(why) = fuse_usable() {
+        if in_ci() {
+            panic!("CI=true but FUSE is not usable: {why}");
+        }
+        eprintln!("skipping: FUSE not usable here ({why})");
+        return;
+    }
+    let s = Snap::new();
+    s.init();
+    let src = s.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"one").unwrap();
+    let first = s.backup_json([src.as_os_str()])["snapshot"]
+        .as_str()
+        .unwrap()[..8]
+        .to_string();
+    let mnt = s.path("mnt");
+    let m = Mounted::start(&s, &mnt);
+    let list = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(mnt.join("snapshots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(list(), vec![first.clone(), "latest".to_string()]);
+    std::fs::write(src.join("a"), b"two").unwrap();
+    let second = s.backup_json([src.as_os_str()])["snapshot"]
+        .as_str()
+        .unwrap()[..8]
+        .to_string();
+    let t0 = Instant::now();
+    while !list().contains(&second) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", list());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let a = restored_path(&mnt.join("snapshots").join(&second), &src.join("a"));
+    assert_eq!(std::fs::read(a).unwrap(), b"two");
+    let st = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(st.success());
+    let (code, stderr) = m.wait();
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+}

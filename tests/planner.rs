@@ -231,10 +231,7 @@ impl Fixture {
     fn contents(&self) -> Vec<FileContent<'_>> {
         self.files
             .iter()
-            .map(|(c, size, _)| FileContent {
-                content: c,
-                size: *size,
-            })
+            .map(|(c, size, _)| FileContent::whole(c, *size))
             .collect()
     }
 
@@ -471,4 +468,132 @@ fn s3_restore_reads_by_pack() {
         gets <= 2 * packs + trees,
         "{gets} data GETs for {packs} packs and {trees} trees: {req}"
     );
+}
+
+/// Runs `snap --json restore latest --target T` with `env` and returns
+/// the summary line.
+fn restore_summary(s: &Snap, target: &std::path::Path, env: &[(&str, &str)]) -> serde_json::Value {
+    let mut c = s.cmd([
+        std::ffi::OsStr::new("--json"),
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in {stdout}"))
+}
+
+/// More files need writing than may be open at once (the limit lowered
+/// from 128 to 3 through `SNAP_TEST_MAX_OPEN_FILES`): files are closed
+/// after a write and opened again for the next, and every file still comes
+/// back whole. The files share blobs (copies) and span packs (a second
+/// backup appends to files of the first), so each is written many times,
+/// interleaved with others.
+#[test]
+fn more_files_than_the_open_file_limit() {
+    let s = Snap::new();
+    s.ok(["init", "--chunk-files", "1024,4096,16384"]);
+    let src = s.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = Rng::new(128);
+    let shared = rng.bytes(64 << 10);
+    for i in 0..60 {
+        std::fs::write(src.join(format!("copy{i}")), &shared).unwrap();
+        std::fs::write(src.join(format!("own{i}")), rng.bytes(32 << 10)).unwrap();
+    }
+    s.ok([std::ffi::OsStr::new("backup"), src.as_os_str()]);
+    // Second backup: 100 more files, the shared content plus their own
+    // tail (tails in a new pack, the rest in the first).
+    for i in 0..100 {
+        let mut c = shared.clone();
+        c.extend(rng.bytes(20 << 10));
+        std::fs::write(src.join(format!("tail{i}")), c).unwrap();
+    }
+    s.ok([std::ffi::OsStr::new("backup"), src.as_os_str()]);
+    let t = s.path("t");
+    let sum = restore_summary(&s, &t, &[("SNAP_TEST_MAX_OPEN_FILES", "3")]);
+    assert_eq!(sum["files"], 220, "{sum}");
+    let peak = sum["peak_open_files"].as_u64().unwrap();
+    // At most the limit plus one per read in flight (4 on a local store).
+    assert!((1..=3 + 4).contains(&peak), "{sum}");
+    let r = common::cli::restored_path(&t, &src);
+    let d = common::cli::tree_diff(&src, &r);
+    assert!(d.is_empty(), "{d:?}");
+    // Without the lowered limit, many more are open at once.
+    let t2 = s.path("t2");
+    let sum = restore_summary(&s, &t2, &[]);
+    assert!(sum["peak_open_files"].as_u64().unwrap() > 7, "{sum}");
+}
+
+/// `snap export` reads file content through the planner's stream reads,
+/// many files per request (before: at least one request per file, 32 blobs
+/// at most, one file after the other), and the archive holds the tree.
+#[test]
+fn export_reads_many_files_per_request() {
+    let s = Snap::new();
+    s.init();
+    let src = s.path("src");
+    let mut rng = Rng::new(3);
+    let files = 400;
+    for i in 0..files {
+        let d = src.join(format!("d{}", i % 8));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("f{i}")), rng.bytes(4096 + i * 13)).unwrap();
+    }
+    std::fs::write(src.join("big"), rng.bytes(3 << 20)).unwrap();
+    std::fs::write(src.join("empty"), b"").unwrap();
+    s.ok([std::ffi::OsStr::new("backup"), src.as_os_str()]);
+    for format in ["tar", "zip"] {
+        let out_file = s.path(&format!("out.{format}"));
+        let out = s
+            .cmd([
+                std::ffi::OsStr::new("export"),
+                "latest".as_ref(),
+                "--format".as_ref(),
+                format.as_ref(),
+                "-o".as_ref(),
+                out_file.as_os_str(),
+            ])
+            .env("SNAP_STATS", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let gets = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["type"] == "store_stats")
+            .and_then(|v| v["requests"]["by_kind"]["data"]["get"].as_u64())
+            .unwrap_or_else(|| panic!("no store stats: {stderr}"));
+        eprintln!("export --format {format}: {gets} data GETs for {files} files");
+        assert!(gets <= 20, "{format}: {gets} data GETs for {files} files");
+    }
+    // The tar holds the tree as backed up.
+    let x = s.path("x");
+    std::fs::create_dir_all(&x).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(s.path("out.tar"))
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let d = common::cli::tree_diff(&src, &common::cli::restored_path(&x, &src));
+    assert!(d.is_empty(), "{d:?}");
 }

@@ -173,35 +173,167 @@ fn verify_reads_back_and_names_a_mismatch() {
     );
 }
 
+/// Runs `snap --json restore latest --target T ARGS…` with `SNAP_STATS=1`
+/// (expecting success) and returns the summary and the bytes of `data/`
+/// objects read from the store.
+fn restore_counted(s: &Snap, target: &Path, extra: &[&str]) -> (Value, String, u64) {
+    let mut a = os(&[&"--json", &"restore", &"latest", &"--target", &target]);
+    a.extend(extra.iter().map(OsString::from));
+    let out = s.cmd(&a).env("SNAP_STATS", "1").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{a:?}: {stdout}{stderr}");
+    let sum = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    let data_down = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["type"] == "store_stats")
+        .map(|v| {
+            v["requests"]["by_kind"]["data"]["bytes_down"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .unwrap_or_else(|| panic!("no store_stats in {stderr}"));
+    (sum, stdout, data_down)
+}
+
+/// Issue #14 target: `--overwrite if-changed` over a tree where 1% of the
+/// files changed (a small edit inside a large file, an append, an mtime
+/// touched) reads and writes at most 5% of the tree's bytes, leaves the
+/// tree identical to the snapshot and updates the edited file in place.
 #[test]
 fn if_changed_over_one_percent_changed_reads_and_writes_little() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
     let s = Snap::new();
     let src = s.path("src");
-    let n = 200;
-    let size = 64 << 10;
-    for i in 0..n {
+    let mut rng = common::gen::Rng::new(14);
+    // 297 files of 48 KiB and 3 of 6 MiB (random: nothing compresses or
+    // deduplicates), about 32 MiB.
+    let (small, big) = (48 << 10, 6 << 20);
+    let mut total = 0u64;
+    for i in 0..300 {
         let d = src.join(format!("d{}", i % 10));
         std::fs::create_dir_all(&d).unwrap();
-        let data: Vec<u8> = (0..size).map(|j| ((i * 131 + j * 7) % 251) as u8).collect();
-        std::fs::write(d.join(format!("f{i}")), data).unwrap();
+        let n = if i < 3 { big } else { small };
+        std::fs::write(d.join(format!("f{i}")), rng.bytes(n)).unwrap();
+        total += n as u64;
     }
     s.init();
     s.ok(os(&[&"backup", &src]));
     let t = s.path("t");
     restore_json(&s, &t, &[], 0);
     let r = restored_path(&t, &src);
-    // 1% of the files change (same size, new content and mtime).
-    for i in [3, 150] {
-        let p = r.join(format!("d{}/f{i}", i % 10));
-        std::fs::write(&p, vec![0x5a; size]).unwrap();
-    }
-    let (sum, _) = restore_json(&s, &t, &["--overwrite", "if-changed"], 0);
-    let total = (n * size) as u64;
+    let later = SystemTime::now() + Duration::from_secs(60);
+    // 3 of 300 files change: 100 bytes in the middle of a 6 MiB file, 1000
+    // bytes appended to a small one, another small one only touched.
+    let edited = r.join("d0/f0");
+    let f = std::fs::File::options().write(true).open(&edited).unwrap();
+    f.write_all_at(&[0xa5; 100], 3 << 20).unwrap();
+    drop(f);
+    let ino = std::fs::metadata(&edited).unwrap().ino();
+    let appended = r.join("d4/f14");
+    let mut f = std::fs::File::options()
+        .append(true)
+        .open(&appended)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[7; 1000]).unwrap();
+    drop(f);
+    set_mtime(&r.join("d5/f25"), later);
+
+    // A dry run names the two updates, counts their changed chunks, writes nothing.
+    let (sum, out, _) = restore_counted(&s, &t, &["--overwrite", "if-changed", "--dry-run"]);
+    assert_eq!(sum["updated"], 2, "{sum}");
+    assert_eq!(sum["kept"], 298, "{sum}");
+    assert!(
+        out.contains(r#""action":"update""#) && out.contains("d0/f0"),
+        "{out}"
+    );
+    let would = sum["bytes"].as_u64().unwrap();
+    assert!(would > 0 && would <= total / 20, "{sum}");
+    assert!(
+        !tree_diff(&src, &r).is_empty(),
+        "the dry run changed the tree"
+    );
+
+    let (sum, _, data_down) = restore_counted(&s, &t, &["--overwrite", "if-changed"]);
     let written = sum["bytes"].as_u64().unwrap();
-    let read = sum["bytes_compared"].as_u64().unwrap();
-    eprintln!("if-changed over 1% changed: wrote {written}, read {read} of {total} bytes");
-    assert_eq!(sum["kept"], n as u64 - 2, "{sum}");
-    assert!(written + read <= total / 20, "{sum}");
+    let read = sum["bytes_read"].as_u64().unwrap();
+    eprintln!(
+        "if-changed over 1% changed: wrote {written}, read {read} from the repository \
+         ({data_down} data bytes by store stats), compared {} of {total} bytes",
+        sum["bytes_compared"]
+    );
+    assert_eq!(sum["updated"], 2, "{sum}");
+    assert_eq!(sum["files"], 2, "{sum}");
+    assert_eq!(sum["kept"], 298, "{sum}");
+    assert_eq!(written, would, "{sum}");
+    assert!(written > 0 && written <= total / 20, "{sum}");
+    assert!(read > 0 && read <= total / 20, "{sum}");
+    assert!(data_down <= total / 20, "store read {data_down} bytes");
+    // Files equal in size and mtime were not read: only the three changed ones.
+    let compared = sum["bytes_compared"].as_u64().unwrap();
+    assert!(compared <= (big + 3 * small) as u64, "{sum}");
     let d = tree_diff(&src, &r);
     assert!(d.is_empty(), "{d:?}");
+    assert_eq!(
+        std::fs::metadata(&edited).unwrap().ino(),
+        ino,
+        "not updated in place"
+    );
+
+    // Verified, and a second pass finds nothing to do.
+    let (sum, _, data_down) = restore_counted(&s, &t, &["--overwrite", "if-changed", "--verify"]);
+    assert_eq!(sum["verify_failed"], 0, "{sum}");
+    assert_eq!(sum["kept"], 300, "{sum}");
+    assert_eq!(
+        (sum["bytes"].as_u64(), sum["bytes_read"].as_u64()),
+        (Some(0), Some(0)),
+        "{sum}"
+    );
+    // What the store served is the trees (tree blobs live in data packs).
+    assert!(data_down < total / 100, "store read {data_down} bytes");
+}
+
+/// A file updated by `if-changed` that has another hard link is replaced,
+/// not written in place: the other name keeps its content. A shortened
+/// file is extended with the missing chunks.
+#[test]
+fn if_changed_never_writes_through_a_hard_link() {
+    let s = Snap::new();
+    let src = s.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = common::gen::Rng::new(7);
+    std::fs::write(src.join("linked"), rng.bytes(1 << 20)).unwrap();
+    std::fs::write(src.join("short"), rng.bytes(1 << 20)).unwrap();
+    s.init();
+    s.ok(os(&[&"backup", &src]));
+    let t = s.path("t");
+    restore_json(&s, &t, &[], 0);
+    let r = restored_path(&t, &src);
+    let other = s.path("other_name");
+    std::fs::hard_link(r.join("linked"), &other).unwrap();
+    let mut changed = std::fs::read(&other).unwrap();
+    changed[1000] ^= 0xff;
+    std::fs::write(&other, &changed).unwrap(); // through the other name
+    let f = std::fs::File::options()
+        .write(true)
+        .open(r.join("short"))
+        .unwrap();
+    f.set_len(100_000).unwrap();
+    drop(f);
+
+    let (sum, _) = restore_json(&s, &t, &["--overwrite", "if-changed"], 0);
+    assert_eq!(sum["files"], 2, "{sum}");
+    assert_eq!(sum["updated"], 1, "{sum}"); // "short"; "linked" replaced whole
+    let d = tree_diff(&src, &r);
+    assert!(d.is_empty(), "{d:?}");
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        changed,
+        "wrote through the link"
+    );
 }

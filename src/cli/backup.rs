@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 use snap::ops::backup::{BackupOptions, Progress, StreamInput, StreamSource};
 use snap::session::Operation;
-use snap::write::sources;
+use snap::write::{mysql, sources};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -39,7 +39,20 @@ pub struct BackupArgs {
     /// Add `--oplog` to every mongodump (point-in-time dump of a replica set).
     #[arg(long, requires = "mongo")]
     mongo_oplog: bool,
-    /// If a --pg/--mongo/--command/--stdin source fails, still record the
+    /// Dump a MariaDB/MySQL database with `mariadb-dump --single-transaction
+    /// --quick --routines --events --triggers --hex-blob`
+    /// (repeatable). CONNINFO is `mysql://USER@HOST:PORT/DATABASE` or
+    /// `host=… port=… user=… database=…`, without a password (the client
+    /// reads MYSQL_PWD or ~/.my.cnf; `password-file=PATH` is passed in a
+    /// private option file); the stream is named `mysql-<database>.sql`
+    /// unless given as NAME=CONNINFO.
+    #[arg(long = "mysql", value_name = "[NAME=]CONNINFO")]
+    mysql: Vec<String>,
+    /// Also store the accounts and grants of the first --mysql server
+    /// (`mariadb-dump --system=users`) as stream `mysql-globals.sql`.
+    #[arg(long, requires = "mysql")]
+    mysql_globals: bool,
+    /// If a --pg/--mysql/--mongo/--command/--stdin source fails, still record the
     /// snapshot without it, tagged `partial` (exit code 3).
     #[arg(long)]
     allow_partial: bool,
@@ -110,6 +123,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     }
     let mut failed_sources = Vec::new();
     let mut secrets = Vec::new();
+    let mut secrets_my = Vec::new();
     let mut fail_or_record = |e: snap::Error, name: String, kind: &str| -> Result<()> {
         if e.kind() != snap::ErrorKind::Source {
             return Err(e.into());
@@ -144,6 +158,29 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
                     e,
                     sources::PG_GLOBALS_STREAM.into(),
                     sources::KIND_PG_GLOBALS,
+                )?,
+            }
+        }
+    }
+    for (i, spec) in a.mysql.iter().enumerate() {
+        match mysql::mysql_source(spec) {
+            Ok((s, secret)) => {
+                streams.push(s);
+                secrets_my.extend(secret);
+            }
+            Err(e) => fail_or_record(e, mysql_label(spec), mysql::KIND_MYSQL)?,
+        }
+        if i == 0 && a.mysql_globals {
+            let (_, conninfo) = mysql::split_name(spec);
+            match mysql::mysql_globals_source(conninfo) {
+                Ok((s, secret)) => {
+                    streams.push(s);
+                    secrets_my.extend(secret);
+                }
+                Err(e) => fail_or_record(
+                    e,
+                    mysql::MYSQL_GLOBALS_STREAM.into(),
+                    mysql::KIND_MYSQL_GLOBALS,
                 )?,
             }
         }
@@ -197,6 +234,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> Result<u8> {
     bar.finish();
     let repo = repo.finish();
     drop(secrets);
+    drop(secrets_my);
     let out = out.map_err(|e| match e.kind() {
         snap::ErrorKind::Interrupted => snap::Error::new(
             e.kind(),
@@ -272,5 +310,17 @@ fn spec_label(spec: &str) -> String {
             "pg-{}.dump",
             sources::pg_dbname(conninfo).unwrap_or_else(|| "?".into())
         )
+    })
+}
+
+/// The stream name a `--mysql` argument asks for, for error records.
+fn mysql_label(spec: &str) -> String {
+    let (name, conninfo) = mysql::split_name(spec);
+    name.map(str::to_string).unwrap_or_else(|| {
+        let db = mysql::MyConn::parse(conninfo)
+            .ok()
+            .and_then(|c| c.database)
+            .unwrap_or_else(|| "?".into());
+        format!("mysql-{db}.sql")
     })
 }

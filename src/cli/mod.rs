@@ -34,6 +34,7 @@ mod prune;
 mod repair;
 mod restore;
 mod restore_test;
+mod restore_test_mysql;
 mod run;
 mod schedule;
 mod snapshots;

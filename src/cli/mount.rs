@@ -114,6 +114,23 @@ pub fn run(g: &Global, a: &MountArgs) -> Result<u8> {
 
 struct Fuse(MountFs);
 
+impl Fuse {
+    /// Re-reads the snapshot list if `ino` is a snapshot folder and it is
+    /// due ([`MountFs::refresh_if_due`]); whether it was. A failure is a
+    /// warning: the old list stays.
+    fn refresh(&self, ino: u64) -> bool {
+        match self.0.refresh_if_due(ino) {
+            Ok(done) => done,
+            Err(e) => {
+                self.0
+                    .repository()
+                    .warn(format!("reading the snapshot list: {e:#}"));
+                false
+            }
+        }
+    }
+}
+
 fn errno(e: &FsError, fs: &MountFs, what: impl FnOnce() -> String) -> Errno {
     if let FsError::Repo(err) = e {
         fs.repository().warn(format!("{}: {err:#}", what()));
@@ -164,12 +181,21 @@ fn file_attr(a: &Attr) -> FileAttr {
 
 impl Filesystem for Fuse {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.0.lookup(parent.0, name.as_bytes()) {
+        let mut r = self.0.lookup(parent.0, name.as_bytes());
+        // A name missing from a snapshot folder may be a snapshot made since.
+        if matches!(r, Err(FsError::NotFound)) && self.refresh(parent.0) {
+            r = self.0.lookup(parent.0, name.as_bytes());
+        }
+        match r {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), fuser::Generation(0)),
             Err(e) => reply.error(errno(&e, &self.0, || {
                 format!("looking up {}", name.to_string_lossy())
             })),
         }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.0.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -246,6 +272,10 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        if offset == 0 {
+            // A new listing of a snapshot folder: new snapshots show up.
+            self.refresh(ino.0);
+        }
         let parent = self.0.parent(ino.0).unwrap_or(ino.0);
         // Entry i of the listing has offset i + 1: ".", "..", then children.
         let dots = [(ino.0, b".".as_slice()), (parent, b"..".as_slice())];
@@ -280,7 +310,9 @@ impl Filesystem for Fuse {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        reply.statfs(0, 0, 0, 0, 0, 128 << 10, 255, 0);
+        // Inodes in use: the inode table's size (it shrinks as the kernel forgets).
+        let files = self.0.inode_count() as u64;
+        reply.statfs(0, 0, 0, files, 0, 128 << 10, 255, 0);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {

@@ -93,6 +93,13 @@ pub struct Profile {
     /// MongoDB deployments, `[NAME=]URI` (`snap backup --mongo`).
     #[serde(default)]
     pub mongo: Vec<String>,
+    /// MariaDB/MySQL databases, `[NAME=]CONNINFO` (`snap backup --mysql`).
+    #[serde(default)]
+    pub mysql: Vec<String>,
+    /// Also store the accounts and grants of the first `mysql` server
+    /// (`snap backup --mysql-globals`).
+    #[serde(default)]
+    pub mysql_globals: bool,
     /// Command streams, `NAME=CMD` (`snap backup --command`).
     #[serde(default)]
     pub command: Vec<String>,
@@ -166,6 +173,10 @@ pub struct RestoreTest {
     /// Server for scratch databases (a libpq conninfo or URI, without a
     /// password) [default: the profile's first `pg` source].
     pub pg_server: Option<String>,
+    /// MariaDB/MySQL server for scratch databases (a `--mysql` CONNINFO;
+    /// its database, if any, is ignored) [default: the profile's first
+    /// `mysql` source].
+    pub mysql_server: Option<String>,
     /// Shell commands run in the restore directory; each must exit 0.
     #[serde(default)]
     pub commands: Vec<String>,
@@ -183,7 +194,8 @@ pub struct SqlCheck {
     pub expect_max: Option<f64>,
     /// The value, as text, must equal this.
     pub expect: Option<String>,
-    /// Which pg dump stream to restore [default: the only one].
+    /// Which dump stream to restore (a pg `*.dump` or a `--mysql` stream)
+    /// [default: the only one].
     pub stream: Option<String>,
 }
 
@@ -249,9 +261,19 @@ impl Config {
                     )));
                 }
             }
-            if p.paths.is_empty() && p.pg.is_empty() && p.mongo.is_empty() && p.command.is_empty() {
+            if p.paths.is_empty()
+                && p.pg.is_empty()
+                && p.mongo.is_empty()
+                && p.mysql.is_empty()
+                && p.command.is_empty()
+            {
                 return Err(Error::usage(format!(
-                    "{origin}: profile {name:?} has no sources: give paths, pg, mongo or command"
+                    "{origin}: profile {name:?} has no sources: give paths, pg, mysql, mongo or command"
+                )));
+            }
+            if p.mysql_globals && p.mysql.is_empty() {
+                return Err(Error::usage(format!(
+                    "{origin}: profile {name:?}: mysql-globals needs a mysql source"
                 )));
             }
             for c in &p.command {
@@ -485,6 +507,13 @@ impl Profile {
         for p in &self.pg {
             a.push("--pg".into());
             a.push(p.clone());
+        }
+        for m in &self.mysql {
+            a.push("--mysql".into());
+            a.push(m.clone());
+        }
+        if self.mysql_globals {
+            a.push("--mysql-globals".into());
         }
         for m in &self.mongo {
             a.push("--mongo".into());
@@ -970,6 +999,41 @@ sql = [{ query = "select count(*) from accounts", expect-min = 1 }]
             (None, "host=h dbname=shop")
         );
         assert_eq!(split_stream_name("postgresql://h/x?a=b").0, None);
+    }
+
+    #[test]
+    fn mysql_sources_and_restore_test_server() {
+        let c = cfg(r#"
+[repository.r]
+path = "/r"
+[profile.shop]
+repository = "r"
+mysql = ["mysql://app@db:3306/shop?password-file=/etc/snap/db.pw"]
+mysql-globals = true
+[profile.shop.restore-test]
+mysql-server = "mysql://root@scratch/"
+sql = [{ query = "select count(*) from orders", expect-min = 1 }]
+"#)
+        .unwrap();
+        let p = c.get("shop").unwrap();
+        assert_eq!(
+            p.backup_args("shop"),
+            [
+                "backup",
+                "--tag",
+                "profile:shop",
+                "--mysql",
+                "mysql://app@db:3306/shop?password-file=/etc/snap/db.pw",
+                "--mysql-globals"
+            ]
+        );
+        assert_eq!(
+            p.restore_test.mysql_server.as_deref(),
+            Some("mysql://root@scratch/")
+        );
+        let e = cfg("[repository.r]\npath='/r'\n[profile.p]\nrepository='r'\npaths=['/x']\nmysql-globals=true\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("mysql-globals needs"), "{e}");
     }
 
     #[test]

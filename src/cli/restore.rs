@@ -6,7 +6,7 @@ use clap::Args;
 use snap::format::snapshot::Snapshot;
 use snap::ops::backup::Progress;
 use snap::read::restore::restore_stream;
-use snap::write::sources;
+use snap::write::{mysql, sources};
 use snap::Error;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ pub struct RestoreArgs {
     /// Write the snapshot's stream to standard output.
     #[arg(long)]
     stdout: bool,
-    /// With --stdout, --pg or --mongo: which stream, when the snapshot has
+    /// With --stdout, --pg, --mysql or --mongo: which stream, when the snapshot has
     /// several of that kind.
     #[arg(long)]
     stream: Option<String>,
@@ -38,16 +38,25 @@ pub struct RestoreArgs {
     pg: Option<String>,
     /// With --pg: connect to the server's `postgres` database and let
     /// pg_restore create the dumped database (`pg_restore --create`);
-    /// refused if that database exists, unless --clean is given.
-    #[arg(long, requires = "pg")]
+    /// with --mysql: create the database (CONNINFO's, else the one dumped).
+    /// Refused if that database exists, unless --clean is given.
+    #[arg(long)]
     create: bool,
     /// With --pg: drop objects before recreating them
-    /// (`pg_restore --clean --if-exists`).
-    #[arg(long, requires = "pg")]
+    /// (`pg_restore --clean --if-exists`); with --mysql: drop the whole
+    /// database and create it empty before the dump is replayed.
+    #[arg(long)]
     clean: bool,
-    /// With --pg: do not replay the globals stream (roles, tablespaces).
-    #[arg(long, requires = "pg")]
+    /// With --pg or --mysql: do not replay the globals stream (roles,
+    /// tablespaces; MySQL accounts and grants).
+    #[arg(long)]
     no_globals: bool,
+    /// Restore the snapshot's MariaDB/MySQL dump into this database with
+    /// `mariadb` (CONNINFO as for `backup --mysql`; without a database
+    /// name, the one dumped); the `mysql-globals.sql` stream, if present,
+    /// is replayed first. The client stops at the first error.
+    #[arg(long, value_name = "CONNINFO", conflicts_with_all = ["stdout", "pg"])]
+    mysql: Option<String>,
     /// Restore the snapshot's MongoDB archive with
     /// `mongorestore --archive --uri=URI`.
     #[arg(long, value_name = "URI", conflicts_with = "stdout")]
@@ -68,10 +77,11 @@ pub struct RestoreArgs {
     #[arg(long = "exclude")]
     exclude: Vec<String>,
     /// Files that already exist in the target: "always" replaces them;
-    /// "if-changed" keeps those whose size and mtime match the snapshot or
-    /// whose content gives the snapshot's chunk ids (their metadata is
-    /// restored); "if-newer" replaces only those older than the snapshot's;
-    /// "never" keeps whatever exists.
+    /// "if-changed" keeps those whose size and mtime match the snapshot
+    /// (unread), reads the others at the snapshot's chunk boundaries and
+    /// rewrites only the chunks whose keyed hash differs (then sets length
+    /// and metadata; a file that matches is kept); "if-newer" replaces only
+    /// those older than the snapshot's; "never" keeps whatever exists.
     #[arg(long, value_enum, default_value = "always")]
     overwrite: OverwriteArg,
     /// Remove files and folders in the target that the snapshot does not
@@ -79,8 +89,9 @@ pub struct RestoreArgs {
     /// followed).
     #[arg(long)]
     delete: bool,
-    /// Print what would be written, kept and deleted (one "write PATH",
-    /// "keep PATH" or "delete PATH" line each); change nothing.
+    /// Print what would be written, updated in place, kept and deleted (one
+    /// "write PATH", "update PATH", "keep PATH" or "delete PATH" line each)
+    /// and the bytes that would be written; change nothing.
     #[arg(long)]
     dry_run: bool,
     /// Read every restored file back (also those --overwrite kept) and
@@ -117,22 +128,29 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         }
         return Ok(0);
     }
+    if (a.create || a.clean || a.no_globals) && a.pg.is_none() && a.mysql.is_none() {
+        return Err(
+            Error::usage("--create, --clean and --no-globals go with --pg or --mysql").into(),
+        );
+    }
     if let Some(conninfo) = &a.pg {
         restore_pg(g, &repo, &id, &snap, a, conninfo)?;
+    }
+    if let Some(conninfo) = &a.mysql {
+        restore_mysql(g, &repo, &id, &snap, a, conninfo)?;
     }
     if let Some(uri) = &a.mongo {
         restore_mongo(g, &repo, &id, &snap, a, uri)?;
     }
-    let target = match &a.target {
-        Some(t) => t.clone(),
-        None if a.pg.is_some() || a.mongo.is_some() => return Ok(0),
-        None => {
-            return Err(Error::usage(
-                "give --target DIR (or --stdout for a stream, --pg/--mongo for a database)",
+    let target =
+        match &a.target {
+            Some(t) => t.clone(),
+            None if a.pg.is_some() || a.mongo.is_some() || a.mysql.is_some() => return Ok(0),
+            None => return Err(Error::usage(
+                "give --target DIR (or --stdout for a stream, --pg/--mysql/--mongo for a database)",
             )
-            .into())
-        }
-    };
+            .into()),
+        };
     let progress = Arc::new(Progress::default());
     let bar = progress::start(&progress, "restore", g.json || g.no_progress);
     let started = std::time::Instant::now();
@@ -154,6 +172,12 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             dry_run: a.dry_run,
             verify: a.verify,
             reads_in_flight: a.reads_in_flight.map_or(0, usize::from),
+            // For tests only: lowers the open-file limit to exercise the
+            // close-and-reopen path without thousands of files.
+            max_open_files: std::env::var("SNAP_TEST_MAX_OPEN_FILES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         },
     );
     bar.finish();
@@ -190,14 +214,14 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         }
         outln!(
             "{}",
-            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "damaged": sum.damaged.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
+            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "bytes_read": sum.bytes_read, "updated": sum.updated, "peak_open_files": sum.peak_open_files, "damaged": sum.damaged.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
         )?;
     } else {
         for w in &sum.warnings {
             eprintln!("warning: {w}");
         }
         eprintln!(
-            "{} snapshot {} to {}: {} files, {} dirs, {} in {:.2} s",
+            "{} snapshot {} to {}: {} files, {} dirs, {} written, {} read from the repository in {:.2} s",
             if a.dry_run {
                 "would restore"
             } else {
@@ -208,11 +232,13 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
             sum.files,
             sum.dirs,
             human(sum.bytes),
+            human(sum.bytes_read),
             secs
         );
-        if sum.kept + sum.deleted + sum.bytes_compared > 0 {
+        if sum.kept + sum.updated + sum.deleted + sum.bytes_compared > 0 {
             eprintln!(
-                "kept {} existing files, deleted {}, read {} of existing files to compare",
+                "updated {} existing files in place (changed chunks only), kept {}, deleted {}, read {} of existing files to compare",
+                sum.updated,
                 sum.kept,
                 sum.deleted,
                 human(sum.bytes_compared)
@@ -265,6 +291,8 @@ fn pick_stream(snap: &Snapshot, kind: &str, a: &RestoreArgs, flag: &str) -> Resu
                     sources::KIND_PG,
                     sources::KIND_PG_GLOBALS,
                     sources::KIND_MONGO,
+                    mysql::KIND_MYSQL,
+                    mysql::KIND_MYSQL_GLOBALS,
                 ]
                 .contains(&s.kind.as_str())
         });
@@ -441,6 +469,110 @@ fn restore_mongo(
     } else {
         eprintln!(
             "restored stream {name} ({}) of snapshot {} with mongorestore in {secs:.2} s",
+            human(n),
+            id.short()
+        );
+    }
+    Ok(())
+}
+
+/// `snap restore ID --mysql CONNINFO`: replays the globals stream (if any,
+/// `--force`: an account that cannot be made is reported, not fatal), then
+/// the dump into the target database through `mariadb`, which stops at the
+/// first error. The target is CONNINFO's database, else the one recorded at
+/// backup. `--create` makes it first (refused if it exists, unless
+/// `--clean`); `--clean` drops and recreates it empty.
+fn restore_mysql(
+    g: &Global,
+    repo: &snap::Repository,
+    id: &snap::SnapshotId,
+    snap: &Snapshot,
+    a: &RestoreArgs,
+    conninfo: &str,
+) -> Result<()> {
+    let conn = mysql::MyConn::parse(conninfo)?;
+    let name = pick_stream(snap, mysql::KIND_MYSQL, a, "--mysql")?;
+    let recorded = snap
+        .sources
+        .iter()
+        .find(|s| s.kind == mysql::KIND_MYSQL && s.name == name)
+        .and_then(|s| s.details.get("database"))
+        .cloned();
+    let Some(db) = conn.database.clone().or(recorded) else {
+        return Err(Error::usage(format!(
+            "--mysql {}: name the database to restore into (mysql://host/DATABASE)",
+            conn.display()
+        ))
+        .into());
+    };
+    let started = std::time::Instant::now();
+    let server = conn.with_database(None);
+    let label = format!("restoring stream {name:?} into database {db:?}");
+    if a.create || a.clean {
+        let exists = mysql::database_exists(&server, &db, &label)?;
+        if exists && !a.clean {
+            return Err(Error::usage(format!(
+                "database {db:?} already exists: --create would add the dump's rows to it; \
+                 add --clean to drop and recreate it, or restore without --create"
+            ))
+            .into());
+        }
+        let q = mysql::quote_ident(&db);
+        let sql = if a.clean {
+            format!("DROP DATABASE IF EXISTS {q}; CREATE DATABASE {q}")
+        } else {
+            format!("CREATE DATABASE {q}")
+        };
+        mysql::query(&server, &sql, &label)?;
+    }
+    let has_globals = snap
+        .sources
+        .iter()
+        .any(|s| s.kind == mysql::KIND_MYSQL_GLOBALS && s.name == mysql::MYSQL_GLOBALS_STREAM);
+    if has_globals && !a.no_globals {
+        let (argv, secret) = mysql::client_argv(&server, None, true)?;
+        let (_, err) = sources::pipe_into(
+            &argv,
+            "restoring mysql-globals.sql with the mysql client",
+            |w| {
+                restore_stream(
+                    repo,
+                    &snap.tree,
+                    &snap.streams,
+                    Some(mysql::MYSQL_GLOBALS_STREAM),
+                    w,
+                )
+            },
+        )?;
+        drop(secret);
+        let errors: Vec<&str> = std::str::from_utf8(&err)
+            .unwrap_or("")
+            .lines()
+            .filter(|l| l.starts_with("ERROR"))
+            .collect();
+        if let Some(first) = errors.first() {
+            eprintln!(
+                "warning: {} globals statement(s) failed, first: {}",
+                errors.len(),
+                first.trim()
+            );
+        }
+    }
+    let (argv, secret) = mysql::client_argv(&conn, Some(&db), false)?;
+    let (n, _) = sources::pipe_into(&argv, &label, |w| {
+        restore_stream(repo, &snap.tree, &snap.streams, Some(&name), w)
+    })
+    .with_context(|| format!("restoring snapshot {}", id.short()))?;
+    drop(secret);
+    let secs = started.elapsed().as_secs_f64();
+    if g.json {
+        outln!(
+            "{}",
+            serde_json::json!({"type": "database", "kind": "mysql", "snapshot": id.to_hex(), "stream": name, "database": db, "bytes": n, "seconds": secs})
+        )?;
+    } else {
+        eprintln!(
+            "restored stream {name} ({}) of snapshot {} into database {db} with the mysql client in {secs:.2} s",
             human(n),
             id.short()
         );

@@ -1,7 +1,8 @@
 //! `snap restore-test PROFILE`: restore the profile's latest snapshot into
-//! a scratch directory (and its PostgreSQL dumps into scratch databases,
-//! dropped afterwards), run the checks of `[profile.NAME.restore-test]`,
-//! report each, and fail naming the checks that did not hold.
+//! a scratch directory (and its PostgreSQL and MariaDB/MySQL dumps into
+//! scratch databases, dropped afterwards; MySQL in `restore_test_mysql.rs`),
+//! run the checks of `[profile.NAME.restore-test]`, report each, and fail
+//! naming the checks that did not hold.
 
 use super::jobs::{child_error, load_config, secs, snap_child, Passwords};
 use super::Global;
@@ -280,7 +281,15 @@ pub fn run(g: &Global, a: &RestoreTestArgs) -> Result<u8> {
     }
     // 4. SQL checks against scratch databases, one per dump stream used.
     if !rt.sql.is_empty() {
-        sql_checks(&cfg, &mut pw, &p, &base, &id, &snap, &mut rep)?;
+        let (my_checks, pg_checks) = super::restore_test_mysql::split_checks(&rt.sql, &snap);
+        if !pg_checks.is_empty() {
+            sql_checks(&cfg, &mut pw, &p, &base, &id, &snap, &pg_checks, &mut rep)?;
+        }
+        let outcomes =
+            super::restore_test_mysql::run_checks(&cfg, &mut pw, &p, &base, &id, &snap, &my_checks);
+        for (name, ok, detail) in outcomes {
+            rep.add(&name, ok, detail);
+        }
     }
     // 5. Commands in the restore directory.
     for (i, c) in rt.commands.iter().enumerate() {
@@ -398,6 +407,7 @@ fn find_snapshot(
     Ok((id, s))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sql_checks(
     cfg: &Config,
     pw: &mut Passwords<'_>,
@@ -405,6 +415,7 @@ fn sql_checks(
     base: &dyn Fn(&[&str]) -> Vec<String>,
     id: &str,
     snap: &Value,
+    checks: &[&SqlCheck],
     rep: &mut Report<'_>,
 ) -> Result<()> {
     let rt = &p.restore_test;
@@ -433,7 +444,7 @@ fn sql_checks(
     };
     // Which stream each check uses.
     let mut by_stream: Vec<(String, Vec<&SqlCheck>)> = Vec::new();
-    for q in &rt.sql {
+    for &q in checks {
         let stream = match (&q.stream, dumps.as_slice()) {
             (Some(s), _) => s.clone(),
             (None, [one]) => one.clone(),

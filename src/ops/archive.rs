@@ -15,55 +15,162 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{EntryKind, TreeEntry};
 use crate::format::BlobId;
 use crate::ops::backup::{backup_entries, BackupOptions, BackupOutcome};
-use crate::read::restore::for_each_blob;
+use crate::read::planner::for_each_blob_with;
 use crate::repo::Repository;
 use crate::session::Session;
-use std::collections::VecDeque;
 use std::io::{Read, Write};
 
-/// Blob ids fetched per batch by [`ContentReader`] (a batch is fetched
-/// with coalesced ranged reads).
-const READ_BATCH: usize = 32;
+/// Most entries walked ahead of the archive writer: their file contents
+/// are read as one stream through the planner ([`for_each_blob_with`]).
+const BATCH_ENTRIES: usize = 4096;
+/// Most content bytes of a batch of entries (a batch holds at least one
+/// file), bytes.
+const BATCH_BYTES: u64 = 256 << 20;
+/// Decoded blobs queued between the reading threads and the archive writer.
+const QUEUED_BLOBS: usize = 16;
 
-/// Reads a file's content from the repository as a byte stream, fetching
-/// [`READ_BATCH`] blobs at a time.
-pub struct ContentReader<'r> {
-    repo: &'r Repository,
-    ids: Vec<BlobId>,
-    next: usize,
-    buf: VecDeque<u8>,
+/// The content of the files of one batch, in walk order, as the planner's
+/// reader threads deliver it: [`FileReader`] takes one file's blobs off it.
+struct BlobQueue {
+    rx: std::sync::mpsc::Receiver<Result<Vec<u8>>>,
 }
 
-impl<'r> ContentReader<'r> {
-    /// A reader over the blobs `ids`, in order.
-    pub fn new(repo: &'r Repository, ids: Vec<BlobId>) -> Self {
-        ContentReader {
-            repo,
-            ids,
-            next: 0,
-            buf: VecDeque::new(),
+impl BlobQueue {
+    /// The next blob, or the reading error (the reader stopped).
+    fn next(&mut self) -> std::io::Result<Vec<u8>> {
+        match self.rx.recv() {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) => Err(std::io::Error::other(e)),
+            Err(_) => Err(std::io::Error::other(Error::new(
+                ErrorKind::Io,
+                "the content reader stopped",
+            ))),
         }
     }
 }
 
-impl Read for ContentReader<'_> {
+/// One file's content off a [`BlobQueue`]: exactly its `blobs` blobs.
+struct FileReader<'q> {
+    queue: &'q mut BlobQueue,
+    blobs: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Bytes delivered.
+    n: u64,
+}
+
+impl<'q> FileReader<'q> {
+    fn new(queue: &'q mut BlobQueue, blobs: usize) -> Self {
+        FileReader {
+            queue,
+            blobs,
+            buf: Vec::new(),
+            pos: 0,
+            n: 0,
+        }
+    }
+
+    /// Takes this file's blobs not read yet off the queue; returns their
+    /// bytes (not delivered).
+    fn drain(&mut self) -> std::io::Result<u64> {
+        let mut left = (self.buf.len() - self.pos) as u64;
+        while self.blobs > 0 {
+            left += self.queue.next()?.len() as u64;
+            self.blobs -= 1;
+        }
+        self.pos = self.buf.len();
+        Ok(left)
+    }
+}
+
+impl Read for FileReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.buf.is_empty() && self.next < self.ids.len() {
-            let end = (self.next + READ_BATCH).min(self.ids.len());
-            let buf = &mut self.buf;
-            for_each_blob(self.repo, &self.ids[self.next..end], |b| {
-                buf.extend(b);
-                Ok(())
-            })
-            .map_err(std::io::Error::other)?;
-            self.next = end;
+        while self.pos == self.buf.len() && self.blobs > 0 {
+            self.buf = self.queue.next()?;
+            self.pos = 0;
+            self.blobs -= 1;
         }
-        let n = out.len().min(self.buf.len());
-        for (o, b) in out.iter_mut().zip(self.buf.drain(..n)) {
-            *o = b;
-        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        self.n += n as u64;
         Ok(n)
     }
+}
+
+/// What [`walk_with_content`] calls per entry: (path, entry, its content).
+type EntryFn<'a> = dyn FnMut(&[u8], &TreeEntry, &mut FileReader<'_>) -> Result<()> + 'a;
+
+/// Walks the snapshot tree `root` (see [`walk`]) in batches of at most
+/// [`BATCH_ENTRIES`] entries or [`BATCH_BYTES`] content bytes, and calls
+/// `f(path, entry, content)` for each entry in walk order; `content`
+/// delivers a file's blobs, read for the whole batch as one stream through
+/// the planner ([`for_each_blob_with`]: coalesced ranged reads,
+/// [`crate::read::planner::reads_in_flight`] of them in flight, the same as
+/// a restore) on threads that run ahead of `f`. Memory: one batch of
+/// entries, [`QUEUED_BLOBS`] decoded blobs and the planner's window.
+///
+/// Errors: `f`'s, and the repository's reading trees and blobs (a blob
+/// error reaches `f` as an I/O error wrapping it, see [`write_err`]).
+fn walk_with_content(repo: &Repository, root: &BlobId, f: &mut EntryFn<'_>) -> Result<()> {
+    let window = crate::read::planner::reads_in_flight(repo.store(), 0);
+    let mut batch: Vec<(Vec<u8>, TreeEntry)> = Vec::new();
+    let mut bytes = 0u64;
+    let mut flush = |batch: &mut Vec<(Vec<u8>, TreeEntry)>| -> Result<()> {
+        let ids: Vec<BlobId> = batch
+            .iter()
+            .filter(|(_, e)| e.kind == EntryKind::File)
+            .flat_map(|(_, e)| e.content.iter().copied())
+            .collect();
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED_BLOBS);
+        std::thread::scope(|sc| {
+            sc.spawn(move || {
+                let r = for_each_blob_with(repo, &ids, window, |b| {
+                    // The writer stopped (an error): stop reading.
+                    tx.send(Ok(b.to_vec()))
+                        .map_err(|_| Error::new(ErrorKind::Io, "the archive writer stopped"))
+                });
+                if let Err(e) = r {
+                    let _ = tx.send(Err(e));
+                }
+            });
+            let mut queue = BlobQueue { rx };
+            for (path, e) in batch.drain(..) {
+                let blobs = if e.kind == EntryKind::File {
+                    e.content.len()
+                } else {
+                    0
+                };
+                let mut r = FileReader::new(&mut queue, blobs);
+                f(&path, &e, &mut r)?;
+                let extra = r.drain().map_err(write_err)?;
+                if r.n + extra != e.size {
+                    return Err(Error::new(
+                        ErrorKind::Corrupt,
+                        format!(
+                            "{}: content is {} bytes, the tree says {}; run `snap check`",
+                            String::from_utf8_lossy(&path),
+                            r.n + extra,
+                            e.size
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        })
+    };
+    walk(repo, root, &mut |path, e| {
+        if e.kind == EntryKind::File {
+            bytes += e.size;
+        }
+        batch.push((path.to_vec(), e.clone()));
+        if batch.len() >= BATCH_ENTRIES || bytes >= BATCH_BYTES {
+            flush(&mut batch)?;
+            bytes = 0;
+        }
+        Ok(())
+    })?;
+    flush(&mut batch)
 }
 
 /// Archive format of [`export`].
@@ -91,18 +198,61 @@ pub struct ExportSummary {
     pub bytes: u64,
 }
 
+/// Most trees [`walk`] reads ahead of its position.
+const TREES_AHEAD: usize = 4096;
+
+/// Trees read ahead of a depth-first walk: on a miss, the tree and its
+/// descendants level by level (each level one batch of concurrent,
+/// coalesced reads, [`crate::read::trees::read_trees`]) until
+/// [`TREES_AHEAD`] are held, so a walk costs about one round trip per
+/// level and per [`TREES_AHEAD`] folders instead of one per folder.
+struct TreesAhead<'r> {
+    repo: &'r Repository,
+    held: std::collections::HashMap<BlobId, Result<crate::format::tree::Tree>>,
+}
+
+impl TreesAhead<'_> {
+    fn get(&mut self, id: &BlobId) -> Result<crate::format::tree::Tree> {
+        if let Some(t) = self.held.remove(id) {
+            return t;
+        }
+        let mut level = vec![*id];
+        while !level.is_empty() && self.held.len() < TREES_AHEAD {
+            let got = crate::read::trees::read_trees(self.repo, &level);
+            level = got
+                .values()
+                .flatten()
+                .flat_map(|t| t.entries.iter().filter_map(|e| e.subtree))
+                .filter(|s| !self.held.contains_key(s) && s != id)
+                .collect();
+            level.sort_unstable();
+            level.dedup();
+            level.truncate(TREES_AHEAD.saturating_sub(self.held.len() + got.len()));
+            self.held.extend(got);
+        }
+        self.held
+            .remove(id)
+            .unwrap_or_else(|| self.repo.read_tree(id))
+    }
+}
+
 /// Visits every entry below tree `id` depth-first, parents before
 /// children, with its relative path. Iterative (one open tree per level);
 /// [`ErrorKind::Corrupt`] for a tree deeper than
-/// [`crate::format::tree::MAX_DEPTH`].
+/// [`crate::format::tree::MAX_DEPTH`]. Trees are read ahead
+/// ([`TreesAhead`]).
 fn walk(
     repo: &Repository,
     id: &BlobId,
     f: &mut dyn FnMut(&[u8], &TreeEntry) -> Result<()>,
 ) -> Result<()> {
+    let mut trees = TreesAhead {
+        repo,
+        held: std::collections::HashMap::new(),
+    };
     // One level per open folder: its remaining entries and its path.
     let mut stack: Vec<(std::vec::IntoIter<TreeEntry>, Vec<u8>)> =
-        vec![(repo.read_tree(id)?.entries.into_iter(), Vec::new())];
+        vec![(trees.get(id)?.entries.into_iter(), Vec::new())];
     while let Some((entries, prefix)) = stack.last_mut() {
         let Some(e) = entries.next() else {
             stack.pop();
@@ -119,7 +269,7 @@ fn walk(
                 crate::read::restore::check_depth(stack.len() + 1, || {
                     format!("/{}", String::from_utf8_lossy(&path))
                 })?;
-                let t = repo.read_tree(sub)?;
+                let t = trees.get(sub)?;
                 stack.push((t.entries.into_iter(), path));
             }
         }
@@ -167,7 +317,7 @@ fn export_tar(repo: &Repository, root: &BlobId, w: &mut dyn Write) -> Result<Exp
     let mut sum = ExportSummary::default();
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
-    walk(repo, root, &mut |path, e| {
+    walk_with_content(repo, root, &mut |path, e, content| {
         let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
         let mut h = tar::Header::new_gnu();
         h.set_mode(e.mode & 0o7777);
@@ -185,7 +335,7 @@ fn export_tar(repo: &Repository, root: &BlobId, w: &mut dyn Write) -> Result<Exp
             EntryKind::File => {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(e.size);
-                let mut r = ContentReader::new(repo, e.content.clone()).take(e.size);
+                let mut r = content.take(e.size);
                 let mut counted = Counted { r: &mut r, n: 0 };
                 b.append_data(&mut h, p, &mut counted).map_err(write_err)?;
                 if counted.n != e.size {
@@ -270,7 +420,7 @@ fn export_zip(repo: &Repository, root: &BlobId, w: &mut dyn Write) -> Result<Exp
     };
     let mut sum = ExportSummary::default();
     let mut z = zip::ZipWriter::new_stream(w);
-    walk(repo, root, &mut |path, e| {
+    walk_with_content(repo, root, &mut |path, e, content| {
         let name = String::from_utf8_lossy(path).into_owned();
         let opts = zip::write::SimpleFileOptions::default()
             .last_modified_time(zip_time(e.mtime_ns))
@@ -285,8 +435,7 @@ fn export_zip(repo: &Repository, root: &BlobId, w: &mut dyn Write) -> Result<Exp
                     .compression_method(zip::CompressionMethod::Deflated)
                     .large_file(e.size >= u32::MAX as u64);
                 z.start_file(name, opts).map_err(zerr)?;
-                let mut r = ContentReader::new(repo, e.content.clone());
-                let n = std::io::copy(&mut r, &mut z).map_err(write_err)?;
+                let n = std::io::copy(content, &mut z).map_err(write_err)?;
                 sum.files += 1;
                 sum.bytes += n;
             }

@@ -27,6 +27,11 @@ impl Fetched {
         self.get(loc).ok_or_else(|| short_pack(&loc.pack))
     }
 
+    /// Bytes this batch read from the store.
+    pub fn bytes(&self) -> u64 {
+        self.ranges.iter().map(|(_, _, b)| b.len() as u64).sum()
+    }
+
     /// The sealed bytes of the blob at `loc`, if this batch read it.
     pub fn get(&self, loc: &BlobLocation) -> Option<&[u8]> {
         let off = loc.offset as u64;

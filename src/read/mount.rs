@@ -16,9 +16,16 @@
 //! /tags/<tag>/<short-id>/…          the same trees by tag
 //! ```
 //!
-//! The snapshot list is read once, when the file system is built; trees are
-//! read on the first lookup or listing of their folder and kept for the life
-//! of the mount. A file opened for reading gets its content blobs' locations
+//! The snapshot list is read when the file system is built and again when
+//! one of its folders is listed (at most once a second,
+//! [`MountFs::refresh_if_due`]), so a backup made while mounted appears.
+//! Trees are read on the first lookup or listing of their folder. The inode
+//! table holds only what the kernel references (FUSE lookup counts, given
+//! back by `forget`), the folders above it and the folders made by the
+//! mount: a folder's entries get inode numbers when it is read, and become
+//! nodes only when looked up; a node the kernel forgot is dropped, and a
+//! folder whose entries are all dropped drops its listing, so a long walk
+//! does not grow the table ([`MountFs::inode_count`]). A file opened for reading gets its content blobs' locations
 //! and cumulative plaintext end offsets ([`FileLayout`]); a read of
 //! `(offset, size)` decodes only the blobs covering that range, through a
 //! byte-bounded LRU cache of decoded blobs shared by all open files.
@@ -129,25 +136,40 @@ pub struct Attr {
 
 /// What an inode is.
 enum NodeKind {
-    /// A folder made by the mount (root, snapshots/, a host, a tag):
-    /// children fixed at build time, sorted by name.
+    /// A folder made by the mount (root, snapshots/, a host, a tag), or a
+    /// snapshot folder without a tree: children by name.
     Virtual(BTreeMap<Vec<u8>, u64>),
     /// A symlink made by the mount (`snapshots/latest`).
     Link(Vec<u8>),
-    /// A folder of a snapshot: `tree` is read on first use into `children`.
+    /// A folder of a snapshot: `tree` is read on first use.
     Tree {
         tree: BlobId,
         depth: usize,
-        children: Option<BTreeMap<Vec<u8>, u64>>,
+        loaded: Option<Loaded>,
     },
     /// Any non-folder entry of a snapshot.
     Entry(Box<TreeEntry>),
+}
+
+/// A snapshot folder's listing: entry `i` (sorted by name) has inode
+/// `base + i`; only the entries the kernel looked up are nodes.
+struct Loaded {
+    base: u64,
+    entries: Vec<TreeEntry>,
 }
 
 struct Node {
     parent: u64,
     attr: Attr,
     kind: NodeKind,
+    /// References the kernel holds (FUSE lookup count).
+    lookups: u64,
+    /// Children of this folder that are nodes (`counted`).
+    live: usize,
+    /// Made by the mount and listed now: kept while unreferenced.
+    pinned: bool,
+    /// An entry of its parent's tree, counted in the parent's `live`.
+    counted: bool,
 }
 
 /// One open file: where its content blobs are and where each ends.
@@ -285,10 +307,87 @@ impl BlobCache {
 /// All methods take `&self` and may be called from several threads.
 pub struct MountFs {
     repo: Repository,
-    nodes: RwLock<Vec<Node>>,
+    table: RwLock<Table>,
     cache: Mutex<BlobCache>,
     handles: Mutex<HashMap<u64, Arc<FileLayout>>>,
     next_handle: AtomicU64,
+    /// When the snapshot list was last read (for [`MountFs::refresh_if_due`]).
+    refreshed: Mutex<std::time::Instant>,
+}
+
+/// The inode table: the nodes the kernel may name, by inode number.
+struct Table {
+    nodes: HashMap<u64, Node>,
+    /// The next inode number to hand out (numbers are never reused).
+    next: u64,
+}
+
+impl Table {
+    fn node(&self, ino: u64) -> FsResult<&Node> {
+        self.nodes.get(&ino).ok_or(FsError::NotFound)
+    }
+
+    fn node_mut(&mut self, ino: u64) -> FsResult<&mut Node> {
+        self.nodes.get_mut(&ino).ok_or(FsError::NotFound)
+    }
+
+    /// Adds a pinned node (a folder or link made by the mount, or a
+    /// snapshot's root folder); returns its inode.
+    fn push(&mut self, parent: u64, mtime: i64, kind: NodeKind) -> u64 {
+        let ino = self.next;
+        self.next += 1;
+        let mut attr = dir_attr(ino, mtime);
+        if let NodeKind::Link(t) = &kind {
+            attr.kind = EntryKind::Symlink;
+            attr.size = t.len() as u64;
+            attr.perm = 0o777;
+            attr.nlink = 1;
+        }
+        self.nodes.insert(
+            ino,
+            Node {
+                parent: if parent == 0 { ino } else { parent },
+                attr,
+                kind,
+                lookups: 0,
+                live: 0,
+                pinned: true,
+                counted: false,
+            },
+        );
+        ino
+    }
+
+    /// Drops node `ino` if nothing holds it any more (not pinned, no
+    /// kernel reference, no child in the table), then its parent folder
+    /// the same way; a pinned snapshot folder nothing holds drops its
+    /// listing only.
+    fn evict(&mut self, mut ino: u64) {
+        loop {
+            let Some(n) = self.nodes.get_mut(&ino) else {
+                return;
+            };
+            if n.lookups > 0 || n.live > 0 {
+                return;
+            }
+            if n.pinned {
+                if let NodeKind::Tree { loaded, .. } = &mut n.kind {
+                    *loaded = None;
+                }
+                return;
+            }
+            let (parent, counted) = (n.parent, n.counted);
+            self.nodes.remove(&ino);
+            if !counted {
+                return;
+            }
+            match self.nodes.get_mut(&parent) {
+                Some(p) => p.live = p.live.saturating_sub(1),
+                None => return,
+            }
+            ino = parent;
+        }
+    }
 }
 
 /// A name safe as one path component: `/` and NUL become `_`; empty, `.`
@@ -344,6 +443,17 @@ fn entry_attr(ino: u64, e: &TreeEntry) -> Attr {
     }
 }
 
+/// Least time between two reads of the snapshot list prompted by listings
+/// ([`MountFs::refresh_if_due`]), seconds.
+pub const REFRESH_SECS: u64 = 1;
+
+/// What a node made by [`MountFs::build`] should be.
+enum Want {
+    Virtual,
+    Link(Vec<u8>),
+    Tree(BlobId),
+}
+
 impl MountFs {
     /// Builds the top of the file system from the repository's snapshots
     /// (read from the catalog, which the caller has synced). Trees are read
@@ -354,10 +464,14 @@ impl MountFs {
         let snaps = repo.snapshots()?;
         let fs = MountFs {
             repo,
-            nodes: RwLock::new(Vec::new()),
+            table: RwLock::new(Table {
+                nodes: HashMap::new(),
+                next: ROOT_INO,
+            }),
             cache: Mutex::new(BlobCache::new(opts.cache_bytes)),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            refreshed: Mutex::new(std::time::Instant::now()),
         };
         fs.build(&snaps);
         Ok(fs)
@@ -368,39 +482,156 @@ impl MountFs {
         &self.repo
     }
 
+    /// Syncs the catalog with the repository and rebuilds the snapshot
+    /// folders (`snapshots/`, `hosts/`, `tags/`): new snapshots appear,
+    /// forgotten ones disappear (their inodes stay valid until the kernel
+    /// forgets them), unchanged ones keep their inode numbers. Returns the
+    /// number of snapshots. Errors: the store's and the catalog's.
+    pub fn refresh(&self) -> Result<usize> {
+        *self.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        self.repo.sync_catalog()?;
+        let snaps = self.repo.snapshots()?;
+        self.build(&snaps);
+        Ok(snaps.len())
+    }
+
+    /// [`MountFs::refresh`] when `ino` is the root or one of the snapshot
+    /// folders (`snapshots/`, `hosts/`, `tags/`, a host's or a tag's) and
+    /// the list was last read more than [`REFRESH_SECS`] ago: the FUSE
+    /// layer calls it when such a folder is listed, so a backup made
+    /// while mounted shows up. Errors: as [`MountFs::refresh`].
+    pub fn refresh_if_due(&self, ino: u64) -> Result<bool> {
+        let top = {
+            let t = self.table.read().unwrap_or_else(|p| p.into_inner());
+            matches!(t.nodes.get(&ino), Some(n) if n.pinned && matches!(n.kind, NodeKind::Virtual(_)))
+        };
+        let due = self
+            .refreshed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            >= std::time::Duration::from_secs(REFRESH_SECS);
+        if !top || !due {
+            return Ok(false);
+        }
+        self.refresh()?;
+        Ok(true)
+    }
+
+    /// Number of inodes in the table now (the kernel's references, their
+    /// parent folders, and the folders made by the mount): a debug counter
+    /// that shows forgotten inodes are dropped.
+    pub fn inode_count(&self) -> usize {
+        self.table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .nodes
+            .len()
+    }
+
+    /// The kernel dropped `n` references to `ino` (FUSE `forget`): once
+    /// none is left and no child of it is in the table, the inode is
+    /// dropped (a snapshot folder's listing too). Unknown inodes are
+    /// ignored.
+    pub fn forget(&self, ino: u64, n: u64) {
+        let mut t = self.table.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(node) = t.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+            t.evict(ino);
+        }
+    }
+
+    /// (Re)builds the pinned part of the table for `snaps`: nodes that
+    /// stay what they were (same name in the same folder, same kind, same
+    /// tree) keep their inode; the others are unpinned and dropped once
+    /// nothing holds them.
     fn build(&self, snaps: &[(SnapshotId, Snapshot)]) {
         let newest = snaps.iter().map(|(_, s)| time_ns(s)).max().unwrap_or(0);
-        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
-        nodes.clear();
-        let push = |nodes: &mut Vec<Node>, parent: u64, mtime: i64, kind: NodeKind| -> u64 {
-            let ino = nodes.len() as u64 + 1;
-            let mut attr = dir_attr(ino, mtime);
-            if let NodeKind::Link(t) = &kind {
-                attr.kind = EntryKind::Symlink;
-                attr.size = t.len() as u64;
-                attr.perm = 0o777;
-                attr.nlink = 1;
+        let mut guard = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let t = &mut *guard;
+        let mut stale: std::collections::HashSet<u64> = t
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.pinned)
+            .map(|(i, _)| *i)
+            .collect();
+        // The node named `name` in the old listing `old` of `parent`,
+        // reused if it is what is wanted, else a new one.
+        let place = |t: &mut Table,
+                     stale: &mut std::collections::HashSet<u64>,
+                     parent: u64,
+                     old: &BTreeMap<Vec<u8>, u64>,
+                     name: &[u8],
+                     mtime: i64,
+                     want: Want|
+         -> u64 {
+            if let Some(&ino) = old.get(name) {
+                if let Some(n) = t.nodes.get_mut(&ino) {
+                    let same = match (&mut n.kind, &want) {
+                        (NodeKind::Virtual(_), Want::Virtual) => true,
+                        (NodeKind::Link(l), Want::Link(w)) => {
+                            l.clone_from(w);
+                            n.attr.size = w.len() as u64;
+                            true
+                        }
+                        (NodeKind::Tree { tree, .. }, Want::Tree(w)) => tree == w,
+                        _ => false,
+                    };
+                    if same && n.pinned && stale.remove(&ino) {
+                        n.attr.mtime_ns = mtime;
+                        n.attr.ctime_ns = mtime;
+                        n.parent = parent;
+                        return ino;
+                    }
+                }
             }
-            nodes.push(Node { parent, attr, kind });
-            ino
+            let kind = match want {
+                Want::Virtual => NodeKind::Virtual(BTreeMap::new()),
+                Want::Link(l) => NodeKind::Link(l),
+                Want::Tree(tree) => NodeKind::Tree {
+                    tree,
+                    depth: 0,
+                    loaded: None,
+                },
+            };
+            t.push(parent, mtime, kind)
         };
-        let root = push(
-            &mut nodes,
-            ROOT_INO,
-            newest,
-            NodeKind::Virtual(BTreeMap::new()),
-        );
+        let listing = |t: &Table, ino: u64| -> BTreeMap<Vec<u8>, u64> {
+            match t.nodes.get(&ino).map(|n| &n.kind) {
+                Some(NodeKind::Virtual(m)) => m.clone(),
+                _ => BTreeMap::new(),
+            }
+        };
+        let root = if t.nodes.contains_key(&ROOT_INO) {
+            stale.remove(&ROOT_INO);
+            ROOT_INO
+        } else {
+            t.push(ROOT_INO, newest, NodeKind::Virtual(BTreeMap::new()))
+        };
+        if let Ok(n) = t.node_mut(root) {
+            n.attr.mtime_ns = newest;
+            n.attr.ctime_ns = newest;
+        }
+        let old_top = listing(t, root);
         let mut top = BTreeMap::new();
         for name in ["snapshots", "hosts", "tags"] {
-            let ino = push(&mut nodes, root, newest, NodeKind::Virtual(BTreeMap::new()));
-            top.insert(name.as_bytes().to_vec(), ino);
+            let n = name.as_bytes();
+            let ino = place(t, &mut stale, root, &old_top, n, newest, Want::Virtual);
+            top.insert(n.to_vec(), ino);
         }
         let (snap_dir, host_dir, tag_dir) = (
             top[&b"snapshots"[..]],
             top[&b"hosts"[..]],
             top[&b"tags"[..]],
         );
-        nodes[root as usize - 1].kind = NodeKind::Virtual(top);
+        let (old_snaps, old_hosts, old_tags) = (
+            listing(t, snap_dir),
+            listing(t, host_dir),
+            listing(t, tag_dir),
+        );
+        if let Ok(n) = t.node_mut(root) {
+            n.kind = NodeKind::Virtual(top);
+        }
 
         // A snapshot's folder name: its short id, the full id if two share one.
         let mut short_count: HashMap<String, usize> = HashMap::new();
@@ -415,29 +646,26 @@ impl MountFs {
                 s
             }
         };
-        let tree_node = |nodes: &mut Vec<Node>, parent: u64, s: &Snapshot| {
-            push(
-                nodes,
-                parent,
-                time_ns(s),
-                NodeKind::Tree {
-                    tree: s.tree,
-                    depth: 0,
-                    children: None,
-                },
-            )
-        };
 
         let mut by_id = BTreeMap::new();
-        let mut by_host: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, u64>> = BTreeMap::new();
-        let mut by_tag: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, u64>> = BTreeMap::new();
+        // Per host (tag): its members as (name, time, snapshot).
+        let mut by_host: BTreeMap<Vec<u8>, Vec<(Vec<u8>, &Snapshot)>> = BTreeMap::new();
+        let mut by_tag: BTreeMap<Vec<u8>, Vec<(Vec<u8>, &Snapshot)>> = BTreeMap::new();
         let mut latest: Option<(i64, Vec<u8>)> = None;
         let mut host_latest: BTreeMap<Vec<u8>, (i64, Vec<u8>)> = BTreeMap::new();
         for (id, s) in snaps {
             let name = name_of(id).into_bytes();
-            let ino = tree_node(&mut nodes, snap_dir, s);
+            let ino = place(
+                t,
+                &mut stale,
+                snap_dir,
+                &old_snaps,
+                &name,
+                time_ns(s),
+                Want::Tree(s.tree),
+            );
             by_id.insert(name.clone(), ino);
-            if latest.as_ref().is_none_or(|(t, _)| time_ns(s) >= *t) {
+            if latest.as_ref().is_none_or(|(lt, _)| time_ns(s) >= *lt) {
                 latest = Some((time_ns(s), name.clone()));
             }
             let when = chrono::DateTime::from_timestamp_millis(s.time_ms())
@@ -446,84 +674,132 @@ impl MountFs {
             let hkey = component(&s.hostname);
             let host = by_host.entry(hkey.clone()).or_default();
             let mut hname = when.into_bytes();
-            if host.contains_key(&hname) {
+            if host.iter().any(|(n, _)| *n == hname) {
                 hname.push(b'-');
                 hname.extend_from_slice(&name);
             }
-            let ino = tree_node(&mut nodes, 0, s);
-            host.insert(hname.clone(), ino);
+            host.push((hname.clone(), s));
             let l = host_latest.entry(hkey).or_insert((i64::MIN, Vec::new()));
             if time_ns(s) >= l.0 {
                 *l = (time_ns(s), hname);
             }
-            for t in &s.tags {
-                let ino = tree_node(&mut nodes, 0, s);
+            for tag in &s.tags {
                 by_tag
-                    .entry(component(t))
+                    .entry(component(tag))
                     .or_default()
-                    .insert(name.clone(), ino);
+                    .push((name.clone(), s));
             }
         }
         if let Some((_, name)) = latest {
-            let ino = push(&mut nodes, snap_dir, newest, NodeKind::Link(name));
+            let ino = place(
+                t,
+                &mut stale,
+                snap_dir,
+                &old_snaps,
+                b"latest",
+                newest,
+                Want::Link(name),
+            );
             by_id.insert(b"latest".to_vec(), ino);
         }
-        nodes[snap_dir as usize - 1].kind = NodeKind::Virtual(by_id);
-        for (h, (_, target)) in host_latest {
-            let ino = push(&mut nodes, 0, newest, NodeKind::Link(target));
-            by_host
-                .entry(h)
-                .or_default()
-                .insert(b"latest".to_vec(), ino);
+        if let Ok(n) = t.node_mut(snap_dir) {
+            n.kind = NodeKind::Virtual(by_id);
         }
-        for (dir, groups) in [(host_dir, by_host), (tag_dir, by_tag)] {
+        for (dir, old_groups, groups, latest) in [
+            (host_dir, old_hosts, by_host, Some(host_latest)),
+            (tag_dir, old_tags, by_tag, None),
+        ] {
             let mut names = BTreeMap::new();
             for (gname, members) in groups {
-                let g = push(&mut nodes, dir, newest, NodeKind::Virtual(BTreeMap::new()));
-                for ino in members.values() {
-                    nodes[*ino as usize - 1].parent = g;
+                let g = place(
+                    t,
+                    &mut stale,
+                    dir,
+                    &old_groups,
+                    &gname,
+                    newest,
+                    Want::Virtual,
+                );
+                let old = listing(t, g);
+                let mut m = BTreeMap::new();
+                for (name, s) in members {
+                    let ino = place(
+                        t,
+                        &mut stale,
+                        g,
+                        &old,
+                        &name,
+                        time_ns(s),
+                        Want::Tree(s.tree),
+                    );
+                    m.insert(name, ino);
                 }
-                nodes[g as usize - 1].kind = NodeKind::Virtual(members);
+                if let Some(target) = latest.as_ref().and_then(|l| l.get(&gname)) {
+                    let ino = place(
+                        t,
+                        &mut stale,
+                        g,
+                        &old,
+                        b"latest",
+                        newest,
+                        Want::Link(target.1.clone()),
+                    );
+                    m.insert(b"latest".to_vec(), ino);
+                }
+                if let Ok(n) = t.node_mut(g) {
+                    n.kind = NodeKind::Virtual(m);
+                }
                 names.insert(gname, g);
             }
-            nodes[dir as usize - 1].kind = NodeKind::Virtual(names);
+            if let Ok(n) = t.node_mut(dir) {
+                n.kind = NodeKind::Virtual(names);
+            }
+        }
+        // What the list no longer has: dropped once the kernel lets go.
+        for ino in stale {
+            if let Some(n) = t.nodes.get_mut(&ino) {
+                n.pinned = false;
+                if let NodeKind::Virtual(m) = &mut n.kind {
+                    m.clear();
+                }
+            }
+            t.evict(ino);
         }
     }
 
     /// Attributes of inode `ino`. Errors: [`FsError::NotFound`].
     pub fn attr(&self, ino: u64) -> FsResult<Attr> {
-        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-        Ok(node(&nodes, ino)?.attr.clone())
+        let t = self.table.read().unwrap_or_else(|p| p.into_inner());
+        Ok(t.node(ino)?.attr.clone())
     }
 
     /// The parent folder's inode (the root's parent is the root).
     pub fn parent(&self, ino: u64) -> FsResult<u64> {
-        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-        Ok(node(&nodes, ino)?.parent)
+        let t = self.table.read().unwrap_or_else(|p| p.into_inner());
+        Ok(t.node(ino)?.parent)
     }
 
     /// The children of folder `ino` as (name, inode), sorted by name; reads
-    /// the folder's tree on first use.
+    /// the folder's tree on first use. The inodes are those a
+    /// [`MountFs::lookup`] of the names gives while the folder stays in the
+    /// table.
     ///
     /// Errors: [`FsError::NotFound`], [`FsError::NotDir`], [`FsError::Repo`]
     /// when the tree cannot be read or decoded (or lies deeper than
     /// [`MAX_DEPTH`]).
     pub fn children(&self, ino: u64) -> FsResult<Vec<(Vec<u8>, u64)>> {
-        self.load(ino)?;
-        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-        match &node(&nodes, ino)?.kind {
-            NodeKind::Virtual(c)
-            | NodeKind::Tree {
-                children: Some(c), ..
-            } => Ok(c.iter().map(|(k, v)| (k.clone(), *v)).collect()),
-            _ => Err(FsError::NotDir),
-        }
+        let mut out = Vec::new();
+        self.for_children(ino, 0, |name, a| {
+            out.push((name.to_vec(), a.ino));
+            false
+        })?;
+        Ok(out)
     }
 
     /// Calls `f(name, attributes)` for the children of folder `ino` in name
     /// order, from the `skip`-th on, until `f` returns `true` ("full"); reads
     /// the folder's tree on first use. For listing a large folder in pages
-    /// without copying it for each page.
+    /// without copying it for each page. Adds nothing to the inode table.
     ///
     /// Errors: as [`MountFs::children`].
     pub fn for_children(
@@ -533,48 +809,105 @@ impl MountFs {
         mut f: impl FnMut(&[u8], &Attr) -> bool,
     ) -> FsResult<()> {
         self.load(ino)?;
-        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-        let c = match &node(&nodes, ino)?.kind {
-            NodeKind::Virtual(c)
-            | NodeKind::Tree {
-                children: Some(c), ..
-            } => c,
-            _ => return Err(FsError::NotDir),
-        };
-        for (name, child) in c.iter().skip(skip) {
-            if f(name, &node(&nodes, *child)?.attr) {
-                break;
+        let t = self.table.read().unwrap_or_else(|p| p.into_inner());
+        match &t.node(ino)?.kind {
+            NodeKind::Virtual(c) => {
+                for (name, child) in c.iter().skip(skip) {
+                    if f(name, &t.node(*child)?.attr) {
+                        break;
+                    }
+                }
             }
+            NodeKind::Tree {
+                loaded: Some(l), ..
+            } => {
+                for (i, e) in l.entries.iter().enumerate().skip(skip) {
+                    let cino = l.base + i as u64;
+                    let attr = match t.nodes.get(&cino) {
+                        Some(n) => n.attr.clone(),
+                        None => entry_attr(cino, e),
+                    };
+                    if f(&e.name, &attr) {
+                        break;
+                    }
+                }
+            }
+            _ => return Err(FsError::NotDir),
         }
         Ok(())
     }
 
-    /// The child `name` of folder `parent`, with its attributes.
+    /// The child `name` of folder `parent`, with its attributes; counts one
+    /// kernel reference to it (FUSE `lookup`), which [`MountFs::forget`]
+    /// gives back.
     ///
     /// Errors: [`FsError::NotFound`] when there is none; else as
     /// [`MountFs::children`].
     pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
         self.load(parent)?;
-        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-        let child = match &node(&nodes, parent)?.kind {
-            NodeKind::Virtual(c)
-            | NodeKind::Tree {
-                children: Some(c), ..
-            } => *c.get(name).ok_or(FsError::NotFound)?,
+        let mut guard = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let t = &mut *guard;
+        let (child, new) = match &t.node(parent)?.kind {
+            NodeKind::Virtual(c) => (*c.get(name).ok_or(FsError::NotFound)?, None),
+            NodeKind::Tree {
+                loaded: Some(l),
+                depth,
+                ..
+            } => {
+                let i = l
+                    .entries
+                    .binary_search_by(|e| e.name.as_slice().cmp(name))
+                    .map_err(|_| FsError::NotFound)?;
+                let cino = l.base + i as u64;
+                if t.nodes.contains_key(&cino) {
+                    (cino, None)
+                } else {
+                    (cino, Some((l.entries[i].clone(), depth + 1)))
+                }
+            }
+            NodeKind::Tree { loaded: None, .. } => return Err(FsError::NotFound),
             _ => return Err(FsError::NotDir),
         };
-        Ok(node(&nodes, child)?.attr.clone())
+        if let Some((e, depth)) = new {
+            let attr = entry_attr(child, &e);
+            let kind = match (e.kind, e.subtree) {
+                (EntryKind::Dir, Some(sub)) => NodeKind::Tree {
+                    tree: sub,
+                    depth,
+                    loaded: None,
+                },
+                (EntryKind::Dir, None) => NodeKind::Virtual(BTreeMap::new()),
+                _ => NodeKind::Entry(Box::new(e)),
+            };
+            t.nodes.insert(
+                child,
+                Node {
+                    parent,
+                    attr,
+                    kind,
+                    lookups: 0,
+                    live: 0,
+                    pinned: false,
+                    counted: true,
+                },
+            );
+            t.node_mut(parent)?.live += 1;
+        }
+        let n = t.node_mut(child)?;
+        n.lookups += 1;
+        Ok(n.attr.clone())
     }
 
-    /// Reads the tree of folder `ino` into the table if not done yet.
+    /// Reads the tree of folder `ino` into the table if not done yet: its
+    /// entries sorted by name, and a range of inode numbers for them.
     fn load(&self, ino: u64) -> FsResult<()> {
         let (tree, depth) = {
-            let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-            match &node(&nodes, ino)?.kind {
+            let t = self.table.read().unwrap_or_else(|p| p.into_inner());
+            match &t.node(ino)?.kind {
                 NodeKind::Tree {
                     tree,
                     depth,
-                    children: None,
+                    loaded: None,
                 } => (*tree, *depth),
                 NodeKind::Entry(_) | NodeKind::Link(_) => return Err(FsError::NotDir),
                 _ => return Ok(()),
@@ -584,45 +917,35 @@ impl MountFs {
             return Err(Error::corrupt(format!("tree deeper than {MAX_DEPTH} levels")).into());
         }
         // Read outside the lock: a slow store must not stall other calls.
-        let t: Tree = self.repo.read_tree(&tree)?;
-        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
-        if let NodeKind::Tree {
-            children: Some(_), ..
-        } = &node(&nodes, ino)?.kind
-        {
-            return Ok(()); // another thread loaded it meanwhile
+        let tr: Tree = self.repo.read_tree(&tree)?;
+        let mut entries = tr.entries;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries.dedup_by(|a, b| a.name == b.name);
+        let mut guard = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let t = &mut *guard;
+        let base = t.next;
+        match &mut t.node_mut(ino)?.kind {
+            NodeKind::Tree {
+                loaded: l @ None, ..
+            } => {
+                *l = Some(Loaded { base, entries });
+            }
+            _ => return Ok(()), // another thread loaded it meanwhile
         }
-        let mut children = BTreeMap::new();
-        for e in t.entries {
-            let cino = nodes.len() as u64 + 1;
-            let attr = entry_attr(cino, &e);
-            let kind = match (e.kind, e.subtree) {
-                (EntryKind::Dir, Some(sub)) => NodeKind::Tree {
-                    tree: sub,
-                    depth: depth + 1,
-                    children: None,
-                },
-                (EntryKind::Dir, None) => NodeKind::Virtual(BTreeMap::new()),
-                _ => NodeKind::Entry(Box::new(e.clone())),
-            };
-            children.insert(e.name, cino);
-            nodes.push(Node {
-                parent: ino,
-                attr,
-                kind,
-            });
-        }
-        if let NodeKind::Tree { children: c, .. } = &mut nodes[ino as usize - 1].kind {
-            *c = Some(children);
-        }
+        t.next += t.node(ino).map_or(0, |n| match &n.kind {
+            NodeKind::Tree {
+                loaded: Some(l), ..
+            } => l.entries.len() as u64,
+            _ => 0,
+        });
         Ok(())
     }
 
     /// The target bytes of symlink `ino`. Errors: [`FsError::NotFound`],
     /// [`FsError::Invalid`] for anything but a symlink.
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-        match &node(&nodes, ino)?.kind {
+        let t = self.table.read().unwrap_or_else(|p| p.into_inner());
+        match &t.node(ino)?.kind {
             NodeKind::Link(t) => Ok(t.clone()),
             NodeKind::Entry(e) if e.kind == EntryKind::Symlink => Ok(e.link_target.clone()),
             _ => Err(FsError::Invalid),
@@ -631,8 +954,8 @@ impl MountFs {
 
     /// Extended attributes recorded for `ino`, as (name, value) sorted by name.
     pub fn xattrs(&self, ino: u64) -> FsResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-        match &node(&nodes, ino)?.kind {
+        let t = self.table.read().unwrap_or_else(|p| p.into_inner());
+        match &t.node(ino)?.kind {
             NodeKind::Entry(e) => Ok(e.xattrs.clone()),
             _ => Ok(Vec::new()),
         }
@@ -646,8 +969,8 @@ impl MountFs {
     /// sizes disagree (see [`FileLayout::of_entry`]).
     pub fn open(&self, ino: u64) -> FsResult<u64> {
         let entry = {
-            let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-            match &node(&nodes, ino)?.kind {
+            let t = self.table.read().unwrap_or_else(|p| p.into_inner());
+            match &t.node(ino)?.kind {
                 NodeKind::Entry(e) if e.kind == EntryKind::File => e.clone(),
                 NodeKind::Entry(_) | NodeKind::Link(_) => return Err(FsError::Invalid),
                 _ => return Err(FsError::IsDir),
@@ -744,12 +1067,6 @@ impl MountFs {
         let c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         (c.used(), c.len())
     }
-}
-
-fn node(nodes: &[Node], ino: u64) -> FsResult<&Node> {
-    ino.checked_sub(1)
-        .and_then(|i| nodes.get(i as usize))
-        .ok_or(FsError::NotFound)
 }
 
 #[cfg(test)]

@@ -324,6 +324,26 @@ pub struct FileContent<'a> {
     pub content: &'a [BlobId],
     /// Size the snapshot records, bytes.
     pub size: u64,
+    /// For a file updated in place: `only[i]` is whether blob `i` of
+    /// `content` is written (the others are already right on disk and are
+    /// neither read nor written). `None`: every blob. A slice shorter than
+    /// `content` counts as `false` past its end.
+    pub only: Option<&'a [bool]>,
+}
+
+impl<'a> FileContent<'a> {
+    /// A file written whole.
+    pub fn whole(content: &'a [BlobId], size: u64) -> FileContent<'a> {
+        FileContent {
+            content,
+            size,
+            only: None,
+        }
+    }
+
+    fn wanted(&self, i: usize) -> bool {
+        self.only.is_none_or(|o| o.get(i).copied().unwrap_or(false))
+    }
 }
 
 /// A place a blob goes: file number and byte offset.
@@ -350,6 +370,9 @@ pub struct PlanStats {
     pub reads: u64,
     /// Packs read from.
     pub packs: u64,
+    /// Sealed bytes read from the store (ranged reads and the delta bases
+    /// they needed), bytes.
+    pub bytes_read: u64,
 }
 
 /// Restores the content of `files` into `sink`: each distinct blob is read
@@ -410,12 +433,17 @@ pub fn restore_files(
                 sink.damaged(fi, &e);
                 continue;
             }
-            if f.content.is_empty() {
+            let wanted = (0..f.content.len()).filter(|&i| f.wanted(i)).count();
+            if wanted == 0 {
                 ready.push(fi);
                 continue;
             }
             let mut offset = 0u64;
-            for (id, loc) in f.content.iter().zip(locs.iter()) {
+            for (i, (id, loc)) in f.content.iter().zip(locs.iter()).enumerate() {
+                if !f.wanted(i) {
+                    offset += loc.raw_len as u64;
+                    continue;
+                }
                 let b = match index.get(id) {
                     Some(&b) => b,
                     None => {
@@ -448,7 +476,7 @@ pub fn restore_files(
                 });
                 offset += loc.raw_len as u64;
             }
-            remaining[fi].store(f.content.len() as u32, Ordering::Relaxed);
+            remaining[fi].store(wanted as u32, Ordering::Relaxed);
         }
     }
     for fi in ready {
@@ -467,11 +495,13 @@ pub fn restore_files(
         .collect();
     let mut reads = coalesce(want, gap, MAX_READ);
     reads.sort_by_key(|r| (pack_order.get(&r.pack).copied(), r.start));
-    let stats = PlanStats {
+    let mut stats = PlanStats {
         blobs: blobs.len() as u64,
         reads: reads.len() as u64,
         packs: pack_order.len() as u64,
+        bytes_read: 0,
     };
+    let bytes_read = std::sync::atomic::AtomicU64::new(0);
 
     // 3. Read, decode, write.
     let done_with = |b: &PlanBlob| -> Result<()> {
@@ -490,7 +520,10 @@ pub fn restore_files(
     run_workers(threads, reads.len(), |i| {
         let r = &reads[i];
         let buf = match read_range(repo.store(), r) {
-            Ok(b) => b,
+            Ok(b) => {
+                bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
+                b
+            }
             Err(e) if is_damage(&e) => {
                 for &bi in &r.blobs {
                     damage(&blobs[bi], &e);
@@ -504,6 +537,9 @@ pub fn restore_files(
         let fetched = fetch_bases(repo, r, r.blobs.iter().map(|&bi| blobs[bi].base.as_ref()))
             .ok()
             .flatten();
+        if let Some(f) = &fetched {
+            bytes_read.fetch_add(f.bytes(), Ordering::Relaxed);
+        }
         for &bi in &r.blobs {
             let b = &blobs[bi];
             match decode_in(
@@ -528,6 +564,7 @@ pub fn restore_files(
         }
         Ok(())
     })?;
+    stats.bytes_read = bytes_read.into_inner();
     Ok(stats)
 }
 

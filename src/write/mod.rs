@@ -9,6 +9,9 @@
 //!   → store
 //! ```
 //!
+//! `sources` and `mysql` start the database dump programs whose output becomes
+//! a stream (and the restore programs that read it back).
+//!
 //! `compress` holds the blob payload encodings (raw, zstd, delta) and their
 //! inverse, used by the read path too. `ops::backup` drives these stages for
 //! a snapshot; `ops::copy`, `ops::repair` and `ops::archive` feed them too.
@@ -16,5 +19,6 @@
 pub mod chunker;
 pub mod compress;
 pub mod ingest;
+pub mod mysql;
 pub mod pack;
 pub mod sources;

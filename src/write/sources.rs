@@ -149,7 +149,7 @@ fn is_uri(conninfo: &str) -> bool {
 /// Parses a key=value connection string into pairs (libpq syntax: values
 /// may be single-quoted with `\` escapes). Returns `None` when it is not in
 /// that syntax (a URI or a bare database name).
-fn conninfo_pairs(conninfo: &str) -> Option<Vec<(String, String)>> {
+pub(crate) fn conninfo_pairs(conninfo: &str) -> Option<Vec<(String, String)>> {
     if is_uri(conninfo) || !conninfo.contains('=') {
         return None;
     }
@@ -209,7 +209,7 @@ fn conninfo_pairs(conninfo: &str) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -233,7 +233,7 @@ fn percent_decode(s: &str) -> String {
 
 /// Splits a URI `scheme://[userinfo@]hosts[/path][?query]` into
 /// (scheme://, userinfo, hosts, rest starting at `/` or `?` or empty).
-fn uri_parts(uri: &str) -> Option<(&str, Option<&str>, &str, &str)> {
+pub(crate) fn uri_parts(uri: &str) -> Option<(&str, Option<&str>, &str, &str)> {
     let p = uri.find("://")? + 3;
     let (scheme, after) = uri.split_at(p);
     let end = after.find(['/', '?']).unwrap_or(after.len());
@@ -365,7 +365,7 @@ pub fn stderr_tail(err: &[u8], n: usize) -> String {
 /// Runs a program to completion with stdin closed; returns its stdout.
 /// Errors: [`ErrorKind::Source`] with `what`, the exit code and the stderr
 /// tail when it cannot be run or fails.
-fn run_capture(prog: &PathBuf, args: &[String], what: &str) -> Result<Vec<u8>> {
+pub(crate) fn run_capture(prog: &PathBuf, args: &[String], what: &str) -> Result<Vec<u8>> {
     let out = command(prog)
         .args(args)
         .stdin(Stdio::null())
@@ -393,7 +393,7 @@ fn run_capture(prog: &PathBuf, args: &[String], what: &str) -> Result<Vec<u8>> {
 }
 
 /// First line of `PROG --version`, trimmed ("pg_dump (PostgreSQL) 15.18 …").
-fn program_version(prog: &PathBuf, what: &str) -> Result<String> {
+pub(crate) fn program_version(prog: &PathBuf, what: &str) -> Result<String> {
     let out = run_capture(prog, &["--version".into()], what)?;
     Ok(String::from_utf8_lossy(&out)
         .lines()
@@ -545,7 +545,7 @@ pub fn pg_globals_source(conninfo: &str) -> Result<StreamSource> {
 }
 
 /// Replaces characters not allowed in stream names with `_`.
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     let out: String = s
         .chars()
         .map(|c| {

@@ -4,8 +4,8 @@
 //!
 //! The script exports `SNAP_TEST_PG_HOST`, `SNAP_TEST_PG_PORT`, `SNAP_TEST_PG_USER`,
 //! `SNAP_TEST_PG_BIN`, `SNAP_TEST_S3_ENDPOINT`, `SNAP_TEST_S3_BUCKET`,
-//! `SNAP_TEST_S3S_ENDPOINT` and `SNAP_TEST_S3S_BUCKET`; [`pg()`], [`s3()`] and [`s3s()`]
-//! read them. When they are missing, a plain `cargo test` skips the test (the
+//! `SNAP_TEST_S3S_ENDPOINT` and `SNAP_TEST_S3S_BUCKET` (and `SNAP_TEST_MYSQL_*` for
+//! MariaDB); [`pg()`], [`s3()`], [`s3s()`] and [`mysql()`] read them. When they are missing, a plain `cargo test` skips the test (the
 //! helpers print a `skipping: ...` line and return `None`), but under CI (`CI=true`) the
 //! helpers panic, so that a broken service setup can never pass as a green run.
 //!
@@ -291,6 +291,137 @@ impl S3 {
             ("AWS_REGION".to_string(), or("AWS_REGION", "us-east-1")),
             ("AWS_ALLOW_HTTP".to_string(), "true".to_string()),
         ]
+    }
+}
+
+/// A MariaDB server to test against: an account with every privilege and a password kept
+/// in a file (`scripts/services.sh` makes both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mysql {
+    /// Host address (`SNAP_TEST_MYSQL_HOST`, normally `127.0.0.1`).
+    pub host: String,
+    /// TCP port (`SNAP_TEST_MYSQL_PORT`).
+    pub port: u16,
+    /// Unix socket path (`SNAP_TEST_MYSQL_SOCKET`; may be empty).
+    pub socket: String,
+    /// Account name (`SNAP_TEST_MYSQL_USER`, default `snap`).
+    pub user: String,
+    /// File whose first line is the account's password (`SNAP_TEST_MYSQL_PASSWORD_FILE`).
+    pub password_file: PathBuf,
+}
+
+/// The MariaDB test service described by the `SNAP_TEST_MYSQL_*` variables.
+///
+/// Returns `None` after printing a `skipping:` line when `SNAP_TEST_MYSQL_PORT` or
+/// `SNAP_TEST_MYSQL_PASSWORD_FILE` is missing; panics instead when `CI=true`.
+pub fn mysql() -> Option<Mysql> {
+    let (Some(port), Some(pw)) = (
+        var("SNAP_TEST_MYSQL_PORT"),
+        var("SNAP_TEST_MYSQL_PASSWORD_FILE"),
+    ) else {
+        return missing(
+            "MariaDB",
+            "SNAP_TEST_MYSQL_PORT/SNAP_TEST_MYSQL_PASSWORD_FILE",
+        );
+    };
+    Some(Mysql {
+        host: var("SNAP_TEST_MYSQL_HOST").unwrap_or_else(|| "127.0.0.1".to_string()),
+        port: port
+            .parse()
+            .unwrap_or_else(|e| panic!("SNAP_TEST_MYSQL_PORT={port:?} is not a TCP port: {e}")),
+        socket: var("SNAP_TEST_MYSQL_SOCKET").unwrap_or_default(),
+        user: var("SNAP_TEST_MYSQL_USER").unwrap_or_else(|| "snap".to_string()),
+        password_file: PathBuf::from(pw),
+    })
+}
+
+impl Mysql {
+    /// The account's password (first line of [`Mysql::password_file`]).
+    pub fn password(&self) -> String {
+        std::fs::read_to_string(&self.password_file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.password_file.display()))
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// A snap `--mysql` connection string for database `db`:
+    /// `mysql://USER@HOST:PORT/DB?password-file=FILE`.
+    pub fn conninfo(&self, db: &str) -> String {
+        format!(
+            "mysql://{}@{}:{}/{db}?password-file={}",
+            self.user,
+            self.host,
+            self.port,
+            self.password_file.display()
+        )
+    }
+
+    /// A `mariadb` client command (`--no-defaults`, TCP to the server as the test account,
+    /// password through `MYSQL_PWD`, batch mode without column names), stdin closed.
+    pub fn client(&self) -> Command {
+        let mut cmd = Command::new("mariadb");
+        cmd.args([
+            "--no-defaults",
+            "--batch",
+            "--skip-column-names",
+            "--protocol=TCP",
+            &format!("--host={}", self.host),
+            &format!("--port={}", self.port),
+            &format!("--user={}", self.user),
+        ])
+        .env("MYSQL_PWD", self.password())
+        .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `sql` in database `db` (none when empty) and returns the output, trimmed: one
+    /// row a line, columns separated by tabs. Panics with the client's stderr on failure.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let mut c = self.client();
+        if !db.is_empty() {
+            c.arg(format!("--database={db}"));
+        }
+        let out = run(
+            c.arg("--execute").arg(sql),
+            &format!("mariadb {db} -e {sql:?}"),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Replays the SQL text `input` into database `db`; panics when the client fails.
+    pub fn load(&self, db: &str, input: &[u8]) {
+        use std::io::Write;
+        let mut child = self
+            .client()
+            .arg(format!("--database={db}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting mariadb");
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&data));
+        let out = child.wait_with_output().expect("waiting for mariadb");
+        let fed = feeder.join().unwrap();
+        assert!(
+            out.status.success(),
+            "mariadb {db} < SQL failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fed.expect("writing SQL to mariadb");
+    }
+
+    /// Creates database `name`.
+    pub fn createdb(&self, name: &str) {
+        self.sql("", &format!("CREATE DATABASE `{name}`"));
+    }
+
+    /// Drops database `name` if it exists.
+    pub fn dropdb(&self, name: &str) {
+        self.sql("", &format!("DROP DATABASE IF EXISTS `{name}`"));
     }
 }
 

@@ -40,9 +40,13 @@ pub enum Overwrite {
     /// Replace it (restic's default too).
     #[default]
     Always,
-    /// Keep it when its size and mtime match the snapshot, or when its
-    /// content, cut with the repository's chunker, gives the snapshot's
-    /// chunk ids (then only its metadata is restored); else replace it.
+    /// Keep it, unread, when its size and mtime match the snapshot. Else
+    /// read it at the snapshot's chunk boundaries and hash each range with
+    /// the repository's keyed blob id: when every chunk matches and the
+    /// size too, keep it (only its metadata is restored); else update it in
+    /// place, writing only the chunks that differ and setting its length
+    /// (a file with other hard links, without owner write permission, or
+    /// whose chunk sizes the index does not give is replaced whole).
     IfChanged,
     /// Replace it only if its mtime is older than the snapshot's.
     IfNewer,
@@ -72,6 +76,11 @@ pub struct RestoreOptions {
     /// Pack reads kept in flight (1..=64); 0 picks by store kind
     /// ([`crate::read::planner::reads_in_flight`]: 4 local, 16 remote).
     pub reads_in_flight: usize,
+    /// Most files held open for writing at once; 0 means
+    /// [`MAX_OPEN_FILES`]. Past it, a file is closed after each write and
+    /// opened again for the next. Lowered by tests to exercise that path
+    /// (`SNAP_TEST_MAX_OPEN_FILES` in the CLI).
+    pub max_open_files: usize,
 }
 
 /// A file the restore could not write because its content could not be
@@ -89,12 +98,20 @@ pub struct DamagedFile {
 /// Totals of a restore.
 #[derive(Debug, Default, Clone)]
 pub struct RestoreSummary {
-    /// Files written.
+    /// Files written (whole, or updated in place: see [`Self::updated`]).
     pub files: u64,
     /// Directories created or restored.
     pub dirs: u64,
-    /// Content bytes written.
+    /// Content bytes written to files: whole files, and the differing
+    /// chunks of files updated in place (all-zero chunks of new files,
+    /// left as holes, count too).
     pub bytes: u64,
+    /// Of [`Self::files`]: existing files updated in place by
+    /// `--overwrite if-changed` (only their differing chunks written).
+    pub updated: u64,
+    /// Sealed bytes of file content read from the repository, bytes (with
+    /// `dry_run`: not read, 0).
+    pub bytes_read: u64,
     /// Files not restored because a blob of theirs is damaged or missing,
     /// in path order; the restore is incomplete when this is not empty.
     pub damaged: Vec<DamagedFile>,
@@ -107,12 +124,16 @@ pub struct RestoreSummary {
     pub bytes_compared: u64,
     /// Entries removed by `--delete`.
     pub deleted: u64,
-    /// With `dry_run`: what would be done, "write PATH", "keep PATH",
-    /// "delete PATH", in that order.
+    /// With `dry_run`: what would be done, "write PATH", "update PATH"
+    /// (only differing chunks rewritten), "keep PATH", "delete PATH", in
+    /// that order.
     pub actions: Vec<String>,
     /// With `verify`: files whose content on disk does not give the
     /// snapshot's chunk ids, with why.
     pub verify_failed: Vec<DamagedFile>,
+    /// Most files the restore held open for writing at once (at most
+    /// [`RestoreOptions::max_open_files`] plus the reads in flight).
+    pub peak_open_files: u64,
 }
 
 /// Errors with "tree deeper than [`MAX_DEPTH`] levels at PATH"
@@ -581,38 +602,73 @@ pub fn restore(
         .store(files.len() as u64, Ordering::Relaxed);
     files.sort_by_key(|f| std::cmp::Reverse(f.entry.size));
     let all_files = files.clone();
+    // What to do with each file: written whole unless decided otherwise.
+    let mut updates: Vec<Option<Update>> = Vec::new();
     if opts.overwrite != Overwrite::Always {
-        let decided: Vec<Result<(bool, u64)>> = files
+        let decided: Vec<Result<(Decision, u64)>> = files
             .par_iter()
-            .map(|it| keep_existing(repo, &tgt, &plan, it, opts.overwrite, true))
+            .map(|it| decide(repo, &tgt, &plan, it, opts.overwrite, true))
             .collect();
         let mut keep = Vec::with_capacity(files.len());
         for d in decided {
-            let (k, n) = d?;
+            let (d, n) = d?;
             summary.bytes_compared += n;
-            summary.kept += k as u64;
-            keep.push(k);
+            match d {
+                Decision::Keep => {
+                    summary.kept += 1;
+                    keep.push(true);
+                }
+                Decision::Write => {
+                    keep.push(false);
+                    updates.push(None);
+                }
+                Decision::Update(u) => {
+                    keep.push(false);
+                    updates.push(Some(u));
+                }
+            }
         }
         let mut k = keep.into_iter();
         files.retain(|_| !k.next().unwrap_or(false));
+    } else {
+        updates.resize_with(files.len(), || None);
     }
     let sink = TargetFiles {
         tgt: &tgt,
         plan: &plan,
-        slots: files.iter().map(|_| Mutex::new(Slot::default())).collect(),
+        slots: updates
+            .iter()
+            .map(|u| {
+                Mutex::new(Slot {
+                    created: u.as_ref().map(|u| u.dev_ino),
+                    update: u.is_some(),
+                    ..Slot::default()
+                })
+            })
+            .collect(),
         files: &files,
         open: AtomicUsize::new(0),
+        peak_open: AtomicUsize::new(0),
+        max_open: if opts.max_open_files == 0 {
+            MAX_OPEN_FILES
+        } else {
+            opts.max_open_files
+        },
         progress: &opts.progress,
     };
     let contents: Vec<planner::FileContent> = files
         .iter()
-        .map(|it| planner::FileContent {
+        .zip(&updates)
+        .map(|(it, u)| planner::FileContent {
             content: &it.entry.content,
             size: it.entry.size,
+            only: u.as_ref().map(|u| u.differ.as_slice()),
         })
         .collect();
     let threads = planner::reads_in_flight(repo.store(), opts.reads_in_flight);
-    planner::restore_files(repo, &contents, &sink, threads)?;
+    let stats = planner::restore_files(repo, &contents, &sink, threads)?;
+    summary.bytes_read = stats.bytes_read;
+    summary.peak_open_files = sink.peak_open.load(Ordering::Relaxed) as u64;
     for (it, slot) in files.iter().zip(sink.slots) {
         let slot = slot.into_inner().unwrap_or_else(|p| p.into_inner());
         if let Some(error) = slot.damaged {
@@ -621,8 +677,9 @@ pub fn restore(
                 error,
             });
         } else if slot.finished {
-            summary.bytes += it.entry.size;
+            summary.bytes += slot.written;
             summary.files += 1;
+            summary.updated += slot.update as u64;
             summary.warnings.extend(
                 slot.warnings
                     .into_iter()
@@ -641,10 +698,14 @@ pub fn restore(
             .map(|(p, it)| {
                 let r = (|| {
                     let dir = tgt.dir(&plan.dir_route(it.parent), false)?;
-                    let mut f = target::open_existing(&dir, &it.entry.name)?;
-                    same_content(repo, &mut f, &it.entry)
+                    let f = target::open_existing(&dir, &it.entry.name)?;
+                    let len = f.metadata()?.len();
+                    Ok(match compare_chunks(repo, &f, &it.entry)? {
+                        Some(c) => (c.same(len, it.entry.size), c.read),
+                        None => (false, 0),
+                    })
                 })()
-                .map_err(|e| Error::io(format!("verifying {}", p.display()), e));
+                .map_err(|e: std::io::Error| Error::io(format!("verifying {}", p.display()), e));
                 (p, r)
             })
             .collect();
@@ -739,95 +800,177 @@ fn deletable(plan: &Plan) -> Vec<(Vec<Vec<u8>>, &NameSet)> {
     out
 }
 
-/// Whether the existing file at `it`'s place is kept under `mode`, and the
-/// bytes read to decide. With `apply`, a file kept by `if-changed` whose
-/// content matches gets the snapshot's metadata.
-fn keep_existing(
+/// What a restore does with an existing file at a file's place.
+enum Decision {
+    /// Leave it (its metadata restored when `if-changed` read it).
+    Keep,
+    /// Replace it by a new file (or create one where there is none).
+    Write,
+    /// Write only some chunks into it and set its length.
+    Update(Update),
+}
+
+/// An existing file updated in place.
+struct Update {
+    /// (dev, ino) of the file compared: the one written.
+    dev_ino: (u64, u64),
+    /// Per chunk of the snapshot's content: whether it differs on disk.
+    differ: Vec<bool>,
+}
+
+/// Decides what to do with the existing file at `it`'s place under `mode`;
+/// returns the decision and the bytes of the file read to make it. With
+/// `apply`, a file kept by `if-changed` after reading it gets the
+/// snapshot's metadata.
+fn decide(
     repo: &Repository,
     tgt: &Target,
     plan: &Plan,
     it: &PlanItem,
     mode: Overwrite,
     apply: bool,
-) -> Result<(bool, u64)> {
+) -> Result<(Decision, u64)> {
     let shown = || tgt.display(&plan.item_route(it)).display().to_string();
     let io = |e| Error::io(format!("comparing {}", shown()), e);
     if mode == Overwrite::Always {
-        return Ok((false, 0));
+        return Ok((Decision::Write, 0));
     }
     let Ok(dir) = tgt.dir(&plan.dir_route(it.parent), false) else {
-        return Ok((false, 0));
+        return Ok((Decision::Write, 0));
     };
     let e = &it.entry;
     let Some(st) = target::stat_at(&dir, &e.name).map_err(io)? else {
-        return Ok((false, 0));
+        return Ok((Decision::Write, 0));
     };
     #[allow(clippy::unnecessary_cast)] // i32 on some targets
     let mtime = (st.st_mtime as i64)
         .saturating_mul(1_000_000_000)
         .saturating_add(st.st_mtime_nsec as i64);
+    let keep = |k: bool| if k { Decision::Keep } else { Decision::Write };
     match mode {
-        Overwrite::Never => Ok((true, 0)),
-        Overwrite::IfNewer => Ok((mtime >= e.mtime_ns, 0)),
+        Overwrite::Never => Ok((Decision::Keep, 0)),
+        Overwrite::IfNewer => Ok((keep(mtime >= e.mtime_ns), 0)),
         _ => {
-            if !target::is_file(&st) || st.st_size as u64 != e.size {
-                return Ok((false, 0));
+            if !target::is_file(&st) {
+                return Ok((Decision::Write, 0));
             }
-            if mtime == e.mtime_ns {
-                return Ok((true, 0));
+            if st.st_size as u64 == e.size && mtime == e.mtime_ns {
+                return Ok((Decision::Keep, 0));
             }
-            let mut f = target::open_existing(&dir, &e.name).map_err(io)?;
-            let (same, n) = same_content(repo, &mut f, e).map_err(io)?;
-            if same && apply {
-                let mut w = Vec::new();
-                target::apply_metadata_fd(&f, e, &mut w)
-                    .map_err(|err| Error::io(format!("setting metadata of {}", shown()), err))?;
+            let f = target::open_existing(&dir, &e.name).map_err(io)?;
+            // The file compared is the file at the name (not swapped meanwhile).
+            let md = f.metadata().map_err(io)?;
+            {
+                use std::os::unix::fs::MetadataExt;
+                #[allow(clippy::unnecessary_cast)]
+                if (md.dev(), md.ino()) != (st.st_dev as u64, st.st_ino as u64) || !md.is_file() {
+                    return Ok((Decision::Write, 0));
+                }
             }
-            Ok((same, n))
+            let Some(c) = compare_chunks(repo, &f, e).map_err(io)? else {
+                return Ok((Decision::Write, 0));
+            };
+            if c.same(md.len(), e.size) {
+                if apply {
+                    let mut w = Vec::new();
+                    target::apply_metadata_fd(&f, e, &mut w).map_err(|err| {
+                        Error::io(format!("setting metadata of {}", shown()), err)
+                    })?;
+                }
+                return Ok((Decision::Keep, c.read));
+            }
+            // Written in place only when that touches this file alone and
+            // needs no permission change: one link, owner may write.
+            {
+                use std::os::unix::fs::MetadataExt;
+                if md.nlink() != 1 || md.mode() & 0o200 == 0 {
+                    return Ok((Decision::Write, c.read));
+                }
+                Ok((
+                    Decision::Update(Update {
+                        dev_ino: (md.dev(), md.ino()),
+                        differ: c.differ,
+                    }),
+                    c.read,
+                ))
+            }
         }
     }
 }
 
-/// Whether `f` holds exactly `e`'s content: cut with the repository's file
-/// chunker (as a backup cuts it), its chunks' keyed BLAKE3 ids equal
-/// `e.content`. Returns (equal, bytes read); stops at the first chunk that
-/// differs.
-fn same_content(
-    repo: &Repository,
-    f: &mut std::fs::File,
-    e: &TreeEntry,
-) -> std::io::Result<(bool, u64)> {
-    use std::io::Read;
-    let ch = repo.files_chunker();
-    let max = ch.max_size();
-    let mut buf: Vec<u8> = Vec::with_capacity(2 * max);
-    let mut tmp = vec![0u8; 1 << 20];
-    let (mut idx, mut read, mut eof) = (0usize, 0u64, false);
-    let mut cuts = Vec::new();
-    loop {
-        while !eof && buf.len() < max {
-            let n = f.read(&mut tmp)?;
-            if n == 0 {
-                eof = true;
-            } else {
-                buf.extend_from_slice(&tmp[..n]);
-                read += n as u64;
-            }
-        }
-        if buf.is_empty() {
-            break;
-        }
-        cuts.clear();
-        let used = ch.cuts(&buf, eof, &mut cuts);
-        for &(off, len) in &cuts {
-            if e.content.get(idx) != Some(&repo.key().blob_id(&buf[off..off + len])) {
-                return Ok((false, read));
-            }
-            idx += 1;
-        }
-        buf.drain(..used);
+/// An existing file compared with a snapshot's file chunk by chunk.
+struct Compared {
+    /// Per chunk of the snapshot's content: whether the file's bytes at
+    /// that chunk's place differ (or the file ends before the chunk does).
+    differ: Vec<bool>,
+    /// Bytes of the file read.
+    read: u64,
+}
+
+impl Compared {
+    /// Whether the file, `len` bytes long, holds exactly `size` bytes of
+    /// matching chunks.
+    fn same(&self, len: u64, size: u64) -> bool {
+        len == size && !self.differ.iter().any(|&d| d)
     }
-    Ok((idx == e.content.len(), read))
+}
+
+/// Compares file `f` with `e`'s content at the snapshot's chunk
+/// boundaries: the bytes at each chunk's place (sizes from the index) are
+/// hashed with the repository's keyed BLAKE3 blob id, as a backup names a
+/// chunk, and compared with `e.content`. Chunks past the file's end
+/// differ without being read. `None` when the index does not give every
+/// chunk's size (the file is then written whole). Errors: reading `f`.
+fn compare_chunks(
+    repo: &Repository,
+    f: &std::fs::File,
+    e: &TreeEntry,
+) -> std::io::Result<Option<Compared>> {
+    use std::os::unix::fs::FileExt;
+    let mut sizes = Vec::with_capacity(e.content.len());
+    {
+        let cat = repo.catalog();
+        for id in &e.content {
+            match cat.lookup(id) {
+                Ok(Some(l)) => sizes.push(l.raw_len as u64),
+                _ => return Ok(None),
+            }
+        }
+    }
+    let len = f.metadata()?.len();
+    let mut buf = Vec::new();
+    let (mut off, mut read) = (0u64, 0u64);
+    let mut differ = Vec::with_capacity(sizes.len());
+    for (id, &n) in e.content.iter().zip(&sizes) {
+        let end = off.saturating_add(n);
+        if end > len {
+            differ.push(true);
+        } else {
+            buf.resize(n as usize, 0);
+            match f.read_exact_at(&mut buf, off) {
+                Ok(()) => {
+                    read += n;
+                    differ.push(repo.key().blob_id(&buf) != *id);
+                }
+                // Shrunk while read: differs.
+                Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => differ.push(true),
+                Err(err) => return Err(err),
+            }
+        }
+        off = end;
+    }
+    Ok(Some(Compared { differ, read }))
+}
+
+/// Bytes of `e`'s chunks marked in `differ` (sizes from the index).
+/// Errors: the catalog's.
+fn changed_bytes(repo: &Repository, e: &TreeEntry, differ: &[bool]) -> Result<u64> {
+    let cat = repo.catalog();
+    let mut n = 0;
+    for (id, _) in e.content.iter().zip(differ).filter(|(_, &d)| d) {
+        n += cat.lookup(id)?.map_or(0, |l| l.raw_len as u64);
+    }
+    Ok(n)
 }
 
 /// [`restore`] with `dry_run`: decides as a restore would and lists the
@@ -854,31 +997,47 @@ fn dry_run(
         }
         p.display().to_string()
     };
-    let (mut writes, mut keeps) = (Vec::new(), Vec::new());
+    let (mut writes, mut updates, mut keeps) = (Vec::new(), Vec::new(), Vec::new());
     for it in plan.items.iter() {
         let route = plan.item_route(it);
-        let keep = match &tgt {
+        let d = match &tgt {
             Some(t) if it.entry.kind == EntryKind::File && it.link_to.is_none() => {
-                let (k, n) = keep_existing(repo, t, plan, it, opts.overwrite, false)?;
+                let (d, n) = decide(repo, t, plan, it, opts.overwrite, false)?;
                 summary.bytes_compared += n;
-                k
+                d
             }
-            Some(t) if opts.overwrite == Overwrite::Never => t
-                .dir(&plan.dir_route(it.parent), false)
-                .ok()
-                .is_some_and(|d| matches!(target::stat_at(&d, &it.entry.name), Ok(Some(_)))),
-            _ => false,
+            Some(t)
+                if opts.overwrite == Overwrite::Never
+                    && t.dir(&plan.dir_route(it.parent), false)
+                        .ok()
+                        .is_some_and(|d| {
+                            matches!(target::stat_at(&d, &it.entry.name), Ok(Some(_)))
+                        }) =>
+            {
+                Decision::Keep
+            }
+            _ => Decision::Write,
         };
-        if keep {
-            summary.kept += 1;
-            keeps.push(format!("keep {}", shown(&route)));
-        } else {
-            summary.files += 1;
-            summary.bytes += it.entry.size;
-            writes.push(format!("write {}", shown(&route)));
+        match d {
+            Decision::Keep => {
+                summary.kept += 1;
+                keeps.push(format!("keep {}", shown(&route)));
+            }
+            Decision::Write => {
+                summary.files += 1;
+                summary.bytes += it.entry.size;
+                writes.push(format!("write {}", shown(&route)));
+            }
+            Decision::Update(u) => {
+                summary.files += 1;
+                summary.updated += 1;
+                summary.bytes += changed_bytes(repo, &it.entry, &u.differ)?;
+                updates.push(format!("update {}", shown(&route)));
+            }
         }
     }
     summary.actions = writes;
+    summary.actions.extend(updates);
     summary.actions.extend(keeps);
     if let (true, Some(t)) = (opts.delete, &tgt) {
         for (route, names) in deletable(plan) {
@@ -898,9 +1057,9 @@ fn dry_run(
     Ok(summary)
 }
 
-/// Most files held open at once by a restore; past this, a file is closed
-/// after each write and opened again for the next.
-const MAX_OPEN_FILES: usize = 128;
+/// Most files held open at once by a restore by default; past this, a file
+/// is closed after each write and opened again for the next.
+pub const MAX_OPEN_FILES: usize = 128;
 
 /// The state of one file being restored.
 #[derive(Default)]
@@ -915,6 +1074,11 @@ struct Slot {
     finished: bool,
     /// From applying its metadata.
     warnings: Vec<String>,
+    /// An existing file updated in place (`created` holds its dev/ino):
+    /// opened, never created, and all-zero chunks are written, not skipped.
+    update: bool,
+    /// Content bytes handed to it.
+    written: u64,
 }
 
 /// The planner's [`planner::FileSink`] for a directory restore: file `i`
@@ -927,6 +1091,10 @@ struct TargetFiles<'a> {
     slots: Vec<Mutex<Slot>>,
     /// Files open now.
     open: AtomicUsize,
+    /// Most files open at once so far.
+    peak_open: AtomicUsize,
+    /// Past this many open files, a file is closed after each write.
+    max_open: usize,
     progress: &'a Progress,
 }
 
@@ -961,7 +1129,8 @@ impl TargetFiles<'_> {
                 }
                 Some(di) => target::reopen_file(&dir, &it.entry.name, di).map_err(io)?,
             };
-            self.open.fetch_add(1, Ordering::Relaxed);
+            let now = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+            self.peak_open.fetch_max(now, Ordering::Relaxed);
             slot.fd = Some(f);
         }
         Ok(slot.fd.as_ref().expect("opened above"))
@@ -981,15 +1150,17 @@ impl planner::FileSink for TargetFiles<'_> {
         if slot.damaged.is_some() {
             return Ok(());
         }
-        if !zero {
-            // A hole otherwise: finish sets the length, the file stays sparse.
+        // A new file gets a hole for an all-zero chunk (finish sets the
+        // length, the file stays sparse); a file updated in place gets the zeros.
+        if !zero || slot.update {
             let f = self.open(file, &mut slot)?;
             f.write_all_at(data, offset)
                 .map_err(|e| Error::io(format!("writing {}", self.shown(self.files[file])), e))?;
-            if self.open.load(Ordering::Relaxed) > MAX_OPEN_FILES {
+            if self.open.load(Ordering::Relaxed) > self.max_open {
                 self.close(&mut slot);
             }
         }
+        slot.written += data.len() as u64;
         self.progress
             .bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);

@@ -6,7 +6,9 @@
 //! no symlink inside the target is ever followed. Where the snapshot has a
 //! folder and the target has something else (a symlink, a file), that thing
 //! is removed and a folder created in its place; an existing file is
-//! replaced by a new file, never opened for writing. Metadata is applied to
+//! replaced by a new file, or, when `--overwrite if-changed` updates it in
+//! place, opened for writing only after checking it is the regular file
+//! compared (same device and inode) with no other hard link. Metadata is applied to
 //! the open handle (`fchown`, `fchmod`, `fsetxattr`, `futimens`); for
 //! symlinks and device nodes with the `*at` calls and
 //! `AT_SYMLINK_NOFOLLOW`. The target directory itself, given by the user,
@@ -175,16 +177,19 @@ pub fn create_file(dir: &OwnedFd, name: &[u8]) -> io::Result<std::fs::File> {
 }
 
 /// Opens the regular file `name` in `dir` again for writing (no create, no
-/// truncate, symlinks not followed), for a restore that closed it between
-/// writes; `(dev, ino)` are those of the file it created, and anything else
-/// found there is an error (the file was replaced while it was restored).
+/// truncate, symlinks not followed, non-blocking so a FIFO swapped in
+/// cannot stall it), for a restore that closed it between writes or that
+/// updates an existing file in place; `(dev, ino)` are those of the file it
+/// created or compared, and anything else found there, or a file that
+/// gained another hard link (a write would change the other name too), is
+/// an error (the file was replaced while it was restored).
 pub fn reopen_file(dir: &OwnedFd, name: &[u8], dev_ino: (u64, u64)) -> io::Result<std::fs::File> {
     use std::os::unix::fs::MetadataExt;
     let name = component(name)?;
-    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let f = std::fs::File::from(rustix::fs::openat(dir, name, flags, Mode::empty())?);
     let md = f.metadata()?;
-    if (md.dev(), md.ino()) != dev_ino || !md.is_file() {
+    if (md.dev(), md.ino()) != dev_ino || !md.is_file() || md.nlink() != 1 {
         return Err(io::Error::other(
             "the file was replaced by something else while it was restored",
         ));
