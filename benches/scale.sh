@@ -10,7 +10,11 @@
 #     backup           a real backup of SRC
 #     restore          restore of that backup (latest) to a scratch dir
 #     copy --latest    copy of that backup to a fresh repository
+#     repair snapshots walks every snapshot, looks up every referenced blob
 #     prune            marks the unreferenced half of the synthetic packs
+#     repair index     reads every pack header, rewrites the index, then
+#                      rebuilds the catalog (last: it costs a full sync)
+#   (STEPS selects and orders them; default all, in this order)
 #   and, if BEFORE names another snap binary and the size is at most
 #   BEFORE_MAX blobs, check and prune with it too (prune on a copy of the
 #   repository and cache made before any command ran).
@@ -18,15 +22,18 @@
 # the table goes to stdout and benches/results/scale-<date>.md.
 #
 # Knobs: SIZES (default "5000000 50000000"), SRC (default ~/.cargo/registry/src),
+#        STEPS (default "check backup restore copy repair-snapshots prune repair-index"),
 #        BEFORE (path of a snap binary built from older code; default none),
 #        BEFORE_MAX (default 5000000), WORK (scratch dir),
 #        REPORT_FROM ("raw.tsv files" of earlier runs, e.g. one per size run
 #        in parallel: skip the runs and print their table).
-# Disk: about 60 bytes of catalog and 45 of index objects per blob (50M:
-# ~6 GB), plus the backup of SRC and its restore; packs are sparse.
+# Disk: about 60 bytes of catalog, 45 of index objects and 45 of pack
+# headers per blob (50M: ~8 GB), plus the backup of SRC and its restore;
+# the packs' data is sparse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES="${SIZES:-5000000 50000000}"
+STEPS="${STEPS:-check backup restore copy repair-snapshots prune repair-index}"
 SRC="${SRC:-$HOME/.cargo/registry/src}"
 SRC=$(cd "$SRC" && pwd -P)
 BEFORE="${BEFORE:-}"
@@ -63,14 +70,23 @@ for n in $SIZES; do
     cp -a --sparse=always "$repo" "$cache" "$WORK/before-$n/"
   fi
   export SNAP_REPO=$repo SNAP_CACHE_DIR=$cache
-  timed "$n" check "$SNAP" check
-  timed "$n" backup "$SNAP" backup "$SRC"
-  timed "$n" restore "$SNAP" restore latest --target "$WORK/restore-$n"
-  rm -rf "$WORK/restore-$n"
-  SNAP_REPO="$WORK/copy-$n" "$SNAP" init >/dev/null 2>&1
-  timed "$n" "copy --latest" "$SNAP" --repo "$WORK/copy-$n" copy --from "$repo" --latest
-  rm -rf "$WORK/copy-$n"
-  timed "$n" prune "$SNAP" prune
+  for step in $STEPS; do
+    case $step in
+      check) timed "$n" check "$SNAP" check ;;
+      backup) timed "$n" backup "$SNAP" backup "$SRC" ;;
+      restore)
+        timed "$n" restore "$SNAP" restore latest --target "$WORK/restore-$n"
+        rm -rf "$WORK/restore-$n" ;;
+      copy)
+        SNAP_REPO="$WORK/copy-$n" "$SNAP" init >/dev/null 2>&1
+        timed "$n" "copy --latest" "$SNAP" --repo "$WORK/copy-$n" copy --from "$repo" --latest
+        rm -rf "$WORK/copy-$n" ;;
+      repair-snapshots) timed "$n" "repair snapshots" "$SNAP" repair snapshots ;;
+      prune) timed "$n" prune "$SNAP" prune ;;
+      repair-index) timed "$n" "repair index" "$SNAP" repair index ;;
+      *) log "unknown step $step"; exit 2 ;;
+    esac
+  done
   if [ -d "$WORK/before-$n" ]; then
     export SNAP_REPO=$WORK/before-$n/repo-$n SNAP_CACHE_DIR=$WORK/before-$n/cache-$n
     timed "$n" "check (before)" "$BEFORE" check

@@ -15,8 +15,7 @@
 //!
 //! Supersession (format-spec §7): an index object named in another listed
 //! index object's `supersedes` is ignored, and a pack named by several
-//! index objects counts once (its first listing in id order), as
-//! [`crate::ops::prune::load_indexes_lenient`] did in memory.
+//! index objects counts once (its first listing in id order).
 
 use crate::catalog::BlobLocation;
 use crate::error::{Error, ErrorKind, Result};
@@ -38,7 +37,11 @@ CREATE TABLE blobs(pack_no INTEGER NOT NULL, id BLOB NOT NULL, kind INTEGER NOT 
 CREATE TABLE marked(id BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE trees(id BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE refs(id BLOB NOT NULL);
+CREATE TABLE listed(id BLOB PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID;
 ";
+
+/// Rows of the pack listing read per query by [`IndexView::for_each_listed`].
+const LISTED_PAGE: usize = 4096;
 
 /// One effective pack of the view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +297,77 @@ impl IndexView {
         Ok(())
     }
 
+    /// Lists the packs under `data/` into the view (id and size in bytes),
+    /// as the listing arrives: memory does not grow with the number of
+    /// packs. Names that are not pack ids are skipped; a pack listed twice
+    /// counts once. Returns (packs listed, their total size in bytes).
+    /// Errors: store listing errors; view errors.
+    pub fn list_packs(&mut self, store: &crate::store::Store) -> Result<(u64, u64)> {
+        let tx = self.conn.transaction()?;
+        let (mut count, mut bytes) = (0u64, 0u64);
+        {
+            let mut ins =
+                tx.prepare_cached("INSERT OR IGNORE INTO listed(id, size) VALUES(?1, ?2)")?;
+            store.list_each(crate::store::ObjectKind::Pack.list_prefix(), |l| {
+                let Some(id) = PackId::from_hex(&l.name) else {
+                    return Ok(());
+                };
+                let size = i64::try_from(l.size).unwrap_or(i64::MAX);
+                if ins.execute(params![&id.0[..], size])? == 1 {
+                    count += 1;
+                    bytes = bytes.saturating_add(l.size);
+                }
+                Ok(())
+            })?;
+        }
+        tx.commit()?;
+        Ok((count, bytes))
+    }
+
+    /// Size in bytes of pack `id` in the listing [`IndexView::list_packs`]
+    /// made; `None` if it was not listed.
+    pub fn listed_size(&self, id: &PackId) -> Result<Option<u64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT size FROM listed WHERE id=?1")?
+            .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|s| s.max(0) as u64))
+    }
+
+    /// Calls `f` with each listed pack (id, size in bytes) in id order; with
+    /// `unindexed`, only those the view holds no effective pack for. Rows
+    /// are read a page at a time, so `f` may use the view. Stops at the
+    /// first error of `f`.
+    pub fn for_each_listed(
+        &self,
+        unindexed: bool,
+        mut f: impl FnMut(&PackId, u64) -> Result<()>,
+    ) -> Result<()> {
+        let sql = if unindexed {
+            "SELECT l.id, l.size FROM listed l WHERE l.id > ?1 AND NOT EXISTS(SELECT 1 FROM packs p WHERE p.id=l.id) ORDER BY l.id LIMIT ?2"
+        } else {
+            "SELECT id, size FROM listed WHERE id > ?1 ORDER BY id LIMIT ?2"
+        };
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let page: Vec<(Vec<u8>, i64)> = self
+                .conn
+                .prepare_cached(sql)?
+                .query_map(params![&after[..], LISTED_PAGE as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, size) in &page {
+                f(&id_of::<PackId>(id)?, (*size).max(0) as u64)?;
+            }
+            match page.last() {
+                Some((id, _)) if page.len() == LISTED_PAGE => after = id.clone(),
+                _ => return Ok(()),
+            }
+        }
+    }
+
     /// The effective pack `id`, if the view holds it.
     pub fn pack(&self, id: &PackId) -> Result<Option<ViewPack>> {
         let row = self
@@ -539,5 +613,72 @@ impl IndexView {
             }
         }
         Ok((out, total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ObjectKind, Store};
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    /// More packs than one page of [`IndexView::for_each_listed`]: every
+    /// listed pack is visited once, in id order, with its size; names that
+    /// are not ids are skipped; `unindexed` leaves out the view's packs.
+    #[test]
+    fn pack_listing_is_paged_in_id_order() {
+        let store =
+            Store::from_object_store(Arc::new(object_store::memory::InMemory::new()), "memory")
+                .unwrap();
+        let n = LISTED_PAGE * 2 + 7;
+        let mut ids: Vec<PackId> = (0..n as u32)
+            .map(|i| PackId(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            let key = ObjectKind::Pack.key(&id.to_hex());
+            store.put_new(&key, Bytes::from(vec![0u8; i % 5])).unwrap();
+        }
+        store
+            .put_new("data/00/not-a-pack", Bytes::from_static(b"x"))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut view = IndexView::create(dir.path()).unwrap();
+        // One of them is indexed.
+        let mut f = IndexFile::default();
+        f.packs.push(crate::format::index::IndexPack {
+            id: ids[3],
+            size: 3,
+            blobs: Vec::new(),
+        });
+        view.add_index(&IndexId([1; 32]), &f).unwrap();
+        view.finish_load().unwrap();
+        let want_bytes: u64 = (0..n as u64).map(|i| i % 5).sum();
+        assert_eq!(view.list_packs(&store).unwrap(), (n as u64, want_bytes));
+        let size_of: std::collections::HashMap<PackId, u64> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, (i % 5) as u64))
+            .collect();
+        assert_eq!(view.listed_size(&ids[9]).unwrap(), Some(9 % 5));
+        assert_eq!(view.listed_size(&PackId([7; 32])).unwrap(), None);
+        let mut seen = Vec::new();
+        view.for_each_listed(false, |id, size| {
+            assert_eq!(size, size_of[id]);
+            seen.push(*id);
+            Ok(())
+        })
+        .unwrap();
+        let indexed = ids[3];
+        ids.sort();
+        assert_eq!(seen, ids);
+        let mut unindexed = Vec::new();
+        view.for_each_listed(true, |id, _| {
+            unindexed.push(*id);
+            Ok(())
+        })
+        .unwrap();
+        ids.retain(|id| *id != indexed);
+        assert_eq!(unindexed, ids);
     }
 }

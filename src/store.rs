@@ -718,24 +718,44 @@ impl Store {
     /// Errors: [`ErrorKind::Backend`] (or [`ErrorKind::Io`]) if the listing
     /// fails.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        self.list_each(prefix, |l| {
+            out.push(l);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Store::list`] one object at a time: calls `f` for each object as
+    /// the listing arrives (a page of 1000 names at a time from S3), so
+    /// memory does not grow with the number of objects. `f` must not call
+    /// this store (it runs on the store's runtime). Stops at the first
+    /// error of `f`, which is returned.
+    ///
+    /// Errors: as [`Store::list`]; those of `f`.
+    pub fn list_each(&self, prefix: &str, mut f: impl FnMut(Listed) -> Result<()>) -> Result<()> {
         let sh = &self.shared;
         StoreStats::inc(&sh.stats.kind(prefix).list, 1);
         let path = Path::from(prefix);
-        let metas: Vec<object_store::ObjectMeta> = self
-            .rt
-            .block_on(sh.inner.list(Some(&path)).try_collect())
-            .map_err(|e| backend_err(format!("listing {prefix} in {}", sh.location), e))?;
-        Ok(metas
-            .into_iter()
-            .filter_map(|m| {
-                let name = m.location.filename()?.to_string();
+        self.rt.block_on(async {
+            let mut stream = sh.inner.list(Some(&path));
+            while let Some(m) = stream.next().await {
+                let m =
+                    m.map_err(|e| backend_err(format!("listing {prefix} in {}", sh.location), e))?;
+                let Some(name) = m.location.filename() else {
+                    continue;
+                };
                 // LocalFileSystem may expose in-flight temporary files.
                 if name.contains('#') {
-                    return None;
+                    continue;
                 }
-                Some(Listed { name, size: m.size })
-            })
-            .collect())
+                f(Listed {
+                    name: name.to_string(),
+                    size: m.size,
+                })?;
+            }
+            Ok(())
+        })
     }
 
     /// Deletes an object; deleting a missing object is not an error.

@@ -337,3 +337,119 @@ fn if_changed_never_writes_through_a_hard_link() {
         "wrote through the link"
     );
 }
+
+/// An existing file that `--overwrite if-changed` would update in place is
+/// left exactly as it was when a blob it needs is damaged in the
+/// repository: the restore reports it as not restored (exit 1) and does not
+/// remove it or write part of it.
+#[test]
+fn if_changed_keeps_the_existing_file_when_a_needed_blob_is_damaged() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Snap::new();
+    let src = s.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = common::gen::Rng::new(21);
+    std::fs::write(src.join("big"), rng.bytes(6 << 20)).unwrap();
+    s.init();
+    s.ok(os(&[&"backup", &src]));
+    let t = s.path("t");
+    restore_json(&s, &t, &[], 0);
+    let r = restored_path(&t, &src);
+    let big = r.join("big");
+    // The user's copy differs from the snapshot in every chunk (one byte
+    // in every 16 KiB), same size: if-changed plans an update of every chunk.
+    let mut mine = std::fs::read(&big).unwrap();
+    for i in (0..mine.len()).step_by(16 << 10) {
+        mine[i] ^= 0x5a;
+    }
+    std::fs::write(&big, &mine).unwrap();
+    let ino = std::fs::metadata(&big).unwrap().ino();
+    // Damage the first blob of every pack holding file content (trees are
+    // small and written after the content).
+    let mut flipped = 0;
+    for p in files_under(&Path::new(&s.repo).join("data")) {
+        if p.is_file() && std::fs::metadata(&p).unwrap().len() > (1 << 20) {
+            let mut b = std::fs::read(&p).unwrap();
+            b[64] ^= 0x40;
+            std::fs::write(&p, b).unwrap();
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 0);
+
+    let (sum, out) = restore_json(&s, &t, &["--overwrite", "if-changed"], 1);
+    assert_eq!(sum["damaged"], 1, "{sum}");
+    assert_eq!(sum["updated"], 0, "{sum}");
+    assert!(out.contains(r#""type":"damaged""#), "{out}");
+    let now = std::fs::read(&big).expect("the existing file was removed");
+    assert!(now == mine, "the existing file was changed");
+    assert_eq!(std::fs::metadata(&big).unwrap().ino(), ino);
+
+    // Without --json: one line names the file and says it was left as it was.
+    let out = s.run(os(&[
+        &"restore",
+        &"latest",
+        &"--target",
+        &t,
+        &"--overwrite",
+        &"if-changed",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("big") && l.contains("not restored"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("left as it was"), "{err}");
+    assert!(std::fs::read(&big).unwrap() == mine);
+}
+
+/// Every path under `root` (files and folders).
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A folder where the snapshot has a file is not removed, and it does not
+/// stop the restore: that file is named in one line (exit 1), every other
+/// file is restored.
+#[test]
+fn a_folder_in_place_of_a_file_is_named_and_the_rest_restored() {
+    let (s, src, r) = setup();
+    let t = s.path("t");
+    std::fs::remove_file(r.join("a.txt")).unwrap();
+    std::fs::create_dir_all(r.join("a.txt/mine")).unwrap();
+    std::fs::write(r.join("a.txt/mine/keep"), b"user data").unwrap();
+    std::fs::write(r.join("sub/b.txt"), b"changed").unwrap();
+    let (sum, out) = restore_json(&s, &t, &[], 1);
+    assert_eq!(sum["blocked"], 1, "{sum}");
+    assert!(out.contains(r#""type":"blocked""#), "{out}");
+    assert_eq!(
+        std::fs::read(r.join("sub/b.txt")).unwrap(),
+        vec![b'b'; 4096]
+    );
+    assert_eq!(
+        std::fs::read(r.join("a.txt/mine/keep")).unwrap(),
+        b"user data"
+    );
+    let out = s.run(os(&[&"restore", &"latest", &"--target", &t]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("a.txt") && l.contains("a folder is in the way")),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = src;
+}

@@ -212,6 +212,12 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
                 serde_json::json!({"type": "verify_failed", "path": v.path.to_string_lossy(), "error": v.error})
             )?;
         }
+        for d in &sum.blocked {
+            outln!(
+                "{}",
+                serde_json::json!({"type": "blocked", "path": d.path.to_string_lossy(), "error": d.error})
+            )?;
+        }
         for d in &sum.damaged {
             outln!(
                 "{}",
@@ -220,7 +226,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         }
         outln!(
             "{}",
-            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "bytes_read": sum.bytes_read, "updated": sum.updated, "peak_open_files": sum.peak_open_files, "damaged": sum.damaged.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
+            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "bytes_read": sum.bytes_read, "updated": sum.updated, "peak_open_files": sum.peak_open_files, "damaged": sum.damaged.len(), "blocked": sum.blocked.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
         )?;
     } else {
         eprintln!(
@@ -250,8 +256,19 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         for v in &sum.verify_failed {
             eprintln!("error: {}: verify failed: {}", v.path.display(), v.error);
         }
-        for d in &sum.damaged {
+        for d in sum.damaged.iter().chain(&sum.blocked) {
             eprintln!("error: {}: not restored: {}", d.path.display(), d.error);
+        }
+    }
+    if !sum.blocked.is_empty() {
+        if !g.json {
+            eprintln!(
+                "error: {} file(s) not restored because a folder is in their place",
+                sum.blocked.len()
+            );
+        }
+        if sum.damaged.is_empty() {
+            return Ok(1);
         }
     }
     if !sum.damaged.is_empty() {

@@ -15,7 +15,6 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::EntryKind;
 use crate::format::{BlobId, DictId, IndexId, PackId, SnapshotId, MAX_METADATA_SIZE};
 use crate::index_view::{IndexView, ViewPack};
-use crate::ops::prune::list_packs;
 use crate::repo::Repository;
 use crate::store::ObjectKind;
 use std::collections::{HashMap, HashSet};
@@ -367,9 +366,10 @@ fn check_in(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport>
     let mut rep = CheckReport::default();
     // Index objects are read before the catalog sync, so the catalog holds
     // at least what they name when the two are compared below.
-    let (view, index_ids, bad_indexes) = IndexView::load(repo)?;
+    let (mut view, index_ids, bad_indexes) = IndexView::load(repo)?;
     repo.sync_catalog()?;
-    let existing = list_packs(repo)?;
+    // data/, into the view (not memory: millions of packs).
+    view.list_packs(repo.store())?;
     let mut other: Vec<Problem> = Vec::new();
     for (id, e) in &bad_indexes {
         other.push(problem(format!(
@@ -404,9 +404,9 @@ fn check_in(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport>
     let mut pack_problems: Vec<(PackId, String, HashSet<BlobId>)> = Vec::new();
     // Indexed packs exist with their size.
     view.for_each_pack(|p| {
-        let msg = match existing.get(&p.id) {
+        let msg = match view.listed_size(&p.id)? {
             None => format!("pack {} is in the index but missing", p.id.short()),
-            Some(&sz) if sz != p.size => format!(
+            Some(sz) if sz != p.size => format!(
                 "pack {} has {sz} bytes but the index says {}",
                 p.id.short(),
                 p.size
@@ -515,7 +515,7 @@ fn check_in(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport>
         };
         let mut selected: Vec<ViewPack> = Vec::new();
         view.for_each_pack(|p| {
-            if sub.contains(&p.id) && existing.contains_key(&p.id) {
+            if sub.contains(&p.id) && view.listed_size(&p.id)?.is_some() {
                 selected.push(*p);
             }
             Ok(())

@@ -194,63 +194,6 @@ pub fn list_snapshots(repo: &Repository) -> Result<ListedSnapshots> {
 /// the unreadable ones with the reason.
 pub type ListedSnapshots = (Vec<(SnapshotId, Snapshot)>, Vec<(SnapshotId, String)>);
 
-/// All index objects: (listed ids, effective packs by id). An index named in
-/// another listed index's `supersedes` is skipped. Fails with
-/// [`ErrorKind::Corrupt`] naming the first index object that does not
-/// authenticate or decode (telling the user to run `snap repair index`):
-/// without it blobs it names would look unused.
-pub fn load_indexes(repo: &Repository) -> Result<(Vec<IndexId>, Vec<IndexPack>)> {
-    let (ids, packs, bad) = load_indexes_lenient(repo)?;
-    if let Some((id, e)) = bad.into_iter().next() {
-        return Err(Error::corrupt(format!(
-            "index object {} is unreadable ({}), so the blobs it names would look unused; run `snap repair index` first",
-            id.to_hex(),
-            crate::repo::reason(ObjectKind::Index, &id, &e)
-        )));
-    }
-    Ok((ids, packs))
-}
-
-/// What [`load_indexes_lenient`] read: the readable index ids, the
-/// effective packs, and the unreadable index objects with their errors.
-pub type LoadedIndexes = (Vec<IndexId>, Vec<IndexPack>, Vec<(IndexId, Error)>);
-
-/// [`load_indexes`] that skips index objects that do not authenticate or
-/// decode and returns them as a third element: (id, error), ordered by id.
-/// Only store errors other than NotFound fail.
-pub fn load_indexes_lenient(repo: &Repository) -> Result<LoadedIndexes> {
-    let listed: Vec<IndexId> = crate::repo::list_sealed(repo.store())?;
-    let mut files = Vec::new();
-    let mut bad = Vec::new();
-    for id in &listed {
-        match repo.read_index(id) {
-            Ok(f) => files.push((*id, f)),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) if e.kind().is_damaged_data() => bad.push((*id, e)),
-            Err(e) => return Err(e),
-        }
-    }
-    let superseded: HashSet<IndexId> = files
-        .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .collect();
-    let mut seen = HashSet::new();
-    let mut packs = Vec::new();
-    let mut ids = Vec::new();
-    for (id, f) in files {
-        ids.push(id);
-        if superseded.contains(&id) {
-            continue;
-        }
-        for p in f.packs {
-            if seen.insert(p.id) {
-                packs.push(p);
-            }
-        }
-    }
-    Ok((ids, packs, bad))
-}
-
 /// Writes one index object naming `packs` and superseding `old`; returns its
 /// id and stored size in bytes.
 pub fn write_index(
@@ -267,14 +210,18 @@ pub fn write_index(
     Ok((id, sealed.len() as u64))
 }
 
-/// Packs under `data/` with their sizes in bytes.
-pub fn list_packs(repo: &Repository) -> Result<HashMap<PackId, u64>> {
-    Ok(repo
-        .store()
-        .list(ObjectKind::Pack.list_prefix())?
-        .into_iter()
-        .filter_map(|l| Some((PackId::from_hex(&l.name)?, l.size)))
-        .collect())
+/// Total size in bytes of the packs under `data/`, summed as the listing
+/// arrives (nothing per pack is kept).
+pub fn data_bytes(repo: &Repository) -> Result<u64> {
+    let mut total = 0u64;
+    repo.store()
+        .list_each(ObjectKind::Pack.list_prefix(), |l| {
+            if PackId::from_hex(&l.name).is_some() {
+                total = total.saturating_add(l.size);
+            }
+            Ok(())
+        })?;
+    Ok(total)
 }
 
 /// Runs one prune; see the module documentation for the steps. `session`
@@ -360,8 +307,8 @@ fn prune_without(
         )));
     }
     snaps.retain(|(id, _)| !forgotten.contains(id));
-    let existing = list_packs(repo)?;
-    rep.data_bytes_before = existing.values().sum();
+    // data/ as it is now, into the view (not memory: millions of packs).
+    rep.data_bytes_before = view.list_packs(&store)?.1;
 
     let mut ripe: Vec<(String, Mark)> = Vec::new();
     let mut waiting: Vec<(String, Mark)> = Vec::new();
@@ -413,14 +360,10 @@ fn prune_without(
         if needed {
             rep.packs_unmarked += 1;
             view.set_flags(x, true, true)?;
-        } else if existing.contains_key(x) || vp.is_some() {
+        } else if let Some(size) = view.listed_size(x)?.or_else(|| vp.map(|p| p.size)) {
             delete.insert(*x);
             rep.packs_deleted += 1;
-            rep.bytes_freed += existing
-                .get(x)
-                .copied()
-                .or_else(|| vp.map(|p| p.size))
-                .unwrap_or(0);
+            rep.bytes_freed += size;
         }
     }
 
@@ -459,23 +402,21 @@ fn prune_without(
     // Packs in data/ that no index names (left by an interrupted backup, or
     // being written right now: the mark protocol makes marking them safe).
     let mut unindexed: Vec<PackId> = Vec::new();
-    for id in existing.keys() {
-        if !ripe_packs.contains(id) && !waiting_packs.contains(id) && view.pack(id)?.is_none() {
+    view.for_each_listed(true, |id, _| {
+        if !ripe_packs.contains(id) && !waiting_packs.contains(id) {
             unindexed.push(*id);
         }
-    }
-    unindexed.sort();
+        Ok(())
+    })?;
     to_mark.extend(unindexed);
     rep.marks_waiting = waiting.len() as u64;
 
     if opts.dry_run {
         rep.packs_repacked = to_repack.len() as u64;
         rep.packs_marked = (to_mark.len() + to_repack.len()) as u64;
-        rep.bytes_marked = to_mark
-            .iter()
-            .chain(to_repack.iter().map(|p| &p.id))
-            .map(|id| existing.get(id).copied().unwrap_or(0))
-            .sum();
+        for id in to_mark.iter().chain(to_repack.iter().map(|p| &p.id)) {
+            rep.bytes_marked += view.listed_size(id)?.unwrap_or(0);
+        }
         rep.data_bytes_after = rep.data_bytes_before - rep.bytes_freed.min(rep.data_bytes_before);
         rep.seconds = started.elapsed().as_secs_f64();
         return Ok(rep);
@@ -543,10 +484,9 @@ fn prune_without(
         m.blockers = Some(blockers);
         lease::store_mark(&store, &key, &name, &m)?;
         rep.packs_marked = to_mark.len() as u64;
-        rep.bytes_marked = to_mark
-            .iter()
-            .map(|id| existing.get(id).copied().unwrap_or(0))
-            .sum();
+        for id in &to_mark {
+            rep.bytes_marked += view.listed_size(id)?.unwrap_or(0);
+        }
     }
     // Pending marks left by an interrupted prune: complete them now (any
     // lease not listed now was written after the mark became visible).
@@ -609,7 +549,7 @@ fn prune_without(
     }
     rep.staging_removed = remove_stale_staging(repo, STAGING_MIN_AGE)?;
     repo.sync_catalog()?;
-    rep.data_bytes_after = list_packs(repo)?.values().sum();
+    rep.data_bytes_after = data_bytes(repo)?;
     rep.seconds = started.elapsed().as_secs_f64();
     Ok(rep)
 }

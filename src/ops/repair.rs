@@ -7,8 +7,9 @@ use crate::format::index::IndexPack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{EntryKind, Tree};
 use crate::format::{BlobId, BlobKind, IndexId, PackId, SnapshotId};
+use crate::index_view::IndexView;
 use crate::ops::check::{read_pack_header, verify_pack};
-use crate::ops::prune::{list_packs, load_indexes_lenient, write_index};
+use crate::ops::prune::{write_index, MAX_INDEX_BLOBS};
 use crate::repo::Repository;
 use crate::session::{Operation, Session};
 use crate::store::ObjectKind;
@@ -46,6 +47,13 @@ pub struct IndexRepair {
 /// index objects list for it: each blob whose bytes are still there and
 /// authenticate is kept. Warnings go to [`Repository::warn`]. `session`
 /// must be opened for [`Operation::RepairIndex`] (an exclusive lease).
+///
+/// Memory does not grow with the repository: the old index and the listing
+/// of `data/` are read into a temporary [`IndexView`], packs are visited in
+/// id order a page at a time, and the new index is written in objects of at
+/// most [`MAX_INDEX_BLOBS`] blobs as headers are read (the last one
+/// supersedes every old object, so a crash before it leaves the old index
+/// in force beside the new objects; a pack named twice counts once).
 pub fn repair_index(session: &Session, read_data: bool) -> Result<IndexRepair> {
     session.require(&[Operation::RepairIndex], "repair index")?;
     run_op(session.events(), Op::RepairIndex, || {
@@ -58,9 +66,10 @@ fn repair_index_in(session: &Session, read_data: bool) -> Result<IndexRepair> {
     let mut rep = IndexRepair::default();
     let store = repo.store().clone();
     let old: Vec<IndexId> = crate::repo::list_sealed(&store)?.into_iter().collect();
-    // What the old index objects said about each pack: the fallback for
-    // packs whose header is lost.
-    let (_, old_packs, unreadable) = load_indexes_lenient(repo)?;
+    // What the old index objects said about each pack (the fallback for
+    // packs whose header is lost), in a temporary on-disk view: memory
+    // stays bounded whatever the number of blobs.
+    let (mut view, _, unreadable) = IndexView::load(repo)?;
     for (id, e) in &unreadable {
         repo.warn(format!(
             "index object {} is unreadable and will be replaced: {}",
@@ -69,25 +78,40 @@ fn repair_index_in(session: &Session, read_data: bool) -> Result<IndexRepair> {
         ));
         rep.indexes_unreadable.push(id.to_hex());
     }
-    let old_entries: std::collections::HashMap<PackId, IndexPack> =
-        old_packs.into_iter().map(|p| (p.id, p)).collect();
-    let existing = list_packs(repo)?;
-    rep.packs = existing.len() as u64;
-    let mut packs: Vec<IndexPack> = Vec::new();
+    rep.packs = view.list_packs(&store)?.0;
+    // The new index, written in objects of at most MAX_INDEX_BLOBS blobs as
+    // the headers are read. Each but the last supersedes nothing, so a crash
+    // before the last leaves the old objects in force (a pack named twice
+    // counts once); the last supersedes every old one.
+    let mut batch: Vec<IndexPack> = Vec::new();
+    let mut batch_blobs = 0u64;
+    let mut push = |rep: &mut IndexRepair, p: IndexPack| -> Result<()> {
+        let n = p.blobs.len() as u64;
+        if batch_blobs > 0 && batch_blobs + n > MAX_INDEX_BLOBS {
+            write_index(repo, std::mem::take(&mut batch), Vec::new())?;
+            batch_blobs = 0;
+        }
+        batch.push(p);
+        batch_blobs += n;
+        rep.packs_indexed += 1;
+        Ok(())
+    };
     let mut saver = repo.blob_saver_with(repo.config().writer_packs().0, 1);
     let mut damaged: Vec<PackId> = Vec::new();
-    let mut ids: Vec<(&PackId, &u64)> = existing.iter().collect();
-    ids.sort();
-    for (id, &size) in ids {
+    view.for_each_listed(false, |id, size| {
+        crate::interrupt::check()?;
         if !read_data {
             match read_pack_header(repo, id, size) {
-                Ok(entries) => packs.push(IndexPack {
-                    id: *id,
-                    size,
-                    blobs: entries,
-                }),
+                Ok(entries) => push(
+                    &mut rep,
+                    IndexPack {
+                        id: *id,
+                        size,
+                        blobs: entries,
+                    },
+                )?,
                 Err(e) => {
-                    let hint = if old_entries.contains_key(id) {
+                    let hint = if view.pack(id)?.is_some() {
                         "; `snap repair index --read-data` can salvage its intact blobs"
                     } else {
                         ""
@@ -96,19 +120,19 @@ fn repair_index_in(session: &Session, read_data: bool) -> Result<IndexRepair> {
                     rep.packs_unreadable.push(id.to_hex());
                 }
             }
-            continue;
+            return Ok(());
         }
         let bytes = store.get(&ObjectKind::Pack.key(&id.to_hex()))?;
         let (entries, bad, msgs) = verify_pack(repo, id, &bytes);
         match entries {
             None => {
                 // Header lost: salvage by the entries the old index lists.
-                let known = old_entries
-                    .get(id)
-                    .map(|p| p.blobs.as_slice())
-                    .unwrap_or(&[]);
+                let known = match view.pack(id)? {
+                    Some(p) => view.pack_blobs(&p)?,
+                    None => Vec::new(),
+                };
                 let mut kept = 0u64;
-                for e in known {
+                for e in &known {
                     let loc = crate::catalog::BlobLocation::of_entry(*id, e);
                     let s = e.offset as usize;
                     let intact = bytes
@@ -136,11 +160,14 @@ fn repair_index_in(session: &Session, read_data: bool) -> Result<IndexRepair> {
                     rep.packs_salvaged.push(id.to_hex());
                 }
             }
-            Some(entries) if msgs.is_empty() => packs.push(IndexPack {
-                id: *id,
-                size,
-                blobs: entries,
-            }),
+            Some(entries) if msgs.is_empty() => push(
+                &mut rep,
+                IndexPack {
+                    id: *id,
+                    size,
+                    blobs: entries,
+                },
+            )?,
             Some(entries) => {
                 repo.warn(msgs.join("; "));
                 let bad: HashSet<BlobId> = bad.into_iter().collect();
@@ -156,18 +183,23 @@ fn repair_index_in(session: &Session, read_data: bool) -> Result<IndexRepair> {
                 rep.packs_salvaged.push(id.to_hex());
             }
         }
-    }
+        Ok(())
+    })?;
+    drop(view);
     saver.finish()?;
+    // The salvaged packs go into the last object, which supersedes the
+    // saver's own index objects too.
     let mut written = Vec::new();
     for (wid, idx) in saver.take_written() {
         written.push(wid);
-        packs.extend(idx.packs);
+        for p in idx.packs {
+            push(&mut rep, p)?;
+        }
     }
-    rep.packs_indexed = packs.len() as u64;
     let mut supersede = old.clone();
     supersede.extend(written.iter().copied());
     rep.indexes_replaced = old.len() as u64;
-    write_index(repo, packs, supersede.clone())?;
+    write_index(repo, batch, supersede.clone())?;
     for id in &supersede {
         store.delete(&ObjectKind::Index.key(&id.to_hex()))?;
     }

@@ -11,7 +11,11 @@
 //! one pack are fetched with one ranged read. All-zero chunks become holes,
 //! so sparse files come back sparse. A file whose content cannot be read from
 //! the repository (a damaged or missing blob) is removed, named in
-//! [`RestoreSummary::damaged`], and the restore goes on. Directory metadata
+//! [`RestoreSummary::damaged`], and the restore goes on; an existing file
+//! being updated in place (`--overwrite if-changed`) is instead put back as
+//! it was: before each in-place write the bytes it overwrites are saved
+//! ([`Undo`]), and a damaged blob writes them back, restores the file's
+//! length and mtime, and drops the saved copy. Directory metadata
 //! is applied last, children before parents, also when some files failed.
 
 use crate::error::{Error, ErrorKind, Result};
@@ -130,6 +134,10 @@ pub struct RestoreSummary {
     /// With `verify`: files whose content on disk does not give the
     /// snapshot's chunk ids, with why.
     pub verify_failed: Vec<DamagedFile>,
+    /// Files not restored because a folder is in their place in the
+    /// target (it is never removed), in path order; the restore is
+    /// incomplete when this is not empty.
+    pub blocked: Vec<DamagedFile>,
     /// Most files the restore held open for writing at once (at most
     /// [`RestoreOptions::max_open_files`] plus the reads in flight).
     pub peak_open_files: u64,
@@ -619,6 +627,20 @@ fn restore_in(
         bytes: Some(total),
     });
     files.sort_by_key(|f| std::cmp::Reverse(f.entry.size));
+    // A folder where a file goes is never removed: that file is named and
+    // skipped, the rest of the restore goes on.
+    files.retain(|it| {
+        let blocked = tgt
+            .dir(&plan.dir_route(it.parent), false)
+            .is_ok_and(|d| target::folder_at(&d, &it.entry.name));
+        if blocked {
+            summary.blocked.push(DamagedFile {
+                path: tgt.display(&plan.item_route(it)),
+                error: "a folder is in the way (it is not removed)".into(),
+            });
+        }
+        !blocked
+    });
     let all_files = files.clone();
     // What to do with each file: written whole unless decided otherwise.
     let mut updates: Vec<Option<Update>> = Vec::new();
@@ -674,6 +696,7 @@ fn restore_in(
             opts.max_open_files
         },
         events,
+        saved: Mutex::new(Saved::None),
     };
     let contents: Vec<planner::FileContent> = files
         .iter()
@@ -1193,6 +1216,136 @@ struct Slot {
     written: u64,
     /// One past the last byte written, bytes (the length of a new file).
     end: u64,
+    /// For an update: what its in-place writes overwrote, made on the first.
+    undo: Option<Undo>,
+}
+
+/// The bytes an in-place update overwrote, to put an existing file back as
+/// it was when a blob it needs turns out damaged (the user's copy is not
+/// lost to a failing restore). The bytes themselves are in the restore's
+/// [`Saved`] store.
+struct Undo {
+    /// Length of the file before the first write, bytes.
+    len: u64,
+    /// Its mtime then.
+    mtime: Option<std::time::SystemTime>,
+    /// (offset in the file, length, offset in the store) of each saved range.
+    ranges: Vec<(u64, u64, u64)>,
+}
+
+/// Where a restore saves the bytes its in-place updates overwrite: one
+/// unnamed temporary file in the target folder (`O_TMPFILE`, gone with the
+/// process, on the target's file system), or memory where the file system
+/// has none. Made on the first in-place write; append only.
+#[derive(Default)]
+enum Saved {
+    #[default]
+    None,
+    File(std::fs::File, u64),
+    Memory(Vec<u8>),
+}
+
+impl Saved {
+    /// Appends `buf`; returns its offset in the store.
+    fn append(&mut self, tgt: &Target, buf: &[u8]) -> std::io::Result<u64> {
+        use rustix::fs::{Mode, OFlags};
+        use std::os::unix::fs::FileExt;
+        if let Saved::None = self {
+            let tmp = tgt.dir(&[], false).ok().and_then(|d| {
+                rustix::fs::openat(
+                    &d,
+                    ".",
+                    OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .ok()
+            });
+            *self = match tmp {
+                Some(fd) => Saved::File(std::fs::File::from(fd), 0),
+                None => Saved::Memory(Vec::new()),
+            };
+        }
+        match self {
+            Saved::File(f, size) => {
+                let at = *size;
+                f.write_all_at(buf, at)?;
+                *size += buf.len() as u64;
+                Ok(at)
+            }
+            Saved::Memory(m) => {
+                m.extend_from_slice(buf);
+                Ok((m.len() - buf.len()) as u64)
+            }
+            Saved::None => Err(std::io::Error::other("no undo store")),
+        }
+    }
+
+    fn read(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        match self {
+            Saved::File(f, _) => f.read_exact_at(buf, at),
+            Saved::Memory(m) => {
+                buf.copy_from_slice(&m[at as usize..at as usize + buf.len()]);
+                Ok(())
+            }
+            Saved::None => Err(std::io::Error::other("nothing was saved")),
+        }
+    }
+}
+
+impl Undo {
+    /// Starts an undo log for `f`: its length and mtime now.
+    fn new(f: &std::fs::File) -> std::io::Result<Undo> {
+        let md = f.metadata()?;
+        Ok(Undo {
+            len: md.len(),
+            mtime: md.modified().ok(),
+            ranges: Vec::new(),
+        })
+    }
+
+    /// Saves bytes `offset..offset + len` of `f` (open for reading; clipped
+    /// to its old length) into `saved` before they are overwritten.
+    fn save(
+        &mut self,
+        tgt: &Target,
+        saved: &Mutex<Saved>,
+        f: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let end = (offset + len).min(self.len);
+        if end <= offset {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; (end - offset) as usize];
+        f.read_exact_at(&mut buf, offset)?;
+        let at = saved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(tgt, &buf)?;
+        self.ranges.push((offset, buf.len() as u64, at));
+        Ok(())
+    }
+
+    /// Writes the saved bytes back into `f`, sets its old length and mtime.
+    fn roll_back(self, saved: &Mutex<Saved>, f: &std::fs::File) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        for &(offset, len, at) in self.ranges.iter().rev() {
+            let mut buf = vec![0u8; len as usize];
+            saved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .read(at, &mut buf)?;
+            f.write_all_at(&buf, offset)?;
+        }
+        f.set_len(self.len)?;
+        if let Some(t) = self.mtime {
+            f.set_modified(t)?;
+        }
+        Ok(())
+    }
 }
 
 /// The planner's [`planner::FileSink`] for a directory restore: file `i`
@@ -1211,6 +1364,8 @@ struct TargetFiles<'a> {
     /// Past this many open files, a file is closed after each write.
     max_open: usize,
     events: &'a dyn Events,
+    /// What in-place updates overwrote (see [`Undo`]).
+    saved: Mutex<Saved>,
 }
 
 impl TargetFiles<'_> {
@@ -1242,7 +1397,14 @@ impl TargetFiles<'_> {
                     slot.created = Some((md.dev(), md.ino()));
                     f
                 }
-                Some(di) => target::reopen_file(&dir, &it.entry.name, di).map_err(io)?,
+                Some(di) => {
+                    let f =
+                        target::reopen_file(&dir, &it.entry.name, di, slot.update).map_err(io)?;
+                    if slot.update && slot.undo.is_none() {
+                        slot.undo = Some(Undo::new(&f).map_err(io)?);
+                    }
+                    f
+                }
             };
             let now = self.open.fetch_add(1, Ordering::Relaxed) + 1;
             self.peak_open.fetch_max(now, Ordering::Relaxed);
@@ -1268,9 +1430,17 @@ impl planner::FileSink for TargetFiles<'_> {
         // A new file gets a hole for an all-zero chunk (finish sets the
         // length, the file stays sparse); a file updated in place gets the zeros.
         if !zero || slot.update {
-            let f = self.open(file, &mut slot)?;
-            f.write_all_at(data, offset)
-                .map_err(|e| Error::io(format!("writing {}", self.shown(self.files[file])), e))?;
+            let io = |e| Error::io(format!("writing {}", self.shown(self.files[file])), e);
+            self.open(file, &mut slot)?;
+            {
+                let s = &mut *slot;
+                let f = s.fd.as_ref().expect("opened above");
+                if let Some(u) = s.undo.as_mut() {
+                    u.save(self.tgt, &self.saved, f, offset, data.len() as u64)
+                        .map_err(io)?;
+                }
+                f.write_all_at(data, offset).map_err(io)?;
+            }
             if self.open.load(Ordering::Relaxed) > self.max_open {
                 self.close(&mut slot);
             }
@@ -1300,6 +1470,7 @@ impl planner::FileSink for TargetFiles<'_> {
         target::apply_metadata_fd(f, &it.entry, &mut warnings)
             .map_err(|e| Error::io(format!("setting metadata of {}", self.shown(it)), e))?;
         self.close(&mut slot);
+        slot.undo = None;
         slot.warnings = warnings;
         slot.finished = true;
         self.events.event(&Event::FileDone);
@@ -1312,6 +1483,27 @@ impl planner::FileSink for TargetFiles<'_> {
             return;
         }
         slot.damaged = Some(format!("{err:#}"));
+        if slot.update {
+            // The user's file: put back what was overwritten, never remove it.
+            let it = self.files[file];
+            let put_back = match slot.undo.take() {
+                None => Ok(()),
+                Some(u) => self
+                    .open(file, &mut slot)
+                    .map_err(|e| std::io::Error::other(format!("{e:#}")))
+                    .and_then(|f| u.roll_back(&self.saved, f)),
+            };
+            self.close(&mut slot);
+            let note = match put_back {
+                Ok(()) => "the existing file was left as it was".to_string(),
+                Err(e) => format!(
+                    "the existing file could not be put back as it was ({e}); {} is partly updated",
+                    self.shown(it)
+                ),
+            };
+            slot.damaged = Some(format!("{err:#}; {note}"));
+            return;
+        }
         self.close(&mut slot);
         if slot.created.is_some() {
             let it = self.files[file];

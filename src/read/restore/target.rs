@@ -166,6 +166,11 @@ fn clear(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
     }
 }
 
+/// Whether a folder (not a symlink to one) is at `name` in `dir`.
+pub fn folder_at(dir: &OwnedFd, name: &[u8]) -> bool {
+    component(name).is_ok_and(|n| is_dir_at(dir, n))
+}
+
 fn is_dir_at(dir: &OwnedFd, name: &OsStr) -> bool {
     rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .map(|st| {
@@ -199,11 +204,19 @@ pub fn create_file(dir: &OwnedFd, name: &[u8]) -> io::Result<std::fs::File> {
 /// updates an existing file in place; `(dev, ino)` are those of the file it
 /// created or compared, and anything else found there, or a file that
 /// gained another hard link (a write would change the other name too), is
-/// an error (the file was replaced while it was restored).
-pub fn reopen_file(dir: &OwnedFd, name: &[u8], dev_ino: (u64, u64)) -> io::Result<std::fs::File> {
+/// an error (the file was replaced while it was restored). With `read`,
+/// it is opened for reading too (an in-place update saves what it
+/// overwrites).
+pub fn reopen_file(
+    dir: &OwnedFd,
+    name: &[u8],
+    dev_ino: (u64, u64),
+    read: bool,
+) -> io::Result<std::fs::File> {
     use std::os::unix::fs::MetadataExt;
     let name = component(name)?;
-    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let rw = if read { OFlags::RDWR } else { OFlags::WRONLY };
+    let flags = rw | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let f = std::fs::File::from(rustix::fs::openat(dir, name, flags, Mode::empty())?);
     let md = f.metadata()?;
     if (md.dev(), md.ino()) != dev_ino || !md.is_file() || md.nlink() != 1 {
