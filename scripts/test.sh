@@ -83,7 +83,7 @@ banner 'cargo clippy --all-targets -- -D warnings'
 cargo clippy --all-targets -- -D warnings
 
 banner "cargo test --all-targets $*"
-cargo test --all-targets "$@"
+cargo test --all-targets --no-fail-fast "$@"
 
 if [ -f fuzz/run.sh ] && [ -x fuzz/run.sh ]; then
     banner 'fuzz/run.sh'

@@ -835,10 +835,6 @@ mod tests {
                 enc.len()
             })
             .sum();
-        eprintln!(
-            "{} bytes held out: level {STREAM_DICT_LEVEL} {at_level}, level 3 {at3}, 1 MiB frames {large}",
-            joined.len()
-        );
         assert!(
             at_level * 100 <= large * 101,
             "level {STREAM_DICT_LEVEL} {at_level}, 1 MiB frames {large}"
