@@ -3,6 +3,7 @@
 use super::{human, open, progress, Global};
 use anyhow::{Context, Result};
 use clap::Args;
+use serde_json::json;
 use snap::format::snapshot::Snapshot;
 use snap::read::restore::restore_stream;
 use snap::write::{mysql, sources};
@@ -409,19 +410,17 @@ fn restore_pg(
     )
     .with_context(|| format!("restoring snapshot {}", id.short()))?;
     let secs = started.elapsed().as_secs_f64();
-    if g.json {
-        outln!(
-            "{}",
-            serde_json::json!({"type": "database", "kind": "pg", "snapshot": id.to_hex(), "stream": name, "bytes": n, "seconds": secs})
-        )?;
-    } else {
-        eprintln!(
-            "restored stream {name} ({}) of snapshot {} with pg_restore in {secs:.2} s",
-            human(n),
-            id.short()
-        );
-    }
-    Ok(())
+    report_database(
+        g,
+        "pg",
+        id,
+        &name,
+        json!({}),
+        n,
+        secs,
+        "with pg_restore",
+        "",
+    )
 }
 
 /// With `--create` (and no `--clean`): fails before anything is restored if
@@ -482,19 +481,17 @@ fn restore_mongo(
     .with_context(|| format!("restoring snapshot {}", id.short()))?;
     drop(secret);
     let secs = started.elapsed().as_secs_f64();
-    if g.json {
-        outln!(
-            "{}",
-            serde_json::json!({"type": "database", "kind": "mongo", "snapshot": id.to_hex(), "stream": name, "bytes": n, "seconds": secs})
-        )?;
-    } else {
-        eprintln!(
-            "restored stream {name} ({}) of snapshot {} with mongorestore in {secs:.2} s",
-            human(n),
-            id.short()
-        );
-    }
-    Ok(())
+    report_database(
+        g,
+        "mongo",
+        id,
+        &name,
+        json!({}),
+        n,
+        secs,
+        "with mongorestore",
+        "",
+    )
 }
 
 /// `snap restore ID --mysql CONNINFO`: replays the globals stream (if any,
@@ -586,19 +583,17 @@ fn restore_mysql(
     .with_context(|| format!("restoring snapshot {}", id.short()))?;
     drop(secret);
     let secs = started.elapsed().as_secs_f64();
-    if g.json {
-        outln!(
-            "{}",
-            serde_json::json!({"type": "database", "kind": "mysql", "snapshot": id.to_hex(), "stream": name, "database": db, "bytes": n, "seconds": secs})
-        )?;
-    } else {
-        eprintln!(
-            "restored stream {name} ({}) of snapshot {} into database {db} with the mysql client in {secs:.2} s",
-            human(n),
-            id.short()
-        );
-    }
-    Ok(())
+    report_database(
+        g,
+        "mysql",
+        id,
+        &name,
+        json!({ "database": db }),
+        n,
+        secs,
+        &format!("into database {db} with the mysql client"),
+        "",
+    )
 }
 
 fn restore_sqlite(
@@ -616,17 +611,46 @@ fn restore_sqlite(
     })
     .with_context(|| format!("restoring snapshot {} to {}", id.short(), path.display()))?;
     let secs = started.elapsed().as_secs_f64();
+    report_database(
+        g,
+        "sqlite",
+        id,
+        &name,
+        json!({ "path": path.to_string_lossy() }),
+        n,
+        secs,
+        &format!("to {}", path.display()),
+        " (integrity_check ok)",
+    )
+}
+
+/// Reports a finished database restore of stream `name` (`n` bytes in
+/// `secs` seconds): under `--json` one `{"type":"database","kind":KIND,…}`
+/// line on stdout with `extra`'s fields (an object) added, else
+/// `restored stream NAME (SIZE) of snapshot ID HOW in S s AFTER` on stderr.
+#[allow(clippy::too_many_arguments)]
+fn report_database(
+    g: &Global,
+    kind: &str,
+    id: &snap::SnapshotId,
+    name: &str,
+    extra: serde_json::Value,
+    n: u64,
+    secs: f64,
+    how: &str,
+    after: &str,
+) -> Result<()> {
     if g.json {
-        outln!(
-            "{}",
-            serde_json::json!({"type": "database", "kind": "sqlite", "snapshot": id.to_hex(), "stream": name, "path": path.to_string_lossy(), "bytes": n, "seconds": secs})
-        )?;
+        let mut line = json!({"type": "database", "kind": kind, "snapshot": id.to_hex(), "stream": name, "bytes": n, "seconds": secs});
+        if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
+            line.extend(extra);
+        }
+        outln!("{line}")?;
     } else {
         eprintln!(
-            "restored stream {name} ({}) of snapshot {} to {} in {secs:.2} s (integrity_check ok)",
+            "restored stream {name} ({}) of snapshot {} {how} in {secs:.2} s{after}",
             human(n),
-            id.short(),
-            path.display()
+            id.short()
         );
     }
     Ok(())
