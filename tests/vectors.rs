@@ -491,6 +491,7 @@ fn build() -> Value {
         open_packs: 4,
         compression_level: 3,
         compression: None,
+        object_lock: None,
         key_check: None,
     };
     let cbytes = cfg.encode();
