@@ -152,6 +152,14 @@ fn object_lock_forget_and_prune_keep_locked_bytes_then_delete_them_and_extend_li
     if wait > 0 {
         std::thread::sleep(Duration::from_millis(wait as u64));
     }
+    // check warns that live objects lost their protection.
+    let out = s.run(["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("objects still in use are no longer protected"),
+        "check does not warn about lapsed retention: {err}"
+    );
     let out = s.ok(["prune", "--grace", "0s"]);
     assert!(
         out.contains("object lock: delete ") && out.contains("extend the retention of"),
@@ -173,8 +181,11 @@ fn object_lock_forget_and_prune_keep_locked_bytes_then_delete_them_and_extend_li
             live_pack_retention[key]
         );
     }
-    // The repository is whole.
-    s.ok(["check", "--read-data"]);
+    // The repository is whole, and protected again.
+    let out = s.run(["check", "--read-data"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("no longer protected"), "{err}");
 }
 
 #[test]
