@@ -300,8 +300,9 @@ pub fn is_delete_refused(e: &Error) -> bool {
 }
 
 /// What snap says when a bucket with a default Object Lock retention refuses
-/// an upload for want of `Content-MD5` (format-spec §25.8).
-pub const OBJECT_LOCK_DEFAULT_UNSUPPORTED: &str = "the bucket locks every new object (Object Lock default retention) and wants a Content-MD5 header on uploads, which snap cannot send yet; use a bucket without a default retention";
+/// an upload for want of `Content-MD5` and the store has no signed-request
+/// client to send it with (no static credentials; format-spec §25.8).
+pub const OBJECT_LOCK_DEFAULT_UNSUPPORTED: &str = "the bucket locks every new object (Object Lock default retention) and wants a Content-MD5 header on uploads, which snap sends only with static credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)";
 
 /// Whether `e` is an upload refused because the bucket's default Object Lock
 /// retention wants `Content-MD5` (moto: `MissingUploadObjectWithObjectLockHeaders`;
