@@ -222,11 +222,13 @@ struct Shared {
     up: Option<RateLimiter>,
     down: Option<RateLimiter>,
     /// Signed-request client for what object_store cannot send (S3 only).
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     direct: Direct,
     /// The repository's Object Lock (format-spec §25.8), once known.
     lock: std::sync::RwLock<Option<ObjectLock>>,
     /// Set once the bucket refused an upload without `Content-MD5`
     /// (default retention): every later upload goes through `direct`.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     md5: std::sync::atomic::AtomicBool,
 }
 
@@ -1050,6 +1052,7 @@ pub fn retain_until(lock: &ObjectLock, now: DateTime<Utc>) -> DateTime<Utc> {
 
 impl Shared {
     /// The retention to write `key` with, if any.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     fn retention_for(&self, key: &str) -> Option<Retention> {
         let lock = (*self.lock.read().unwrap_or_else(|e| e.into_inner()))?;
         is_locked_kind(key).then(|| Retention {
