@@ -252,3 +252,43 @@ fn bad_object_lock_options_are_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("Object Lock needs an S3 repository"), "{err}");
 }
+
+#[test]
+fn an_append_only_host_backs_up_into_an_object_lock_repository() {
+    let Some(auth) = services::s3auth() else {
+        return;
+    };
+    let bucket = format!("{}-lock", auth.bucket);
+    let prefix = unique_name("lockappend_");
+    let full = snap_in(&auth, &bucket, &prefix);
+    full.ok(["init", "--object-lock", "1d,compliance"]);
+    let mut app = snap_in(&auth, &bucket, &prefix);
+    app.env = auth.env(&auth.append);
+    app.cache = full.path("cache-append");
+    let src = full.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), common::gen::Rng::new(7).bytes(200 << 10)).unwrap();
+    let out = app.run([OsStr::new("backup"), src.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the append-only host wrote is locked in compliance mode for a day.
+    let st = store(&auth, &full.repo);
+    for key in current(&st, "data/")
+        .iter()
+        .chain(current(&st, "snapshots/").iter())
+    {
+        let r = st.retention(key, None).unwrap().expect("locked");
+        assert_eq!(r.mode, snap::format::config::LockMode::Compliance);
+        assert!((r.until - chrono::Utc::now()).num_hours() >= 23, "{key}");
+    }
+    // Its check passes (it may not list versions: a warning, not a failure).
+    let out = app.run(["check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

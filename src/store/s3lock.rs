@@ -178,6 +178,9 @@ impl S3Direct {
         };
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
+            // A stalled server fails the request (and its retries) rather
+            // than hanging the command.
+            .read_timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| Error::with_source(ErrorKind::Backend, "starting the HTTP client", e))?;
         Ok(S3Direct {
