@@ -18,8 +18,9 @@
 //!    locked kind whose retain-until is less than half a period ahead, to
 //!    now plus the period (kopia extends retention during maintenance in the
 //!    same way), so live data never loses its protection. A `HEAD` is sent
-//!    only for objects written (or last extended) more than half a period
-//!    ago; objects whose retention had already lapsed are counted.
+//!    only for objects written more than half a period ago (the listing
+//!    does not show an extension, so those cost one `HEAD` per run);
+//!    objects whose retention had already lapsed are counted.
 
 use crate::error::{ErrorKind, Result};
 use crate::format::config::ObjectLock;
