@@ -347,6 +347,25 @@ mod tests {
     }
 
     #[test]
+    fn object_lock_parses_roundtrips_and_is_bounded() {
+        let l = ObjectLock::parse("30d").unwrap();
+        assert_eq!((l.mode, l.period), (LockMode::Governance, 30 * 86_400));
+        let l = ObjectLock::parse("5s, Compliance").unwrap();
+        assert_eq!((l.mode, l.period), (LockMode::Compliance, 5));
+        for bad in ["0s", "30d,strict", "forever", "101years", ""] {
+            assert!(ObjectLock::parse(bad).is_err(), "{bad}");
+        }
+        let mut c = config();
+        c.object_lock = Some(l);
+        assert_eq!(Config::decode(&c.encode()).unwrap(), c);
+        let text = String::from_utf8(c.encode()).unwrap();
+        for (from, to) in [("\"period\": 5", "\"period\": 0"), ("compliance", "legal")] {
+            let bad = text.replace(from, to);
+            assert!(Config::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn roundtrip_and_bounds() {
         let c = config();
         assert_eq!(Config::decode(&c.encode()).unwrap(), c);
