@@ -392,6 +392,8 @@ fn tar_file(path: &Path) {
     let body = b"uploaded through the browser\n";
     h.set_size(body.len() as u64);
     h.set_mode(0o644);
+    h.set_uid(1000);
+    h.set_gid(1000);
     h.set_mtime(1_700_000_000);
     h.set_cksum();
     tb.append_data(&mut h, "up/x.txt", &body[..]).unwrap();
@@ -622,9 +624,27 @@ async fn flows(s: &Snap, prefix: &'static str) {
         .find(|r| r.1.contains("before the upgrade"))
         .expect("a row with the description");
     assert!(row.1.contains("keep"), "{row:?}");
-    let list: Value = serde_json::from_str(&s.ok(["--json", "snapshots", "--tag", "keep"])).unwrap();
+    let list: Value =
+        serde_json::from_str(&s.ok(["--json", "snapshots", "--tag", "keep"])).unwrap();
     assert_eq!(list[0]["id"].as_str(), Some(row.0.as_str()), "{list}");
     assert_eq!(list[0]["description"], "before the upgrade", "{list}");
+    // The open tree follows the snapshot to its new id: its title and its links too.
+    page.see(&format!("Browse {}", &row.0[..8])).await;
+    page.click_text("#tree a.dir", &format!("{}/", comps[0]))
+        .await;
+    let first_dir = format!("{} /", comps[0]);
+    page.until("the first folder after the rename", || async {
+        let t = page
+            .driver
+            .find(By::Id("crumbs"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        t.contains(&first_dir).then_some(())
+    })
+    .await;
     page.screenshot("meta").await;
     eprintln!("meta flow done after {:?}", t0.elapsed());
 
