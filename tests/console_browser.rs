@@ -472,6 +472,16 @@ async fn flows(s: &Snap, prefix: &'static str) {
     d.goto(format!("{}/", console.base)).await.unwrap();
     page.see("Back up site now").await;
     page.rows(0).await;
+    // Script errors and unhandled promise rejections from here on are collected and must
+    // stay none (a failed async click handler would otherwise go unnoticed).
+    d.execute(
+        "window.__errors = [];\
+         window.addEventListener('error', (e) => window.__errors.push(String(e.message)));\
+         window.addEventListener('unhandledrejection', (e) => window.__errors.push(String(e.reason)));",
+        Vec::new(),
+    )
+    .await
+    .unwrap();
     eprintln!("browser ready after {:?}", t0.elapsed());
 
     // (a) Back up now, watch the job run and end, see the snapshot.
@@ -647,6 +657,57 @@ async fn flows(s: &Snap, prefix: &'static str) {
     .await;
     page.screenshot("meta").await;
     eprintln!("meta flow done after {:?}", t0.elapsed());
+
+    // Filter by the new tag, then diff the two snapshots.
+    page.element("#f-tag")
+        .await
+        .send_keys("keep")
+        .await
+        .unwrap();
+    page.click("#filters button").await;
+    page.rows(1).await;
+    page.element("#f-tag").await.clear().await.unwrap();
+    page.click("#filters button").await;
+    page.rows(2).await;
+    for (id, _) in page.rows(2).await {
+        page.click(&format!("#snapshots tr[data-id='{id}'] input.pick"))
+            .await;
+    }
+    page.click("#diff-button").await;
+    let diff = page
+        .until("the diff", || async {
+            let t = page
+                .driver
+                .find(By::Id("diff"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (!t.is_empty()).then_some(t)
+        })
+        .await;
+    // From the profile's snapshot (older) to the upload: b.bin went, x.txt came.
+    let line_of = |suffix: &str| {
+        diff.lines()
+            .find(|l| l.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix} not in the diff:\n{diff}"))
+            .to_string()
+    };
+    assert!(line_of("up/x.txt").starts_with("added"), "{diff}");
+    assert!(line_of("sub/b.bin").starts_with("removed"), "{diff}");
+    page.screenshot("diff").await;
+    eprintln!("diff flow done after {:?}", t0.elapsed());
+
+    let errors = d
+        .execute("return window.__errors;", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        errors.json(),
+        &serde_json::json!([]),
+        "script errors on the page"
+    );
 
     let errors = page
         .driver
