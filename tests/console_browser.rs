@@ -28,7 +28,6 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use thirtyfour::prelude::*;
 
@@ -36,7 +35,7 @@ use thirtyfour::prelude::*;
 const WAIT: Duration = Duration::from_secs(45);
 
 /// One browser at a time: two Chromiums on a 2-core machine make both slow.
-static ONE_BROWSER: Mutex<()> = Mutex::new(());
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A chromedriver process started by this test in a process group of its own; dropping it
 /// kills the whole group (chromedriver and the Chromium it started).
@@ -69,7 +68,9 @@ fn free_port() -> u16 {
 impl Chromedriver {
     /// Starts `driver` on a free port and waits until `GET /status` says it is ready.
     /// Retries on another port when it exits early (a port taken meanwhile).
-    fn start(driver: &Path, log: &Path) -> Chromedriver {
+    /// Chromium (its child) keeps its crash database and caches under `home`'s XDG
+    /// folders, not the user's.
+    fn start(driver: &Path, log: &Path, home: &Path) -> Chromedriver {
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -82,6 +83,8 @@ impl Chromedriver {
             let child = Command::new(driver)
                 .arg(format!("--port={port}"))
                 .arg(format!("--log-path={}", log.display()))
+                .env("XDG_CONFIG_HOME", home.join("config"))
+                .env("XDG_CACHE_HOME", home.join("cache"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -424,6 +427,8 @@ async fn browser(chromium: &services::Chromium, cd: &Chromedriver, s: &Snap) -> 
     }
     caps.add_arg(&format!("--user-data-dir={}", profile_dir.display()))
         .unwrap();
+    // A command sent while a prompt is open fails instead of dismissing the prompt.
+    caps.set("unhandledPromptBehavior", "ignore").unwrap();
     caps.add_experimental_option(
         "prefs",
         serde_json::json!({
@@ -442,7 +447,7 @@ async fn browser(chromium: &services::Chromium, cd: &Chromedriver, s: &Snap) -> 
 /// Every flow on repository `s` (initialised here): a profile `site` backing up
 /// [`source`], with a `before` hook that sleeps so that the job is seen running.
 async fn flows(s: &Snap, prefix: &'static str) {
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_BROWSER.lock().await;
     let Some(chromium) = services::chromium() else {
         return;
     };
@@ -462,7 +467,11 @@ async fn flows(s: &Snap, prefix: &'static str) {
     )
     .unwrap();
     let console = Console::start(s, &cfg);
-    let cd = Chromedriver::start(&chromium.driver, &s.path("chromedriver.log"));
+    let cd = Chromedriver::start(
+        &chromium.driver,
+        &s.path("chromedriver.log"),
+        &s.path("browser-home"),
+    );
     let page = &Page {
         driver: browser(&chromium, &cd, s).await,
         prefix,
@@ -538,7 +547,7 @@ async fn flows(s: &Snap, prefix: &'static str) {
     let data = page
         .until("b.bin in the download folder", || async move {
             // Chrome writes NAME.crdownload and renames it when complete.
-            let v = std::fs::read(&got).ok()?;
+            let v = std::fs::read(got).ok()?;
             (v.len() == want_len).then_some(v)
         })
         .await;
@@ -618,7 +627,8 @@ async fn flows(s: &Snap, prefix: &'static str) {
     page.click(&format!("#snapshots tr[data-id='{}'] a.browse", ids[0]))
         .await;
     page.see(&format!("Browse {short}")).await;
-    page.click("#meta-button").await;
+    // One click, not the retrying one: the click opens a prompt, and a retry would meet it.
+    let _ = page.element("#meta-button").await.click().await;
     for answer in ["before the upgrade", "profile:site, keep"] {
         page.until("a prompt", || async move {
             page.driver.get_alert_text().await.ok()
