@@ -14,10 +14,15 @@
 //!   restored tree compared with the source;
 //! * `upload`: a tar archive chosen in the file input and imported; the new snapshot
 //!   browsed;
-//! * `meta`: description and tags set through the page's prompts and seen in the table.
+//! * `meta`: description and tags set through the page's prompts and seen in the table;
+//!   the open tree follows the snapshot to its new id;
+//! * `diff`: the table filtered by tag, then two snapshots checked and diffed;
+//! * `paths`: "Back up now" for a path typed in.
 //!
-//! Every wait polls a condition (100 ms) with a deadline; there are no fixed sleeps. The
-//! two tests take a lock so that only one browser runs at a time.
+//! A third test logs in to a console with a password (`login-in.png`, `login-out.png`).
+//! Script errors and unhandled promise rejections on the page fail the flows. Every wait
+//! polls a condition (100 ms) with a deadline; there are no fixed sleeps. The tests take a
+//! lock so that only one browser runs at a time.
 
 mod common;
 use common::cli::{restored_path, tree_diff, Snap};
@@ -139,15 +144,13 @@ impl Drop for Console {
 }
 
 impl Console {
-    fn start(s: &Snap, cfg: &Path) -> Console {
+    /// Starts `snap serve --listen 127.0.0.1:0 EXTRA…` for `s`'s repository and waits
+    /// for its "snap console on URL" line.
+    fn start(s: &Snap, extra: &[&str]) -> Console {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
         let mut child = s
-            .cmd([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--config",
-                cfg.to_str().unwrap(),
-            ])
+            .cmd(&args)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -444,6 +447,39 @@ async fn browser(chromium: &services::Chromium, cd: &Chromedriver, s: &Snap) -> 
         .expect("starting a Chromium session")
 }
 
+/// A console with a browser on it. Fields drop in order: the browser session ends, then
+/// chromedriver (and what it started) is killed, then the server.
+struct Ui {
+    page: Page,
+    _driver: Chromedriver,
+    _console: Console,
+}
+
+/// Starts `snap serve EXTRA…` on `s`, chromedriver and headless Chromium, and opens the
+/// page; screenshots are named `<prefix><flow>.png`.
+async fn open(s: &Snap, chromium: &services::Chromium, extra: &[&str], prefix: &'static str) -> Ui {
+    let console = Console::start(s, extra);
+    let cd = Chromedriver::start(
+        &chromium.driver,
+        &s.path("chromedriver.log"),
+        &s.path("browser-home"),
+    );
+    let page = Page {
+        driver: browser(chromium, &cd, s).await,
+        prefix,
+        downloads: s.path("downloads"),
+    };
+    page.driver
+        .goto(format!("{}/", console.base))
+        .await
+        .unwrap();
+    Ui {
+        page,
+        _driver: cd,
+        _console: console,
+    }
+}
+
 /// Every flow on repository `s` (initialised here): a profile `site` backing up
 /// [`source`], with a `before` hook that sleeps so that the job is seen running.
 async fn flows(s: &Snap, prefix: &'static str) {
@@ -466,19 +502,9 @@ async fn flows(s: &Snap, prefix: &'static str) {
         ),
     )
     .unwrap();
-    let console = Console::start(s, &cfg);
-    let cd = Chromedriver::start(
-        &chromium.driver,
-        &s.path("chromedriver.log"),
-        &s.path("browser-home"),
-    );
-    let page = &Page {
-        driver: browser(&chromium, &cd, s).await,
-        prefix,
-        downloads: s.path("downloads"),
-    };
+    let ui = open(s, &chromium, &["--config", cfg.to_str().unwrap()], prefix).await;
+    let page = &ui.page;
     let d = &page.driver;
-    d.goto(format!("{}/", console.base)).await.unwrap();
     page.see("Back up site now").await;
     page.rows(0).await;
     // Script errors and unhandled promise rejections from here on are collected and must
@@ -709,6 +735,27 @@ async fn flows(s: &Snap, prefix: &'static str) {
     page.screenshot("diff").await;
     eprintln!("diff flow done after {:?}", t0.elapsed());
 
+    // (f) "Back up now" for paths typed in, with the folder changed meanwhile.
+    std::fs::write(src.join("a.txt"), b"hello again\n").unwrap();
+    let jobs = page.job_count().await;
+    page.element("#backup-paths")
+        .await
+        .send_keys(src.to_str().unwrap())
+        .await
+        .unwrap();
+    page.click("#backup-now").await;
+    page.watch_job(jobs + 1).await;
+    let rows = page.rows(3).await;
+    let ids = s.snapshot_ids();
+    assert_eq!(
+        ids.last(),
+        Some(&rows[0].0),
+        "newest row vs snapshots --json"
+    );
+    page.see(&ids[2][..8]).await;
+    page.screenshot("paths").await;
+    eprintln!("paths flow done after {:?}", t0.elapsed());
+
     let errors = d
         .execute("return window.__errors;", Vec::new())
         .await
@@ -729,7 +776,90 @@ async fn flows(s: &Snap, prefix: &'static str) {
         .unwrap();
     assert_eq!(errors, "", "the page shows an error");
     page.driver.clone().quit().await.unwrap();
-    drop(cd);
+}
+
+/// A console with a login (`--password-hash-file`): a wrong password refused on the page,
+/// the right one lets the user in (the browser keeps the session cookie across a reload
+/// and sends the CSRF token with a change), and "Log out" ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_login_in_the_browser() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(chromium) = services::chromium() else {
+        return;
+    };
+    let s = Snap::new();
+    s.init();
+    let (src, _) = source(&s);
+    s.ok(["backup", src.to_str().unwrap()]);
+    let hash = s.path("console.hash");
+    let out = s
+        .cmd(["serve", "--set-password", hash.to_str().unwrap()])
+        .env("SNAP_CONSOLE_PASSWORD", "open sesame 42")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ui = open(
+        &s,
+        &chromium,
+        &["--password-hash-file", hash.to_str().unwrap()],
+        "login-",
+    )
+    .await;
+    let page = &ui.page;
+    let d = &page.driver;
+
+    let login = |pw: &'static str| async move {
+        let field = page.element("#login-password").await;
+        field.clear().await.unwrap();
+        field.send_keys(pw).await.unwrap();
+        page.click("#login-form button").await;
+    };
+    page.see("Log in").await;
+    assert!(
+        !page.text().await.contains("Snapshots"),
+        "the app shows before a login"
+    );
+    login("not the password").await;
+    page.see("wrong password").await;
+    login("open sesame 42").await;
+    let rows = page.rows(1).await;
+    page.see("Log out").await;
+    assert!(!page.text().await.contains("wrong password"));
+
+    // The cookie outlives a reload; a change (description) passes the CSRF check.
+    d.refresh().await.unwrap();
+    page.rows(1).await;
+    page.click(&format!("#snapshots tr[data-id='{}'] a.browse", rows[0].0))
+        .await;
+    let _ = page.element("#meta-button").await.click().await;
+    for answer in ["after the login", ""] {
+        page.until("a prompt", || async {
+            page.driver.get_alert_text().await.ok()
+        })
+        .await;
+        d.send_alert_text(answer).await.unwrap();
+        d.accept_alert().await.unwrap();
+    }
+    page.see("after the login").await;
+    page.screenshot("in").await;
+
+    page.click("#logout").await;
+    page.see("Log in").await;
+    d.refresh().await.unwrap();
+    page.see("Log in").await;
+    page.element("#login-password").await;
+    assert!(
+        !page.text().await.contains("after the login"),
+        "still logged in"
+    );
+    page.screenshot("out").await;
+    let list: Value = serde_json::from_str(&s.ok(["--json", "snapshots"])).unwrap();
+    assert_eq!(list[0]["description"], "after the login", "{list}");
+    page.driver.clone().quit().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
