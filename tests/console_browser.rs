@@ -42,16 +42,46 @@ const WAIT: Duration = Duration::from_secs(45);
 /// One browser at a time: two Chromiums on a 2-core machine make both slow.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A chromedriver process started by this test in a process group of its own; dropping it
-/// kills the whole group (chromedriver and the Chromium it started).
-struct Chromedriver {
+/// A program started in a process group of its own under a small `sh` that leads the
+/// group; dropping this kills the whole group: the program and whatever it started
+/// (Chromium outlives a killed chromedriver otherwise; `snap serve` has job processes).
+/// When the test process dies without unwinding (SIGKILL by a CI timeout, Ctrl-C), the
+/// `sh` sees its standard input, a pipe from the test, close and kills the group itself.
+/// The group also ends when the program exits, so `try_wait` tells that it did.
+struct Group {
     child: Child,
-    url: String,
 }
 
-impl Drop for Chromedriver {
+impl Group {
+    /// Runs `cmd` (program, arguments and environment are taken; stdin is /dev/null)
+    /// with `stdout` and `stderr` as given.
+    fn spawn(cmd: &Command, stdout: Stdio, stderr: Stdio) -> Group {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(r#"("$@"; kill -KILL 0) </dev/null & cat >/dev/null; kill -KILL 0"#)
+            .arg("sh")
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        let child = sh
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {:?}: {e}", cmd.get_program()));
+        Group { child }
+    }
+}
+
+impl Drop for Group {
     fn drop(&mut self) {
-        // The group id is the child's pid (process_group(0)); only what we started.
+        // The group id is the sh's pid (process_group(0)); only what we started.
         let pgid = self.child.id() as libc::pid_t;
         // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
         unsafe {
@@ -59,6 +89,12 @@ impl Drop for Chromedriver {
         }
         let _ = self.child.wait();
     }
+}
+
+/// chromedriver on a free port, with the Chromium sessions it starts.
+struct Chromedriver {
+    group: Group,
+    url: String,
 }
 
 /// A free TCP port on 127.0.0.1 (the kernel's choice; released before it is used, so a
@@ -85,24 +121,18 @@ impl Chromedriver {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let child = Command::new(driver)
-                .arg(format!("--port={port}"))
+            let mut cmd = Command::new(driver);
+            cmd.arg(format!("--port={port}"))
                 .arg(format!("--log-path={}", log.display()))
                 .env("XDG_CONFIG_HOME", home.join("config"))
-                .env("XDG_CACHE_HOME", home.join("cache"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
+                .env("XDG_CACHE_HOME", home.join("cache"));
             let mut cd = Chromedriver {
-                child,
+                group: Group::spawn(&cmd, Stdio::null(), Stdio::null()),
                 url: format!("http://127.0.0.1:{port}"),
             };
             let until = Instant::now() + Duration::from_secs(30);
             loop {
-                if let Ok(Some(st)) = cd.child.try_wait() {
+                if let Ok(Some(st)) = cd.group.child.try_wait() {
                     last = format!("chromedriver exited with {st}");
                     break;
                 }
@@ -129,18 +159,11 @@ impl Chromedriver {
     }
 }
 
-/// A running `snap serve` on a free loopback port; killed when dropped. Its standard
-/// error is copied to the test's output (shown when a test fails).
+/// A running `snap serve` on a free loopback port; killed with its jobs when dropped.
+/// Its standard error is copied to the test's output (shown when a test fails).
 struct Console {
-    child: Child,
+    _group: Group,
     base: String,
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Console {
@@ -149,13 +172,8 @@ impl Console {
     fn start(s: &Snap, extra: &[&str]) -> Console {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = s
-            .cmd(&args)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting snap serve");
-        let err = child.stderr.take().expect("stderr");
+        let mut group = Group::spawn(&s.cmd(&args), Stdio::null(), Stdio::piped());
+        let err = group.child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
@@ -163,11 +181,7 @@ impl Console {
                 let _ = tx.send(line);
             }
         });
-        let mut console = Console {
-            child,
-            base: String::new(),
-        };
-        console.base = loop {
+        let base = loop {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(l) => {
                     if let Some(u) = l.strip_prefix("snap console on ") {
@@ -177,7 +191,10 @@ impl Console {
                 Err(e) => panic!("snap serve did not start: {e}"),
             }
         };
-        console
+        Console {
+            _group: group,
+            base,
+        }
     }
 }
 
