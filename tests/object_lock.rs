@@ -21,9 +21,23 @@ fn snap_in(auth: &S3Auth, bucket: &str, prefix: &str) -> Snap {
     s
 }
 
+/// The AWS keys and region of the environment this test binary started with (those of the
+/// servers without authorization), read before [`store`] replaces them process-wide.
+fn base_aws_env() -> &'static Vec<(String, String)> {
+    static BASE: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect()
+    })
+}
+
 /// The library's store for `repo`, with the full user's credentials (the same for every
-/// test of this file, so setting them process-wide is safe; children get them explicitly).
+/// test of this file, so setting them process-wide is safe; children get theirs
+/// explicitly, see [`base_aws_env`]).
 fn store(auth: &S3Auth, repo: &str) -> Store {
+    base_aws_env();
     for (k, v) in auth.env(&auth.full) {
         // SAFETY-free in edition 2021; every test sets the same values.
         std::env::set_var(k, v);
@@ -213,6 +227,7 @@ fn init_with_object_lock_on_a_server_without_object_lock_fails_in_one_line() {
     let mut s = Snap::new();
     s.repo = format!("s3://{}/{}", s3.bucket, unique_name("s3slock_"));
     s.env = s3.env();
+    s.env.extend(base_aws_env().iter().cloned());
     let (code, err) = s.fail(["init", "--object-lock", "1d,compliance"]);
     assert_ne!(code, 0);
     let line = one_error_line(&err);
