@@ -307,3 +307,40 @@ fn an_append_only_host_backs_up_into_an_object_lock_repository() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn list_versions_reads_every_page() {
+    let Some(auth) = services::s3auth() else {
+        return;
+    };
+    let repo = format!("s3://{}-lock/{}", auth.bucket, unique_name("pages_"));
+    let st = store(&auth, &repo);
+    // More versions than one page holds (1000): 1010 objects plus 50 overwrites.
+    const N: usize = 1010;
+    std::thread::scope(|sc| {
+        for t in 0..8 {
+            let st = &st;
+            sc.spawn(move || {
+                for i in (t..N).step_by(8) {
+                    let key = format!("locks/{i:05}");
+                    st.put_overwrite(&key, bytes::Bytes::from(vec![1u8; 3]))
+                        .unwrap();
+                    if i < 50 {
+                        st.put_overwrite(&key, bytes::Bytes::from(vec![2u8; 5]))
+                            .unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let all = versions(&st, "locks/");
+    assert_eq!(all.len(), N);
+    let n: usize = all.values().map(|v| v.len()).sum();
+    assert_eq!(n, N + 50);
+    for (i, (key, vs)) in all.iter().enumerate() {
+        assert_eq!(key, &format!("locks/{i:05}"));
+        assert_eq!(vs.iter().filter(|v| v.is_latest).count(), 1, "{key}");
+        let latest = vs.iter().find(|v| v.is_latest).unwrap();
+        assert_eq!(latest.size, if i < 50 { 5 } else { 3 }, "{key}");
+    }
+}
