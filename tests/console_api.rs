@@ -1263,3 +1263,50 @@ fn console_stop_job_keeps_repository_valid() {
     );
     s.ok(["check"]);
 }
+
+/// A MariaDB dump restored from the console into a new database of the
+/// running server (`--create`); a password in the CONNINFO is refused.
+#[test]
+fn console_restore_mariadb() {
+    let Some(my) = services::mysql() else { return };
+    let src = services::unique_name("snap_cmy_src_");
+    let dst = services::unique_name("snap_cmy_dst_");
+    my.createdb(&src);
+    my.sql(
+        &src,
+        "CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one'), (2, 'two')",
+    );
+    let s = Snap::new();
+    s.init();
+    s.ok(["backup", "--mysql", &my.conninfo(&src)]);
+    let mut c = Console::start(&s, &[]);
+    c.session();
+    let id = c.get("/api/snapshots").json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pw = c.post(
+        "/api/jobs/restore-db",
+        json!({"snapshot": id, "kind": "mysql", "target": "mysql://root:hunter2@127.0.0.1/x", "confirm": true}),
+    );
+    assert_eq!(pw.status, 400);
+    let e = pw.json()["error"].as_str().unwrap().to_string();
+    assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
+    let r = c.post(
+        "/api/jobs/restore-db",
+        json!({"snapshot": id, "kind": "mysql", "target": my.conninfo(&dst), "create": true, "confirm": true}),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let j = c.wait_job(r.json()["id"].as_u64().unwrap());
+    let rows = if j["state"] == "done" {
+        my.sql(&dst, "SELECT GROUP_CONCAT(v ORDER BY id) FROM t")
+    } else {
+        String::new()
+    };
+    my.dropdb(&src);
+    if j["state"] == "done" {
+        my.dropdb(&dst);
+    }
+    assert_eq!(j["state"], "done", "{j}");
+    assert_eq!(rows, "one,two");
+}
