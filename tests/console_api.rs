@@ -1076,8 +1076,8 @@ fn console_restore_database() {
     );
 }
 
-/// `GET /api/status`: a profile's installed schedule, and its last backup
-/// and restore-test with age and result, before and after a run from the
+/// `GET /api/status`: a profile's installed schedule, and its last backup,
+/// check and restore-test with age and result, before and after a run from the
 /// console and a `snap restore-test`.
 #[test]
 fn console_status_shows_runs_restore_tests_and_schedule() {
@@ -1090,7 +1090,7 @@ fn console_status_shows_runs_restore_tests_and_schedule() {
     std::fs::write(
         &cfg,
         format!(
-            "[repository.main]\npath = {:?}\n\n[profile.web]\nrepository = \"main\"\npaths = [{:?}]\nstate-file = {:?}\nmax-age = \"1d\"\ncheck-every = \"7d\"\n\n[profile.web.restore-test]\nmin-files = 2\n",
+            "[repository.main]\npath = {:?}\n\n[profile.web]\nrepository = \"main\"\npaths = [{:?}]\nstate-file = {:?}\nmax-age = \"1d\"\ncheck = true\ncheck-every = \"7d\"\n\n[profile.web.restore-test]\nmin-files = 2\n",
             s.repo,
             d.to_str().unwrap(),
             state.to_str().unwrap()
@@ -1139,6 +1139,7 @@ fn console_status_shows_runs_restore_tests_and_schedule() {
     );
     assert!(op(&st, "backup")["last_success"].is_null(), "{st}");
     assert_eq!(op(&st, "backup")["stale"], true);
+    assert!(op(&st, "check")["last_success"].is_null(), "{st}");
     assert_eq!(st[0]["stale"], true);
     assert!(op(&st, "restore-test").is_null(), "{st}");
 
@@ -1156,6 +1157,9 @@ fn console_status_shows_runs_restore_tests_and_schedule() {
     assert_eq!(b["stale"], false, "{st}");
     assert_eq!(b["last_run_failed"], false);
     assert!(b["age_seconds"].as_i64().unwrap() < 600, "{st}");
+    let ck = op(&st, "check");
+    assert!(ck["last_success"].is_string(), "{st}");
+    assert_eq!(ck["last_run_failed"], false, "{st}");
     let rt = op(&st, "restore-test");
     assert!(rt["last_success"].is_string(), "{st}");
     assert_eq!(rt["last_run_failed"], false, "{st}");
@@ -1309,4 +1313,65 @@ fn console_restore_mariadb() {
     }
     assert_eq!(j["state"], "done", "{j}");
     assert_eq!(rows, "one,two");
+}
+
+/// SIGINT to `snap serve` stops its running jobs as Ctrl-C would (they
+/// lead process groups of their own, so only the server's clean-up reaches
+/// them): the backup job's `snap` ends, its lease is gone, `snap check`
+/// passes.
+#[test]
+fn console_sigint_stops_running_jobs() {
+    let s = Snap::new();
+    s.ok(["init", "--pack-size-mib", "1"]);
+    let big = s.path("big.bin");
+    std::fs::write(&big, bytes(12, 16 << 20)).unwrap();
+    let cfg = s.path("snap.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository.main]\npath = {:?}\n\n[profile.big]\nrepository = \"main\"\ncommand = [{:?}]\n",
+            s.repo,
+            format!("big.bin=cat {}; sleep 60", big.display())
+        ),
+    )
+    .unwrap();
+    let mut c = Console::start(&s, &["--config", cfg.to_str().unwrap()]);
+    c.session();
+    let j = c.post("/api/jobs/backup", json!({"profile": "big"}));
+    assert_eq!(j.status, 202, "{}", String::from_utf8_lossy(&j.body));
+    let id = j.json()["id"].as_u64().unwrap();
+    let until = Instant::now() + Duration::from_secs(120);
+    while packs(&s.repo) < 8 {
+        assert!(Instant::now() < until, "no 8 packs stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let locks = || -> usize {
+        let v: Value = serde_json::from_str(&s.ok(["--json", "locks"])).unwrap();
+        v.as_array().map(Vec::len).unwrap_or(99)
+    };
+    assert_eq!(c.get(&format!("/api/jobs/{id}")).json()["state"], "running");
+    assert_eq!(locks(), 1, "the backup job holds a lease");
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &c.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let until = Instant::now() + Duration::from_secs(30);
+    while c.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < until, "snap serve did not end on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    while locks() != 0 {
+        assert!(
+            Instant::now() < until,
+            "the job's lease is still there 30 s after the server ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.ok(["check"]);
+    assert!(
+        s.snapshot_ids().is_empty(),
+        "the stopped backup wrote a snapshot"
+    );
 }

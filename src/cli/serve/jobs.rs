@@ -272,8 +272,9 @@ impl Jobs {
 
     /// SIGINT to every running job's process group (the server is ending).
     pub fn stop_all(&self) {
-        // try_lock: this runs on the signal thread; never wait for a lock.
-        if let Ok(v) = self.inner.try_lock() {
+        // Runs on snap::interrupt's watcher thread (not in a signal
+        // handler): waiting for the lock is fine, its holders never block.
+        if let Ok(v) = self.inner.lock() {
             for p in v
                 .iter()
                 .filter(|j| j.state == "running")
