@@ -72,7 +72,7 @@ async function loadSnapshots() {
       el("td", {}, s.description || ""),
       el("td", { class: "num" }, human(s.size)),
       el("td", { class: "num" }, human(s.bytes_added)),
-      el("td", {}, el("a", { href: "/api/snapshots/" + s.id + "/tar" }, "tar"))));
+      el("td", {}, el("a", { href: "/api/snapshots/" + s.id + "/tar" }, "tar"), " ", el("a", { class: "zip", href: "/api/snapshots/" + s.id + "/zip" }, "zip"))));
   }
   drawCharts(snaps);
 }
@@ -234,7 +234,7 @@ async function browse(s, path) {
       : el("span", {}, e.name);
     const link = e.type === "file"
       ? el("a", { class: "download", href: "/api/snapshots/" + s.id + "/file" + q, download: e.name }, "download")
-      : e.type === "dir" ? el("a", { href: "/api/snapshots/" + s.id + "/tar" + q }, "tar") : "";
+      : e.type === "dir" ? el("span", {}, el("a", { href: "/api/snapshots/" + s.id + "/tar" + q }, "tar"), " ", el("a", { class: "zip", href: "/api/snapshots/" + s.id + "/zip" + q }, "zip")) : "";
     tb.append(el("tr", {}, el("td", {}, name), el("td", {}, e.type), el("td", { class: "num" }, e.type === "file" ? human(e.size) : ""), el("td", {}, e.mtime), el("td", {}, link)));
   }
   $("tar-link").href = "/api/snapshots/" + s.id + "/tar?path=" + encodeURIComponent(path);
