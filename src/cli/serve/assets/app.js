@@ -8,7 +8,8 @@ const $ = (id) => document.getElementById(id);
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "onclick") e.addEventListener("click", v);
+    // An async handler's failure (e.g. a 404) is shown, not lost in the console.
+    if (k === "onclick") e.addEventListener("click", (ev) => Promise.resolve(v(ev)).catch(showError));
     else e.setAttribute(k, v);
   }
   for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
@@ -282,8 +283,11 @@ $("meta-button").addEventListener("click", async () => {
   if (t === null) return;
   try {
     const r = await api("POST", "/api/snapshots/" + current.id + "/meta", { description: d, tags: t.split(",").map((x) => x.trim()) });
-    current.id = r.id;
     await loadSnapshots();
+    // The snapshot has a new id: the open tree (title, links) follows it.
+    const renamed = snaps.find((x) => x.id === r.id);
+    if (renamed) await browse(renamed, current.path);
+    else $("browser").hidden = true; // filtered out of the table
   } catch (e) { showError(e); }
 });
 
