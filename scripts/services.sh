@@ -927,6 +927,10 @@ snap_services_start() {
     local state root t0
     state=$(_snap_state_file)
     t0=$(date +%s)
+    # tests/console_api.rs checks zip archives with Info-ZIP unzip (CI=true fails without it).
+    if ! command -v unzip >/dev/null 2>&1; then
+        _snap_apt_install unzip || _snap_warn "unzip is not installed: the zip tests fail under CI=true"
+    fi
     # shellcheck disable=SC2034 # read by scripts/test.sh
     SNAP_TEST_SERVICES_REUSED=0
     if [ "${SNAP_TEST_FRESH:-0}" != 1 ] && _snap_healthy; then
