@@ -41,6 +41,9 @@ pub struct InitOptions {
     /// match another repository's and copies between them dedup exactly);
     /// the encryption key is always fresh. `None`: all keys random.
     pub ids_from: Option<MasterKey>,
+    /// Make a split-key repository (format-spec §5.1): `config` carries a
+    /// data public key, so `snap key add --put-only` can make put-only keys.
+    pub put_only_ready: bool,
 }
 
 impl Default for InitOptions {
@@ -56,6 +59,7 @@ impl Default for InitOptions {
             compression: Some(crate::format::config::Compression::Auto),
             store: StoreOptions::default(),
             ids_from: None,
+            put_only_ready: false,
         }
     }
 }
@@ -190,6 +194,7 @@ impl Repository {
             open_packs: opts.open_packs,
             compression_level: opts.compression_level,
             compression: opts.compression,
+            data_public_key: None,
             key_check: None,
         };
         config
@@ -199,6 +204,9 @@ impl Repository {
             Some(k) => k.with_fresh_encryption_key(),
             None => MasterKey::generate(),
         };
+        if opts.put_only_ready {
+            config.data_public_key = Some(hex::encode(master.data_public_key()?));
+        }
         config.key_check = Some(crypto::config_key_check(&master, &config.encode()));
         let kf = crypto::wrap_master_key(&master, password, now_rfc3339(), hostname(), username())?;
         let kbytes = kf.encode();
@@ -380,8 +388,19 @@ impl Repository {
                 Err(e) => return Err(e),
             };
             if let Some(mk) = mk {
-                if crypto::config_key_matches(&mk, config) {
-                    return Ok((mk, name.clone()));
+                // A full key is named by `key_check`; a put-only key holds
+                // no master key and is checked by its copy of the data
+                // public key (format-spec §4, §5.1).
+                let named = match mk.role() {
+                    crypto::KeyRole::Full => crypto::config_key_matches(&mk, config),
+                    crypto::KeyRole::PutOnly => true,
+                };
+                if named {
+                    match mk.for_config(config.data_public_key.as_deref()) {
+                        Ok(mk) => return Ok((mk, name.clone())),
+                        Err(e) if e.kind() == ErrorKind::Usage => return Err(e),
+                        Err(_) => {}
+                    }
                 }
                 foreign += 1;
                 warnings.push(format!(
@@ -496,7 +515,21 @@ impl Repository {
         &self.config
     }
 
-    /// The master key.
+    /// What the key this repository was opened with can do
+    /// (format-spec §5.1).
+    pub fn role(&self) -> crypto::KeyRole {
+        self.key.role()
+    }
+
+    /// [`ErrorKind::PutOnly`] (one line: "this key is put-only: …") unless
+    /// the repository was opened with a full key. Every read of content and
+    /// every delete calls it first.
+    pub fn require_full_key(&self) -> Result<()> {
+        self.key.require_full()
+    }
+
+    /// The keys this repository was opened with (the master key, or a put
+    /// key: see [`Repository::role`]).
     pub fn key(&self) -> &MasterKey {
         &self.key
     }
@@ -689,6 +722,11 @@ impl Repository {
         }
         let mut unread: Vec<&SnapshotId> = listed.difference(&known).collect();
         unread.sort();
+        if self.key.role() == crypto::KeyRole::PutOnly {
+            // A put-only key opens no snapshot but those it wrote itself,
+            // which `save_snapshot` put in the catalog (format-spec §25.9).
+            unread.clear();
+        }
         for id in unread {
             match self.read_snapshot(id) {
                 Ok(s) => cat.add_snapshot(id, &s)?,

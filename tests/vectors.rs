@@ -491,6 +491,7 @@ fn build() -> Value {
         open_packs: 4,
         compression_level: 3,
         compression: None,
+        data_public_key: None,
         key_check: None,
     };
     let cbytes = cfg.encode();

@@ -27,6 +27,9 @@ pub struct InitArgs {
     /// Password file of the --copy-chunker-params-from repository (else SNAP_FROM_PASSWORD, else a prompt).
     #[arg(long, env = "SNAP_FROM_PASSWORD_FILE")]
     from_password_file: Option<std::path::PathBuf>,
+    /// Make a split-key repository (format-spec §5.1): content is sealed toward a data key pair, so `snap key add --put-only` can give backup hosts keys that write new snapshots but cannot read or delete old ones. Cannot be added later.
+    #[arg(long)]
+    put_only_ready: bool,
 }
 
 /// `--compression`: `auto`, or one zstd level for every blob.
@@ -136,6 +139,7 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<u8> {
         opts.ids_from = Some(src.key().clone());
     }
     opts.pack_size = a.pack_size_mib << 20;
+    opts.put_only_ready = a.put_only_ready;
     match a.compression {
         CompressionArg::Auto => {
             opts.compression = Some(snap::format::config::Compression::Auto);

@@ -74,6 +74,12 @@ pub struct Config {
     /// before `auto` existed, and `snap init --compression N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// The X25519 data public key of a split-key repository (format-spec
+    /// §4, §5.1, §11.1), 64 hex digits; absent in a single-key repository.
+    /// Content is sealed toward it, so that put-only keys can write what
+    /// they cannot read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_public_key: Option<String>,
     /// MAC of this config under the master key (format-spec §4), 64 hex
     /// digits; absent in repositories created before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,6 +195,9 @@ impl Config {
                 c.compression_level
             ));
         }
+        if c.data_public_key.as_deref().is_some_and(|k| !hex64(k)) {
+            return Err("field data_public_key: not 64 lower-case hex digits".into());
+        }
         if c.key_check.as_deref().is_some_and(|k| !hex64(k)) {
             return Err("field key_check: not 64 lower-case hex digits".into());
         }
@@ -214,6 +223,7 @@ mod tests {
             open_packs: 4,
             compression_level: 3,
             compression: None,
+            data_public_key: None,
             key_check: None,
         }
     }
