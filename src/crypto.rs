@@ -447,6 +447,42 @@ impl MasterKey {
         Ok(v)
     }
 
+    /// Fixes this process's writing session to ephemeral secret `eph_sk`
+    /// (format-spec §11.1). For test vectors only: real sessions draw a
+    /// random ephemeral key on first use, and one MUST NOT be reused.
+    ///
+    /// Errors: [`ErrorKind::Usage`] in a single-key repository or once the
+    /// session has sealed something.
+    pub fn set_session_secret_for_vectors(&self, eph_sk: &[u8; 32]) -> Result<()> {
+        let s = self
+            .split
+            .as_ref()
+            .ok_or_else(|| Error::usage("not a split-key repository"))?;
+        let (pk, k) = session_key_from_secret(eph_sk, &s.data_pk)
+            .ok_or_else(|| Error::usage("data public key of low order"))?;
+        s.writer
+            .set((pk, Arc::new(XChaCha20Poly1305::new(&(*k).into()))))
+            .map_err(|_| Error::usage("the session key is already in use"))
+    }
+
+    /// The index key of a split-key repository (format-spec §5.1); `None`
+    /// in a single-key repository. For test vectors and checks of what a
+    /// put-only key file holds.
+    pub fn index_key(&self) -> Option<&[u8; 32]> {
+        self.split.as_ref().map(|s| &*s.index_key)
+    }
+
+    /// The data secret key's 32 bytes (the X25519 scalar before clamping,
+    /// format-spec §5.1) of a full key; `None` for a put-only key. For test
+    /// vectors and checks of what a put-only key file holds.
+    pub fn data_secret_bytes(&self) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        let mk = self.to_bytes().ok()?;
+        Some(zeroize::Zeroizing::new(blake3::derive_key(
+            DATA_SECRET_CONTEXT,
+            &mk,
+        )))
+    }
+
     /// The secret seed the chunker's gear table is derived from.
     pub fn chunker_seed(&self) -> &[u8; 32] {
         &self.chunker_seed
