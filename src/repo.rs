@@ -515,6 +515,20 @@ impl Repository {
         &self.config
     }
 
+    /// Where a put-only key keeps its stream chunks as delta bases
+    /// (`<cache dir>/<repository id>/stream-bases`, format-spec §13.1);
+    /// `None` for a full key, which reads bases from the repository.
+    pub fn stream_base_cache(&self) -> Option<PathBuf> {
+        (self.key.role() == crypto::KeyRole::PutOnly).then(|| self.cache_dir.join("stream-bases"))
+    }
+
+    /// Where a put-only key keeps the plaintext of the stream dictionaries
+    /// it stored (`<cache dir>/<repository id>/own-dicts`, format-spec
+    /// §12.1): it cannot open dictionary objects, its own included.
+    fn own_dicts(&self) -> Option<PathBuf> {
+        (self.key.role() == crypto::KeyRole::PutOnly).then(|| self.cache_dir.join("own-dicts"))
+    }
+
     /// What the key this repository was opened with can do
     /// (format-spec §5.1).
     pub fn role(&self) -> crypto::KeyRole {
@@ -788,6 +802,20 @@ impl Repository {
         if let Some(d) = self.dicts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(d.clone());
         }
+        if let Some(own) = self.own_dicts() {
+            // A put-only key uses only dictionaries it stored itself.
+            let plain = std::fs::metadata(own.join(id.to_hex()))
+                .ok()
+                .filter(|m| m.len() <= crate::format::dict::MAX_DICT_SIZE as u64)
+                .and_then(|_| std::fs::read(own.join(id.to_hex())).ok())
+                .ok_or_else(crypto::put_only_error)?;
+            let d = Arc::new(Dictionary::new(*id, &plain)?);
+            self.dicts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(*id, d.clone());
+            return Ok(d);
+        }
         let key = ObjectKind::Dict.key(&id.to_hex());
         let max = crate::store::max_object_size(&key) as usize;
         let cache_file = self.dict_cache.join(id.to_hex());
@@ -868,6 +896,8 @@ impl Repository {
                         found = Some(d);
                     }
                 }
+                // Another host's dictionary, sealed for full keys only.
+                Err(e) if e.kind() == ErrorKind::PutOnly => {}
                 Err(e) => self.warn(format!(
                     "dictionary {} is unusable ({e:#}); stream chunks are compressed without it",
                     id.short()
@@ -889,6 +919,13 @@ impl Repository {
         Dictionary::new(DictId([0; 32]), bytes)?;
         let (id, sealed) = write_sealed::<DictId>(&self.store, &self.key, bytes)?;
         self.cache_dict_object(&id, &sealed);
+        if let Some(own) = self.own_dicts() {
+            // Best effort: without it this host trains another dictionary.
+            let tmp = own.join(format!("{}.tmp", id.to_hex()));
+            let _ = std::fs::create_dir_all(&own)
+                .and_then(|_| std::fs::write(&tmp, bytes))
+                .and_then(|_| std::fs::rename(&tmp, own.join(id.to_hex())));
+        }
         let d = Arc::new(Dictionary::new(id, bytes)?);
         self.dicts
             .lock()
