@@ -299,3 +299,86 @@ fn single_key_repository_refuses_put_only_keys_with_a_way_out() {
         1
     );
 }
+
+/// A full key keeps a split-key repository alive: forget and prune (repacking the put-only
+/// host's packs), `check --read-data`, the recovery code, a copy into another repository,
+/// and the put-only host's next backup after the prune; the put-only key changes its own
+/// password but cannot remove key files.
+#[test]
+fn full_key_prunes_copies_and_recovers_a_split_repository() {
+    let (full, put) = split_repo(Snap::new());
+    let src = full.path("src");
+    write_tree(&src, 11);
+    put.ok([std::ffi::OsStr::new("backup"), src.as_os_str()]);
+    std::fs::remove_file(src.join("docs/b.bin")).unwrap();
+    std::fs::write(src.join("new.txt"), b"night two\n").unwrap();
+    put.ok([std::ffi::OsStr::new("backup"), src.as_os_str()]);
+    full.ok(["forget", "--keep-last", "1", "--prune"]);
+    full.ok(["check", "--read-data"]);
+    assert_eq!(full.snapshot_ids().len(), 1);
+    // The put-only host notices the prune through the index and marks, and goes on.
+    std::fs::write(src.join("third.txt"), b"night three\n").unwrap();
+    put.ok([std::ffi::OsStr::new("backup"), src.as_os_str()]);
+    full.ok(["check", "--read-data"]);
+    let target = full.path("t");
+    full.ok(["restore", "latest", "--target", target.to_str().unwrap()]);
+    let d = tree_diff(&src, &restored_path(&target, &src));
+    assert!(d.is_empty(), "restored tree differs: {d:?}");
+
+    // Copy into a single-key repository, which restores the same tree.
+    let other = Snap::new();
+    other.init();
+    other.ok_from(["copy", "--from", &full.repo], &full.password);
+    let t2 = full.path("t2");
+    other.ok(["restore", "latest", "--target", t2.to_str().unwrap()]);
+    assert!(tree_diff(&src, &restored_path(&t2, &src)).is_empty());
+
+    // The recovery code of a split-key repository brings back a full key.
+    let code = full.ok(["key", "export"]);
+    let out = full
+        .cmd(["key", "import"])
+        .env("SNAP_NEW_PASSWORD", "recovered")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(code.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Key management with the put-only key: its own password, nothing else.
+    let out = put
+        .cmd(["key", "passwd"])
+        .env("SNAP_NEW_PASSWORD", "put-only host, new")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut put2 = Snap::new();
+    put2.repo = put.repo.clone();
+    put2.cache = put.cache.clone();
+    put2.password = "put-only host, new".into();
+    put2.ok([std::ffi::OsStr::new("backup"), src.as_os_str()]);
+    refused(&put2, &["ls", "latest"]);
+    let keys = full.ok(["--json", "key", "list"]);
+    let keys: Vec<serde_json::Value> = serde_json::from_str(&keys).unwrap();
+    let full_key = keys.iter().find(|k| k["role"] == "full").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    refused(&put2, &["key", "remove", &full_key]);
+    assert_eq!(
+        keys.iter().filter(|k| k["role"] == "put-only").count(),
+        1,
+        "{keys:?}"
+    );
+}
