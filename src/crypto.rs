@@ -926,6 +926,52 @@ mod tests {
     }
 
     #[test]
+    fn split_keys_seal_content_toward_the_data_key() {
+        let mk = key();
+        let pk = hex::encode(mk.data_public_key().unwrap());
+        let full = mk.clone().for_config(Some(&pk)).unwrap();
+        let put = MasterKey::from_put_key_bytes(&full.put_key_bytes().unwrap())
+            .unwrap()
+            .for_config(Some(&pk))
+            .unwrap();
+        assert_eq!(put.role(), KeyRole::PutOnly);
+        let id = full.blob_id(b"chunk");
+        assert_eq!(put.blob_id(b"chunk"), id);
+        // A put-only writer's blob: the full key opens it, so does the same
+        // session; another put-only session does not.
+        let s = put.seal_blob(BlobKind::Data, &id, b"chunk");
+        assert_eq!(s.len(), 5 + SPLIT_ENVELOPE_OVERHEAD);
+        assert_eq!(full.open_blob(BlobKind::Data, &id, &s).unwrap(), b"chunk");
+        assert_eq!(put.open_blob(BlobKind::Data, &id, &s).unwrap(), b"chunk");
+        let other = MasterKey::from_put_key_bytes(&full.put_key_bytes().unwrap()).unwrap();
+        let e = other.open_blob(BlobKind::Data, &id, &s).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PutOnly);
+        // The full key's own content, and the index class under the index key.
+        let snap = full.seal(AAD_SNAPSHOT, b"snapshot");
+        assert_eq!(
+            put.open(AAD_SNAPSHOT, &snap, "s").unwrap_err().kind(),
+            ErrorKind::PutOnly
+        );
+        let idx = put.seal(AAD_INDEX, b"index");
+        assert_eq!(full.open(AAD_INDEX, &idx, "i").unwrap(), b"index");
+        assert!(mk.open(AAD_INDEX, &idx, "i").is_err(), "single-key reader");
+        // A low-order ephemeral key (all zero) is rejected, not derived.
+        let mut forged = s.clone();
+        forged[..32].fill(0);
+        let e = full.open_blob(BlobKind::Data, &id, &forged).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+        // A changed data public key in `config` is refused by both.
+        let wrong = hex::encode([9u8; 32]);
+        assert!(mk.clone().for_config(Some(&wrong)).is_err());
+        assert!(put.clone().for_config(Some(&wrong)).is_err());
+        assert_eq!(
+            put.clone().for_config(None).unwrap_err().kind(),
+            ErrorKind::Usage
+        );
+        assert!(put.to_bytes().is_err());
+    }
+
+    #[test]
     fn wrong_key_or_label_fails() {
         let k = key();
         let s = k.seal(AAD_INDEX, b"index");
