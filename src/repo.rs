@@ -718,7 +718,10 @@ impl Repository {
             // Rebuild: every listed index not superseded by another listed
             // one. Repeated (rarely) while an index read later in the pass
             // supersedes one loaded earlier in it.
-            cat.reset()?;
+            match self.key.role() {
+                crypto::KeyRole::Full => cat.reset()?,
+                crypto::KeyRole::PutOnly => cat.reset_index()?,
+            }
             cat.set_marked(&marked)?;
             bad = Unreadable::default();
             with_packs.clear();
