@@ -328,9 +328,25 @@ fn full_key_prunes_copies_and_recovers_a_split_repository() {
     let d = tree_diff(&src, &restored_path(&target, &src));
     assert!(d.is_empty(), "restored tree differs: {d:?}");
 
-    // Copy into a single-key repository, which restores the same tree.
+    // Copy into a single-key repository, which restores the same tree; the put-only key
+    // can neither be the source nor the destination of a copy.
     let other = Snap::new();
     other.init();
+    let out = other
+        .cmd(["copy", "--from", &put.repo])
+        .env("SNAP_FROM_PASSWORD", PUT_PASSWORD)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(REFUSAL), "{err}");
+    let out = put
+        .cmd(["copy", "--from", &other.repo])
+        .env("SNAP_FROM_PASSWORD", &other.password)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(REFUSAL), "{err}");
     other.ok_from(["copy", "--from", &full.repo], &full.password);
     let t2 = full.path("t2");
     other.ok(["restore", "latest", "--target", t2.to_str().unwrap()]);
