@@ -63,6 +63,7 @@ fn main() {
         compression_level: 3,
         compression: None,
         object_lock: None,
+        data_public_key: None,
         key_check: None,
     };
     write(&dir, "config", "default", &config.encode());

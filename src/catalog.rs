@@ -331,6 +331,25 @@ impl Catalog {
         Ok(())
     }
 
+    /// [`Catalog::reset`] for a put-only key (format-spec §13.1, §25.9):
+    /// drops everything derived from the index but keeps the snapshot
+    /// records and the tree cache, which such a key cannot read back from
+    /// the repository (only its own snapshots are there; cached trees are
+    /// checked against their keyed id on use). Snapshots that are no longer
+    /// listed are removed by the sync as always.
+    pub fn reset_index(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "DELETE FROM indexes; DELETE FROM packs; DELETE FROM blobs; DELETE FROM marked; DELETE FROM verified;",
+        )?;
+        tx.execute(BUMP_EPOCH, [])?;
+        tx.commit()?;
+        *self.marked_ids.borrow_mut() = None;
+        Ok(())
+    }
+
     /// Ids of the index objects already loaded.
     pub fn index_ids(&self) -> Result<HashSet<IndexId>> {
         let mut st = self.conn.prepare("SELECT id FROM indexes")?;

@@ -45,6 +45,9 @@ pub enum ErrorKind {
     NoSpace,
     /// The catalog (SQLite cache) failed.
     Catalog,
+    /// The key is put-only (format-spec §5.1): it cannot read or delete
+    /// what is stored (exit 1).
+    PutOnly,
 }
 
 /// Exit status of a usage error (bad arguments), as clap exits.

@@ -63,12 +63,36 @@ pub fn list_keys(store: &Store) -> Result<Vec<KeyInfo>> {
 }
 
 /// Wraps `master` under `password` and stores it as a new key file; returns
-/// its id. [`ErrorKind::Usage`] for an empty password.
+/// its id. [`ErrorKind::Usage`] for an empty password;
+/// [`ErrorKind::PutOnly`] if `master` is put-only.
 pub fn add_key(store: &Store, master: &MasterKey, password: &[u8]) -> Result<String> {
+    add_key_role(store, master, password, crypto::KeyRole::Full)
+}
+
+/// [`add_key`] for a key of `role`: [`crypto::KeyRole::PutOnly`] stores a
+/// put-only key file wrapping `master`'s put key (format-spec §5.1); a
+/// put-only `master` can only make put-only key files.
+///
+/// Errors: as [`add_key`] ([`ErrorKind::PutOnly`] for a full key file from
+/// a put-only key); [`ErrorKind::Usage`] for a put-only key in a
+/// single-key repository (made without `--put-only-ready`).
+pub fn add_key_role(
+    store: &Store,
+    master: &MasterKey,
+    password: &[u8],
+    role: crypto::KeyRole,
+) -> Result<String> {
     if password.is_empty() {
         return Err(Error::usage("empty password"));
     }
-    let kf = crypto::wrap_master_key(master, password, now_rfc3339(), hostname(), username())?;
+    let kf = match role {
+        crypto::KeyRole::Full => {
+            crypto::wrap_master_key(master, password, now_rfc3339(), hostname(), username())?
+        }
+        crypto::KeyRole::PutOnly => {
+            crypto::wrap_put_key(master, password, now_rfc3339(), hostname(), username())?
+        }
+    };
     let bytes = kf.encode();
     let id = KeyId::of_object(&bytes).to_hex();
     store.put_new(&ObjectKind::Key.key(&id), Bytes::from(bytes))?;
@@ -141,7 +165,7 @@ pub fn recovery_code(config: &Config, master: &MasterKey) -> Result<Zeroizing<St
     let mut body = Zeroizing::new(Vec::with_capacity(RECOVERY_LEN));
     body.push(RECOVERY_VERSION);
     body.extend_from_slice(&rid[..RECOVERY_REPO_ID_LEN]);
-    body.extend_from_slice(&master.to_bytes());
+    body.extend_from_slice(&master.to_bytes()?);
     let check = checksum(&body);
     body.extend_from_slice(&check);
     let b32 = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&body));
@@ -211,7 +235,7 @@ pub fn parse_recovery_code(config: &Config, code: &str) -> Result<MasterKey> {
             "recovery code does not hold this repository's master key (`config` key_check differs)",
         ));
     }
-    Ok(master)
+    master.for_config(config.data_public_key.as_deref())
 }
 
 /// Checks that `master` opens this repository's data: it must authenticate
@@ -254,6 +278,7 @@ mod tests {
             compression_level: 3,
             compression: None,
             object_lock: None,
+            data_public_key: None,
             key_check: None,
         }
     }
@@ -265,7 +290,7 @@ mod tests {
         let code = recovery_code(&cfg, &mk).unwrap();
         assert_eq!(code.len(), 184 + 45);
         let back = parse_recovery_code(&cfg, &code).unwrap();
-        assert_eq!(*back.to_bytes(), *mk.to_bytes());
+        assert_eq!(*back.to_bytes().unwrap(), *mk.to_bytes().unwrap());
         let clean: Vec<u8> = code.bytes().filter(|&b| b != b'-').collect();
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         for pos in 0..clean.len() {

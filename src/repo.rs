@@ -44,6 +44,9 @@ pub struct InitOptions {
     /// S3 Object Lock for every object written (format-spec §4, §25.8);
     /// `init` checks the bucket has Object Lock enabled.
     pub object_lock: Option<crate::format::config::ObjectLock>,
+    /// Make a split-key repository (format-spec §5.1): `config` carries a
+    /// data public key, so `snap key add --put-only` can make put-only keys.
+    pub put_only_ready: bool,
 }
 
 impl Default for InitOptions {
@@ -60,6 +63,7 @@ impl Default for InitOptions {
             store: StoreOptions::default(),
             ids_from: None,
             object_lock: None,
+            put_only_ready: false,
         }
     }
 }
@@ -211,6 +215,7 @@ impl Repository {
             compression_level: opts.compression_level,
             compression: opts.compression,
             object_lock: opts.object_lock,
+            data_public_key: None,
             key_check: None,
         };
         config
@@ -220,6 +225,9 @@ impl Repository {
             Some(k) => k.with_fresh_encryption_key(),
             None => MasterKey::generate(),
         };
+        if opts.put_only_ready {
+            config.data_public_key = Some(hex::encode(master.data_public_key()?));
+        }
         config.key_check = Some(crypto::config_key_check(&master, &config.encode()));
         let kf = crypto::wrap_master_key(&master, password, now_rfc3339(), hostname(), username())?;
         let kbytes = kf.encode();
@@ -405,8 +413,19 @@ impl Repository {
                 Err(e) => return Err(e),
             };
             if let Some(mk) = mk {
-                if crypto::config_key_matches(&mk, config) {
-                    return Ok((mk, name.clone()));
+                // A full key is named by `key_check`; a put-only key holds
+                // no master key and is checked by its copy of the data
+                // public key (format-spec §4, §5.1).
+                let named = match mk.role() {
+                    crypto::KeyRole::Full => crypto::config_key_matches(&mk, config),
+                    crypto::KeyRole::PutOnly => true,
+                };
+                if named {
+                    match mk.for_config(config.data_public_key.as_deref()) {
+                        Ok(mk) => return Ok((mk, name.clone())),
+                        Err(e) if e.kind() == ErrorKind::Usage => return Err(e),
+                        Err(_) => {}
+                    }
                 }
                 foreign += 1;
                 warnings.push(format!(
@@ -521,7 +540,35 @@ impl Repository {
         &self.config
     }
 
-    /// The master key.
+    /// Where a put-only key keeps its stream chunks as delta bases
+    /// (`<cache dir>/<repository id>/stream-bases`, format-spec §13.1);
+    /// `None` for a full key, which reads bases from the repository.
+    pub fn stream_base_cache(&self) -> Option<PathBuf> {
+        (self.key.role() == crypto::KeyRole::PutOnly).then(|| self.cache_dir.join("stream-bases"))
+    }
+
+    /// Where a put-only key keeps the plaintext of the stream dictionaries
+    /// it stored (`<cache dir>/<repository id>/own-dicts`, format-spec
+    /// §12.1): it cannot open dictionary objects, its own included.
+    fn own_dicts(&self) -> Option<PathBuf> {
+        (self.key.role() == crypto::KeyRole::PutOnly).then(|| self.cache_dir.join("own-dicts"))
+    }
+
+    /// What the key this repository was opened with can do
+    /// (format-spec §5.1).
+    pub fn role(&self) -> crypto::KeyRole {
+        self.key.role()
+    }
+
+    /// [`ErrorKind::PutOnly`] (one line: "this key is put-only: …") unless
+    /// the repository was opened with a full key. Every read of content and
+    /// every delete calls it first.
+    pub fn require_full_key(&self) -> Result<()> {
+        self.key.require_full()
+    }
+
+    /// The keys this repository was opened with (the master key, or a put
+    /// key: see [`Repository::role`]).
     pub fn key(&self) -> &MasterKey {
         &self.key
     }
@@ -696,7 +743,10 @@ impl Repository {
             // Rebuild: every listed index not superseded by another listed
             // one. Repeated (rarely) while an index read later in the pass
             // supersedes one loaded earlier in it.
-            cat.reset()?;
+            match self.key.role() {
+                crypto::KeyRole::Full => cat.reset()?,
+                crypto::KeyRole::PutOnly => cat.reset_index()?,
+            }
             cat.set_marked(&marked)?;
             bad = Unreadable::default();
             with_packs.clear();
@@ -714,6 +764,11 @@ impl Repository {
         }
         let mut unread: Vec<&SnapshotId> = listed.difference(&known).collect();
         unread.sort();
+        if self.key.role() == crypto::KeyRole::PutOnly {
+            // A put-only key opens no snapshot but those it wrote itself,
+            // which `save_snapshot` put in the catalog (format-spec §25.9).
+            unread.clear();
+        }
         for id in unread {
             match self.read_snapshot(id) {
                 Ok(s) => cat.add_snapshot(id, &s)?,
@@ -774,6 +829,20 @@ impl Repository {
         let _loading = self.dict_load.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(d) = self.dicts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(d.clone());
+        }
+        if let Some(own) = self.own_dicts() {
+            // A put-only key uses only dictionaries it stored itself.
+            let plain = std::fs::metadata(own.join(id.to_hex()))
+                .ok()
+                .filter(|m| m.len() <= crate::format::dict::MAX_DICT_SIZE as u64)
+                .and_then(|_| std::fs::read(own.join(id.to_hex())).ok())
+                .ok_or_else(crypto::put_only_error)?;
+            let d = Arc::new(Dictionary::new(*id, &plain)?);
+            self.dicts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(*id, d.clone());
+            return Ok(d);
         }
         let key = ObjectKind::Dict.key(&id.to_hex());
         let max = crate::store::max_object_size(&key) as usize;
@@ -855,6 +924,8 @@ impl Repository {
                         found = Some(d);
                     }
                 }
+                // Another host's dictionary, sealed for full keys only.
+                Err(e) if e.kind() == ErrorKind::PutOnly => {}
                 Err(e) => self.warn(format!(
                     "dictionary {} is unusable ({e:#}); stream chunks are compressed without it",
                     id.short()
@@ -876,6 +947,13 @@ impl Repository {
         Dictionary::new(DictId([0; 32]), bytes)?;
         let (id, sealed) = write_sealed::<DictId>(&self.store, &self.key, bytes)?;
         self.cache_dict_object(&id, &sealed);
+        if let Some(own) = self.own_dicts() {
+            // Best effort: without it this host trains another dictionary.
+            let tmp = own.join(format!("{}.tmp", id.to_hex()));
+            let _ = std::fs::create_dir_all(&own)
+                .and_then(|_| std::fs::write(&tmp, bytes))
+                .and_then(|_| std::fs::rename(&tmp, own.join(id.to_hex())));
+        }
         let d = Arc::new(Dictionary::new(id, bytes)?);
         self.dicts
             .lock()

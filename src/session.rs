@@ -94,6 +94,18 @@ impl Operation {
         }
     }
 
+    /// Whether a put-only key (format-spec §5.1, §25.9) may run this
+    /// operation: backup, import-tar and its own key files (add a put-only
+    /// key, change its password). Everything that reads old content or
+    /// deletes (forget, prune, tag, copy, repair, key remove) needs a full
+    /// key.
+    pub fn allowed_put_only(self) -> bool {
+        matches!(
+            self,
+            Operation::Backup | Operation::ImportTar | Operation::KeyAdd | Operation::KeyPasswd
+        )
+    }
+
     /// The command's name for messages ("backup", "key remove", …).
     pub fn name(self) -> &'static str {
         match self {
@@ -143,8 +155,13 @@ impl Session {
     /// For callers that open with [`Repository::open_unsynced`] themselves,
     /// e.g. to install a warning sink first.
     ///
-    /// Errors: as [`Session::open`] after the open.
+    /// Errors: as [`Session::open`] after the open; [`ErrorKind::PutOnly`]
+    /// before any write when `repo` was opened with a put-only key and
+    /// `operation` is not [`Operation::allowed_put_only`].
     pub fn start(repo: Repository, operation: Operation) -> Result<Session> {
+        if !operation.allowed_put_only() {
+            repo.require_full_key()?;
+        }
         let lease = LeaseGuard::acquire(
             repo.store().clone(),
             repo.key(),
@@ -252,8 +269,16 @@ impl Session {
     /// returns its id ([`keys::add_key`]). Needs a [`Operation::KeyAdd`]
     /// session.
     pub fn add_key(&self, password: &[u8]) -> Result<String> {
+        self.add_key_role(password, crate::crypto::KeyRole::Full)
+    }
+
+    /// [`Session::add_key`] for a key of `role` (format-spec §5.1): a
+    /// put-only key file with [`crate::crypto::KeyRole::PutOnly`].
+    ///
+    /// Errors: as [`keys::add_key_role`].
+    pub fn add_key_role(&self, password: &[u8], role: crate::crypto::KeyRole) -> Result<String> {
         self.require(&[Operation::KeyAdd], "adding a key")?;
-        keys::add_key(self.repo.store(), self.repo.key(), password)
+        keys::add_key_role(self.repo.store(), self.repo.key(), password, role)
     }
 
     /// Removes key file `id` (full id or unique prefix): not the one in use,
@@ -261,6 +286,7 @@ impl Session {
     /// [`Operation::KeyRemove`] session (exclusive lease).
     pub fn remove_key(&self, id: &str) -> Result<String> {
         self.require(&[Operation::KeyRemove], "removing a key")?;
+        self.repo.require_full_key()?;
         let keys_now = keys::list_keys(self.repo.store())?;
         let full = keys::resolve_key(&keys_now, id)?.id.clone();
         keys::remove_key(self.repo.store(), &full, self.repo.key_id())?;
@@ -272,7 +298,9 @@ impl Session {
     /// [`Operation::KeyPasswd`] session (exclusive lease).
     pub fn change_password(&self, new_password: &[u8]) -> Result<(String, String)> {
         self.require(&[Operation::KeyPasswd], "changing the password")?;
-        let id = keys::add_key(self.repo.store(), self.repo.key(), new_password)?;
+        // A put-only key re-wraps its own put key (format-spec §5.1).
+        let role = self.repo.role();
+        let id = keys::add_key_role(self.repo.store(), self.repo.key(), new_password, role)?;
         // The new key exists now, so the old one is no longer the last.
         let old = self.repo.key_id().to_string();
         self.repo.store().delete(&ObjectKind::Key.key(&old))?;

@@ -105,7 +105,8 @@ impl ObjectKind {
 
 /// Largest object [`Store::get`] reads whole under `key`, bytes, by kind
 /// (format-spec §17): `config` and key files 64 KiB, leases 1 MiB,
-/// dictionaries 1 MiB plus the envelope (format-spec §12.1), index,
+/// dictionaries 1 MiB plus the split envelope's 72 bytes (format-spec
+/// §12.1, §11.1), index,
 /// snapshot and mark objects (and unknown keys) 256 MiB
 /// ([`crate::format::MAX_METADATA_SIZE`]), packs 2³² − 1 bytes.
 pub fn max_object_size(key: &str) -> u64 {
@@ -114,7 +115,9 @@ pub fn max_object_size(key: &str) -> u64 {
         "config" => 64 << 10,
         "keys" => 64 << 10,
         "locks" => 1 << 20,
-        "dicts" => (crate::format::dict::MAX_DICT_SIZE + crate::crypto::ENVELOPE_OVERHEAD) as u64,
+        "dicts" => {
+            (crate::format::dict::MAX_DICT_SIZE + crate::crypto::SPLIT_ENVELOPE_OVERHEAD) as u64
+        }
         "data" => crate::format::MAX_PACK_SIZE,
         _ => meta,
     }

@@ -65,7 +65,7 @@ fn build() -> Value {
         "master_key".into(),
         json!({
             "note": "96 bytes = encryption key 32 || id key 32 || chunker seed 32; bytes 0x00..0x5f",
-            "bytes": h(&mk.to_bytes()),
+            "bytes": h(&mk.to_bytes().unwrap()),
         }),
     );
 
@@ -100,7 +100,7 @@ fn build() -> Value {
     let unwrapped = crypto::unwrap_master_key(&parsed, PASSWORD.as_bytes())
         .unwrap()
         .unwrap();
-    assert_eq!(*unwrapped.to_bytes(), *mk.to_bytes());
+    assert_eq!(*unwrapped.to_bytes().unwrap(), *mk.to_bytes().unwrap());
     assert!(crypto::unwrap_master_key(&parsed, b"wrong")
         .unwrap()
         .is_none());
@@ -492,6 +492,7 @@ fn build() -> Value {
         compression_level: 3,
         compression: None,
         object_lock: None,
+        data_public_key: None,
         key_check: None,
     };
     let cbytes = cfg.encode();
@@ -531,6 +532,9 @@ fn build() -> Value {
         "config_object_lock".into(),
         json!({"json": String::from_utf8(lbytes).unwrap()}),
     );
+
+    // §5.1, §11.1 split-key repository.
+    v.insert("split".into(), split_vectors(&mk, &cfg, &splain));
 
     // §15 chunking.
     let seed: [u8; 32] = seq(64, 32).try_into().unwrap();
@@ -651,7 +655,7 @@ fn committed_bytes_decode(file: &Value) {
     let k = crypto::unwrap_master_key(&kf, PASSWORD.as_bytes())
         .unwrap()
         .unwrap();
-    assert_eq!(*k.to_bytes(), *mk.to_bytes());
+    assert_eq!(*k.to_bytes().unwrap(), *mk.to_bytes().unwrap());
 
     let pack = hx(&v["pack"]["bytes"]);
     assert_eq!(PackId::of_object(&pack).to_hex(), v["pack"]["id"]);
@@ -698,6 +702,8 @@ fn committed_bytes_decode(file: &Value) {
     assert_eq!(auto.compression_level, 3);
     assert!(crypto::config_key_matches(&mk, &auto));
 
+    committed_split_decode(&mk, &v["split"]);
+
     let dsealed = hx(&v["dict"]["sealed"]);
     let did = DictId::of_object(&dsealed);
     assert_eq!(did.to_hex(), v["dict"]["id"]);
@@ -708,6 +714,138 @@ fn committed_bytes_decode(file: &Value) {
         compress::decode_dict(&hx(&v["dict"]["payload"]), &dict, text.len(), 1 << 20).unwrap(),
         text
     );
+}
+
+/// The split-key vectors (format-spec §4, §5.1, §11.1): the derived keys,
+/// a `config` with `data_public_key`, a put-only key file, a session key,
+/// and a blob, a snapshot and an index sealed in the split scheme.
+fn split_vectors(mk: &MasterKey, cfg: &Config, splain: &[u8]) -> Value {
+    let mut scfg = Config {
+        compression: Some(Compression::Auto),
+        data_public_key: Some(hex::encode(mk.data_public_key().unwrap())),
+        ..cfg.clone()
+    };
+    scfg.key_check = Some(crypto::config_key_check(mk, &scfg.encode()));
+    let cbytes = scfg.encode();
+    assert_eq!(Config::decode(&cbytes).unwrap(), scfg);
+    let full = mk
+        .clone()
+        .for_config(scfg.data_public_key.as_deref())
+        .unwrap();
+    let mkb = mk.to_bytes().unwrap();
+    let ik = blake3::derive_key(crypto::INDEX_KEY_CONTEXT, &mkb);
+    let dsk = blake3::derive_key(crypto::DATA_SECRET_CONTEXT, &mkb);
+    assert_eq!(full.index_key().unwrap(), &ik);
+    assert_eq!(*full.data_secret_bytes().unwrap(), dsk);
+    let kdf = Kdf {
+        algorithm: "argon2id".into(),
+        m_cost_kib: 64,
+        t_cost: 1,
+        p_cost: 1,
+        salt: hex::encode(seq(0xa0, 32)),
+    };
+    let kf = crypto::wrap_put_key_with(
+        &full,
+        PASSWORD.as_bytes(),
+        kdf,
+        &nonce(0x30),
+        "2026-01-02T03:04:05.678Z".into(),
+        "vector-host".into(),
+        "vector-user".into(),
+    )
+    .unwrap();
+    let kbytes = kf.encode();
+    let put = crypto::unwrap_master_key(&KeyFile::decode(&kbytes).unwrap(), PASSWORD.as_bytes())
+        .unwrap()
+        .unwrap()
+        .for_config(scfg.data_public_key.as_deref())
+        .unwrap();
+    assert_eq!(put.role(), crypto::KeyRole::PutOnly);
+    let eph_sk: [u8; 32] = seq(0xf0, 32).try_into().unwrap();
+    let (eph_pk, session) =
+        crypto::session_key_from_secret(&eph_sk, &mk.data_public_key().unwrap()).unwrap();
+    full.set_session_secret_for_vectors(&eph_sk).unwrap();
+    let plain = b"hello, snap\n".to_vec();
+    let id = mk.blob_id(&plain);
+    let mut payload = vec![compress::RAW];
+    payload.extend_from_slice(&plain);
+    let blob = full.seal_blob_with_nonce(&nonce(0x40), BlobKind::Data, &id, &payload);
+    let snapshot = full.seal_with_nonce(&nonce(0x48), AAD_SNAPSHOT, splain);
+    let index = full.seal_with_nonce(&nonce(0x50), AAD_INDEX, b"index plaintext");
+    assert_eq!(
+        put.open(AAD_INDEX, &index, "index").unwrap(),
+        b"index plaintext"
+    );
+    json!({
+        "note": "format-spec §5.1, §11.1; master key as above, session ephemeral secret bytes 0xf0..0x10f",
+        "index_key": h(&ik),
+        "data_secret_key": h(&dsk),
+        "data_public_key": h(&mk.data_public_key().unwrap()),
+        "config": String::from_utf8(cbytes).unwrap(),
+        "put_key_file": {
+            "nonce": h(&nonce(0x30)),
+            "aad": String::from_utf8(crypto::AAD_PUT_KEY.to_vec()).unwrap(),
+            "put_key": h(&full.put_key_bytes().unwrap()),
+            "json": String::from_utf8(kbytes).unwrap(),
+        },
+        "session": {
+            "eph_secret": h(&eph_sk),
+            "eph_public": h(&eph_pk),
+            "context": crypto::SESSION_KEY_CONTEXT,
+            "key": h(session.as_ref()),
+        },
+        "blob": {"plaintext": h(&plain), "id": id.to_hex(), "payload": h(&payload), "nonce": h(&nonce(0x40)), "sealed": h(&blob)},
+        "snapshot": {"nonce": h(&nonce(0x48)), "sealed": h(&snapshot)},
+        "index": {"plaintext": h(b"index plaintext"), "nonce": h(&nonce(0x50)), "sealed": h(&index)},
+    })
+}
+
+/// The committed split-key vectors open with the full key; the put-only
+/// key of the committed key file opens the index but not the blob or the
+/// snapshot, and holds neither the encryption key nor the data secret key.
+fn committed_split_decode(mk: &MasterKey, v: &Value) {
+    let hx = |p: &Value| hex::decode(p.as_str().unwrap()).unwrap();
+    let cfg = Config::decode(v["config"].as_str().unwrap().as_bytes()).unwrap();
+    assert!(crypto::config_key_matches(mk, &cfg));
+    let full = mk
+        .clone()
+        .for_config(cfg.data_public_key.as_deref())
+        .unwrap();
+    let kf = KeyFile::decode(v["put_key_file"]["json"].as_str().unwrap().as_bytes()).unwrap();
+    assert!(kf.is_put_only());
+    let put = crypto::unwrap_master_key(&kf, PASSWORD.as_bytes())
+        .unwrap()
+        .unwrap()
+        .for_config(cfg.data_public_key.as_deref())
+        .unwrap();
+    let put_bytes = put.put_key_bytes().unwrap();
+    let mkb = mk.to_bytes().unwrap();
+    for secret in [&mkb[..32], &full.data_secret_bytes().unwrap()[..]] {
+        assert!(!put_bytes.windows(32).any(|w| w == secret));
+    }
+    let id = snap::format::BlobId(hx(&v["blob"]["id"]).try_into().unwrap());
+    let blob = hx(&v["blob"]["sealed"]);
+    assert_eq!(
+        full.open_blob(BlobKind::Data, &id, &blob).unwrap(),
+        hx(&v["blob"]["payload"])
+    );
+    let e = put.open_blob(BlobKind::Data, &id, &blob).unwrap_err();
+    assert_eq!(e.kind(), snap::ErrorKind::PutOnly);
+    let snapshot = hx(&v["snapshot"]["sealed"]);
+    Snapshot::decode(&full.open(AAD_SNAPSHOT, &snapshot, "snapshot").unwrap()).unwrap();
+    let e = put.open(AAD_SNAPSHOT, &snapshot, "snapshot").unwrap_err();
+    assert_eq!(e.kind(), snap::ErrorKind::PutOnly);
+    let index = hx(&v["index"]["sealed"]);
+    assert_eq!(
+        put.open(AAD_INDEX, &index, "index").unwrap(),
+        hx(&v["index"]["plaintext"])
+    );
+    assert_eq!(
+        full.open(AAD_INDEX, &index, "index").unwrap(),
+        hx(&v["index"]["plaintext"])
+    );
+    // A single-key reader's master key does not open split content.
+    assert!(mk.open(AAD_INDEX, &index, "index").is_err());
 }
 
 /// The cut-point pseudo-code of format-spec §15.3, written independently of

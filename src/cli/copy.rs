@@ -49,6 +49,8 @@ pub fn run(g: &Global, a: &CopyArgs) -> Result<u8> {
     let dst_pw = password(g, false)?;
     let cache = cache_dir(g);
     let src = Repository::open_opts(&a.from, src_pw.as_bytes(), &cache, &opts)?;
+    // Copying reads every snapshot and blob of the source (format-spec §25.9).
+    src.require_full_key()?;
     let mut dst = Repository::open_unsynced(&to, dst_pw.as_bytes(), &cache, &opts)?;
     dst.set_events(super::progress::events(g));
     super::print_warnings(g, &src);

@@ -30,6 +30,9 @@ pub struct InitArgs {
     /// S3 Object Lock: write every object (but leases and prune marks) with this retention, PERIOD a duration (`30d`, `12h`, `90s`), mode governance (default) or compliance; recorded in the repository's config. The bucket must have Object Lock enabled (docs/offsite.md).
     #[arg(long, env = "SNAP_OBJECT_LOCK", value_name = "PERIOD[,governance|compliance]", value_parser = ObjectLock::parse)]
     object_lock: Option<ObjectLock>,
+    /// Make a split-key repository (format-spec §5.1): content is sealed toward a data key pair, so `snap key add --put-only` can give backup hosts keys that write new snapshots but cannot read or delete old ones. Cannot be added later.
+    #[arg(long)]
+    put_only_ready: bool,
 }
 
 /// `--compression`: `auto`, or one zstd level for every blob.
@@ -140,6 +143,7 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<u8> {
     }
     opts.pack_size = a.pack_size_mib << 20;
     opts.object_lock = a.object_lock;
+    opts.put_only_ready = a.put_only_ready;
     match a.compression {
         CompressionArg::Auto => {
             opts.compression = Some(snap::format::config::Compression::Auto);

@@ -30,7 +30,13 @@ enum KeyCmd {
     /// List key files: id, created, host, user, and the one in use.
     List,
     /// Add a password: a new key file for the same master key.
-    Add(NewPassword),
+    Add {
+        /// Make a put-only key (format-spec §5.1): it makes backups with full deduplication but cannot restore, list, forget or prune. Needs a repository made with `snap init --put-only-ready`.
+        #[arg(long)]
+        put_only: bool,
+        #[command(flatten)]
+        new: NewPassword,
+    },
     /// Remove a key file (not the one in use, never the last one).
     Remove {
         /// Key id or unique prefix (see `snap key list`).
@@ -83,15 +89,23 @@ fn new_password(n: &NewPassword) -> Result<Zeroizing<String>> {
 pub fn run(g: &Global, a: &KeyArgs) -> Result<u8> {
     match &a.cmd {
         KeyCmd::List => list(g),
-        KeyCmd::Add(n) => {
+        KeyCmd::Add { put_only, new: n } => {
             // The repository's password is asked before the new one, and
             // the lease taken only once both are known.
             let repo = open_unsynced(g)?;
+            let role = if *put_only {
+                // Refused before asking for a password it could not use.
+                repo.key().put_key_bytes()?;
+                snap::crypto::KeyRole::PutOnly
+            } else {
+                repo.require_full_key()?;
+                snap::crypto::KeyRole::Full
+            };
             let pw = new_password(n)?;
             let repo = Session::start(repo, Operation::KeyAdd)?;
-            let id = repo.add_key(pw.as_bytes())?;
+            let id = repo.add_key_role(pw.as_bytes(), role)?;
             drop(repo);
-            report(g, "added", &id)?;
+            report(g, if *put_only { "added put-only" } else { "added" }, &id)?;
             Ok(0)
         }
         KeyCmd::Remove { id } => {
@@ -124,6 +138,7 @@ pub fn run(g: &Global, a: &KeyArgs) -> Result<u8> {
         }
         KeyCmd::Export => {
             let repo = open(g)?;
+            repo.require_full_key()?;
             let code = keys::recovery_code(repo.config(), repo.key())?;
             eprintln!(
                 "warning: this recovery code is a secret: it is the repository's master key: anyone holding it can read \
@@ -173,6 +188,7 @@ fn list(g: &Global) -> Result<u8> {
                     "created": f.map(|f| f.created.clone()),
                     "hostname": f.map(|f| f.hostname.clone()),
                     "username": f.map(|f| f.username.clone()),
+                    "role": f.map(|f| if f.is_put_only() { "put-only" } else { "full" }),
                     "valid": f.is_some(),
                 })
             })
@@ -191,11 +207,12 @@ fn list(g: &Global) -> Result<u8> {
         let mark = if k.id == current { '*' } else { ' ' };
         match &k.file {
             Some(f) => outln!(
-                "{mark}{:<8}  {:<24}  {:<16}  {:<12}",
+                "{mark}{:<8}  {:<24}  {:<16}  {:<12}{}",
                 super::output::short(&k.id),
                 f.created,
                 f.hostname,
-                f.username
+                f.username,
+                if f.is_put_only() { "  put-only" } else { "" }
             )?,
             None => outln!(
                 "{mark}{:<8}  (unreadable key file)",

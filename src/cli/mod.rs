@@ -257,9 +257,39 @@ impl Cli {
 /// Exit status for "backup finished, some sources unreadable".
 pub const EXIT_PARTIAL: u8 = 3;
 
+/// Whether the running command reads old content or deletes, so that a
+/// put-only key (format-spec §5.1) is refused right after it opens the
+/// repository, with one line, before anything is read.
+static NEEDS_FULL_KEY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Commands a put-only key may run: init, backup, import-tar, key (its
+/// own key files; `key export` refuses), locks, cache, and the profile
+/// commands, whose forget/prune/copy/check steps are refused when they
+/// open the repository (format-spec §25.9).
+fn allowed_put_only(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Init(_)
+            | Command::Backup(_)
+            | Command::ImportTar(_)
+            | Command::Key(_)
+            | Command::Locks
+            | Command::Cache(_)
+            | Command::Run(_)
+            | Command::Schedule(_)
+            | Command::Status(_)
+            | Command::Completions(_)
+            | Command::Man
+    )
+}
+
 /// Runs the parsed command line; returns the process exit code on success.
 pub fn run(cli: Cli) -> Result<u8> {
     let g = &cli.global;
+    NEEDS_FULL_KEY.store(
+        !allowed_put_only(&cli.cmd),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     match &cli.cmd {
         Command::Init(a) => init::run(g, a),
         Command::Backup(a) => backup::run(g, a),
@@ -413,6 +443,9 @@ pub fn open_unsynced(g: &Global) -> Result<Repository> {
     let opts = store_options(g)?;
     let pw = password(g, false)?;
     let mut repo = Repository::open_unsynced(&loc, pw.as_bytes(), &cache_dir(g), &opts)?;
+    if NEEDS_FULL_KEY.load(std::sync::atomic::Ordering::Relaxed) {
+        repo.require_full_key()?;
+    }
     repo.set_events(progress::events(g));
     print_warnings(g, &repo);
     Ok(repo)

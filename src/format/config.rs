@@ -161,6 +161,12 @@ pub struct Config {
     /// retention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<ObjectLock>,
+    /// The X25519 data public key of a split-key repository (format-spec
+    /// §4, §5.1, §11.1), 64 hex digits; absent in a single-key repository.
+    /// Content is sealed toward it, so that put-only keys can write what
+    /// they cannot read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_public_key: Option<String>,
     /// MAC of this config under the master key (format-spec §4), 64 hex
     /// digits; absent in repositories created before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -280,6 +286,9 @@ impl Config {
             l.validate()
                 .map_err(|e| format!("field object_lock: {e}"))?;
         }
+        if c.data_public_key.as_deref().is_some_and(|k| !hex64(k)) {
+            return Err("field data_public_key: not 64 lower-case hex digits".into());
+        }
         if c.key_check.as_deref().is_some_and(|k| !hex64(k)) {
             return Err("field key_check: not 64 lower-case hex digits".into());
         }
@@ -306,6 +315,7 @@ mod tests {
             compression_level: 3,
             compression: None,
             object_lock: None,
+            data_public_key: None,
             key_check: None,
         }
     }

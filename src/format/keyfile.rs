@@ -9,6 +9,13 @@ pub const SALT_LEN: usize = 32;
 /// Length of the sealed master key: nonce 24 + master key 96 + tag 16, bytes.
 pub const SEALED_MASTER_LEN: usize = 24 + 96 + 16;
 
+/// Length of a sealed put key: nonce 24 + put key 128 + tag 16, bytes
+/// (format-spec §5.1).
+pub const SEALED_PUT_KEY_LEN: usize = 24 + 128 + 16;
+
+/// The `role` of a put-only key file (format-spec §5.1).
+pub const ROLE_PUT_ONLY: &str = "put-only";
+
 /// Largest accepted Argon2 memory cost, KiB (256 MiB; writers use 64 MiB).
 pub const MAX_M_COST_KIB: u32 = 256 << 10;
 /// Largest accepted Argon2 pass count (writers use 3).
@@ -49,13 +56,23 @@ pub struct KeyFile {
     pub hostname: String,
     /// User that created the key.
     pub username: String,
+    /// `None` (absent): a full key file wrapping the master key;
+    /// `"put-only"`: a put-only key file wrapping a put key (format-spec §5.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// Password KDF.
     pub kdf: Kdf,
-    /// Sealed envelope (§11) of the 96-byte master key, hex.
+    /// Sealed envelope (§11) of the 96-byte master key (full) or of the
+    /// 128-byte put key (put-only), hex.
     pub sealed_master: String,
 }
 
 impl KeyFile {
+    /// Whether this is a put-only key file (`role` = `put-only`).
+    pub fn is_put_only(&self) -> bool {
+        self.role.as_deref() == Some(ROLE_PUT_ONLY)
+    }
+
     /// JSON bytes (pretty, trailing newline).
     pub fn encode(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
@@ -93,10 +110,13 @@ impl KeyFile {
         if !is_hex_of_len(&k.kdf.salt, SALT_LEN) {
             return Err(err(format!("salt is not {SALT_LEN} bytes of hex")));
         }
-        if !is_hex_of_len(&k.sealed_master, SEALED_MASTER_LEN) {
-            return Err(err(format!(
-                "sealed_master is not {SEALED_MASTER_LEN} bytes of hex"
-            )));
+        let want = match k.role.as_deref() {
+            None => SEALED_MASTER_LEN,
+            Some(ROLE_PUT_ONLY) => SEALED_PUT_KEY_LEN,
+            Some(r) => return Err(err(format!("unknown key file role {r:?}"))),
+        };
+        if !is_hex_of_len(&k.sealed_master, want) {
+            return Err(err(format!("sealed_master is not {want} bytes of hex")));
         }
         Ok(k)
     }

@@ -31,6 +31,7 @@ use crate::events::{Event, Events};
 use crate::format::tree::{ChunkProfile, Tree};
 use crate::format::{BlobId, BlobKind};
 use crate::repo::Repository;
+use crate::write::base_cache;
 use crate::write::chunker::Chunker;
 use crate::write::compress::{self, Bottleneck, Dictionary};
 use crate::write::pack::BlobSaver;
@@ -147,6 +148,9 @@ struct Piece {
     delta: Option<Arc<DeltaRef>>,
     /// Compress against this dictionary (stream chunks, format-spec §12.1).
     dict: Option<Arc<Dictionary>>,
+    /// A chunk of a stream read with the streams profile: a put-only key
+    /// keeps it as a delta base for the next night (format-spec §13.1).
+    stream: bool,
 }
 
 /// The chunk list of a stream's previous version, used to pick delta bases
@@ -241,6 +245,8 @@ pub struct Reader<'r> {
     dicts: HashMap<usize, Arc<Dictionary>>,
     /// Stream slots whose dictionary is being retrained as they are read.
     trainers: HashMap<usize, Trainer>,
+    /// Slots of streams read with the streams profile.
+    streams: HashSet<usize>,
     /// Window buffers the processor is done with, for reuse: their pages
     /// are already mapped, so a reused window costs no page faults.
     spare: Receiver<Vec<u8>>,
@@ -277,6 +283,7 @@ pub fn run<T>(
             deltas: HashMap::new(),
             dicts: HashMap::new(),
             trainers: HashMap::new(),
+            streams: HashSet::new(),
             spare,
         };
         let r = read(&mut reader).and_then(|t| reader.flush().map(|_| t));
@@ -379,6 +386,7 @@ impl Reader<'_> {
                 cut: None,
                 delta: delta.clone(),
                 dict: dict.clone(),
+                stream: self.streams.contains(&slot),
             })?;
         }
         Ok(used)
@@ -490,6 +498,7 @@ impl Reader<'_> {
                     cut: Some(ChunkProfile::Files),
                     delta: None,
                     dict: None,
+                    stream: false,
                 })
                 .map_err(std::io::Error::other)?;
             }
@@ -523,6 +532,7 @@ impl Reader<'_> {
         };
         let mut first = self.window(STREAM_WINDOW);
         if matches!(profile, ChunkProfile::Streams) {
+            self.streams.insert(slot);
             let dict = match self.repo.stream_dictionary()? {
                 Some(d) => Some(d),
                 None => {
@@ -893,16 +903,36 @@ fn process(
             }
         }
     }
+    // A put-only key keeps every stream chunk locally as a delta base for
+    // the next night and reads its bases from there (format-spec §13.1).
+    let base_cache = repo.stream_base_cache();
+    if let Some(dir) = &base_cache {
+        chunks
+            .par_iter()
+            .zip(batch.pieces.par_iter())
+            .filter(|(_, p)| p.stream)
+            .for_each(|(cs, p)| {
+                for &(start, len, id) in cs {
+                    base_cache::keep(dir, &id, &p.buf[start..start + len]);
+                }
+            });
+    }
     let policy = compress::Policy::of(repo.config());
     let level = policy.level;
-    let fetched = fetch_bases(repo, &new);
+    let fetched = match base_cache {
+        None => fetch_bases(repo, &new),
+        Some(_) => None,
+    };
     let sealed: Vec<(Vec<u8>, Option<BlobId>)> = new
         .par_iter()
         .map_init(Vec::new, |enc, (pi, start, len, id, base)| {
             let data = &batch.pieces[*pi].buf[*start..*start + *len];
             // A base that cannot be read only costs the delta, not the backup.
-            let base_plain = match (base, &fetched) {
-                (Some((b, loc)), Some(f)) => f
+            let base_plain = match (base, &fetched, &base_cache) {
+                (Some((b, loc)), _, Some(dir)) => {
+                    base_cache::load(dir, key, b, loc.raw_len).map(|p| (*b, p))
+                }
+                (Some((b, loc)), Some(f), None) => f
                     .get(loc)
                     .and_then(|sealed| repo.decode_blob(b, loc, sealed).ok())
                     .map(|p| (*b, p)),

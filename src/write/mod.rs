@@ -13,10 +13,14 @@
 //! `sources` and `mysql` start the database dump programs whose output becomes
 //! a stream (and the restore programs that read it back).
 //!
+//! `base_cache` keeps a put-only host's stream chunks locally as delta bases
+//! (format-spec §13.1).
+//!
 //! `compress` holds the blob payload encodings (raw, zstd, delta) and their
 //! inverse, used by the read path too. `ops::backup` drives these stages for
 //! a snapshot; `ops::copy`, `ops::repair` and `ops::archive` feed them too.
 
+pub mod base_cache;
 pub mod chunker;
 pub mod compress;
 pub mod ingest;

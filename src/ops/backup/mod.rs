@@ -278,7 +278,13 @@ fn backup_in(session: &Session, opts: BackupOptions, events: &dyn Events) -> Res
     let mut parent_root = None;
     let parent_tree = match parent_id {
         Some(id) if !opts.force => {
-            let s = repo.read_snapshot(&id).or_else(|_| {
+            // A put-only key cannot open the snapshot object: only the
+            // catalog's record of its own snapshots (format-spec §25.9).
+            let read = match repo.role() {
+                crate::crypto::KeyRole::Full => repo.read_snapshot(&id),
+                crate::crypto::KeyRole::PutOnly => Err(crate::crypto::put_only_error()),
+            };
+            let s = read.or_else(|_| {
                 repo.snapshots()?
                     .into_iter()
                     .find(|(i, _)| *i == id)
@@ -434,6 +440,9 @@ fn backup_in(session: &Session, opts: BackupOptions, events: &dyn Events) -> Res
     let id = session.save_snapshot(&snapshot)?;
     // Every blob of the new snapshot was stored, or checked, at `epoch`.
     repo.catalog().set_verified(&snapshot.tree, epoch)?;
+    if let (Some(dir), false) = (repo.stream_base_cache(), opts.streams.is_empty()) {
+        crate::write::base_cache::evict(&dir);
+    }
     Ok(BackupOutcome {
         id,
         snapshot,
