@@ -5,87 +5,13 @@
 //! The HTTP receivers are tiny servers on 127.0.0.1 inside the test.
 
 mod common;
-use common::cli::{snap_bin, Snap};
+use common::cli::Snap;
+use common::profiled::{lines, Profiled};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-
-/// A repository, an offsite repository and a profile file.
-struct Profiled {
-    s: Snap,
-    config: PathBuf,
-}
-
-impl Profiled {
-    fn new(body: &str) -> Profiled {
-        let s = Snap::new();
-        s.init();
-        let o = Command::new(snap_bin())
-            .arg("--repo")
-            .arg(s.path("offsite"))
-            .arg("--cache-dir")
-            .arg(&s.cache)
-            .arg("init")
-            .env("SNAP_PASSWORD", &s.password)
-            .env("SNAP_TEST_FAST_KDF", "1")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let config = s.path("snap.toml");
-        let p = Profiled { s, config };
-        p.write(body);
-        p
-    }
-
-    fn dir(&self) -> &Path {
-        self.s.dir.path()
-    }
-
-    fn write(&self, body: &str) {
-        let text = format!(
-            "[repository.main]\npath = {:?}\n[repository.offsite]\npath = {:?}\n\n{}",
-            self.s.repo,
-            self.dir().join("offsite").to_string_lossy(),
-            body.replace("{dir}", &self.dir().to_string_lossy())
-        );
-        std::fs::write(&self.config, text).unwrap();
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.s.cmd(["--config"]);
-        c.arg(&self.config).args(args);
-        c.env("XDG_STATE_HOME", self.dir().join("xdg-state"));
-        c
-    }
-
-    fn out(&self, args: &[&str]) -> (i32, String, String) {
-        let o = self.cmd(args).output().unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.out(args);
-        assert_eq!(code, 0, "snap {args:?}\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-    }
-}
-
-fn lines(out: &str) -> Vec<Value> {
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
-}
 
 /// One received request: method, path, body.
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -178,7 +104,7 @@ sql = [{{ query = "select sum(balance) from accounts", expect = "{expect}" }}]
 "#
         )
     };
-    let p = Profiled::new(&body("1000"));
+    let p = Profiled::with_offsite(&body("1000"));
     make_db(&p.dir().join("app.db"));
     // Another profile's lines in the same metrics file survive.
     std::fs::create_dir_all(p.dir().join("metrics")).unwrap();
@@ -297,7 +223,7 @@ sql = [{{ query = "select sum(balance) from accounts", expect = "{expect}" }}]
 /// max-age plus the rotation.
 #[test]
 fn status_fresh_and_stale_and_check_rotation() {
-    let p = Profiled::new(
+    let p = Profiled::with_offsite(
         r#"
 [profile.fresh]
 repository = "main"
