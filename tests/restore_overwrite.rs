@@ -453,3 +453,69 @@ fn a_folder_in_place_of_a_file_is_named_and_the_rest_restored() {
     assert!(!err.contains("panicked"), "{err}");
     let _ = src;
 }
+
+/// `--dry-run` predicts the real run: a folder in place of a file is
+/// "blocked", an unchanged symlink is kept (not rewritten), a changed file
+/// is updated; the dry run's summary counts match the real run's.
+#[test]
+fn dry_run_predicts_blocked_kept_symlink_and_update() {
+    let s = Snap::new();
+    let src = s.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), vec![b'a'; 4096]).unwrap();
+    std::fs::write(src.join("b.txt"), vec![b'b'; 4096]).unwrap();
+    std::os::unix::fs::symlink("b.txt", src.join("link")).unwrap();
+    s.init();
+    s.ok(os(&[&"backup", &src]));
+    let t = s.path("t");
+    restore_json(&s, &t, &[], 0);
+    let r = restored_path(&t, &src);
+    // a.txt: a folder in its place; b.txt: changed; link: unchanged.
+    std::fs::remove_file(r.join("a.txt")).unwrap();
+    std::fs::create_dir_all(r.join("a.txt/mine")).unwrap();
+    std::fs::write(r.join("b.txt"), vec![b'x'; 4096]).unwrap();
+    let link_before = std::fs::symlink_metadata(r.join("link")).unwrap();
+
+    let (dry, out) = restore_json(&s, &t, &["--overwrite", "if-changed", "--dry-run"], 1);
+    let actions: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "action")
+        .map(|v| {
+            let p = v["path"].as_str().unwrap().to_string();
+            let name = p.rsplit('/').next().unwrap().to_string();
+            (v["action"].as_str().unwrap().to_string(), name)
+        })
+        .collect();
+    let action = |name: &str| {
+        actions
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(a, _)| a.as_str())
+            .unwrap_or_else(|| panic!("no action for {name}: {out}"))
+    };
+    assert_eq!(action("a.txt"), "blocked", "{out}");
+    assert_eq!(action("link"), "keep", "{out}");
+    assert_eq!(action("b.txt"), "update", "{out}");
+    assert!(out.contains(r#""type":"blocked""#), "{out}");
+    assert_eq!(std::fs::read(r.join("b.txt")).unwrap(), vec![b'x'; 4096]);
+
+    let (real, _) = restore_json(&s, &t, &["--overwrite", "if-changed"], 1);
+    for k in [
+        "files", "dirs", "kept", "updated", "blocked", "bytes", "deleted",
+    ] {
+        assert_eq!(dry[k], real[k], "{k}: dry run {dry}\nreal run {real}");
+    }
+    assert_eq!(real["blocked"], 1, "{real}");
+    assert_eq!(real["updated"], 1, "{real}");
+    assert_eq!(std::fs::read(r.join("b.txt")).unwrap(), vec![b'b'; 4096]);
+    // The unchanged symlink was kept, not made anew.
+    use std::os::unix::fs::MetadataExt;
+    let link_after = std::fs::symlink_metadata(r.join("link")).unwrap();
+    assert_eq!(
+        link_before.ino(),
+        link_after.ino(),
+        "the symlink was rewritten"
+    );
+    assert!(r.join("a.txt/mine").is_dir());
+}

@@ -97,9 +97,11 @@ pub struct RestoreArgs {
     /// followed).
     #[arg(long)]
     delete: bool,
-    /// Print what would be written, updated in place, kept and deleted (one
-    /// "write PATH", "update PATH", "keep PATH" or "delete PATH" line each)
-    /// and the bytes that would be written; change nothing.
+    /// Print what would be written, updated in place, kept, blocked (a
+    /// folder in the way) and deleted (one "write PATH", "update PATH",
+    /// "keep PATH", "blocked PATH" or "delete PATH" line each, decided as
+    /// the real run decides) and the bytes that would be written; change
+    /// nothing. Exits 1 if an entry would be blocked, as the real run.
     #[arg(long)]
     dry_run: bool,
     /// Read every restored file back (also those --overwrite kept) and

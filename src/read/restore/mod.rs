@@ -128,15 +128,16 @@ pub struct RestoreSummary {
     /// Entries removed by `--delete`.
     pub deleted: u64,
     /// With `dry_run`: what would be done, "write PATH", "update PATH"
-    /// (only differing chunks rewritten), "keep PATH", "delete PATH", in
-    /// that order.
+    /// (only differing chunks rewritten), "keep PATH", "blocked PATH" (a
+    /// folder in the way, see [`Self::blocked`]), "delete PATH", in that
+    /// order; decided by the same code as the real run.
     pub actions: Vec<String>,
     /// With `verify`: files whose content on disk does not give the
     /// snapshot's chunk ids, with why.
     pub verify_failed: Vec<DamagedFile>,
-    /// Files not restored because a folder is in their place in the
-    /// target (it is never removed), in path order; the restore is
-    /// incomplete when this is not empty.
+    /// Files, symlinks and special files not restored because a folder is
+    /// in their place in the target (it is never removed), in path order;
+    /// the restore is incomplete when this is not empty.
     pub blocked: Vec<DamagedFile>,
     /// Most files the restore held open for writing at once (at most
     /// [`RestoreOptions::max_open_files`] plus the reads in flight).
@@ -574,9 +575,14 @@ fn restore_in(
                 err,
             )
         })?;
-        if opts.overwrite == Overwrite::Never
-            && matches!(target::stat_at(&dir, &e.name), Ok(Some(_)))
-        {
+        if let Some(error) = blocked(&tgt, &plan, it) {
+            summary.blocked.push(DamagedFile {
+                path: tgt.display(&plan.item_route(it)),
+                error,
+            });
+            continue;
+        }
+        if let Decision::Keep = decide_special(&tgt, &plan, it, opts.overwrite, true)? {
             summary.kept += 1;
             continue;
         }
@@ -629,17 +635,15 @@ fn restore_in(
     files.sort_by_key(|f| std::cmp::Reverse(f.entry.size));
     // A folder where a file goes is never removed: that file is named and
     // skipped, the rest of the restore goes on.
-    files.retain(|it| {
-        let blocked = tgt
-            .dir(&plan.dir_route(it.parent), false)
-            .is_ok_and(|d| target::folder_at(&d, &it.entry.name));
-        if blocked {
+    files.retain(|it| match blocked(&tgt, &plan, it) {
+        Some(error) => {
             summary.blocked.push(DamagedFile {
                 path: tgt.display(&plan.item_route(it)),
-                error: "a folder is in the way (it is not removed)".into(),
+                error,
             });
+            false
         }
-        !blocked
+        None => true,
     });
     let all_files = files.clone();
     // What to do with each file: written whole unless decided otherwise.
@@ -658,6 +662,8 @@ fn restore_in(
                     summary.kept += 1;
                     keep.push(true);
                 }
+                // Not from `decide`: blocked files were taken out above.
+                Decision::Blocked(_) => keep.push(true),
                 Decision::Write => {
                     keep.push(false);
                     updates.push(None);
@@ -781,6 +787,13 @@ fn restore_in(
             });
             continue;
         }
+        if let Some(error) = blocked(&tgt, &plan, it) {
+            summary.blocked.push(DamagedFile {
+                path: tgt.display(&plan.item_route(it)),
+                error,
+            });
+            continue;
+        }
         let linked = (|| {
             let from_dir = tgt.dir(&plan.dir_route(orig.parent), false)?;
             let dir = tgt.dir(&plan.dir_route(it.parent), false)?;
@@ -790,6 +803,7 @@ fn restore_in(
         summary.files += 1;
     }
     summary.damaged.sort_by(|a, b| a.path.cmp(&b.path));
+    summary.blocked.sort_by(|a, b| a.path.cmp(&b.path));
     if opts.delete {
         for (route, names) in deletable(&plan) {
             let fd = tgt
@@ -855,6 +869,75 @@ enum Decision {
     Write,
     /// Write only some chunks into it and set its length.
     Update(Update),
+    /// Leave it and restore nothing there: a folder is in the way (it is
+    /// never removed); why.
+    Blocked(String),
+}
+
+/// Why plan item `it` cannot be restored at its place in the target: a
+/// folder is there (a folder is never removed to make room), or, for a
+/// hard link, at its original's place. `None` when nothing blocks it.
+/// Used alike by the real run and the dry run.
+fn blocked(tgt: &Target, plan: &Plan, it: &PlanItem) -> Option<String> {
+    let folder = |it: &PlanItem| {
+        tgt.dir(&plan.dir_route(it.parent), false)
+            .is_ok_and(|d| target::folder_at(&d, &it.entry.name))
+    };
+    if folder(it) {
+        return Some("a folder is in the way (it is not removed)".into());
+    }
+    let orig = it.link_to.map(|i| &plan.items[i])?;
+    folder(orig).then(|| {
+        format!(
+            "hard link to {}: a folder is in the way (it is not removed)",
+            tgt.display(&plan.item_route(orig)).display()
+        )
+    })
+}
+
+/// What a restore does with the existing entry at the place of symlink,
+/// FIFO or device node `it` (not [`blocked`]) under `mode`: `never` keeps
+/// whatever is there; `if-changed` keeps a symlink that already points
+/// where the snapshot's does (with `apply`, its owner and mtime are set
+/// to the snapshot's); else it is made anew ([`Decision::Write`]).
+/// Errors: setting a kept symlink's metadata.
+fn decide_special(
+    tgt: &Target,
+    plan: &Plan,
+    it: &PlanItem,
+    mode: Overwrite,
+    apply: bool,
+) -> Result<Decision> {
+    let e = &it.entry;
+    let Ok(dir) = tgt.dir(&plan.dir_route(it.parent), false) else {
+        return Ok(Decision::Write);
+    };
+    let Ok(Some(_)) = target::stat_at(&dir, &e.name) else {
+        return Ok(Decision::Write);
+    };
+    let same_link = || {
+        e.kind == EntryKind::Symlink
+            && target::read_link_at(&dir, &e.name)
+                .is_ok_and(|l| l.as_deref() == Some(&e.link_target[..]))
+    };
+    match mode {
+        Overwrite::Never => Ok(Decision::Keep),
+        Overwrite::IfChanged if same_link() => {
+            if apply {
+                target::apply_metadata_at(&dir, &e.name, e).map_err(|err| {
+                    Error::io(
+                        format!(
+                            "setting metadata of {}",
+                            tgt.display(&plan.item_route(it)).display()
+                        ),
+                        err,
+                    )
+                })?;
+            }
+            Ok(Decision::Keep)
+        }
+        _ => Ok(Decision::Write),
+    }
 }
 
 /// An existing file updated in place.
@@ -1044,26 +1127,26 @@ fn dry_run(
         }
         p.display().to_string()
     };
-    let (mut writes, mut updates, mut keeps) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut writes, mut updates, mut keeps, mut blocks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    summary.dirs = plan.dirs.iter().filter(|d| d.needed).count() as u64;
     for it in plan.items.iter() {
         let route = plan.item_route(it);
+        let file = it.entry.kind == EntryKind::File && it.link_to.is_none();
+        // The same decisions as the real run, in the same order: blocked
+        // first, then by kind.
         let d = match &tgt {
-            Some(t) if it.entry.kind == EntryKind::File && it.link_to.is_none() => {
-                let (d, n) = decide(repo, t, plan, it, opts.overwrite, false)?;
-                summary.bytes_compared += n;
-                d
-            }
-            Some(t)
-                if opts.overwrite == Overwrite::Never
-                    && t.dir(&plan.dir_route(it.parent), false)
-                        .ok()
-                        .is_some_and(|d| {
-                            matches!(target::stat_at(&d, &it.entry.name), Ok(Some(_)))
-                        }) =>
-            {
-                Decision::Keep
-            }
-            _ => Decision::Write,
+            Some(t) => match blocked(t, plan, it) {
+                Some(why) => Decision::Blocked(why),
+                None if file => {
+                    let (d, n) = decide(repo, t, plan, it, opts.overwrite, false)?;
+                    summary.bytes_compared += n;
+                    d
+                }
+                None if it.link_to.is_some() => Decision::Write,
+                None => decide_special(t, plan, it, opts.overwrite, false)?,
+            },
+            None => Decision::Write,
         };
         match d {
             Decision::Keep => {
@@ -1072,7 +1155,9 @@ fn dry_run(
             }
             Decision::Write => {
                 summary.files += 1;
-                summary.bytes += it.entry.size;
+                if file {
+                    summary.bytes += it.entry.size;
+                }
                 writes.push(format!("write {}", shown(&route)));
             }
             Decision::Update(u) => {
@@ -1081,11 +1166,20 @@ fn dry_run(
                 summary.bytes += changed_bytes(repo, &it.entry, &u.differ)?;
                 updates.push(format!("update {}", shown(&route)));
             }
+            Decision::Blocked(error) => {
+                blocks.push(format!("blocked {}", shown(&route)));
+                summary.blocked.push(DamagedFile {
+                    path: PathBuf::from(shown(&route)),
+                    error,
+                });
+            }
         }
     }
+    summary.blocked.sort_by(|a, b| a.path.cmp(&b.path));
     summary.actions = writes;
     summary.actions.extend(updates);
     summary.actions.extend(keeps);
+    summary.actions.extend(blocks);
     if let (true, Some(t)) = (opts.delete, &tgt) {
         for (route, names) in deletable(plan) {
             let Ok(fd) = t.dir(&route, false) else {
