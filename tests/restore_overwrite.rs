@@ -344,8 +344,25 @@ fn if_changed_never_writes_through_a_hard_link() {
 /// remove it or write part of it.
 #[test]
 fn if_changed_keeps_the_existing_file_when_a_needed_blob_is_damaged() {
+    keeps_the_existing_file_when_a_needed_blob_is_damaged(None);
+}
+
+/// The same with the undo store's fallback forced (as where the target's
+/// file system has no `O_TMPFILE`) and bounded to 64 KiB of memory: the
+/// 6 MiB of overwritten bytes spill to a named temporary file, which is
+/// unlinked at once (none is left in the target), and the file is still
+/// put back exactly.
+#[test]
+fn if_changed_undo_fallback_spills_past_its_memory_bound() {
+    keeps_the_existing_file_when_a_needed_blob_is_damaged(Some(64 << 10));
+}
+
+fn keeps_the_existing_file_when_a_needed_blob_is_damaged(undo_memory: Option<u64>) {
     use std::os::unix::fs::MetadataExt;
-    let s = Snap::new();
+    let mut s = Snap::new();
+    if let Some(n) = undo_memory {
+        s.env.push(("SNAP_TEST_UNDO_MEMORY".into(), n.to_string()));
+    }
     let src = s.path("src");
     std::fs::create_dir_all(&src).unwrap();
     let mut rng = common::gen::Rng::new(21);
@@ -402,6 +419,11 @@ fn if_changed_keeps_the_existing_file_when_a_needed_blob_is_damaged() {
         .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("left as it was"), "{err}");
     assert!(std::fs::read(&big).unwrap() == mine);
+    let left: Vec<PathBuf> = files_under(&t)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".snap-undo"))
+        .collect();
+    assert!(left.is_empty(), "undo files left in the target: {left:?}");
 }
 
 /// Every path under `root` (files and folders).

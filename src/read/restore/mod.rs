@@ -1327,10 +1327,18 @@ struct Undo {
     ranges: Vec<(u64, u64, u64)>,
 }
 
+/// Bytes the undo store keeps in memory at most when the target's file
+/// system has no `O_TMPFILE`; past them it spills to a named temporary
+/// file (see [`Saved`]).
+const UNDO_MEMORY_MAX: u64 = 64 << 20;
+
 /// Where a restore saves the bytes its in-place updates overwrite: one
 /// unnamed temporary file in the target folder (`O_TMPFILE`, gone with the
-/// process, on the target's file system), or memory where the file system
-/// has none. Made on the first in-place write; append only.
+/// process, on the target's file system). Where the file system has no
+/// `O_TMPFILE`, memory up to a bound ([`UNDO_MEMORY_MAX`]), then a named
+/// file `.snap-undo-PID-N` made exclusively (`O_EXCL`) in the target
+/// folder and unlinked at once, so it too is gone with the process. Made
+/// on the first in-place write; append only.
 #[derive(Default)]
 enum Saved {
     #[default]
@@ -1339,25 +1347,102 @@ enum Saved {
     Memory(Vec<u8>),
 }
 
+/// How a [`Saved`] store is made: whether to try `O_TMPFILE`, and the
+/// memory bound of the fallback, bytes.
+#[derive(Clone, Copy)]
+struct SavedPolicy {
+    tmpfile: bool,
+    memory_max: u64,
+}
+
+impl SavedPolicy {
+    /// `O_TMPFILE` and [`UNDO_MEMORY_MAX`]; for tests, `SNAP_TEST_UNDO_MEMORY`
+    /// (bytes) forces the fallback with that bound.
+    fn from_env() -> SavedPolicy {
+        match std::env::var("SNAP_TEST_UNDO_MEMORY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            Some(memory_max) => SavedPolicy {
+                tmpfile: false,
+                memory_max,
+            },
+            None => SavedPolicy {
+                tmpfile: true,
+                memory_max: UNDO_MEMORY_MAX,
+            },
+        }
+    }
+}
+
+/// Creates `.snap-undo-PID-N` exclusively in folder `d` (read/write, mode
+/// 0600) and unlinks it at once: an unnamed file where `O_TMPFILE` is not
+/// available. Errors: creating or unlinking it (after 100 names taken).
+fn named_tmpfile(d: &OwnedFd) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    for n in 0..100u32 {
+        let name = format!(".snap-undo-{}-{n}", std::process::id());
+        match rustix::fs::openat(
+            d,
+            name.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => {
+                rustix::fs::unlinkat(d, name.as_str(), rustix::fs::AtFlags::empty())?;
+                return Ok(std::fs::File::from(fd));
+            }
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(std::io::Error::other(
+        "no free name for the undo file (.snap-undo-*)",
+    ))
+}
+
 impl Saved {
     /// Appends `buf`; returns its offset in the store.
     fn append(&mut self, tgt: &Target, buf: &[u8]) -> std::io::Result<u64> {
+        self.append_with(tgt, buf, SavedPolicy::from_env())
+    }
+
+    /// [`Saved::append`] under `policy`. Errors: the target folder cannot
+    /// be opened or the temporary file made or written (the in-place
+    /// update then fails and its file is put back).
+    fn append_with(
+        &mut self,
+        tgt: &Target,
+        buf: &[u8],
+        policy: SavedPolicy,
+    ) -> std::io::Result<u64> {
         use rustix::fs::{Mode, OFlags};
         use std::os::unix::fs::FileExt;
         if let Saved::None = self {
-            let tmp = tgt.dir(&[], false).ok().and_then(|d| {
-                rustix::fs::openat(
-                    &d,
-                    ".",
-                    OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .ok()
-            });
+            let tmp = policy
+                .tmpfile
+                .then(|| tgt.dir(&[], false).ok())
+                .flatten()
+                .and_then(|d| {
+                    rustix::fs::openat(
+                        &d,
+                        ".",
+                        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                    .ok()
+                });
             *self = match tmp {
                 Some(fd) => Saved::File(std::fs::File::from(fd), 0),
                 None => Saved::Memory(Vec::new()),
             };
+        }
+        if let Saved::Memory(m) = self {
+            if m.len() as u64 + buf.len() as u64 > policy.memory_max {
+                let f = named_tmpfile(&tgt.dir(&[], false)?)?;
+                f.write_all_at(m, 0)?;
+                *self = Saved::File(f, m.len() as u64);
+            }
         }
         match self {
             Saved::File(f, size) => {
@@ -1374,12 +1459,18 @@ impl Saved {
         }
     }
 
+    /// Reads `buf.len()` saved bytes from offset `at` of the store.
+    /// Errors: reading the file, a range past what was saved.
     fn read(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         match self {
             Saved::File(f, _) => f.read_exact_at(buf, at),
             Saved::Memory(m) => {
-                buf.copy_from_slice(&m[at as usize..at as usize + buf.len()]);
+                let saved = usize::try_from(at)
+                    .ok()
+                    .and_then(|a| m.get(a..a.checked_add(buf.len())?))
+                    .ok_or_else(|| std::io::Error::other("undo range past the saved bytes"))?;
+                buf.copy_from_slice(saved);
                 Ok(())
             }
             Saved::None => Err(std::io::Error::other("nothing was saved")),
@@ -1615,6 +1706,45 @@ impl planner::FileSink for TargetFiles<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The undo store's fallback (no `O_TMPFILE`) keeps at most its memory
+    /// bound in memory, then spills everything to an unlinked named file in
+    /// the target folder; every saved range reads back.
+    #[test]
+    fn undo_fallback_is_bounded_and_spills_to_an_unlinked_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tgt = Target::open(dir.path()).unwrap();
+        let policy = SavedPolicy {
+            tmpfile: false,
+            memory_max: 100,
+        };
+        let mut saved = Saved::None;
+        let parts: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 40]).collect();
+        let mut at = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            at.push(saved.append_with(&tgt, p, policy).unwrap());
+            match (&saved, i) {
+                (Saved::Memory(m), 0 | 1) => assert!(m.len() <= 100),
+                (Saved::File(..), 2..) => {}
+                _ => panic!("part {i}: not spilled past the bound"),
+            }
+        }
+        assert_eq!(at, [0, 40, 80, 120, 160]);
+        for (p, &a) in parts.iter().zip(&at) {
+            let mut buf = vec![0; p.len()];
+            saved.read(a, &mut buf).unwrap();
+            assert_eq!(&buf, p);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(names.is_empty(), "the spill file has a name: {names:?}");
+        // A range past what memory holds is an error, not a panic.
+        let mut m = Saved::Memory(vec![1; 10]);
+        let mut buf = [0u8; 4];
+        assert!(m.read(8, &mut buf).is_err());
+        assert!(m.read(u64::MAX, &mut buf).is_err());
+        m = Saved::None;
+        assert!(m.read(0, &mut buf).is_err());
+    }
 
     #[test]
     fn include_roots_prune_only_folders_off_the_way() {
