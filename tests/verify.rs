@@ -392,3 +392,88 @@ fn compare_source_finds_changes_and_ignores_mtime() {
     let (code, err) = s.fail(["check", "--compare-source", "/nonexistent/x"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `check --compare-source PATH --exclude GLOB` skips what a backup with
+/// the same `--exclude` skipped, with the same matching (a name at any
+/// depth, a trailing path, everything below an excluded folder): such a
+/// tree compares clean, while without the patterns its excluded entries
+/// show up as new; a change outside the patterns is still found.
+#[test]
+fn compare_source_with_the_backups_excludes() {
+    let s = Snap::new();
+    s.init();
+    let src = s.path("src");
+    std::fs::create_dir_all(src.join("app/cache/deep")).unwrap();
+    std::fs::create_dir_all(src.join("data")).unwrap();
+    for (name, body) in [
+        ("app/main.rs", "fn main() {}"),
+        ("app/debug.log", "log"),
+        ("app/cache/deep/blob", "cached"),
+        ("data/keep.txt", "kept"),
+        ("data/run.log", "log"),
+    ] {
+        std::fs::write(src.join(name), body).unwrap();
+    }
+    let excludes = ["--exclude", "*.log", "--exclude", "app/cache"];
+    let src_s = src.to_str().unwrap();
+    let mut backup = vec!["backup", src_s];
+    backup.extend(excludes);
+    s.ok(&backup);
+    let compare = |extra: &[&str]| {
+        let mut a = vec!["--json", "check", "--compare-source", src_s];
+        a.extend(extra);
+        let o = s.run(&a);
+        let objs = lines(&String::from_utf8_lossy(&o.stdout));
+        let diffs: Vec<(String, String)> = objs
+            .iter()
+            .filter(|v| v["type"] == "difference")
+            .map(|v| {
+                let p = v["path"].as_str().unwrap();
+                (
+                    v["change"].as_str().unwrap().to_string(),
+                    p.strip_prefix(src_s).unwrap().to_string(),
+                )
+            })
+            .collect();
+        (
+            o.status.code(),
+            diffs,
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, diffs, err) = compare(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        diffs,
+        [
+            ("new".to_string(), "/app/cache".to_string()),
+            ("new".into(), "/app/debug.log".into()),
+            ("new".into(), "/data/run.log".into()),
+        ]
+    );
+    let (code, diffs, err) = compare(&excludes);
+    assert_eq!((code, diffs.as_slice()), (Some(0), &[][..]), "{err}");
+    // Changes in excluded entries stay unseen; one outside them is found,
+    // and an entry the snapshot holds that is excluded now is not compared.
+    std::fs::write(src.join("app/cache/deep/blob"), "other").unwrap();
+    std::fs::write(src.join("data/keep.txt"), "KEPT").unwrap();
+    let (code, diffs, err) = compare(&["--exclude", "*.log", "--exclude", "app/cache"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        diffs,
+        [("content".to_string(), "/data/keep.txt".to_string())]
+    );
+    let (code, diffs, err) = compare(&[
+        "--exclude",
+        "*.log",
+        "--exclude",
+        "app/cache",
+        "--exclude",
+        "keep.txt",
+    ]);
+    assert_eq!((code, diffs.as_slice()), (Some(0), &[][..]), "{err}");
+    // A bad pattern is a usage error naming it.
+    let (code, _, err) = compare(&["--exclude", "a[b"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("a[b"), "{err}");
+}

@@ -25,6 +25,12 @@ pub struct CheckArgs {
     /// whose paths hold PATH].
     #[arg(long, requires = "compare_source")]
     snapshot: Option<String>,
+    /// With --compare-source: skip entries matching GLOB on both sides
+    /// (repeatable), with `snap backup --exclude`'s matching: no `/`
+    /// matches a name at any depth, `/PATH` the whole path, `./PATH` relative to
+    /// the current directory, `a/b` trailing components.
+    #[arg(long = "exclude", value_name = "GLOB", requires = "compare_source")]
+    excludes: Vec<String>,
 }
 
 fn parse_subset(g: &Global, repo: &snap::Repository, s: &str) -> Result<Subset> {
@@ -146,7 +152,8 @@ fn compare(
             })?,
     };
     let t0 = std::time::Instant::now();
-    let rep = snap::ops::compare::compare_source(repo, &snap.tree, &path)?;
+    let excludes = snap::ops::backup::ExcludeSet::from_args(&a.excludes)?;
+    let rep = snap::ops::compare::compare_source(repo, &snap.tree, &path, &excludes)?;
     let secs = t0.elapsed().as_secs_f64();
     if g.json {
         for d in &rep.diffs {
