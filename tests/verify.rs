@@ -321,22 +321,45 @@ state-file = "{dir}/stale.json"
 /// `snap check --compare-source` names a file whose bytes changed (same
 /// size, same mtime), a changed mode, a deleted and a new file, and
 /// ignores a file whose only change is its mtime.
-#[test]
-fn compare_source_finds_changes_and_ignores_mtime() {
-    use std::os::unix::fs::PermissionsExt;
+/// An initialised repository and a source folder `src` beside it holding
+/// `files` (relative path, text), folders made as needed.
+fn source_tree(files: &[(&str, &str)]) -> (Snap, std::path::PathBuf) {
     let s = Snap::new();
     s.init();
     let src = s.path("src");
-    std::fs::create_dir_all(src.join("sub")).unwrap();
-    for (name, body) in [
+    for (name, body) in files {
+        let p = src.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    (s, src)
+}
+
+/// The `difference` lines of `check --json --compare-source` output as
+/// (change, path below `src`).
+fn differences(objs: &[Value], src: &Path) -> Vec<(String, String)> {
+    objs.iter()
+        .filter(|v| v["type"] == "difference")
+        .map(|v| {
+            let p = v["path"].as_str().unwrap();
+            (
+                v["change"].as_str().unwrap().to_string(),
+                p.strip_prefix(src.to_str().unwrap()).unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn compare_source_finds_changes_and_ignores_mtime() {
+    use std::os::unix::fs::PermissionsExt;
+    let (s, src) = source_tree(&[
         ("same.txt", "unchanged"),
         ("touched.txt", "only its mtime changes"),
         ("sub/edited.bin", "0123456789abcdef"),
         ("chmod.sh", "#!/bin/sh\n"),
         ("gone.txt", "deleted later"),
-    ] {
-        std::fs::write(src.join(name), body).unwrap();
-    }
+    ]);
     std::os::unix::fs::symlink("same.txt", src.join("link")).unwrap();
     s.ok(["backup", src.to_str().unwrap()]);
     let out = s.ok(["check", "--compare-source", src.to_str().unwrap()]);
@@ -364,19 +387,8 @@ fn compare_source_finds_changes_and_ignores_mtime() {
         String::from_utf8_lossy(&o.stderr)
     );
     let objs = lines(&String::from_utf8_lossy(&o.stdout));
-    let diffs: Vec<(String, String)> = objs
-        .iter()
-        .filter(|v| v["type"] == "difference")
-        .map(|v| {
-            let p = v["path"].as_str().unwrap();
-            (
-                v["change"].as_str().unwrap().to_string(),
-                p.strip_prefix(src.to_str().unwrap()).unwrap().to_string(),
-            )
-        })
-        .collect();
     assert_eq!(
-        diffs,
+        differences(&objs, &src),
         [
             ("mode".to_string(), "/chmod.sh".to_string()),
             ("missing".into(), "/gone.txt".into()),
@@ -400,20 +412,13 @@ fn compare_source_finds_changes_and_ignores_mtime() {
 /// show up as new; a change outside the patterns is still found.
 #[test]
 fn compare_source_with_the_backups_excludes() {
-    let s = Snap::new();
-    s.init();
-    let src = s.path("src");
-    std::fs::create_dir_all(src.join("app/cache/deep")).unwrap();
-    std::fs::create_dir_all(src.join("data")).unwrap();
-    for (name, body) in [
+    let (s, src) = source_tree(&[
         ("app/main.rs", "fn main() {}"),
         ("app/debug.log", "log"),
         ("app/cache/deep/blob", "cached"),
         ("data/keep.txt", "kept"),
         ("data/run.log", "log"),
-    ] {
-        std::fs::write(src.join(name), body).unwrap();
-    }
+    ]);
     let excludes = ["--exclude", "*.log", "--exclude", "app/cache"];
     let src_s = src.to_str().unwrap();
     let mut backup = vec!["backup", src_s];
@@ -424,20 +429,9 @@ fn compare_source_with_the_backups_excludes() {
         a.extend(extra);
         let o = s.run(&a);
         let objs = lines(&String::from_utf8_lossy(&o.stdout));
-        let diffs: Vec<(String, String)> = objs
-            .iter()
-            .filter(|v| v["type"] == "difference")
-            .map(|v| {
-                let p = v["path"].as_str().unwrap();
-                (
-                    v["change"].as_str().unwrap().to_string(),
-                    p.strip_prefix(src_s).unwrap().to_string(),
-                )
-            })
-            .collect();
         (
             o.status.code(),
-            diffs,
+            differences(&objs, &src),
             String::from_utf8_lossy(&o.stderr).into_owned(),
         )
     };
