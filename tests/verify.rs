@@ -471,3 +471,85 @@ fn compare_source_with_the_backups_excludes() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("a[b"), "{err}");
 }
+
+/// A standalone `snap check --metrics-file FILE` (no profile) writes the
+/// check series a profile's check step writes; a later failing check sets
+/// success to 0 and keeps the last success time; other samples in the
+/// file are kept.
+#[test]
+fn standalone_check_writes_metrics() {
+    let (s, src) = source_tree(&[("a.txt", "some bytes")]);
+    s.ok(["backup", src.to_str().unwrap()]);
+    let file = s.path("snap.prom");
+    let other = "snap_snapshots{profile=\"web\",repository=\"main\"} 7";
+    std::fs::write(&file, format!("{other}\n")).unwrap();
+    let f = file.to_str().unwrap();
+    s.ok(["check", "--metrics-file", f]);
+    let m = std::fs::read_to_string(&file).unwrap();
+    let labels = format!(
+        "profile=\"nightly-check\",repository=\"{}\",operation=\"check\"",
+        s.repo
+    );
+    let first = |text: &str, metric: &str| sample(text, metric, &labels);
+    // Default name: profile="check".
+    let default = format!(
+        "profile=\"check\",repository=\"{}\",operation=\"check\"",
+        s.repo
+    );
+    assert_eq!(
+        sample(&m, "snap_last_run_success", &default),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(m.contains(other), "{m}");
+    assert!(m.contains("# TYPE snap_last_run_success gauge"), "{m}");
+
+    s.ok([
+        "check",
+        "--metrics-file",
+        f,
+        "--metrics-name",
+        "nightly-check",
+    ]);
+    let m = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(first(&m, "snap_last_run_success"), Some(1.0), "{m}");
+    let success = first(&m, "snap_last_success_timestamp_seconds").expect("last success");
+    assert!(first(&m, "snap_duration_seconds").is_some(), "{m}");
+    // Damage the repository: every pack gone.
+    for e in std::fs::read_dir(std::path::Path::new(&s.repo).join("data")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, err) = s.fail([
+        "check",
+        "--metrics-file",
+        f,
+        "--metrics-name",
+        "nightly-check",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let m = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(first(&m, "snap_last_run_success"), Some(0.0), "{m}");
+    assert_eq!(
+        first(&m, "snap_last_success_timestamp_seconds"),
+        Some(success),
+        "{m}"
+    );
+    assert!(
+        first(&m, "snap_last_run_timestamp_seconds").unwrap() > success,
+        "{m}"
+    );
+    assert!(m.contains(other), "{m}");
+    assert_eq!(
+        sample(&m, "snap_last_run_success", &default),
+        Some(1.0),
+        "{m}"
+    );
+    // Each series once.
+    assert_eq!(m.matches("snap_last_run_success{").count(), 2, "{m}");
+}
