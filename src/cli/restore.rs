@@ -229,7 +229,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         }
         outln!(
             "{}",
-            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "bytes_read": sum.bytes_read, "updated": sum.updated, "peak_open_files": sum.peak_open_files, "damaged": sum.damaged.len(), "blocked": sum.blocked.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
+            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "bytes_read": sum.bytes_read, "updated": sum.updated, "peak_open_files": sum.peak_open_files, "damaged": sum.damaged.len(), "blocked": sum.blocked.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "plan_seconds": sum.plan_seconds, "seconds": secs})
         )?;
     } else {
         eprintln!(

@@ -142,6 +142,9 @@ pub struct RestoreSummary {
     /// Most files the restore held open for writing at once (at most
     /// [`RestoreOptions::max_open_files`] plus the reads in flight).
     pub peak_open_files: u64,
+    /// Seconds spent planning the content reads (catalog look-ups) before
+    /// the first pack read ([`planner::PlanStats::plan_seconds`]).
+    pub plan_seconds: f64,
 }
 
 /// Errors with "tree deeper than [`MAX_DEPTH`] levels at PATH"
@@ -716,6 +719,7 @@ fn restore_in(
     let threads = planner::reads_in_flight(repo.store(), opts.reads_in_flight);
     let stats = planner::restore_files(repo, &contents, &sink, threads)?;
     summary.bytes_read = stats.bytes_read;
+    summary.plan_seconds = stats.plan_seconds;
     summary.peak_open_files = sink.peak_open.load(Ordering::Relaxed) as u64;
     for (it, slot) in files.iter().zip(sink.slots) {
         let slot = slot.into_inner().unwrap_or_else(|p| p.into_inner());
