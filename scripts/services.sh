@@ -4,6 +4,8 @@
 #   * an S3-compatible server on 127.0.0.1 with a bucket "snap-test" (moto), and
 #   * a second S3-compatible server on another port with a bucket "snap-test" (s3s-fs), and
 #   * a MariaDB server on 127.0.0.1 and a unix socket (Debian's mariadb-server, own datadir).
+# and it installs Debian's chromium and chromium-driver for the console's browser test
+# (tests/console_browser.rs starts chromedriver itself; nothing runs here).
 #
 # Usage:
 #   source scripts/services.sh start   # start (or reuse) the services and export the variables
@@ -24,6 +26,8 @@
 #   SNAP_TEST_MYSQL_USER SNAP_TEST_MYSQL_PASSWORD_FILE  (MariaDB; the user has every privilege,
 #                                                  its password is the file's only line, 0600)
 #   AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_DEFAULT_REGION
+#   SNAP_TEST_CHROMIUM SNAP_TEST_CHROMEDRIVER  (paths of Debian's chromium and chromedriver;
+#       `env` prints them also for services started before they were added)
 #
 # Knobs:
 #   SNAP_TEST_STATE  state file with pids, dirs and variables (default /tmp/snap-test-services.env)
@@ -32,6 +36,8 @@
 #   SNAP_TEST_S3S=0  do not start s3s-fs (tests that need it then skip, or fail under CI=true)
 #   SNAP_TEST_MYSQL=0  do not start MariaDB (tests that need it then skip, or fail under CI=true)
 #   SNAP_TEST_FRESH=1  make `start` restart services instead of reusing healthy ones
+#   SNAP_TEST_BROWSER=0  do not install or export Chromium (the browser test then skips, or
+#                    fails under CI=true)
 #
 # S3 server: moto (PyPI "moto[server]", pinned in _SNAP_MOTO_SPEC, installed into a venv under
 # $SNAP_TEST_TOOLS and reused on later runs). moto 5.x honours conditional writes: PutObject
@@ -66,7 +72,7 @@ SNAP_TEST_S3_ENDPOINT SNAP_TEST_S3_BUCKET SNAP_TEST_S3S_ENDPOINT SNAP_TEST_S3S_B
 SNAP_TEST_S3AUTH_ENDPOINT SNAP_TEST_S3AUTH_BUCKET SNAP_TEST_S3AUTH_FULL_KEY SNAP_TEST_S3AUTH_FULL_SECRET
 SNAP_TEST_S3AUTH_APPEND_KEY SNAP_TEST_S3AUTH_APPEND_SECRET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
 AWS_DEFAULT_REGION SNAP_TEST_MYSQL_HOST SNAP_TEST_MYSQL_PORT SNAP_TEST_MYSQL_SOCKET SNAP_TEST_MYSQL_USER
-SNAP_TEST_MYSQL_PASSWORD_FILE'
+SNAP_TEST_MYSQL_PASSWORD_FILE SNAP_TEST_CHROMIUM SNAP_TEST_CHROMEDRIVER'
 
 _snap_say() { printf 'services: %s\n' "$*"; }
 _snap_warn() { printf 'services: WARNING: %s\n' "$*" >&2; }
@@ -864,6 +870,36 @@ _snap_mysql_healthy() {
     ) >/dev/null 2>&1
 }
 
+# Prints the paths of Chromium and its WebDriver as two lines (browser, driver); fails when
+# either is missing. Debian names them chromium and chromedriver (package chromium-driver).
+_snap_chromium_paths() {
+    local browser driver
+    browser=$(command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null) || return 1
+    driver=$(command -v chromedriver 2>/dev/null ||
+        { [ -x /usr/lib/chromium/chromedriver ] && printf '/usr/lib/chromium/chromedriver'; }) ||
+        return 1
+    printf '%s\n%s\n' "$browser" "$driver"
+}
+
+# Installs Debian's chromium and chromium-driver when missing and exports their paths as
+# SNAP_TEST_CHROMIUM and SNAP_TEST_CHROMEDRIVER (skipped with SNAP_TEST_BROWSER=0). Starts
+# nothing: the browser test runs its own chromedriver on a free port.
+_snap_setup_chromium() {
+    [ "${SNAP_TEST_BROWSER:-1}" != 0 ] || return 0
+    local paths ver
+    if ! paths=$(_snap_chromium_paths); then
+        _snap_apt_install chromium chromium-driver || return 1
+        paths=$(_snap_chromium_paths) || {
+            _snap_err "chromium or chromedriver still missing after apt-get install"
+            return 1
+        }
+    fi
+    _snap_state_export SNAP_TEST_CHROMIUM "$(printf '%s\n' "$paths" | sed -n 1p)"
+    _snap_state_export SNAP_TEST_CHROMEDRIVER "$(printf '%s\n' "$paths" | sed -n 2p)"
+    ver=$("$SNAP_TEST_CHROMEDRIVER" --version 2>/dev/null | awk '{print $2}')
+    _snap_say "chromium at $SNAP_TEST_CHROMIUM, chromedriver ${ver:-?} at $SNAP_TEST_CHROMEDRIVER"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Commands
 
@@ -891,6 +927,10 @@ snap_services_start() {
     local state root t0
     state=$(_snap_state_file)
     t0=$(date +%s)
+    # tests/console_api.rs checks zip archives with Info-ZIP unzip (CI=true fails without it).
+    if ! command -v unzip >/dev/null 2>&1; then
+        _snap_apt_install unzip || _snap_warn "unzip is not installed: the zip tests fail under CI=true"
+    fi
     # shellcheck disable=SC2034 # read by scripts/test.sh
     SNAP_TEST_SERVICES_REUSED=0
     if [ "${SNAP_TEST_FRESH:-0}" != 1 ] && _snap_healthy; then
@@ -927,6 +967,9 @@ snap_services_start() {
                 return 1
             fi
         fi
+        if [ -z "${SNAP_TEST_CHROMIUM:-}" ] || [ ! -x "$SNAP_TEST_CHROMIUM" ]; then
+            _snap_setup_chromium || return 1
+        fi
         return 0
     fi
     if [ -f "$state" ]; then
@@ -942,7 +985,8 @@ snap_services_start() {
 
     if ! _snap_start_pg "$root" || ! _snap_start_s3 "$root" || ! _snap_start_s3auth "$root" ||
         { [ "${SNAP_TEST_S3S:-1}" != 0 ] && ! _snap_start_s3s "$root"; } ||
-        { [ "${SNAP_TEST_MYSQL:-1}" != 0 ] && ! _snap_start_mysql "$root"; }; then
+        { [ "${SNAP_TEST_MYSQL:-1}" != 0 ] && ! _snap_start_mysql "$root"; } ||
+        ! _snap_setup_chromium; then
         _snap_err "starting test services failed; stopping what was started"
         snap_services_stop >/dev/null || true
         return 1
@@ -1006,6 +1050,13 @@ snap_services_env() {
         return 1
     fi
     grep '^export ' "$state"
+    # Services started before the browser test was added: Chromium's paths all the same.
+    local paths
+    if [ "${SNAP_TEST_BROWSER:-1}" != 0 ] && ! grep -q '^export SNAP_TEST_CHROMIUM=' "$state" &&
+        paths=$(_snap_chromium_paths); then
+        printf 'export SNAP_TEST_CHROMIUM=%q\n' "$(printf '%s\n' "$paths" | sed -n 1p)"
+        printf 'export SNAP_TEST_CHROMEDRIVER=%q\n' "$(printf '%s\n' "$paths" | sed -n 2p)"
+    fi
 }
 
 snap_services_status() {

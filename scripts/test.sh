@@ -62,7 +62,7 @@ trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-banner 'test services (PostgreSQL, S3, MariaDB)'
+banner 'test services (PostgreSQL, S3, MariaDB, Chromium)'
 # Each run keeps its services' state in a directory of its own, so two runs on one machine
 # neither reuse nor stop each other's services (set SNAP_TEST_STATE to share a state file,
 # e.g. the one `scripts/services.sh start` uses by default, on purpose).

@@ -52,7 +52,14 @@ impl Console {
     /// Starts `snap serve --listen 127.0.0.1:0 EXTRA…` for `s`'s repository
     /// and waits for its "snap console on URL" line.
     fn start(s: &Snap, extra: &[&str]) -> Console {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        Console::start_on(s, "127.0.0.1:0", extra, None)
+    }
+
+    /// Starts `snap serve --listen LISTEN EXTRA…`; with `tls_root` (a DER
+    /// certificate) the client speaks HTTPS trusting only that certificate.
+    /// A wildcard listen address is reached on 127.0.0.1.
+    fn start_on(s: &Snap, listen: &str, extra: &[&str], tls_root: Option<Vec<u8>>) -> Console {
+        let mut args = vec!["serve", "--listen", listen];
         args.extend_from_slice(extra);
         let mut child = s
             .cmd(&args)
@@ -71,19 +78,31 @@ impl Console {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(l) => {
                     if let Some(u) = l.strip_prefix("snap console on ") {
-                        break u.trim_end_matches('/').to_string();
+                        break u
+                            .trim_end_matches('/')
+                            .replace("//0.0.0.0:", "//127.0.0.1:");
                     }
                 }
                 Err(e) => panic!("snap serve did not start: {e}"),
             }
         };
         std::thread::spawn(move || for _ in rx {});
-        let agent = ureq::Agent::new_with_config(
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(60)))
-                .build(),
-        );
+        let mut cfg = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)));
+        if let Some(der) = tls_root {
+            let cert = ureq::tls::Certificate::from_der(&der).to_owned();
+            cfg = cfg.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::Rustls)
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+                    .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                        rustls::crypto::aws_lc_rs::default_provider(),
+                    ))
+                    .build(),
+            );
+        }
+        let agent = ureq::Agent::new_with_config(cfg.build());
         Console {
             child,
             base,
@@ -553,7 +572,13 @@ fn console_login_and_refusals() {
     assert_eq!(sess["logged_in"], false);
     assert!(sess["csrf"].is_null());
     // Unauthenticated: refused.
-    for p in ["/api/snapshots", "/api/profiles", "/api/jobs"] {
+    for p in [
+        "/api/snapshots",
+        "/api/profiles",
+        "/api/jobs",
+        "/api/status",
+        "/api/snapshots/latest/zip",
+    ] {
         let r = c.get(p);
         assert_eq!(r.status, 401, "{p}");
         assert!(r.json()["error"].as_str().unwrap().contains("log in"));
@@ -563,6 +588,9 @@ fn console_login_and_refusals() {
             .status,
         401
     );
+    for p in ["/api/jobs/1/stop", "/api/jobs/restore-db"] {
+        assert_eq!(c.post(p, json!({})).status, 401, "{p}");
+    }
     // Wrong password.
     assert_eq!(
         c.post("/api/login", json!({"password": "wrong"})).status,
@@ -638,5 +666,712 @@ fn console_pg_profile_backup() {
     assert!(
         !snaps[0]["streams"].as_array().unwrap().is_empty(),
         "{snaps}"
+    );
+}
+
+/// Writes the Argon2 hash of `password` to `hash` with `snap serve --set-password`.
+fn set_password(s: &Snap, hash: &std::path::Path, password: &str) {
+    let out = s
+        .cmd(["serve", "--set-password", hash.to_str().unwrap()])
+        .env("SNAP_CONSOLE_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Logs `c` in with `password`; returns the login answer.
+fn log_in(c: &mut Console, password: &str) -> Res {
+    let ok = c.post("/api/login", json!({ "password": password }));
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let cookie = ok.header("set-cookie").unwrap().to_string();
+    c.cookie = Some(cookie.split(';').next().unwrap().to_string());
+    c.csrf = ok.json()["csrf"].as_str().map(str::to_string);
+    ok
+}
+
+/// HTTPS end to end: a self-signed certificate made here, `--listen
+/// 0.0.0.0:0` with TLS and a login, a client trusting only that certificate
+/// logs in and lists snapshots; plain HTTP to the same port gets nothing;
+/// a non-loopback address without a password or without TLS is refused in
+/// one line.
+#[test]
+fn console_tls_end_to_end() {
+    let s = Snap::new();
+    s.init();
+    let (d, _) = data(&s);
+    s.ok(["backup", d.to_str().unwrap()]);
+    let hash = s.path("console.hash");
+    set_password(&s, &hash, "tls pass 7");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("making a self-signed certificate");
+    let (cert, key) = (s.path("cert.pem"), s.path("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let (cert, key, hash) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        hash.to_str().unwrap(),
+    );
+
+    // Not loopback: TLS without a password, or a password without TLS, is refused in one line.
+    for extra in [
+        vec!["--tls-cert", cert, "--tls-key", key],
+        vec!["--password-hash-file", hash],
+    ] {
+        let mut args = vec!["serve", "--listen", "0.0.0.0:0"];
+        args.extend(extra);
+        let (code, err) = s.fail(&args);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("not a loopback address"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+
+    let mut c = Console::start_on(
+        &s,
+        "0.0.0.0:0",
+        &[
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--password-hash-file",
+            hash,
+        ],
+        Some(ck.cert.der().to_vec()),
+    );
+    assert!(c.base.starts_with("https://127.0.0.1:"), "{}", c.base);
+    let sess = c.session();
+    assert_eq!(sess["login_required"], true, "{sess}");
+    assert_eq!(c.get("/api/snapshots").status, 401);
+    let ok = log_in(&mut c, "tls pass 7");
+    let cookie = ok.header("set-cookie").unwrap();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    let list = c.get("/api/snapshots").json();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+
+    // Plain HTTP on the TLS port: no answer a client could use.
+    let plain = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build(),
+    );
+    let url = format!("{}/api/session", c.base.replacen("https://", "http://", 1));
+    if let Ok(r) = plain.get(&url).call() {
+        panic!("plain HTTP got an answer: {}", r.status());
+    }
+    // The HTTPS server still serves after the plain request.
+    assert_eq!(c.get("/api/snapshots").status, 200);
+}
+
+/// Whether Info-ZIP `unzip` is installed (scripts/services.sh installs
+/// it); under CI=true its absence fails the test.
+fn unzip_available() -> bool {
+    let ok = std::process::Command::new("unzip")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            !services::in_ci(),
+            "CI=true but unzip is missing: `source scripts/services.sh start` installs it"
+        );
+        eprintln!("skipping: unzip is not installed");
+    }
+    ok
+}
+
+/// `unzip -t` accepts `zip`, and `unzip -d to` extracts it.
+fn unzip_ok(zip: &std::path::Path, to: &std::path::Path) {
+    let t = std::process::Command::new("unzip")
+        .arg("-t")
+        .arg(zip)
+        .output()
+        .unwrap();
+    assert!(
+        t.status.success(),
+        "unzip -t rejects {}:\n{}{}",
+        zip.display(),
+        String::from_utf8_lossy(&t.stdout),
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let x = std::process::Command::new("unzip")
+        .arg("-q")
+        .arg("-d")
+        .arg(to)
+        .arg(zip)
+        .output()
+        .unwrap();
+    assert!(
+        x.status.success(),
+        "unzip -d: {}{}",
+        String::from_utf8_lossy(&x.stdout),
+        String::from_utf8_lossy(&x.stderr)
+    );
+}
+
+/// Zip archives Info-ZIP `unzip` accepts (folders included): `snap export
+/// --format zip` to a file and to a pipe, and the console's folder
+/// download; the extracted bytes are the backed-up ones.
+#[test]
+fn zip_exports_pass_unzip() {
+    if !unzip_available() {
+        return;
+    }
+    let s = Snap::new();
+    s.init();
+    let (d, b) = data(&s);
+    std::fs::create_dir_all(d.join("sub/empty")).unwrap();
+    std::fs::create_dir_all(d.join("sub/deep/er")).unwrap();
+    std::fs::write(d.join("sub/deep/er/c.txt"), b"deep\n").unwrap();
+    s.ok(["backup", d.to_str().unwrap()]);
+    let check = |root: &std::path::Path| {
+        let got = std::fs::read(common::cli::restored_path(root, &d.join("sub/b.bin")))
+            .expect("extracted b.bin");
+        assert!(got == b, "extracted bytes differ");
+        let c = std::fs::read(common::cli::restored_path(
+            root,
+            &d.join("sub/deep/er/c.txt"),
+        ))
+        .expect("extracted c.txt");
+        assert_eq!(c, b"deep\n");
+        assert!(common::cli::restored_path(root, &d.join("sub/empty")).is_dir());
+    };
+
+    // To a file (seekable) and to a pipe (through a temporary file).
+    let f = s.path("out.zip");
+    s.ok([
+        "export",
+        "latest",
+        "--format",
+        "zip",
+        "-o",
+        f.to_str().unwrap(),
+    ]);
+    unzip_ok(&f, &s.path("x1"));
+    check(&s.path("x1"));
+    let out = s
+        .cmd(["export", "latest", "--format", "zip"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let piped = s.path("piped.zip");
+    std::fs::write(&piped, &out.stdout).unwrap();
+    unzip_ok(&piped, &s.path("x2"));
+    check(&s.path("x2"));
+
+    // The console's folder download.
+    let mut c = Console::start(&s, &[]);
+    c.session();
+    let id = c.get("/api/snapshots").json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bpath = snap_path(&s, &id, "sub/b.bin");
+    let sub = bpath.trim_end_matches("/b.bin");
+    let z = c.get(&format!("/api/snapshots/{id}/zip?path={sub}"));
+    assert_eq!(z.status, 200, "{}", String::from_utf8_lossy(&z.body));
+    assert_eq!(z.header("content-type"), Some("application/zip"));
+    assert!(z.header("content-disposition").unwrap().contains("sub.zip"));
+    let zf = s.path("console.zip");
+    std::fs::write(&zf, &z.body).unwrap();
+    let x3 = s.path("x3");
+    unzip_ok(&zf, &x3);
+    assert!(std::fs::read(x3.join("b.bin")).unwrap() == b);
+    assert_eq!(std::fs::read(x3.join("deep/er/c.txt")).unwrap(), b"deep\n");
+    assert!(x3.join("empty").is_dir());
+    // The whole snapshot, and the refusals.
+    let all = c.get(&format!("/api/snapshots/{id}/zip"));
+    assert_eq!(all.status, 200);
+    let af = s.path("all.zip");
+    std::fs::write(&af, &all.body).unwrap();
+    unzip_ok(&af, &s.path("x4"));
+    check(&s.path("x4"));
+    assert_eq!(
+        c.get(&format!("/api/snapshots/{id}/zip?path=../x")).status,
+        400
+    );
+    assert_eq!(
+        c.get(&format!("/api/snapshots/{id}/zip?path={bpath}"))
+            .status,
+        400
+    );
+    assert_eq!(c.get("/api/snapshots/00000000/zip").status, 404);
+    assert_eq!(c.get("/api/snapshots/xyz!/zip").status, 400);
+}
+
+/// The database restores of the console: refusals (no confirmation, a
+/// password in the connection string, a snapshot without a dump, bad
+/// kinds, ids and SQLite targets, no CSRF token), then a PostgreSQL dump
+/// restored into a new database of the running server and a SQLite
+/// database to a new file, as jobs, checked by querying them.
+#[test]
+fn console_restore_database() {
+    let Some(pg) = services::pg() else { return };
+    let src = services::unique_name("snap_cdb_src_");
+    let dst = services::unique_name("snap_cdb_dst_");
+    pg.createdb(&src);
+    pg.psql(
+        &src,
+        "create table accounts(id int primary key, name text); insert into accounts values (1, 'ada'), (2, 'grace');",
+    );
+    let mut s = Snap::new();
+    s.env = pg.env();
+    s.init();
+    s.ok(["backup", "--pg", &format!("app={}", pg.conninfo(&src))]);
+    let lite = s.path("app.db");
+    {
+        let db = rusqlite::Connection::open(&lite).unwrap();
+        db.execute_batch("create table t(x text); insert into t values ('lite row');")
+            .unwrap();
+    }
+    s.ok(["backup", "--sqlite", &format!("app.db={}", lite.display())]);
+    let (d, _) = data(&s);
+    s.ok(["backup", d.to_str().unwrap()]);
+    let mut c = Console::start(&s, &[]);
+    c.session();
+    let list = c.get("/api/snapshots").json();
+    let id = |i: usize| list[i]["id"].as_str().unwrap().to_string();
+    let (pg_snap, lite_snap, files_snap) = (id(0), id(1), id(2));
+    let dst_conn = pg.conninfo(&dst);
+
+    let refused = |body: Value, status: u16, needle: &str| {
+        let r = c.post("/api/jobs/restore-db", body.clone());
+        assert_eq!(
+            r.status,
+            status,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let e = r.json()["error"].as_str().unwrap_or("").to_string();
+        assert!(e.contains(needle), "{body}: {e}");
+        e
+    };
+    refused(
+        json!({"snapshot": pg_snap, "kind": "pg", "target": dst_conn}),
+        400,
+        "confirm",
+    );
+    let e = refused(
+        json!({"snapshot": pg_snap, "kind": "pg", "target": format!("{dst_conn} password=hunter2"), "confirm": true}),
+        400,
+        "password",
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+    refused(
+        json!({"snapshot": files_snap, "kind": "pg", "target": dst_conn, "confirm": true}),
+        400,
+        "no database dump",
+    );
+    refused(
+        json!({"snapshot": pg_snap, "kind": "oracle", "target": dst_conn, "confirm": true}),
+        400,
+        "kind",
+    );
+    refused(
+        json!({"snapshot": "zz", "kind": "pg", "target": dst_conn, "confirm": true}),
+        400,
+        "bad snapshot id",
+    );
+    refused(
+        json!({"snapshot": "00000000", "kind": "pg", "target": dst_conn, "confirm": true}),
+        404,
+        "",
+    );
+    refused(
+        json!({"snapshot": pg_snap, "kind": "pg", "target": "-h evil", "confirm": true}),
+        400,
+        "must not start with -",
+    );
+    let new_lite = s.path("restored.db");
+    for (target, needle) in [
+        ("rel/app.db".to_string(), "absolute"),
+        (format!("{}/../x.db", s.path("").display()), "absolute"),
+        (s.path("").to_string_lossy().into_owned(), "absolute"),
+        (d.to_string_lossy().into_owned(), "is a folder"),
+        (lite.to_string_lossy().into_owned(), "exists"),
+        (
+            s.path("no/such/dir/x.db").to_string_lossy().into_owned(),
+            "does not exist",
+        ),
+    ] {
+        refused(
+            json!({"snapshot": lite_snap, "kind": "sqlite", "target": target, "confirm": true}),
+            400,
+            needle,
+        );
+    }
+    refused(
+        json!({"snapshot": lite_snap, "kind": "sqlite", "target": new_lite, "create": true, "confirm": true}),
+        400,
+        "go with pg or mysql",
+    );
+    let no_csrf = c.post_with(
+        "/api/jobs/restore-db",
+        json!({"snapshot": pg_snap, "kind": "pg", "target": dst_conn, "confirm": true})
+            .to_string()
+            .into_bytes(),
+        Some(""),
+        "application/json",
+    );
+    assert_eq!(no_csrf.status, 403);
+
+    // PostgreSQL: into a new, empty database.
+    pg.createdb(&dst);
+    let r = c.post(
+        "/api/jobs/restore-db",
+        json!({"snapshot": pg_snap, "kind": "pg", "target": dst_conn, "confirm": true}),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["kind"], "restore-db");
+    let j = c.wait_job(r.json()["id"].as_u64().unwrap());
+    let rows = if j["state"] == "done" {
+        pg.psql(
+            &dst,
+            "select string_agg(name, ',' order by id) from accounts",
+        )
+    } else {
+        String::new()
+    };
+    pg.dropdb(&dst);
+    pg.dropdb(&src);
+    assert_eq!(j["state"], "done", "{j}");
+    assert_eq!(rows, "ada,grace");
+
+    // SQLite: to a new file.
+    let r = c.post(
+        "/api/jobs/restore-db",
+        json!({"snapshot": lite_snap, "kind": "sqlite", "target": new_lite, "confirm": true}),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let j = c.wait_job(r.json()["id"].as_u64().unwrap());
+    assert_eq!(j["state"], "done", "{j}");
+    let db = rusqlite::Connection::open(&new_lite).unwrap();
+    let x: String = db.query_row("select x from t", [], |r| r.get(0)).unwrap();
+    assert_eq!(x, "lite row");
+    // Now it exists: refused without force, done with it.
+    refused(
+        json!({"snapshot": lite_snap, "kind": "sqlite", "target": new_lite, "confirm": true}),
+        400,
+        "exists",
+    );
+    let r = c.post(
+        "/api/jobs/restore-db",
+        json!({"snapshot": lite_snap, "kind": "sqlite", "target": new_lite, "force": true, "confirm": true}),
+    );
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        c.wait_job(r.json()["id"].as_u64().unwrap())["state"],
+        "done"
+    );
+}
+
+/// `GET /api/status`: a profile's installed schedule, and its last backup,
+/// check and restore-test with age and result, before and after a run from the
+/// console and a `snap restore-test`.
+#[test]
+fn console_status_shows_runs_restore_tests_and_schedule() {
+    let s = Snap::new();
+    s.init();
+    let (d, _) = data(&s);
+    let state = s.path("web-state.json");
+    let units = s.path("units");
+    let cfg = s.path("snap.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository.main]\npath = {:?}\n\n[profile.web]\nrepository = \"main\"\npaths = [{:?}]\nstate-file = {:?}\nmax-age = \"1d\"\ncheck = true\ncheck-every = \"7d\"\n\n[profile.web.restore-test]\nmin-files = 2\n",
+            s.repo,
+            d.to_str().unwrap(),
+            state.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    std::fs::create_dir_all(&units).unwrap();
+    s.ok([
+        "--config",
+        cfg,
+        "schedule",
+        "web",
+        "--daily",
+        "02:30",
+        "--install",
+        "--no-enable",
+        "--unit-dir",
+        units.to_str().unwrap(),
+    ]);
+    let mut c = Console::start(
+        &s,
+        &["--config", cfg, "--unit-dir", units.to_str().unwrap()],
+    );
+    c.session();
+    let op = |st: &Value, name: &str| -> Value {
+        st[0]["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["operation"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+
+    // Before any run: the backup never succeeded, so it is stale.
+    let st = c.get("/api/status").json();
+    assert_eq!(st[0]["profile"], "web", "{st}");
+    assert_eq!(st[0]["max_age"], "1d");
+    assert_eq!(st[0]["check_every"], "7d");
+    let sched = &st[0]["schedule"][0];
+    assert_eq!(sched["kind"], "systemd", "{st}");
+    assert!(
+        sched["schedule"].as_str().unwrap().contains("02:30"),
+        "{st}"
+    );
+    assert!(op(&st, "backup")["last_success"].is_null(), "{st}");
+    assert_eq!(op(&st, "backup")["stale"], true);
+    assert!(op(&st, "check")["last_success"].is_null(), "{st}");
+    assert_eq!(st[0]["stale"], true);
+    assert!(op(&st, "restore-test").is_null(), "{st}");
+
+    // A run from the console, then a restore-test from the command line.
+    let j = c.post("/api/jobs/backup", json!({"profile": "web"}));
+    assert_eq!(j.status, 202, "{}", String::from_utf8_lossy(&j.body));
+    assert_eq!(
+        c.wait_job(j.json()["id"].as_u64().unwrap())["state"],
+        "done"
+    );
+    s.ok(["--config", cfg, "restore-test", "web"]);
+    let st = c.get("/api/status").json();
+    let b = op(&st, "backup");
+    assert!(b["last_success"].is_string(), "{st}");
+    assert_eq!(b["stale"], false, "{st}");
+    assert_eq!(b["last_run_failed"], false);
+    assert!(b["age_seconds"].as_i64().unwrap() < 600, "{st}");
+    let ck = op(&st, "check");
+    assert!(ck["last_success"].is_string(), "{st}");
+    assert_eq!(ck["last_run_failed"], false, "{st}");
+    let rt = op(&st, "restore-test");
+    assert!(rt["last_success"].is_string(), "{st}");
+    assert_eq!(rt["last_run_failed"], false, "{st}");
+    assert_eq!(st[0]["stale"], false, "{st}");
+
+    // A failed restore-test shows up as failed.
+    std::fs::write(
+        s.path("snap.toml"),
+        std::fs::read_to_string(cfg)
+            .unwrap()
+            .replace("min-files = 2", "min-files = 99"),
+    )
+    .unwrap();
+    s.fail(["--config", cfg, "restore-test", "web"]);
+    let rt = op(&c.get("/api/status").json(), "restore-test");
+    assert_eq!(rt["last_run_failed"], true, "{rt}");
+    assert!(rt["error"].as_str().is_some_and(|e| !e.is_empty()), "{rt}");
+}
+
+/// Stored pack files of a local repository.
+fn packs(repo: &str) -> usize {
+    let mut n = 0;
+    let mut stack = vec![std::path::Path::new(repo).join("data")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else if !name.starts_with('.') && !name.contains("tmp") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// `POST /api/jobs/{id}/stop`: a profile backup stopped half way ends as
+/// "stopped", leaves no lease and no snapshot, `snap check` passes, and the
+/// next backup reuses the packs stored before the stop. Refusals: no CSRF
+/// token, bad and unknown ids, a job that already ended.
+#[test]
+fn console_stop_job_keeps_repository_valid() {
+    const MIB: usize = 1 << 20;
+    let mut s = Snap::new();
+    s.ok(["init", "--pack-size-mib", "1"]);
+    let big = s.path("big.bin");
+    std::fs::write(&big, bytes(11, 16 * MIB)).unwrap();
+    let cfg = s.path("snap.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository.main]\npath = {:?}\n\n[profile.big]\nrepository = \"main\"\ncommand = [{:?}]\n",
+            s.repo,
+            format!("big.bin=cat {}; sleep 60", big.display())
+        ),
+    )
+    .unwrap();
+    let mut c = Console::start(&s, &["--config", cfg.to_str().unwrap()]);
+    c.session();
+    let j = c.post("/api/jobs/backup", json!({"profile": "big"}));
+    assert_eq!(j.status, 202, "{}", String::from_utf8_lossy(&j.body));
+    let id = j.json()["id"].as_u64().unwrap();
+    let until = Instant::now() + Duration::from_secs(120);
+    while packs(&s.repo) < 8 {
+        assert!(Instant::now() < until, "no 8 packs stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.get(&format!("/api/jobs/{id}")).json()["state"], "running");
+    let no = c.post_with(
+        &format!("/api/jobs/{id}/stop"),
+        b"{}".to_vec(),
+        Some(""),
+        "application/json",
+    );
+    assert_eq!(no.status, 403);
+    let r = c.post(&format!("/api/jobs/{id}/stop"), json!({}));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["stop_requested"], true);
+    let j = c.wait_job(id);
+    assert_eq!(j["state"], "stopped", "{j}");
+    assert_ne!(j["exit_code"], 0, "{j}");
+    let again = c.post(&format!("/api/jobs/{id}/stop"), json!({}));
+    assert_eq!(again.status, 409);
+    assert!(again.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("already ended"));
+    assert_eq!(c.post("/api/jobs/x/stop", json!({})).status, 400);
+    assert_eq!(c.post("/api/jobs/999/stop", json!({})).status, 404);
+
+    // No lease, no snapshot, a valid repository.
+    let locks: Value = serde_json::from_str(&s.ok(["--json", "locks"])).unwrap();
+    assert_eq!(locks.as_array().map(Vec::len), Some(0), "{locks}");
+    assert!(s.snapshot_ids().is_empty());
+    s.ok(["check"]);
+    // The next backup (on a fresh cache: it learns what is stored from the
+    // repository's index) reuses the packs stored before the stop.
+    drop(c);
+    s.cache = s.path("fresh-cache");
+    let sum = s.backup_json(["--command", &format!("big.bin=cat {}", big.display())]);
+    let added = sum["summary"]["bytes_added_stored"].as_u64().unwrap();
+    assert!(
+        added < (16 * MIB / 2) as u64,
+        "the next backup stored {added} bytes of 16 MiB"
+    );
+    s.ok(["check"]);
+}
+
+/// A MariaDB dump restored from the console into a new database of the
+/// running server (`--create`); a password in the CONNINFO is refused.
+#[test]
+fn console_restore_mariadb() {
+    let Some(my) = services::mysql() else { return };
+    let src = services::unique_name("snap_cmy_src_");
+    let dst = services::unique_name("snap_cmy_dst_");
+    my.createdb(&src);
+    my.sql(
+        &src,
+        "CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one'), (2, 'two')",
+    );
+    let s = Snap::new();
+    s.init();
+    s.ok(["backup", "--mysql", &my.conninfo(&src)]);
+    let mut c = Console::start(&s, &[]);
+    c.session();
+    let id = c.get("/api/snapshots").json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pw = c.post(
+        "/api/jobs/restore-db",
+        json!({"snapshot": id, "kind": "mysql", "target": "mysql://root:hunter2@127.0.0.1/x", "confirm": true}),
+    );
+    assert_eq!(pw.status, 400);
+    let e = pw.json()["error"].as_str().unwrap().to_string();
+    assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
+    let r = c.post(
+        "/api/jobs/restore-db",
+        json!({"snapshot": id, "kind": "mysql", "target": my.conninfo(&dst), "create": true, "confirm": true}),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let j = c.wait_job(r.json()["id"].as_u64().unwrap());
+    let rows = if j["state"] == "done" {
+        my.sql(&dst, "SELECT GROUP_CONCAT(v ORDER BY id) FROM t")
+    } else {
+        String::new()
+    };
+    my.dropdb(&src);
+    if j["state"] == "done" {
+        my.dropdb(&dst);
+    }
+    assert_eq!(j["state"], "done", "{j}");
+    assert_eq!(rows, "one,two");
+}
+
+/// SIGINT to `snap serve` stops its running jobs as Ctrl-C would (they
+/// lead process groups of their own, so only the server's clean-up reaches
+/// them): the backup job's `snap` ends, its lease is gone, `snap check`
+/// passes.
+#[test]
+fn console_sigint_stops_running_jobs() {
+    let s = Snap::new();
+    s.ok(["init", "--pack-size-mib", "1"]);
+    let big = s.path("big.bin");
+    std::fs::write(&big, bytes(12, 16 << 20)).unwrap();
+    let cfg = s.path("snap.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository.main]\npath = {:?}\n\n[profile.big]\nrepository = \"main\"\ncommand = [{:?}]\n",
+            s.repo,
+            format!("big.bin=cat {}; sleep 60", big.display())
+        ),
+    )
+    .unwrap();
+    let mut c = Console::start(&s, &["--config", cfg.to_str().unwrap()]);
+    c.session();
+    let j = c.post("/api/jobs/backup", json!({"profile": "big"}));
+    assert_eq!(j.status, 202, "{}", String::from_utf8_lossy(&j.body));
+    let id = j.json()["id"].as_u64().unwrap();
+    let until = Instant::now() + Duration::from_secs(120);
+    while packs(&s.repo) < 8 {
+        assert!(Instant::now() < until, "no 8 packs stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let locks = || -> usize {
+        let v: Value = serde_json::from_str(&s.ok(["--json", "locks"])).unwrap();
+        v.as_array().map(Vec::len).unwrap_or(99)
+    };
+    assert_eq!(c.get(&format!("/api/jobs/{id}")).json()["state"], "running");
+    assert_eq!(locks(), 1, "the backup job holds a lease");
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &c.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let until = Instant::now() + Duration::from_secs(30);
+    while c.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < until, "snap serve did not end on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    while locks() != 0 {
+        assert!(
+            Instant::now() < until,
+            "the job's lease is still there 30 s after the server ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.ok(["check"]);
+    assert!(
+        s.snapshot_ids().is_empty(),
+        "the stopped backup wrote a snapshot"
     );
 }

@@ -3,7 +3,7 @@
 use super::{human, open, Global};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use snap::ops::archive::{export, ArchiveFormat};
+use snap::ops::archive::{export, export_zip_seekable, ArchiveFormat};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -39,7 +39,15 @@ pub fn run(g: &Global, a: &ExportArgs) -> Result<u8> {
             let f = std::fs::File::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-            let s = export(&repo, &snap.tree, format, &mut w)?;
+            let s = match format {
+                // A file is seekable: the zip is written in place.
+                ArchiveFormat::Zip => {
+                    let (s, bw) = export_zip_seekable(&repo, &snap.tree, w)?;
+                    w = bw;
+                    s
+                }
+                ArchiveFormat::Tar => export(&repo, &snap.tree, format, &mut w)?,
+            };
             let f = w.into_inner().map_err(|e| e.into_error())?;
             f.sync_all()
                 .with_context(|| format!("writing {}", path.display()))?;

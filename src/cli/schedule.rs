@@ -462,10 +462,15 @@ pub fn run(g: &Global, a: &ScheduleArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn list(g: &Global, a: &ScheduleArgs) -> Result<u8> {
+/// The installed `snap run` schedules: systemd timers `snap-PROFILE.timer`
+/// in `unit_dir` (default: /etc/systemd/system and the user's
+/// ~/.config/systemd/user) and the marked lines of the user's crontab, as
+/// `[{kind: "systemd"|"cron", profile, file, schedule, command}]`.
+/// Unreadable folders and a missing `crontab` give no rows.
+pub fn installed(unit_dir: Option<&Path>) -> Vec<serde_json::Value> {
     let mut dirs_: Vec<PathBuf> = Vec::new();
-    if let Some(d) = &a.unit_dir {
-        dirs_.push(d.clone());
+    if let Some(d) = unit_dir {
+        dirs_.push(d.to_path_buf());
     } else {
         dirs_.push(PathBuf::from("/etc/systemd/system"));
         if let Some(c) = dirs::config_dir() {
@@ -522,6 +527,11 @@ fn list(g: &Global, a: &ScheduleArgs) -> Result<u8> {
             }
         }
     }
+    rows
+}
+
+fn list(g: &Global, a: &ScheduleArgs) -> Result<u8> {
+    let rows = installed(a.unit_dir.as_deref());
     if g.json {
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(0);

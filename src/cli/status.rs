@@ -70,6 +70,74 @@ fn expected(p: &Profile) -> Vec<(&'static str, String, Option<u64>)> {
     v
 }
 
+/// The `snap status` document of profile `name`: `{profile, state_file,
+/// max_age, stale, operations: [{operation, repository, last_success (RFC
+/// 3339 or null), age_seconds, max_age_seconds, stale, last_run_failed,
+/// error}]}`, and one line per stale operation.
+///
+/// Errors: the profile's state file exists but cannot be read or parsed.
+pub fn profile_status(name: &str, p: &Profile) -> Result<(serde_json::Value, Vec<String>)> {
+    let now = monitor::now();
+    let mut stale = Vec::new();
+    let path = monitor::state_path(name, p);
+    let st = State::load(&path)?;
+    let mut rows = Vec::new();
+    let mut shown = Vec::new();
+    for (op, repo, deadline) in expected(p) {
+        shown.push(format!("{op}@{repo}"));
+        rows.push((op.to_string(), repo, deadline));
+    }
+    // Operations recorded but not expected (a manual restore-test, forget).
+    for r in st.ops.values() {
+        let key = format!("{}@{}", r.operation, r.repository);
+        if !shown.contains(&key) && r.operation != "run" {
+            rows.push((r.operation.clone(), r.repository.clone(), None));
+        }
+    }
+    let mut ops = Vec::new();
+    for (op, repo, deadline) in rows {
+        let rec = st.get(&op, &repo);
+        let last = rec.and_then(|r| r.last_success);
+        let age = last.map(|t| now - t);
+        let is_stale = match (deadline, age) {
+            (Some(d), Some(a)) => a > d as i64,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let last_failed = rec.is_some_and(|r| !r.ok);
+        if is_stale {
+            stale.push(format!(
+                "profile {name}: {op} on {repo} {}",
+                match age {
+                    Some(a) => format!("last succeeded {} ago", age_text(a)),
+                    None => "never succeeded".to_string(),
+                }
+            ));
+        }
+        let when = last
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        ops.push(json!({
+            "operation": op,
+            "repository": repo,
+            "last_success": when,
+            "age_seconds": age,
+            "max_age_seconds": deadline,
+            "stale": is_stale,
+            "last_run_failed": last_failed,
+            "error": rec.and_then(|r| r.error.clone()),
+        }));
+    }
+    let doc = json!({
+        "profile": name,
+        "state_file": path.to_string_lossy(),
+        "max_age": p.max_age,
+        "stale": ops.iter().any(|o| o["stale"] == true),
+        "operations": ops,
+    });
+    Ok((doc, stale))
+}
+
 pub fn run(g: &Global, a: &StatusArgs) -> Result<u8> {
     let cfg = load_config(g)?;
     let names: Vec<String> = if a.profiles.is_empty() {
@@ -80,27 +148,12 @@ pub fn run(g: &Global, a: &StatusArgs) -> Result<u8> {
         }
         a.profiles.clone()
     };
-    let now = monitor::now();
     let mut stale = Vec::new();
     let mut docs = Vec::new();
     for name in &names {
         let p = cfg.get(name)?;
-        let path = monitor::state_path(name, p);
-        let st = State::load(&path)?;
-        let mut rows = Vec::new();
-        let mut shown = Vec::new();
-        for (op, repo, deadline) in expected(p) {
-            shown.push(format!("{op}@{repo}"));
-            rows.push((op.to_string(), repo, deadline));
-        }
-        // Operations recorded but not expected (a manual restore-test, forget).
-        for r in st.ops.values() {
-            let key = format!("{}@{}", r.operation, r.repository);
-            if !shown.contains(&key) && r.operation != "run" {
-                rows.push((r.operation.clone(), r.repository.clone(), None));
-            }
-        }
-        let mut ops = Vec::new();
+        let (doc, mut st) = profile_status(name, p)?;
+        stale.append(&mut st);
         if !g.json {
             outln!(
                 "profile {name} (repository {}{})",
@@ -110,52 +163,21 @@ pub fn run(g: &Global, a: &StatusArgs) -> Result<u8> {
                     .map(|m| format!(", max-age {m}"))
                     .unwrap_or_default()
             )?;
-        }
-        for (op, repo, deadline) in rows {
-            let rec = st.get(&op, &repo);
-            let last = rec.and_then(|r| r.last_success);
-            let age = last.map(|t| now - t);
-            let is_stale = match (deadline, age) {
-                (Some(d), Some(a)) => a > d as i64,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            let last_failed = rec.is_some_and(|r| !r.ok);
-            if is_stale {
-                stale.push(format!(
-                    "profile {name}: {op} on {repo} {}",
-                    match age {
-                        Some(a) => format!("last succeeded {} ago", age_text(a)),
-                        None => "never succeeded".to_string(),
-                    }
-                ));
-            }
-            let when = last
-                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            ops.push(json!({
-                "operation": op,
-                "repository": repo,
-                "last_success": when,
-                "age_seconds": age,
-                "max_age_seconds": deadline,
-                "stale": is_stale,
-                "last_run_failed": last_failed,
-                "error": rec.and_then(|r| r.error.clone()),
-            }));
-            if !g.json {
+            for o in doc["operations"].as_array().into_iter().flatten() {
                 outln!(
                     "  {:<13} {:<10} {:<21} {:<14} {}{}",
-                    op,
-                    repo,
-                    when.as_deref().unwrap_or("never"),
-                    age.map(|a| format!("{} ago", age_text(a)))
+                    o["operation"].as_str().unwrap_or(""),
+                    o["repository"].as_str().unwrap_or(""),
+                    o["last_success"].as_str().unwrap_or("never"),
+                    o["age_seconds"]
+                        .as_i64()
+                        .map(|a| format!("{} ago", age_text(a)))
                         .unwrap_or_default(),
-                    if is_stale { "STALE" } else { "ok" },
-                    if last_failed {
+                    if o["stale"] == true { "STALE" } else { "ok" },
+                    if o["last_run_failed"] == true {
                         format!(
                             " (last attempt failed: {})",
-                            rec.and_then(|r| r.error.as_deref()).unwrap_or("")
+                            o["error"].as_str().unwrap_or("")
                         )
                     } else {
                         String::new()
@@ -163,13 +185,7 @@ pub fn run(g: &Global, a: &StatusArgs) -> Result<u8> {
                 )?;
             }
         }
-        docs.push(json!({
-            "profile": name,
-            "state_file": path.to_string_lossy(),
-            "max_age": p.max_age,
-            "stale": ops.iter().any(|o| o["stale"] == true),
-            "operations": ops,
-        }));
+        docs.push(doc);
     }
     if g.json {
         outln!("{}", serde_json::to_string_pretty(&docs)?)?;

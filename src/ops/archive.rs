@@ -178,8 +178,9 @@ fn walk_with_content(repo: &Repository, root: &BlobId, f: &mut EntryFn<'_>) -> R
 pub enum ArchiveFormat {
     /// POSIX tar (GNU long-name extensions when needed), uncompressed.
     Tar,
-    /// Zip (deflate for files, streamed: sizes in data descriptors; zip64
-    /// for files of 4 GiB or more).
+    /// Zip (deflate for files; zip64 for files of 4 GiB or more), written
+    /// seekably: to a non-seekable writer through a temporary file (see
+    /// [`export_zip_seekable`]).
     Zip,
 }
 
@@ -414,12 +415,83 @@ fn zip_time(ns: i64) -> zip::DateTime {
     .unwrap_or_default()
 }
 
+/// Writes the zip archive of `root` to `w` (not seekable): the archive is
+/// built in an unlinked temporary file in [`std::env::temp_dir`] (as large
+/// as the archive) by [`export_zip_seekable`], then copied to `w`.
+///
+/// Why not zip's stream mode: zip 7.x's stream writer flags folder
+/// entries "data descriptor follows" without writing one, and Info-ZIP
+/// `unzip` rejects such archives ("overlapped components"); a seekable
+/// writer puts the sizes in the local headers and writes no descriptors.
 fn export_zip(repo: &Repository, root: &BlobId, w: &mut dyn Write) -> Result<ExportSummary> {
+    use std::io::Seek;
+    let tmp = anonymous_temp_file()?;
+    let (sum, f) =
+        export_zip_seekable(repo, root, std::io::BufWriter::with_capacity(1 << 20, tmp))?;
+    let mut f = f
+        .into_inner()
+        .map_err(|e| Error::io("writing the temporary zip file", e.into_error()))?;
+    f.seek(std::io::SeekFrom::Start(0))
+        .map_err(|e| Error::io("reading the temporary zip file", e))?;
+    std::io::copy(&mut f, w).map_err(write_err)?;
+    w.flush().map_err(write_err)?;
+    Ok(sum)
+}
+
+/// A new, already unlinked read-write file in the temporary folder.
+/// Errors: [`ErrorKind::Io`] when it cannot be created.
+fn anonymous_temp_file() -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir();
+    let mut last = None;
+    for _ in 0..8 {
+        let mut r = [0u8; 8];
+        getrandom::fill(&mut r)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("random source: {e}")))?;
+        let p = dir.join(format!(".snap-export-{}.zip", hex::encode(r)));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+        {
+            Ok(f) => {
+                std::fs::remove_file(&p)
+                    .map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
+                return Ok(f);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("creating a temporary file in {}", dir.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    Err(Error::io(
+        format!("creating a temporary file in {}", dir.display()),
+        last.unwrap_or_else(|| std::io::Error::other("name clash")),
+    ))
+}
+
+/// Writes the snapshot tree `root` to the seekable `w` as a zip archive
+/// (deflate for files; sizes and CRCs in the local headers, no data
+/// descriptors; zip64 for files of 4 GiB or more); returns the totals and
+/// `w` after the central directory.
+///
+/// Errors: as [`export`].
+pub fn export_zip_seekable<W: Write + std::io::Seek>(
+    repo: &Repository,
+    root: &BlobId,
+    w: W,
+) -> Result<(ExportSummary, W)> {
     let zerr = |e: zip::result::ZipError| {
         Error::new(ErrorKind::Io, format!("writing the zip archive: {e}"))
     };
     let mut sum = ExportSummary::default();
-    let mut z = zip::ZipWriter::new_stream(w);
+    let mut z = zip::ZipWriter::new(w);
     walk_with_content(repo, root, &mut |path, e, content| {
         let name = String::from_utf8_lossy(path).into_owned();
         let opts = zip::write::SimpleFileOptions::default()
@@ -450,7 +522,7 @@ fn export_zip(repo: &Repository, root: &BlobId, w: &mut dyn Write) -> Result<Exp
     })?;
     let mut w = z.finish().map_err(zerr)?;
     w.flush().map_err(write_err)?;
-    Ok(sum)
+    Ok((sum, w))
 }
 
 /// Reads a tar stream into a new snapshot whose tree mirrors the archive

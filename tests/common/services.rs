@@ -491,3 +491,47 @@ pub fn unique_name(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}{}_{n}_{nanos}", std::process::id())
 }
+
+/// Debian's Chromium and its WebDriver server, for the console's browser test
+/// (tests/console_browser.rs), which starts the driver itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chromium {
+    /// The browser (`SNAP_TEST_CHROMIUM`, else `chromium` on `PATH`).
+    pub browser: PathBuf,
+    /// chromedriver (`SNAP_TEST_CHROMEDRIVER`, else `chromedriver` on `PATH`).
+    pub driver: PathBuf,
+}
+
+/// An executable file named `name` in a directory of `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+/// Chromium and chromedriver: the paths scripts/services.sh exports
+/// (`SNAP_TEST_CHROMIUM`, `SNAP_TEST_CHROMEDRIVER`), or the programs found on `PATH` when a
+/// variable is not set. Returns `None` after a `skipping:` line when either is missing (or
+/// a variable names a file that does not exist); panics instead when `CI=true`.
+pub fn chromium() -> Option<Chromium> {
+    let find = |var_name: &str, program: &str| match var(var_name) {
+        Some(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
+        None => on_path(program),
+    };
+    match (
+        find("SNAP_TEST_CHROMIUM", "chromium"),
+        find("SNAP_TEST_CHROMEDRIVER", "chromedriver"),
+    ) {
+        (Some(browser), Some(driver)) => Some(Chromium { browser, driver }),
+        _ => missing(
+            "Chromium (Debian's chromium and chromium-driver)",
+            "SNAP_TEST_CHROMIUM/SNAP_TEST_CHROMEDRIVER (or chromium and chromedriver on PATH)",
+        ),
+    }
+}

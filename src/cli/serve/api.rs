@@ -87,11 +87,15 @@ pub fn router(state: S) -> Router {
         .route("/api/snapshots/{id}/tree", get(tree))
         .route("/api/snapshots/{id}/file", get(file))
         .route("/api/snapshots/{id}/tar", get(tar))
+        .route("/api/snapshots/{id}/zip", get(zip))
         .route("/api/snapshots/{id}/meta", post(set_meta))
         .route("/api/diff", get(diff))
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/events", get(job_events))
+        .route("/api/jobs/{id}/stop", post(stop_job))
+        .route("/api/jobs/restore-db", post(start_restore_db))
+        .route("/api/status", get(status))
         .route("/api/jobs/backup", post(start_backup))
         .route("/api/jobs/restore", post(start_restore))
         .route("/api/jobs/import", post(start_import))
@@ -460,8 +464,27 @@ async fn file(St(s): St<S>, Path(id): Path<String>, Query(q): Query<PathQuery>) 
 
 /// A folder of a snapshot (the root when `path` is empty) as a tar archive.
 async fn tar(St(s): St<S>, Path(id): Path<String>, Query(q): Query<PathQuery>) -> R<Response> {
+    archive(s, id, q, snap::ops::archive::ArchiveFormat::Tar).await
+}
+
+/// A folder of a snapshot (the root when `path` is empty) as a zip archive
+/// (built in a temporary file first, see `ops::archive::export`).
+async fn zip(St(s): St<S>, Path(id): Path<String>, Query(q): Query<PathQuery>) -> R<Response> {
+    archive(s, id, q, snap::ops::archive::ArchiveFormat::Zip).await
+}
+
+async fn archive(
+    s: S,
+    id: String,
+    q: PathQuery,
+    format: snap::ops::archive::ArchiveFormat,
+) -> R<Response> {
     let p = inside(q.path.as_deref())?;
-    let name = format!("{}.tar", base_name(&p, "snapshot"));
+    let (ext, ctype) = match format {
+        snap::ops::archive::ArchiveFormat::Tar => ("tar", "application/x-tar"),
+        snap::ops::archive::ArchiveFormat::Zip => ("zip", "application/zip"),
+    };
+    let name = format!("{}.{ext}", base_name(&p, "snapshot"));
     streamed(
         &s,
         move |s| {
@@ -472,11 +495,11 @@ async fn tar(St(s): St<S>, Path(id): Path<String>, Query(q): Query<PathQuery>) -
             let e = snap::read::restore::find_entry(&s.repo, &sn.tree, &p)?;
             e.subtree.ok_or_else(|| bad(format!("{p} is not a folder")))
         },
-        |s, tree, w| {
-            snap::ops::archive::export(&s.repo, &tree, snap::ops::archive::ArchiveFormat::Tar, w)?;
+        move |s, tree, w| {
+            snap::ops::archive::export(&s.repo, &tree, format, w)?;
             Ok(())
         },
-        "application/x-tar",
+        ctype,
         name,
     )
     .await
@@ -745,4 +768,170 @@ async fn start_import(
         let _ = std::fs::remove_file(&file);
     }
     accepted(&s, r)
+}
+
+/// Asks running job `id` to stop (SIGINT to its `snap` child, as Ctrl-C).
+/// 404 for no such job, 409 when it already ended.
+async fn stop_job(St(s): St<S>, Path(id): Path<String>) -> R<(StatusCode, Json<Value>)> {
+    let id = job_id(&id)?;
+    match s.jobs.stop(id) {
+        Ok(j) => Ok((StatusCode::ACCEPTED, Json(json!(j)))),
+        Err(super::jobs::StopError::NoSuchJob) => {
+            Err(ApiError(StatusCode::NOT_FOUND, format!("no job {id}")))
+        }
+        Err(super::jobs::StopError::Ended(state)) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("job {id} already ended ({state})"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreDbBody {
+    snapshot: String,
+    /// `pg`, `mysql` or `sqlite`.
+    kind: String,
+    /// A libpq conninfo/URI or a MariaDB CONNINFO (no password), or the
+    /// absolute path of the SQLite file.
+    target: String,
+    /// The stream, when the snapshot holds several of that kind.
+    stream: Option<String>,
+    #[serde(default)]
+    create: bool,
+    #[serde(default)]
+    clean: bool,
+    /// SQLite: replace an existing file.
+    #[serde(default)]
+    force: bool,
+    /// Must be true: the restore writes into a live database or file.
+    #[serde(default)]
+    confirm: bool,
+}
+
+/// Checks an absolute file path for a SQLite restore: no `..`, an existing
+/// parent folder, not a folder, and not an existing file unless `force`.
+fn sqlite_target(t: &str, force: bool) -> R<()> {
+    if !t.starts_with('/') || t.split('/').any(|c| c == ".." || c == ".") || t.ends_with('/') {
+        return Err(bad(format!(
+            "target {t:?} must be an absolute file path without . or .."
+        )));
+    }
+    let p = std::path::Path::new(t);
+    let parent = p.parent().unwrap_or(std::path::Path::new("/"));
+    if !parent.is_dir() {
+        return Err(bad(format!("folder {} does not exist", parent.display())));
+    }
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => Err(bad(format!("target {t} is a folder, not a file"))),
+        Ok(_) if !force => Err(bad(format!("target {t} exists: set force to replace it"))),
+        _ => Ok(()),
+    }
+}
+
+/// Restores a database stream of a snapshot into a PostgreSQL or MariaDB
+/// server or a SQLite file, as a job (`snap restore ID --pg/--mysql/--sqlite`).
+async fn start_restore_db(
+    St(s): St<S>,
+    Json(b): Json<RestoreDbBody>,
+) -> R<(StatusCode, Json<Value>)> {
+    if !b.confirm {
+        return Err(bad(
+            "not confirmed: a database restore overwrites data in its target; send confirm: true",
+        ));
+    }
+    let t = b.target.trim().to_string();
+    if t.is_empty() {
+        return Err(bad("give a target"));
+    }
+    if t.starts_with('-') {
+        return Err(bad(format!("target {t:?} must not start with -")));
+    }
+    if let Some(n) = &b.stream {
+        if n.is_empty() || n.starts_with('-') || n.contains('\0') {
+            return Err(bad(format!("bad stream name {n:?}")));
+        }
+    }
+    let (flag, conflict) = match b.kind.as_str() {
+        "pg" => {
+            if snap::write::sources::pg_has_password(&t) {
+                return Err(bad(
+                    "the connection string holds a password; remove it (the server's PGPASSWORD or ~/.pgpass is used)",
+                ));
+            }
+            ("--pg", format!("database {t}"))
+        }
+        "mysql" => {
+            snap::write::mysql::MyConn::parse(&t).map_err(|e| bad(format!("{e:#}")))?;
+            ("--mysql", format!("database {t}"))
+        }
+        "sqlite" => {
+            if b.create || b.clean {
+                return Err(bad("create and clean go with pg or mysql"));
+            }
+            sqlite_target(&t, b.force)?;
+            ("--sqlite", format!("target {t}"))
+        }
+        k => return Err(bad(format!("kind {k:?} is not pg, mysql or sqlite"))),
+    };
+    if b.force && b.kind != "sqlite" {
+        return Err(bad("force goes with sqlite"));
+    }
+    let st = s.clone();
+    let snap_id = b.snapshot.clone();
+    let (id, sn) = blocking(&st, move |s| resolve(s, &snap_id)).await?;
+    if sn.streams.is_empty() {
+        return Err(bad(format!(
+            "snapshot {} holds no database dump (no streams)",
+            id.short()
+        )));
+    }
+    let mut c = child(&s)?;
+    c.arg("restore").arg(id.to_hex()).arg(format!("{flag}={t}"));
+    if let Some(n) = &b.stream {
+        c.arg(format!("--stream={n}"));
+    }
+    if b.create {
+        c.arg("--create");
+    }
+    if b.clean {
+        c.arg("--clean");
+    }
+    if b.force {
+        c.arg("--force");
+    }
+    let title = format!("restore {} of {} into {} {t}", b.kind, id.short(), b.kind);
+    accepted(&s, s.jobs.start("restore-db", title, conflict, c, None))
+}
+
+/// Per profile: its installed schedule (`snap schedule --list`), its
+/// rotations from the profile file, and its last backup, copy, check and
+/// restore-test with age and result (`snap status`); `[]` without a
+/// profile file.
+async fn status(St(s): St<S>) -> R<Json<Value>> {
+    blocking(&s, |s| {
+        let cfg = match Config::find(s.g.config.as_deref()) {
+            Ok(c) => c,
+            Err(_) if s.g.config.is_none() => return Ok(Json(json!([]))),
+            Err(e) => return Err(anyhow::Error::from(e).into()),
+        };
+        let timers = crate::cli::schedule::installed(s.unit_dir.as_deref());
+        let mut v = Vec::new();
+        for (name, p) in &cfg.profile {
+            let (mut doc, _) = crate::cli::status::profile_status(name, p)?;
+            let sched: Vec<Value> = timers
+                .iter()
+                .filter(|t| t["profile"] == name.as_str())
+                .cloned()
+                .collect();
+            if let Some(o) = doc.as_object_mut() {
+                o.insert("schedule".into(), Value::Array(sched));
+                o.insert("check_every".into(), json!(p.check_every));
+                o.insert("restore_test_every".into(), json!(p.restore_test.every));
+            }
+            v.push(doc);
+        }
+        Ok(Json(Value::Array(v)))
+    })
+    .await
 }

@@ -1,6 +1,13 @@
 //! Console jobs: long operations (backup, restore, import) run as child
 //! `snap` processes owned by the server, so they go on when the browser
 //! closes. Progress comes from the child's `--json` status lines.
+//!
+//! Each child leads a process group of its own. A job is stopped with
+//! SIGINT to that group ([`Jobs::stop`]), exactly what Ctrl-C in a terminal
+//! sends: `snap run` relies on it reaching the step's `snap backup` child
+//! too, and a backup then indexes the packs it stored, releases its lease
+//! and exits 130. When the server itself gets SIGINT or SIGTERM, every
+//! running job gets SIGINT ([`Jobs::stop_all`]).
 
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
@@ -16,11 +23,11 @@ const LOG_LINES: usize = 200;
 pub struct Job {
     /// Job number, from 1, unique for this server process.
     pub id: u64,
-    /// `backup`, `restore` or `import`.
+    /// `backup`, `restore`, `restore-db` or `import`.
     pub kind: String,
     /// What the job does, for people.
     pub title: String,
-    /// `running`, `done` or `failed`.
+    /// `running`, `done`, `failed` or `stopped` (ended after a stop request).
     pub state: String,
     /// Share done, 0..=1, once the child reports a total.
     pub percent: Option<f64>,
@@ -36,9 +43,23 @@ pub struct Job {
     pub error: Option<String>,
     /// The newest lines of the child's output.
     pub log: Vec<String>,
+    /// Whether a stop was requested (SIGINT sent to the child).
+    pub stop_requested: bool,
     /// Key used to refuse conflicting jobs (the repository, or a restore target).
     #[serde(skip)]
     pub conflict_key: String,
+    /// Process id of the running child.
+    #[serde(skip)]
+    pub pid: Option<u32>,
+}
+
+/// Why [`Jobs::stop`] did not send a signal.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StopError {
+    /// No job with that id.
+    NoSuchJob,
+    /// The job already ended (its state is given).
+    Ended(String),
 }
 
 /// Every job of this server, with a change counter for server-sent events.
@@ -123,13 +144,16 @@ impl Jobs {
                 exit_code: None,
                 error: None,
                 log: Vec::new(),
+                stop_requested: false,
                 conflict_key,
+                pid: None,
             });
             id
         };
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -141,7 +165,16 @@ impl Jobs {
                 return Ok(id);
             }
         };
-        self.tick.send_modify(|t| *t += 1);
+        let pid = child.id();
+        let mut stop_now = false;
+        self.update(id, |j| {
+            j.pid = Some(pid);
+            stop_now = j.stop_requested;
+        });
+        if stop_now {
+            // A stop came while the child was starting.
+            let _ = self.stop(id);
+        }
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let me = self.clone();
@@ -190,9 +223,13 @@ impl Jobs {
             }
             me.update(id, |j| {
                 j.ended = Some(now());
+                j.pid = None;
                 let code = status.as_ref().ok().and_then(|s| s.code());
                 j.exit_code = code;
-                if code == Some(0) {
+                if j.stop_requested && code != Some(0) {
+                    j.state = "stopped".into();
+                    j.error = Some(last_error.unwrap_or_else(|| "stopped".into()));
+                } else if code == Some(0) {
                     j.state = "done".into();
                     j.percent = Some(1.0);
                 } else {
@@ -205,6 +242,58 @@ impl Jobs {
             });
         });
         Ok(id)
+    }
+}
+
+impl Jobs {
+    /// Asks running job `id` to stop: SIGINT to its `snap` child (once the
+    /// child exits the job's state is `stopped`, unless it finished
+    /// successfully first). Asking again sends SIGINT again, which ends the
+    /// child at once (see `snap::interrupt`). Returns the job.
+    pub fn stop(&self, id: u64) -> Result<Job, StopError> {
+        let pid = {
+            let mut v = self.inner.lock().map_err(|_| StopError::NoSuchJob)?;
+            let j = v
+                .iter_mut()
+                .find(|j| j.id == id)
+                .ok_or(StopError::NoSuchJob)?;
+            if j.state != "running" {
+                return Err(StopError::Ended(j.state.clone()));
+            }
+            j.stop_requested = true;
+            j.pid
+        };
+        if let Some(p) = pid {
+            interrupt_group(p);
+        }
+        self.tick.send_modify(|t| *t += 1);
+        self.get(id).ok_or(StopError::NoSuchJob)
+    }
+
+    /// SIGINT to every running job's process group (the server is ending).
+    pub fn stop_all(&self) {
+        // Runs on snap::interrupt's watcher thread (not in a signal
+        // handler): waiting for the lock is fine, its holders never block.
+        if let Ok(v) = self.inner.lock() {
+            for p in v
+                .iter()
+                .filter(|j| j.state == "running")
+                .filter_map(|j| j.pid)
+            {
+                interrupt_group(p);
+            }
+        }
+    }
+}
+
+/// SIGINT to process group `pgid` (a job's child leads its own group).
+fn interrupt_group(pgid: u32) {
+    if let Some(p) = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        // The group may be gone a moment ago: nothing to stop then.
+        let _ = rustix::process::kill_process_group(p, rustix::process::Signal::INT);
     }
 }
 

@@ -34,6 +34,11 @@ pub struct ServeArgs {
     /// password comes from SNAP_CONSOLE_PASSWORD, else a prompt.
     #[arg(long, value_name = "FILE")]
     set_password: Option<PathBuf>,
+    /// Folder of the systemd units `snap schedule --install --unit-dir`
+    /// wrote, for the schedules shown [default: /etc/systemd/system and
+    /// ~/.config/systemd/user].
+    #[arg(long, value_name = "DIR")]
+    unit_dir: Option<PathBuf>,
 }
 
 /// Server state shared by the handlers.
@@ -45,6 +50,8 @@ pub struct State {
     pub tls: bool,
     /// Folder for uploaded archives while they are imported.
     pub upload_dir: PathBuf,
+    /// `--unit-dir`: where installed schedules are looked for.
+    pub unit_dir: Option<PathBuf>,
 }
 
 pub fn run(g: &Global, a: &ServeArgs) -> Result<u8> {
@@ -94,7 +101,14 @@ pub fn run(g: &Global, a: &ServeArgs) -> Result<u8> {
         jobs: jobs::Jobs::default(),
         tls,
         upload_dir,
+        unit_dir: a.unit_dir.clone(),
     });
+    // On SIGINT/SIGTERM the server ends; its running jobs are stopped as
+    // Ctrl-C would stop them (they lead process groups of their own).
+    let _stop_jobs = {
+        let jobs = state.jobs.clone();
+        snap::interrupt::on_exit(move || jobs.stop_all())
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

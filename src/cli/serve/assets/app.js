@@ -8,7 +8,8 @@ const $ = (id) => document.getElementById(id);
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "onclick") e.addEventListener("click", v);
+    // An async handler's failure (e.g. a 404) is shown, not lost in the console.
+    if (k === "onclick") e.addEventListener("click", (ev) => Promise.resolve(v(ev)).catch(showError));
     else e.setAttribute(k, v);
   }
   for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
@@ -42,7 +43,7 @@ async function start() {
   csrf = s.csrf;
   $("login").hidden = true; $("app").hidden = false;
   $("logout").hidden = !s.login_required;
-  await Promise.all([loadSnapshots(), loadProfiles(), loadJobs()]);
+  await Promise.all([loadSnapshots(), loadProfiles(), loadJobs(), loadStatus()]);
 }
 
 $("login-form").addEventListener("submit", async (ev) => {
@@ -72,7 +73,7 @@ async function loadSnapshots() {
       el("td", {}, s.description || ""),
       el("td", { class: "num" }, human(s.size)),
       el("td", { class: "num" }, human(s.bytes_added)),
-      el("td", {}, el("a", { href: "/api/snapshots/" + s.id + "/tar" }, "tar"))));
+      el("td", {}, el("a", { href: "/api/snapshots/" + s.id + "/tar" }, "tar"), " ", el("a", { class: "zip", href: "/api/snapshots/" + s.id + "/zip" }, "zip"))));
   }
   drawCharts(snaps);
 }
@@ -109,6 +110,33 @@ function drawCharts(list) {
   $("charts").replaceChildren(
     chart("Repository size (stored)", stored, labels),
     chart("Bytes added per snapshot", list.map((s) => s.bytes_added), labels));
+}
+
+function age(secs) {
+  if (secs == null) return "";
+  const d = Math.floor(secs / 86400), h = Math.floor(secs % 86400 / 3600), m = Math.floor(secs % 3600 / 60);
+  return d > 0 ? d + " d " + h + " h" : h > 0 ? h + " h " + m + " min" : m > 0 ? m + " min" : secs + " s";
+}
+
+async function loadStatus() {
+  const st = await api("GET", "/api/status");
+  const tb = $("status").querySelector("tbody");
+  tb.replaceChildren();
+  for (const p of st) {
+    const sched = (p.schedule || []).map((x) => x.kind + ": " + x.schedule).join("; ") || "not scheduled";
+    const rot = [p.check_every ? "check every " + p.check_every : "", p.restore_test_every ? "restore-test every " + p.restore_test_every : "", p.max_age ? "max age " + p.max_age : ""].filter((x) => x).join(", ");
+    const ops = p.operations.length ? p.operations : [{ operation: "", repository: "" }];
+    ops.forEach((o, i) => {
+      const result = o.operation === "" ? "" : o.last_run_failed ? "failed: " + (o.error || "") : o.stale ? "STALE" : o.last_success ? "ok" : "never";
+      tb.append(el("tr", { class: "status-row", "data-profile": p.profile, "data-operation": o.operation },
+        el("td", {}, i === 0 ? p.profile : ""),
+        el("td", {}, i === 0 ? sched + (rot ? " (" + rot + ")" : "") : ""),
+        el("td", {}, o.operation), el("td", {}, o.repository),
+        el("td", {}, o.last_success ? o.last_success.replace("T", " ").replace("Z", "") : "never"),
+        el("td", {}, age(o.age_seconds)),
+        el("td", { class: "result " + (o.last_run_failed || o.stale ? "state-failed" : o.last_success ? "state-done" : "") }, result)));
+    });
+  }
 }
 
 async function loadProfiles() {
@@ -148,14 +176,21 @@ function jobView(j) {
       row: el("div", { class: "job", id: "job-" + j.id }),
       bar: el("div", {}),
       text: el("span", { class: "job-state" }),
+      stop: el("button", { class: "job-stop", onclick: () => stopJob(j.id) }, "Stop"),
     };
-    v.row.append(el("span", {}, "#" + j.id + " " + j.title + " "), el("span", { class: "bar" }, v.bar), " ", v.text);
+    v.row.append(el("span", {}, "#" + j.id + " " + j.title + " "), el("span", { class: "bar" }, v.bar), " ", v.text, " ", v.stop);
     $("jobs").prepend(v.row);
   }
   const pct = j.state === "done" ? 1 : (j.percent || 0);
   v.bar.style.width = Math.round(pct * 100) + "%";
   v.text.className = "job-state state-" + j.state;
-  v.text.textContent = j.state + (j.state === "running" ? " " + Math.round(pct * 100) + "% (" + human(j.bytes_done) + ")" : "") + (j.error ? ": " + j.error : "");
+  v.text.textContent = j.state + (j.state === "running" ? " " + Math.round(pct * 100) + "% (" + human(j.bytes_done) + ")" + (j.stop_requested ? ", stopping" : "") : "") + (j.error ? ": " + j.error : "");
+  v.stop.hidden = j.state !== "running";
+}
+
+async function stopJob(id) {
+  showError(null);
+  try { jobView(await api("POST", "/api/jobs/" + id + "/stop", {})); } catch (e) { showError(e); }
 }
 
 function watch(id) {
@@ -167,6 +202,7 @@ function watch(id) {
       es.close();
       loadSnapshots().catch(showError);
       loadProfiles().catch(showError);
+      loadStatus().catch(showError);
     }
   });
   es.onerror = () => es.close();
@@ -199,10 +235,12 @@ async function browse(s, path) {
       : el("span", {}, e.name);
     const link = e.type === "file"
       ? el("a", { class: "download", href: "/api/snapshots/" + s.id + "/file" + q, download: e.name }, "download")
-      : e.type === "dir" ? el("a", { href: "/api/snapshots/" + s.id + "/tar" + q }, "tar") : "";
+      : e.type === "dir" ? el("span", {}, el("a", { href: "/api/snapshots/" + s.id + "/tar" + q }, "tar"), " ", el("a", { class: "zip", href: "/api/snapshots/" + s.id + "/zip" + q }, "zip")) : "";
     tb.append(el("tr", {}, el("td", {}, name), el("td", {}, e.type), el("td", { class: "num" }, e.type === "file" ? human(e.size) : ""), el("td", {}, e.mtime), el("td", {}, link)));
   }
   $("tar-link").href = "/api/snapshots/" + s.id + "/tar?path=" + encodeURIComponent(path);
+  $("zip-link").href = "/api/snapshots/" + s.id + "/zip?path=" + encodeURIComponent(path);
+  $("restore-db-button").hidden = !(s.streams && s.streams.length);
 }
 
 $("restore-button").addEventListener("click", () => {
@@ -217,6 +255,26 @@ $("restore-dialog").addEventListener("close", () => {
   startJob("/api/jobs/restore", { snapshot: current.id, target: $("restore-target").value, path: current.path || null });
 });
 
+$("restore-db-button").addEventListener("click", () => {
+  const s = snaps.find((x) => x.id === current.id);
+  $("restore-db-snap").textContent = current.short;
+  $("restore-db-streams").textContent = s && s.streams.length ? s.streams.join(", ") : "none";
+  for (const k of ["create", "clean", "force", "confirm"]) $("restore-db-" + k).checked = false;
+  $("restore-db-dialog").showModal();
+});
+$("restore-db-kind").addEventListener("change", () => {
+  const k = $("restore-db-kind").value;
+  $("restore-db-target").placeholder = k === "pg" ? "host=db1 user=postgres dbname=app" : k === "mysql" ? "host=db1 user=root database=app" : "/var/lib/app/app.db";
+});
+$("restore-db-dialog").addEventListener("close", () => {
+  if ($("restore-db-dialog").returnValue !== "ok") return;
+  if (!$("restore-db-confirm").checked) { showError("database restore not started: tick the confirmation"); return; }
+  const body = { snapshot: current.id, kind: $("restore-db-kind").value, target: $("restore-db-target").value, confirm: true,
+    create: $("restore-db-create").checked, clean: $("restore-db-clean").checked, force: $("restore-db-force").checked };
+  if ($("restore-db-stream").value) body.stream = $("restore-db-stream").value;
+  startJob("/api/jobs/restore-db", body);
+});
+
 $("meta-button").addEventListener("click", async () => {
   const s = snaps.find((x) => x.id === current.id);
   const d = prompt("Description", (s && s.description) || "");
@@ -225,8 +283,11 @@ $("meta-button").addEventListener("click", async () => {
   if (t === null) return;
   try {
     const r = await api("POST", "/api/snapshots/" + current.id + "/meta", { description: d, tags: t.split(",").map((x) => x.trim()) });
-    current.id = r.id;
     await loadSnapshots();
+    // The snapshot has a new id: the open tree (title, links) follows it.
+    const renamed = snaps.find((x) => x.id === r.id);
+    if (renamed) await browse(renamed, current.path);
+    else $("browser").hidden = true; // filtered out of the table
   } catch (e) { showError(e); }
 });
 
