@@ -22,14 +22,7 @@ type LocationRow = (u8, Vec<u8>, u32, u32, u32, Option<Vec<u8>>);
 
 /// Reads the first six columns of a location query.
 fn location_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocationRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
+    r.try_into()
 }
 
 /// A [`BlobLocation`] from its row. Errors ([`ErrorKind::Catalog`]): a
