@@ -88,7 +88,8 @@ pub struct RestoreArgs {
     /// "if-changed" keeps those whose size and mtime match the snapshot
     /// (unread), reads the others at the snapshot's chunk boundaries and
     /// rewrites only the chunks whose keyed hash differs (then sets length
-    /// and metadata; a file that matches is kept); "if-newer" replaces only
+    /// and metadata; a file that matches is kept, and so is a symlink that
+    /// points where the snapshot's does); "if-newer" replaces only
     /// those older than the snapshot's; "never" keeps whatever exists.
     #[arg(long, value_enum, default_value = "always")]
     overwrite: OverwriteArg,

@@ -51,7 +51,9 @@ pub enum Overwrite {
     /// size too, keep it (only its metadata is restored); else update it in
     /// place, writing only the chunks that differ and setting its length
     /// (a file with other hard links, without owner write permission, or
-    /// whose chunk sizes the index does not give is replaced whole).
+    /// whose chunk sizes the index does not give is replaced whole). A
+    /// symlink that already points where the snapshot's does is kept (its
+    /// owner and mtime restored).
     IfChanged,
     /// Replace it only if its mtime is older than the snapshot's.
     IfNewer,
