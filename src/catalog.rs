@@ -11,11 +11,48 @@ use crate::format::index::IndexFile;
 use crate::format::snapshot::Snapshot;
 use crate::format::{BlobId, BlobKind, IndexId, PackId, SnapshotId};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// Bumped whenever the schema changes; a mismatch drops and rebuilds.
 const SCHEMA_VERSION: i64 = 6;
+
+/// A blob location row: kind, pack id, offset, length, raw length, base.
+type LocationRow = (u8, Vec<u8>, u32, u32, u32, Option<Vec<u8>>);
+
+/// Reads the first six columns of a location query.
+fn location_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocationRow> {
+    r.try_into()
+}
+
+/// A [`BlobLocation`] from its row. Errors ([`ErrorKind::Catalog`]): a
+/// malformed base or pack id, an unknown kind.
+fn location_of(row: LocationRow) -> Result<BlobLocation> {
+    let (k, pack, offset, length, raw_len, base) = row;
+    let base = match base {
+        None => None,
+        Some(b) => Some(BlobId::from_slice(&b).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Catalog,
+                "catalog holds a malformed base id; run `snap cache rebuild`",
+            )
+        })?),
+    };
+    let kind = BlobKind::from_byte(k).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Catalog,
+            "catalog holds an unknown blob kind; run `snap cache rebuild`",
+        )
+    })?;
+    Ok(BlobLocation {
+        kind,
+        pack: pack_id(&pack)?,
+        offset,
+        length,
+        raw_len,
+        base,
+    })
+}
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,44 +459,31 @@ impl Catalog {
             "SELECT b.kind, p.id, b.offset, b.length, b.raw_len, b.base FROM blobs b \
              JOIN packs p ON p.pack_no=b.pack_no WHERE b.id=?1",
         )?;
-        let row = st
-            .query_row([&id.0[..]], |r| {
-                Ok((
-                    r.get::<_, u8>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, u32>(3)?,
-                    r.get::<_, u32>(4)?,
-                    r.get::<_, Option<Vec<u8>>>(5)?,
-                ))
-            })
-            .optional()?;
-        let Some((k, pack, offset, length, raw_len, base)) = row else {
-            return Ok(None);
-        };
-        let base = match base {
-            None => None,
-            Some(b) => Some(BlobId::from_slice(&b).ok_or_else(|| {
+        let row = st.query_row([&id.0[..]], location_row).optional()?;
+        row.map(location_of).transpose()
+    }
+
+    /// Every blob's location, in one scan of the blobs table: for a caller
+    /// that needs most of the catalog (a large restore), where a query per
+    /// blob ([`Catalog::lookup`]) costs several times more. Memory: about
+    /// 100 bytes a blob. Errors: the catalog's, a malformed row.
+    pub fn all_locations(&self) -> Result<HashMap<BlobId, BlobLocation>> {
+        let mut st = self.conn.prepare(
+            "SELECT b.kind, p.id, b.offset, b.length, b.raw_len, b.base, b.id FROM blobs b \
+             JOIN packs p ON p.pack_no=b.pack_no",
+        )?;
+        let mut out = HashMap::new();
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let id = BlobId::from_slice(&r.get::<_, Vec<u8>>(6)?).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Catalog,
-                    "catalog holds a malformed base id; run `snap cache rebuild`",
+                    "catalog holds a malformed blob id; run `snap cache rebuild`",
                 )
-            })?),
-        };
-        let kind = BlobKind::from_byte(k).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Catalog,
-                "catalog holds an unknown blob kind; run `snap cache rebuild`",
-            )
-        })?;
-        Ok(Some(BlobLocation {
-            kind,
-            pack: pack_id(&pack)?,
-            offset,
-            length,
-            raw_len,
-            base,
-        }))
+            })?;
+            out.insert(id, location_of(location_row(r)?)?);
+        }
+        Ok(out)
     }
 
     /// Whether blob `id` is in some indexed pack that is not marked for
@@ -948,6 +972,34 @@ mod tests {
                 }],
             }],
         }
+    }
+
+    /// One scan of every location gives what a look-up per blob gives,
+    /// delta bases included.
+    #[test]
+    fn all_locations_agrees_with_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cat = Catalog::open(&dir.path().join("c.sqlite"), &"ab".repeat(32)).unwrap();
+        assert!(cat.all_locations().unwrap().is_empty());
+        let mut idx = one_blob_index(5, 3);
+        idx.packs[0].blobs.push(PackEntry {
+            kind: BlobKind::Data,
+            id: BlobId([4; 32]),
+            offset: 41,
+            length: 30,
+            raw_len: 9,
+            base: Some(BlobId([3; 32])),
+        });
+        cat.add_index(&IndexId([6; 32]), &idx).unwrap();
+        cat.add_index(&IndexId([7; 32]), &one_blob_index(8, 9))
+            .unwrap();
+        let all = cat.all_locations().unwrap();
+        assert_eq!(all.len(), 3);
+        for (id, loc) in &all {
+            assert_eq!(cat.lookup(id).unwrap(), Some(*loc), "{id:?}");
+        }
+        assert_eq!(all[&BlobId([4; 32])].base, Some(BlobId([3; 32])));
+        assert_eq!(all[&BlobId([9; 32])].pack, PackId([8; 32]));
     }
 
     /// Two handles on one file stand for two processes sharing a cache

@@ -700,3 +700,43 @@ fn export_reads_many_files_per_request() {
     let d = common::cli::tree_diff(&src, &common::cli::restored_path(&x, &src));
     assert!(d.is_empty(), "{d:?}");
 }
+
+/// A plan that needs most of the catalog reads every blob location in one
+/// scan; a plan for one file of many looks its blobs up one by one. Both
+/// write the same bytes, and a blob no index names damages its file
+/// either way.
+#[test]
+fn a_large_plan_scans_the_catalog_a_small_one_looks_up() {
+    let mut rng = Rng::new(13);
+    let files: Vec<(String, Vec<u8>)> = (0..16)
+        .map(|i| (format!("f{i:02}"), rng.bytes(100_000)))
+        .collect();
+    let fx = Fixture::new(files);
+    let unknown = [BlobId([0xee; 32])];
+    let check = |contents: &[FileContent<'_>], scanned: bool| {
+        let sink = MemSink::new(contents.len());
+        let stats = restore_files(&fx.repo, contents, &sink, 2).unwrap();
+        assert_eq!(stats.scanned, scanned, "{stats:?}");
+        let damaged = sink.damaged.lock().unwrap();
+        for (i, c) in contents.iter().enumerate() {
+            if c.content == unknown {
+                assert!(damaged[&i].contains("index"), "{damaged:?}");
+                continue;
+            }
+            assert!(!damaged.contains_key(&i), "{damaged:?}");
+            assert!(*sink.files[i].lock().unwrap() == fx.files[i].2, "file {i}");
+        }
+    };
+    let mut all = fx.contents();
+    all.push(FileContent::whole(&unknown, 1));
+    check(&all, true);
+    check(&all[..1], false);
+    let (c, size, _) = &fx.files[0];
+    check(
+        &[
+            FileContent::whole(c, *size),
+            FileContent::whole(&unknown, 1),
+        ],
+        false,
+    );
+}

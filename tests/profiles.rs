@@ -4,77 +4,11 @@
 
 mod common;
 use common::cli::{restored_path, snap_bin, tree_diff, Snap};
+use common::profiled::{lines, read_json, Profiled};
 use common::services;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-/// A repository plus a profile file in the same temporary directory.
-struct Profiled {
-    s: Snap,
-    config: PathBuf,
-}
-
-impl Profiled {
-    /// Initialises the repository and writes `snap.toml` with `body`
-    /// appended to a `[repository.main]` table for it. `{dir}` in `body`
-    /// stands for the temporary directory.
-    fn new(body: &str) -> Profiled {
-        let s = Snap::new();
-        s.init();
-        let config = s.path("snap.toml");
-        let p = Profiled { s, config };
-        p.write(body);
-        p
-    }
-
-    fn dir(&self) -> &Path {
-        self.s.dir.path()
-    }
-
-    fn write(&self, body: &str) {
-        let text = format!(
-            "[repository.main]\npath = {:?}\n\n{}",
-            self.s.repo,
-            body.replace("{dir}", &self.dir().to_string_lossy())
-        );
-        std::fs::write(&self.config, text).unwrap();
-    }
-
-    /// `snap --config FILE ARGS` with the harness's repository, cache and password.
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.s.cmd(["--config"]);
-        c.arg(&self.config).args(args);
-        c
-    }
-
-    fn out(&self, args: &[&str]) -> (i32, String, String) {
-        let o = self.cmd(args).output().unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.out(args);
-        assert_eq!(code, 0, "snap {args:?}\nstdout: {out}\nstderr: {err}");
-        out
-    }
-}
-
-/// Parses JSON-lines output.
-fn lines(out: &str) -> Vec<Value> {
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
-}
-
-fn read_json(p: &Path) -> Value {
-    let t = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(t.trim()).unwrap_or_else(|e| panic!("{}: {e}: {t}", p.display()))
-}
 
 fn make_app(root: &Path, n: usize) {
     std::fs::create_dir_all(root.join("data")).unwrap();

@@ -344,8 +344,25 @@ fn if_changed_never_writes_through_a_hard_link() {
 /// remove it or write part of it.
 #[test]
 fn if_changed_keeps_the_existing_file_when_a_needed_blob_is_damaged() {
+    keeps_the_existing_file_when_a_needed_blob_is_damaged(None);
+}
+
+/// The same with the undo store's fallback forced (as where the target's
+/// file system has no `O_TMPFILE`) and bounded to 64 KiB of memory: the
+/// 6 MiB of overwritten bytes spill to a named temporary file, which is
+/// unlinked at once (none is left in the target), and the file is still
+/// put back exactly.
+#[test]
+fn if_changed_undo_fallback_spills_past_its_memory_bound() {
+    keeps_the_existing_file_when_a_needed_blob_is_damaged(Some(64 << 10));
+}
+
+fn keeps_the_existing_file_when_a_needed_blob_is_damaged(undo_memory: Option<u64>) {
     use std::os::unix::fs::MetadataExt;
-    let s = Snap::new();
+    let mut s = Snap::new();
+    if let Some(n) = undo_memory {
+        s.env.push(("SNAP_TEST_UNDO_MEMORY".into(), n.to_string()));
+    }
     let src = s.path("src");
     std::fs::create_dir_all(&src).unwrap();
     let mut rng = common::gen::Rng::new(21);
@@ -402,6 +419,11 @@ fn if_changed_keeps_the_existing_file_when_a_needed_blob_is_damaged() {
         .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("left as it was"), "{err}");
     assert!(std::fs::read(&big).unwrap() == mine);
+    let left: Vec<PathBuf> = files_under(&t)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".snap-undo"))
+        .collect();
+    assert!(left.is_empty(), "undo files left in the target: {left:?}");
 }
 
 /// Every path under `root` (files and folders).
@@ -452,4 +474,70 @@ fn a_folder_in_place_of_a_file_is_named_and_the_rest_restored() {
     );
     assert!(!err.contains("panicked"), "{err}");
     let _ = src;
+}
+
+/// `--dry-run` predicts the real run: a folder in place of a file is
+/// "blocked", an unchanged symlink is kept (not rewritten), a changed file
+/// is updated; the dry run's summary counts match the real run's.
+#[test]
+fn dry_run_predicts_blocked_kept_symlink_and_update() {
+    let s = Snap::new();
+    let src = s.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), vec![b'a'; 4096]).unwrap();
+    std::fs::write(src.join("b.txt"), vec![b'b'; 4096]).unwrap();
+    std::os::unix::fs::symlink("b.txt", src.join("link")).unwrap();
+    s.init();
+    s.ok(os(&[&"backup", &src]));
+    let t = s.path("t");
+    restore_json(&s, &t, &[], 0);
+    let r = restored_path(&t, &src);
+    // a.txt: a folder in its place; b.txt: changed; link: unchanged.
+    std::fs::remove_file(r.join("a.txt")).unwrap();
+    std::fs::create_dir_all(r.join("a.txt/mine")).unwrap();
+    std::fs::write(r.join("b.txt"), vec![b'x'; 4096]).unwrap();
+    let link_before = std::fs::symlink_metadata(r.join("link")).unwrap();
+
+    let (dry, out) = restore_json(&s, &t, &["--overwrite", "if-changed", "--dry-run"], 1);
+    let actions: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "action")
+        .map(|v| {
+            let p = v["path"].as_str().unwrap().to_string();
+            let name = p.rsplit('/').next().unwrap().to_string();
+            (v["action"].as_str().unwrap().to_string(), name)
+        })
+        .collect();
+    let action = |name: &str| {
+        actions
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(a, _)| a.as_str())
+            .unwrap_or_else(|| panic!("no action for {name}: {out}"))
+    };
+    assert_eq!(action("a.txt"), "blocked", "{out}");
+    assert_eq!(action("link"), "keep", "{out}");
+    assert_eq!(action("b.txt"), "update", "{out}");
+    assert!(out.contains(r#""type":"blocked""#), "{out}");
+    assert_eq!(std::fs::read(r.join("b.txt")).unwrap(), vec![b'x'; 4096]);
+
+    let (real, _) = restore_json(&s, &t, &["--overwrite", "if-changed"], 1);
+    for k in [
+        "files", "dirs", "kept", "updated", "blocked", "bytes", "deleted",
+    ] {
+        assert_eq!(dry[k], real[k], "{k}: dry run {dry}\nreal run {real}");
+    }
+    assert_eq!(real["blocked"], 1, "{real}");
+    assert_eq!(real["updated"], 1, "{real}");
+    assert_eq!(std::fs::read(r.join("b.txt")).unwrap(), vec![b'b'; 4096]);
+    // The unchanged symlink was kept, not made anew.
+    use std::os::unix::fs::MetadataExt;
+    let link_after = std::fs::symlink_metadata(r.join("link")).unwrap();
+    assert_eq!(
+        link_before.ino(),
+        link_after.ino(),
+        "the symlink was rewritten"
+    );
+    assert!(r.join("a.txt/mine").is_dir());
 }

@@ -5,87 +5,13 @@
 //! The HTTP receivers are tiny servers on 127.0.0.1 inside the test.
 
 mod common;
-use common::cli::{snap_bin, Snap};
+use common::cli::Snap;
+use common::profiled::{lines, Profiled};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-
-/// A repository, an offsite repository and a profile file.
-struct Profiled {
-    s: Snap,
-    config: PathBuf,
-}
-
-impl Profiled {
-    fn new(body: &str) -> Profiled {
-        let s = Snap::new();
-        s.init();
-        let o = Command::new(snap_bin())
-            .arg("--repo")
-            .arg(s.path("offsite"))
-            .arg("--cache-dir")
-            .arg(&s.cache)
-            .arg("init")
-            .env("SNAP_PASSWORD", &s.password)
-            .env("SNAP_TEST_FAST_KDF", "1")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let config = s.path("snap.toml");
-        let p = Profiled { s, config };
-        p.write(body);
-        p
-    }
-
-    fn dir(&self) -> &Path {
-        self.s.dir.path()
-    }
-
-    fn write(&self, body: &str) {
-        let text = format!(
-            "[repository.main]\npath = {:?}\n[repository.offsite]\npath = {:?}\n\n{}",
-            self.s.repo,
-            self.dir().join("offsite").to_string_lossy(),
-            body.replace("{dir}", &self.dir().to_string_lossy())
-        );
-        std::fs::write(&self.config, text).unwrap();
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.s.cmd(["--config"]);
-        c.arg(&self.config).args(args);
-        c.env("XDG_STATE_HOME", self.dir().join("xdg-state"));
-        c
-    }
-
-    fn out(&self, args: &[&str]) -> (i32, String, String) {
-        let o = self.cmd(args).output().unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.out(args);
-        assert_eq!(code, 0, "snap {args:?}\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-    }
-}
-
-fn lines(out: &str) -> Vec<Value> {
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
-}
 
 /// One received request: method, path, body.
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -178,7 +104,7 @@ sql = [{{ query = "select sum(balance) from accounts", expect = "{expect}" }}]
 "#
         )
     };
-    let p = Profiled::new(&body("1000"));
+    let p = Profiled::with_offsite(&body("1000"));
     make_db(&p.dir().join("app.db"));
     // Another profile's lines in the same metrics file survive.
     std::fs::create_dir_all(p.dir().join("metrics")).unwrap();
@@ -297,7 +223,7 @@ sql = [{{ query = "select sum(balance) from accounts", expect = "{expect}" }}]
 /// max-age plus the rotation.
 #[test]
 fn status_fresh_and_stale_and_check_rotation() {
-    let p = Profiled::new(
+    let p = Profiled::with_offsite(
         r#"
 [profile.fresh]
 repository = "main"
@@ -395,22 +321,45 @@ state-file = "{dir}/stale.json"
 /// `snap check --compare-source` names a file whose bytes changed (same
 /// size, same mtime), a changed mode, a deleted and a new file, and
 /// ignores a file whose only change is its mtime.
-#[test]
-fn compare_source_finds_changes_and_ignores_mtime() {
-    use std::os::unix::fs::PermissionsExt;
+/// An initialised repository and a source folder `src` beside it holding
+/// `files` (relative path, text), folders made as needed.
+fn source_tree(files: &[(&str, &str)]) -> (Snap, std::path::PathBuf) {
     let s = Snap::new();
     s.init();
     let src = s.path("src");
-    std::fs::create_dir_all(src.join("sub")).unwrap();
-    for (name, body) in [
+    for (name, body) in files {
+        let p = src.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    (s, src)
+}
+
+/// The `difference` lines of `check --json --compare-source` output as
+/// (change, path below `src`).
+fn differences(objs: &[Value], src: &Path) -> Vec<(String, String)> {
+    objs.iter()
+        .filter(|v| v["type"] == "difference")
+        .map(|v| {
+            let p = v["path"].as_str().unwrap();
+            (
+                v["change"].as_str().unwrap().to_string(),
+                p.strip_prefix(src.to_str().unwrap()).unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn compare_source_finds_changes_and_ignores_mtime() {
+    use std::os::unix::fs::PermissionsExt;
+    let (s, src) = source_tree(&[
         ("same.txt", "unchanged"),
         ("touched.txt", "only its mtime changes"),
         ("sub/edited.bin", "0123456789abcdef"),
         ("chmod.sh", "#!/bin/sh\n"),
         ("gone.txt", "deleted later"),
-    ] {
-        std::fs::write(src.join(name), body).unwrap();
-    }
+    ]);
     std::os::unix::fs::symlink("same.txt", src.join("link")).unwrap();
     s.ok(["backup", src.to_str().unwrap()]);
     let out = s.ok(["check", "--compare-source", src.to_str().unwrap()]);
@@ -438,19 +387,8 @@ fn compare_source_finds_changes_and_ignores_mtime() {
         String::from_utf8_lossy(&o.stderr)
     );
     let objs = lines(&String::from_utf8_lossy(&o.stdout));
-    let diffs: Vec<(String, String)> = objs
-        .iter()
-        .filter(|v| v["type"] == "difference")
-        .map(|v| {
-            let p = v["path"].as_str().unwrap();
-            (
-                v["change"].as_str().unwrap().to_string(),
-                p.strip_prefix(src.to_str().unwrap()).unwrap().to_string(),
-            )
-        })
-        .collect();
     assert_eq!(
-        diffs,
+        differences(&objs, &src),
         [
             ("mode".to_string(), "/chmod.sh".to_string()),
             ("missing".into(), "/gone.txt".into()),
@@ -465,4 +403,153 @@ fn compare_source_finds_changes_and_ignores_mtime() {
     // A path no snapshot holds is a usage error.
     let (code, err) = s.fail(["check", "--compare-source", "/nonexistent/x"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// `check --compare-source PATH --exclude GLOB` skips what a backup with
+/// the same `--exclude` skipped, with the same matching (a name at any
+/// depth, a trailing path, everything below an excluded folder): such a
+/// tree compares clean, while without the patterns its excluded entries
+/// show up as new; a change outside the patterns is still found.
+#[test]
+fn compare_source_with_the_backups_excludes() {
+    let (s, src) = source_tree(&[
+        ("app/main.rs", "fn main() {}"),
+        ("app/debug.log", "log"),
+        ("app/cache/deep/blob", "cached"),
+        ("data/keep.txt", "kept"),
+        ("data/run.log", "log"),
+    ]);
+    let excludes = ["--exclude", "*.log", "--exclude", "app/cache"];
+    let src_s = src.to_str().unwrap();
+    let mut backup = vec!["backup", src_s];
+    backup.extend(excludes);
+    s.ok(&backup);
+    let compare = |extra: &[&str]| {
+        let mut a = vec!["--json", "check", "--compare-source", src_s];
+        a.extend(extra);
+        let o = s.run(&a);
+        let objs = lines(&String::from_utf8_lossy(&o.stdout));
+        (
+            o.status.code(),
+            differences(&objs, &src),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, diffs, err) = compare(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        diffs,
+        [
+            ("new".to_string(), "/app/cache".to_string()),
+            ("new".into(), "/app/debug.log".into()),
+            ("new".into(), "/data/run.log".into()),
+        ]
+    );
+    let (code, diffs, err) = compare(&excludes);
+    assert_eq!((code, diffs.as_slice()), (Some(0), &[][..]), "{err}");
+    // Changes in excluded entries stay unseen; one outside them is found,
+    // and an entry the snapshot holds that is excluded now is not compared.
+    std::fs::write(src.join("app/cache/deep/blob"), "other").unwrap();
+    std::fs::write(src.join("data/keep.txt"), "KEPT").unwrap();
+    let (code, diffs, err) = compare(&["--exclude", "*.log", "--exclude", "app/cache"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        diffs,
+        [("content".to_string(), "/data/keep.txt".to_string())]
+    );
+    let (code, diffs, err) = compare(&[
+        "--exclude",
+        "*.log",
+        "--exclude",
+        "app/cache",
+        "--exclude",
+        "keep.txt",
+    ]);
+    assert_eq!((code, diffs.as_slice()), (Some(0), &[][..]), "{err}");
+    // A bad pattern is a usage error naming it.
+    let (code, _, err) = compare(&["--exclude", "a[b"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("a[b"), "{err}");
+}
+
+/// A standalone `snap check --metrics-file FILE` (no profile) writes the
+/// check series a profile's check step writes; a later failing check sets
+/// success to 0 and keeps the last success time; other samples in the
+/// file are kept.
+#[test]
+fn standalone_check_writes_metrics() {
+    let (s, src) = source_tree(&[("a.txt", "some bytes")]);
+    s.ok(["backup", src.to_str().unwrap()]);
+    let file = s.path("snap.prom");
+    let other = "snap_snapshots{profile=\"web\",repository=\"main\"} 7";
+    std::fs::write(&file, format!("{other}\n")).unwrap();
+    let f = file.to_str().unwrap();
+    s.ok(["check", "--metrics-file", f]);
+    let m = std::fs::read_to_string(&file).unwrap();
+    let labels = format!(
+        "profile=\"nightly-check\",repository=\"{}\",operation=\"check\"",
+        s.repo
+    );
+    let first = |text: &str, metric: &str| sample(text, metric, &labels);
+    // Default name: profile="check".
+    let default = format!(
+        "profile=\"check\",repository=\"{}\",operation=\"check\"",
+        s.repo
+    );
+    assert_eq!(
+        sample(&m, "snap_last_run_success", &default),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(m.contains(other), "{m}");
+    assert!(m.contains("# TYPE snap_last_run_success gauge"), "{m}");
+
+    s.ok([
+        "check",
+        "--metrics-file",
+        f,
+        "--metrics-name",
+        "nightly-check",
+    ]);
+    let m = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(first(&m, "snap_last_run_success"), Some(1.0), "{m}");
+    let success = first(&m, "snap_last_success_timestamp_seconds").expect("last success");
+    assert!(first(&m, "snap_duration_seconds").is_some(), "{m}");
+    // Damage the repository: every pack gone.
+    for e in std::fs::read_dir(std::path::Path::new(&s.repo).join("data")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, err) = s.fail([
+        "check",
+        "--metrics-file",
+        f,
+        "--metrics-name",
+        "nightly-check",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let m = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(first(&m, "snap_last_run_success"), Some(0.0), "{m}");
+    assert_eq!(
+        first(&m, "snap_last_success_timestamp_seconds"),
+        Some(success),
+        "{m}"
+    );
+    assert!(
+        first(&m, "snap_last_run_timestamp_seconds").unwrap() > success,
+        "{m}"
+    );
+    assert!(m.contains(other), "{m}");
+    assert_eq!(
+        sample(&m, "snap_last_run_success", &default),
+        Some(1.0),
+        "{m}"
+    );
+    // Each series once.
+    assert_eq!(m.matches("snap_last_run_success{").count(), 2, "{m}");
 }

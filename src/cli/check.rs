@@ -25,6 +25,30 @@ pub struct CheckArgs {
     /// whose paths hold PATH].
     #[arg(long, requires = "compare_source")]
     snapshot: Option<String>,
+    /// With --compare-source: skip entries matching GLOB on both sides
+    /// (repeatable), with `snap backup --exclude`'s matching: no `/`
+    /// matches a name at any depth, `/PATH` the whole path, `./PATH` relative to
+    /// the current directory, `a/b` trailing components.
+    #[arg(long = "exclude", value_name = "GLOB", requires = "compare_source")]
+    excludes: Vec<String>,
+    /// Write the check's result into this node_exporter textfile (the
+    /// series `snap run` writes for a profile's check step:
+    /// snap_last_run_success, snap_last_run_timestamp_seconds,
+    /// snap_last_success_timestamp_seconds, snap_duration_seconds, labelled
+    /// operation="check", repository=the repository location,
+    /// profile=--metrics-name); the file's other samples are kept. A failed
+    /// check (exit 1) or one that cannot run (no repository, wrong
+    /// password) is written as a failure.
+    #[arg(long, value_name = "FILE", conflicts_with = "compare_source")]
+    metrics_file: Option<std::path::PathBuf>,
+    /// With --metrics-file: the `profile` label of the samples.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "check",
+        requires = "metrics_file"
+    )]
+    metrics_name: String,
 }
 
 fn parse_subset(g: &Global, repo: &snap::Repository, s: &str) -> Result<Subset> {
@@ -73,6 +97,22 @@ fn parse_subset(g: &Global, repo: &snap::Repository, s: &str) -> Result<Subset> 
 }
 
 pub fn run(g: &Global, a: &CheckArgs) -> Result<u8> {
+    let Some(file) = &a.metrics_file else {
+        return check(g, a);
+    };
+    let started = std::time::Instant::now();
+    let r = check(g, a);
+    let ok = matches!(r, Ok(0));
+    let location = super::repo_location(g)?;
+    let secs = started.elapsed().as_secs_f64();
+    if let Err(e) = super::monitor::write_check_metrics(file, &a.metrics_name, &location, ok, secs)
+    {
+        eprintln!("snap: warning: --metrics-file: {e}");
+    }
+    r
+}
+
+fn check(g: &Global, a: &CheckArgs) -> Result<u8> {
     let repo = open(g)?;
     if let Some(src) = &a.compare_source {
         return compare(g, &repo, a, src);
@@ -146,7 +186,8 @@ fn compare(
             })?,
     };
     let t0 = std::time::Instant::now();
-    let rep = snap::ops::compare::compare_source(repo, &snap.tree, &path)?;
+    let excludes = snap::ops::backup::ExcludeSet::from_args(&a.excludes)?;
+    let rep = snap::ops::compare::compare_source(repo, &snap.tree, &path, &excludes)?;
     let secs = t0.elapsed().as_secs_f64();
     if g.json {
         for d in &rep.diffs {

@@ -22,6 +22,10 @@
 //! - `snap_backup_bytes_read`, `snap_backup_bytes_added` (last backup)
 //! - `snap_repository_size_bytes`, `snap_snapshots`
 //! - `snap_restore_test_success` (1 or 0)
+//!
+//! A standalone `snap check --metrics-file FILE` writes the check series of
+//! the same names without a profile or state file
+//! ([`write_check_metrics`]).
 
 use super::profile::{Config, Profile};
 use serde::{Deserialize, Serialize};
@@ -335,20 +339,80 @@ pub fn render(samples: &[(String, String)]) -> String {
 /// mode 0644 (node_exporter runs as another user).
 pub fn write_metrics(path: &Path, name: &str, st: &State) -> Result<()> {
     let mine = format!("profile=\"{}\"", label(name));
-    let mut all: Vec<(String, String)> = match std::fs::read_to_string(path) {
-        Ok(t) => t
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains(&mine))
-            .map(|l| {
-                let m = l.split(['{', ' ']).next().unwrap_or(l).to_string();
-                (m, l.to_string())
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    all.extend(samples(name, st));
+    merge_metrics(path, |l| l.contains(&mine), samples(name, st))
+}
+
+/// The sample lines of the textfile `path` (none when it cannot be read).
+fn file_samples(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes `new` samples into the textfile `path` with the file's samples
+/// that `replaced` does not match; atomically, mode 0644.
+fn merge_metrics(
+    path: &Path,
+    replaced: impl Fn(&str) -> bool,
+    new: Vec<(String, String)>,
+) -> Result<()> {
+    let mut all: Vec<(String, String)> = file_samples(path)
+        .into_iter()
+        .filter(|l| !replaced(l))
+        .map(|l| (l.split(['{', ' ']).next().unwrap_or(&l).to_string(), l))
+        .collect();
+    all.extend(new);
     write_atomic(path, render(&all).as_bytes(), 0o644)
+}
+
+/// `snap check --metrics-file PATH` without a profile: writes the check's
+/// result into the node_exporter textfile `path` as the series a profile's
+/// check step writes (`snap_last_run_timestamp_seconds`,
+/// `snap_last_run_success`, `snap_duration_seconds` and
+/// `snap_last_success_timestamp_seconds`, labelled `profile="NAME"`,
+/// `repository="LOCATION"`, `operation="check"`), so the same alert rules
+/// apply. No state file: the last success time of a failed check is
+/// carried over from the file's previous sample. The file's other samples
+/// are kept. `seconds`: the check's duration. Errors: writing the file.
+pub fn write_check_metrics(
+    path: &Path,
+    name: &str,
+    location: &str,
+    ok: bool,
+    seconds: f64,
+) -> Result<()> {
+    let series = format!(
+        "profile=\"{}\",repository=\"{}\",operation=\"check\"",
+        label(name),
+        label(location)
+    );
+    let previous = file_samples(path).into_iter().find_map(|l| {
+        let rest = l.strip_prefix("snap_last_success_timestamp_seconds{")?;
+        let (labels, value) = rest.split_once("} ")?;
+        (labels == series).then(|| value.trim().parse::<i64>().ok())?
+    });
+    let now = now();
+    let mut st = State::default();
+    st.ops.insert(
+        format!("check@{location}"),
+        OpRecord {
+            operation: "check".into(),
+            repository: location.into(),
+            last_run: now,
+            last_success: if ok { Some(now) } else { previous },
+            ok,
+            seconds,
+            ..OpRecord::default()
+        },
+    );
+    let mine = format!("{{{series}}}");
+    merge_metrics(path, |l| l.contains(&mine), samples(name, &st))
 }
 
 /// The Pushgateway URL for profile `name`: `url` itself when it holds

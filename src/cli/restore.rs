@@ -88,7 +88,8 @@ pub struct RestoreArgs {
     /// "if-changed" keeps those whose size and mtime match the snapshot
     /// (unread), reads the others at the snapshot's chunk boundaries and
     /// rewrites only the chunks whose keyed hash differs (then sets length
-    /// and metadata; a file that matches is kept); "if-newer" replaces only
+    /// and metadata; a file that matches is kept, and so is a symlink that
+    /// points where the snapshot's does); "if-newer" replaces only
     /// those older than the snapshot's; "never" keeps whatever exists.
     #[arg(long, value_enum, default_value = "always")]
     overwrite: OverwriteArg,
@@ -97,9 +98,11 @@ pub struct RestoreArgs {
     /// followed).
     #[arg(long)]
     delete: bool,
-    /// Print what would be written, updated in place, kept and deleted (one
-    /// "write PATH", "update PATH", "keep PATH" or "delete PATH" line each)
-    /// and the bytes that would be written; change nothing.
+    /// Print what would be written, updated in place, kept, blocked (a
+    /// folder in the way) and deleted (one "write PATH", "update PATH",
+    /// "keep PATH", "blocked PATH" or "delete PATH" line each, decided as
+    /// the real run decides) and the bytes that would be written; change
+    /// nothing. Exits 1 if an entry would be blocked, as the real run.
     #[arg(long)]
     dry_run: bool,
     /// Read every restored file back (also those --overwrite kept) and
@@ -227,7 +230,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> Result<u8> {
         }
         outln!(
             "{}",
-            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "bytes_read": sum.bytes_read, "updated": sum.updated, "peak_open_files": sum.peak_open_files, "damaged": sum.damaged.len(), "blocked": sum.blocked.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "seconds": secs})
+            serde_json::json!({"type": "summary", "snapshot": id.to_hex(), "files": sum.files, "dirs": sum.dirs, "bytes": sum.bytes, "bytes_read": sum.bytes_read, "updated": sum.updated, "peak_open_files": sum.peak_open_files, "damaged": sum.damaged.len(), "blocked": sum.blocked.len(), "kept": sum.kept, "deleted": sum.deleted, "bytes_compared": sum.bytes_compared, "verify_failed": sum.verify_failed.len(), "dry_run": a.dry_run, "plan_seconds": sum.plan_seconds, "seconds": secs})
         )?;
     } else {
         eprintln!(
@@ -350,6 +353,54 @@ fn pick_stream(snap: &Snapshot, kind: &str, a: &RestoreArgs, flag: &str) -> Resu
     }
 }
 
+/// Whether the snapshot holds stream `name` of source kind `kind`.
+fn has_stream(snap: &Snapshot, kind: &str, name: &str) -> bool {
+    snap.sources
+        .iter()
+        .any(|s| s.kind == kind && s.name == name)
+}
+
+/// The database name recorded at backup for stream `name` of kind `kind`
+/// (the source's `database` detail), if any.
+fn recorded_database(snap: &Snapshot, kind: &str, name: &str) -> Option<String> {
+    snap.sources
+        .iter()
+        .find(|s| s.kind == kind && s.name == name)
+        .and_then(|s| s.details.get("database"))
+        .cloned()
+}
+
+/// Replays the globals stream `stream` (roles, users, grants) into the
+/// client `argv` (psql, mariadb). A statement that fails is not fatal: the
+/// stderr lines `is_error` accepts are counted and the first is printed as
+/// one warning on stderr. Errors: the stream cannot be read, the client
+/// cannot be started (`label` names the step).
+fn replay_globals(
+    repo: &snap::Repository,
+    snap: &Snapshot,
+    stream: &str,
+    argv: &[String],
+    label: &str,
+    is_error: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let (_, err) = sources::pipe_into(argv, label, |w| {
+        restore_stream(repo, &snap.tree, &snap.streams, Some(stream), w)
+    })?;
+    let errors: Vec<&str> = std::str::from_utf8(&err)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| is_error(l))
+        .collect();
+    if let Some(first) = errors.first() {
+        eprintln!(
+            "warning: {} globals statement(s) failed, first: {}",
+            errors.len(),
+            first.trim()
+        );
+    }
+    Ok(())
+}
+
 fn restore_pg(
     g: &Global,
     repo: &snap::Repository,
@@ -369,38 +420,21 @@ fn restore_pg(
         refuse_existing_database(repo, snap, &name, conninfo)?;
     }
     let started = std::time::Instant::now();
-    let has_globals = snap
-        .sources
-        .iter()
-        .any(|s| s.kind == sources::KIND_PG_GLOBALS && s.name == sources::PG_GLOBALS_STREAM);
-    if has_globals && !a.no_globals {
+    if has_stream(snap, sources::KIND_PG_GLOBALS, sources::PG_GLOBALS_STREAM) && !a.no_globals {
         let target = if a.create {
             sources::pg_with_dbname(conninfo, "postgres")
         } else {
             conninfo.to_string()
         };
         let argv = sources::psql_globals_argv(&target);
-        let (_, err) = sources::pipe_into(&argv, "restoring pg-globals.sql with psql", |w| {
-            restore_stream(
-                repo,
-                &snap.tree,
-                &snap.streams,
-                Some(sources::PG_GLOBALS_STREAM),
-                w,
-            )
-        })?;
-        let errors: Vec<&str> = std::str::from_utf8(&err)
-            .unwrap_or("")
-            .lines()
-            .filter(|l| l.contains("ERROR:") && !l.contains("already exists"))
-            .collect();
-        if let Some(first) = errors.first() {
-            eprintln!(
-                "warning: {} globals statement(s) failed, first: {}",
-                errors.len(),
-                first.trim()
-            );
-        }
+        replay_globals(
+            repo,
+            snap,
+            sources::PG_GLOBALS_STREAM,
+            &argv,
+            "restoring pg-globals.sql with psql",
+            |l| l.contains("ERROR:") && !l.contains("already exists"),
+        )?;
     }
     let argv = sources::pg_restore_argv(conninfo, a.create, a.clean);
     let (n, _) = sources::pipe_into(
@@ -434,13 +468,7 @@ fn refuse_existing_database(
     stream: &str,
     conninfo: &str,
 ) -> Result<()> {
-    let recorded = snap
-        .sources
-        .iter()
-        .find(|s| s.kind == sources::KIND_PG && s.name == stream)
-        .and_then(|s| s.details.get("database"))
-        .cloned();
-    let db = match recorded {
+    let db = match recorded_database(snap, sources::KIND_PG, stream) {
         Some(db) => db,
         None => sources::pg_dump_dbname(|w| {
             restore_stream(repo, &snap.tree, &snap.streams, Some(stream), w)
@@ -510,12 +538,7 @@ fn restore_mysql(
 ) -> Result<()> {
     let conn = mysql::MyConn::parse(conninfo)?;
     let name = pick_stream(snap, mysql::KIND_MYSQL, a, "--mysql")?;
-    let recorded = snap
-        .sources
-        .iter()
-        .find(|s| s.kind == mysql::KIND_MYSQL && s.name == name)
-        .and_then(|s| s.details.get("database"))
-        .cloned();
+    let recorded = recorded_database(snap, mysql::KIND_MYSQL, &name);
     let Some(db) = conn.database.clone().or(recorded) else {
         return Err(Error::usage(format!(
             "--mysql {}: name the database to restore into (mysql://host/DATABASE)",
@@ -543,38 +566,17 @@ fn restore_mysql(
         };
         mysql::query(&server, &sql, &label)?;
     }
-    let has_globals = snap
-        .sources
-        .iter()
-        .any(|s| s.kind == mysql::KIND_MYSQL_GLOBALS && s.name == mysql::MYSQL_GLOBALS_STREAM);
-    if has_globals && !a.no_globals {
+    if has_stream(snap, mysql::KIND_MYSQL_GLOBALS, mysql::MYSQL_GLOBALS_STREAM) && !a.no_globals {
         let (argv, secret) = mysql::client_argv(&server, None, true)?;
-        let (_, err) = sources::pipe_into(
+        replay_globals(
+            repo,
+            snap,
+            mysql::MYSQL_GLOBALS_STREAM,
             &argv,
             "restoring mysql-globals.sql with the mysql client",
-            |w| {
-                restore_stream(
-                    repo,
-                    &snap.tree,
-                    &snap.streams,
-                    Some(mysql::MYSQL_GLOBALS_STREAM),
-                    w,
-                )
-            },
+            |l| l.starts_with("ERROR"),
         )?;
         drop(secret);
-        let errors: Vec<&str> = std::str::from_utf8(&err)
-            .unwrap_or("")
-            .lines()
-            .filter(|l| l.starts_with("ERROR"))
-            .collect();
-        if let Some(first) = errors.first() {
-            eprintln!(
-                "warning: {} globals statement(s) failed, first: {}",
-                errors.len(),
-                first.trim()
-            );
-        }
     }
     let (argv, secret) = mysql::client_argv(&conn, Some(&db), false)?;
     let (n, _) = sources::pipe_into(&argv, &label, |w| {

@@ -491,26 +491,67 @@ fn sql_checks(
         );
         return Ok(());
     };
-    // Which stream each check uses.
+    let by_stream = group_by_stream(
+        checks,
+        &dumps,
+        "the snapshot has no PostgreSQL dump stream (*.dump)",
+        "dump streams",
+        &mut |n, ok, d| rep.add(n, ok, d),
+    );
+    let admin = pg_with_dbname(&server, "postgres");
+    check_streams(
+        by_stream,
+        "pg",
+        &|db| {
+            psql(&admin, &format!("CREATE DATABASE {}", quote_ident(db)))
+                .map(drop)
+                .map_err(|e| format!("creating scratch database: {e}"))
+        },
+        &mut |stream, db| restore_dump(cfg, pw, p, base, id, stream, &pg_with_dbname(&server, db)),
+        &|db, sql| {
+            let out = psql(&pg_with_dbname(&server, db), sql)?;
+            let first = out.lines().next().unwrap_or("");
+            Ok(first.split('|').next().unwrap_or("").trim().to_string())
+        },
+        &|db| {
+            psql(
+                &admin,
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(db)),
+            )
+            .map(drop)
+        },
+        &mut |n, ok, d| rep.add(n, ok, d),
+    );
+    Ok(())
+}
+
+/// Groups the SQL checks by the dump stream each runs against: its
+/// `stream`, else the snapshot's only one of `streams`. A check that names
+/// no stream while there are none or several fails through `add` (with
+/// `none` as detail, or "several SEVERAL (…)") and is left out. Order: by
+/// first appearance.
+pub(super) fn group_by_stream<'a>(
+    checks: &[&'a SqlCheck],
+    streams: &[String],
+    none: &str,
+    several: &str,
+    add: &mut dyn FnMut(&str, bool, String),
+) -> Vec<(String, Vec<&'a SqlCheck>)> {
     let mut by_stream: Vec<(String, Vec<&SqlCheck>)> = Vec::new();
     for &q in checks {
-        let stream = match (&q.stream, dumps.as_slice()) {
+        let stream = match (&q.stream, streams) {
             (Some(s), _) => s.clone(),
             (None, [one]) => one.clone(),
             (None, []) => {
-                rep.add(
-                    &format!("sql {}", q.query),
-                    false,
-                    "the snapshot has no PostgreSQL dump stream (*.dump)".into(),
-                );
+                add(&format!("sql {}", q.query), false, none.to_string());
                 continue;
             }
             (None, many) => {
-                rep.add(
+                add(
                     &format!("sql {}", q.query),
                     false,
                     format!(
-                        "several dump streams ({}): name one with stream = \"…\"",
+                        "several {several} ({}): name one with stream = \"…\"",
                         many.join(", ")
                     ),
                 );
@@ -522,56 +563,69 @@ fn sql_checks(
             None => by_stream.push((stream, vec![q])),
         }
     }
-    let admin = pg_with_dbname(&server, "postgres");
+    by_stream
+}
+
+/// A scratch database name unique to this process and moment:
+/// `snap_restore_test_PID_NANOS`.
+pub(super) fn scratch_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() % 1_000_000_000)
+        .unwrap_or(0);
+    format!("snap_restore_test_{}_{nanos}", std::process::id())
+}
+
+/// Runs the SQL checks of one database engine (`engine`: "pg", "mysql"),
+/// stream by stream: `create` a scratch database, `restore` the stream
+/// into it (reported as check `ENGINE-restore STREAM` with the seconds it
+/// took), run each check's query (`query` returns the first column of the
+/// first row) and judge it with [`sql_verdict`], then `drop_db` the database
+/// (a failure is a warning on stderr). A failed `create` skips the stream
+/// with a failed check. Every outcome goes to `add(name, passed, detail)`.
+#[allow(clippy::type_complexity)]
+pub(super) fn check_streams(
+    by_stream: Vec<(String, Vec<&SqlCheck>)>,
+    engine: &str,
+    create: &dyn Fn(&str) -> Result<(), String>,
+    restore: &mut dyn FnMut(&str, &str) -> Result<(), String>,
+    query: &dyn Fn(&str, &str) -> Result<String, String>,
+    drop_db: &dyn Fn(&str) -> Result<(), String>,
+    add: &mut dyn FnMut(&str, bool, String),
+) {
     for (stream, checks) in by_stream {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() % 1_000_000_000)
-            .unwrap_or(0);
-        let db = format!("snap_restore_test_{}_{nanos}", std::process::id());
-        if let Err(e) = psql(&admin, &format!("CREATE DATABASE {}", quote_ident(&db))) {
-            rep.add(
-                &format!("pg-restore {stream}"),
-                false,
-                format!("creating scratch database: {e}"),
-            );
+        let db = scratch_name();
+        let check = format!("{engine}-restore {stream}");
+        if let Err(e) = create(&db) {
+            add(&check, false, e);
             continue;
         }
-        let target = pg_with_dbname(&server, &db);
         let t = Instant::now();
-        let restored = restore_dump(cfg, pw, p, base, id, &stream, &target);
+        let restored = restore(&stream, &db);
         match &restored {
-            Ok(()) => rep.add(
-                &format!("pg-restore {stream}"),
+            Ok(()) => add(
+                &check,
                 true,
                 format!("restored into scratch database {db} in {:.2} s", secs(t)),
             ),
-            Err(e) => rep.add(&format!("pg-restore {stream}"), false, e.clone()),
+            Err(e) => add(&check, false, e.clone()),
         }
         if restored.is_ok() {
             for q in checks {
                 let name = format!("sql {}", q.query);
-                match psql(&target, &q.query) {
-                    Ok(out) => {
-                        let first = out.lines().next().unwrap_or("");
-                        let value = first.split('|').next().unwrap_or("").trim().to_string();
-                        match sql_verdict(q, &value) {
-                            Ok(d) => rep.add(&name, true, d),
-                            Err(d) => rep.add(&name, false, d),
-                        }
-                    }
-                    Err(e) => rep.add(&name, false, e),
+                match query(&db, &q.query) {
+                    Ok(value) => match sql_verdict(q, &value) {
+                        Ok(d) => add(&name, true, d),
+                        Err(d) => add(&name, false, d),
+                    },
+                    Err(e) => add(&name, false, e),
                 }
             }
         }
-        if let Err(e) = psql(
-            &admin,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&db)),
-        ) {
+        if let Err(e) = drop_db(&db) {
             eprintln!("snap: warning: could not drop scratch database {db}: {e}");
         }
     }
-    Ok(())
 }
 
 /// `snap restore ID --stdout --stream NAME | pg_restore --no-owner --no-privileges -d TARGET`.

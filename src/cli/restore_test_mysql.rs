@@ -5,12 +5,11 @@
 //! afterwards.
 
 use super::jobs::{child_error, snap_child, Passwords};
-use super::restore_test::sql_verdict;
+use super::restore_test::{check_streams, group_by_stream};
 use crate::cli::profile::{is_pg_dump_stream, Config, Profile, SqlCheck};
 use serde_json::Value;
 use snap::write::mysql;
 use std::process::Stdio;
-use std::time::Instant;
 
 /// One check's outcome: name, passed, detail.
 pub type Outcome = (String, bool, String);
@@ -51,14 +50,6 @@ pub fn split_checks<'a>(
     })
 }
 
-fn scratch_name() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() % 1_000_000_000)
-        .unwrap_or(0);
-    format!("snap_restore_test_{}_{nanos}", std::process::id())
-}
-
 /// Runs the MySQL checks: per stream, a scratch database is created,
 /// restored into, queried (first column of the first row) and dropped.
 /// Every failure becomes a failed outcome; nothing here returns an error.
@@ -97,85 +88,55 @@ pub fn run_checks(
             return out;
         }
     };
-    let mut by_stream: Vec<(String, Vec<&SqlCheck>)> = Vec::new();
-    for q in checks {
-        let stream = match (&q.stream, streams.as_slice()) {
-            (Some(s), _) => s.clone(),
-            (None, [one]) => one.clone(),
-            (None, many) => {
-                out.push((
-                    format!("sql {}", q.query),
-                    false,
-                    format!(
-                        "several MySQL dump streams ({}): name one with stream = \"…\"",
-                        many.join(", ")
-                    ),
-                ));
-                continue;
+    let by_stream = group_by_stream(
+        checks,
+        &streams,
+        "the snapshot has no MySQL dump stream",
+        "MySQL dump streams",
+        &mut |n, ok, d| out.push((n.to_string(), ok, d)),
+    );
+    check_streams(
+        by_stream,
+        "mysql",
+        // `snap restore --create` makes the scratch database.
+        &|_| Ok(()),
+        &mut |stream, db| {
+            let target = server.with_database(Some(db));
+            let args = base(&[
+                "restore",
+                id,
+                "--mysql",
+                &target.display(),
+                "--stream",
+                stream,
+                "--create",
+                "--no-globals",
+            ]);
+            match snap_child(cfg, pw, &p.repository, None, &args) {
+                Ok(mut c) => match c.stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+                    Ok(o) if o.status.success() => Ok(()),
+                    Ok(o) => Err(child_error(&String::from_utf8_lossy(&o.stderr))),
+                    Err(e) => Err(format!("cannot start snap restore: {e}")),
+                },
+                Err(e) => Err(e.to_string()),
             }
-        };
-        match by_stream.iter_mut().find(|(s, _)| *s == stream) {
-            Some((_, v)) => v.push(q),
-            None => by_stream.push((stream, vec![q])),
-        }
-    }
-    for (stream, qs) in by_stream {
-        let db = scratch_name();
-        let check = format!("mysql-restore {stream}");
-        let t = Instant::now();
-        let target = server.with_database(Some(&db));
-        let args = base(&[
-            "restore",
-            id,
-            "--mysql",
-            &target.display(),
-            "--stream",
-            &stream,
-            "--create",
-            "--no-globals",
-        ]);
-        let restored = match snap_child(cfg, pw, &p.repository, None, &args) {
-            Ok(mut c) => match c.stdout(Stdio::null()).stderr(Stdio::piped()).output() {
-                Ok(o) if o.status.success() => Ok(()),
-                Ok(o) => Err(child_error(&String::from_utf8_lossy(&o.stderr))),
-                Err(e) => Err(format!("cannot start snap restore: {e}")),
-            },
-            Err(e) => Err(e.to_string()),
-        };
-        match &restored {
-            Ok(()) => out.push((
-                check,
-                true,
-                format!(
-                    "restored into scratch database {db} in {:.2} s",
-                    super::jobs::secs(t)
-                ),
-            )),
-            Err(e) => out.push((check, false, e.clone())),
-        }
-        if restored.is_ok() {
-            for q in qs {
-                let name = format!("sql {}", q.query);
-                match mysql::query(&target, &q.query, "restore-test query") {
-                    Ok(text) => {
-                        let first = text.lines().next().unwrap_or("");
-                        let value = first.split('\t').next().unwrap_or("").trim().to_string();
-                        match sql_verdict(q, &value) {
-                            Ok(d) => out.push((name, true, d)),
-                            Err(d) => out.push((name, false, d)),
-                        }
-                    }
-                    Err(e) => out.push((name, false, format!("{e:#}"))),
-                }
-            }
-        }
-        if let Err(e) = mysql::query(
-            &server,
-            &format!("DROP DATABASE IF EXISTS {}", mysql::quote_ident(&db)),
-            "dropping the scratch database",
-        ) {
-            eprintln!("snap: warning: could not drop scratch database {db}: {e:#}");
-        }
-    }
+        },
+        &|db, sql| {
+            let text = mysql::query(&server.with_database(Some(db)), sql, "restore-test query")
+                .map_err(|e| format!("{e:#}"))?;
+            let first = text.lines().next().unwrap_or("");
+            Ok(first.split('\t').next().unwrap_or("").trim().to_string())
+        },
+        &|db| {
+            mysql::query(
+                &server,
+                &format!("DROP DATABASE IF EXISTS {}", mysql::quote_ident(db)),
+                "dropping the scratch database",
+            )
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
+        },
+        &mut |n, ok, d| out.push((n.to_string(), ok, d)),
+    );
     out
 }

@@ -7,12 +7,16 @@
 //! read: silent corruption on the source disk (or in the repository's
 //! record of it) is what this finds. Nothing is written anywhere.
 //!
-//! Entries the backup excluded show up as `new`; a source that changes
-//! while it is compared shows those changes. Reads one file at a time.
+//! Entries the backup excluded show up as `new` unless the same
+//! `--exclude` patterns are given to the compare (an excluded entry, and
+//! everything below an excluded folder, is skipped on both sides, with
+//! backup's matching: [`ExcludeSet`]); a source that changes while it is
+//! compared shows those changes. Reads one file at a time.
 
 use crate::error::{Error, Result};
 use crate::format::tree::{EntryKind, TreeEntry};
 use crate::format::BlobId;
+use crate::ops::backup::ExcludeSet;
 use crate::repo::Repository;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -64,12 +68,19 @@ pub struct CompareReport {
 
 /// Compares the entry at absolute path `source` (a folder or a file, as
 /// stored in the snapshot whose root tree is `root`) with the live file
-/// system. Walks at most 1024 folder levels.
+/// system. Walks at most 1024 folder levels. Entries below `source` that
+/// `excludes` matches (absolute paths, as `snap backup --exclude` matches
+/// them) are neither compared nor reported, in the snapshot or the source.
 ///
 /// Errors: [`crate::ErrorKind::Usage`] when `source` is not absolute or not
 /// in the snapshot; tree reads' errors ([`crate::ErrorKind::Corrupt`],
 /// backend errors); [`crate::ErrorKind::Interrupted`].
-pub fn compare_source(repo: &Repository, root: &BlobId, source: &Path) -> Result<CompareReport> {
+pub fn compare_source(
+    repo: &Repository,
+    root: &BlobId,
+    source: &Path,
+    excludes: &ExcludeSet,
+) -> Result<CompareReport> {
     if !source.is_absolute() {
         return Err(Error::usage(format!(
             "{} is not an absolute path",
@@ -99,7 +110,7 @@ pub fn compare_source(repo: &Repository, root: &BlobId, source: &Path) -> Result
         ));
     };
     let mut rep = CompareReport::default();
-    compare_entry(repo, &entry, source, 1, &mut rep)?;
+    compare_entry(repo, &entry, source, 1, excludes, &mut rep)?;
     rep.diffs.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(rep)
 }
@@ -144,6 +155,7 @@ fn compare_entry(
     e: &TreeEntry,
     path: &Path,
     depth: usize,
+    excludes: &ExcludeSet,
     rep: &mut CompareReport,
 ) -> Result<()> {
     crate::interrupt::check()?;
@@ -256,11 +268,13 @@ fn compare_entry(
             live.sort();
             for child in &tree.entries {
                 let p = path.join(std::ffi::OsStr::from_bytes(&child.name));
-                compare_entry(repo, child, &p, depth + 1, rep)?;
+                if !excludes.is_match(&p) {
+                    compare_entry(repo, child, &p, depth + 1, excludes, rep)?;
+                }
             }
             for name in live {
-                if tree.get(&name).is_none() {
-                    let p = path.join(std::ffi::OsStr::from_bytes(&name));
+                let p = path.join(std::ffi::OsStr::from_bytes(&name));
+                if tree.get(&name).is_none() && !excludes.is_match(&p) {
                     push(rep, SourceChange::New, &p, "not in the snapshot".into());
                 }
             }

@@ -373,7 +373,7 @@ struct PlanBlob {
 }
 
 /// What [`restore_files`] did, for tests and reports.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct PlanStats {
     /// Distinct blobs read.
     pub blobs: u64,
@@ -384,6 +384,21 @@ pub struct PlanStats {
     /// Sealed bytes read from the store (ranged reads and the delta bases
     /// they needed), bytes.
     pub bytes_read: u64,
+    /// Seconds spent planning (catalog look-ups, grouping by pack) before
+    /// the first read.
+    pub plan_seconds: f64,
+    /// Whether the plan read every blob location in one catalog scan
+    /// ([`scan_catalog`]) instead of one look-up per blob.
+    pub scanned: bool,
+}
+
+/// Whether a plan that looks up `needed` blob ids (repeats counted) in a
+/// catalog of `known` blobs should read all locations in one scan
+/// ([`crate::catalog::Catalog::all_locations`]): when it needs at least a
+/// quarter of them, since a scan costs a fraction of an indexed look-up a
+/// row and its map is then at most a few times the plan's own id list.
+pub fn scan_catalog(needed: u64, known: u64) -> bool {
+    needed > 0 && needed.saturating_mul(4) >= known
 }
 
 /// Restores the content of `files` into `sink`: each distinct blob is read
@@ -403,12 +418,31 @@ pub fn restore_files(
     threads: usize,
 ) -> Result<PlanStats> {
     // 1. Distinct blobs and their destinations; packs in order of first need.
+    let started = std::time::Instant::now();
+    let mut scanned = false;
     let mut blobs: Vec<PlanBlob> = Vec::new();
     let mut pack_order: HashMap<PackId, usize> = HashMap::new();
     let remaining: Vec<AtomicU32> = files.iter().map(|_| AtomicU32::new(0)).collect();
     let mut ready: Vec<usize> = Vec::new();
     {
         let cat = repo.catalog();
+        let needed: u64 = files.iter().map(|f| f.content.len() as u64).sum();
+        // For tests and measurements: SNAP_TEST_CATALOG_SCAN=always|never.
+        let scan = match std::env::var("SNAP_TEST_CATALOG_SCAN").as_deref() {
+            Ok("always") => true,
+            Ok("never") => false,
+            _ => scan_catalog(needed, cat.blob_count()?),
+        };
+        let all = if scan {
+            scanned = true;
+            Some(cat.all_locations()?)
+        } else {
+            None
+        };
+        let lookup = |id: &BlobId| match &all {
+            Some(m) => Ok(m.get(id).copied()),
+            None => cat.lookup(id),
+        };
         let mut index: HashMap<BlobId, usize> = HashMap::new();
         let mut bases: HashMap<BlobId, Option<BlobLocation>> = HashMap::new();
         let mut locs: Vec<BlobLocation> = Vec::new();
@@ -421,7 +455,7 @@ pub fn restore_files(
             for id in f.content {
                 let found = match index.get(id) {
                     Some(&b) => Some(blobs[b].loc),
-                    None => cat.lookup(id)?,
+                    None => lookup(id)?,
                 };
                 match found {
                     Some(l) => {
@@ -463,7 +497,7 @@ pub fn restore_files(
                             Some(bid) => match bases.get(&bid) {
                                 Some(x) => *x,
                                 None => {
-                                    let x = cat.lookup(&bid)?;
+                                    let x = lookup(&bid)?;
                                     bases.insert(bid, x);
                                     x
                                 }
@@ -511,6 +545,8 @@ pub fn restore_files(
         reads: reads.len() as u64,
         packs: pack_order.len() as u64,
         bytes_read: 0,
+        plan_seconds: started.elapsed().as_secs_f64(),
+        scanned,
     };
     let bytes_read = std::sync::atomic::AtomicU64::new(0);
 
@@ -734,6 +770,17 @@ mod tests {
 
     fn id(b: u8) -> PackId {
         PackId([b; 32])
+    }
+
+    #[test]
+    fn a_plan_scans_the_catalog_when_it_needs_a_quarter_of_it() {
+        assert!(scan_catalog(50_000, 48_000));
+        assert!(scan_catalog(12_000, 48_000));
+        assert!(!scan_catalog(11_999, 48_000));
+        assert!(!scan_catalog(1, 1_000_000));
+        assert!(!scan_catalog(0, 0));
+        assert!(scan_catalog(1, 0));
+        assert!(scan_catalog(u64::MAX, u64::MAX));
     }
 
     #[test]

@@ -4,5 +4,6 @@
 //! model with [`verify::verify_repository`].
 pub mod cli;
 pub mod gen;
+pub mod profiled;
 pub mod services;
 pub mod verify;

@@ -176,13 +176,8 @@ fn backup_in(session: &Session, opts: BackupOptions, events: &dyn Events) -> Res
             "nothing to back up: give paths, --stdin, --command, --pg or --mongo",
         ));
     }
-    let cwd = if opts.excludes.is_empty() {
-        PathBuf::from("/")
-    } else {
-        std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
-    };
     let mut walker = Walker {
-        excludes: ExcludeSet::new(&opts.excludes, &cwd)?,
+        excludes: ExcludeSet::from_args(&opts.excludes)?,
         warnings: Vec::new(),
         dirs: 0,
     };

@@ -208,6 +208,21 @@ impl ExcludeSet {
         })
     }
 
+    /// Compiles `patterns` as `snap backup --exclude` does: `./` and `../`
+    /// patterns are anchored at the process's current directory (read only
+    /// when there are patterns).
+    ///
+    /// Errors: [`ErrorKind::Usage`] naming an invalid pattern; the current
+    /// directory cannot be read.
+    pub fn from_args(patterns: &[String]) -> Result<ExcludeSet> {
+        let cwd = if patterns.is_empty() {
+            PathBuf::from("/")
+        } else {
+            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
+        };
+        ExcludeSet::new(patterns, &cwd)
+    }
+
     /// Whether the absolute, normalised `path` is excluded.
     pub fn is_match(&self, path: &Path) -> bool {
         self.paths.is_match(path) || path.file_name().is_some_and(|n| self.names.is_match(n))

@@ -51,7 +51,9 @@ pub enum Overwrite {
     /// size too, keep it (only its metadata is restored); else update it in
     /// place, writing only the chunks that differ and setting its length
     /// (a file with other hard links, without owner write permission, or
-    /// whose chunk sizes the index does not give is replaced whole).
+    /// whose chunk sizes the index does not give is replaced whole). A
+    /// symlink that already points where the snapshot's does is kept (its
+    /// owner and mtime restored).
     IfChanged,
     /// Replace it only if its mtime is older than the snapshot's.
     IfNewer,
@@ -128,19 +130,23 @@ pub struct RestoreSummary {
     /// Entries removed by `--delete`.
     pub deleted: u64,
     /// With `dry_run`: what would be done, "write PATH", "update PATH"
-    /// (only differing chunks rewritten), "keep PATH", "delete PATH", in
-    /// that order.
+    /// (only differing chunks rewritten), "keep PATH", "blocked PATH" (a
+    /// folder in the way, see [`Self::blocked`]), "delete PATH", in that
+    /// order; decided by the same code as the real run.
     pub actions: Vec<String>,
     /// With `verify`: files whose content on disk does not give the
     /// snapshot's chunk ids, with why.
     pub verify_failed: Vec<DamagedFile>,
-    /// Files not restored because a folder is in their place in the
-    /// target (it is never removed), in path order; the restore is
-    /// incomplete when this is not empty.
+    /// Files, symlinks and special files not restored because a folder is
+    /// in their place in the target (it is never removed), in path order;
+    /// the restore is incomplete when this is not empty.
     pub blocked: Vec<DamagedFile>,
     /// Most files the restore held open for writing at once (at most
     /// [`RestoreOptions::max_open_files`] plus the reads in flight).
     pub peak_open_files: u64,
+    /// Seconds spent planning the content reads (catalog look-ups) before
+    /// the first pack read ([`planner::PlanStats::plan_seconds`]).
+    pub plan_seconds: f64,
 }
 
 /// Errors with "tree deeper than [`MAX_DEPTH`] levels at PATH"
@@ -574,9 +580,14 @@ fn restore_in(
                 err,
             )
         })?;
-        if opts.overwrite == Overwrite::Never
-            && matches!(target::stat_at(&dir, &e.name), Ok(Some(_)))
-        {
+        if let Some(error) = blocked(&tgt, &plan, it) {
+            summary.blocked.push(DamagedFile {
+                path: tgt.display(&plan.item_route(it)),
+                error,
+            });
+            continue;
+        }
+        if let Decision::Keep = decide_special(&tgt, &plan, it, opts.overwrite, true)? {
             summary.kept += 1;
             continue;
         }
@@ -629,17 +640,15 @@ fn restore_in(
     files.sort_by_key(|f| std::cmp::Reverse(f.entry.size));
     // A folder where a file goes is never removed: that file is named and
     // skipped, the rest of the restore goes on.
-    files.retain(|it| {
-        let blocked = tgt
-            .dir(&plan.dir_route(it.parent), false)
-            .is_ok_and(|d| target::folder_at(&d, &it.entry.name));
-        if blocked {
+    files.retain(|it| match blocked(&tgt, &plan, it) {
+        Some(error) => {
             summary.blocked.push(DamagedFile {
                 path: tgt.display(&plan.item_route(it)),
-                error: "a folder is in the way (it is not removed)".into(),
+                error,
             });
+            false
         }
-        !blocked
+        None => true,
     });
     let all_files = files.clone();
     // What to do with each file: written whole unless decided otherwise.
@@ -658,6 +667,8 @@ fn restore_in(
                     summary.kept += 1;
                     keep.push(true);
                 }
+                // Not from `decide`: blocked files were taken out above.
+                Decision::Blocked(_) => keep.push(true),
                 Decision::Write => {
                     keep.push(false);
                     updates.push(None);
@@ -710,6 +721,7 @@ fn restore_in(
     let threads = planner::reads_in_flight(repo.store(), opts.reads_in_flight);
     let stats = planner::restore_files(repo, &contents, &sink, threads)?;
     summary.bytes_read = stats.bytes_read;
+    summary.plan_seconds = stats.plan_seconds;
     summary.peak_open_files = sink.peak_open.load(Ordering::Relaxed) as u64;
     for (it, slot) in files.iter().zip(sink.slots) {
         let slot = slot.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -781,6 +793,13 @@ fn restore_in(
             });
             continue;
         }
+        if let Some(error) = blocked(&tgt, &plan, it) {
+            summary.blocked.push(DamagedFile {
+                path: tgt.display(&plan.item_route(it)),
+                error,
+            });
+            continue;
+        }
         let linked = (|| {
             let from_dir = tgt.dir(&plan.dir_route(orig.parent), false)?;
             let dir = tgt.dir(&plan.dir_route(it.parent), false)?;
@@ -790,6 +809,7 @@ fn restore_in(
         summary.files += 1;
     }
     summary.damaged.sort_by(|a, b| a.path.cmp(&b.path));
+    summary.blocked.sort_by(|a, b| a.path.cmp(&b.path));
     if opts.delete {
         for (route, names) in deletable(&plan) {
             let fd = tgt
@@ -855,6 +875,75 @@ enum Decision {
     Write,
     /// Write only some chunks into it and set its length.
     Update(Update),
+    /// Leave it and restore nothing there: a folder is in the way (it is
+    /// never removed); why.
+    Blocked(String),
+}
+
+/// Why plan item `it` cannot be restored at its place in the target: a
+/// folder is there (a folder is never removed to make room), or, for a
+/// hard link, at its original's place. `None` when nothing blocks it.
+/// Used alike by the real run and the dry run.
+fn blocked(tgt: &Target, plan: &Plan, it: &PlanItem) -> Option<String> {
+    let folder = |it: &PlanItem| {
+        tgt.dir(&plan.dir_route(it.parent), false)
+            .is_ok_and(|d| target::folder_at(&d, &it.entry.name))
+    };
+    if folder(it) {
+        return Some("a folder is in the way (it is not removed)".into());
+    }
+    let orig = it.link_to.map(|i| &plan.items[i])?;
+    folder(orig).then(|| {
+        format!(
+            "hard link to {}: a folder is in the way (it is not removed)",
+            tgt.display(&plan.item_route(orig)).display()
+        )
+    })
+}
+
+/// What a restore does with the existing entry at the place of symlink,
+/// FIFO or device node `it` (not [`blocked`]) under `mode`: `never` keeps
+/// whatever is there; `if-changed` keeps a symlink that already points
+/// where the snapshot's does (with `apply`, its owner and mtime are set
+/// to the snapshot's); else it is made anew ([`Decision::Write`]).
+/// Errors: setting a kept symlink's metadata.
+fn decide_special(
+    tgt: &Target,
+    plan: &Plan,
+    it: &PlanItem,
+    mode: Overwrite,
+    apply: bool,
+) -> Result<Decision> {
+    let e = &it.entry;
+    let Ok(dir) = tgt.dir(&plan.dir_route(it.parent), false) else {
+        return Ok(Decision::Write);
+    };
+    let Ok(Some(_)) = target::stat_at(&dir, &e.name) else {
+        return Ok(Decision::Write);
+    };
+    let same_link = || {
+        e.kind == EntryKind::Symlink
+            && target::read_link_at(&dir, &e.name)
+                .is_ok_and(|l| l.as_deref() == Some(&e.link_target[..]))
+    };
+    match mode {
+        Overwrite::Never => Ok(Decision::Keep),
+        Overwrite::IfChanged if same_link() => {
+            if apply {
+                target::apply_metadata_at(&dir, &e.name, e).map_err(|err| {
+                    Error::io(
+                        format!(
+                            "setting metadata of {}",
+                            tgt.display(&plan.item_route(it)).display()
+                        ),
+                        err,
+                    )
+                })?;
+            }
+            Ok(Decision::Keep)
+        }
+        _ => Ok(Decision::Write),
+    }
 }
 
 /// An existing file updated in place.
@@ -1044,26 +1133,26 @@ fn dry_run(
         }
         p.display().to_string()
     };
-    let (mut writes, mut updates, mut keeps) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut writes, mut updates, mut keeps, mut blocks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    summary.dirs = plan.dirs.iter().filter(|d| d.needed).count() as u64;
     for it in plan.items.iter() {
         let route = plan.item_route(it);
+        let file = it.entry.kind == EntryKind::File && it.link_to.is_none();
+        // The same decisions as the real run, in the same order: blocked
+        // first, then by kind.
         let d = match &tgt {
-            Some(t) if it.entry.kind == EntryKind::File && it.link_to.is_none() => {
-                let (d, n) = decide(repo, t, plan, it, opts.overwrite, false)?;
-                summary.bytes_compared += n;
-                d
-            }
-            Some(t)
-                if opts.overwrite == Overwrite::Never
-                    && t.dir(&plan.dir_route(it.parent), false)
-                        .ok()
-                        .is_some_and(|d| {
-                            matches!(target::stat_at(&d, &it.entry.name), Ok(Some(_)))
-                        }) =>
-            {
-                Decision::Keep
-            }
-            _ => Decision::Write,
+            Some(t) => match blocked(t, plan, it) {
+                Some(why) => Decision::Blocked(why),
+                None if file => {
+                    let (d, n) = decide(repo, t, plan, it, opts.overwrite, false)?;
+                    summary.bytes_compared += n;
+                    d
+                }
+                None if it.link_to.is_some() => Decision::Write,
+                None => decide_special(t, plan, it, opts.overwrite, false)?,
+            },
+            None => Decision::Write,
         };
         match d {
             Decision::Keep => {
@@ -1072,7 +1161,9 @@ fn dry_run(
             }
             Decision::Write => {
                 summary.files += 1;
-                summary.bytes += it.entry.size;
+                if file {
+                    summary.bytes += it.entry.size;
+                }
                 writes.push(format!("write {}", shown(&route)));
             }
             Decision::Update(u) => {
@@ -1081,11 +1172,20 @@ fn dry_run(
                 summary.bytes += changed_bytes(repo, &it.entry, &u.differ)?;
                 updates.push(format!("update {}", shown(&route)));
             }
+            Decision::Blocked(error) => {
+                blocks.push(format!("blocked {}", shown(&route)));
+                summary.blocked.push(DamagedFile {
+                    path: PathBuf::from(shown(&route)),
+                    error,
+                });
+            }
         }
     }
+    summary.blocked.sort_by(|a, b| a.path.cmp(&b.path));
     summary.actions = writes;
     summary.actions.extend(updates);
     summary.actions.extend(keeps);
+    summary.actions.extend(blocks);
     if let (true, Some(t)) = (opts.delete, &tgt) {
         for (route, names) in deletable(plan) {
             let Ok(fd) = t.dir(&route, false) else {
@@ -1233,10 +1333,18 @@ struct Undo {
     ranges: Vec<(u64, u64, u64)>,
 }
 
+/// Bytes the undo store keeps in memory at most when the target's file
+/// system has no `O_TMPFILE`; past them it spills to a named temporary
+/// file (see [`Saved`]).
+const UNDO_MEMORY_MAX: u64 = 64 << 20;
+
 /// Where a restore saves the bytes its in-place updates overwrite: one
 /// unnamed temporary file in the target folder (`O_TMPFILE`, gone with the
-/// process, on the target's file system), or memory where the file system
-/// has none. Made on the first in-place write; append only.
+/// process, on the target's file system). Where the file system has no
+/// `O_TMPFILE`, memory up to a bound ([`UNDO_MEMORY_MAX`]), then a named
+/// file `.snap-undo-PID-N` made exclusively (`O_EXCL`) in the target
+/// folder and unlinked at once, so it too is gone with the process. Made
+/// on the first in-place write; append only.
 #[derive(Default)]
 enum Saved {
     #[default]
@@ -1245,25 +1353,102 @@ enum Saved {
     Memory(Vec<u8>),
 }
 
+/// How a [`Saved`] store is made: whether to try `O_TMPFILE`, and the
+/// memory bound of the fallback, bytes.
+#[derive(Clone, Copy)]
+struct SavedPolicy {
+    tmpfile: bool,
+    memory_max: u64,
+}
+
+impl SavedPolicy {
+    /// `O_TMPFILE` and [`UNDO_MEMORY_MAX`]; for tests, `SNAP_TEST_UNDO_MEMORY`
+    /// (bytes) forces the fallback with that bound.
+    fn from_env() -> SavedPolicy {
+        match std::env::var("SNAP_TEST_UNDO_MEMORY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            Some(memory_max) => SavedPolicy {
+                tmpfile: false,
+                memory_max,
+            },
+            None => SavedPolicy {
+                tmpfile: true,
+                memory_max: UNDO_MEMORY_MAX,
+            },
+        }
+    }
+}
+
+/// Creates `.snap-undo-PID-N` exclusively in folder `d` (read/write, mode
+/// 0600) and unlinks it at once: an unnamed file where `O_TMPFILE` is not
+/// available. Errors: creating or unlinking it (after 100 names taken).
+fn named_tmpfile(d: &OwnedFd) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    for n in 0..100u32 {
+        let name = format!(".snap-undo-{}-{n}", std::process::id());
+        match rustix::fs::openat(
+            d,
+            name.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => {
+                rustix::fs::unlinkat(d, name.as_str(), rustix::fs::AtFlags::empty())?;
+                return Ok(std::fs::File::from(fd));
+            }
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(std::io::Error::other(
+        "no free name for the undo file (.snap-undo-*)",
+    ))
+}
+
 impl Saved {
     /// Appends `buf`; returns its offset in the store.
     fn append(&mut self, tgt: &Target, buf: &[u8]) -> std::io::Result<u64> {
+        self.append_with(tgt, buf, SavedPolicy::from_env())
+    }
+
+    /// [`Saved::append`] under `policy`. Errors: the target folder cannot
+    /// be opened or the temporary file made or written (the in-place
+    /// update then fails and its file is put back).
+    fn append_with(
+        &mut self,
+        tgt: &Target,
+        buf: &[u8],
+        policy: SavedPolicy,
+    ) -> std::io::Result<u64> {
         use rustix::fs::{Mode, OFlags};
         use std::os::unix::fs::FileExt;
         if let Saved::None = self {
-            let tmp = tgt.dir(&[], false).ok().and_then(|d| {
-                rustix::fs::openat(
-                    &d,
-                    ".",
-                    OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .ok()
-            });
+            let tmp = policy
+                .tmpfile
+                .then(|| tgt.dir(&[], false).ok())
+                .flatten()
+                .and_then(|d| {
+                    rustix::fs::openat(
+                        &d,
+                        ".",
+                        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                    .ok()
+                });
             *self = match tmp {
                 Some(fd) => Saved::File(std::fs::File::from(fd), 0),
                 None => Saved::Memory(Vec::new()),
             };
+        }
+        if let Saved::Memory(m) = self {
+            if m.len() as u64 + buf.len() as u64 > policy.memory_max {
+                let f = named_tmpfile(&tgt.dir(&[], false)?)?;
+                f.write_all_at(m, 0)?;
+                *self = Saved::File(f, m.len() as u64);
+            }
         }
         match self {
             Saved::File(f, size) => {
@@ -1280,12 +1465,18 @@ impl Saved {
         }
     }
 
+    /// Reads `buf.len()` saved bytes from offset `at` of the store.
+    /// Errors: reading the file, a range past what was saved.
     fn read(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         match self {
             Saved::File(f, _) => f.read_exact_at(buf, at),
             Saved::Memory(m) => {
-                buf.copy_from_slice(&m[at as usize..at as usize + buf.len()]);
+                let saved = usize::try_from(at)
+                    .ok()
+                    .and_then(|a| m.get(a..a.checked_add(buf.len())?))
+                    .ok_or_else(|| std::io::Error::other("undo range past the saved bytes"))?;
+                buf.copy_from_slice(saved);
                 Ok(())
             }
             Saved::None => Err(std::io::Error::other("nothing was saved")),
@@ -1521,6 +1712,45 @@ impl planner::FileSink for TargetFiles<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The undo store's fallback (no `O_TMPFILE`) keeps at most its memory
+    /// bound in memory, then spills everything to an unlinked named file in
+    /// the target folder; every saved range reads back.
+    #[test]
+    fn undo_fallback_is_bounded_and_spills_to_an_unlinked_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tgt = Target::open(dir.path()).unwrap();
+        let policy = SavedPolicy {
+            tmpfile: false,
+            memory_max: 100,
+        };
+        let mut saved = Saved::None;
+        let parts: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 40]).collect();
+        let mut at = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            at.push(saved.append_with(&tgt, p, policy).unwrap());
+            match (&saved, i) {
+                (Saved::Memory(m), 0 | 1) => assert!(m.len() <= 100),
+                (Saved::File(..), 2..) => {}
+                _ => panic!("part {i}: not spilled past the bound"),
+            }
+        }
+        assert_eq!(at, [0, 40, 80, 120, 160]);
+        for (p, &a) in parts.iter().zip(&at) {
+            let mut buf = vec![0; p.len()];
+            saved.read(a, &mut buf).unwrap();
+            assert_eq!(&buf, p);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(names.is_empty(), "the spill file has a name: {names:?}");
+        // A range past what memory holds is an error, not a panic.
+        let mut m = Saved::Memory(vec![1; 10]);
+        let mut buf = [0u8; 4];
+        assert!(m.read(8, &mut buf).is_err());
+        assert!(m.read(u64::MAX, &mut buf).is_err());
+        m = Saved::None;
+        assert!(m.read(0, &mut buf).is_err());
+    }
 
     #[test]
     fn include_roots_prune_only_folders_off_the_way() {

@@ -344,6 +344,16 @@ pub fn stat_at(dir: &OwnedFd, name: &[u8]) -> io::Result<Option<rustix::fs::Stat
     }
 }
 
+/// Where the symlink `name` in `dir` points (its bytes); `None` when
+/// `name` is not a symlink. Errors: reading it.
+pub fn read_link_at(dir: &OwnedFd, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    match rustix::fs::readlinkat(dir, component(name)?, Vec::new()) {
+        Ok(l) => Ok(Some(l.into_bytes())),
+        Err(Errno::INVAL) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether `st` is a regular file.
 pub fn is_file(st: &rustix::fs::Stat) -> bool {
     rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
