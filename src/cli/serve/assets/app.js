@@ -38,7 +38,7 @@ function showError(e) { $("error").textContent = e ? String(e.message || e) : ""
 
 async function start() {
   const s = await api("GET", "/api/session");
-  $("repo").textContent = s.repository;
+  $("repo").textContent = s.repository || "";
   if (!s.logged_in) { $("login").hidden = false; $("app").hidden = true; return; }
   csrf = s.csrf;
   $("login").hidden = true; $("app").hidden = false;
@@ -165,7 +165,8 @@ async function startJob(url, body, raw) {
   try {
     const j = await api("POST", url, body, raw);
     watch(j.id);
-  } catch (e) { showError(e); }
+    return true;
+  } catch (e) { showError(e); return false; }
 }
 
 const jobViews = {};
@@ -295,7 +296,9 @@ $("upload-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const f = $("upload-file").files[0];
   if (!f) { showError("choose a .tar file first"); return; }
-  startJob("/api/jobs/import?name=" + encodeURIComponent(f.name), undefined, f);
+  // Once sent, the file is cleared: a second click must not import it again.
+  startJob("/api/jobs/import?name=" + encodeURIComponent(f.name), undefined, f)
+    .then((ok) => { if (ok) $("upload-file").value = ""; });
 });
 
 $("diff-button").addEventListener("click", async () => {
