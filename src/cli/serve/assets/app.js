@@ -182,6 +182,10 @@ function jobView(j) {
     v.row.append(el("span", {}, "#" + j.id + " " + j.title + " "), el("span", { class: "bar" }, v.bar), " ", v.text, " ", v.stop);
     $("jobs").prepend(v.row);
   }
+  // An ended job stays ended: the Stop request's answer (sent while it ran)
+  // may arrive after the event that it ended.
+  if (v.ended) return;
+  v.ended = j.state !== "running";
   const pct = j.state === "done" ? 1 : (j.percent || 0);
   v.bar.style.width = Math.round(pct * 100) + "%";
   v.text.className = "job-state state-" + j.state;
