@@ -62,6 +62,7 @@ fn main() {
         open_packs: 4,
         compression_level: 3,
         compression: None,
+        object_lock: None,
         key_check: None,
     };
     write(&dir, "config", "default", &config.encode());

@@ -253,6 +253,7 @@ mod tests {
             open_packs: 4,
             compression_level: 3,
             compression: None,
+            object_lock: None,
             key_check: None,
         }
     }

@@ -41,6 +41,9 @@ pub struct InitOptions {
     /// match another repository's and copies between them dedup exactly);
     /// the encryption key is always fresh. `None`: all keys random.
     pub ids_from: Option<MasterKey>,
+    /// S3 Object Lock for every object written (format-spec §4, §25.8);
+    /// `init` checks the bucket has Object Lock enabled.
+    pub object_lock: Option<crate::format::config::ObjectLock>,
 }
 
 impl Default for InitOptions {
@@ -56,6 +59,7 @@ impl Default for InitOptions {
             compression: Some(crate::format::config::Compression::Auto),
             store: StoreOptions::default(),
             ids_from: None,
+            object_lock: None,
         }
     }
 }
@@ -180,6 +184,22 @@ impl Repository {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        if let Some(lock) = &opts.object_lock {
+            lock.validate()
+                .map_err(|e| Error::usage(format!("repository {location}: {e}")))?;
+            let enabled = store.object_lock_enabled().map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!("repository {location}: cannot use Object Lock: {e}"),
+                )
+            })?;
+            if !enabled {
+                return Err(Error::usage(format!(
+                    "repository {location}: the bucket does not have Object Lock enabled; create one with `aws s3api create-bucket --object-lock-enabled-for-bucket` (docs/offsite.md)"
+                )));
+            }
+            store.set_object_lock(Some(*lock));
+        }
         let mut rid = [0u8; 32];
         crypto::random_bytes(&mut rid);
         let mut config = Config {
@@ -190,6 +210,7 @@ impl Repository {
             open_packs: opts.open_packs,
             compression_level: opts.compression_level,
             compression: opts.compression,
+            object_lock: opts.object_lock,
             key_check: None,
         };
         config
@@ -293,13 +314,17 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        Config::decode(&raw).map_err(|e| {
+        let config = Config::decode(&raw).map_err(|e| {
             Error::corrupt(format!(
                 "config of repository {} is invalid: {}",
                 store.location(),
                 e.detail
             ))
-        })
+        })?;
+        // Every object written from here on carries the retention
+        // (format-spec §25.8); `key_check` authenticates the field.
+        store.set_object_lock(config.object_lock);
+        Ok(config)
     }
 
     /// Tries the key files with `password` (at most

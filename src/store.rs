@@ -30,13 +30,17 @@
 
 pub mod fault;
 mod limit;
+#[cfg(feature = "s3")]
+mod s3lock;
 mod stats;
 
 pub use limit::RateLimiter;
 pub use stats::{KindCounters, StoreStats};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::config::{LockMode, ObjectLock};
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
@@ -125,6 +129,33 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// One version of an object as `ListObjectVersions` lists it.
+#[derive(Debug, Clone)]
+pub struct ObjectVersion {
+    /// Key relative to the repository prefix (`data/ab/ab12…`).
+    pub key: String,
+    /// The version id (`null` for an object written while versioning was
+    /// off).
+    pub version_id: String,
+    /// Whether this is the current version of the key.
+    pub is_latest: bool,
+    /// A delete marker rather than stored bytes.
+    pub delete_marker: bool,
+    /// When the version was written.
+    pub last_modified: Option<DateTime<Utc>>,
+    /// Size, bytes (0 for a delete marker).
+    pub size: u64,
+}
+
+/// An object version's Object Lock retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Mode.
+    pub mode: LockMode,
+    /// Retain-until date.
+    pub until: DateTime<Utc>,
+}
+
 /// How a [`Store`] talks to its backend.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -190,6 +221,15 @@ struct Shared {
     stats: StoreStats,
     up: Option<RateLimiter>,
     down: Option<RateLimiter>,
+    /// Signed-request client for what object_store cannot send (S3 only).
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    direct: Direct,
+    /// The repository's Object Lock (format-spec §25.8), once known.
+    lock: std::sync::RwLock<Option<ObjectLock>>,
+    /// Set once the bucket refused an upload without `Content-MD5`
+    /// (default retention): every later upload goes through `direct`.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    md5: std::sync::atomic::AtomicBool,
 }
 
 /// Synchronous facade over an `ObjectStore` plus the Tokio runtime it needs.
@@ -262,8 +302,9 @@ pub fn is_delete_refused(e: &Error) -> bool {
 }
 
 /// What snap says when a bucket with a default Object Lock retention refuses
-/// an upload for want of `Content-MD5` (format-spec §25.8).
-pub const OBJECT_LOCK_DEFAULT_UNSUPPORTED: &str = "the bucket locks every new object (Object Lock default retention) and wants a Content-MD5 header on uploads, which snap cannot send yet; use a bucket without a default retention";
+/// an upload for want of `Content-MD5` and the store has no signed-request
+/// client to send it with (no static credentials; format-spec §25.8).
+pub const OBJECT_LOCK_DEFAULT_UNSUPPORTED: &str = "the bucket locks every new object (Object Lock default retention) and wants a Content-MD5 header on uploads, which snap sends only with static credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)";
 
 /// Whether `e` is an upload refused because the bucket's default Object Lock
 /// retention wants `Content-MD5` (moto: `MissingUploadObjectWithObjectLockHeaders`;
@@ -318,15 +359,29 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::io("starting the I/O runtime", e))
 }
 
+/// The signed-request client for Object Lock requests, when there is one.
+#[cfg(feature = "s3")]
+type Direct = Option<Arc<s3lock::S3Direct>>;
 #[cfg(not(feature = "s3"))]
-fn s3_store(location: &str, _rest: &str, _opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+type Direct = Option<std::convert::Infallible>;
+
+#[cfg(not(feature = "s3"))]
+fn s3_store(
+    location: &str,
+    _rest: &str,
+    _opts: &StoreOptions,
+) -> Result<(Arc<dyn ObjectStore>, Direct)> {
     Err(Error::usage(format!(
         "repository {location}: this snap was built without S3 support (cargo feature `s3`)"
     )))
 }
 
 #[cfg(feature = "s3")]
-fn s3_store(location: &str, rest: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>> {
+fn s3_store(
+    location: &str,
+    rest: &str,
+    opts: &StoreOptions,
+) -> Result<(Arc<dyn ObjectStore>, Direct)> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return Err(Error::usage(format!(
@@ -369,15 +424,19 @@ fn s3_store(location: &str, rest: &str, opts: &StoreOptions) -> Result<Arc<dyn O
                 .with_virtual_hosted_style_request(false);
         }
     }
+    // Without static keys there is no signed-request client; Object Lock
+    // requests then fail with the reason (`Store::direct`).
+    let direct = s3lock::S3Direct::new(&b, bucket, prefix).ok().map(Arc::new);
     let s3 = b.build().map_err(|e| {
         Error::with_source(ErrorKind::Usage, format!("s3 repository {location}"), e)
     })?;
     let prefix = prefix.trim_matches('/');
-    Ok(if prefix.is_empty() {
+    let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
         Arc::new(s3)
     } else {
         Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
-    })
+    };
+    Ok((inner, direct))
 }
 
 impl Store {
@@ -398,8 +457,8 @@ impl Store {
     /// directory is made accessible to its owner only (mode 0700).
     pub fn open_with(location: &str, create: bool, opts: &StoreOptions) -> Result<Store> {
         if let Some(rest) = location.strip_prefix("s3://") {
-            let inner = s3_store(location, rest, opts)?;
-            return Self::build(inner, location, false, None, opts);
+            let (inner, direct) = s3_store(location, rest, opts)?;
+            return Self::build(inner, location, false, None, opts, direct);
         }
         if let Some(scheme) = url_scheme(location) {
             return Err(Error::usage(format!(
@@ -445,7 +504,7 @@ impl Store {
                 Error::with_source(ErrorKind::Io, format!("opening repository {location}"), e)
             })?
             .with_fsync(true);
-        Self::build(Arc::new(fs), location, true, Some(path), opts)
+        Self::build(Arc::new(fs), location, true, Some(path), opts, None)
     }
 
     fn build(
@@ -454,6 +513,7 @@ impl Store {
         local: bool,
         local_root: Option<std::path::PathBuf>,
         opts: &StoreOptions,
+        direct: Direct,
     ) -> Result<Store> {
         let mut opts = opts.clone();
         if opts.upload_concurrency == 0 {
@@ -470,6 +530,9 @@ impl Store {
                 down: opts.limit_download.map(RateLimiter::new),
                 opts,
                 stats: StoreStats::default(),
+                direct,
+                lock: Default::default(),
+                md5: Default::default(),
             }),
             rt: runtime()?,
             local_root,
@@ -493,7 +556,7 @@ impl Store {
         location: &str,
         opts: &StoreOptions,
     ) -> Result<Store> {
-        Self::build(inner, location, false, None, opts)
+        Self::build(inner, location, false, None, opts, None)
     }
 
     /// The location string this store was opened with.
@@ -778,6 +841,127 @@ impl Store {
         }
     }
 
+    /// Writes every later object (but leases and marks,
+    /// [`is_locked_kind`]) with `lock`'s mode and a retain-until date of the
+    /// write time plus its period (format-spec §25.8); `None` writes them
+    /// without. The repository sets it from `config` when it opens.
+    pub fn set_object_lock(&self, lock: Option<ObjectLock>) {
+        *self.shared.lock.write().unwrap_or_else(|e| e.into_inner()) = lock;
+    }
+
+    /// The Object Lock objects are written with ([`Store::set_object_lock`]).
+    pub fn object_lock(&self) -> Option<ObjectLock> {
+        *self.shared.lock.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The signed-request client, or why there is none.
+    #[cfg(feature = "s3")]
+    fn direct(&self) -> Result<&s3lock::S3Direct> {
+        match &self.shared.direct {
+            Some(d) => Ok(d),
+            None if self.shared.location.starts_with("s3://") => Err(Error::usage(format!(
+                "repository {}: S3 Object Lock needs static credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                self.shared.location
+            ))),
+            None => Err(Error::usage(format!(
+                "repository {}: Object Lock needs an S3 repository (s3://BUCKET/PREFIX)",
+                self.shared.location
+            ))),
+        }
+    }
+
+    /// Runs `f` with the signed-request client on the store's runtime.
+    #[cfg(feature = "s3")]
+    fn with_direct<'a, T, F>(&'a self, f: impl FnOnce(&'a s3lock::S3Direct) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        let d = self.direct()?;
+        self.rt.block_on(f(d))
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn with_direct<T>(&self, _f: impl FnOnce(&std::convert::Infallible) -> T) -> Result<T> {
+        Err(Error::usage(format!(
+            "repository {}: this snap was built without S3 support, which Object Lock needs",
+            self.shared.location
+        )))
+    }
+
+    /// Whether the bucket has Object Lock enabled
+    /// (`GetObjectLockConfiguration`).
+    ///
+    /// Errors: [`ErrorKind::Usage`] if the store is not S3 (or has no static
+    /// credentials); [`ErrorKind::Backend`] if the server answers with
+    /// anything but a configuration or "none" (a server without Object
+    /// Lock: `NotImplemented`).
+    pub fn object_lock_enabled(&self) -> Result<bool> {
+        #[cfg(feature = "s3")]
+        return self.with_direct(|d| d.lock_enabled());
+        #[cfg(not(feature = "s3"))]
+        self.with_direct(|_| false)
+    }
+
+    /// The Object Lock retention of `key` (its current version, or
+    /// `version`): `None` if it has none.
+    ///
+    /// Errors: [`ErrorKind::NotFound`] for a missing key or version, else as
+    /// [`Store::object_lock_enabled`].
+    pub fn retention(&self, key: &str, version: Option<&str>) -> Result<Option<Retention>> {
+        StoreStats::inc(&self.shared.stats.kind(key).head, 1);
+        #[cfg(feature = "s3")]
+        return self.with_direct(|d| d.retention(key, version));
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = version;
+            self.with_direct(|_| None)
+        }
+    }
+
+    /// Sets the retention of `key`'s current version to `ret`
+    /// (`PutObjectRetention`); S3 refuses to shorten one.
+    ///
+    /// Errors: [`ErrorKind::Backend`] naming the S3 error, else as
+    /// [`Store::object_lock_enabled`].
+    pub fn set_retention(&self, key: &str, ret: Retention) -> Result<()> {
+        StoreStats::inc(&self.shared.stats.kind(key).put, 1);
+        #[cfg(feature = "s3")]
+        return self.with_direct(|d| d.put_retention(key, ret));
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = ret;
+            self.with_direct(|_| ())
+        }
+    }
+
+    /// Every version and delete marker under `prefix` (`ListObjectVersions`,
+    /// all pages), keys relative to the repository.
+    ///
+    /// Errors: as [`Store::set_retention`].
+    pub fn list_versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>> {
+        StoreStats::inc(&self.shared.stats.kind(prefix).list, 1);
+        #[cfg(feature = "s3")]
+        return self.with_direct(|d| d.list_versions(prefix));
+        #[cfg(not(feature = "s3"))]
+        self.with_direct(|_| Vec::new())
+    }
+
+    /// Deletes one version of `key` (its bytes, for good) or a delete
+    /// marker; a missing version is not an error. S3 refuses while the
+    /// version's retention holds.
+    ///
+    /// Errors: as [`Store::set_retention`].
+    pub fn delete_version(&self, key: &str, version_id: &str) -> Result<()> {
+        StoreStats::inc(&self.shared.stats.kind(key).delete, 1);
+        #[cfg(feature = "s3")]
+        return self.with_direct(|d| d.delete_version(key, version_id));
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = version_id;
+            self.with_direct(|_| ())
+        }
+    }
+
     /// Removes the staging files (`NAME#N`, written before the rename that
     /// makes an object visible) that object_store's local backend leaves
     /// behind when a process is killed mid-write, if they are older than
@@ -851,8 +1035,69 @@ impl Store {
     }
 }
 
+/// Whether objects under `key` are written with the repository's Object
+/// Lock retention: everything but leases (`locks/`, refreshed and deleted
+/// by every process) and prune marks (`marks/`, deleted by prune), which
+/// must stay deletable (format-spec §25.8).
+pub fn is_locked_kind(key: &str) -> bool {
+    !(key.starts_with("locks/") || key.starts_with("marks/"))
+}
+
+/// Retain-until date for an object written now under `lock`: now plus the
+/// period, rounded up to the next whole second.
+pub fn retain_until(lock: &ObjectLock, now: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = now.timestamp() + 1 + lock.period.min(ObjectLock::MAX_PERIOD) as i64;
+    DateTime::from_timestamp(secs, 0).unwrap_or(now)
+}
+
 impl Shared {
+    /// The retention to write `key` with, if any.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    fn retention_for(&self, key: &str) -> Option<Retention> {
+        let lock = (*self.lock.read().unwrap_or_else(|e| e.into_inner()))?;
+        is_locked_kind(key).then(|| Retention {
+            mode: lock.mode,
+            until: retain_until(&lock, Utc::now()),
+        })
+    }
+
+    /// Uploads through the signed-request client (Object Lock headers,
+    /// `Content-MD5`), counting the request as [`Shared::put`] does.
+    #[cfg(feature = "s3")]
+    async fn put_direct(
+        &self,
+        d: &s3lock::S3Direct,
+        key: &str,
+        data: Bytes,
+        create: bool,
+    ) -> Result<bool> {
+        let c = self.stats.kind(key);
+        let len = data.len() as u64;
+        if let Some(l) = &self.up {
+            l.take(len).await;
+        }
+        StoreStats::inc(&c.put, 1);
+        let ret = self.retention_for(key);
+        let created = d
+            .put(key, data, create, ret)
+            .await
+            .map_err(|e| Error::new(e.kind(), format!("{e} ({})", self.location)))?;
+        if created {
+            StoreStats::inc(&c.bytes_up, len);
+        } else {
+            StoreStats::inc(&c.put_existing, 1);
+        }
+        Ok(created)
+    }
+
     async fn put(&self, key: String, data: Bytes, create: bool) -> Result<bool> {
+        #[cfg(feature = "s3")]
+        if let Some(d) = &self.direct {
+            let locked = self.retention_for(&key).is_some();
+            if locked || self.md5.load(std::sync::atomic::Ordering::Relaxed) {
+                return self.put_direct(d, &key, data, create).await;
+            }
+        }
         let c = self.stats.kind(&key);
         let len = data.len();
         let path = Path::from(key.as_str());
@@ -900,7 +1145,7 @@ impl Shared {
         StoreStats::inc(&c.put, 1);
         match self
             .inner
-            .put_opts(&path, PutPayload::from_bytes(data), opts)
+            .put_opts(&path, PutPayload::from_bytes(data.clone()), opts)
             .await
         {
             Ok(_) => {
@@ -910,6 +1155,17 @@ impl Shared {
             Err(object_store::Error::AlreadyExists { .. }) if create => {
                 StoreStats::inc(&c.put_existing, 1);
                 Ok(false)
+            }
+            // A bucket with a default retention wants Content-MD5, which
+            // object_store does not send: from now on upload through the
+            // signed-request client, which does.
+            #[cfg(feature = "s3")]
+            Err(e) if is_object_lock_upload_refused(&e) && self.direct.is_some() => {
+                self.md5.store(true, std::sync::atomic::Ordering::Relaxed);
+                match &self.direct {
+                    Some(d) => self.put_direct(d, &key, data, create).await,
+                    None => Err(backend_err(what(), e)),
+                }
             }
             Err(e) => Err(backend_err(what(), e)),
         }

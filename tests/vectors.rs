@@ -491,6 +491,7 @@ fn build() -> Value {
         open_packs: 4,
         compression_level: 3,
         compression: None,
+        object_lock: None,
         key_check: None,
     };
     let cbytes = cfg.encode();
@@ -512,6 +513,23 @@ fn build() -> Value {
     v.insert(
         "config_auto".into(),
         json!({"json": String::from_utf8(abytes).unwrap()}),
+    );
+    // The same with S3 Object Lock (§4, §25.8): 30 days, governance.
+    let mut locked = Config {
+        object_lock: Some(snap::format::config::ObjectLock {
+            mode: snap::format::config::LockMode::Governance,
+            period: 30 * 86_400,
+        }),
+        key_check: None,
+        ..auto.clone()
+    };
+    locked.key_check = Some(crypto::config_key_check(&mk, &locked.encode()));
+    let lbytes = locked.encode();
+    assert_eq!(Config::decode(&lbytes).unwrap(), locked);
+    assert!(crypto::config_key_matches(&mk, &locked));
+    v.insert(
+        "config_object_lock".into(),
+        json!({"json": String::from_utf8(lbytes).unwrap()}),
     );
 
     // §15 chunking.

@@ -213,16 +213,34 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
             groups_json.push(serde_json::json!({"group": gk, "keep": keep_j, "remove": rm_j}));
         }
     }
+    // With Object Lock the snapshot leaves the listings now, but its object
+    // (and what only it references) stays in the bucket until its
+    // retain-until date (format-spec §25.8).
+    let mut protected = Vec::new();
+    if repo.config().object_lock.is_some() {
+        for (id, _) in &remove {
+            let key = snap::store::ObjectKind::Snapshot.key(&id.to_hex());
+            if let Some(until) = snap::ops::object_lock::protected_until(repo.store(), &key)? {
+                protected.push((*id, until));
+            }
+        }
+    }
     if let Some(s) = &session {
         for (id, _) in &remove {
             s.remove_snapshot(id)?;
         }
     }
     let removed: Vec<String> = remove.iter().map(|(id, _)| id.to_hex()).collect();
+    let date =
+        |d: &chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if g.json {
+        let prot: serde_json::Map<String, serde_json::Value> = protected
+            .iter()
+            .map(|(id, d)| (id.to_hex(), date(d).into()))
+            .collect();
         outln!(
             "{}",
-            serde_json::json!({"type": "forget", "dry_run": a.dry_run, "groups": groups_json, "removed": removed})
+            serde_json::json!({"type": "forget", "dry_run": a.dry_run, "groups": groups_json, "removed": removed, "protected_until": prot})
         )?;
     } else {
         outln!(
@@ -230,6 +248,14 @@ pub fn run(g: &Global, a: &ForgetArgs) -> Result<u8> {
             if a.dry_run { "would remove" } else { "removed" },
             removed.len()
         )?;
+        for (id, until) in &protected {
+            outln!(
+                "snapshot {} is protected by Object Lock until {}: {} from the snapshot list now; its object and data stay in the bucket until then, and a prune after that date deletes them",
+                id.short(),
+                date(until),
+                if a.dry_run { "it would be gone" } else { "gone" },
+            )?;
+        }
     }
     if let Some(opts) = prune_opts {
         let rep = match &session {

@@ -3,7 +3,7 @@
 use super::{cache_dir, from_password, password, repo_location, store_options, Global};
 use anyhow::Result;
 use clap::Args;
-use snap::format::config::{ChunkSizes, Chunking};
+use snap::format::config::{ChunkSizes, Chunking, ObjectLock};
 use snap::repo::InitOptions;
 use snap::{Error, Repository};
 
@@ -27,6 +27,9 @@ pub struct InitArgs {
     /// Password file of the --copy-chunker-params-from repository (else SNAP_FROM_PASSWORD, else a prompt).
     #[arg(long, env = "SNAP_FROM_PASSWORD_FILE")]
     from_password_file: Option<std::path::PathBuf>,
+    /// S3 Object Lock: write every object (but leases and prune marks) with this retention, PERIOD a duration (`30d`, `12h`, `90s`), mode governance (default) or compliance; recorded in the repository's config. The bucket must have Object Lock enabled (docs/offsite.md).
+    #[arg(long, env = "SNAP_OBJECT_LOCK", value_name = "PERIOD[,governance|compliance]", value_parser = ObjectLock::parse)]
+    object_lock: Option<ObjectLock>,
 }
 
 /// `--compression`: `auto`, or one zstd level for every blob.
@@ -136,6 +139,7 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<u8> {
         opts.ids_from = Some(src.key().clone());
     }
     opts.pack_size = a.pack_size_mib << 20;
+    opts.object_lock = a.object_lock;
     match a.compression {
         CompressionArg::Auto => {
             opts.compression = Some(snap::format::config::Compression::Auto);

@@ -96,6 +96,38 @@ pub fn print(g: &Global, rep: &PruneReport, dry_run: bool) -> Result<u8> {
                 rep.staging_removed
             )?;
         }
+        if let Some(l) = &rep.object_lock {
+            let date = |d: &Option<chrono::DateTime<chrono::Utc>>| {
+                d.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default()
+            };
+            outln!(
+                "object lock: {w}delete {} object versions ({}) whose retention is over, {w}remove {} delete markers",
+                l.versions_deleted,
+                human(l.bytes_deleted),
+                l.markers_removed
+            )?;
+            if l.versions_kept > 0 {
+                outln!(
+                    "object lock: {} deleted object versions ({}) are protected until {} at the latest; prune after that date deletes them",
+                    l.versions_kept,
+                    human(l.bytes_kept),
+                    date(&l.kept_until)
+                )?;
+            }
+            if l.extended > 0 {
+                outln!(
+                    "object lock: {w}extend the retention of {} objects still in use to {}{}",
+                    l.extended,
+                    date(&l.extended_until),
+                    if l.lapsed > 0 {
+                        format!(" ({} had lapsed)", l.lapsed)
+                    } else {
+                        String::new()
+                    }
+                )?;
+            }
+        }
         outln!(
             "data: {} before, {} after; {} marks waiting; {:.2} s",
             human(rep.data_bytes_before),

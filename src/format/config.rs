@@ -52,6 +52,88 @@ pub enum Compression {
     Auto,
 }
 
+/// S3 Object Lock retention mode (format-spec §25.8): `governance` can be
+/// lifted by a principal with `s3:BypassGovernanceRetention`, `compliance`
+/// by nobody (not even the account root) until the date passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// `GOVERNANCE` on the wire.
+    Governance,
+    /// `COMPLIANCE` on the wire.
+    Compliance,
+}
+
+impl LockMode {
+    /// The value of `x-amz-object-lock-mode` / `<Mode>`.
+    pub fn wire(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+
+    /// Parses `GOVERNANCE` / `COMPLIANCE` (any case).
+    pub fn from_wire(s: &str) -> Option<LockMode> {
+        match s.to_ascii_lowercase().as_str() {
+            "governance" => Some(LockMode::Governance),
+            "compliance" => Some(LockMode::Compliance),
+            _ => None,
+        }
+    }
+}
+
+/// The `config` field `object_lock` (format-spec §4, §25.8): every object
+/// snap writes (except leases and marks) carries `mode` and a retain-until
+/// date of the write time plus `period` seconds; prune extends it on
+/// objects still referenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLock {
+    /// Retention mode.
+    pub mode: LockMode,
+    /// Retention period, seconds (1 ..= 100 years).
+    pub period: u64,
+}
+
+impl ObjectLock {
+    /// Longest period accepted, seconds (100 years of 365 days; S3 allows
+    /// retain-until dates up to year 9999, buckets' own defaults up to 100
+    /// years).
+    pub const MAX_PERIOD: u64 = 100 * 365 * 86_400;
+
+    /// Parses `PERIOD[,governance|compliance]` (`30d`, `5s,compliance`;
+    /// humantime durations, whole seconds; mode governance by default).
+    /// Errors: a one-line message naming what is wrong.
+    pub fn parse(s: &str) -> Result<ObjectLock, String> {
+        let (period, mode) = match s.split_once(',') {
+            Some((p, m)) => (p.trim(), m.trim()),
+            None => (s.trim(), "governance"),
+        };
+        let mode = LockMode::from_wire(mode).ok_or_else(|| {
+            format!("object lock mode {mode:?}: expected governance or compliance")
+        })?;
+        let d = humantime::parse_duration(period)
+            .map_err(|e| format!("object lock period {period:?}: {e}"))?;
+        let lock = ObjectLock {
+            mode,
+            period: d.as_secs(),
+        };
+        lock.validate()?;
+        Ok(lock)
+    }
+
+    /// Checks `period` is 1 s ..= [`ObjectLock::MAX_PERIOD`].
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=Self::MAX_PERIOD).contains(&self.period) {
+            return Err(format!(
+                "object lock period {} s is outside 1 s ..= 100 years",
+                self.period
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The `config` object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
@@ -74,6 +156,11 @@ pub struct Config {
     /// before `auto` existed, and `snap init --compression N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// S3 Object Lock for every object snap writes except leases and marks
+    /// (format-spec §4, §25.8); absent: objects are written without a
+    /// retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
     /// MAC of this config under the master key (format-spec §4), 64 hex
     /// digits; absent in repositories created before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,6 +276,10 @@ impl Config {
                 c.compression_level
             ));
         }
+        if let Some(l) = &c.object_lock {
+            l.validate()
+                .map_err(|e| format!("field object_lock: {e}"))?;
+        }
         if c.key_check.as_deref().is_some_and(|k| !hex64(k)) {
             return Err("field key_check: not 64 lower-case hex digits".into());
         }
@@ -214,6 +305,7 @@ mod tests {
             open_packs: 4,
             compression_level: 3,
             compression: None,
+            object_lock: None,
             key_check: None,
         }
     }
@@ -252,6 +344,25 @@ mod tests {
         let bad = text.replace("\"auto\"", "\"fast\"");
         let e = Config::decode(bad.as_bytes()).unwrap_err();
         assert!(e.detail.contains("fast"), "{}", e.detail);
+    }
+
+    #[test]
+    fn object_lock_parses_roundtrips_and_is_bounded() {
+        let l = ObjectLock::parse("30d").unwrap();
+        assert_eq!((l.mode, l.period), (LockMode::Governance, 30 * 86_400));
+        let l = ObjectLock::parse("5s, Compliance").unwrap();
+        assert_eq!((l.mode, l.period), (LockMode::Compliance, 5));
+        for bad in ["0s", "30d,strict", "forever", "101years", ""] {
+            assert!(ObjectLock::parse(bad).is_err(), "{bad}");
+        }
+        let mut c = config();
+        c.object_lock = Some(l);
+        assert_eq!(Config::decode(&c.encode()).unwrap(), c);
+        let text = String::from_utf8(c.encode()).unwrap();
+        for (from, to) in [("\"period\": 5", "\"period\": 0"), ("compliance", "legal")] {
+            let bad = text.replace(from, to);
+            assert!(Config::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub struct CheckReport {
     pub subset: String,
     /// Problems found (empty: clean).
     pub problems: Vec<Problem>,
+    /// With S3 Object Lock (format-spec §25.8): objects still in use whose
+    /// retention has lapsed (a warning, not a problem: `prune` extends it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock_lapsed: Option<u64>,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -585,6 +589,25 @@ fn check_in(repo: &Repository, read_data: Option<Subset>) -> Result<CheckReport>
         });
     }
     rep.problems.extend(other);
+    if let Some(lock) = &repo.config().object_lock {
+        // A warning only, and never fatal: an append-only credential may not
+        // be allowed to list versions (s3:ListBucketVersions).
+        match crate::ops::object_lock::lapsed(repo.store(), lock) {
+            Ok(l) => {
+                if let Some((key, until)) = l.first() {
+                    repo.store().warn(format!(
+                        "object lock: {} objects still in use are no longer protected (e.g. {key}, retention {}); run prune from the trusted machine to extend it",
+                        l.len(),
+                        until.map_or("none".to_string(), |u| format!("ended {}", u.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+                    ));
+                }
+                rep.object_lock_lapsed = Some(l.len() as u64);
+            }
+            Err(e) => repo.store().warn(format!(
+                "object lock: could not read the retention of the objects: {e}"
+            )),
+        }
+    }
     rep.seconds = started.elapsed().as_secs_f64();
     Ok(rep)
 }

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod check;
 pub mod compare;
 pub mod copy;
+pub mod object_lock;
 pub mod prune;
 pub mod repair;
 pub mod retention;

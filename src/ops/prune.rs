@@ -16,7 +16,9 @@
 //! 5. writes the mark (pending), lists the live leases and completes the
 //!    mark with them as blockers;
 //! 6. writes one index superseding every index it read, deletes those
-//!    indexes, then deletes the ripe packs and their marks.
+//!    indexes, then deletes the ripe packs and their marks;
+//! 7. with S3 Object Lock, purges deleted objects whose retention is over
+//!    and extends that of live ones ([`crate::ops::object_lock`]).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{run_op, Event, Op};
@@ -81,6 +83,10 @@ pub struct PruneReport {
     pub data_bytes_after: u64,
     /// Wall time, seconds.
     pub seconds: f64,
+    /// S3 Object Lock upkeep (repositories with `object_lock`, format-spec
+    /// §25.8): versions purged or still kept, retentions extended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<crate::ops::object_lock::LockReport>,
 }
 
 /// The location and sealed bytes of blob `id` as `view` locates it (see
@@ -418,6 +424,9 @@ fn prune_without(
             rep.bytes_marked += view.listed_size(id)?.unwrap_or(0);
         }
         rep.data_bytes_after = rep.data_bytes_before - rep.bytes_freed.min(rep.data_bytes_before);
+        if let Some(lock) = &repo.config().object_lock {
+            rep.object_lock = Some(crate::ops::object_lock::maintain(&store, lock, true)?);
+        }
         rep.seconds = started.elapsed().as_secs_f64();
         return Ok(rep);
     }
@@ -548,6 +557,10 @@ fn prune_without(
         store.delete(&ObjectKind::Mark.key(name))?;
     }
     rep.staging_removed = remove_stale_staging(repo, STAGING_MIN_AGE)?;
+    if let Some(lock) = &repo.config().object_lock {
+        phase(repo, "object lock");
+        rep.object_lock = Some(crate::ops::object_lock::maintain(&store, lock, false)?);
+    }
     repo.sync_catalog()?;
     rep.data_bytes_after = data_bytes(repo)?;
     rep.seconds = started.elapsed().as_secs_f64();
