@@ -258,6 +258,7 @@ fn endpoints(s: &Snap) {
     let sess = c.session();
     assert_eq!(sess["login_required"], false);
     assert_eq!(sess["csrf"].as_str().map(str::len), Some(64), "{sess}");
+    assert_eq!(sess["repository"], s.repo.as_str(), "{sess}");
 
     // Snapshots with filters.
     let list = c.get("/api/snapshots").json();
@@ -571,6 +572,10 @@ fn console_login_and_refusals() {
     assert_eq!(sess["login_required"], true);
     assert_eq!(sess["logged_in"], false);
     assert!(sess["csrf"].is_null());
+    // The repository's path (or S3 URL) is not told before the login.
+    assert!(sess["repository"].is_null(), "{sess}");
+    let page = String::from_utf8_lossy(&c.get("/api/session").body).into_owned();
+    assert!(!page.contains(&s.repo), "{page}");
     // Unauthenticated: refused.
     for p in [
         "/api/snapshots",
@@ -609,6 +614,7 @@ fn console_login_and_refusals() {
     assert_eq!(c.get("/api/snapshots").json().as_array().unwrap().len(), 1);
     let sess = c.session();
     assert_eq!(sess["csrf"], token.as_str());
+    assert_eq!(sess["repository"], s.repo.as_str(), "{sess}");
     // Logged in but without the CSRF token: refused.
     let id = c.get("/api/snapshots").json()[0]["id"]
         .as_str()

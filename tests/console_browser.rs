@@ -19,7 +19,23 @@
 //! * `diff`: the table filtered by tag, then two snapshots checked and diffed;
 //! * `paths`: "Back up now" for a path typed in.
 //!
-//! A third test logs in to a console with a password (`login-in.png`, `login-out.png`).
+//! A third test logs in to a console with a password (`login-page.png`, `login-in.png`,
+//! `login-out.png`); the repository's path is not shown before the login.
+//!
+//! A fourth (`console_operations_in_the_browser`, local repository and the running
+//! PostgreSQL) covers:
+//! * `status`: after a profile's run from the page and a restore-test from the command
+//!   line, the status panel shows backup, check and restore-test with result "ok";
+//! * `zip`: a snapshot's root downloaded as zip through Chromium; `unzip -t` passes and
+//!   the extracted bytes are the source's;
+//! * `restore-db`: a PostgreSQL dump stream restored through the database dialog into a
+//!   new database (refused without the confirmation tick), checked by a query;
+//! * `stop`: a long backup (a source that sleeps) stopped with the job's Stop button ends
+//!   "stopped", leaves no lease and `snap check` passes (`stop-running.png` shows it
+//!   running first).
+//!
+//! With `SNAP_CONSOLE_SHOTS_DIR` set, the local screenshots are also copied there (how
+//! docs/console/ is made).
 //! Script errors and unhandled promise rejections on the page fail the flows. Every wait
 //! polls a condition (100 ms) with a deadline; there are no fixed sleeps. The tests take a
 //! lock so that only one browser runs at a time.
@@ -233,6 +249,16 @@ impl Page {
             .screenshot(&p)
             .await
             .unwrap_or_else(|e| panic!("screenshot {}: {e}", p.display()));
+        // The walkthrough's pictures (docs/console/): a copy of the local flows' shots.
+        if let Some(dir) = std::env::var_os("SNAP_CONSOLE_SHOTS_DIR") {
+            if !self.prefix.starts_with("s3") && !name.starts_with("FAILED") {
+                let dir = PathBuf::from(dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                let to = dir.join(format!("{}{name}.png", self.prefix));
+                std::fs::copy(&p, &to)
+                    .unwrap_or_else(|e| panic!("copying {} to {}: {e}", p.display(), to.display()));
+            }
+        }
         p
     }
 
@@ -632,6 +658,7 @@ async fn flows(s: &Snap, prefix: &'static str) {
     input.clear().await.unwrap();
     input.send_keys(target.to_str().unwrap()).await.unwrap();
     page.click("#restore-confirm").await;
+    page.screenshot("restore-dialog").await;
     page.click("#restore-go").await;
     page.watch_job(jobs + 1).await;
     let diff = tree_diff(&src, &restored_path(&target, &src));
@@ -651,6 +678,20 @@ async fn flows(s: &Snap, prefix: &'static str) {
         .unwrap();
     page.click("#upload-button").await;
     page.watch_job(jobs + 1).await;
+    // The file input is emptied once the upload started (a second click must not
+    // import the same archive again).
+    let left = d
+        .execute(
+            "return document.getElementById('upload-file').files.length;",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        left.json(),
+        &serde_json::json!(0),
+        "the upload kept its file"
+    );
     let rows = page.rows(2).await;
     assert!(
         rows[0].1.contains("uploaded site.tar"),
@@ -840,11 +881,18 @@ async fn console_login_in_the_browser() {
         !page.text().await.contains("Snapshots"),
         "the app shows before a login"
     );
+    // Nothing about the server before the login: not the repository's path.
+    assert!(
+        !page.text().await.contains(&s.repo),
+        "the repository shows before a login"
+    );
+    page.screenshot("page").await;
     login("not the password").await;
     page.see("wrong password").await;
     login("open sesame 42").await;
     let rows = page.rows(1).await;
     page.see("Log out").await;
+    page.see(&s.repo).await;
     assert!(!page.text().await.contains("wrong password"));
 
     // The cookie outlives a reload; a change (description) passes the CSRF check.
@@ -891,4 +939,226 @@ async fn console_in_the_browser_s3() {
     s.repo = s3.repo_url(&services::unique_name("console_browser"));
     s.env = s3.env();
     flows(&s, "s3-").await;
+}
+
+/// Waits until a `*.zip` (a finished download: Chrome renames `NAME.crdownload` when
+/// complete) is in `dir`; returns its path.
+async fn downloaded_zip(page: &Page) -> PathBuf {
+    page.until("a zip in the download folder", || async {
+        std::fs::read_dir(&page.downloads)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "zip"))
+    })
+    .await
+}
+
+/// The text of the `result` cell of the status panel's row for `op` of `profile`.
+async fn status_result(page: &Page, profile: &str, op: &str) -> Option<String> {
+    let css = format!("tr.status-row[data-profile='{profile}'][data-operation='{op}'] td.result");
+    page.driver.find(By::Css(css)).await.ok()?.text().await.ok()
+}
+
+/// The status panel, a zip download, the database restore dialog and the Stop button (see
+/// the module docs), on a local repository with a PostgreSQL dump and two profiles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_operations_in_the_browser() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(chromium) = services::chromium() else {
+        return;
+    };
+    let Some(pg) = services::pg() else { return };
+    let t0 = Instant::now();
+    let mut s = Snap::new();
+    s.env = pg.env();
+    s.init();
+    let src_db = services::unique_name("snap_bdb_src_");
+    let dst_db = services::unique_name("snap_bdb_dst_");
+    pg.createdb(&src_db);
+    pg.psql(
+        &src_db,
+        "create table accounts(id int primary key, name text); insert into accounts values (1, 'ada'), (2, 'grace');",
+    );
+    s.ok(["backup", "--pg", &format!("app={}", pg.conninfo(&src_db))]);
+    pg.dropdb(&src_db);
+    let (src, b) = source(&s);
+    let pidfile = s.path("slow.pid");
+    let cfg = s.path("snap.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository.main]\npath = {:?}\n\n[profile.web]\nrepository = \"main\"\n\
+             paths = [{:?}]\nstate-file = {:?}\ncheck = true\n\n\
+             [profile.web.restore-test]\nmin-files = 2\n\n\
+             [profile.slow]\nrepository = \"main\"\nstate-file = {:?}\ncommand = [{:?}]\n",
+            s.repo,
+            src.to_str().unwrap(),
+            s.path("web-state.json").to_str().unwrap(),
+            s.path("slow-state.json").to_str().unwrap(),
+            format!(
+                "slow.txt=echo $$ > {}; echo begin; sleep 60",
+                pidfile.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let ui = open(&s, &chromium, &["--config", &cfg], "").await;
+    let page = &ui.page;
+    let d = &page.driver;
+    page.see("Back up web now").await;
+    page.rows(1).await;
+    eprintln!("browser ready after {:?}", t0.elapsed());
+
+    // Status panel: never run, then a run from the page and a restore-test.
+    assert_eq!(
+        status_result(page, "web", "backup").await.as_deref(),
+        Some("never")
+    );
+    page.click_text("button.run-profile", "Back up web now")
+        .await;
+    page.watch_job(1).await;
+    page.rows(2).await;
+    s.ok(["--config", &cfg, "restore-test", "web"]);
+    d.refresh().await.unwrap();
+    for op in ["backup", "check", "restore-test"] {
+        page.until(&format!("{op} ok in the status panel"), || async move {
+            (status_result(page, "web", op).await.as_deref() == Some("ok")).then_some(())
+        })
+        .await;
+    }
+    page.see("restore-test").await;
+    let shot = page.screenshot("status").await;
+    eprintln!(
+        "status flow done after {:?} ({})",
+        t0.elapsed(),
+        shot.display()
+    );
+
+    // Zip download of the web snapshot's root, through the browser.
+    let ids = s.snapshot_ids();
+    let web = ids.last().unwrap().clone();
+    page.click(&format!("#snapshots tr[data-id='{web}'] a.browse"))
+        .await;
+    page.see(&format!("Browse {}", &web[..8])).await;
+    page.click("#zip-link").await;
+    let zip = downloaded_zip(page).await;
+    let t = Command::new("unzip").arg("-t").arg(&zip).output().unwrap();
+    assert!(
+        t.status.success(),
+        "unzip -t rejects {}:\n{}{}",
+        zip.display(),
+        String::from_utf8_lossy(&t.stdout),
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let x = s.path("unzipped");
+    let st = Command::new("unzip")
+        .arg("-q")
+        .arg("-d")
+        .arg(&x)
+        .arg(&zip)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Bytes compared (zip keeps times in 2-second local-time steps: not compared).
+    for f in ["a.txt", "sub/b.bin", "sub/deeper/c.txt"] {
+        let got = std::fs::read(restored_path(&x, &src.join(f)))
+            .unwrap_or_else(|e| panic!("{f} not in the zip: {e}"));
+        assert!(
+            got == std::fs::read(src.join(f)).unwrap(),
+            "{f} differs in the zip"
+        );
+    }
+    assert!(std::fs::read(restored_path(&x, &src.join("sub/b.bin"))).unwrap() == b);
+    page.screenshot("zip").await;
+    eprintln!("zip flow done after {:?}", t0.elapsed());
+
+    // Database restore: the dialog refuses without the tick, then restores.
+    pg.createdb(&dst_db);
+    let pg_snap = ids[0].clone();
+    page.click(&format!("#snapshots tr[data-id='{pg_snap}'] a.browse"))
+        .await;
+    page.see(&format!("Browse {}", &pg_snap[..8])).await;
+    let jobs = page.job_count().await;
+    let fill = || async {
+        page.click("#restore-db-button").await;
+        page.see("streams: app").await;
+        let t = page.element("#restore-db-target").await;
+        t.clear().await.unwrap();
+        t.send_keys(pg.conninfo(&dst_db)).await.unwrap();
+    };
+    fill().await;
+    page.click("#restore-db-go").await;
+    page.see("database restore not started: tick the confirmation")
+        .await;
+    assert_eq!(page.job_count().await, jobs, "a job started unconfirmed");
+    fill().await;
+    page.click("#restore-db-confirm").await;
+    page.screenshot("restore-db-dialog").await;
+    page.click("#restore-db-go").await;
+    page.watch_job(jobs + 1).await;
+    let rows = pg.psql(
+        &dst_db,
+        "select string_agg(name, ',' order by id) from accounts",
+    );
+    pg.dropdb(&dst_db);
+    assert_eq!(rows, "ada,grace");
+    page.screenshot("restore-db").await;
+    eprintln!("restore-db flow done after {:?}", t0.elapsed());
+
+    // Stop: a backup whose source sleeps, stopped from the page.
+    let _ = std::fs::remove_file(&pidfile);
+    let jobs = page.job_count().await;
+    page.click_text("button.run-profile", "Back up slow now")
+        .await;
+    page.until("the slow source to start", || async {
+        std::fs::read_to_string(&pidfile)
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+    })
+    .await;
+    page.until(&format!("job #{} running", jobs + 1), || async {
+        (page.job_count().await > jobs).then_some(())
+    })
+    .await;
+    page.see("running").await;
+    page.screenshot("stop-running").await;
+    page.click("#jobs .job:first-child .job-stop").await;
+    let state = page
+        .until("the job stopped", || async {
+            let t = page
+                .driver
+                .find(By::Css("#jobs .job:first-child .job-state"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (!t.starts_with("running")).then_some(t)
+        })
+        .await;
+    assert!(state.starts_with("stopped"), "the job ended so: {state}");
+    page.see("stopped").await;
+    page.screenshot("stop").await;
+    let locks: Value = serde_json::from_str(&s.ok(["--json", "locks"])).unwrap();
+    assert_eq!(locks.as_array().map(Vec::len), Some(0), "{locks}");
+    assert_eq!(
+        s.snapshot_ids().len(),
+        2,
+        "the stopped backup wrote a snapshot"
+    );
+    s.ok(["check"]);
+    eprintln!("stop flow done after {:?}", t0.elapsed());
+
+    let errors = page
+        .driver
+        .find(By::Id("error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(errors, "", "the page shows an error");
+    page.driver.clone().quit().await.unwrap();
 }

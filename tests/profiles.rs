@@ -977,3 +977,98 @@ after = "cat > {dir}/after.json"
     assert_eq!(after["status"], "partial");
     assert_eq!(objs.last().unwrap()["exit_code"], 3);
 }
+
+/// Whether `pid` runs (a zombie counts as gone).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        let state = st.rsplit(')').next().unwrap_or("").trim_start();
+        !state.starts_with('Z') && !state.starts_with('X')
+    })
+}
+
+/// `kill -INT <pid of snap run>` (only that process, not its group) stops
+/// the running backup step cleanly: `snap run` forwards the signal to its
+/// step child, which releases its lease; the job ends failed with exit 130
+/// after its on-failure hook, and `snap check` passes. Before the
+/// forwarding, `snap run` died at once and its backup child ran on with its
+/// lease (this test timed out waiting for the source to stop).
+#[test]
+fn sigint_to_snap_run_stops_its_backup_step() {
+    let p = Profiled::new(
+        r#"
+[profile.slow]
+repository = "main"
+paths = ["{dir}/app"]
+command = ["slow.txt=echo $$ > {dir}/source.pid; echo begin; sleep 60"]
+on-failure = "cat > {dir}/failure.json"
+"#,
+    );
+    make_app(&p.dir().join("app"), 3);
+    let pidfile = p.dir().join("source.pid");
+    let mut child = p
+        .cmd(&["--json", "run", "slow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let sh: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(t.elapsed().as_secs() < 60, "the source never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let locks = p.ok(&["--json", "locks"]);
+    let n = |t: &str| {
+        serde_json::from_str::<Value>(t)
+            .unwrap()
+            .as_array()
+            .map(Vec::len)
+    };
+    assert_eq!(n(&locks), Some(1), "{locks}");
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t.elapsed().as_secs() > 30 {
+            let _ = child.kill();
+            let _ = Command::new("kill")
+                .args(["-KILL", &sh.to_string()])
+                .status();
+            panic!("snap run did not end within 30 s of SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(130), "{stdout}\n{stderr}");
+    // The source shell was stopped with the backup, not orphaned.
+    let t = std::time::Instant::now();
+    while alive(sh) {
+        assert!(t.elapsed().as_secs() < 10, "the source outlived the job");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let objs = lines(&stdout);
+    let summary = objs.last().unwrap();
+    assert_eq!(summary["type"], "summary", "{stdout}");
+    assert_eq!(summary["status"], "failure", "{stdout}");
+    assert_eq!(summary["failed_step"], "backup", "{stdout}");
+    let f = read_json(&p.dir().join("failure.json"));
+    assert_eq!(f["failed_step"], "backup", "{f}");
+    // No lease is left, no snapshot was written, the repository is valid.
+    let locks = p.ok(&["--json", "locks"]);
+    assert_eq!(n(&locks), Some(0), "{locks}");
+    assert!(p.s.snapshot_ids().is_empty());
+    p.ok(&["check"]);
+}

@@ -133,7 +133,14 @@ fn run_hook(job: &Job, hook: &str, cmd: &str, summary: &Value, running: bool) ->
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::inherit());
     // Hooks (often third-party notifiers) never see a password.
-    let mut child = snap::write::sources::command("sh")
+    let mut sh = snap::write::sources::command("sh");
+    if running {
+        // A before hook (`sleep 30`, a dump) is stopped with the job: in a
+        // process group of its own that gets our SIGTERM on an interrupt.
+        use std::os::unix::process::CommandExt;
+        sh.process_group(0);
+    }
+    let mut child = sh
         .arg("-c")
         .arg(cmd)
         .env("SNAP_HOOK", hook)
@@ -149,6 +156,9 @@ fn run_hook(job: &Job, hook: &str, cmd: &str, summary: &Value, running: bool) ->
         .stdin(Stdio::piped())
         .stdout(stdout_to_stderr)
         .spawn()?;
+    // Hooks after the steps run even after an interrupt (on-failure): only
+    // before hooks are stopped by one.
+    let _watch = running.then(|| snap::interrupt::watch_child(child.id(), true));
     let mut input = child.stdin.take();
     let body = format!("{summary}\n");
     // A hook that does not read its stdin must not block us: write on a thread
@@ -186,6 +196,12 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
         }
         return Ok(0);
     }
+    // SIGINT/SIGTERM to this process stop the job, not the process: the
+    // running step's child (in a process group of its own, see `run_step`)
+    // and a before hook get SIGTERM from `snap::interrupt`, stop cleanly
+    // (lease released), and the job ends as failed with exit 130/143 after
+    // its on-failure hooks.
+    let _graceful = snap::interrupt::graceful();
     let mut job = Job {
         profile: a.profile.clone(),
         config: cfg.path.display().to_string(),
@@ -216,6 +232,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
         if let Some(e) = run_hooks(g, &mut job, "before", &p.before.0, true) {
             job.fail("before", 1, e);
         }
+        interrupted(&mut job, "before");
     }
     let state = monitor::State::load(&monitor::state_path(&a.profile, &p)).unwrap_or_else(|e| {
         eprintln!("snap: warning: {e}");
@@ -236,8 +253,15 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<u8> {
             job.steps.push(v);
             continue;
         }
+        if interrupted(&mut job, s.kind.name()) {
+            let v = json!({"type": "step", "step": s.kind.name(), "status": "skipped"});
+            emit(g, &v, || format!("{}: skipped", s.kind.name()));
+            job.steps.push(v);
+            continue;
+        }
         let before = job.steps.len();
         run_step(g, &cfg, &mut pw, &mut job, s)?;
+        interrupted(&mut job, s.kind.name());
         if job.steps.len() > before {
             record_step(&a.profile, &p, s, &job.steps[before]);
         }
@@ -288,10 +312,22 @@ fn run_step(
 ) -> Result<()> {
     let name = s.kind.name();
     let t = Instant::now();
-    let out = snap_child(cfg, pw, &s.repo, s.from.as_deref(), &s.args)?
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output();
+    // The child runs in a process group of its own so that a signal to our
+    // group (a terminal's Ctrl-C, the console's Stop) reaches it once, as
+    // our SIGTERM (`snap::interrupt::watch_child`), not twice (a second
+    // signal would end it without its clean-up).
+    let out = {
+        use std::os::unix::process::CommandExt;
+        snap_child(cfg, pw, &s.repo, s.from.as_deref(), &s.args)?
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+    }
+    .and_then(|child| {
+        let _watch = snap::interrupt::watch_child(child.id(), false);
+        child.wait_with_output()
+    });
     let out = match out {
         Ok(o) => o,
         Err(e) => {
@@ -382,6 +418,20 @@ fn run_step(
         job.fail(name, c, error.unwrap_or_default());
     }
     Ok(())
+}
+
+/// After a SIGINT/SIGTERM: marks the job failed at `step` (unless it failed
+/// already) with exit 128 + the signal number; returns whether one arrived.
+fn interrupted(job: &mut Job, step: &str) -> bool {
+    let Some(code) = snap::interrupt::exit_code() else {
+        return false;
+    };
+    if job.failed_step.is_none() {
+        let sig = snap::interrupt::signal().unwrap_or(0);
+        let msg = format!("interrupted by {}", snap::interrupt::signal_name(sig));
+        job.fail(step, code, msg);
+    }
+    true
 }
 
 /// The rotation of a check or restore-test step that is not due yet

@@ -159,11 +159,16 @@ async fn style() -> impl IntoResponse {
 
 async fn session(St(s): St<S>, headers: HeaderMap) -> Json<Value> {
     let csrf = s.auth.csrf_for(&headers);
+    // The repository's path or S3 URL only for a session (or without a
+    // login): before it, the page tells nothing about the server.
+    let repository = csrf
+        .is_some()
+        .then(|| crate::cli::repo_location(&s.g).unwrap_or_default());
     Json(json!({
         "login_required": s.auth.login_required(),
         "logged_in": csrf.is_some(),
         "csrf": csrf,
-        "repository": crate::cli::repo_location(&s.g).unwrap_or_default(),
+        "repository": repository,
     }))
 }
 

@@ -4,8 +4,8 @@
 //!
 //! Each child leads a process group of its own. A job is stopped with
 //! SIGINT to that group ([`Jobs::stop`]), exactly what Ctrl-C in a terminal
-//! sends: `snap run` relies on it reaching the step's `snap backup` child
-//! too, and a backup then indexes the packs it stored, releases its lease
+//! sends: `snap run` forwards it (as SIGTERM) to its running step's child,
+//! which leads a group of its own, and a backup then indexes the packs it stored, releases its lease
 //! and exits 130. When the server itself gets SIGINT or SIGTERM, every
 //! running job gets SIGINT ([`Jobs::stop_all`]).
 

@@ -38,7 +38,7 @@ function showError(e) { $("error").textContent = e ? String(e.message || e) : ""
 
 async function start() {
   const s = await api("GET", "/api/session");
-  $("repo").textContent = s.repository;
+  $("repo").textContent = s.repository || "";
   if (!s.logged_in) { $("login").hidden = false; $("app").hidden = true; return; }
   csrf = s.csrf;
   $("login").hidden = true; $("app").hidden = false;
@@ -165,7 +165,8 @@ async function startJob(url, body, raw) {
   try {
     const j = await api("POST", url, body, raw);
     watch(j.id);
-  } catch (e) { showError(e); }
+    return true;
+  } catch (e) { showError(e); return false; }
 }
 
 const jobViews = {};
@@ -181,6 +182,10 @@ function jobView(j) {
     v.row.append(el("span", {}, "#" + j.id + " " + j.title + " "), el("span", { class: "bar" }, v.bar), " ", v.text, " ", v.stop);
     $("jobs").prepend(v.row);
   }
+  // An ended job stays ended: the Stop request's answer (sent while it ran)
+  // may arrive after the event that it ended.
+  if (v.ended) return;
+  v.ended = j.state !== "running";
   const pct = j.state === "done" ? 1 : (j.percent || 0);
   v.bar.style.width = Math.round(pct * 100) + "%";
   v.text.className = "job-state state-" + j.state;
@@ -295,7 +300,9 @@ $("upload-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const f = $("upload-file").files[0];
   if (!f) { showError("choose a .tar file first"); return; }
-  startJob("/api/jobs/import?name=" + encodeURIComponent(f.name), undefined, f);
+  // Once sent, the file is cleared: a second click must not import it again.
+  startJob("/api/jobs/import?name=" + encodeURIComponent(f.name), undefined, f)
+    .then((ok) => { if (ok) $("upload-file").value = ""; });
 });
 
 $("diff-button").addEventListener("click", async () => {
