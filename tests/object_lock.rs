@@ -118,9 +118,12 @@ fn object_lock_forget_and_prune_keep_locked_bytes_then_delete_them_and_extend_li
             .unwrap_or_else(|| panic!("{key} has no retention"));
         assert_eq!(r.mode, snap::format::config::LockMode::Governance, "{key}");
         // LastModified has whole seconds; snap rounds the date up to one.
+        // The date is taken when the upload starts and LastModified when the
+        // server has it, so a slow upload on a loaded machine (CI) lands a
+        // few seconds short of PERIOD; a missing or wrong period is far off.
         let after = (r.until - written[key]).num_seconds();
         assert!(
-            (PERIOD as i64..=PERIOD as i64 + 2).contains(&after),
+            (PERIOD as i64 - 20..=PERIOD as i64 + 2).contains(&after),
             "{key}: retain-until {} is not {PERIOD}s after the write at {}",
             r.until,
             written[key]
