@@ -722,15 +722,33 @@ pub fn wrap_put_key_with(
     username: String,
 ) -> Result<KeyFile> {
     let put = master.put_key_bytes()?;
+    let role = Some(crate::format::keyfile::ROLE_PUT_ONLY.into());
+    let owner = (created, hostname, username);
+    seal_key_file(&put[..], AAD_PUT_KEY, role, password, kdf, nonce, owner)
+}
+
+/// A key file (format-spec §5, §5.1) holding `plain` (the 96-byte master
+/// key or the 128-byte put key) sealed under the password's KEK with
+/// `aad`; `owner` is (created, hostname, username).
+/// Errors: [`ErrorKind::Corrupt`] if `kdf` is not valid Argon2id input.
+fn seal_key_file(
+    plain: &[u8],
+    aad: &[u8],
+    role: Option<String>,
+    password: &[u8],
+    kdf: Kdf,
+    nonce: &[u8; NONCE_LEN],
+    (created, hostname, username): (String, String, String),
+) -> Result<KeyFile> {
     let kek = derive_kek(password, &kdf)?;
     let cipher = XChaCha20Poly1305::new(&(*kek).into());
-    let sealed = seal_with(&cipher, nonce, AAD_PUT_KEY, &put);
+    let sealed = seal_with(&cipher, nonce, aad, plain);
     Ok(KeyFile {
         version: 1,
         created,
         hostname,
         username,
-        role: Some(crate::format::keyfile::ROLE_PUT_ONLY.into()),
+        role,
         kdf,
         sealed_master: hex::encode(sealed),
     })
@@ -780,18 +798,8 @@ pub fn wrap_master_key_with(
     username: String,
 ) -> Result<KeyFile> {
     let mk = master.to_bytes()?;
-    let kek = derive_kek(password, &kdf)?;
-    let cipher = XChaCha20Poly1305::new(&(*kek).into());
-    let sealed = seal_with(&cipher, nonce, AAD_KEY, &mk);
-    Ok(KeyFile {
-        version: 1,
-        created,
-        hostname,
-        username,
-        role: None,
-        kdf,
-        sealed_master: hex::encode(sealed),
-    })
+    let owner = (created, hostname, username);
+    seal_key_file(&mk[..], AAD_KEY, None, password, kdf, nonce, owner)
 }
 
 /// BLAKE3 `derive_key` context of the `config` key check (format-spec §4).
