@@ -366,3 +366,98 @@ fn list_versions_reads_every_page() {
         assert_eq!(latest.size, if i < 50 { 5 } else { 3 }, "{key}");
     }
 }
+
+/// The recommended ransomware-resistant setup of docs/offsite.md, all parts at once: a
+/// split-key repository under Object Lock made by the trusted machine, a backup host with a
+/// put-only key and append-only credentials, and the trusted machine's restore, forget and
+/// prune. The host backs up twice but can neither read nor delete; the trusted machine
+/// restores byte-identical, and its forget + prune leave the forgotten snapshot's bytes in
+/// the bucket until the retention date it names.
+#[test]
+fn put_only_host_with_append_only_credentials_in_an_object_lock_repository() {
+    let Some(auth) = services::s3auth() else {
+        return;
+    };
+    let bucket = format!("{}-lock", auth.bucket);
+    let prefix = unique_name("lockputonly_");
+    let full = snap_in(&auth, &bucket, &prefix);
+    full.ok(["init", "--put-only-ready", "--object-lock", "1d"]);
+    let out = full
+        .cmd(["key", "add", "--put-only"])
+        .env("SNAP_NEW_PASSWORD", "host put password")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut host = snap_in(&auth, &bucket, &prefix);
+    host.env = auth.env(&auth.append);
+    host.password = "host put password".into();
+    host.cache = full.path("cache-host");
+
+    let src = full.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"night one\n".repeat(4000)).unwrap();
+    std::fs::write(
+        src.join("sub/b.bin"),
+        common::gen::Rng::new(9).bytes(300 << 10),
+    )
+    .unwrap();
+    let first = host.backup_json([src.as_os_str()]);
+    let first = first["snapshot"].as_str().unwrap().to_string();
+    std::fs::write(src.join("a.txt"), b"night two\n".repeat(4000)).unwrap();
+    host.backup_json([src.as_os_str()]);
+
+    // The host can neither read nor delete, whatever it tries.
+    let target = full.path("restored");
+    for args in [
+        vec!["restore", "latest", "--target", target.to_str().unwrap()],
+        vec!["snapshots"],
+        vec!["forget", "--keep-last", "1", "--prune"],
+        vec!["unlock", "--all"],
+    ] {
+        let (code, err) = host.fail(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(one_error_line(&err).contains("put-only"), "{args:?}: {err}");
+    }
+    assert!(!target.exists());
+
+    // The trusted machine restores the second night byte-identical.
+    full.ok(["restore", "latest", "--target", target.to_str().unwrap()]);
+    let d = common::cli::tree_diff(&src, &common::cli::restored_path(&target, &src));
+    assert!(d.is_empty(), "restored tree differs: {d:?}");
+
+    // Its forget + prune hide the first snapshot but the bucket keeps its bytes, and it
+    // says until when.
+    let out = full.run(["forget", "--keep-last", "1", "--prune"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "snapshot {} is protected by Object Lock until",
+            &first[..8]
+        )),
+        "{said}"
+    );
+    let st = store(&auth, &full.repo);
+    let key = format!("snapshots/{first}");
+    let kept = versions(&st, "snapshots/");
+    let vs = kept
+        .get(&key)
+        .unwrap_or_else(|| panic!("{key} gone: {kept:?}"));
+    assert!(
+        vs.iter().any(|v| !v.delete_marker),
+        "{key}: no version with bytes left"
+    );
+    assert!(
+        !current(&st, "snapshots/").contains(&key),
+        "{key} still listed"
+    );
+    full.ok(["check", "--read-data"]);
+}
