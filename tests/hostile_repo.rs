@@ -755,3 +755,45 @@ fn odd_lease_names_and_a_huge_grace_do_not_panic() {
     assert!(!text(&o.stderr).contains("panicked"), "{o:?}");
     assert_ne!(o.status.code(), Some(101), "{o:?}");
 }
+
+/// A pack that snapshots need, deleted behind snap's back (by another tool, or hidden by a
+/// delete marker in a versioned or Object Lock bucket): prune refuses in one line and
+/// deletes nothing, instead of pruning on as if the loss were not there (and, under Object
+/// Lock, purging the hidden version for good once its retention ends). Each pack is taken
+/// away in turn: one holding trees stops prune at the unreadable tree; one holding only data
+/// is named by the new refusal. With the pack back, prune runs. Failed before: with a
+/// data-only pack gone prune exited 0.
+#[test]
+fn prune_refuses_when_a_referenced_pack_is_missing() {
+    let s = Snap::new();
+    ok(&run(&s, ["init"]));
+    let a = s.path("a");
+    make_dir(&a, 41, 12, 3 << 20);
+    let id = backup(&s, &a);
+    let packs = pack_files(&s);
+    let aside = s.path("aside");
+    let mut named = 0;
+    for pack in &packs {
+        std::fs::rename(pack, &aside).unwrap();
+        let err = failed(&run(&s, ["prune", "--grace", "0s"]));
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        if lines[0].contains("refusing to prune: pack") {
+            assert!(lines[0].contains(&name(pack)[..16]), "{err}");
+            named += 1;
+        } else {
+            assert!(lines[0].contains("is unreadable"), "{err}");
+        }
+        let mut left = packs.clone();
+        left.retain(|p| p != pack);
+        assert_eq!(
+            pack_files(&s),
+            left,
+            "prune changed packs while {pack:?} was missing"
+        );
+        std::fs::rename(&aside, pack).unwrap();
+    }
+    assert!(named > 0, "no pack held only data: {packs:?}");
+    ok(&run(&s, ["prune", "--grace", "0s"]));
+    restores_intact(&s, &id, &a);
+}

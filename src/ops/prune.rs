@@ -382,6 +382,8 @@ fn prune_without(
     view.commit()?;
     let mut to_mark: Vec<PackId> = Vec::new();
     let mut to_repack: Vec<ViewPack> = Vec::new();
+    // Indexed packs that hold referenced blobs but are not in data/.
+    let (mut missing, mut first_missing) = (0u64, None);
     view.for_each_pack(|p| {
         if delete.contains(&p.id) || waiting_packs.contains(&p.id) {
             return Ok(());
@@ -392,6 +394,11 @@ fn prune_without(
             if owned {
                 used += b.length as u64;
             }
+        }
+        if used > 0 && view.listed_size(&p.id)?.is_none() {
+            missing += 1;
+            first_missing.get_or_insert(p.id);
+            return Ok(());
         }
         if used == 0 {
             to_mark.push(p.id);
@@ -405,6 +412,16 @@ fn prune_without(
         }
         Ok(())
     })?;
+    // A referenced pack that is gone was deleted by someone else (snap
+    // removes a pack from the index before deleting it, §20.1). Pruning on
+    // would forget the loss, and under Object Lock step 7 would purge the
+    // hidden version for good once its retention ends: refuse instead.
+    if let Some(id) = first_missing {
+        return Err(Error::corrupt(format!(
+            "refusing to prune: pack {} ({missing} in all) holds data snapshots need but is not in the store; nothing was deleted. Run `snap check`; if the bucket keeps versions (Object Lock), remove the delete marker someone made to bring it back, else `snap repair index` and a new backup",
+            id.to_hex()
+        )));
+    }
     // Packs in data/ that no index names (left by an interrupted backup, or
     // being written right now: the mark protocol makes marking them safe).
     let mut unindexed: Vec<PackId> = Vec::new();
