@@ -1206,13 +1206,14 @@ fn packs(repo: &str) -> usize {
 /// "stopped", leaves no lease and no snapshot, `snap check` passes, and the
 /// next backup reuses the packs stored before the stop. Refusals: no CSRF
 /// token, bad and unknown ids, a job that already ended.
-#[test]
-fn console_stop_job_keeps_repository_valid() {
-    const MIB: usize = 1 << 20;
-    let mut s = Snap::new();
+/// A console on a new repository (1 MiB packs) whose profile `big` backs up a 16 MiB
+/// stream that then waits 60 s, started as a job and running with at least 8 packs stored:
+/// (the repository, the console, the job id).
+fn slow_backup_running(seed: u64) -> (Snap, Console, u64) {
+    let s = Snap::new();
     s.ok(["init", "--pack-size-mib", "1"]);
     let big = s.path("big.bin");
-    std::fs::write(&big, bytes(11, 16 * MIB)).unwrap();
+    std::fs::write(&big, bytes(seed, 16 << 20)).unwrap();
     let cfg = s.path("snap.toml");
     std::fs::write(
         &cfg,
@@ -1233,6 +1234,13 @@ fn console_stop_job_keeps_repository_valid() {
         assert!(Instant::now() < until, "no 8 packs stored");
         std::thread::sleep(Duration::from_millis(100));
     }
+    (s, c, id)
+}
+
+#[test]
+fn console_stop_job_keeps_repository_valid() {
+    const MIB: usize = 1 << 20;
+    let (mut s, c, id) = slow_backup_running(11);
     assert_eq!(c.get(&format!("/api/jobs/{id}")).json()["state"], "running");
     let no = c.post_with(
         &format!("/api/jobs/{id}/stop"),
@@ -1265,7 +1273,10 @@ fn console_stop_job_keeps_repository_valid() {
     // repository's index) reuses the packs stored before the stop.
     drop(c);
     s.cache = s.path("fresh-cache");
-    let sum = s.backup_json(["--command", &format!("big.bin=cat {}", big.display())]);
+    let sum = s.backup_json([
+        "--command",
+        &format!("big.bin=cat {}", s.path("big.bin").display()),
+    ]);
     let added = sum["summary"]["bytes_added_stored"].as_u64().unwrap();
     assert!(
         added < (16 * MIB / 2) as u64,
@@ -1327,30 +1338,7 @@ fn console_restore_mariadb() {
 /// passes.
 #[test]
 fn console_sigint_stops_running_jobs() {
-    let s = Snap::new();
-    s.ok(["init", "--pack-size-mib", "1"]);
-    let big = s.path("big.bin");
-    std::fs::write(&big, bytes(12, 16 << 20)).unwrap();
-    let cfg = s.path("snap.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[repository.main]\npath = {:?}\n\n[profile.big]\nrepository = \"main\"\ncommand = [{:?}]\n",
-            s.repo,
-            format!("big.bin=cat {}; sleep 60", big.display())
-        ),
-    )
-    .unwrap();
-    let mut c = Console::start(&s, &["--config", cfg.to_str().unwrap()]);
-    c.session();
-    let j = c.post("/api/jobs/backup", json!({"profile": "big"}));
-    assert_eq!(j.status, 202, "{}", String::from_utf8_lossy(&j.body));
-    let id = j.json()["id"].as_u64().unwrap();
-    let until = Instant::now() + Duration::from_secs(120);
-    while packs(&s.repo) < 8 {
-        assert!(Instant::now() < until, "no 8 packs stored");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (s, mut c, id) = slow_backup_running(12);
     let locks = || -> usize {
         let v: Value = serde_json::from_str(&s.ok(["--json", "locks"])).unwrap();
         v.as_array().map(Vec::len).unwrap_or(99)
