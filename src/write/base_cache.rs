@@ -44,9 +44,15 @@ pub fn keep(dir: &Path, id: &BlobId, data: &[u8]) {
 }
 
 /// The plaintext of chunk `id` from `dir`, if cached, exactly `raw_len`
-/// bytes long and matching `id` under `key`'s id key; else `None`.
+/// bytes long and matching `id` under `key`'s id key; else `None`. A file
+/// larger than zstd's bound for `raw_len` bytes is not read.
 pub fn load(dir: &Path, key: &MasterKey, id: &BlobId, raw_len: u32) -> Option<Vec<u8>> {
-    let z = std::fs::read(file(dir, id)).ok()?;
+    let path = file(dir, id);
+    let bound = zstd::zstd_safe::compress_bound(raw_len as usize) as u64;
+    if std::fs::metadata(&path).ok()?.len() > bound {
+        return None;
+    }
+    let z = std::fs::read(&path).ok()?;
     let plain = zstd::bulk::decompress(&z, raw_len as usize).ok()?;
     (plain.len() == raw_len as usize && key.blob_id(&plain) == *id).then_some(plain)
 }
@@ -94,6 +100,13 @@ mod tests {
         let other = key.blob_id(b"other");
         std::fs::copy(file(dir.path(), &id), file(dir.path(), &other)).unwrap();
         assert!(load(dir.path(), &key, &other, data.len() as u32).is_none());
+        // A file far larger than any frame of that length is not read.
+        let huge = key.blob_id(b"huge");
+        std::fs::File::create(file(dir.path(), &huge))
+            .and_then(|f| f.set_len(1 << 30))
+            .unwrap();
+        assert!(load(dir.path(), &key, &huge, data.len() as u32).is_none());
+        std::fs::remove_file(file(dir.path(), &huge)).unwrap();
         // Old files go, fresh ones stay.
         let old = filetime::FileTime::from_unix_time(1_000_000, 0);
         filetime::set_file_mtime(file(dir.path(), &other), old).unwrap();
