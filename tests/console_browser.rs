@@ -286,6 +286,11 @@ impl Page {
         }
     }
 
+    /// The text of the element `css`, if it exists now.
+    async fn text_of(&self, css: &str) -> Option<String> {
+        self.driver.find(By::Css(css)).await.ok()?.text().await.ok()
+    }
+
     /// The element `css` once it exists and is displayed.
     async fn element(&self, css: &str) -> WebElement {
         self.until(&format!("element {css}"), || async move {
@@ -372,14 +377,10 @@ impl Page {
         let mut seen: Vec<String> = Vec::new();
         let until = Instant::now() + WAIT;
         loop {
-            let t = match self
-                .driver
-                .find(By::Css("#jobs .job:first-child .job-state"))
+            let t = self
+                .text_of("#jobs .job:first-child .job-state")
                 .await
-            {
-                Ok(e) => e.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
+                .unwrap_or_default();
             if !t.is_empty() && seen.last() != Some(&t) {
                 seen.push(t.clone());
             }
@@ -596,14 +597,7 @@ async fn flows(s: &Snap, prefix: &'static str) {
     for c in &comps {
         page.click_text("#tree a.dir", &format!("{c}/")).await;
         page.until(&format!("{c} in the crumbs"), || async move {
-            let t = page
-                .driver
-                .find(By::Id("crumbs"))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let t = page.text_of("#crumbs").await?;
             t.contains(&format!("{c} /")).then_some(())
         })
         .await;
@@ -632,14 +626,7 @@ async fn flows(s: &Snap, prefix: &'static str) {
     let target = s.path("restored");
     page.click("#crumbs a").await; // back to the root: restore everything
     page.until("the root of the snapshot", || async move {
-        let t = page
-            .driver
-            .find(By::Id("crumbs"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let t = page.text_of("#crumbs").await?;
         (t.trim() == "/").then_some(())
     })
     .await;
@@ -738,14 +725,7 @@ async fn flows(s: &Snap, prefix: &'static str) {
         .await;
     let first_dir = format!("{} /", comps[0]);
     page.until("the first folder after the rename", || async {
-        let t = page
-            .driver
-            .find(By::Id("crumbs"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let t = page.text_of("#crumbs").await?;
         t.contains(&first_dir).then_some(())
     })
     .await;
@@ -770,14 +750,7 @@ async fn flows(s: &Snap, prefix: &'static str) {
     page.click("#diff-button").await;
     let diff = page
         .until("the diff", || async {
-            let t = page
-                .driver
-                .find(By::Id("diff"))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let t = page.text_of("#diff").await?;
             (!t.is_empty()).then_some(t)
         })
         .await;
@@ -824,14 +797,7 @@ async fn flows(s: &Snap, prefix: &'static str) {
         "script errors on the page"
     );
 
-    let errors = page
-        .driver
-        .find(By::Id("error"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let errors = page.text_of("#error").await.expect("the page has #error");
     assert_eq!(errors, "", "the page shows an error");
     page.driver.clone().quit().await.unwrap();
 }
@@ -957,7 +923,7 @@ async fn downloaded_zip(page: &Page) -> PathBuf {
 /// The text of the `result` cell of the status panel's row for `op` of `profile`.
 async fn status_result(page: &Page, profile: &str, op: &str) -> Option<String> {
     let css = format!("tr.status-row[data-profile='{profile}'][data-operation='{op}'] td.result");
-    page.driver.find(By::Css(css)).await.ok()?.text().await.ok()
+    page.text_of(&css).await
 }
 
 /// The status panel, a zip download, the database restore dialog and the Stop button (see
@@ -1127,14 +1093,7 @@ async fn console_operations_in_the_browser() {
     page.click("#jobs .job:first-child .job-stop").await;
     let state = page
         .until("the job stopped", || async {
-            let t = page
-                .driver
-                .find(By::Css("#jobs .job:first-child .job-state"))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let t = page.text_of("#jobs .job:first-child .job-state").await?;
             (!t.starts_with("running")).then_some(t)
         })
         .await;
@@ -1151,14 +1110,7 @@ async fn console_operations_in_the_browser() {
     s.ok(["check"]);
     eprintln!("stop flow done after {:?}", t0.elapsed());
 
-    let errors = page
-        .driver
-        .find(By::Id("error"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let errors = page.text_of("#error").await.expect("the page has #error");
     assert_eq!(errors, "", "the page shows an error");
     page.driver.clone().quit().await.unwrap();
 }
